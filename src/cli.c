@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "build-config.h"
+#include "cli.h"
+#include "util/error.h"
+#include "util/log.h"
+
+enum {
+        OPT_CONFIG = 0x100,
+        OPT_ROOT,
+        OPT_JSON,
+        OPT_DISK,
+        OPT_FILESYSTEM,
+        OPT_MOUNT_POINT,
+        OPT_WIPE,
+        OPT_USER,
+        OPT_AGENT_UNIT,
+        OPT_READY_TIMEOUT,
+        OPT_LOCK_TIMEOUT,
+        OPT_VERSION,
+};
+
+void cli_help(void) {
+        printf("Usage: rootless-ci [OPTIONS] VERB\n"
+               "\n"
+               "Turn this host into a CI host whose build user runs its own rootless Docker.\n"
+               "\n"
+               "Verbs:\n"
+               "  apply     converge the host (first run and repair)\n"
+               "  plan      print every change apply would make; change nothing\n"
+               "  check     verify the host is converged and every invariant holds\n"
+               "  version   print the version\n"
+               "\n"
+               "Options (each but the first five is also a configuration key; the command line wins):\n"
+               "  --config=FILE          read only FILE instead of /etc/rootless-ci.conf{,.d/*.conf}\n"
+               "  --root=DIR             work on the tree below DIR (image baking); live-only steps are skipped\n"
+               "  --json                 print the report as JSON on stdout\n"
+               "  -v, --verbose          more detail on stderr\n"
+               "  --lock-timeout=SEC     wait this long for another run's lock (default 60)\n"
+               "  --disk=DEVICE          [Disk] Device=      whole disk, e.g. /dev/disk/by-id/...\n"
+               "  --filesystem=ext4|xfs  [Disk] FileSystem=  default ext4\n"
+               "  --mount-point=DIR      [Disk] MountPoint=  default /srv/rootless-ci\n"
+               "  --wipe                 [Disk] Wipe=yes     allow destroying existing signatures on the disk\n"
+               "  --user=NAME            [User] Name=        default buildkite\n"
+               "  --agent-unit=UNIT      [Agent] Unit=       default buildkite-agent.service\n"
+               "  --ready-timeout=SEC    [Daemon] ReadyTimeoutSec= default 120\n"
+               "\n"
+               "Exit status: 0 done / nothing to do / all checks hold; 1 failed, or check found a\n"
+               "problem; 2 usage or configuration error (nothing changed); 3 refused to protect\n"
+               "existing data (nothing changed).\n");
+}
+
+static int add_setting(Cli *cli, const char *option, const char *section, const char *key, const char *value) {
+        if (cli->n_settings >= ELEMENTSOF(cli->settings))
+                return log_error_errno(-ERCI_USAGE, "Too many options.");
+        /* The same option twice is as suspicious on the command line as in a file. */
+        for (unsigned i = 0; i < cli->n_settings; i++)
+                if (streq(cli->settings[i].option, option))
+                        return log_error_errno(-ERCI_USAGE, "%s given more than once.", option);
+        cli->settings[cli->n_settings++] = (CliSetting) {
+                .option = option, .section = section, .key = key, .value = value,
+        };
+        return 0;
+}
+
+int cli_parse(int argc, char *argv[], Cli *ret) {
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "verbose", no_argument, NULL, 'v' },
+                { "version", no_argument, NULL, OPT_VERSION },
+                { "config", required_argument, NULL, OPT_CONFIG },
+                { "root", required_argument, NULL, OPT_ROOT },
+                { "json", no_argument, NULL, OPT_JSON },
+                { "lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT },
+                { "disk", required_argument, NULL, OPT_DISK },
+                { "filesystem", required_argument, NULL, OPT_FILESYSTEM },
+                { "mount-point", required_argument, NULL, OPT_MOUNT_POINT },
+                { "wipe", no_argument, NULL, OPT_WIPE },
+                { "user", required_argument, NULL, OPT_USER },
+                { "agent-unit", required_argument, NULL, OPT_AGENT_UNIT },
+                { "ready-timeout", required_argument, NULL, OPT_READY_TIMEOUT },
+                {}
+        };
+        Cli cli = { .verb = CLI_VERB_HELP, .lock_timeout_sec = 60 };
+        bool want_version = false;
+        int c, r;
+
+        opterr = 0;
+        optind = 0;
+        while ((c = getopt_long(argc, argv, "+hv", options, NULL)) >= 0 ||
+               (optind < argc && argv[optind][0] != '-')) {
+                /* Options may come before and after the verb: step over the verb and go on. */
+                if (c < 0) {
+                        if (cli.verb != CLI_VERB_HELP || want_version)
+                                return log_error_errno(-ERCI_USAGE, "Unexpected argument '%s'. See --help.", argv[optind]);
+                        if (streq(argv[optind], "apply"))
+                                cli.verb = CLI_VERB_APPLY;
+                        else if (streq(argv[optind], "plan"))
+                                cli.verb = CLI_VERB_PLAN;
+                        else if (streq(argv[optind], "check"))
+                                cli.verb = CLI_VERB_CHECK;
+                        else if (streq(argv[optind], "version"))
+                                want_version = true;
+                        else if (streq(argv[optind], "help")) {
+                                ret->verb = CLI_VERB_HELP;
+                                return 0;
+                        } else
+                                return log_error_errno(-ERCI_USAGE, "Unknown verb '%s'. Verbs: apply, plan, check, version.", argv[optind]);
+                        optind++;
+                        continue;
+                }
+
+                switch (c) {
+                case 'h':
+                        *ret = (Cli) { .verb = CLI_VERB_HELP };
+                        return 0;
+                case 'v':
+                        cli.verbose++;
+                        break;
+                case OPT_VERSION:
+                        want_version = true;
+                        break;
+                case OPT_CONFIG:
+                        if (!*optarg)
+                                return log_error_errno(-ERCI_USAGE, "--config= needs a file name.");
+                        cli.config_path = optarg;
+                        break;
+                case OPT_ROOT:
+                        if (!*optarg)
+                                return log_error_errno(-ERCI_USAGE, "--root= needs a directory.");
+                        cli.root = optarg;
+                        break;
+                case OPT_JSON:
+                        cli.json = true;
+                        break;
+                case OPT_LOCK_TIMEOUT: {
+                        char *end;
+                        unsigned long v;
+                        errno = 0;
+                        v = strtoul(optarg, &end, 10);
+                        if (errno || end == optarg || *end || optarg[0] == '-' || v > 86400)
+                                return log_error_errno(-ERCI_USAGE, "--lock-timeout=%s: must be a whole number of seconds from 0 to 86400.", optarg);
+                        cli.lock_timeout_sec = (unsigned) v;
+                        break;
+                }
+                case OPT_DISK:
+                        r = add_setting(&cli, "--disk", "Disk", "Device", optarg);
+                        if (r < 0)
+                                return r;
+                        break;
+                case OPT_FILESYSTEM:
+                        r = add_setting(&cli, "--filesystem", "Disk", "FileSystem", optarg);
+                        if (r < 0)
+                                return r;
+                        break;
+                case OPT_MOUNT_POINT:
+                        r = add_setting(&cli, "--mount-point", "Disk", "MountPoint", optarg);
+                        if (r < 0)
+                                return r;
+                        break;
+                case OPT_WIPE:
+                        r = add_setting(&cli, "--wipe", "Disk", "Wipe", "yes");
+                        if (r < 0)
+                                return r;
+                        break;
+                case OPT_USER:
+                        r = add_setting(&cli, "--user", "User", "Name", optarg);
+                        if (r < 0)
+                                return r;
+                        break;
+                case OPT_AGENT_UNIT:
+                        r = add_setting(&cli, "--agent-unit", "Agent", "Unit", optarg);
+                        if (r < 0)
+                                return r;
+                        break;
+                case OPT_READY_TIMEOUT:
+                        r = add_setting(&cli, "--ready-timeout", "Daemon", "ReadyTimeoutSec", optarg);
+                        if (r < 0)
+                                return r;
+                        break;
+                case '?':
+                        if (optopt)
+                                return log_error_errno(-ERCI_USAGE, "Unknown or malformed option '-%c'. See --help.", optopt);
+                        return log_error_errno(-ERCI_USAGE, "Unknown or malformed option '%s'. See --help.", argv[optind - 1]);
+                default:
+                        return log_error_errno(-ERCI_USAGE, "Option '%s' needs a value. See --help.", argv[optind - 1]);
+                }
+        }
+
+        if (want_version) {
+                if (cli.verb != CLI_VERB_HELP)
+                        return log_error_errno(-ERCI_USAGE, "'version' takes no other verb.");
+                cli.verb = CLI_VERB_VERSION;
+        } else if (cli.verb == CLI_VERB_HELP)
+                return log_error_errno(-ERCI_USAGE, "No verb given. Verbs: apply, plan, check, version. See --help.");
+
+        *ret = cli;
+        return 0;
+}
+
+int cli_apply_settings(const Cli *cli, Config *c) {
+        for (unsigned i = 0; i < cli->n_settings; i++) {
+                const CliSetting *s = &cli->settings[i];
+                const char *err = NULL;
+                int r;
+
+                r = config_set_key(c, s->section, s->key, s->value, &err);
+                if (r < 0)
+                        return log_error_errno(r == -ENOMEM ? r : -ERCI_USAGE, "%s=%s: %s", s->option, s->value,
+                                               err ? err : error_to_string(r));
+        }
+        return 0;
+}

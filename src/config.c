@@ -1,0 +1,462 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "util/macro.h"
+
+#define CONFIG_MAX_SIZE (1024 * 1024)
+#define READY_TIMEOUT_MAX_SEC (24 * 3600)
+
+static const char *const filesystem_table[_FILESYSTEM_MAX] = {
+        [FILESYSTEM_EXT4] = "ext4",
+        [FILESYSTEM_XFS] = "xfs",
+};
+
+const char *filesystem_to_string(FileSystem f) {
+        return f < _FILESYSTEM_MAX ? filesystem_table[f] : NULL;
+}
+
+FileSystem filesystem_from_string(const char *s) {
+        for (FileSystem f = 0; f < _FILESYSTEM_MAX; f++)
+                if (streq(s, filesystem_table[f]))
+                        return f;
+        return _FILESYSTEM_MAX;
+}
+
+int config_init(Config *c) {
+        *c = (Config) {
+                .filesystem = FILESYSTEM_EXT4,
+                .mount_point = strdup("/srv/rootless-ci"),
+                .user_name = strdup("buildkite"),
+                .agent_unit = strdup("buildkite-agent.service"),
+                .ready_timeout_sec = 120,
+        };
+        if (!c->mount_point || !c->user_name || !c->agent_unit) {
+                config_done(c);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+void config_done(Config *c) {
+        free(c->disk_device);
+        free(c->mount_point);
+        free(c->user_name);
+        free(c->agent_unit);
+        *c = (Config) {};
+}
+
+int parse_boolean(const char *s) {
+        static const char *const yes[] = { "1", "yes", "y", "true", "t", "on" };
+        static const char *const no[] = { "0", "no", "n", "false", "f", "off" };
+
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++)
+                if (strcasecmp(s, yes[i]) == 0)
+                        return 1;
+        for (size_t i = 0; i < ELEMENTSOF(no); i++)
+                if (strcasecmp(s, no[i]) == 0)
+                        return 0;
+        return -EINVAL;
+}
+
+/* shadow's default NAME_REGEX: ^[a-z_][a-z0-9_-]*[$]?$, at most 32 characters. */
+bool valid_user_name(const char *s) {
+        size_t l = strlen(s);
+
+        if (l == 0 || l > 32)
+                return false;
+        if (!(s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z')))
+                return false;
+        for (size_t i = 1; i < l; i++) {
+                char ch = s[i];
+                if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-')
+                        continue;
+                if (ch == '$' && i == l - 1)
+                        continue;
+                return false;
+        }
+        return true;
+}
+
+/* A system unit name: [A-Za-z0-9:_.\-@]+ with a type suffix we can drop in for. */
+bool valid_unit_name(const char *s) {
+        size_t l = strlen(s);
+        const char *suffix = ".service";
+
+        if (l <= strlen(suffix) || l > 255)
+                return false;
+        if (!streq(s + l - strlen(suffix), suffix))
+                return false;
+        for (size_t i = 0; i < l; i++) {
+                unsigned char ch = (unsigned char) s[i];
+                if (!(isascii(ch) && (isalnum(ch) || strchr(":_.-@\\", ch))))
+                        return false;
+        }
+        /* A template (foo@.service) is not a unit that runs. */
+        return !strstr(s, "@.service") && s[0] != '.' && s[0] != '-';
+}
+
+bool valid_absolute_path(const char *s) {
+        size_t l = strlen(s);
+
+        if (l == 0 || l >= PATH_MAX || s[0] != '/')
+                return false;
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+                if (*p < 0x20 || *p == 0x7f)
+                        return false;
+        /* Normalised: no empty, "." or ".." components, no trailing slash. */
+        for (const char *p = s; *p; ) {
+                const char *c = p + 1, *e = strchrnul(c, '/');
+                size_t n = (size_t) (e - c);
+
+                if (n == 0 && !(l == 1))
+                        return false;
+                if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+                        return false;
+                if (n > NAME_MAX)
+                        return false;
+                p = e;
+        }
+        return true;
+}
+
+static bool path_equal_or_under(const char *path, const char *dir) {
+        const char *rest = startswith(path, dir);
+        return rest && (*rest == 0 || *rest == '/');
+}
+
+bool valid_mount_point(const char *s, const char **ret_reason) {
+        /* Never on top of the system itself... */
+        static const char *const exact[] = {
+                "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32",
+                "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp",
+                "/usr", "/var", "/var/lib", "/var/log", "/var/tmp", "/var/cache",
+        };
+        /* ...nor anywhere inside what the system or the kernel owns. */
+        static const char *const beneath[] = {
+                "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
+                "/proc", "/root", "/run", "/sbin", "/sys", "/tmp", "/usr",
+        };
+
+        if (!valid_absolute_path(s)) {
+                *ret_reason = "must be an absolute, normalised path (no '.', '..' or '//')";
+                return false;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(exact); i++)
+                if (streq(s, exact[i])) {
+                        *ret_reason = "is a system directory; use a directory of its own such as /srv/rootless-ci";
+                        return false;
+                }
+        for (size_t i = 0; i < ELEMENTSOF(beneath); i++)
+                if (path_equal_or_under(s, beneath[i])) {
+                        *ret_reason = "lies inside a system or kernel directory";
+                        return false;
+                }
+        return true;
+}
+
+int config_set_key(Config *c, const char *section, const char *key, const char *value, const char **ret_error) {
+        int r;
+
+        *ret_error = NULL;
+
+        if (streq(section, "Disk")) {
+                if (streq(key, "Device")) {
+                        if (!valid_absolute_path(value) || !startswith(value, "/dev/")) {
+                                *ret_error = "must be a normalised device path under /dev/ (for example /dev/disk/by-id/...)";
+                                return -ERCI_USAGE;
+                        }
+                        return free_and_strdup(&c->disk_device, value);
+                }
+                if (streq(key, "FileSystem")) {
+                        FileSystem f = filesystem_from_string(value);
+                        if (f == _FILESYSTEM_MAX) {
+                                *ret_error = "must be ext4 or xfs";
+                                return -ERCI_USAGE;
+                        }
+                        c->filesystem = f;
+                        return 0;
+                }
+                if (streq(key, "MountPoint")) {
+                        if (!valid_mount_point(value, ret_error))
+                                return -ERCI_USAGE;
+                        return free_and_strdup(&c->mount_point, value);
+                }
+                if (streq(key, "Wipe")) {
+                        r = parse_boolean(value);
+                        if (r < 0) {
+                                *ret_error = "must be a boolean (yes or no)";
+                                return -ERCI_USAGE;
+                        }
+                        c->wipe = r;
+                        return 0;
+                }
+        } else if (streq(section, "User")) {
+                if (streq(key, "Name")) {
+                        if (!valid_user_name(value)) {
+                                *ret_error = "must be a valid user name: lower-case letters, digits, '_' and '-', "
+                                             "starting with a letter or '_', at most 32 characters";
+                                return -ERCI_USAGE;
+                        }
+                        if (streq(value, "root")) {
+                                *ret_error = "must not be root";
+                                return -ERCI_USAGE;
+                        }
+                        return free_and_strdup(&c->user_name, value);
+                }
+        } else if (streq(section, "Agent")) {
+                if (streq(key, "Unit")) {
+                        if (!valid_unit_name(value)) {
+                                *ret_error = "must be a service unit name such as buildkite-agent.service";
+                                return -ERCI_USAGE;
+                        }
+                        return free_and_strdup(&c->agent_unit, value);
+                }
+        } else if (streq(section, "Daemon")) {
+                if (streq(key, "ReadyTimeoutSec")) {
+                        char *end;
+                        unsigned long v;
+
+                        errno = 0;
+                        v = strtoul(value, &end, 10);
+                        if (errno || end == value || *end || value[0] == '-' || v == 0 || v > READY_TIMEOUT_MAX_SEC) {
+                                *ret_error = "must be a whole number of seconds from 1 to 86400";
+                                return -ERCI_USAGE;
+                        }
+                        c->ready_timeout_sec = (unsigned) v;
+                        return 0;
+                }
+        } else {
+                *ret_error = "unknown section";
+                return -ERCI_USAGE;
+        }
+
+        *ret_error = "unknown key";
+        return -ERCI_USAGE;
+}
+
+int config_verify(const Config *c, const char **ret_error) {
+        *ret_error = NULL;
+        if (c->wipe && !c->disk_device) {
+                *ret_error = "Wipe=yes (--wipe) needs a disk: set Device= (--disk=)";
+                return -ERCI_USAGE;
+        }
+        return 0;
+}
+
+static char *strip(char *s) {
+        char *e;
+
+        s += strspn(s, " \t");
+        e = s + strlen(s);
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+                *--e = 0;
+        return s;
+}
+
+typedef struct SeenKey {
+        char *section_key;
+        unsigned line;
+} SeenKey;
+
+int config_parse_text(Config *c, const char *path, const char *text, size_t size) {
+        _cleanup_free_ char *copy = NULL, *section = NULL;
+        SeenKey *seen = NULL;
+        size_t n_seen = 0;
+        unsigned line = 0;
+        char *p, *next;
+        int r = 0;
+
+        if (memchr(text, 0, size))
+                return log_error_errno(-ERCI_USAGE, "%s: contains a NUL byte; not a text file.", path);
+
+        copy = strndup(text, size);
+        if (!copy)
+                return -ENOMEM;
+
+        for (p = copy; p && *p; p = next) {
+                const char *err = NULL;
+                char *l, *eq, *key, *value;
+
+                line++;
+                next = strchr(p, '\n');
+                if (next)
+                        *next++ = 0;
+                l = strip(p);
+
+                if (*l == 0 || *l == '#' || *l == ';')
+                        continue;
+
+                if (*l == '[') {
+                        size_t n = strlen(l);
+                        if (n < 3 || l[n - 1] != ']') {
+                                r = log_error_errno(-ERCI_USAGE, "%s:%u: malformed section header: %s", path, line, l);
+                                goto finish;
+                        }
+                        l[n - 1] = 0;
+                        if (!streq(l + 1, "Disk") && !streq(l + 1, "User") && !streq(l + 1, "Agent") &&
+                            !streq(l + 1, "Daemon")) {
+                                r = log_error_errno(-ERCI_USAGE, "%s:%u: unknown section [%s]", path, line, l + 1);
+                                goto finish;
+                        }
+                        r = free_and_strdup(&section, l + 1);
+                        if (r < 0)
+                                goto finish;
+                        continue;
+                }
+
+                eq = strchr(l, '=');
+                if (!eq) {
+                        r = log_error_errno(-ERCI_USAGE, "%s:%u: expected Key=value or [Section], got: %s", path, line, l);
+                        goto finish;
+                }
+                *eq = 0;
+                key = strip(l);
+                value = strip(eq + 1);
+
+                if (!section) {
+                        r = log_error_errno(-ERCI_USAGE, "%s:%u: %s= is outside of any [Section]", path, line, key);
+                        goto finish;
+                }
+
+                /* A key twice in one file is a typo or a merge accident, never intended. */
+                {
+                        _cleanup_free_ char *sk = NULL;
+                        SeenKey *ns;
+
+                        if (asprintf(&sk, "%s/%s", section, key) < 0) {
+                                r = -ENOMEM;
+                                goto finish;
+                        }
+                        for (size_t i = 0; i < n_seen; i++)
+                                if (streq(seen[i].section_key, sk)) {
+                                        r = log_error_errno(-ERCI_USAGE,
+                                                            "%s:%u: [%s] %s= is set again (first set on line %u)",
+                                                            path, line, section, key, seen[i].line);
+                                        goto finish;
+                                }
+                        ns = reallocarray(seen, n_seen + 1, sizeof(SeenKey));
+                        if (!ns) {
+                                r = -ENOMEM;
+                                goto finish;
+                        }
+                        seen = ns;
+                        seen[n_seen++] = (SeenKey) { .section_key = TAKE_PTR(sk), .line = line };
+                }
+
+                r = config_set_key(c, section, key, value, &err);
+                if (r < 0) {
+                        if (err && streq(err, "unknown key"))
+                                log_error("%s:%u: unknown key %s= in [%s]", path, line, key, section);
+                        else if (err)
+                                log_error("%s:%u: %s=%s: %s", path, line, key, value, err);
+                        else
+                                log_error_errno(r, "%s:%u: %s=: %m", path, line, key);
+                        goto finish;
+                }
+        }
+
+finish:
+        for (size_t i = 0; i < n_seen; i++)
+                free(seen[i].section_key);
+        free(seen);
+        return r < 0 ? r : 0;
+}
+
+static int config_parse_file_at(Config *c, int dirfd, const char *path, const char *display, bool must_exist) {
+        _cleanup_free_ char *text = NULL;
+        size_t size;
+        int r;
+
+        r = read_file_at(dirfd, path, RESOLVE_POLICY_IN_ROOT, CONFIG_MAX_SIZE, &text, &size);
+        if (r == -ENOENT && !must_exist)
+                return 0;
+        if (r == -EFBIG)
+                return log_error_errno(-ERCI_USAGE, "%s: larger than 1 MiB; refusing to read it.", display);
+        if (r < 0)
+                return log_error_errno(r == -ENOENT ? -ERCI_USAGE : r, "%s: cannot read: %s", display,
+                                       error_to_string(r));
+        return config_parse_text(c, display, text, size);
+}
+
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+int config_load(Config *c, const char *root, const char *explicit_path) {
+        _cleanup_close_ int rootfd = -1, dfd = -1;
+        _cleanup_free_ char *main_display = NULL, *dropin_display = NULL;
+        char **names = NULL;
+        size_t n_names = 0;
+        DIR *d;
+        int r;
+
+        if (explicit_path) {
+                int cwd = AT_FDCWD;
+                return config_parse_file_at(c, cwd, explicit_path, explicit_path, true);
+        }
+
+        rootfd = open_root(root);
+        if (rootfd < 0)
+                return log_error_errno(rootfd, "Failed to open %s: %m", root ? root : "/");
+
+        main_display = path_join_root(root, CONFIG_PATH);
+        dropin_display = path_join_root(root, CONFIG_DROPIN_DIR);
+        if (!main_display || !dropin_display)
+                return -ENOMEM;
+
+        r = config_parse_file_at(c, rootfd, CONFIG_PATH, main_display, false);
+        if (r < 0)
+                return r;
+
+        dfd = safe_openat(rootfd, CONFIG_DROPIN_DIR, O_RDONLY | O_DIRECTORY, 0, RESOLVE_POLICY_IN_ROOT);
+        if (dfd == -ENOENT)
+                return 0;
+        if (dfd < 0)
+                return log_error_errno(dfd, "%s: cannot open: %m", dropin_display);
+
+        d = fdopendir(TAKE_FD(dfd));
+        if (!d)
+                return -errno;
+        for (struct dirent *de; (de = readdir(d)); ) {
+                size_t l = strlen(de->d_name);
+                char **nn;
+
+                if (de->d_name[0] == '.' || l <= 5 || !streq(de->d_name + l - 5, ".conf"))
+                        continue;
+                nn = reallocarray(names, n_names + 1, sizeof(char *));
+                if (!nn || !(nn[n_names] = strdup(de->d_name))) {
+                        free(nn ? nn : names);
+                        closedir(d);
+                        return -ENOMEM;
+                }
+                names = nn;
+                n_names++;
+        }
+        qsort(names, n_names, sizeof(char *), cmp_str);
+
+        r = 0;
+        for (size_t i = 0; i < n_names && r >= 0; i++) {
+                _cleanup_free_ char *rel = NULL, *display = NULL;
+                if (asprintf(&rel, "%s/%s", CONFIG_DROPIN_DIR, names[i]) < 0 ||
+                    !(display = path_join_root(root, rel)))
+                        r = -ENOMEM;
+                else
+                        r = config_parse_file_at(c, rootfd, rel, display, true);
+        }
+        for (size_t i = 0; i < n_names; i++)
+                free(names[i]);
+        free(names);
+        closedir(d);
+        return r;
+}

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+
+/*
+ * The one configuration struct. It is filled, in this order, from built-in
+ * defaults, /etc/rootless-ci.conf, /etc/rootless-ci.conf.d/ *.conf (lexical
+ * order; a later file overrides an earlier one) and the command line, which
+ * wins. A key set twice within one file is an error.
+ */
+
+typedef enum FileSystem {
+        FILESYSTEM_EXT4,
+        FILESYSTEM_XFS,
+        _FILESYSTEM_MAX,
+} FileSystem;
+
+typedef struct Config {
+        /* [Disk] */
+        char *disk_device;          /* Device=     NULL: no disk configured */
+        FileSystem filesystem;      /* FileSystem= ext4 */
+        char *mount_point;          /* MountPoint= /srv/rootless-ci */
+        bool wipe;                  /* Wipe=       no; never remembered */
+
+        /* [User] */
+        char *user_name;            /* Name=       buildkite */
+
+        /* [Agent] */
+        char *agent_unit;           /* Unit=       buildkite-agent.service */
+
+        /* [Daemon] */
+        unsigned ready_timeout_sec; /* ReadyTimeoutSec= 120 */
+} Config;
+
+#define CONFIG_PATH "/etc/rootless-ci.conf"
+#define CONFIG_DROPIN_DIR "/etc/rootless-ci.conf.d"
+
+int config_init(Config *c);
+void config_done(Config *c);
+
+/*
+ * Parse one file's text into c. path is only used in messages. Errors are
+ * logged as "path:line: message" and returned as -ERCI_USAGE.
+ */
+int config_parse_text(Config *c, const char *path, const char *text, size_t size);
+
+/*
+ * Load the main file and the drop-ins below root (NULL or "/" for the live
+ * host). If explicit_path is given (--config=FILE), only that file is read,
+ * outside root, and it must exist.
+ */
+int config_load(Config *c, const char *root, const char *explicit_path);
+
+/* Setters shared by the parser and the command line; each validates. */
+int config_set_key(Config *c, const char *section, const char *key, const char *value, const char **ret_error);
+
+/* Checks that need the whole config (e.g. nothing configured that conflicts). */
+int config_verify(const Config *c, const char **ret_error);
+
+const char *filesystem_to_string(FileSystem f);
+FileSystem filesystem_from_string(const char *s);
+
+/* Validation helpers, exported for tests. Return true when valid. */
+bool valid_user_name(const char *s);
+bool valid_unit_name(const char *s);
+/* Absolute, normalised (no "." / ".." / "//" components), printable, bounded. */
+bool valid_absolute_path(const char *s);
+/* A mount point we agree to mount a disk on (not /, /proc, /etc, ...). */
+bool valid_mount_point(const char *s, const char **ret_reason);
+int parse_boolean(const char *s);

@@ -1,0 +1,311 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "engine.h"
+#include "steps/steps.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/lock.h"
+#include "util/log.h"
+
+static const Step *const all_steps[] = {
+        &step_preflight,
+};
+
+/* Steps of DESIGN.md not built yet; said plainly so nobody thinks they ran. */
+static const char *const pending_steps[] = {
+        "disk", "user", "storage", "daemon", "agent",
+};
+
+static const char *const item_status_table[_ITEM_STATUS_MAX] = {
+        [ITEM_OK] = "ok",
+        [ITEM_CREATE] = "create",
+        [ITEM_CHANGE] = "change",
+        [ITEM_REMOVE] = "remove",
+        [ITEM_PASS] = "pass",
+        [ITEM_FAIL] = "fail",
+        [ITEM_WARN] = "warn",
+        [ITEM_SKIP] = "skip",
+};
+
+static const char *const item_status_symbol[_ITEM_STATUS_MAX] = {
+        [ITEM_OK] = "=",
+        [ITEM_CREATE] = "+",
+        [ITEM_CHANGE] = "~",
+        [ITEM_REMOVE] = "-",
+        [ITEM_PASS] = "PASS",
+        [ITEM_FAIL] = "FAIL",
+        [ITEM_WARN] = "WARN",
+        [ITEM_SKIP] = "SKIP",
+};
+
+const char *item_status_to_string(ItemStatus s) {
+        return s < _ITEM_STATUS_MAX ? item_status_table[s] : NULL;
+}
+
+const char *verb_to_string(Verb v) {
+        switch (v) {
+        case VERB_APPLY:
+                return "apply";
+        case VERB_PLAN:
+                return "plan";
+        case VERB_CHECK:
+                return "check";
+        }
+        return NULL;
+}
+
+static void report_add(Context *ctx, const char *id, ItemStatus status, const char *fix, bool changed,
+                       const char *fmt, va_list ap) {
+        Item *n, *it;
+
+        n = reallocarray(ctx->items, ctx->n_items + 1, sizeof(Item));
+        if (!n)
+                abort(); /* a report we cannot record is a report we must not pretend to have */
+        ctx->items = n;
+        it = &ctx->items[ctx->n_items++];
+        *it = (Item) {
+                .id = strdup(id),
+                .step = ctx->current_step,
+                .status = status,
+                .fix = fix ? strdup(fix) : NULL,
+                .changed = changed,
+        };
+        if (vasprintf(&it->message, fmt, ap) < 0 || !it->id || (fix && !it->fix))
+                abort();
+
+        if (status == ITEM_FAIL)
+                ctx->any_failed = true;
+        if (changed)
+                ctx->any_changed = true;
+
+        log_journal_event(status == ITEM_FAIL ? LOG_ERR : LOG_INFO, ctx->current_step, id,
+                          item_status_to_string(status), it->message);
+}
+
+void report_item(Context *ctx, const char *id, ItemStatus status, const char *fix, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        report_add(ctx, id, status, fix, false, fmt, ap);
+        va_end(ap);
+}
+
+void report_changed(Context *ctx, const char *id, ItemStatus status, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        report_add(ctx, id, status, NULL, true, fmt, ap);
+        va_end(ap);
+}
+
+int context_init(Context *ctx, Verb verb, const char *root, const Config *config) {
+        *ctx = (Context) {
+                .verb = verb,
+                .config = config,
+                .root = root ? root : "/",
+                .root_fd = -1,
+        };
+        ctx->live = streq(ctx->root, "/");
+        ctx->root_fd = open_root(ctx->root);
+        if (ctx->root_fd < 0)
+                return log_error_errno(ctx->root_fd, "Failed to open root directory %s: %m", ctx->root);
+        return 0;
+}
+
+static void host_facts_done(HostFacts *f) {
+        free(f->os_id);
+        free(f->os_id_like);
+        free(f->dockerd_rootless_path);
+        free(f->rootlesskit_path);
+        free(f->network_driver);
+        free(f->storage_driver);
+}
+
+void context_done(Context *ctx) {
+        for (size_t i = 0; i < ctx->n_items; i++) {
+                free(ctx->items[i].id);
+                free(ctx->items[i].message);
+                free(ctx->items[i].fix);
+        }
+        free(ctx->items);
+        host_facts_done(&ctx->facts);
+        safe_close(ctx->root_fd);
+        *ctx = (Context) { .root_fd = -1 };
+}
+
+static double elapsed_ms(const struct timespec *start) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        return (double) (now.tv_sec - start->tv_sec) * 1e3 + (double) (now.tv_nsec - start->tv_nsec) / 1e6;
+}
+
+static void log_step_summary(const Context *ctx, size_t first_item, double ms) {
+        size_t failed = 0, changes = 0, n = ctx->n_items - first_item;
+
+        for (size_t i = first_item; i < ctx->n_items; i++) {
+                ItemStatus s = ctx->items[i].status;
+                if (s == ITEM_FAIL)
+                        failed++;
+                else if (s == ITEM_CREATE || s == ITEM_CHANGE || s == ITEM_REMOVE)
+                        changes++;
+        }
+        if (failed)
+                log_info("%zu of %zu items failed (%.1f ms)", failed, n, ms);
+        else if (changes)
+                log_info("%zu %s (%.1f ms)", changes,
+                         ctx->verb == VERB_APPLY ? "changed" : (ctx->verb == VERB_PLAN ? "to change" : "out of date"), ms);
+        else
+                log_info("%zu items in place (%.1f ms)", n, ms);
+}
+
+int engine_run_steps(Context *ctx, const Step *const *steps, size_t n_steps) {
+        for (size_t i = 0; i < n_steps; i++) {
+                const Step *s = steps[i];
+                size_t first = ctx->n_items;
+                struct timespec start;
+                int r;
+
+                ctx->current_step = s->name;
+                log_set_step(s->name);
+                clock_gettime(CLOCK_MONOTONIC, &start);
+
+                r = s->run(ctx);
+                log_step_summary(ctx, first, elapsed_ms(&start));
+                if (r < 0) {
+                        ctx->any_failed = true;
+                        log_set_step(NULL);
+                        return r;
+                }
+
+                /* Nothing may change while a prerequisite is missing. */
+                if (ctx->verb == VERB_APPLY && ctx->any_failed) {
+                        log_set_step(NULL);
+                        log_error("%s failed; stopping before anything is changed by later steps.", s->name);
+                        return -ERCI_FAILED;
+                }
+        }
+        log_set_step(NULL);
+        return 0;
+}
+
+static void print_json_string(FILE *f, const char *s) {
+        if (!s) {
+                fputs("null", f);
+                return;
+        }
+        fputc('"', f);
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+                switch (*p) {
+                case '"':
+                        fputs("\\\"", f);
+                        break;
+                case '\\':
+                        fputs("\\\\", f);
+                        break;
+                case '\n':
+                        fputs("\\n", f);
+                        break;
+                case '\t':
+                        fputs("\\t", f);
+                        break;
+                default:
+                        if (*p < 0x20 || *p == 0x7f)
+                                fprintf(f, "\\u%04x", *p);
+                        else
+                                fputc(*p, f);
+                }
+        }
+        fputc('"', f);
+}
+
+static void report_print_json(const Context *ctx, int exit_status) {
+        FILE *f = stdout;
+
+        fprintf(f, "{\"schema\":1,\"verb\":\"%s\",\"exit\":%d,\"changed\":%s,\"root\":",
+                verb_to_string(ctx->verb), exit_status, ctx->any_changed ? "true" : "false");
+        print_json_string(f, ctx->root);
+        fputs(",\"pending_steps\":[", f);
+        for (size_t i = 0; i < ELEMENTSOF(pending_steps); i++)
+                fprintf(f, "%s\"%s\"", i ? "," : "", pending_steps[i]);
+        fputs("],\"items\":[", f);
+        for (size_t i = 0; i < ctx->n_items; i++) {
+                const Item *it = &ctx->items[i];
+                fputs(i ? ",\n{" : "\n{", f);
+                fputs("\"id\":", f);
+                print_json_string(f, it->id);
+                fputs(",\"step\":", f);
+                print_json_string(f, it->step);
+                fprintf(f, ",\"status\":\"%s\",\"message\":", item_status_to_string(it->status));
+                print_json_string(f, it->message);
+                fputs(",\"fix\":", f);
+                print_json_string(f, it->fix);
+                fprintf(f, ",\"changed\":%s}", it->changed ? "true" : "false");
+        }
+        fputs("]}\n", f);
+}
+
+static void report_print_human(const Context *ctx, int exit_status) {
+        size_t shown = 0;
+
+        for (size_t i = 0; i < ctx->n_items; i++) {
+                const Item *it = &ctx->items[i];
+
+                /* apply shows what it did and what is wrong; plan and check show everything. */
+                if (ctx->verb == VERB_APPLY && !it->changed && it->status != ITEM_FAIL && it->status != ITEM_WARN)
+                        continue;
+                printf("%-4s %s: %s\n", item_status_symbol[it->status], it->id, it->message);
+                if (it->fix && (it->status == ITEM_FAIL || it->status == ITEM_WARN || ctx->verb != VERB_CHECK))
+                        printf("     fix: %s\n", it->fix);
+                shown++;
+        }
+
+        if (ctx->verb == VERB_APPLY && exit_status == EXIT_OK && !ctx->any_changed)
+                printf("Nothing changed: the host is converged%s.\n", ELEMENTSOF(pending_steps) ? " for the steps built so far" : "");
+        if (ELEMENTSOF(pending_steps) > 0) {
+                printf("Not built yet, not run:");
+                for (size_t i = 0; i < ELEMENTSOF(pending_steps); i++)
+                        printf(" %s", pending_steps[i]);
+                printf(".\n");
+        }
+        (void) shown;
+}
+
+void report_print(const Context *ctx, int exit_status) {
+        if (ctx->json)
+                report_print_json(ctx, exit_status);
+        else
+                report_print_human(ctx, exit_status);
+        fflush(stdout);
+}
+
+int engine_run(const EngineOptions *o, const Config *config) {
+        _cleanup_close_ int lock_fd = -1;
+        Context ctx;
+        int r, status;
+
+        r = context_init(&ctx, o->verb, o->root, config);
+        if (r < 0)
+                return exit_status_from_error(r);
+        ctx.json = o->json;
+
+        log_open_journal(ctx.live);
+
+        r = lock_acquire(ctx.root_fd, o->verb == VERB_APPLY, o->lock_timeout_ms, &lock_fd);
+        if (r < 0) {
+                context_done(&ctx);
+                return EXIT_FAILED;
+        }
+
+        r = engine_run_steps(&ctx, all_steps, ELEMENTSOF(all_steps));
+        if (r < 0)
+                status = exit_status_from_error(r);
+        else
+                status = ctx.any_failed ? EXIT_FAILED : EXIT_OK;
+
+        report_print(&ctx, status);
+        context_done(&ctx);
+        return status;
+}

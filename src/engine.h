@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "util/macro.h"
+
+typedef enum Verb {
+        VERB_APPLY,
+        VERB_PLAN,
+        VERB_CHECK,
+} Verb;
+
+/*
+ * What one item of a step reports. Plan/apply items say what changes
+ * (ok "=", create "+", change "~", remove "-"); checks give a verdict
+ * (pass, fail, warn, skip). In JSON these are the lower-case names.
+ */
+typedef enum ItemStatus {
+        ITEM_OK,
+        ITEM_CREATE,
+        ITEM_CHANGE,
+        ITEM_REMOVE,
+        ITEM_PASS,
+        ITEM_FAIL,
+        ITEM_WARN,
+        ITEM_SKIP,
+        _ITEM_STATUS_MAX,
+} ItemStatus;
+
+typedef struct Item {
+        char *id;        /* "preflight.newuidmap", "disk.fstab", ... */
+        const char *step;
+        ItemStatus status;
+        char *message;
+        char *fix;       /* NULL when there is nothing to do */
+        bool changed;    /* apply: this run changed the host */
+} Item;
+
+/* Facts one step learns and later steps use; only the engine's context carries them. */
+typedef struct HostFacts {
+        char *os_id;                   /* os-release ID ("debian", "ubuntu", ...) */
+        char *os_id_like;
+        char *dockerd_rootless_path;   /* as seen on the host (without --root) */
+        char *rootlesskit_path;
+        char *network_driver;          /* "slirp4netns" or "pasta" */
+        char *storage_driver;          /* "overlay2" or "fuse-overlayfs" */
+        bool apparmor_restricts_userns;
+        bool systemd_running;
+} HostFacts;
+
+typedef struct Context {
+        Verb verb;
+        const Config *config;
+        const char *root;      /* "/" live, or the --root directory */
+        int root_fd;
+        bool live;             /* root is "/": live-only steps run */
+        bool json;
+
+        const char *current_step;
+        Item *items;
+        size_t n_items;
+        bool any_failed;       /* a check failed, or a step failed */
+        bool any_changed;
+
+        HostFacts facts;
+} Context;
+
+typedef struct Step {
+        const char *name;
+        /*
+         * Each step looks at the host, reports what it finds as items, and
+         * when ctx->verb is VERB_APPLY makes the change and verifies it. It
+         * returns < 0 only when it could not go on (the error is logged);
+         * failed checks are items with ITEM_FAIL.
+         */
+        int (*run)(Context *ctx);
+} Step;
+
+/* Report one item of the current step. fix may be NULL. */
+void report_item(Context *ctx, const char *id, ItemStatus status, const char *fix, const char *fmt, ...)
+        _printf_(5, 6);
+/* Apply made a change: like report_item with changed=true. */
+void report_changed(Context *ctx, const char *id, ItemStatus status, const char *fmt, ...) _printf_(4, 5);
+
+const char *item_status_to_string(ItemStatus s);
+const char *verb_to_string(Verb v);
+
+typedef struct EngineOptions {
+        Verb verb;
+        const char *root;
+        bool json;
+        unsigned lock_timeout_ms;
+} EngineOptions;
+
+/* Run a verb over all steps; returns the process exit status. */
+int engine_run(const EngineOptions *o, const Config *config);
+
+/* Exported for tests: run the steps in ctx without locking or output. */
+int engine_run_steps(Context *ctx, const Step *const *steps, size_t n_steps);
+void context_done(Context *ctx);
+int context_init(Context *ctx, Verb verb, const char *root, const Config *config);
+
+/* Write the report to stdout, human or JSON. */
+void report_print(const Context *ctx, int exit_status);

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "build-config.h"
+#include "cli.h"
+#include "config.h"
+#include "engine.h"
+#include "util/error.h"
+#include "util/log.h"
+
+static int run(int argc, char *argv[]) {
+        _cleanup_(config_done) Config config = {};
+        const char *err;
+        Cli cli;
+        int r;
+
+        r = cli_parse(argc, argv, &cli);
+        if (r < 0)
+                return exit_status_from_error(r);
+
+        if (cli.verbose)
+                log_set_max_level(LOG_DEBUG);
+
+        switch (cli.verb) {
+        case CLI_VERB_HELP:
+                cli_help();
+                return EXIT_OK;
+        case CLI_VERB_VERSION:
+                printf("rootless-ci %s\n", PACKAGE_VERSION);
+                return EXIT_OK;
+        default:
+                break;
+        }
+
+        if (cli.root) {
+                struct stat st;
+                if (stat(cli.root, &st) < 0 || !S_ISDIR(st.st_mode)) {
+                        log_error("--root=%s: not a directory.", cli.root);
+                        return EXIT_USAGE;
+                }
+        }
+
+        r = config_init(&config);
+        if (r < 0)
+                return log_error_errno(r, "Failed to initialise configuration: %m"), EXIT_FAILED;
+        r = config_load(&config, cli.root, cli.config_path);
+        if (r < 0)
+                return exit_status_from_error(r);
+        r = cli_apply_settings(&cli, &config);
+        if (r < 0)
+                return exit_status_from_error(r);
+        r = config_verify(&config, &err);
+        if (r < 0) {
+                log_error("Configuration: %s", err);
+                return exit_status_from_error(r);
+        }
+
+        if (cli.root == NULL && geteuid() != 0 && cli.verb == CLI_VERB_APPLY) {
+                log_error("apply changes the host and must run as root (try sudo), or use --root=DIR.");
+                return EXIT_FAILED;
+        }
+
+        return engine_run(&(EngineOptions) {
+                .verb = (Verb) cli.verb,
+                .root = cli.root,
+                .json = cli.json,
+                .lock_timeout_ms = cli.lock_timeout_sec * 1000U,
+        }, &config);
+}
+
+int main(int argc, char *argv[]) {
+        /* Whatever umask we inherit, files we create get the modes we ask for. */
+        umask(0022);
+        return run(argc, argv);
+}

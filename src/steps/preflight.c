@@ -1,0 +1,405 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "steps.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "util/macro.h"
+
+/*
+ * Preflight: everything apply needs, checked before anything changes. It
+ * only reads, so plan, check and apply run it the same way; with --root it
+ * reads the tree (and its proc/, dev/, run/ when a test fake has them) and
+ * skips what only a live host can answer.
+ */
+
+typedef enum Distro {
+        DISTRO_DEBIAN,   /* Debian, Ubuntu and their derivatives: apt-get */
+        DISTRO_FEDORA,   /* Fedora, RHEL, CentOS, Rocky, Alma: dnf */
+        DISTRO_OTHER,
+} Distro;
+
+typedef struct Package {
+        const char *what;     /* what is missing, in words */
+        const char *debian;
+        const char *fedora;
+} Package;
+
+static const Package pkg_dockerd_rootless = {
+        "Docker's rootless scripts (dockerd-rootless.sh)",
+        "docker.io (Debian's; the script is in /usr/share/docker.io/contrib), or docker-ce-rootless-extras from Docker's own repository",
+        "docker-ce-rootless-extras",
+};
+static const Package pkg_rootlesskit = { "rootlesskit", "rootlesskit (or docker-ce-rootless-extras)", "docker-ce-rootless-extras" };
+static const Package pkg_uidmap = { "newuidmap and newgidmap", "uidmap", "shadow-utils" };
+static const Package pkg_network = { "slirp4netns or pasta", "slirp4netns (or passt)", "slirp4netns (or passt)" };
+static const Package pkg_dbus_user = { "the D-Bus user session", "dbus-user-session", "dbus-daemon" };
+static const Package pkg_iptables = { "iptables", "iptables", "iptables-nft" };
+static const Package pkg_fuse_overlayfs = { "fuse-overlayfs", "fuse-overlayfs", "fuse-overlayfs" };
+
+/* Where the binaries are looked for: PATH is added on a live host. */
+static const char *const bin_dirs[] = {
+        "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin",
+};
+
+static Distro detect_distro(Context *ctx) {
+        static const char *const files[] = { "/etc/os-release", "/usr/lib/os-release" };
+        _cleanup_free_ char *text = NULL;
+
+        for (size_t i = 0; i < ELEMENTSOF(files) && !text; i++)
+                if (read_file_at(ctx->root_fd, files[i], RESOLVE_POLICY_IN_ROOT, 64 * 1024, &text, NULL) < 0)
+                        text = NULL;
+        if (text) {
+                for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+                        char **field = NULL;
+                        const char *v;
+
+                        if ((v = startswith(line, "ID=")))
+                                field = &ctx->facts.os_id;
+                        else if ((v = startswith(line, "ID_LIKE=")))
+                                field = &ctx->facts.os_id_like;
+                        if (!field)
+                                continue;
+                        free(*field);
+                        *field = strndup(v + (*v == '"'), strcspn(v + (*v == '"'), "\""));
+                }
+        }
+
+        for (const char *s = ctx->facts.os_id; s; s = (s == ctx->facts.os_id ? ctx->facts.os_id_like : NULL)) {
+                if (strstr(s, "debian") || strstr(s, "ubuntu"))
+                        return DISTRO_DEBIAN;
+                if (strstr(s, "fedora") || strstr(s, "rhel") || strstr(s, "centos"))
+                        return DISTRO_FEDORA;
+        }
+        return DISTRO_OTHER;
+}
+
+static char *package_fix(Distro d, const Package *p) {
+        char *s = NULL;
+        int r;
+
+        switch (d) {
+        case DISTRO_DEBIAN:
+                r = asprintf(&s, "apt-get install %s", p->debian);
+                break;
+        case DISTRO_FEDORA:
+                r = asprintf(&s, "dnf install %s", p->fedora);
+                break;
+        default:
+                r = asprintf(&s, "install %s with your distribution's package manager", p->what);
+        }
+        return r < 0 ? NULL : s;
+}
+
+static bool is_executable_file(Context *ctx, const char *path, struct stat *ret_st) {
+        _cleanup_close_ int fd = safe_openat(ctx->root_fd, path, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
+        struct stat st;
+
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return false;
+        if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111))
+                return false;
+        if (ret_st)
+                *ret_st = st;
+        return true;
+}
+
+/* Find name in extra_dir (if any), PATH (live only) and the usual bin dirs. */
+static char *find_executable(Context *ctx, const char *name, const char *extra_dir, struct stat *ret_st) {
+        _cleanup_free_ char *path_env = NULL;
+        const char *dirs[64];
+        size_t n = 0;
+
+        if (ctx->live && getenv("PATH")) {
+                path_env = strdup(getenv("PATH"));
+                for (char *save = NULL, *d = path_env ? strtok_r(path_env, ":", &save) : NULL;
+                     d && n < ELEMENTSOF(dirs) - ELEMENTSOF(bin_dirs) - 1; d = strtok_r(NULL, ":", &save))
+                        if (d[0] == '/')
+                                dirs[n++] = d;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bin_dirs); i++)
+                dirs[n++] = bin_dirs[i];
+        if (extra_dir)
+                dirs[n++] = extra_dir;
+
+        for (size_t i = 0; i < n; i++) {
+                char *p;
+                if (asprintf(&p, "%s/%s", dirs[i], name) < 0)
+                        return NULL;
+                if (is_executable_file(ctx, p, ret_st))
+                        return p;
+                free(p);
+        }
+        return NULL;
+}
+
+static void check_package_binary(Context *ctx, Distro distro, const char *id, const char *name,
+                                 const char *extra_dir, const Package *pkg, char **ret_path) {
+        _cleanup_free_ char *path = find_executable(ctx, name, extra_dir, NULL);
+        _cleanup_free_ char *fix = NULL;
+
+        if (path) {
+                report_item(ctx, id, ITEM_PASS, NULL, "%s found at %s", name, path);
+                if (ret_path)
+                        *ret_path = TAKE_PTR(path);
+                return;
+        }
+        fix = package_fix(distro, pkg);
+        report_item(ctx, id, ITEM_FAIL, fix, "%s not found (looked on PATH, in the usual bin directories%s%s)",
+                    name, extra_dir ? " and " : "", strempty(extra_dir));
+}
+
+/* newuidmap/newgidmap write the maps of another process: they need setuid root or file capabilities. */
+static void check_id_mapper(Context *ctx, Distro distro, const char *id, const char *name) {
+        _cleanup_free_ char *fix = NULL;
+        struct stat st;
+        char *path = find_executable(ctx, name, NULL, &st);
+        _cleanup_free_ char *p = path;
+
+        if (!path) {
+                fix = package_fix(distro, &pkg_uidmap);
+                report_item(ctx, id, ITEM_FAIL, fix, "%s not found", name);
+                return;
+        }
+        if ((st.st_mode & S_ISUID) && st.st_uid == 0) {
+                report_item(ctx, id, ITEM_PASS, NULL, "%s is setuid root", path);
+                return;
+        }
+
+        {
+                _cleanup_close_ int fd = safe_openat(ctx->root_fd, path, O_RDONLY, 0, RESOLVE_POLICY_IN_ROOT);
+                if (fd >= 0 && fgetxattr(fd, "security.capability", NULL, 0) > 0) {
+                        report_item(ctx, id, ITEM_PASS, NULL, "%s has file capabilities", path);
+                        return;
+                }
+        }
+
+        if (asprintf(&fix, "reinstall the package that ships %s (%s) so it is setuid root again", path,
+                     distro == DISTRO_FEDORA ? pkg_uidmap.fedora : pkg_uidmap.debian) < 0)
+                fix = NULL;
+        report_item(ctx, id, ITEM_FAIL, fix, "%s is neither setuid root nor has file capabilities", path);
+}
+
+static void check_network(Context *ctx, Distro distro) {
+        static const char *const drivers[] = { "slirp4netns", "pasta" };
+        _cleanup_free_ char *fix = NULL;
+
+        for (size_t i = 0; i < ELEMENTSOF(drivers); i++) {
+                _cleanup_free_ char *path = find_executable(ctx, drivers[i], NULL, NULL);
+                if (path) {
+                        ctx->facts.network_driver = strdup(drivers[i]);
+                        report_item(ctx, "preflight.network", ITEM_PASS, NULL, "network driver %s (%s)", drivers[i], path);
+                        return;
+                }
+        }
+        fix = package_fix(distro, &pkg_network);
+        report_item(ctx, "preflight.network", ITEM_FAIL, fix, "neither slirp4netns nor pasta is installed");
+}
+
+static void check_tun(Context *ctx) {
+        _cleanup_close_ int fd = safe_openat(ctx->root_fd, "/dev/net/tun", O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
+        struct stat st;
+
+        if (fd < 0 && !ctx->live) {
+                report_item(ctx, "preflight.tun", ITEM_SKIP, NULL, "/dev/net/tun is checked on the live host");
+                return;
+        }
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 10 || minor(st.st_rdev) != 200) {
+                report_item(ctx, "preflight.tun", ITEM_FAIL, "modprobe tun",
+                            "/dev/net/tun is missing or not the TUN device (the network driver needs it)");
+                return;
+        }
+        if ((st.st_mode & 0006) != 0006) {
+                report_item(ctx, "preflight.tun", ITEM_FAIL,
+                            "chmod 0666 /dev/net/tun (udev normally does this; make it stick with a udev rule or tmpfiles.d)",
+                            "/dev/net/tun has mode %04o: the CI user cannot open it", (unsigned) (st.st_mode & 07777));
+                return;
+        }
+        report_item(ctx, "preflight.tun", ITEM_PASS, NULL, "/dev/net/tun is usable by unprivileged users");
+}
+
+/* Read a sysctl below the root; -ENOENT when the tree has no proc. */
+static int read_sysctl_long(Context *ctx, const char *name, long *ret) {
+        _cleanup_free_ char *v = NULL, *path = NULL;
+        char *end;
+        int r;
+
+        if (asprintf(&path, "/proc/sys/%s", name) < 0)
+                return -ENOMEM;
+        r = read_one_line_at(ctx->root_fd, path, &v);
+        if (r < 0)
+                return r;
+        errno = 0;
+        *ret = strtol(v, &end, 10);
+        if (errno || end == v)
+                return -EINVAL;
+        return 0;
+}
+
+static void check_userns(Context *ctx) {
+        long max = 0, clone = 1;
+        int r;
+
+        r = read_sysctl_long(ctx, "user/max_user_namespaces", &max);
+        if (r == -ENOENT && !ctx->live) {
+                report_item(ctx, "preflight.userns", ITEM_SKIP, NULL, "user namespaces are checked on the live host");
+                return;
+        }
+        if (r < 0) {
+                report_item(ctx, "preflight.userns", ITEM_FAIL, NULL,
+                            "cannot read user.max_user_namespaces: %s (is the kernel built with CONFIG_USER_NS?)",
+                            strerror(-r));
+                return;
+        }
+        if (max <= 0) {
+                report_item(ctx, "preflight.userns", ITEM_FAIL,
+                            "sysctl -w user.max_user_namespaces=28633, and persist it in /etc/sysctl.d/",
+                            "user namespaces are disabled (user.max_user_namespaces=%ld)", max);
+                return;
+        }
+        /* Debian's and older Ubuntu kernels have an extra switch. */
+        r = read_sysctl_long(ctx, "kernel/unprivileged_userns_clone", &clone);
+        if (r >= 0 && clone != 1) {
+                report_item(ctx, "preflight.userns", ITEM_FAIL,
+                            "sysctl -w kernel.unprivileged_userns_clone=1, and persist it in /etc/sysctl.d/",
+                            "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=%ld)", clone);
+                return;
+        }
+        report_item(ctx, "preflight.userns", ITEM_PASS, NULL, "user namespaces enabled (user.max_user_namespaces=%ld)", max);
+}
+
+static void check_dbus_user_session(Context *ctx, Distro distro) {
+        static const char *const units[] = {
+                "/usr/lib/systemd/user/dbus.socket",
+                "/lib/systemd/user/dbus.socket",
+                "/etc/systemd/user/dbus.socket",
+        };
+        _cleanup_free_ char *fix = NULL;
+
+        for (size_t i = 0; i < ELEMENTSOF(units); i++) {
+                _cleanup_close_ int fd = safe_openat(ctx->root_fd, units[i], O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
+                if (fd >= 0) {
+                        report_item(ctx, "preflight.dbus-user-session", ITEM_PASS, NULL,
+                                    "the user's D-Bus socket unit is installed (%s)", units[i]);
+                        return;
+                }
+        }
+        fix = package_fix(distro, &pkg_dbus_user);
+        report_item(ctx, "preflight.dbus-user-session", ITEM_FAIL, fix,
+                    "no D-Bus session bus for user managers (dbus.socket user unit missing); "
+                    "the rootless daemon's manager needs it");
+}
+
+static void check_systemd(Context *ctx) {
+        _cleanup_close_ int fd = safe_openat(ctx->root_fd, "/run/systemd/system", O_PATH | O_DIRECTORY, 0,
+                                             RESOLVE_POLICY_IN_ROOT);
+
+        ctx->facts.systemd_running = fd >= 0;
+        if (fd >= 0)
+                report_item(ctx, "preflight.systemd", ITEM_PASS, NULL, "systemd is running");
+        else if (!ctx->live)
+                report_item(ctx, "preflight.systemd", ITEM_SKIP, NULL,
+                            "offline tree: starting services is left to the first boot");
+        else
+                report_item(ctx, "preflight.systemd", ITEM_FAIL, NULL,
+                            "systemd is not running as the init system; rootless-ci needs it for the user's manager");
+}
+
+/* Parse "5.11.0-foo" into 5011; 0 when unreadable. */
+static unsigned kernel_version_code(const char *release) {
+        unsigned major = 0, minor = 0;
+        if (sscanf(release, "%u.%u", &major, &minor) != 2)
+                return 0;
+        return major * 1000 + minor;
+}
+
+static void check_kernel(Context *ctx, Distro distro) {
+        _cleanup_free_ char *release = NULL, *fuse = NULL, *fix = NULL;
+        int r;
+
+        r = read_one_line_at(ctx->root_fd, "/proc/sys/kernel/osrelease", &release);
+        if (r < 0 && !ctx->live) {
+                report_item(ctx, "preflight.kernel", ITEM_SKIP, NULL, "the kernel is checked on the live host");
+                return;
+        }
+        if (r < 0) {
+                report_item(ctx, "preflight.kernel", ITEM_FAIL, NULL, "cannot read the kernel release: %s", strerror(-r));
+                return;
+        }
+        /* Native overlay2 inside a user namespace needs 5.11. */
+        if (kernel_version_code(release) >= 5011) {
+                ctx->facts.storage_driver = strdup("overlay2");
+                report_item(ctx, "preflight.kernel", ITEM_PASS, NULL, "kernel %s: overlay2 works in a user namespace", release);
+                return;
+        }
+        fuse = find_executable(ctx, "fuse-overlayfs", NULL, NULL);
+        if (fuse) {
+                ctx->facts.storage_driver = strdup("fuse-overlayfs");
+                report_item(ctx, "preflight.kernel", ITEM_PASS, NULL,
+                            "kernel %s is older than 5.11: the fuse-overlayfs driver (%s) will be used", release, fuse);
+                return;
+        }
+        fix = package_fix(distro, &pkg_fuse_overlayfs);
+        report_item(ctx, "preflight.kernel", ITEM_FAIL, fix,
+                    "kernel %s is older than 5.11 and fuse-overlayfs is missing: Docker would fall back to the vfs "
+                    "driver, which copies every layer and fills the disk", release);
+}
+
+static void check_apparmor(Context *ctx) {
+        long restrict_userns = 0;
+        int r;
+
+        r = read_sysctl_long(ctx, "kernel/apparmor_restrict_unprivileged_userns", &restrict_userns);
+        if (r == -ENOENT) {
+                report_item(ctx, "preflight.apparmor", ITEM_PASS, NULL, "AppArmor does not restrict unprivileged user namespaces here");
+                return;
+        }
+        if (r < 0) {
+                report_item(ctx, "preflight.apparmor", ITEM_FAIL, NULL,
+                            "cannot read kernel.apparmor_restrict_unprivileged_userns: %s", strerror(-r));
+                return;
+        }
+        ctx->facts.apparmor_restricts_userns = restrict_userns != 0;
+        if (restrict_userns)
+                report_item(ctx, "preflight.apparmor", ITEM_PASS, NULL,
+                            "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1): "
+                            "apply installs a profile for rootlesskit only and keeps the restriction on");
+        else
+                report_item(ctx, "preflight.apparmor", ITEM_PASS, NULL,
+                            "AppArmor does not restrict unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=0)");
+}
+
+static int preflight_run(Context *ctx) {
+        Distro distro = detect_distro(ctx);
+
+        log_debug("Detected distribution: %s (like: %s)", strempty(ctx->facts.os_id), strempty(ctx->facts.os_id_like));
+
+        check_package_binary(ctx, distro, "preflight.dockerd-rootless", "dockerd-rootless.sh",
+                             "/usr/share/docker.io/contrib", &pkg_dockerd_rootless, &ctx->facts.dockerd_rootless_path);
+        check_package_binary(ctx, distro, "preflight.rootlesskit", "rootlesskit", NULL, &pkg_rootlesskit,
+                             &ctx->facts.rootlesskit_path);
+        check_id_mapper(ctx, distro, "preflight.newuidmap", "newuidmap");
+        check_id_mapper(ctx, distro, "preflight.newgidmap", "newgidmap");
+        check_network(ctx, distro);
+        check_package_binary(ctx, distro, "preflight.iptables", "iptables", NULL, &pkg_iptables, NULL);
+        check_tun(ctx);
+        check_userns(ctx);
+        check_dbus_user_session(ctx, distro);
+        check_systemd(ctx);
+        check_kernel(ctx, distro);
+        check_apparmor(ctx);
+        return 0;
+}
+
+const Step step_preflight = {
+        .name = "preflight",
+        .run = preflight_run,
+};

@@ -1,0 +1,421 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "killpoint.h"
+#include "macro.h"
+
+#define MAX_SYMLINK_HOPS 40
+
+static int openat2_raw(int dirfd, const char *path, struct open_how *how) {
+        long r = syscall(SYS_openat2, dirfd, path, how, sizeof(*how));
+        return r < 0 ? negative_errno() : (int) r;
+}
+
+static bool use_fallback(void) {
+        const char *e = getenv("RCI_FORCE_RESOLVE_FALLBACK");
+        return e && streq(e, "1");
+}
+
+/*
+ * The fallback walk. Keeps a stack of the directories entered so ".." never
+ * climbs above the start, and resolves symlinks (IN_ROOT) by reading them and
+ * restarting from the root for absolute targets.
+ */
+static int walk_fallback(int dirfd, const char *path, int open_flags, mode_t mode, ResolvePolicy policy) {
+        _cleanup_free_ char *todo = NULL;
+        int stack[PATH_MAX / 2];
+        size_t depth = 0;
+        unsigned hops = 0;
+        int r;
+
+        todo = strdup(path);
+        if (!todo)
+                return -ENOMEM;
+
+        stack[0] = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+        if (stack[0] < 0)
+                return negative_errno();
+
+        for (;;) {
+                char *p = todo, *slash, *name;
+                bool last;
+
+                while (*p == '/')
+                        p++;
+                if (*p == 0) {
+                        /* Path was the start directory itself (or ended in '/'). */
+                        r = openat(stack[depth], ".", (open_flags & ~(O_CREAT | O_EXCL | O_NOFOLLOW)) | O_CLOEXEC);
+                        if (r < 0)
+                                r = negative_errno();
+                        goto finish;
+                }
+                slash = strchr(p, '/');
+                if (slash)
+                        *slash = 0;
+                name = p;
+                /* Trailing slashes make the last component a directory, not "not last". */
+                last = !slash || slash[1 + strspn(slash + 1, "/")] == 0;
+
+                if (streq(name, ".")) {
+                        /* nothing */
+                } else if (streq(name, "..")) {
+                        if (depth == 0) {
+                                if (policy == RESOLVE_POLICY_NO_SYMLINKS) {
+                                        r = -EXDEV;
+                                        goto finish;
+                                }
+                                /* IN_ROOT: ".." of the root is the root. */
+                        } else {
+                                safe_close(stack[depth]);
+                                depth--;
+                        }
+                } else {
+                        struct stat st;
+
+                        if (fstatat(stack[depth], name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                                if (errno == ENOENT && last && (open_flags & O_CREAT)) {
+                                        r = openat(stack[depth], name, open_flags | O_NOFOLLOW | O_CLOEXEC, mode);
+                                        if (r < 0)
+                                                r = negative_errno();
+                                        goto finish;
+                                }
+                                r = negative_errno();
+                                goto finish;
+                        }
+
+                        if (S_ISLNK(st.st_mode)) {
+                                char target[PATH_MAX];
+                                ssize_t n;
+                                char *rest;
+
+                                if (policy == RESOLVE_POLICY_NO_SYMLINKS || (last && (open_flags & O_NOFOLLOW))) {
+                                        r = -ELOOP;
+                                        goto finish;
+                                }
+                                if (++hops > MAX_SYMLINK_HOPS) {
+                                        r = -ELOOP;
+                                        goto finish;
+                                }
+                                n = readlinkat(stack[depth], name, target, sizeof(target) - 1);
+                                if (n < 0) {
+                                        r = negative_errno();
+                                        goto finish;
+                                }
+                                target[n] = 0;
+                                if (target[0] == '/')
+                                        for (; depth > 0; depth--)
+                                                safe_close(stack[depth]);
+                                if (asprintf(&rest, "%s/%s", target, slash ? slash + 1 : "") < 0) {
+                                        r = -ENOMEM;
+                                        goto finish;
+                                }
+                                free(todo);
+                                todo = rest;
+                                continue;
+                        }
+
+                        if (last) {
+                                if ((open_flags & O_CREAT) && (open_flags & O_EXCL)) {
+                                        r = -EEXIST;
+                                        goto finish;
+                                }
+                                r = openat(stack[depth], name, (open_flags & ~O_CREAT) | O_NOFOLLOW | O_CLOEXEC, mode);
+                                if (r < 0)
+                                        r = negative_errno();
+                                goto finish;
+                        }
+
+                        if (!S_ISDIR(st.st_mode)) {
+                                r = -ENOTDIR;
+                                goto finish;
+                        }
+                        if (depth + 1 >= ELEMENTSOF(stack)) {
+                                r = -ENAMETOOLONG;
+                                goto finish;
+                        }
+                        r = openat(stack[depth], name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (r < 0) {
+                                r = negative_errno();
+                                goto finish;
+                        }
+                        stack[++depth] = r;
+                }
+
+                if (!slash) {
+                        r = openat(stack[depth], ".", (open_flags & ~(O_CREAT | O_EXCL | O_NOFOLLOW)) | O_CLOEXEC);
+                        if (r < 0)
+                                r = negative_errno();
+                        goto finish;
+                }
+                memmove(todo, slash + 1, strlen(slash + 1) + 1);
+        }
+
+finish:
+        for (size_t i = 0; i <= depth; i++)
+                safe_close(stack[i]);
+        return r;
+}
+
+int safe_openat(int dirfd, const char *path, int open_flags, mode_t mode, ResolvePolicy policy) {
+        struct open_how how = {
+                .flags = (uint64_t) (open_flags | O_CLOEXEC),
+                .mode = (open_flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
+                .resolve = policy == RESOLVE_POLICY_IN_ROOT ? RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+                                                            : RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        };
+        int r;
+
+        if (!use_fallback()) {
+                r = openat2_raw(dirfd, path, &how);
+                if (r != -ENOSYS && r != -EPERM)  /* EPERM: a seccomp filter that blocks openat2 */
+                        return r;
+        }
+        return walk_fallback(dirfd, path, open_flags, mode, policy);
+}
+
+static int split_parent(const char *path, char **ret_dir, char **ret_name) {
+        _cleanup_free_ char *copy = strdup(path);
+        char *slash, *name;
+        size_t l;
+
+        if (!copy)
+                return -ENOMEM;
+        l = strlen(copy);
+        while (l > 1 && copy[l - 1] == '/')
+                copy[--l] = 0;
+        slash = strrchr(copy, '/');
+        if (slash) {
+                name = slash + 1;
+                *slash = 0;
+        } else
+                name = copy;
+        if (!*name || streq(name, ".") || streq(name, ".."))
+                return -EINVAL;
+
+        *ret_name = strdup(name);
+        *ret_dir = strdup(slash ? (copy[0] ? copy : "/") : ".");
+        if (!*ret_name || !*ret_dir) {
+                free(*ret_name);
+                free(*ret_dir);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int safe_open_parent(int dirfd, const char *path, ResolvePolicy policy, char **ret_name) {
+        _cleanup_free_ char *dir = NULL, *name = NULL;
+        int fd, r;
+
+        r = split_parent(path, &dir, &name);
+        if (r < 0)
+                return r;
+        fd = safe_openat(dirfd, dir, O_PATH | O_DIRECTORY, 0, policy);
+        if (fd < 0)
+                return fd;
+        *ret_name = TAKE_PTR(name);
+        return fd;
+}
+
+int safe_mkdir_p(int dirfd, const char *path, mode_t mode, ResolvePolicy policy) {
+        _cleanup_free_ char *copy = strdup(path);
+        _cleanup_close_ int cur = -1;
+        char *p, *save = NULL;
+
+        if (!copy)
+                return -ENOMEM;
+
+        cur = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+        if (cur < 0)
+                return negative_errno();
+
+        for (p = strtok_r(copy, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
+                int next;
+
+                if (streq(p, "."))
+                        continue;
+                if (streq(p, ".."))
+                        return -EINVAL;
+                if (mkdirat(cur, p, mode) < 0 && errno != EEXIST)
+                        return negative_errno();
+                /* Whatever is there now, a symlink is never entered. */
+                next = safe_openat(cur, p, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0, policy);
+                if (next < 0)
+                        return next;
+                safe_close(cur);
+                cur = next;
+        }
+        return TAKE_FD(cur);
+}
+
+int fsync_dir(int dirfd) {
+        _cleanup_close_ int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        return fsync(fd) < 0 ? negative_errno() : 0;
+}
+
+static int write_all(int fd, const void *data, size_t size) {
+        const char *p = data;
+        while (size > 0) {
+                ssize_t n = write(fd, p, size);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                p += n;
+                size -= (size_t) n;
+        }
+        return 0;
+}
+
+int write_file_atomic_at(int parentfd, const char *name, const void *data, size_t size,
+                         mode_t mode, uid_t uid, gid_t gid) {
+        _cleanup_close_ int fd = -1;
+        char tmp[NAME_MAX + 1];
+        int r;
+
+        if (strchr(name, '/') || strlen(name) > NAME_MAX - 16)
+                return -EINVAL;
+
+        for (unsigned attempt = 0;; attempt++) {
+                unsigned long rnd = (unsigned long) random() ^ ((unsigned long) getpid() << 16);
+                snprintf(tmp, sizeof(tmp), ".#%s.%08lx", name, rnd & 0xffffffffUL);
+                fd = openat(parentfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                if (fd >= 0)
+                        break;
+                if (errno != EEXIST || attempt > 16)
+                        return negative_errno();
+        }
+
+        if (fchmod(fd, mode) < 0 ||
+            ((uid != (uid_t) -1 || gid != (gid_t) -1) && fchown(fd, uid, gid) < 0)) {
+                r = negative_errno();
+                goto fail;
+        }
+        r = write_all(fd, data, size);
+        if (r < 0)
+                goto fail;
+        killpoint("write-before-fsync");
+        if (fsync(fd) < 0) {
+                r = negative_errno();
+                goto fail;
+        }
+        if (close(TAKE_FD(fd)) < 0) {
+                r = negative_errno();
+                goto fail;
+        }
+        killpoint("write-before-rename");
+        if (renameat(parentfd, tmp, parentfd, name) < 0) {
+                r = negative_errno();
+                goto fail;
+        }
+        return fsync_dir(parentfd);
+
+fail:
+        (void) unlinkat(parentfd, tmp, 0);
+        return r;
+}
+
+int write_file_atomic(int dirfd, const char *path, const void *data, size_t size,
+                      mode_t mode, uid_t uid, gid_t gid, ResolvePolicy policy) {
+        _cleanup_free_ char *name = NULL;
+        _cleanup_close_ int parent = -1, dfd = -1;
+
+        parent = safe_open_parent(dirfd, path, policy, &name);
+        if (parent < 0)
+                return parent;
+        /* O_PATH fds cannot create files; reopen the directory for real. */
+        dfd = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return negative_errno();
+        return write_file_atomic_at(dfd, name, data, size, mode, uid, gid);
+}
+
+int read_file_at(int dirfd, const char *path, ResolvePolicy policy, size_t max_size,
+                 char **ret, size_t *ret_size) {
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 0, alloc = 0;
+        struct stat st;
+
+        fd = safe_openat(dirfd, path, O_RDONLY | O_NOCTTY, 0, policy);
+        if (fd < 0)
+                return fd;
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st.st_mode))
+                return S_ISDIR(st.st_mode) ? -EISDIR : -EBADFD;
+
+        for (;;) {
+                ssize_t n;
+
+                if (size + 1 >= alloc) {
+                        size_t na = alloc ? alloc * 2 : 4096;
+                        char *nb;
+                        if (na > max_size + 1)
+                                na = max_size + 1;
+                        if (na <= size + 1)
+                                return -EFBIG;
+                        nb = realloc(buf, na);
+                        if (!nb)
+                                return -ENOMEM;
+                        buf = nb;
+                        alloc = na;
+                }
+                n = read(fd, buf + size, alloc - size - 1);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (n == 0)
+                        break;
+                size += (size_t) n;
+        }
+        if (!buf && !(buf = malloc(1)))
+                return -ENOMEM;
+        buf[size] = 0;
+        *ret = TAKE_PTR(buf);
+        if (ret_size)
+                *ret_size = size;
+        return 0;
+}
+
+int read_one_line_at(int dirfd, const char *path, char **ret) {
+        char *buf;
+        size_t l;
+        int r;
+
+        r = read_file_at(dirfd, path, RESOLVE_POLICY_IN_ROOT, 64 * 1024, &buf, &l);
+        if (r < 0)
+                return r;
+        buf[strcspn(buf, "\n")] = 0;
+        *ret = buf;
+        return 0;
+}
+
+int open_root(const char *root) {
+        int fd = open(root ? root : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        return fd < 0 ? negative_errno() : fd;
+}
+
+char *path_join_root(const char *root, const char *path) {
+        char *s;
+        if (!root || streq(root, "/"))
+                return strdup(path);
+        if (asprintf(&s, "%s%s%s", root, path[0] == '/' ? "" : "/", path) < 0)
+                return NULL;
+        return s;
+}

@@ -1,0 +1,10 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * Test hook on the production path: when RCI_KILL_AT names this point,
+ * the process kills itself with SIGKILL right here, so tests can prove that
+ * a run killed at any point is completed by the next one. RCI_KILL_AT=list
+ * prints every point passed (to stderr) instead.
+ */
+void killpoint(const char *name);

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests.h"
+#include "util/log.h"
+
+int test_failed_flag;
+int test_skipped_flag;
+static char *tmpdir;
+
+extern const TestCase __start_rci_tests[];
+extern const TestCase __stop_rci_tests[];
+
+void test_fail(const char *file, int line, const char *fmt, ...) {
+        va_list ap;
+
+        fprintf(stdout, "# %s:%d: ", file, line);
+        va_start(ap, fmt);
+        vfprintf(stdout, fmt, ap);
+        va_end(ap);
+        fputc('\n', stdout);
+        test_failed_flag = 1;
+}
+
+void test_skip(const char *reason) {
+        fprintf(stdout, "# skip: %s\n", reason);
+        test_skipped_flag = 1;
+}
+
+const char *test_tmpdir(void) {
+        if (!tmpdir) {
+                char t[] = "/tmp/rci-test.XXXXXX";
+                if (!mkdtemp(t)) {
+                        perror("mkdtemp");
+                        exit(1);
+                }
+                tmpdir = strdup(t);
+        }
+        return tmpdir;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
+        (void) st; (void) flag; (void) ftw;
+        (void) remove(p);
+        return 0;
+}
+
+static void mkdir_parents(char *path) {
+        for (char *s = strchr(path + 1, '/'); s; s = strchr(s + 1, '/')) {
+                *s = 0;
+                (void) mkdir(path, 0755);
+                *s = '/';
+        }
+}
+
+void test_write(const char *dir, const char *relpath, const char *text) {
+        char p[4096];
+        FILE *f;
+
+        snprintf(p, sizeof(p), "%s/%s", dir, relpath);
+        mkdir_parents(p);
+        f = fopen(p, "we");
+        if (!f) {
+                perror(p);
+                exit(1);
+        }
+        fputs(text, f);
+        fclose(f);
+}
+
+char *test_read(const char *dir, const char *relpath) {
+        char p[4096], *buf = NULL;
+        size_t size = 0;
+        FILE *f, *m;
+        int c;
+
+        snprintf(p, sizeof(p), "%s/%s", dir, relpath);
+        f = fopen(p, "re");
+        if (!f)
+                return NULL;
+        m = open_memstream(&buf, &size);
+        while ((c = fgetc(f)) != EOF)
+                fputc(c, m);
+        fclose(m);
+        fclose(f);
+        return buf;
+}
+
+int main(int argc, char *argv[]) {
+        int n = 0, failed = 0, skipped = 0, ran = 0;
+
+        log_set_max_level(getenv("RCI_TEST_VERBOSE") ? LOG_DEBUG : LOG_WARNING);
+
+        for (const TestCase *t = __start_rci_tests; t < __stop_rci_tests; t++)
+                if (argc < 2 || strstr(t->name, argv[1]))
+                        n++;
+        printf("1..%d\n", n);
+
+        for (const TestCase *t = __start_rci_tests; t < __stop_rci_tests; t++) {
+                if (argc >= 2 && !strstr(t->name, argv[1]))
+                        continue;
+                test_failed_flag = test_skipped_flag = 0;
+                t->func();
+                ran++;
+                if (tmpdir) {
+                        (void) nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+                        free(tmpdir);
+                        tmpdir = NULL;
+                }
+                if (test_failed_flag) {
+                        failed++;
+                        printf("not ok %d - %s\n", ran, t->name);
+                } else if (test_skipped_flag) {
+                        skipped++;
+                        printf("ok %d - %s # SKIP\n", ran, t->name);
+                } else
+                        printf("ok %d - %s\n", ran, t->name);
+                fflush(stdout);
+        }
+
+        if (failed)
+                return 1;
+        if (ran > 0 && skipped == ran)
+                return 77;
+        return 0;
+}
