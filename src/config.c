@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "util/error.h"
@@ -402,8 +403,24 @@ int config_load(Config *c, const char *root, const char *explicit_path) {
         int r;
 
         if (explicit_path) {
-                int cwd = AT_FDCWD;
-                return config_parse_file_at(c, cwd, explicit_path, explicit_path, true);
+                _cleanup_free_ char *cwd = NULL, *absolute = NULL;
+
+                /*
+                 * --config names a file as the operator's shell sees it, whatever --root
+                 * says. Resolved from "/" (a relative name from the working directory):
+                 * with AT_FDCWD, RESOLVE_IN_ROOT would take the working directory as root.
+                 */
+                if (explicit_path[0] != '/') {
+                        cwd = get_current_dir_name();
+                        if (!cwd)
+                                return log_error_errno(negative_errno(), "Failed to get the working directory: %m");
+                        if (asprintf(&absolute, "%s/%s", cwd, explicit_path) < 0)
+                                return -ENOMEM;
+                }
+                rootfd = open_root("/");
+                if (rootfd < 0)
+                        return log_error_errno(rootfd, "Failed to open /: %m");
+                return config_parse_file_at(c, rootfd, absolute ? absolute : explicit_path, explicit_path, true);
         }
 
         rootfd = open_root(root);
