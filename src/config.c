@@ -275,11 +275,16 @@ int config_parse_text(Config *c, const char *path, const char *text, size_t size
         SeenKey *seen = NULL;
         size_t n_seen = 0;
         unsigned line = 0;
+        const char *nul;
         char *p, *next;
         int r = 0;
 
-        if (memchr(text, 0, size))
-                return log_error_errno(-ERCI_USAGE, "%s: contains a NUL byte; not a text file.", path);
+        nul = memchr(text, 0, size);
+        if (nul) {
+                for (const char *q = text; q < nul; q++)
+                        line += *q == '\n';
+                return log_error_errno(-ERCI_USAGE, "%s:%u: contains a NUL byte; not a text file.", path, line + 1);
+        }
 
         copy = strndup(text, size);
         if (!copy)
