@@ -91,7 +91,8 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
 
         opterr = 0;
         optind = 0;
-        while ((c = getopt_long(argc, argv, "+hv", options, NULL)) >= 0 ||
+        /* "+": stop at the verb; ":": a missing value is reported as ':', not as an unknown option. */
+        while ((c = getopt_long(argc, argv, "+:hv", options, NULL)) >= 0 ||
                (optind < argc && argv[optind][0] != '-')) {
                 /* Options may come before and after the verb: step over the verb and go on. */
                 if (c < 0) {
@@ -183,9 +184,10 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                                 return r;
                         break;
                 case '?':
-                        if (optopt)
-                                return log_error_errno(-ERCI_USAGE, "Unknown or malformed option '-%c'. See --help.", optopt);
-                        return log_error_errno(-ERCI_USAGE, "Unknown or malformed option '%s'. See --help.", argv[optind - 1]);
+                        /* A long option is named as given; optopt holds its value code, not a character. */
+                        if (startswith(argv[optind - 1], "--") || optopt <= 0 || optopt >= 0x100)
+                                return log_error_errno(-ERCI_USAGE, "Unknown or malformed option '%s'. See --help.", argv[optind - 1]);
+                        return log_error_errno(-ERCI_USAGE, "Unknown or malformed option '-%c'. See --help.", optopt);
                 default:
                         return log_error_errno(-ERCI_USAGE, "Option '%s' needs a value. See --help.", argv[optind - 1]);
                 }
