@@ -193,6 +193,10 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                 }
         }
 
+        /* Whatever the loop stopped at ("-", anything after "--") is not silently dropped. */
+        if (optind < argc)
+                return log_error_errno(-ERCI_USAGE, "Unexpected argument '%s'. See --help.", argv[optind]);
+
         if (want_version) {
                 if (cli.verb != CLI_VERB_HELP)
                         return log_error_errno(-ERCI_USAGE, "'version' takes no other verb.");
