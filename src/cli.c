@@ -86,7 +86,7 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                 {}
         };
         Cli cli = { .verb = CLI_VERB_HELP, .lock_timeout_sec = 60 };
-        bool want_version = false;
+        bool want_version = false, lock_timeout_set = false;
         int c, r;
 
         opterr = 0;
@@ -126,11 +126,15 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                         want_version = true;
                         break;
                 case OPT_CONFIG:
+                        if (cli.config_path)
+                                return log_error_errno(-ERCI_USAGE, "--config given more than once.");
                         if (!*optarg)
                                 return log_error_errno(-ERCI_USAGE, "--config= needs a file name.");
                         cli.config_path = optarg;
                         break;
                 case OPT_ROOT:
+                        if (cli.root)
+                                return log_error_errno(-ERCI_USAGE, "--root given more than once.");
                         if (!*optarg)
                                 return log_error_errno(-ERCI_USAGE, "--root= needs a directory.");
                         cli.root = optarg;
@@ -141,6 +145,9 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                 case OPT_LOCK_TIMEOUT: {
                         char *end;
                         unsigned long v;
+                        if (lock_timeout_set)
+                                return log_error_errno(-ERCI_USAGE, "--lock-timeout given more than once.");
+                        lock_timeout_set = true;
                         errno = 0;
                         v = strtoul(optarg, &end, 10);
                         if (errno || end == optarg || *end || optarg[0] == '-' || v > 86400)
