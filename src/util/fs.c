@@ -350,7 +350,8 @@ int read_file_at(int dirfd, const char *path, ResolvePolicy policy, size_t max_s
         size_t size = 0, alloc = 0;
         struct stat st;
 
-        fd = safe_openat(dirfd, path, O_RDONLY | O_NOCTTY, 0, policy);
+        /* O_NONBLOCK: a FIFO or device planted where a file should be must not hang us in open(). */
+        fd = safe_openat(dirfd, path, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0, policy);
         if (fd < 0)
                 return fd;
         if (fstat(fd, &st) < 0)
