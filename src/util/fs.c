@@ -367,8 +367,20 @@ int read_file_at(int dirfd, const char *path, ResolvePolicy policy, size_t max_s
                         char *nb;
                         if (na > max_size + 1)
                                 na = max_size + 1;
-                        if (na <= size + 1)
+                        if (na <= size + 1) {
+                                /* Full at the limit: fine if the file ends right here. */
+                                char extra;
+                                ssize_t k;
+
+                                do
+                                        k = read(fd, &extra, 1);
+                                while (k < 0 && errno == EINTR);
+                                if (k < 0)
+                                        return negative_errno();
+                                if (k == 0)
+                                        break;
                                 return -EFBIG;
+                        }
                         nb = realloc(buf, na);
                         if (!nb)
                                 return -ENOMEM;
