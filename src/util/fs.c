@@ -176,6 +176,13 @@ int safe_openat(int dirfd, const char *path, int open_flags, mode_t mode, Resolv
         };
         int r;
 
+        /*
+         * RESOLVE_NO_SYMLINKS lets O_PATH|O_NOFOLLOW open a final symlink itself; the policy
+         * refuses every symlink, so let the resolution reach the last one and fail with ELOOP.
+         */
+        if (policy == RESOLVE_POLICY_NO_SYMLINKS)
+                how.flags &= ~(uint64_t) O_NOFOLLOW;
+
         if (!use_fallback()) {
                 r = openat2_raw(dirfd, path, &how);
                 if (r != -ENOSYS && r != -EPERM)  /* EPERM: a seccomp filter that blocks openat2 */
