@@ -39,6 +39,10 @@ static int walk_fallback(int dirfd, const char *path, int open_flags, mode_t mod
         unsigned hops = 0;
         int r;
 
+        /* As openat2(RESOLVE_BENEATH): an absolute path leaves dirfd as surely as "..". */
+        if (policy == RESOLVE_POLICY_NO_SYMLINKS && path[0] == '/')
+                return -EXDEV;
+
         todo = strdup(path);
         if (!todo)
                 return -ENOMEM;
