@@ -103,8 +103,20 @@ static int walk_fallback(int dirfd, const char *path, int open_flags, mode_t mod
                                 ssize_t n;
                                 char *rest;
 
-                                if (policy == RESOLVE_POLICY_NO_SYMLINKS || (last && (open_flags & O_NOFOLLOW))) {
+                                if (policy == RESOLVE_POLICY_NO_SYMLINKS) {
                                         r = -ELOOP;
+                                        goto finish;
+                                }
+                                if (last && ((open_flags & O_NOFOLLOW) ||
+                                             (open_flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL))) {
+                                        /*
+                                         * A final link that open(2) would not follow: let it answer for
+                                         * the link itself (the link with O_PATH, else ELOOP or EEXIST),
+                                         * as openat2 does. Never create through it.
+                                         */
+                                        r = openat(stack[depth], name, open_flags | O_NOFOLLOW | O_CLOEXEC, mode);
+                                        if (r < 0)
+                                                r = negative_errno();
                                         goto finish;
                                 }
                                 if (++hops > MAX_SYMLINK_HOPS) {
