@@ -389,6 +389,8 @@ static int config_parse_file_at(Config *c, int dirfd, const char *path, const ch
                 return 0;
         if (r == -EFBIG)
                 return log_error_errno(-ERCI_USAGE, "%s: larger than 1 MiB; refusing to read it.", display);
+        if (r == -EISDIR || r == -EBADFD)
+                return log_error_errno(-ERCI_USAGE, "%s: not a regular file; refusing to read it.", display);
         if (r < 0)
                 return log_error_errno(r == -ENOENT ? -ERCI_USAGE : r, "%s: cannot read: %s", display,
                                        error_to_string(r));
