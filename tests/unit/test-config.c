@@ -556,3 +556,21 @@ TEST(config_load_refuses_huge_file) {
         ASSERT_EQ(load(&c, root, NULL, &log), -ERCI_USAGE);
         ASSERT_CONTAINS(log, "rootless-ci.conf: larger than 1 MiB");
 }
+
+TEST(config_load_refuses_what_is_not_a_regular_file) {
+        const char *root = test_tmpdir();
+        _cleanup_(config_done) Config c = {};
+        _cleanup_free_ char *log = NULL, *want = NULL;
+
+        /* A directory named like a drop-in is a mistake to point out, not an I/O failure. */
+        test_write(root, "etc/rootless-ci.conf.d/10.conf/x", "");
+        ASSERT_OK(config_init(&c));
+        ASSERT_EQ(load(&c, root, NULL, &log), -ERCI_USAGE);
+        ASSERT_TRUE(asprintf(&want, "%s/etc/rootless-ci.conf.d/10.conf: not a regular file", root) > 0);
+        ASSERT_CONTAINS(log, want);
+
+        free(log);
+        log = NULL;
+        ASSERT_EQ(load(&c, NULL, "/dev/null", &log), -ERCI_USAGE);
+        ASSERT_CONTAINS(log, "/dev/null: not a regular file");
+}
