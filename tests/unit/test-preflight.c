@@ -202,6 +202,8 @@ TEST(preflight_empty_tree_names_every_missing_package) {
         ASSERT_ITEM(&f.ctx, "preflight.userns", ITEM_SKIP);
         ASSERT_ITEM(&f.ctx, "preflight.systemd", ITEM_SKIP);
         ASSERT_ITEM(&f.ctx, "preflight.kernel", ITEM_SKIP);
+        ASSERT_ITEM(&f.ctx, "preflight.apparmor", ITEM_SKIP);
+        ASSERT_FALSE(f.ctx.facts.apparmor_restricts_userns);
         ASSERT_TRUE(f.ctx.facts.storage_driver == NULL);
         ASSERT_TRUE(f.ctx.facts.network_driver == NULL);
         ASSERT_TRUE(f.ctx.facts.dockerd_rootless_path == NULL);
@@ -548,6 +550,16 @@ TEST(preflight_apparmor_restriction_is_a_fact) {
                 ASSERT_OK(run_preflight(&f, t));
                 ASSERT_ITEM(&f.ctx, "preflight.apparmor", ITEM_PASS);
                 ASSERT_TRUE(f.ctx.facts.apparmor_restricts_userns);
+        }
+        {
+                /* A tree with proc/ but no such sysctl: a kernel without the restriction. */
+                _cleanup_(fixture_done) Fixture f = FIXTURE_INIT;
+                SUBTREE(t, root, "absent");
+                make_tree(t, OS_DEBIAN);
+                ASSERT_OK(run_preflight(&f, t));
+                ASSERT_ITEM(&f.ctx, "preflight.apparmor", ITEM_PASS);
+                ASSERT_CONTAINS(ITEM(&f.ctx, "preflight.apparmor")->message, "does not restrict");
+                ASSERT_FALSE(f.ctx.facts.apparmor_restricts_userns);
         }
         {
                 _cleanup_(fixture_done) Fixture f = FIXTURE_INIT;
