@@ -37,7 +37,10 @@ void test_skip(const char *reason) {
 
 const char *test_tmpdir(void) {
         if (!tmpdir) {
-                char t[] = "/tmp/rci-test.XXXXXX";
+                const char *base = getenv("TMPDIR");
+                char t[4096];
+
+                snprintf(t, sizeof(t), "%s/rci-test.XXXXXX", base && base[0] == '/' ? base : "/tmp");
                 if (!mkdtemp(t)) {
                         perror("mkdtemp");
                         exit(1);
