@@ -449,9 +449,10 @@ int config_load(Config *c, const char *root, const char *explicit_path) {
         if (dfd < 0)
                 return log_error_errno(dfd, "%s: cannot open: %m", dropin_display);
 
-        d = fdopendir(TAKE_FD(dfd));
+        d = fdopendir(dfd);
         if (!d)
-                return -errno;
+                return log_error_errno(negative_errno(), "%s: cannot read: %m", dropin_display);
+        dfd = -1; /* owned by d now */
         for (struct dirent *de; (de = readdir(d)); ) {
                 size_t l = strlen(de->d_name);
                 char **nn;

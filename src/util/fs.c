@@ -2,7 +2,9 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <limits.h>
+#include <inttypes.h>
 #include <stdint.h>
+#include <sys/random.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -309,12 +311,16 @@ int write_file_atomic_at(int parentfd, const char *name, const void *data, size_
         char tmp[NAME_MAX + 1];
         int r;
 
-        if (strchr(name, '/') || strlen(name) > NAME_MAX - 16)
+        if (strchr(name, '/') || strlen(name) > NAME_MAX - 20)
                 return -EINVAL;
 
         for (unsigned attempt = 0;; attempt++) {
-                unsigned long rnd = (unsigned long) random() ^ ((unsigned long) getpid() << 16);
-                snprintf(tmp, sizeof(tmp), ".#%s.%08lx", name, rnd & 0xffffffffUL);
+                uint64_t rnd;
+
+                /* Unpredictable, so nobody can plant every name we would try. */
+                if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd))
+                        return negative_errno();
+                snprintf(tmp, sizeof(tmp), ".#%s.%016" PRIx64, name, rnd);
                 fd = openat(parentfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
                 if (fd >= 0)
                         break;
