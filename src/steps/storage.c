@@ -441,6 +441,9 @@ static int move_docker_data(StorageStep *s, int share_fd, const char *src_path, 
                 return negative_errno();
 
         if (dst_st.st_dev == src_st->st_dev) {
+                if (home_dir_is_empty(s->dir_fd, "docker") <= 0)
+                        return log_error_errno(-ERCI_REFUSED, "%s is not empty; rootless-ci does not merge it with %s.",
+                                               dst_shown, src_shown);
                 /* One filesystem: exchange the data directory with the empty one, atomically. */
                 if (renameat2(share_fd, "docker", s->dir_fd, "docker", RENAME_EXCHANGE) < 0)
                         return log_error_errno(negative_errno(), "Failed to move %s to %s: %m", src_shown, dst_shown);

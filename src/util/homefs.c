@@ -94,8 +94,18 @@ int home_open(int root_fd, const char *home, uid_t uid, struct stat *ret_st) {
         return TAKE_FD(fd);
 }
 
+/* safe_openat() of the entry name with O_DIRECTORY; a symlink there is always -ELOOP (openat2 says ENOTDIR). */
+static int open_entry_dir(int dirfd, const char *name, int flags) {
+        struct stat st;
+        int fd = safe_openat(dirfd, name, flags | O_DIRECTORY | O_NOFOLLOW, 0, RESOLVE_POLICY_NO_SYMLINKS);
+
+        if (fd == -ENOTDIR && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISLNK(st.st_mode))
+                return -ELOOP;
+        return fd;
+}
+
 int home_open_dir(int dirfd, const char *name) {
-        return safe_openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0, RESOLVE_POLICY_NO_SYMLINKS);
+        return open_entry_dir(dirfd, name, O_PATH);
 }
 
 int home_make_dir(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gid) {
@@ -149,6 +159,31 @@ static int open_own_symlink(int dirfd, const char *name, const char *target) {
         return TAKE_FD(fd);
 }
 
+/* Remove our temporary symlinks for name that a killed run left behind (symlinks only). */
+static void remove_stale_temporaries(int dirfd, const char *name) {
+        char prefix[NAME_MAX + 1];
+        _cleanup_close_ int fd = -1;
+        struct dirent *de;
+        DIR *d;
+
+        snprintf(prefix, sizeof(prefix), ".#%s.rootless-ci.", name);
+        fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        d = fdopendir(fd);
+        if (!d)
+                return;
+        fd = -1;
+        while ((de = readdir(d))) {
+                struct stat st;
+                if (!startswith(de->d_name, prefix))
+                        continue;
+                if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISLNK(st.st_mode))
+                        (void) unlinkat(dirfd, de->d_name, 0);
+        }
+        closedir(d);
+}
+
 int home_put_symlink(int dirfd, const char *name, const char *target, uid_t uid, gid_t gid) {
         _cleanup_close_ int fd = -1;
         HomeEntry old = {};
@@ -165,6 +200,7 @@ int home_put_symlink(int dirfd, const char *name, const char *target, uid_t uid,
                 home_entry_done(&old);
                 return -EEXIST;
         }
+        remove_stale_temporaries(dirfd, name);
 
         for (unsigned attempt = 0;; attempt++) {
                 snprintf(tmp, sizeof(tmp), ".#%s.rootless-ci.%08lx", name,
@@ -229,7 +265,7 @@ int home_dir_is_empty(int dirfd, const char *name) {
         struct dirent *de;
         int r = 1;
 
-        fd = safe_openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, RESOLVE_POLICY_NO_SYMLINKS);
+        fd = open_entry_dir(dirfd, name, O_RDONLY);
         if (fd < 0)
                 return fd;
         d = fdopendir(fd);
