@@ -210,10 +210,11 @@ static bool is_privileged_gid(const UserStep *s, gid_t gid, const Privileged **r
 }
 
 /*
- * The account. Refused: UID 0 or below UID_MIN (a system account), the
- * overflow UID, a UID shared with another account, a home that is not an
- * absolute path. Returns 1 when the account is usable (or will be created),
- * 0 when it is not (reported), < 0 on error.
+ * The account. Refused, before anything changes: UID 0 or below UID_MIN (a
+ * system account), the overflow UID, a UID shared with another account, a
+ * privileged primary group, a home that is not an absolute path. Returns 1
+ * when the account is usable (or will be created), 0 when it is not
+ * (reported), < 0 on error.
  */
 static int user_ensure_account(UserStep *s) {
         Context *ctx = s->ctx;
@@ -253,6 +254,19 @@ static int user_ensure_account(UserStep *s) {
                                     "%s shares UID %u with %s: builds would run as %s too", s->name,
                                     (unsigned) pw->uid, other->name, other->name);
                         return 0;
+                }
+                {
+                        const Privileged *p;
+                        if (is_privileged_gid(s, pw->gid, &p)) {
+                                if (asprintf(&fix, "give %s a primary group of its own: groupadd %s && usermod -g %s %s",
+                                             s->name, s->name, s->name, s->name) < 0)
+                                        return -ENOMEM;
+                                report_item(ctx, "user.primary-group", ITEM_FAIL, fix,
+                                            "the primary group of %s is %s (GID %u): %s; rootless-ci does not change "
+                                            "a primary group by itself", s->name, p->name, (unsigned) pw->gid,
+                                            p->reason);
+                                return 0;
+                        }
                 }
                 if (!valid_absolute_path(pw->home) || streq(pw->home, "/")) {
                         if (asprintf(&fix, "usermod --home /home/%s --move-home %s", s->name, s->name) < 0)
@@ -639,19 +653,6 @@ static int user_ensure_groups(UserStep *s, bool locked) {
         r = read_etc_file(ctx, "gshadow", &gshadow, &gshadow_size, &gshadow_st, &gshadow_exists);
         if (r < 0)
                 return log_error_errno(r, "Failed to read /etc/gshadow: %m");
-
-        if (s->pw) {
-                const Privileged *p;
-                if (is_privileged_gid(s, s->pw->gid, &p) && !locked) {
-                        _cleanup_free_ char *fix = NULL;
-                        if (asprintf(&fix, "give %s a primary group of its own: groupadd %s && usermod -g %s %s",
-                                     s->name, s->name, s->name, s->name) < 0)
-                                return -ENOMEM;
-                        report_item(ctx, "user.primary-group", ITEM_FAIL, fix,
-                                    "the primary group of %s is %s (GID %u): %s; rootless-ci does not change a "
-                                    "primary group by itself", s->name, p->name, (unsigned) s->pw->gid, p->reason);
-                }
-        }
 
         names = calloc(s->n_priv + 1, sizeof(char *));
         if (!names)

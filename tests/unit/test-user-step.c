@@ -236,11 +236,20 @@ TEST(user_privileged_primary_group_fails_and_is_not_changed) {
 
         fake_tree_populate(d, true);
         fake_tree_write_ids(d, "etc/passwd", "root:x:0:0:root:/root:/bin/bash\nbuildkite:x:@UID@:999::/home/buildkite:/bin/bash\n");
+        fake_tree_write_ids(d, "etc/group", group_before);
         fake_run(&run, d, VERB_APPLY, false);
         ASSERT_EQ(fake_count(&run, "user.primary-group", ITEM_FAIL, "the primary group of buildkite is docker (GID 999)"), 1);
         ASSERT_TRUE(run.ctx.any_failed);
         fake_run_done(&run);
-        ASSERT_TRUE(strstr(test_read(d, "etc/passwd"), "buildkite:x:") != NULL);
+        /* Refused before anything changed: no ranges, no group edits. */
+        ASSERT_STREQ(test_read(d, "etc/subuid"), "");
+        {
+                char *expected;
+                fake_tree_write_ids(d, "etc/expected", group_before);
+                expected = test_read(d, "etc/expected");
+                ASSERT_STREQ(test_read(d, "etc/group"), expected);
+                free(expected);
+        }
 }
 
 TEST(user_group_owning_a_root_daemon_socket_is_privileged) {
