@@ -156,7 +156,9 @@ static int storage_ensure_mount_point(StorageStep *s) {
                 return 0;
         }
         report_state(ctx, "storage.mount-point", ITEM_OK, "%s: %s", shown,
-                     disk ? "the data disk is mounted" : "a directory on the root filesystem (no data disk configured)");
+                     disk ? "the data disk is mounted"
+                          : is_mount_point(fd) ? "mounted, though no Device= is configured: used as it is"
+                                               : "a directory on the root filesystem (no data disk configured)");
         return 0;
 }
 
@@ -617,6 +619,27 @@ static int storage_ensure_home_link(StorageStep *s) {
                         report_changed(ctx, "storage.home-link", ITEM_CREATE, "created %s (0700, owner %s)", shown, s->name);
                         break;
                 case HOME_ENTRY_DIRECTORY:
+                        if (pe.st.st_uid != s->uid && pe.st.st_uid == geteuid() && (pe.st.st_mode & 07777) == 0700 &&
+                            home_dir_is_empty(cur, parents[i]) == 1) {
+                                /* A run killed between its mkdir and its chown left this: finish it. */
+                                if (ctx->verb != VERB_APPLY) {
+                                        report_state(ctx, "storage.home-link", ITEM_CHANGE,
+                                                     "give the empty directory %s (left by an interrupted run) to %s",
+                                                     shown, s->name);
+                                        missing = true;
+                                        continue;
+                                }
+                                next = home_finish_dir(cur, parents[i], 0700, s->uid, s->gid);
+                                if (next < 0) {
+                                        report_item(ctx, "storage.home-link", ITEM_FAIL, NULL, "cannot give %s to %s: %s",
+                                                    shown, s->name, strerror(-next));
+                                        return 0;
+                                }
+                                report_changed(ctx, "storage.home-link", ITEM_CHANGE,
+                                               "gave the empty directory %s (left by an interrupted run) to %s", shown,
+                                               s->name);
+                                break;
+                        }
                         if (pe.st.st_uid != s->uid) {
                                 free(fix);
                                 if (asprintf(&fix, "chown %s: %s (or remove it)", s->name, shown) < 0)

@@ -108,6 +108,45 @@ int home_open_dir(int dirfd, const char *name) {
         return open_entry_dir(dirfd, name, O_PATH);
 }
 
+/* Hand the directory open at fd to uid:gid with mode; returns an fd for it. */
+static int give_dir(int fd, mode_t mode, uid_t uid, gid_t gid) {
+        struct stat st;
+        int r;
+
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if ((st.st_uid != uid || st.st_gid != gid) && fchown(fd, uid, gid) < 0)
+                return negative_errno();
+        if (fchmod(fd, mode) < 0)
+                return negative_errno();
+        r = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        return r < 0 ? negative_errno() : r;
+}
+
+/* 1 if the directory open at fd has no entries, 0 if it has, < 0 on error. */
+static int fd_dir_is_empty(int fd) {
+        DIR *d;
+        struct dirent *de;
+        int dfd, r = 1;
+
+        dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return negative_errno();
+        d = fdopendir(dfd);
+        if (!d) {
+                r = negative_errno();
+                safe_close(dfd);
+                return r;
+        }
+        while ((de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, "..")) {
+                        r = 0;
+                        break;
+                }
+        closedir(d);
+        return r;
+}
+
 int home_make_dir(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gid) {
         _cleanup_close_ int fd = -1;
         struct stat st;
@@ -124,17 +163,34 @@ int home_make_dir(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gid
         if (fstat(fd, &st) < 0)
                 return negative_errno();
         /*
-         * Ours: a directory owned by us with no subdirectory. The user can swap in
-         * a directory of its own, never one owned by us (moving a directory to
-         * another parent needs write access to it, and ours is 0700 root).
+         * Ours: a directory owned by us. The user can swap in a directory of its
+         * own, never one owned by us (moving a directory to another parent needs
+         * write access to it, and ours is 0700 root).
          */
-        if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || st.st_nlink != 2)
+        if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid())
                 return -EBUSY;
-        if ((st.st_uid != uid || st.st_gid != gid) && fchown(fd, uid, gid) < 0)
+        return give_dir(fd, mode, uid, gid);
+}
+
+int home_finish_dir(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gid) {
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+        int r;
+
+        fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOTDIR || errno == ELOOP ? -EBUSY : negative_errno();
+        if (fstat(fd, &st) < 0)
                 return negative_errno();
-        if (fchmod(fd, mode) < 0)
-                return negative_errno();
-        return TAKE_FD(fd);
+        /* What home_make_dir() leaves when killed before the chown: ours, 0700, empty. */
+        if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 07777) != 0700)
+                return -EBUSY;
+        r = fd_dir_is_empty(fd);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return -ENOTEMPTY;
+        return give_dir(fd, mode, uid, gid);
 }
 
 /* Open the symlink itself and check it is the one we just made: ours, one link, pointing at target. */

@@ -60,6 +60,15 @@ int home_open_dir(int dirfd, const char *name);
 int home_make_dir(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gid);
 
 /*
+ * Finish what home_make_dir() was doing when a run was killed between its
+ * mkdir and its chown: dirfd/name is a directory owned by us, mode 0700, and
+ * empty (the user can neither make such a directory nor put anything in it),
+ * so it is ours and goes to uid:gid with mode. -EBUSY if it is anything else,
+ * -ENOTEMPTY if it has entries. Returns an fd.
+ */
+int home_finish_dir(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gid);
+
+/*
  * Make dirfd/name a symlink to target owned by uid:gid. Allowed only where
  * name is missing or a symlink: -EEXIST otherwise, and nothing but a symlink
  * is ever replaced.

@@ -234,3 +234,35 @@ TEST(home_dir_is_empty_never_follows) {
         close(home);
         close(root);
 }
+
+TEST(home_finish_dir_takes_only_our_empty_private_directory) {
+        const char *d = test_tmpdir();
+        int root = make_tree(d), home, fd;
+        struct stat st;
+
+        ASSERT_OK(root);
+        home = home_open(root, "/home/ci", getuid(), NULL);
+        ASSERT_OK(home);
+
+        ASSERT_OK(mkdir(at(d, "home/ci/fresh"), 0700));
+        ASSERT_OK(chmod(at(d, "home/ci/fresh"), 0700));
+        fd = home_finish_dir(home, "fresh", 0700, getuid(), getgid());
+        ASSERT_OK(fd);
+        ASSERT_OK(fstat(fd, &st));
+        ASSERT_EQ(st.st_uid, getuid());
+        close(fd);
+
+        ASSERT_OK(mkdir(at(d, "home/ci/full"), 0700));
+        ASSERT_OK(chmod(at(d, "home/ci/full"), 0700));
+        test_write(d, "home/ci/full/x", "");
+        ASSERT_EQ(home_finish_dir(home, "full", 0700, getuid(), getgid()), -ENOTEMPTY);
+
+        ASSERT_OK(mkdir(at(d, "home/ci/open"), 0755));
+        ASSERT_OK(chmod(at(d, "home/ci/open"), 0755));
+        ASSERT_EQ(home_finish_dir(home, "open", 0700, getuid(), getgid()), -EBUSY);
+
+        ASSERT_OK(symlink(at(d, "outside"), at(d, "home/ci/link")));
+        ASSERT_EQ(home_finish_dir(home, "link", 0700, getuid(), getgid()), -EBUSY);
+        close(home);
+        close(root);
+}

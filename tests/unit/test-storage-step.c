@@ -454,3 +454,49 @@ TEST(storage_killed_before_symlink_rename_is_completed_by_next_run) {
         ASSERT_TRUE(strstr(listing, ".#docker.rootless-ci.") == NULL);
         free(listing);
 }
+
+TEST(storage_killed_between_mkdir_and_chown_in_the_home_is_completed_by_next_run) {
+        const char *d = test_tmpdir();
+        FakeRun run = {};
+        pid_t pid;
+        int status;
+
+        populate(d);
+        fflush(stdout);
+        pid = fork();
+        ASSERT_OK(pid);
+        if (pid == 0) {
+                setenv("RCI_KILL_AT", "home-mkdir-before-chown", 1);
+                fake_run(&run, d, VERB_APPLY, true);
+                _exit(0);
+        }
+        ASSERT_OK(waitpid(pid, &status, 0));
+        ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        /* Left behind: ~/.local, ours (root's when running as root), 0700, empty. */
+        ASSERT_TRUE(has_mode(d, "home/buildkite/.local", 0700, getuid()));
+
+        fake_run(&run, d, VERB_APPLY, true);
+        ASSERT_OK(run.r);
+        ASSERT_FALSE(run.ctx.any_failed);
+        fake_run_done(&run);
+        ASSERT_TRUE(has_mode(d, "home/buildkite/.local", 0700, fake_ci_uid()));
+        ASSERT_TRUE(link_is(d, "home/buildkite/.local/share/docker", "/srv/rootless-ci/buildkite/docker"));
+}
+
+TEST(storage_root_owned_directory_with_content_in_the_home_is_not_taken) {
+        const char *d = test_tmpdir();
+        FakeRun run = {};
+
+        if (getuid() != 0) {
+                test_skip("needs root to leave a root-owned directory in the user's home");
+                return;
+        }
+        populate(d);
+        test_write(d, "home/buildkite/.local/root-secret", "root's\n");
+        ASSERT_OK(chmod(P(d, "home/buildkite/.local"), 0700));
+        fake_run(&run, d, VERB_APPLY, true);
+        ASSERT_EQ(fake_count(&run, "storage.home-link", ITEM_FAIL, "/home/buildkite/.local is owned by UID 0, not by buildkite"), 1);
+        fake_run_done(&run);
+        ASSERT_TRUE(has_mode(d, "home/buildkite/.local", 0700, 0));
+        ASSERT_TRUE(has_mode(d, "home/buildkite/.local/root-secret", 0644, 0));
+}
