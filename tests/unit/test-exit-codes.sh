@@ -122,9 +122,25 @@ make_tree() {
         done
         chmod 0755 "$d"/usr/bin/*
         echo "[Socket]" >"$d/usr/lib/systemd/user/dbus.socket"
+        echo "root:x:0:0:root:/root:/bin/bash" >"$d/etc/passwd"
+        echo "root:x:0:" >"$d/etc/group"
         echo 63432 >"$d/proc/sys/user/max_user_namespaces"
         echo 1 >"$d/proc/sys/kernel/unprivileged_userns_clone"
         echo 6.1.0-18-amd64 >"$d/proc/sys/kernel/osrelease"
+}
+
+# make_ci_user DIR: the CI user and its storage as apply leaves them (needs root for the owners).
+make_ci_user() {
+        local d=$1
+        echo "buildkite:x:1001:1001::/home/buildkite:/bin/bash" >>"$d/etc/passwd"
+        echo "buildkite:x:1001:" >>"$d/etc/group"
+        echo "buildkite:100000:65536" >"$d/etc/subuid"
+        echo "buildkite:100000:65536" >"$d/etc/subgid"
+        install -d -m 0700 -o 1001 -g 1001 "$d/home/buildkite" "$d/home/buildkite/.local" "$d/home/buildkite/.local/share" &&
+                ln -s /srv/rootless-ci/buildkite/docker "$d/home/buildkite/.local/share/docker" &&
+                chown -h 1001:1001 "$d/home/buildkite/.local/share/docker" &&
+                install -d -m 0755 -o 0 -g 0 "$d/srv" "$d/srv/rootless-ci" "$d/srv/rootless-ci/buildkite" &&
+                install -d -m 0700 -o 1001 -g 1001 "$d/srv/rootless-ci/buildkite/docker" "$d/srv/rootless-ci/buildkite/builds"
 }
 
 make_setuid() {
@@ -199,7 +215,7 @@ expect 1 "apply, Fedora without shadow-utils" --in "$FED" --out "dnf install sha
 
 OK=$TMP/complete
 make_tree "$OK" debian
-if make_setuid "$OK"; then
+if make_setuid "$OK" && make_ci_user "$OK"; then
         expect 0 "plan, complete tree" --in "$OK" --out "PASS preflight.newuidmap" --out "SKIP preflight.systemd" \
                 -- --root="$OK" plan
         expect 0 "check, complete tree" --in "$OK" -- --root="$OK" check
