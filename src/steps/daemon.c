@@ -674,10 +674,13 @@ static void explain_failure(const DaemonUser *u, sd_bus *user_bus) {
 
 /*
  * unit_changed: our unit's content changed (reload the user's manager and
- * restart a running daemon); link_changed: only its enablement did (reload).
+ * restart a daemon that was running before); link_changed: only its
+ * enablement did (reload). mgr_was_active: the user's manager ran before
+ * this apply changed anything; if it did not, whatever it runs now was
+ * started from the new files and needs no restart.
  */
 static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUser *u, bool unit_changed,
-                                bool link_changed) {
+                                bool link_changed, bool mgr_was_active) {
         _cleanup_bus_ sd_bus *user_bus = NULL;
         _cleanup_free_ char *user_manager = NULL, *sock = socket_path_of(u), *result = NULL;
         unsigned timeout = ctx->config->ready_timeout_sec;
@@ -746,7 +749,7 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
         r = bus_open_user_manager(u->name, &user_bus);
         if (r < 0)
                 return r;
-        if (unit_changed || link_changed) {
+        if ((unit_changed || link_changed) && mgr_was_active) {
                 r = bus_manager_reload(user_bus);
                 if (r < 0)
                         return r;
@@ -762,7 +765,7 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
         }
         if (streq_ptr(svc.active_state, "active") || streq_ptr(svc.active_state, "activating") ||
             streq_ptr(svc.active_state, "reloading"))
-                method = unit_changed ? "RestartUnit" : NULL;
+                method = unit_changed && mgr_was_active ? "RestartUnit" : NULL;
         else
                 method = "StartUnit";
         if (streq_ptr(svc.active_state, "failed")) {
@@ -809,7 +812,7 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
 static int daemon_run(Context *ctx) {
         _cleanup_(daemon_user_done) DaemonUser u = {};
         _cleanup_bus_ sd_bus *system_bus = NULL;
-        bool user_dropin_changed = false, system_reload = false, live;
+        bool user_dropin_changed = false, system_reload = false, mgr_was_active = false, live;
         int r, unit_changed, link_changed, dropins_changed, apparmor_changed;
 
         r = lookup_user(ctx, ctx->config->user_name, &u);
@@ -856,6 +859,18 @@ static int daemon_run(Context *ctx) {
         r = bus_open_system(&system_bus);
         if (r < 0)
                 return r;
+        {
+                _cleanup_free_ char *mgr = NULL;
+                UnitState s = {};
+
+                if (asprintf(&mgr, "user@%u.service", (unsigned) u.uid) < 0)
+                        return -ENOMEM;
+                r = bus_get_unit_state(system_bus, mgr, &s);
+                if (r < 0)
+                        return r;
+                mgr_was_active = streq_ptr(s.active_state, "active");
+                unit_state_done(&s);
+        }
 
         r = converge_root_daemon_live(ctx, system_bus, &system_reload);
         if (r < 0)
@@ -897,6 +912,7 @@ static int daemon_run(Context *ctx) {
                                 return log_error_errno(r, "Restarting %s ended with \"%s\"", mgr, strempty(result));
                         }
                         report_changed(ctx, "daemon.user-manager", ITEM_CHANGE, "restarted %s for its new drop-ins", mgr);
+                        mgr_was_active = false; /* it now runs from the new files */
                 }
                 unit_state_done(&s);
         }
@@ -907,7 +923,7 @@ static int daemon_run(Context *ctx) {
         if (ctx->verb == VERB_APPLY && ctx->any_failed)
                 return 0; /* the engine stops here; do not start a daemon on a half-made set-up */
 
-        r = converge_user_daemon(ctx, system_bus, &u, unit_changed > 0, link_changed > 0);
+        r = converge_user_daemon(ctx, system_bus, &u, unit_changed > 0, link_changed > 0, mgr_was_active);
         if (r < 0)
                 return r;
         killpoint("daemon-started");
