@@ -672,6 +672,20 @@ static void explain_failure(const DaemonUser *u, sd_bus *user_bus) {
         unit_state_done(&s);
 }
 
+/* Between ping attempts: give up early once the unit has failed for good. */
+static int unit_still_starting(void *userdata) {
+        sd_bus *user_bus = userdata;
+        UnitState s = {};
+        int r;
+
+        r = bus_get_unit_state(user_bus, UNIT_NAME, &s);
+        if (r < 0)
+                return r;
+        r = streq_ptr(s.active_state, "failed") || streq_ptr(s.active_state, "inactive") ? -ESRCH : 0;
+        unit_state_done(&s);
+        return r;
+}
+
 /*
  * unit_changed: our unit's content changed (reload the user's manager and
  * restart a daemon that was running before); link_changed: only its
@@ -763,8 +777,13 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
                 unit_state_done(&svc);
                 return -ERCI_FAILED;
         }
-        if (streq_ptr(svc.active_state, "active") || streq_ptr(svc.active_state, "activating") ||
-            streq_ptr(svc.active_state, "reloading"))
+        /*
+         * Running: restart only if its manager ran before our unit changed.
+         * Anything else, including a start in progress (the manager started it
+         * at boot of the user's manager): StartUnit, which joins a running
+         * start job, so its result is what we wait for.
+         */
+        if (streq_ptr(svc.active_state, "active") || streq_ptr(svc.active_state, "reloading"))
                 method = unit_changed && mgr_was_active ? "RestartUnit" : NULL;
         else
                 method = "StartUnit";
@@ -789,7 +808,7 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
                         return -ERCI_FAILED;
                 }
         }
-        r = docker_ping_wait(sock, u->uid, timeout, "the CI user's Docker");
+        r = docker_ping_wait(sock, u->uid, timeout, "the CI user's Docker", unit_still_starting, user_bus);
         if (r < 0) {
                 log_error("%s's Docker did not answer GET /_ping on %s within %u s: %s", u->name, sock, timeout,
                           strerror(-r));
@@ -797,7 +816,10 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
                 return -ERCI_FAILED;
         }
         log_info("%s's Docker answered %.2f s after the %s", u->name, (double) (now_usec() - t0) / 1e6,
-                 method ? "start request" : "check");
+                 method ? (streq(method, "StartUnit") ? "start request" : "restart request") : "check");
+        if (!method && !mgr_was_active)
+                /* The user's manager, started by this apply, started the daemon. */
+                method = "StartUnit";
         if (method)
                 report_changed(ctx, "daemon.service", streq(method, "StartUnit") ? ITEM_CREATE : ITEM_CHANGE,
                                "%s %s's Docker; it answers on %s", streq(method, "StartUnit") ? "started" : "restarted",

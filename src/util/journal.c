@@ -73,26 +73,39 @@ const char *rootless_docker_failure_hint(const char *log) {
                 const char *hint;
         } table[] = {
                 { "start-limit-hit", "the unit failed three times within a minute and systemd stopped trying; "
-                                     "fix the cause below, then re-run apply (it restarts the unit)" },
+                                     "fix the cause below, then re-run apply (it resets and starts the unit)" },
                 { "Start request repeated too quickly", "the unit failed three times within a minute (start limit)" },
                 { "/proc/self/exe: permission denied", "AppArmor blocks user namespaces for rootlesskit "
                                                         "(kernel.apparmor_restrict_unprivileged_userns=1)" },
                 { "newuidmap", "newuidmap/newgidmap failed: check the user's ranges in /etc/subuid and /etc/subgid "
                                "and that the tools are setuid root" },
                 { "lchown", "the subordinate ID range is too small (at least 65536 IDs are needed)" },
-                { "invalid argument", "the subordinate ID range may be too small (at least 65536 IDs are needed)" },
                 { "/dev/net/tun", "the network driver cannot open /dev/net/tun (mode 0666 needed)" },
                 { "Enabling IP forwarding failed", "the network namespace cannot enable IP forwarding" },
                 { "Failed to connect to bus", "the user's D-Bus session bus is missing (dbus-user-session)" },
-                { "storage-driver", "the storage driver does not work on the data directory's filesystem" },
-                { "overlay", "overlay2 failed on the data directory's filesystem" },
+                { "Unable to get the full path to root", "the Docker data root (~/.local/share/docker) is not a "
+                                                         "directory the user can use (see the storage step)" },
+                { "failed to mount overlay", "overlay2 does not work on the data root's filesystem (an overlayfs, "
+                                             "NFS, or XFS without ftype=1?)" },
+                { "error initializing graphdriver", "the storage driver does not work on the data root's filesystem" },
                 { "address already in use", "another daemon already listens on the socket" },
         };
+        const char *end;
 
         if (!log)
                 return NULL;
-        for (size_t i = 0; i < ELEMENTSOF(table); i++)
-                if (strcasestr(log, table[i].needle))
-                        return table[i].hint;
+        /* The latest line that says something known wins: later errors follow from earlier causes less often. */
+        end = log + strlen(log);
+        while (end > log) {
+                const char *line = end;
+                while (line > log && line[-1] != '\n')
+                        line--;
+                for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                        const char *hit = strcasestr(line, table[i].needle);
+                        if (hit && hit < end)
+                                return table[i].hint;
+                }
+                end = line > log ? line - 1 : log;
+        }
         return NULL;
 }

@@ -149,9 +149,10 @@ int docker_ping_once(const char *socket_path, uid_t owner, unsigned timeout_ms) 
         return docker_ping_parse(buf, got, NULL);
 }
 
-int docker_ping_wait(const char *socket_path, uid_t owner, unsigned timeout_sec, const char *what) {
+int docker_ping_wait(const char *socket_path, uid_t owner, unsigned timeout_sec, const char *what,
+                     int (*still_hopeful)(void *userdata), void *userdata) {
         unsigned long long start = now_usec(), deadline = start + (unsigned long long) timeout_sec * 1000000ULL;
-        unsigned long long next_progress = start + PING_PROGRESS_EVERY_USEC;
+        unsigned long long next_progress = start + PING_PROGRESS_EVERY_USEC, next_ask = start + 1000000ULL;
         int r;
 
         for (;;) {
@@ -165,6 +166,12 @@ int docker_ping_wait(const char *socket_path, uid_t owner, unsigned timeout_sec,
                 n = now_usec();
                 if (n >= deadline)
                         break;
+                if (still_hopeful && n >= next_ask) {
+                        int h = still_hopeful(userdata);
+                        if (h < 0)
+                                return h;
+                        next_ask = n + 1000000ULL;
+                }
                 if (n >= next_progress) {
                         log_info("Waiting for %s to answer GET /_ping on %s: %llu s of %u s (last: %s)", what,
                                  socket_path, (n - start) / 1000000ULL, timeout_sec, strerror(-r));

@@ -32,10 +32,13 @@ int docker_ping_once(const char *socket_path, uid_t owner, unsigned timeout_ms);
 
 /*
  * Poll docker_ping_once() until it succeeds or timeout_sec passes, saying
- * every few seconds what it waits for. Returns 0, or the last error
+ * every few seconds what it waits for. still_hopeful (may be NULL) is asked
+ * about once a second; a negative answer ends the wait with that error (the
+ * daemon's unit failed: no point waiting on). Returns 0, or the last error
  * (-ETIMEDOUT if the last attempt was a connection refusal or no socket).
  */
-int docker_ping_wait(const char *socket_path, uid_t owner, unsigned timeout_sec, const char *what);
+int docker_ping_wait(const char *socket_path, uid_t owner, unsigned timeout_sec, const char *what,
+                     int (*still_hopeful)(void *userdata), void *userdata);
 
 /* Microseconds on CLOCK_MONOTONIC. */
 unsigned long long now_usec(void);

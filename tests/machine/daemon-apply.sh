@@ -87,8 +87,10 @@ assert_eq "/srv/rootless-ci/$CI_USER/docker" "$(in_machine realpath "$root_dir")
 
 as_ci docker import /var/lib/rootless-ci-test/busybox.tar rci-busybox >/dev/null
 ok "docker import of the offline busybox image"
+# shellcheck disable=SC2016 # expanded inside the container
 out=$(as_ci docker run --rm rci-busybox sh -c 'echo hello from $(id -u)')
 assert_eq "hello from 0" "$out" "docker run works; container root is uid 0 inside"
+# shellcheck disable=SC2016 # expanded by the CI user's shell
 owner=$(as_ci sh -c 'mkdir -p $HOME/bind && docker run --rm -v $HOME/bind:/b rci-busybox touch /b/f && stat -c %u $HOME/bind/f')
 assert_eq "$uid" "$owner" "a file container root writes to a bind mount belongs to the CI user on the host"
 

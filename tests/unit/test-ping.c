@@ -128,7 +128,23 @@ TEST(ping_wait_times_out) {
         unsigned long long t0 = now_usec();
 
         snprintf(path, sizeof(path), "%s/never.sock", test_tmpdir());
-        ASSERT_EQ(docker_ping_wait(path, getuid(), 1, "nobody"), -ETIMEDOUT);
+        ASSERT_EQ(docker_ping_wait(path, getuid(), 1, "nobody", NULL, NULL), -ETIMEDOUT);
         ASSERT_TRUE(now_usec() - t0 >= 1000000ULL);
+        ASSERT_TRUE(now_usec() - t0 < 3000000ULL);
+}
+
+static int give_up(void *userdata) {
+        (*(int *) userdata)++;
+        return -ESRCH;
+}
+
+TEST(ping_wait_stops_when_no_longer_hopeful) {
+        char path[256];
+        unsigned long long t0 = now_usec();
+        int asked = 0;
+
+        snprintf(path, sizeof(path), "%s/never.sock", test_tmpdir());
+        ASSERT_EQ(docker_ping_wait(path, getuid(), 30, "nobody", give_up, &asked), -ESRCH);
+        ASSERT_EQ(asked, 1);
         ASSERT_TRUE(now_usec() - t0 < 3000000ULL);
 }
