@@ -14,12 +14,14 @@
 
 static const Step *const all_steps[] = {
         &step_preflight,
+        &step_user,
+        &step_storage,
         &step_daemon,
 };
 
 /* Steps of DESIGN.md not built yet; said plainly so nobody thinks they ran. */
 static const char *const pending_steps[] = {
-        "disk", "user", "storage", "agent",
+        "disk", "agent",
 };
 
 static const char *const item_status_table[_ITEM_STATUS_MAX] = {
@@ -95,6 +97,21 @@ void report_item(Context *ctx, const char *id, ItemStatus status, const char *fi
         va_end(ap);
 }
 
+void report_state(Context *ctx, const char *id, ItemStatus change, const char *fmt, ...) {
+        ItemStatus status = change;
+        const char *fix = NULL;
+        va_list ap;
+
+        if (ctx->verb == VERB_CHECK) {
+                status = change == ITEM_OK ? ITEM_PASS : ITEM_FAIL;
+                if (change != ITEM_OK)
+                        fix = "rootless-ci apply";
+        }
+        va_start(ap, fmt);
+        report_add(ctx, id, status, fix, false, fmt, ap);
+        va_end(ap);
+}
+
 void report_changed(Context *ctx, const char *id, ItemStatus status, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
@@ -123,6 +140,10 @@ static void host_facts_done(HostFacts *f) {
         free(f->rootlesskit_path);
         free(f->network_driver);
         free(f->storage_driver);
+        free(f->user_home);
+        free(f->storage_dir);
+        free(f->docker_dir);
+        free(f->builds_dir);
 }
 
 void context_done(Context *ctx) {

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,35 +76,15 @@ static void daemon_user_done(DaemonUser *u) {
         free(u->name);
 }
 
-/* Look the user up in the tree's /etc/passwd (the live one, or --root's). */
-static int lookup_user(Context *ctx, const char *name, DaemonUser *ret) {
-        _cleanup_close_ int fd = -1;
-        _cleanup_fclose_ FILE *f = NULL;
-        struct passwd *pw;
-
-        *ret = (DaemonUser) { .name = strdup(name) };
-        if (!ret->name)
-                return -ENOMEM;
-
-        fd = safe_openat(ctx->root_fd, "/etc/passwd", O_RDONLY, 0, RESOLVE_POLICY_IN_ROOT);
-        if (fd == -ENOENT)
-                return 0;
-        if (fd < 0)
-                return log_error_errno(fd, "Failed to open /etc/passwd: %m");
-        f = fdopen(fd, "re");
-        if (!f)
-                return -ENOMEM;
-        TAKE_FD(fd);
-
-        errno = 0;
-        while ((pw = fgetpwent(f)))
-                if (streq(pw->pw_name, name)) {
-                        ret->uid = pw->pw_uid;
-                        ret->gid = pw->pw_gid;
-                        ret->exists = true;
-                        return 0;
-                }
-        return 0;
+/* The CI user as the user step left it (ctx->facts). */
+static int daemon_user_from_facts(Context *ctx, DaemonUser *ret) {
+        *ret = (DaemonUser) {
+                .name = strdup(ctx->config->user_name),
+                .uid = ctx->facts.user_uid,
+                .gid = ctx->facts.user_gid,
+                .exists = ctx->facts.user_known,
+        };
+        return ret->name ? 0 : -ENOMEM;
 }
 
 static bool is_apply(Context *ctx) {
@@ -837,14 +816,15 @@ static int daemon_run(Context *ctx) {
         bool user_dropin_changed = false, system_reload = false, mgr_was_active = false, live;
         int r, unit_changed, link_changed, dropins_changed, apparmor_changed;
 
-        r = lookup_user(ctx, ctx->config->user_name, &u);
+        r = daemon_user_from_facts(ctx, &u);
         if (r < 0)
                 return r;
         if (!u.exists) {
                 /* The user step creates it before apply gets here; plan and check only say so. */
-                report_item(ctx, "daemon.user", ctx->verb == VERB_PLAN ? ITEM_SKIP : ITEM_FAIL,
-                            ctx->verb == VERB_PLAN ? NULL : "rootless-ci apply",
-                            "user %s does not exist yet: the daemon's files depend on its UID", u.name);
+                bool planned = ctx->facts.user_planned && ctx->verb != VERB_APPLY;
+                report_item(ctx, "daemon.user", planned ? ITEM_SKIP : ITEM_FAIL, planned ? NULL : "rootless-ci apply",
+                            "user %s does not exist yet: the daemon's files depend on its UID%s", u.name,
+                            planned ? " (apply creates the user first)" : "");
                 return ctx->verb == VERB_APPLY ? log_error_errno(-ERCI_FAILED, "User %s does not exist", u.name) : 0;
         }
 

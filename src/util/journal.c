@@ -87,25 +87,14 @@ const char *rootless_docker_failure_hint(const char *log) {
                                                          "directory the user can use (see the storage step)" },
                 { "failed to mount overlay", "overlay2 does not work on the data root's filesystem (an overlayfs, "
                                              "NFS, or XFS without ftype=1?)" },
-                { "error initializing graphdriver", "the storage driver does not work on the data root's filesystem" },
                 { "address already in use", "another daemon already listens on the socket" },
+                { "error initializing graphdriver", "the storage driver does not work on the data root's filesystem" },
         };
-        const char *end;
-
         if (!log)
                 return NULL;
-        /* The latest line that says something known wins: later errors follow from earlier causes less often. */
-        end = log + strlen(log);
-        while (end > log) {
-                const char *line = end;
-                while (line > log && line[-1] != '\n')
-                        line--;
-                for (size_t i = 0; i < ELEMENTSOF(table); i++) {
-                        const char *hit = strcasestr(line, table[i].needle);
-                        if (hit && hit < end)
-                                return table[i].hint;
-                }
-                end = line > log ? line - 1 : log;
-        }
+        /* The table is in order of precedence: the most specific causes first. */
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                if (strcasestr(log, table[i].needle))
+                        return table[i].hint;
         return NULL;
 }

@@ -3,9 +3,10 @@
 # rootless Docker run by its own systemd manager, takes the root daemon out
 # of reach, and a second apply changes nothing and does not restart it.
 #
-# Until the user step is merged, the test creates the CI user itself (with
-# useradd, which on Debian also gives it subordinate ID ranges) and Docker's
-# data stays on the machine's root filesystem (no data disk yet).
+# The disk step is stood in for: an ext4 loop disk is mounted on the mount
+# point before apply (the machine's own root is an overlayfs, on which
+# overlay2 cannot stack, which is the very reason for a data disk). The user
+# and storage steps are the real ones.
 
 # shellcheck source=tests/machine/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -13,21 +14,11 @@ source "$(dirname "$0")/lib.sh"
 machine_begin
 
 CI_USER=buildkite
-in_machine useradd --create-home --shell /bin/bash "$CI_USER"
-uid=$(in_machine id -u "$CI_USER")
-in_machine grep -q "^$CI_USER:" /etc/subuid || fail "useradd gave $CI_USER no subordinate UIDs"
-
-# Stand-in for the disk and storage steps: an ext4 data disk on the mount
-# point and the user's Docker data dir on it. (The machine's own root is an
-# overlayfs, on which overlay2 cannot stack: Docker must not keep its data
-# there, which is the very reason for the data disk.)
 disk=$("$MACHINE" attach-disk "$RCI_MACHINE" 4G)
 in_machine mkfs.ext4 -q -L rci-test-data "$disk"
 in_machine mkdir -p /srv/rootless-ci
 in_machine mount "$disk" /srv/rootless-ci
-in_machine install -d -m 0700 -o "$CI_USER" -g "$CI_USER" "/srv/rootless-ci/$CI_USER" "/srv/rootless-ci/$CI_USER/docker"
-in_machine setpriv --reuid="$uid" --regid="$uid" --init-groups sh -c \
-	"mkdir -p /home/$CI_USER/.local/share && ln -s /srv/rootless-ci/$CI_USER/docker /home/$CI_USER/.local/share/docker"
+uid=
 
 # as_ci CMD...: run CMD as the CI user, with what a build would have.
 as_ci() {
@@ -54,6 +45,7 @@ assert_eq 0 "$rc" "first apply exits 0"
 echo "# first apply took $(((t1 - t0) / 1000000)) ms"
 jq -r '.items[] | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/apply1.json"
 assert_eq true "$(jq -r .changed "$TEST_TMP/apply1.json")" "first apply reports changes"
+uid=$(in_machine id -u "$CI_USER")
 
 # The unit, where and as what.
 assert_eq "root 644" "$(in_machine stat -c '%U %a' /etc/systemd/user/docker.service)" \

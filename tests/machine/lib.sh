@@ -82,7 +82,9 @@ machine_cleanup() {
 	local rc=$? log
 	trap - EXIT INT TERM
 	if [[ -n $RCI_MACHINE ]]; then
-		if [[ $rc -ne 0 && $rc -ne 77 ]]; then
+		# A failure (not an interruption: then every millisecond counts)
+		# shows the end of the machine's journal.
+		if [[ $rc -ne 0 && $rc -ne 77 && $rc -ne 130 && $rc -ne 143 ]]; then
 			echo "# machine journal, last 40 lines:"
 			"$MACHINE" run "$RCI_MACHINE" journalctl --no-pager -n 40 2>&1 |
 				sed 's/^/#   /' || true

@@ -38,6 +38,13 @@ static int run_verb(const char *root, Verb verb, bool apparmor, const char *stor
         ret->facts.network_driver = strdup("slirp4netns");
         ret->facts.storage_driver = storage ? strdup(storage) : NULL;
         ret->facts.apparmor_restricts_userns = apparmor;
+        /* What the user step would have found in the tree. */
+        if (strstr(test_read(root, "etc/passwd") ?: "", "buildkite:")) {
+                ret->facts.user_known = true;
+                ret->facts.user_uid = 1001;
+                ret->facts.user_gid = 1001;
+        } else
+                ret->facts.user_planned = verb != VERB_APPLY;
         r = engine_run_steps(ret, daemon_only, 1);
         return r;
 }
