@@ -94,10 +94,83 @@ static bool is_apply(Context *ctx) {
 /* ---- files ---------------------------------------------------------------------------------------------- */
 
 /*
+ * "Restart pending" markers, for a run killed between rewriting a unit and
+ * restarting what runs it: the next run finds the file up to date, so
+ * only the marker tells it the restart is still owed. They live in /run,
+ * which a reboot empties, and a reboot starts everything from the new
+ * files anyway. Live host only.
+ */
+#define MARKER_DIR "/run/rootless-ci"
+#define MARKER_DAEMON_RESTART "daemon-restart-pending"
+#define MARKER_USER_MANAGER_RESTART "user-manager-restart-pending"
+
+static int marker_path(const char *name, char **ret) {
+        return asprintf(ret, MARKER_DIR "/%s", name) < 0 ? -ENOMEM : 0;
+}
+
+static int marker_set(Context *ctx, const char *name) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int dfd = -1;
+        int r;
+
+        if (!ctx->live || !name)
+                return 0;
+        dfd = safe_mkdir_p(ctx->root_fd, MARKER_DIR, 0755, RESOLVE_POLICY_IN_ROOT);
+        if (dfd < 0)
+                return log_error_errno(dfd, "Failed to create %s: %m", MARKER_DIR);
+        r = marker_path(name, &path);
+        if (r < 0)
+                return r;
+        r = write_file_atomic(ctx->root_fd, path, "", 0, 0644, (uid_t) -1, (gid_t) -1, RESOLVE_POLICY_IN_ROOT);
+        if (r < 0)
+                return log_error_errno(r, "Failed to write %s: %m", path);
+        return 0;
+}
+
+static bool marker_exists(Context *ctx, const char *name) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -1;
+
+        if (!ctx->live || marker_path(name, &path) < 0)
+                return false;
+        fd = safe_openat(ctx->root_fd, path, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
+        return fd >= 0;
+}
+
+static int marker_clear(Context *ctx, const char *name) {
+        _cleanup_free_ char *fname = NULL;
+        _cleanup_close_ int parent = -1;
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        if (!ctx->live)
+                return 0;
+        r = marker_path(name, &path);
+        if (r < 0)
+                return r;
+        parent = safe_open_parent(ctx->root_fd, path, RESOLVE_POLICY_IN_ROOT, &fname);
+        if (parent == -ENOENT)
+                return 0;
+        if (parent < 0)
+                return parent;
+        {
+                int d = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (d < 0)
+                        return negative_errno();
+                safe_close(parent);
+                parent = d;
+        }
+        if (unlinkat(parent, fname, 0) < 0 && errno != ENOENT)
+                return log_error_errno(negative_errno(), "Failed to remove %s: %m", path);
+        return fsync_dir(parent);
+}
+
+/*
  * Converge one root-owned file to want. Reports it; returns 1 if it differs
  * (apply: changed it), 0 if not, < 0 when it could not go on.
  */
-static int converge_file(Context *ctx, const char *id, const char *path, const char *want, const char *what) {
+static int converge_file(Context *ctx, const char *id, const char *path, const char *want, const char *what,
+                         const char *pending_marker) {
         _cleanup_free_ char *have = NULL, *shown = path_join_root(ctx->root, path);
         _cleanup_close_ int fd = -1, dfd = -1;
         size_t have_size = 0;
@@ -146,6 +219,10 @@ static int converge_file(Context *ctx, const char *id, const char *path, const c
                 if (dfd < 0)
                         return log_error_errno(dfd, "Failed to create the directory of %s: %m", shown);
         }
+        /* Owe the restart before changing what it restarts for. */
+        r = marker_set(ctx, pending_marker);
+        if (r < 0)
+                return r;
         r = write_file_atomic(ctx->root_fd, path, want, strlen(want), 0644, (uid_t) -1, (gid_t) -1, RESOLVE_POLICY_IN_ROOT);
         if (r < 0)
                 return log_error_errno(r, "Failed to write %s: %m", shown);
@@ -317,7 +394,7 @@ static int converge_user_unit(Context *ctx, const DaemonUser *u) {
         r = render("docker.service.in", values, ELEMENTSOF(values), &text);
         if (r < 0)
                 return r;
-        return converge_file(ctx, "daemon.unit", USER_UNIT_PATH, text, "the CI user's Docker unit");
+        return converge_file(ctx, "daemon.unit", USER_UNIT_PATH, text, "the CI user's Docker unit", MARKER_DAEMON_RESTART);
 }
 
 /* Returns 1 when a file the system manager reads changed. */
@@ -329,7 +406,7 @@ static int converge_system_dropins(Context *ctx, const DaemonUser *u, bool *ret_
         if (r < 0)
                 return r;
         r = converge_file(ctx, "daemon.delegate", DELEGATE_DROPIN_PATH, delegate,
-                          "cgroup delegation (cpu cpuset io memory pids) for user managers:");
+                          "cgroup delegation (cpu cpuset io memory pids) for user managers:", MARKER_USER_MANAGER_RESTART);
         if (r < 0)
                 return r;
         changed |= r;
@@ -352,7 +429,7 @@ static int converge_system_dropins(Context *ctx, const DaemonUser *u, bool *ret_
         if (r < 0)
                 return r;
         r = converge_file(ctx, "daemon.mount-order", mount_path, mount,
-                          "ordering of the CI user's manager after the data mount:");
+                          "ordering of the CI user's manager after the data mount:", MARKER_USER_MANAGER_RESTART);
         if (r < 0)
                 return r;
         changed |= r;
@@ -377,7 +454,7 @@ static int converge_apparmor(Context *ctx) {
         if (r < 0)
                 return r;
         return converge_file(ctx, "daemon.apparmor", APPARMOR_PROFILE_PATH, text,
-                             "AppArmor profile allowing user namespaces for rootlesskit only:");
+                             "AppArmor profile allowing user namespaces for rootlesskit only:", NULL);
 }
 
 /* ---- the root daemon ------------------------------------------------------------------------------------ */
@@ -402,6 +479,8 @@ static int converge_root_daemon_live(Context *ctx, sd_bus *bus, bool *ret_need_r
                 if (r < 0)
                         return r;
                 masked = streq_ptr(s.load_state, "masked") || streq_ptr(s.unit_file_state, "masked");
+                if (s.need_daemon_reload)
+                        *ret_need_reload = true;
                 enabled = unit_state_enabled(s.unit_file_state);
                 running = !streq_ptr(s.active_state, "inactive") && !streq_ptr(s.active_state, "failed");
                 bool absent = streq_ptr(s.load_state, "not-found") && !running;
@@ -813,7 +892,8 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
 static int daemon_run(Context *ctx) {
         _cleanup_(daemon_user_done) DaemonUser u = {};
         _cleanup_bus_ sd_bus *system_bus = NULL;
-        bool user_dropin_changed = false, system_reload = false, mgr_was_active = false, live;
+        bool user_dropin_changed = false, system_reload = false, mgr_was_active = false, daemon_restart_owed = false,
+             live;
         int r, unit_changed, link_changed, dropins_changed, apparmor_changed;
 
         r = daemon_user_from_facts(ctx, &u);
@@ -871,7 +951,15 @@ static int daemon_run(Context *ctx) {
                 if (r < 0)
                         return r;
                 mgr_was_active = streq_ptr(s.active_state, "active");
+                /* Its files changed on disk but the manager has not reloaded (a run killed in between). */
+                if (s.need_daemon_reload)
+                        system_reload = true;
                 unit_state_done(&s);
+        }
+        if (is_apply(ctx)) {
+                daemon_restart_owed = marker_exists(ctx, MARKER_DAEMON_RESTART);
+                if (marker_exists(ctx, MARKER_USER_MANAGER_RESTART))
+                        user_dropin_changed = true;
         }
 
         r = converge_root_daemon_live(ctx, system_bus, &system_reload);
@@ -917,6 +1005,9 @@ static int daemon_run(Context *ctx) {
                         mgr_was_active = false; /* it now runs from the new files */
                 }
                 unit_state_done(&s);
+                r = marker_clear(ctx, MARKER_USER_MANAGER_RESTART);
+                if (r < 0)
+                        return r;
         }
 
         r = converge_linger(ctx, system_bus, &u);
@@ -925,9 +1016,15 @@ static int daemon_run(Context *ctx) {
         if (ctx->verb == VERB_APPLY && ctx->any_failed)
                 return 0; /* the engine stops here; do not start a daemon on a half-made set-up */
 
-        r = converge_user_daemon(ctx, system_bus, &u, unit_changed > 0, link_changed > 0, mgr_was_active);
+        r = converge_user_daemon(ctx, system_bus, &u, unit_changed > 0 || daemon_restart_owed, link_changed > 0,
+                                 mgr_was_active);
         if (r < 0)
                 return r;
+        if (is_apply(ctx)) {
+                r = marker_clear(ctx, MARKER_DAEMON_RESTART);
+                if (r < 0)
+                        return r;
+        }
         killpoint("daemon-started");
 
         return check_root_sockets_unreachable(ctx, &u);
