@@ -900,12 +900,19 @@ static int daemon_run(Context *ctx) {
         if (r < 0)
                 return r;
         if (!u.exists) {
-                /* The user step creates it before apply gets here; plan and check only say so. */
-                bool planned = ctx->facts.user_planned && ctx->verb != VERB_APPLY;
-                report_item(ctx, "daemon.user", planned ? ITEM_SKIP : ITEM_FAIL, planned ? NULL : "rootless-ci apply",
-                            "user %s does not exist yet: the daemon's files depend on its UID%s", u.name,
-                            planned ? " (apply creates the user first)" : "");
-                return ctx->verb == VERB_APPLY ? log_error_errno(-ERCI_FAILED, "User %s does not exist", u.name) : 0;
+                /*
+                 * The user step creates it before apply gets here, and says
+                 * why when it cannot; plan and check only skip what depends
+                 * on the UID rather than fail a second time for one cause.
+                 */
+                if (ctx->verb == VERB_APPLY)
+                        return log_error_errno(-ERCI_FAILED, "User %s does not exist (see the user step)", u.name);
+                report_item(ctx, "daemon.user", ITEM_SKIP, NULL,
+                            ctx->facts.user_planned ? "user %s does not exist yet (apply creates it first): the "
+                                                      "daemon's files depend on its UID"
+                                                    : "the CI user %s is not usable (see the user step)",
+                            u.name);
+                return 0;
         }
 
         unit_changed = converge_user_unit(ctx, &u);

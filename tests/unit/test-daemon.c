@@ -228,6 +228,7 @@ TEST(missing_user_is_reported_not_guessed) {
         test_write(root, "etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
         ASSERT_OK(run_verb(root, VERB_PLAN, false, "overlay2", &ctx));
         ASSERT_EQ(find_item(&ctx, "daemon.user")->status, ITEM_SKIP);
+        ASSERT_TRUE(find_item(&ctx, "daemon.unit") == NULL);
         context_done(&ctx);
         ASSERT_TRUE(run_verb(root, VERB_APPLY, false, "overlay2", &ctx) < 0);
         context_done(&ctx);
