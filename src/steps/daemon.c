@@ -502,6 +502,8 @@ static int check_root_sockets_unreachable(Context *ctx, const DaemonUser *u) {
                                     root_api_sockets[i], (unsigned) st.st_uid);
                 }
         }
+        ctx->facts.root_sockets_checked = true;
+        ctx->facts.root_sockets_reachable = (unsigned) reachable;
         if (!reachable)
                 report_item(ctx, "daemon.root-sockets-unreachable", ITEM_PASS, NULL,
                             "%s can reach no root-owned Docker or containerd socket (%zu present, all refused)", u->name,

@@ -8,3 +8,4 @@ extern const Step step_preflight;
 extern const Step step_user;
 extern const Step step_storage;
 extern const Step step_daemon;
+extern const Step step_agent;
