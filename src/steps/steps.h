@@ -7,3 +7,4 @@
 extern const Step step_preflight;
 extern const Step step_user;
 extern const Step step_storage;
+extern const Step step_daemon;
