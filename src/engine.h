@@ -59,6 +59,8 @@ typedef struct HostFacts {
         char *user_home;               /* as in the passwd entry (planned: /home/NAME) */
         uint32_t subuid_start, subuid_count;  /* 0 count: not settled */
         uint32_t subgid_start, subgid_count;
+        bool user_groups_removed;      /* apply took it out of a privileged group: its running
+                                        * processes (its user manager) keep that group until restarted */
 
         /* storage step */
         char *storage_dir;             /* <MountPoint>/<user>, root-owned */

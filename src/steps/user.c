@@ -702,6 +702,7 @@ static int user_ensure_groups(UserStep *s, bool locked) {
                         return log_error_errno(r, "Failed to write /etc/group: %m");
         }
 
+        ctx->facts.user_groups_removed = true;
         for (size_t i = 0; i < s->n_priv; i++)
                 for (size_t k = 0; k < n; k++)
                         if (names[k] == s->priv[i].name) {

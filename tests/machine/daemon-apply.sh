@@ -86,6 +86,21 @@ assert_eq "hello from 0" "$out" "docker run works; container root is uid 0 insid
 owner=$(as_ci sh -c 'mkdir -p $HOME/bind && docker run --rm -v $HOME/bind:/b rci-busybox touch /b/f && stat -c %u $HOME/bind/f')
 assert_eq "$uid" "$owner" "a file container root writes to a bind mount belongs to the CI user on the host"
 
+# The unit is read by every user's manager: only the CI user's runs it.
+in_machine useradd --create-home --shell /bin/bash rci-other
+other=$(in_machine id -u rci-other)
+in_machine loginctl enable-linger rci-other
+for _ in $(seq 100); do
+	[[ $(in_machine systemctl is-active "user@$other.service" || true) == active ]] && break
+	sleep 0.1
+done
+other_state=$(in_machine setpriv --reuid="$other" --regid="$other" --init-groups env XDG_RUNTIME_DIR="/run/user/$other" \
+	systemctl --user show --property=ActiveState,ConditionResult docker.service | tr '\n' ' ')
+assert_eq "ActiveState=inactive ConditionResult=no " "$other_state" "another user's manager skips docker.service (ConditionUser)"
+in_machine test ! -e "/run/user/$other/docker.sock" || fail "another user got a Docker daemon"
+ok "no Docker socket for the other user"
+in_machine loginctl disable-linger rci-other
+
 # A second apply: nothing to do, the daemon keeps running untouched.
 pid1=$(docker_main_pid)
 mtime1=$(in_machine stat -c %Y.%i /etc/systemd/user/docker.service)

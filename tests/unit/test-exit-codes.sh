@@ -218,7 +218,13 @@ make_tree "$OK" debian
 if make_setuid "$OK" && make_ci_user "$OK"; then
         expect 0 "plan, complete tree" --in "$OK" --out "PASS preflight.newuidmap" --out "SKIP preflight.systemd" \
                 -- --root="$OK" plan
-        expect 0 "check, complete tree" --in "$OK" -- --root="$OK" check
+        expect 1 "check, complete tree before apply" --in "$OK" --out "FAIL daemon.unit" -- --root="$OK" check
+        # apply converges a copy offline; then check holds and apply has nothing left to do.
+        CONV=$TMP/converged
+        cp -a "$OK" "$CONV"
+        expect 0 "apply, complete tree" --out "daemon.unit" -- --root="$CONV" apply
+        expect 0 "check, converged tree" --in "$CONV" -- --root="$CONV" check
+        expect 0 "apply again, converged tree" --in "$CONV" --out "Nothing changed" -- --root="$CONV" apply
         # With a run/ (as an image may have) systemd still counts as not running. Not compared:
         # the lock is taken on run/rootless-ci.lock, which is created in the tree.
         RUN=$TMP/complete-with-run

@@ -152,6 +152,12 @@ TEST(user_apply_removes_only_the_user_from_privileged_groups) {
         ASSERT_OK(run.r);
         ASSERT_EQ(fake_count(&run, "user.groups", ITEM_REMOVE, "removed buildkite from group"), 3);
         ASSERT_EQ(fake_count(&run, "user.groups", ITEM_REMOVE, "group video"), 0);
+        ASSERT_TRUE(run.ctx.facts.user_groups_removed);
+        fake_run_done(&run);
+
+        /* Nothing left to remove: the fact stays false. */
+        fake_run(&run, d, VERB_APPLY, false);
+        ASSERT_FALSE(run.ctx.facts.user_groups_removed);
         fake_run_done(&run);
 
         fake_tree_write_ids(d, "etc/expected", group_after);
