@@ -219,9 +219,11 @@ static int tree_fix_fd(TreeWalk *w, int fd, const char *shown, bool is_config_fi
                         return log_error_errno(-EIO, "%s is not root:%u %04o after fixing it", shown,
                                                (unsigned) w->gid, (unsigned) want);
         }
-        log_warning("Secured %s: it was %u:%u %04o, which let someone other than root change what the agent "
-                    "loads for later jobs; now root:%u %04o",
-                    shown, (unsigned) st.st_uid, (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777),
+        log_warning("Secured %s: it was %u:%u %04o, %s; now root:%u %04o", shown, (unsigned) st.st_uid,
+                    (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777),
+                    st.st_uid != 0 || (st.st_mode & 0022) ? "which let someone other than root change what the agent "
+                                                            "loads for later jobs"
+                                                          : "not the access rootless-ci gives the agent",
                     (unsigned) w->gid, (unsigned) want);
         report_changed(ctx, "agent.config", ITEM_CHANGE, "secured %s (was %u:%u %04o, now root:%u %04o)", shown,
                        (unsigned) st.st_uid, (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777), (unsigned) w->gid,
