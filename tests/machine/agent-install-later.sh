@@ -68,4 +68,26 @@ assert_etc_not_writable_by_ci
 in_machine rootless-ci check >/dev/null 2>&1 || fail "check fails after the second apply"
 ok "check passes after the second apply"
 
+# A run killed between rewriting a drifted drop-in and restarting the agent:
+# the next run finds the file in place and still owes the restart.
+dropin=/etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf
+in_machine sed -i 's/^TimeoutStartSec=.*/TimeoutStartSec=99s/' "$dropin"
+pid1=$(in_machine systemctl show -p MainPID --value buildkite-agent.service)
+set +e
+in_machine env RCI_KILL_AT=agent-dropin-written rootless-ci apply >/dev/null 2>"$TEST_TMP/killed.err"
+rc=$?
+set -e
+assert_eq 137 "$rc" "apply killed right after rewriting the drop-in"
+in_machine grep -q '^TimeoutStartSec=99s' "$dropin" && fail "the killed run did not rewrite the drop-in"
+assert_eq "$pid1" "$(in_machine systemctl show -p MainPID --value buildkite-agent.service)" \
+	"the killed run did not get to restart the agent"
+in_machine rootless-ci --json apply >"$TEST_TMP/after-kill.json" 2>"$TEST_TMP/after-kill.err" ||
+	{ sed 's/^/# /' "$TEST_TMP/after-kill.err"; fail "apply after the kill failed"; }
+assert_eq "" "$(jq -r '.items[] | select(.id == "agent.dropin" and .changed) | .id' "$TEST_TMP/after-kill.json")" \
+	"the next apply finds the drop-in in place"
+pid2=$(in_machine systemctl show -p MainPID --value buildkite-agent.service)
+[[ $pid2 != "$pid1" && $pid2 != 0 ]] || fail "the owed restart was not done ($pid1 → $pid2)"
+ok "the next apply did the owed restart ($pid1 → $pid2)"
+assert_eq "$uid" "$(standin_uid)" "the restarted agent runs as the CI user"
+
 echo "PASS: $TEST_NAME"
