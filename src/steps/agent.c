@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -414,6 +415,28 @@ static uid_t process_uid(uint32_t pid) {
         return (uid_t) -1;
 }
 
+/*
+ * The UID the unit's main process runs as. Right after a start, systemd's
+ * forked child is still root until it drops to User= and execs: a UID of 0
+ * (or no main PID yet) is asked again until settle_usec has passed.
+ */
+static uid_t unit_main_uid(sd_bus *bus, const char *unit, unsigned long long settle_usec) {
+        unsigned long long deadline = now_usec() + settle_usec;
+        uid_t uid;
+
+        for (;;) {
+                UnitState s = {};
+
+                if (bus_get_unit_state(bus, unit, &s) < 0)
+                        return (uid_t) -1;
+                uid = process_uid(s.main_pid);
+                unit_state_done(&s);
+                if ((uid != 0 && uid != (uid_t) -1) || now_usec() >= deadline)
+                        return uid;
+                (void) poll(NULL, 0, 50);
+        }
+}
+
 static int converge_service(Context *ctx, bool dropin_changed) {
         _cleanup_bus_ sd_bus *bus = NULL;
         const char *unit = ctx->config->agent_unit;
@@ -453,9 +476,9 @@ static int converge_service(Context *ctx, bool dropin_changed) {
         }
         running = streq_ptr(s.active_state, "active") || streq_ptr(s.active_state, "reloading") ||
                   streq_ptr(s.active_state, "activating");
-        uid = running ? process_uid(s.main_pid) : (uid_t) -1;
+        uid = running ? unit_main_uid(bus, unit, 2000000ULL) : (uid_t) -1;
         /* A running agent that is not the CI user's is what this step exists to prevent: restart it too. */
-        if (running && s.main_pid != 0 && uid != ctx->facts.user_uid)
+        if (running && uid != (uid_t) -1 && uid != ctx->facts.user_uid)
                 restart_owed = true;
 
         if (ctx->verb == VERB_PLAN) {
@@ -471,7 +494,7 @@ static int converge_service(Context *ctx, bool dropin_changed) {
                 if (s.need_daemon_reload)
                         report_item(ctx, "agent.service", ITEM_FAIL, "rootless-ci apply",
                                     "systemd has not loaded the current files of %s (daemon-reload pending)", unit);
-                else if (running && uid != ctx->facts.user_uid)
+                else if (running && uid != (uid_t) -1 && uid != ctx->facts.user_uid)
                         report_item(ctx, "agent.service", ITEM_FAIL, "rootless-ci apply",
                                     "%s runs as UID %d, not as %s (UID %u): restart it", unit,
                                     uid == (uid_t) -1 ? -1 : (int) uid, ctx->config->user_name,
@@ -496,11 +519,7 @@ static int converge_service(Context *ctx, bool dropin_changed) {
                         return log_error_errno(r == -EIO ? -ERCI_FAILED : r, "Restarting %s ended with \"%s\" (see: journalctl -u %s)",
                                                unit, strempty(result), unit);
                 }
-                unit_state_done(&s);
-                r = bus_get_unit_state(bus, unit, &s);
-                if (r < 0)
-                        return r;
-                uid = process_uid(s.main_pid);
+                uid = unit_main_uid(bus, unit, 10000000ULL);
                 if (uid != ctx->facts.user_uid) {
                         unit_state_done(&s);
                         return log_error_errno(-ERCI_FAILED, "%s still does not run as %s after its restart (UID %d)",
