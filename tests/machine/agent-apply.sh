@@ -99,6 +99,7 @@ in_machine rootless-ci --json apply >"$TEST_TMP/apply2.json" 2>"$TEST_TMP/apply2
 	{ sed 's/^/# /' "$TEST_TMP/apply2.err"; fail "second apply failed"; }
 t1=$(date +%s%N)
 echo "# second apply took $(((t1 - t0) / 1000000)) ms"
+sed "s/^/# stderr: /" "$TEST_TMP/apply2.err"
 assert_eq false "$(jq -r .changed "$TEST_TMP/apply2.json")" "a second apply changes nothing"
 assert_eq "$pid1" "$(in_machine systemctl show -p MainPID --value buildkite-agent.service)" \
 	"the agent was not restarted (MainPID $pid1)"
