@@ -49,6 +49,13 @@ typedef struct HostFacts {
         char *storage_driver;          /* "overlay2" or "fuse-overlayfs" */
         bool apparmor_restricts_userns;
         bool systemd_running;
+
+        /* The data disk (disk step). */
+        bool data_mounted;             /* its filesystem is mounted at MountPoint now */
+        bool data_mount_planned;       /* plan: apply would mount it */
+        char *data_device;             /* its partition, "/dev/vdb1" */
+        char *data_fs_type;            /* "ext4" or "xfs" */
+        char *data_fs_uuid;
 } HostFacts;
 
 typedef struct Context {

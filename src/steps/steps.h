@@ -5,3 +5,4 @@
 
 /* The steps of apply, in order. Each lives in its own file under steps/. */
 extern const Step step_preflight;
+extern const Step step_disk;
