@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "disk/contents.h"
 #include "disk/fstab.h"
 #include "disk/identify.h"
 #include "disk/layout.h"
@@ -43,20 +44,11 @@
 #define DISK_FLOCK_WAIT_MS 10000
 #define FIX_APPLY "rootless-ci apply"
 
-typedef enum DiskVerdict {
-        VERDICT_BLANK,
-        VERDICT_OURS,
-        VERDICT_FOREIGN,
-} DiskVerdict;
-
 typedef struct DiskState {
         Disk disk;
         char *display;                  /* "/dev/disk/by-id/x (/dev/loop3)" */
         char size[FORMAT_BYTES_MAX];
-        SignatureList found;            /* every signature, on the disk and in its partitions */
-        PartitionTable table;
-        DiskVerdict verdict;
-        char *foreign_reason;
+        DiskContents c;                 /* what is on it: blank, ours or foreign */
 
         PartitionGeometry part;         /* ours: from the table; otherwise where ours would go */
         char *part_node;                /* "/dev/loop3p1" */
@@ -80,9 +72,7 @@ typedef struct DiskState {
 static void disk_state_done(DiskState *s) {
         disk_done(&s->disk);
         free(s->display);
-        signature_list_done(&s->found);
-        partition_table_done(&s->table);
-        free(s->foreign_reason);
+        disk_contents_done(&s->c);
         free(s->part_node);
         free(s->fs_type);
         free(s->fs_uuid);
@@ -170,165 +160,10 @@ static int refuse(Context *ctx, const char *id, const char *fix, const char *msg
         return log_error_errno(-ERCI_REFUSED, "Refusing to touch the data disk: %s", msg);
 }
 
-static bool is_ours_partition(const TablePartition *p) {
-        return p->number == 1 && streq_ptr(p->name, RCI_PARTITION_NAME) && streq_ptr(p->type, GPT_TYPE_LINUX_DATA);
-}
-
-static bool only_gpt_signatures(const SignatureList *l, size_t n) {
-        bool gpt = false;
-        for (size_t i = 0; i < n; i++) {
-                const Signature *s = &l->items[i];
-                if (s->error || !streq(s->usage, "partition table") || !(streq(s->type, "gpt") || streq(s->type, "PMBR")))
-                        return false;
-                gpt = gpt || streq(s->type, "gpt");
-        }
-        return gpt;
-}
-
-static int set_foreign(DiskState *s, const char *fmt, ...) _printf_(2, 3);
-static int set_foreign(DiskState *s, const char *fmt, ...) {
-        va_list ap;
-        int r;
-
-        s->verdict = VERDICT_FOREIGN;
-        if (s->foreign_reason)
-                return 0;
-        va_start(ap, fmt);
-        r = vasprintf(&s->foreign_reason, fmt, ap);
-        va_end(ap);
-        return r < 0 ? -ENOMEM : 0;
-}
-
-/* Probe the disk and every partition, from the table and from the kernel; sort the disk. */
-static int look_contents(Context *ctx, DiskState *s, int fd) {
-        const FileSystem want_fs = ctx->config->filesystem;
-        SignatureList ours_fs = {};
-        size_t n_disk;
-        int r;
-
-        r = probe_signatures(fd, 0, 0, s->disk.node, &s->found);
-        if (r < 0)
-                return r;
-        n_disk = s->found.n;
-
-        for (size_t i = 0; i < n_disk; i++)
-                if (streq(s->found.items[i].usage, "partition table")) {
-                        r = probe_partition_table(fd, &s->table);
-                        if (r < 0 && (r = set_foreign(s, "its partition table cannot be read")) < 0)
-                                return r;
-                        break;
-                }
-
-        /* The contents of each partition in the table, probed through the disk at its offset. */
-        for (size_t i = 0; i < s->table.n_parts; i++) {
-                const TablePartition *p = &s->table.parts[i];
-                const KernelPartition *kp = disk_kernel_partition(&s->disk, p->number);
-                _cleanup_free_ char *where = NULL;
-                size_t before = s->found.n;
-
-                if (kp && kp->start == p->start && kp->size == p->size)
-                        r = asprintf(&where, "/dev/%s", kp->name);
-                else
-                        r = asprintf(&where, "partition %u of %s", p->number, s->disk.node);
-                if (r < 0)
-                        return -ENOMEM;
-                r = probe_signatures(fd, p->start, p->size, where, &s->found);
-                if (r < 0)
-                        return r;
-                if (is_ours_partition(p) && s->table.n_parts == 1)
-                        for (size_t j = before; j < s->found.n; j++)
-                                if ((r = signature_list_add(&ours_fs, &s->found.items[j])) < 0)
-                                        goto finish;
-        }
-
-        /* Partitions the kernel knows but the table does not (stale, or the table was changed). */
-        for (size_t i = 0; i < s->disk.n_parts; i++) {
-                const KernelPartition *kp = &s->disk.parts[i];
-                _cleanup_free_ char *where = NULL;
-                bool in_table = false;
-                size_t before = s->found.n;
-
-                for (size_t j = 0; j < s->table.n_parts; j++)
-                        in_table = in_table || (s->table.parts[j].start == kp->start && s->table.parts[j].size == kp->size);
-                if (in_table)
-                        continue;
-                s->kernel_sync = true;
-                if (asprintf(&where, "/dev/%s (known to the kernel, not in the partition table)", kp->name) < 0) {
-                        r = -ENOMEM;
-                        goto finish;
-                }
-                r = probe_signatures(fd, kp->start, kp->size, where, &s->found);
-                if (r < 0)
-                        goto finish;
-                if (s->found.n > before && (r = set_foreign(s, "/dev/%s is not in its partition table and holds data",
-                                                            kp->name)) < 0)
-                        goto finish;
-        }
-
-        if (s->found.n == 0) {
-                s->verdict = VERDICT_BLANK;
-                r = 0;
-                goto finish;
-        }
-
-        /* Is it ours? Each test names what is not. */
-        if (!only_gpt_signatures(&s->found, n_disk))
-                r = set_foreign(s, "%s", s->table.type ? "it has signatures besides a GPT" : "it holds signatures");
-        else if (!streq_ptr(s->table.type, "gpt"))
-                r = set_foreign(s, "its partition table is %s, not GPT", strempty(s->table.type));
-        else if (s->table.n_parts != 1)
-                r = set_foreign(s, "its GPT has %zu partitions, not one", s->table.n_parts);
-        else if (!is_ours_partition(&s->table.parts[0]))
-                r = set_foreign(s, "its partition is not number 1 named \"%s\" of the Linux data type", RCI_PARTITION_NAME);
-        else if (ours_fs.n > 1 || (ours_fs.n == 1 && (ours_fs.items[0].error || !streq(ours_fs.items[0].usage, "filesystem") ||
-                                                      !streq_ptr(ours_fs.items[0].label, RCI_FS_LABEL) || !ours_fs.items[0].uuid ||
-                                                      filesystem_from_string(ours_fs.items[0].type) == _FILESYSTEM_MAX)))
-                r = set_foreign(s, "its partition holds something other than a filesystem labelled \"%s\"", RCI_FS_LABEL);
-        else
-                r = 0;
-        if (r < 0 || s->verdict == VERDICT_FOREIGN)
-                goto finish;
-
-        s->verdict = VERDICT_OURS;
-        s->part = (PartitionGeometry) { .start = s->table.parts[0].start, .size = s->table.parts[0].size };
-        if (ours_fs.n == 1) {
-                s->fs_type = strdup(ours_fs.items[0].type);
-                s->fs_uuid = ours_fs.items[0].uuid ? strdup(ours_fs.items[0].uuid) : NULL;
-                if (!s->fs_type || (ours_fs.items[0].uuid && !s->fs_uuid)) {
-                        r = -ENOMEM;
-                        goto finish;
-                }
-                s->fs_mismatch = filesystem_from_string(s->fs_type) != want_fs;
-        }
-        r = 0;
-finish:
-        signature_list_done(&ours_fs);
-        return r;
-}
-
-/* Where our partition would go, and whether anything is there (a leftover a whole-disk probe cannot see). */
-static int look_new_partition_area(Context *ctx, DiskState *s, int fd) {
-        _cleanup_free_ char *where = NULL;
-        size_t before = s->found.n;
-        int r;
-
-        r = layout_plan(s->disk.node, ctx->config->filesystem, &s->part);
-        if (r < 0)
-                return r;
-        if (asprintf(&where, "the area of the new partition (from byte %llu)", (unsigned long long) s->part.start) < 0)
-                return -ENOMEM;
-        r = probe_signatures(fd, s->part.start, s->part.size, where, &s->found);
-        if (r < 0)
-                return r;
-        if (s->found.n > before && s->verdict == VERDICT_BLANK)
-                return set_foreign(s, "where its partition would go, a signature remains");
-        return 0;
-}
-
 static int look_usage(Context *ctx, DiskState *s) {
         _cleanup_(disk_usage_done) DiskUsage u = {};
         /* Our own filesystem may be mounted, unless it is about to be wiped. */
-        bool allow_ours = s->verdict == VERDICT_OURS && !s->wipe && s->part_devnum != 0;
+        bool allow_ours = s->c.verdict == DISK_OURS && !s->wipe && s->part_devnum != 0;
         int r;
 
         r = disk_usage(&s->disk, &u);
@@ -427,25 +262,39 @@ static int look_disk(Context *ctx, DiskState *s) {
         fd = disk_open(&s->disk, O_RDONLY);
         if (fd < 0)
                 return log_error_errno(fd, "Failed to open %s: %m", s->disk.node);
-        r = look_contents(ctx, s, fd);
+        r = disk_contents_probe(fd, s->disk.node, s->disk.parts, s->disk.n_parts, &s->c);
         if (r < 0)
                 return log_error_errno(r, "Failed to probe %s: %m", s->disk.node);
+        s->kernel_sync = s->c.kernel_stale;
+        if (s->c.verdict == DISK_OURS) {
+                s->part = s->c.part;
+                if (s->c.fs_type) {
+                        if ((r = free_and_strdup(&s->fs_type, s->c.fs_type)) < 0 ||
+                            (r = free_and_strdup(&s->fs_uuid, s->c.fs_uuid)) < 0)
+                                return r;
+                        s->fs_mismatch = filesystem_from_string(s->fs_type) != c->filesystem;
+                }
+        }
 
-        s->wipe = c->wipe && (s->verdict == VERDICT_FOREIGN || (s->verdict == VERDICT_OURS && s->fs_mismatch));
-        s->make_table = s->verdict == VERDICT_BLANK || s->wipe;
+        s->wipe = c->wipe && (s->c.verdict == DISK_FOREIGN || (s->c.verdict == DISK_OURS && s->fs_mismatch));
+        s->make_table = s->c.verdict == DISK_BLANK || s->wipe;
         if (s->make_table) {
-                r = look_new_partition_area(ctx, s, fd);
+                /* Where libparted will put the partition; anything there makes the disk not blank. */
+                r = layout_plan(s->disk.node, c->filesystem, &s->part);
                 if (r < 0)
                         return r;
-                s->wipe = c->wipe && (s->verdict == VERDICT_FOREIGN || s->wipe);
-        } else if (s->verdict == VERDICT_OURS) {
+                r = disk_contents_probe_area(fd, &s->part, &s->c);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to probe %s: %m", s->disk.node);
+                s->wipe = c->wipe && (s->c.verdict == DISK_FOREIGN || s->wipe);
+        } else if (s->c.verdict == DISK_OURS) {
                 const KernelPartition *kp = disk_kernel_partition(&s->disk, 1);
                 if (kp && kp->start == s->part.start && kp->size == s->part.size)
                         s->part_devnum = kp->devnum;
                 else
                         s->kernel_sync = true;
         }
-        s->make_fs = s->make_table || (s->verdict == VERDICT_OURS && !s->fs_type);
+        s->make_fs = s->make_table || (s->c.verdict == DISK_OURS && !s->fs_type);
         log_debug("Timing: identify and probe %.1f ms", ms_since(&t0));
         return 0;
 }
@@ -490,17 +339,17 @@ static int look_host(Context *ctx, DiskState *s) {
 static int refuse_contents(Context *ctx, DiskState *s) {
         const Config *c = ctx->config;
 
-        if (s->verdict == VERDICT_FOREIGN && !c->wipe) {
-                _cleanup_free_ char *found = describe_found(&s->found, "; "), *msg = NULL, *fix = NULL;
+        if (s->c.verdict == DISK_FOREIGN && !c->wipe) {
+                _cleanup_free_ char *found = describe_found(&s->c.found, "; "), *msg = NULL, *fix = NULL;
                 if (!found ||
                     asprintf(&msg, "%s (%s) is not blank and rootless-ci did not make it (%s). Found: %s. "
-                             "--wipe would destroy all of this.", s->display, s->size, s->foreign_reason, found) < 0 ||
+                             "--wipe would destroy all of this.", s->display, s->size, s->c.foreign_reason, found) < 0 ||
                     asprintf(&fix, "rootless-ci apply --wipe, only if everything found on %s may be destroyed",
                              s->disk.node) < 0)
                         return -ENOMEM;
                 return refuse(ctx, "disk.device", fix, msg);
         }
-        if (s->verdict == VERDICT_OURS && s->fs_mismatch && !c->wipe) {
+        if (s->c.verdict == DISK_OURS && s->fs_mismatch && !c->wipe) {
                 _cleanup_free_ char *msg = NULL;
                 if (asprintf(&msg, "%s holds rootless-ci's %s filesystem (UUID %s), but FileSystem=%s is configured; "
                              "nothing is changed. Set FileSystem=%s to keep it, or --wipe to make it again as %s "
@@ -527,16 +376,16 @@ static void describe(Context *ctx, DiskState *s) {
         const Config *c = ctx->config;
         char msg[2048];
 
-        if (s->verdict == VERDICT_OURS)
+        if (s->c.verdict == DISK_OURS)
                 snprintf(msg, sizeof(msg), "%s, %s: rootless-ci's (GPT, partition 1 \"%s\")", s->display, s->size,
                          RCI_PARTITION_NAME);
         else
                 snprintf(msg, sizeof(msg), "%s, %s: %s", s->display, s->size,
-                         s->verdict == VERDICT_BLANK ? "blank" : "not rootless-ci's; --wipe given");
+                         s->c.verdict == DISK_BLANK ? "blank" : "not rootless-ci's; --wipe given");
         report_good(ctx, "disk.device", msg);
 
         if (s->wipe) {
-                _cleanup_free_ char *found = describe_found(&s->found, "; ");
+                _cleanup_free_ char *found = describe_found(&s->c.found, "; ");
                 snprintf(msg, sizeof(msg), "wipe every signature on %s: %s", s->disk.node, strempty(found));
                 report_todo(ctx, "disk.wipe", ITEM_REMOVE, msg, msg);
         }
@@ -569,21 +418,32 @@ static void describe(Context *ctx, DiskState *s) {
                 report_good(ctx, "disk.filesystem", msg);
         }
 
-        switch (s->fstab.action) {
-        case FSTAB_KEEP:
-                snprintf(msg, sizeof(msg), "%s:%u mounts UUID=%s at %s%s", FSTAB_PATH, s->fstab.line, s->fs_uuid,
-                         c->mount_point, s->fstab.adopted ? " (a line without our marker; left as it is)" : "");
-                report_good(ctx, "disk.fstab", msg);
-                break;
-        case FSTAB_ADD:
-                snprintf(msg, sizeof(msg), "fstab: add %s", s->fstab.new_line);
-                report_todo(ctx, "disk.fstab", ITEM_CREATE, "no line in " FSTAB_PATH " for the data disk", msg);
-                break;
-        case FSTAB_REPLACE:
-                snprintf(msg, sizeof(msg), "fstab: replace line %u (%s) with %s%s", s->fstab.line, strempty(s->fstab.old_line),
-                         s->fstab.new_line, s->fstab.n_removed ? ", dropping duplicates of it" : "");
-                report_todo(ctx, "disk.fstab", ITEM_CHANGE, "rootless-ci's line in " FSTAB_PATH " is out of date", msg);
-                break;
+        {
+                /* The UUID of a filesystem still to be made is not shown: apply chooses its own. */
+                FstabWant shown = {
+                        .uuid = s->make_fs ? "<new>" : s->fs_uuid,
+                        .target = c->mount_point,
+                        .fstype = filesystem_to_string(c->filesystem),
+                };
+                _cleanup_free_ char *line = fstab_line(&shown);
+
+                switch (s->fstab.action) {
+                case FSTAB_KEEP:
+                        snprintf(msg, sizeof(msg), "%s:%u mounts UUID=%s at %s%s", FSTAB_PATH, s->fstab.line, s->fs_uuid,
+                                 c->mount_point, s->fstab.adopted ? " (a line without our marker; left as it is)" : "");
+                        report_good(ctx, "disk.fstab", msg);
+                        break;
+                case FSTAB_ADD:
+                        snprintf(msg, sizeof(msg), "add to %s: %s", FSTAB_PATH, strempty(line));
+                        report_todo(ctx, "disk.fstab", ITEM_CREATE, "no line in " FSTAB_PATH " for the data disk", msg);
+                        break;
+                case FSTAB_REPLACE:
+                        snprintf(msg, sizeof(msg), "replace %s:%u (%s) with: %s%s", FSTAB_PATH, s->fstab.line,
+                                 strempty(s->fstab.old_line), strempty(line),
+                                 s->fstab.n_removed ? " (and drop copies of it)" : "");
+                        report_todo(ctx, "disk.fstab", ITEM_CHANGE, "rootless-ci's line in " FSTAB_PATH " is out of date", msg);
+                        break;
+                }
         }
         if (s->fstab.action != FSTAB_KEEP && manager_is_running() && ctx->verb == VERB_PLAN)
                 report_item(ctx, "disk.reload", ITEM_CHANGE, NULL, "reload systemd so it knows the new fstab line");
@@ -674,10 +534,10 @@ static int make_table(Context *ctx, DiskState *s) {
                 _cleanup_free_ char *list = NULL;
                 clock_gettime(CLOCK_MONOTONIC, &t0);
                 /* Inside out: the partitions' contents (and the new partition's area), then the disk. */
-                for (size_t i = 0; i < s->table.n_parts && r >= 0; i++) {
+                for (size_t i = 0; i < s->c.table.n_parts && r >= 0; i++) {
                         char where[PATH_MAX];
-                        snprintf(where, sizeof(where), "partition %u of %s", s->table.parts[i].number, s->disk.node);
-                        r = wipe_signatures(excl, s->table.parts[i].start, s->table.parts[i].size, where, &destroyed);
+                        snprintf(where, sizeof(where), "partition %u of %s", s->c.table.parts[i].number, s->disk.node);
+                        r = wipe_signatures(excl, s->c.table.parts[i].start, s->c.table.parts[i].size, where, &destroyed);
                 }
                 for (size_t i = 0; i < s->disk.n_parts && r >= 0; i++) {
                         char where[PATH_MAX];
@@ -698,7 +558,7 @@ static int make_table(Context *ctx, DiskState *s) {
                 if (r < 0 || now.n > 0)
                         return log_error_errno(r < 0 ? r : -ERCI_FAILED, "%s still has signatures after wiping; stopping.",
                                                s->disk.node);
-                list = describe_found(&s->found, "; ");
+                list = describe_found(&s->c.found, "; ");
                 report_changed(ctx, "disk.wipe", ITEM_REMOVE, "wiped %s (%zu signatures erased); destroyed: %s",
                                s->disk.node, destroyed.n, strempty(list));
                 log_debug("Timing: wipe %.1f ms", ms_since(&t0));
@@ -810,10 +670,10 @@ static int write_fstab(Context *ctx, DiskState *s) {
                 return log_error_errno(r, "Failed to write %s: %m", FSTAB_PATH);
         killpoint("disk-fstab-written");
         if (p->action == FSTAB_ADD)
-                report_changed(ctx, "disk.fstab", ITEM_CREATE, "fstab: added %s", p->new_line);
+                report_changed(ctx, "disk.fstab", ITEM_CREATE, "added to %s: %s", FSTAB_PATH, p->new_line);
         else
-                report_changed(ctx, "disk.fstab", ITEM_CHANGE, "fstab: replaced line %u (%s) with %s", p->line,
-                               strempty(p->old_line), p->new_line);
+                report_changed(ctx, "disk.fstab", ITEM_CHANGE, "replaced %s:%u (%s) with: %s%s", FSTAB_PATH, p->line,
+                               strempty(p->old_line), p->new_line, p->n_removed ? " (and dropped copies of it)" : "");
 
         if (manager_is_running()) {
                 r = manager_reload();
