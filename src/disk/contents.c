@@ -131,10 +131,12 @@ int disk_contents_probe(int fd, const char *node, const KernelPartition *kparts,
         }
 
         /* Is it ours? Each test names what is not. */
-        if (!only_gpt(&c.found, n_disk))
+        if (c.table.type && !streq(c.table.type, "gpt"))
+                r = set_foreign(&c, "its partition table is %s, not GPT", c.table.type);
+        else if (!only_gpt(&c.found, n_disk))
                 r = set_foreign(&c, "%s", c.table.type ? "it holds signatures besides a GPT" : "it holds signatures");
-        else if (!streq_ptr(c.table.type, "gpt"))
-                r = set_foreign(&c, "its partition table is %s, not GPT", strempty(c.table.type));
+        else if (!c.table.type)
+                r = set_foreign(&c, "its GPT cannot be read");
         else if (c.table.n_parts != 1)
                 r = set_foreign(&c, "its GPT has %zu partitions, not one", c.table.n_parts);
         else if (!is_our_partition(&c.table.parts[0]))

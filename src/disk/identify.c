@@ -236,7 +236,7 @@ static const char *file_type_name(mode_t m) {
 
 int disk_identify(const char *given, Disk *ret, char **ret_reason) {
         _cleanup_(disk_done) Disk d = {};
-        _cleanup_free_ char *real = NULL, *sysreal = NULL;
+        _cleanup_free_ char *real = NULL, *sysreal = NULL, *shown = NULL;
         char buf[PATH_MAX];
         struct stat st;
         uint64_t sectors;
@@ -250,12 +250,18 @@ int disk_identify(const char *given, Disk *ret, char **ret_reason) {
                         REFUSE_USAGE("%s does not exist; not a usable disk.", given);
                 REFUSE_USAGE("%s cannot be resolved (%s); not a usable disk.", given, strerror(errno));
         }
+        /* Messages name the device as given and, if different, as resolved. */
+        if (streq(given, real))
+                shown = strdup(given);
+        else if (asprintf(&shown, "%s (%s)", given, real) < 0)
+                shown = NULL;
+        if (!shown)
+                return -ENOMEM;
+
         if (stat(real, &st) < 0)
-                REFUSE_USAGE("%s cannot be examined (%s); not a usable disk.", given, strerror(errno));
+                REFUSE_USAGE("%s cannot be examined (%s); not a usable disk.", shown, strerror(errno));
         if (!S_ISBLK(st.st_mode))
-                REFUSE_USAGE("%s%s%s%s is %s, not a block device; not a usable disk.", given,
-                             streq(given, real) ? "" : " (", streq(given, real) ? "" : real, streq(given, real) ? "" : ")",
-                             file_type_name(st.st_mode));
+                REFUSE_USAGE("%s is %s, not a block device; not a usable disk.", shown, file_type_name(st.st_mode));
 
         d.devnum = st.st_rdev;
         if (asprintf(&d.sysfs, "/sys/dev/block/%u:%u", major(d.devnum), minor(d.devnum)) < 0)
@@ -266,7 +272,7 @@ int disk_identify(const char *given, Disk *ret, char **ret_reason) {
 
         sysreal = realpath(d.sysfs, NULL);
         if (!sysreal)
-                REFUSE_USAGE("%s (%s) is not known to the kernel (no %s); not a usable disk.", given, real, d.sysfs);
+                REFUSE_USAGE("%s is not known to the kernel (no %s); not a usable disk.", shown, d.sysfs);
         d.name = strdup(strrchr(sysreal, '/') + 1);
         if (!d.name)
                 return -ENOMEM;
@@ -279,15 +285,15 @@ int disk_identify(const char *given, Disk *ret, char **ret_reason) {
                 (void) read_attr_u64(d.sysfs, "partition", &n);
                 snprintf(up, sizeof(up), "%s/..", sysreal);
                 parent = realpath(up, NULL);
-                REFUSE_USAGE("%s (%s) is partition %llu of /dev/%s, not a whole disk; give the whole disk "
+                REFUSE_USAGE("%s is partition %llu of /dev/%s, not a whole disk; give the whole disk "
                              "(rootless-ci makes its own partition); not a usable disk.",
-                             given, real, (unsigned long long) n, parent ? strrchr(parent, '/') + 1 : "?");
+                             shown, (unsigned long long) n, parent ? strrchr(parent, '/') + 1 : "?");
         }
         if (attr_exists(d.sysfs, "dm"))
-                REFUSE_USAGE("%s (%s) is a device-mapper device (LVM, LUKS, multipath...), not a disk; "
-                             "not a usable disk.", given, real);
+                REFUSE_USAGE("%s is a device-mapper device (LVM, LUKS, multipath...), not a disk; "
+                             "not a usable disk.", shown);
         if (attr_exists(d.sysfs, "md"))
-                REFUSE_USAGE("%s (%s) is an md RAID array, not a disk; not a usable disk.", given, real);
+                REFUSE_USAGE("%s is an md RAID array, not a disk; not a usable disk.", shown);
 
         /* The kernel's own name for the node; fall back to the resolved path if /dev differs. */
         snprintf(buf, sizeof(buf), "/dev/%s", d.name);
@@ -309,10 +315,10 @@ int disk_identify(const char *given, Disk *ret, char **ret_reason) {
                 return r;
         d.size = sectors * 512;
         if (d.size == 0)
-                REFUSE_USAGE("%s (%s) has no medium (size 0); not a usable disk.", given, d.node);
+                REFUSE_USAGE("%s has no medium (size 0); not a usable disk.", shown);
         if (d.size < DISK_MIN_SIZE)
-                REFUSE_USAGE("%s (%s) is too small (%llu bytes; at least %llu MiB are needed); not a usable disk.",
-                             given, d.node, (unsigned long long) d.size, DISK_MIN_SIZE / (1024 * 1024));
+                REFUSE_USAGE("%s is too small (%llu bytes; at least %llu MiB are needed); not a usable disk.",
+                             shown, (unsigned long long) d.size, DISK_MIN_SIZE / (1024 * 1024));
 
         {
                 uint64_t ro = 0;
@@ -320,12 +326,12 @@ int disk_identify(const char *given, Disk *ret, char **ret_reason) {
                 _cleanup_close_ int fd = disk_open(&d, O_RDONLY);
 
                 if (fd < 0)
-                        REFUSE_USAGE("%s (%s) cannot be opened (%s); not a usable disk.", given, d.node, strerror(-fd));
+                        REFUSE_USAGE("%s cannot be opened (%s); not a usable disk.", shown, strerror(-fd));
                 (void) read_attr_u64(d.sysfs, "ro", &ro);
                 if (ioctl(fd, BLKROGET, &ro_ioctl) < 0)
                         ro_ioctl = 0;
                 if (ro || ro_ioctl)
-                        REFUSE_USAGE("%s (%s) is read-only; not a usable disk.", given, d.node);
+                        REFUSE_USAGE("%s is read-only; not a usable disk.", shown);
         }
 
         r = disk_read_partitions(&d);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <parted/parted.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -20,6 +21,9 @@ typedef struct PartitionGeometry {
         uint64_t start;  /* bytes */
         uint64_t size;   /* bytes */
 } PartitionGeometry;
+
+/* libparted is loaded on first use (see layout.c); true once it is. For tests. */
+bool layout_libparted_loaded(void);
 
 /*
  * Where the partition would go on the device at path (a disk or an image

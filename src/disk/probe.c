@@ -36,7 +36,7 @@ static int strdup_or_null(const char *s, char **ret) {
 }
 
 int signature_list_add(SignatureList *l, const Signature *s) {
-        Signature c = { .offset = s->offset, .error = s->error }, *n;
+        Signature c = { .offset = s->offset, .disk_offset = s->disk_offset, .error = s->error }, *n;
 
         if (strdup_or_null(s->where, &c.where) < 0 || strdup_or_null(s->type, &c.type) < 0 ||
             strdup_or_null(s->usage, &c.usage) < 0 || strdup_or_null(s->label, &c.label) < 0 ||
@@ -146,6 +146,7 @@ int probe_signatures(int fd, uint64_t offset, uint64_t size, const char *where, 
                         return add_error(l, where, 0, "libblkid failed to probe it (I/O error?)");
 
                 current_hit(pr, where, &s, &has_magic, &magic_off, &magic_len);
+                s.disk_offset = offset + magic_off;
                 r = signature_list_add(l, &s);
                 if (r < 0)
                         return r;
@@ -194,6 +195,7 @@ int wipe_signatures(int fd, uint64_t offset, uint64_t size, const char *where, S
                 if (r < 0)
                         return r;
 
+                s.disk_offset = offset + magic_off;
                 r = signature_list_add(destroyed, &s);
                 if (r < 0)
                         return r;
@@ -217,6 +219,35 @@ char *signature_describe(const Signature *s) {
                              s->label ? ", label \"" : "", strempty(s->label), s->label ? "\"" : "",
                              s->uuid ? ", UUID " : "", strempty(s->uuid), s->offset);
         return r < 0 ? NULL : d;
+}
+
+char *signature_list_describe(const SignatureList *l) {
+        size_t len = 0;
+        char *out = NULL;
+
+        for (size_t i = 0; i < l->n; i++) {
+                _cleanup_free_ char *d = NULL;
+                bool seen = false;
+                char *n;
+
+                for (size_t j = 0; j < i && !seen; j++)
+                        seen = !l->items[i].error && !l->items[j].error && l->items[j].disk_offset == l->items[i].disk_offset &&
+                               streq(l->items[j].type, l->items[i].type);
+                if (seen)
+                        continue;
+                d = signature_describe(&l->items[i]);
+                if (!d)
+                        goto fail;
+                n = realloc(out, len + strlen(d) + 3);
+                if (!n)
+                        goto fail;
+                out = n;
+                len += (size_t) sprintf(out + len, "%s%s", len ? "; " : "", d);
+        }
+        return out ? out : strdup("nothing");
+fail:
+        free(out);
+        return NULL;
 }
 
 void partition_table_done(PartitionTable *t) {

@@ -29,6 +29,7 @@ typedef struct Signature {
         char *label;      /* NULL if none */
         char *uuid;       /* UUID or PTUUID; NULL if none */
         uint64_t offset;  /* of the magic, in bytes from the start of the probed range */
+        uint64_t disk_offset; /* of the magic, from the start of the device (the same signature seen twice) */
         bool error;
 } Signature;
 
@@ -56,8 +57,11 @@ int probe_signatures(int fd, uint64_t offset, uint64_t size, const char *where, 
  */
 int wipe_signatures(int fd, uint64_t offset, uint64_t size, const char *where, SignatureList *destroyed);
 
-/* "ext4 filesystem, label \"data\", UUID 1234-..., at offset 1024 on /dev/loop3p1" */
+/* "/dev/loop3p1: ext4 filesystem, label \"data\", UUID 1234-... at offset 1080" */
 char *signature_describe(const Signature *s);
+
+/* All of them, "; "-separated, each signature once (one seen through two ranges is listed once). */
+char *signature_list_describe(const SignatureList *l);
 
 /* One partition of a partition table, as written on the disk. */
 typedef struct TablePartition {

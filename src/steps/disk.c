@@ -122,18 +122,6 @@ static char *join(char **l, size_t n, const char *sep) {
         return s;
 }
 
-static char *describe_found(const SignatureList *l, const char *sep) {
-        _cleanup_strv_free_ char **v = NULL;
-        size_t n = 0;
-
-        for (size_t i = 0; i < l->n; i++) {
-                _cleanup_free_ char *d = signature_describe(&l->items[i]);
-                if (!d || strv_add_printf(&v, &n, "%s", d) < 0)
-                        return NULL;
-        }
-        return n ? join(v, n, sep) : strdup("nothing");
-}
-
 static double ms_since(const struct timespec *t0) {
         struct timespec t;
         clock_gettime(CLOCK_MONOTONIC, &t);
@@ -157,7 +145,8 @@ static int refuse(Context *ctx, const char *id, const char *fix, const char *msg
         report_item(ctx, id, ITEM_FAIL, fix, "%s", msg);
         if (ctx->verb == VERB_CHECK)
                 return 0;
-        return log_error_errno(-ERCI_REFUSED, "Refusing to touch the data disk: %s", msg);
+        /* The item says why; stderr just says what happened. */
+        return log_error_errno(-ERCI_REFUSED, "Refusing to touch the data disk (see %s); nothing was changed.", id);
 }
 
 static int look_usage(Context *ctx, DiskState *s) {
@@ -340,7 +329,7 @@ static int refuse_contents(Context *ctx, DiskState *s) {
         const Config *c = ctx->config;
 
         if (s->c.verdict == DISK_FOREIGN && !c->wipe) {
-                _cleanup_free_ char *found = describe_found(&s->c.found, "; "), *msg = NULL, *fix = NULL;
+                _cleanup_free_ char *found = signature_list_describe(&s->c.found), *msg = NULL, *fix = NULL;
                 if (!found ||
                     asprintf(&msg, "%s (%s) is not blank and rootless-ci did not make it (%s). Found: %s. "
                              "--wipe would destroy all of this.", s->display, s->size, s->c.foreign_reason, found) < 0 ||
@@ -385,7 +374,7 @@ static void describe(Context *ctx, DiskState *s) {
         report_good(ctx, "disk.device", msg);
 
         if (s->wipe) {
-                _cleanup_free_ char *found = describe_found(&s->c.found, "; ");
+                _cleanup_free_ char *found = signature_list_describe(&s->c.found);
                 snprintf(msg, sizeof(msg), "wipe every signature on %s: %s", s->disk.node, strempty(found));
                 report_todo(ctx, "disk.wipe", ITEM_REMOVE, msg, msg);
         }
@@ -524,7 +513,7 @@ static int make_table(Context *ctx, DiskState *s) {
         if (r < 0)
                 return log_error_errno(r, "Failed to probe %s: %m", s->disk.node);
         if (!s->wipe && now.n > 0) {
-                _cleanup_free_ char *found = describe_found(&now, "; "), *msg = NULL;
+                _cleanup_free_ char *found = signature_list_describe(&now), *msg = NULL;
                 if (asprintf(&msg, "%s changed while rootless-ci looked at it; it now holds: %s", s->display, strempty(found)) < 0)
                         return -ENOMEM;
                 return refuse(ctx, "disk.device", NULL, msg);
@@ -558,7 +547,7 @@ static int make_table(Context *ctx, DiskState *s) {
                 if (r < 0 || now.n > 0)
                         return log_error_errno(r < 0 ? r : -ERCI_FAILED, "%s still has signatures after wiping; stopping.",
                                                s->disk.node);
-                list = describe_found(&s->c.found, "; ");
+                list = signature_list_describe(&destroyed);
                 report_changed(ctx, "disk.wipe", ITEM_REMOVE, "wiped %s (%zu signatures erased); destroyed: %s",
                                s->disk.node, destroyed.n, strempty(list));
                 log_debug("Timing: wipe %.1f ms", ms_since(&t0));
@@ -627,7 +616,7 @@ static int make_filesystem(Context *ctx, DiskState *s) {
                         return log_error_errno(r, "Failed to probe %s: %m", s->part_node);
         }
         if (now.n > 0) {
-                _cleanup_free_ char *found = describe_found(&now, "; "), *msg = NULL;
+                _cleanup_free_ char *found = signature_list_describe(&now), *msg = NULL;
                 if (asprintf(&msg, "%s is not blank right before mkfs: %s", s->part_node, strempty(found)) < 0)
                         return -ENOMEM;
                 return refuse(ctx, "disk.filesystem", NULL, msg);

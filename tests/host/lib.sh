@@ -103,7 +103,8 @@ rci_killed_at() {
         local point=$1
         shift
         set +e
-        RCI_KILL_AT=$point RCI_ONLY_STEPS=disk "$RCI" "$@" >"$WORK/out" 2>&1
+        # In a subshell, so the shell's "Killed" notice goes nowhere.
+        (RCI_KILL_AT=$point RCI_ONLY_STEPS=disk "$RCI" "$@" >"$WORK/out" 2>&1; exit $?) 2>/dev/null
         RC=$?
         set -e
 }
