@@ -349,8 +349,14 @@ int probe_filesystem(int fd, uint64_t offset, uint64_t size, char **ret_type, ch
                 return -EIO;
         if (r == 1)
                 return -ENODATA;
-        if (strdup_or_null(lookup(pr, "TYPE"), ret_type) < 0 || strdup_or_null(lookup(pr, "LABEL"), ret_label) < 0 ||
-            strdup_or_null(lookup(pr, "UUID"), ret_uuid) < 0)
-                return -ENOMEM;
+        {
+                _cleanup_free_ char *type = NULL, *label = NULL, *uuid = NULL;
+                if (strdup_or_null(lookup(pr, "TYPE"), &type) < 0 || strdup_or_null(lookup(pr, "LABEL"), &label) < 0 ||
+                    strdup_or_null(lookup(pr, "UUID"), &uuid) < 0)
+                        return -ENOMEM;
+                *ret_type = TAKE_PTR(type);
+                *ret_label = TAKE_PTR(label);
+                *ret_uuid = TAKE_PTR(uuid);
+        }
         return 0;
 }

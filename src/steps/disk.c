@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -288,10 +289,51 @@ static int look_disk(Context *ctx, DiskState *s) {
         return 0;
 }
 
+/* The mount point is a directory, or nothing yet; never a file or a symlink to follow. */
+static int look_mount_point(Context *ctx, DiskState *s) {
+        const char *mp = ctx->config->mount_point;
+        _cleanup_free_ char *name = NULL;
+        _cleanup_close_ int dfd = -1;
+        struct stat st;
+
+        dfd = safe_open_parent(ctx->root_fd, mp, RESOLVE_POLICY_IN_ROOT, &name);
+        if (dfd == -ENOENT)
+                return 0;  /* made by apply */
+        if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                int r = dfd < 0 ? dfd : negative_errno();
+                if (r == -ENOENT)
+                        return 0;
+                return log_error_errno(r, "Failed to look at the mount point %s: %m", mp);
+        }
+        s->mount_point_exists = true;
+        if (!S_ISDIR(st.st_mode)) {
+                report_item(ctx, "disk.mount", ITEM_FAIL, "remove it, or choose another MountPoint=",
+                            "the mount point %s exists and is %s, not a directory", mp,
+                            S_ISLNK(st.st_mode) ? "a symlink" : "something else");
+                return ctx->verb == VERB_CHECK ? 0 : log_error_errno(-ERCI_FAILED, "%s is not a directory.", mp);
+        }
+        if (!s->mounted) {
+                _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+                struct dirent *de;
+                bool empty = true;
+
+                if (d) {
+                        fd = -1;  /* owned by d now */
+                        while (empty && (de = readdir(d)))
+                                empty = streq(de->d_name, ".") || streq(de->d_name, "..");
+                        closedir(d);
+                }
+                if (!empty)
+                        report_item(ctx, "disk.mount", ITEM_WARN, NULL, "%s is not empty: what is in it now will be "
+                                    "hidden under the data disk (not deleted)", mp);
+        }
+        return 0;
+}
+
 /* What else apply needs to know: mkfs, what uses the disk, fstab, the mount. */
 static int look_host(Context *ctx, DiskState *s) {
         const Config *c = ctx->config;
-        struct stat st;
         int r;
 
         if (s->make_fs) {
@@ -320,8 +362,7 @@ static int look_host(Context *ctx, DiskState *s) {
         r = look_fstab(ctx, s);
         if (r < 0)
                 return r;
-        s->mount_point_exists = stat(c->mount_point, &st) == 0;
-        return 0;
+        return look_mount_point(ctx, s);
 }
 
 /* Contents that stop apply, before anything is changed. Returns 1 to go on. */

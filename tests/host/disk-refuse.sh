@@ -84,6 +84,30 @@ fi
 [ "$(sha /etc/fstab)" = "$fstab_before" ] && ok "fstab unchanged by all refusals" || fail "fstab changed"
 [ -z "$(ls -A /srv)" ] && ok "no mount point made" || fail "/srv has $(ls -A /srv)"
 
+# A mount point that is a file or a symlink: refused before the disk is touched.
+L=$(new_loop mp-file)
+before=$(sha "$L")
+echo not-a-dir >/srv/afile
+rci --disk="$L" --mount-point=/srv/afile apply
+expect_rc 1 "a mount point that is a file"
+expect_out "the mount point /srv/afile exists and is something else, not a directory" "the message says why"
+ln -s /tmp /srv/alink
+rci --disk="$L" --mount-point=/srv/alink apply
+expect_rc 1 "a mount point that is a symlink"
+expect_out "the mount point /srv/alink exists and is a symlink, not a directory" "the message says why"
+[ "$(sha "$L")" = "$before" ] && ok "the disk was not touched" || fail "the disk changed"
+rm -f /srv/afile /srv/alink
+
+# A mount point with something in it: mounted over, with a warning.
+mkdir -p /srv/rootless-ci && echo old >/srv/rootless-ci/leftover
+rci --disk="$L" apply
+expect_rc 0 "a non-empty mount point"
+expect_out "^WARN disk.mount: /srv/rootless-ci is not empty" "warned that its contents get hidden"
+umount /srv/rootless-ci
+[ "$(cat /srv/rootless-ci/leftover)" = old ] && ok "what was there is still there underneath" || fail "leftover gone"
+rm -rf /srv/rootless-ci
+printf '# fstab of a rootless-ci host test\n' >/etc/fstab
+
 # Our own filesystem also mounted somewhere else: a warning, not a refusal.
 L=$(new_loop ours)
 rci --disk="$L" apply
