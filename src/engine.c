@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "engine.h"
@@ -110,10 +111,15 @@ int context_init(Context *ctx, Verb verb, const char *root, const Config *config
                 .root = root ? root : "/",
                 .root_fd = -1,
         };
-        ctx->live = streq(ctx->root, "/");
         ctx->root_fd = open_root(ctx->root);
         if (ctx->root_fd < 0)
                 return log_error_errno(ctx->root_fd, "Failed to open root directory %s: %m", ctx->root);
+
+        /* --root=// or --root=/tmp/.. is the live host, and is treated as such. */
+        struct stat st_root, st_given;
+        if (stat("/", &st_root) < 0 || fstat(ctx->root_fd, &st_given) < 0)
+                return log_error_errno(negative_errno(), "Failed to stat root directory %s: %m", ctx->root);
+        ctx->live = st_root.st_dev == st_given.st_dev && st_root.st_ino == st_given.st_ino;
         return 0;
 }
 
