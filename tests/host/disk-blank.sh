@@ -2,11 +2,14 @@
 # SPDX-License-Identifier: MIT
 # A blank disk becomes a mounted filesystem with one fstab line; a second
 # apply changes nothing at all; plan and check agree. ext4 and xfs.
+# ok() always succeeds, so "test && ok ... || fail ..." is an if-then-else here.
+# shellcheck disable=SC2015
+# shellcheck source=tests/host/lib.sh
 . "$(dirname "$0")/lib.sh"
 need mkfs.ext4 mkfs.xfs xfs_info findmnt blkid sfdisk
 
 blank_to_mounted() {
-        local fs=$1 mp=/srv/rci-$1 L P uuid fstab_sha sentinel
+        local fs=$1 mp=/srv/rci-$1 L P uuid fstab_sha
         printf '# fstab of a rootless-ci host test\n' >/etc/fstab  # one data disk per host: start afresh
         L=$(new_loop "blank-$fs" 1G)
         P=${L}p1

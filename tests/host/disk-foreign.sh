@@ -4,10 +4,13 @@
 # exit 3 by apply and by plan, left byte for byte as it was (sha256 of the
 # whole device), with the host untouched (fstab, mounts), and a message
 # naming what was found and that --wipe would destroy it.
+# ok() always succeeds, so "test && ok ... || fail ..." is an if-then-else here;
+# the make_* functions are called through the matrix.
+# shellcheck disable=SC2015,SC2317
+# shellcheck source=tests/host/lib.sh
 . "$(dirname "$0")/lib.sh"
 need mkfs.ext4 mkfs.xfs mkfs.btrfs mkfs.vfat mkswap pvcreate cryptsetup sfdisk genisoimage python3 wipefs
 
-HERE=$(cd "$(dirname "$0")" && pwd)
 
 make_ext4()  { mkfs.ext4 -q -F -L photos "$1"; }
 make_xfs()   { mkfs.xfs -q -f -L backup "$1"; }
@@ -28,7 +31,7 @@ make_iso() {
         genisoimage -quiet -V INSTALLER -o "$WORK/x.iso" "$WORK/iso"
         dd if="$WORK/x.iso" of="$1" conv=notrunc,fsync status=none
 }
-make_md()    { python3 "$HERE/write-md-superblock.py" "$1"; }
+make_md()    { python3 "$(dirname "$0")/write-md-superblock.py" "$1"; }
 # Our partition name and type, but someone else's filesystem in it.
 make_lookalike() {
         printf 'label: gpt\nstart=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="rootless-ci-data"\n' | sfdisk -q "$1" 2>/dev/null || true

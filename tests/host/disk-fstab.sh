@@ -4,6 +4,9 @@
 # byte stays as it was (comments, tabs, odd spacing, a line libmount cannot
 # parse, no newline at the end); a line that is not ours at our mount point
 # stops apply before the disk is touched.
+# ok() always succeeds, so "test && ok ... || fail ..." is an if-then-else here.
+# shellcheck disable=SC2015
+# shellcheck source=tests/host/lib.sh
 . "$(dirname "$0")/lib.sh"
 need mkfs.ext4 blkid findmnt cmp
 

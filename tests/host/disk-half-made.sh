@@ -4,6 +4,9 @@
 # again: apply killed (SIGKILL) at each point of the way, then run again;
 # and the states a reboot leaves (not mounted; the kernel not knowing the
 # partition, as on kernels that do not scan partition tables).
+# ok() always succeeds, so "test && ok ... || fail ..." is an if-then-else here.
+# shellcheck disable=SC2015
+# shellcheck source=tests/host/lib.sh
 . "$(dirname "$0")/lib.sh"
 need mkfs.ext4 blkid findmnt partx
 

@@ -3,6 +3,9 @@
 # Devices that are not a usable disk (exit 2) and disks in use (exit 3,
 # --wipe or not) are refused with a message naming the device and the
 # reason, and nothing changes.
+# ok() always succeeds, so "test && ok ... || fail ..." is an if-then-else here.
+# shellcheck disable=SC2015
+# shellcheck source=tests/host/lib.sh
 . "$(dirname "$0")/lib.sh"
 need mkfs.ext4 mkswap sfdisk partx
 

@@ -4,6 +4,9 @@
 # ours; it never remakes a disk that is already ours as configured; it
 # remakes ours when another FileSystem= is asked for; it never touches a
 # disk in use.
+# ok() always succeeds, so "test && ok ... || fail ..." is an if-then-else here.
+# shellcheck disable=SC2015
+# shellcheck source=tests/host/lib.sh
 . "$(dirname "$0")/lib.sh"
 need mkfs.ext4 mkfs.xfs sfdisk partx cryptsetup wipefs blkid
 

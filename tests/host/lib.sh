@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # SPDX-License-Identifier: MIT
 # Sourced by the host tests (suite "host"). Each test runs as root in a
 # private mount namespace, on loop devices backed by sparse files, so the
@@ -84,7 +85,7 @@ need() {
         local missing=()
         for t in "$@"; do command -v "$t" >/dev/null || missing+=("$t"); done
         if [ ${#missing[@]} -gt 0 ]; then
-                echo "FAIL: missing tools: ${missing[*]} (see tests/host/packages.txt)"
+                echo "FAIL: missing tools: ${missing[*]} (TEST_PACKAGES in scripts/deps.sh installs them)"
                 exit 1
         fi
 }
