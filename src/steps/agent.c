@@ -79,19 +79,18 @@ mode_t agent_config_wanted_mode(mode_t have, bool is_config_file) {
 int agent_dropin_render(const Context *ctx, char **ret) {
         const HostFacts *f = &ctx->facts;
         _cleanup_free_ char *uid = NULL, *gid = NULL, *plugins = NULL, *ready = NULL, *start = NULL;
-        const char *bad = NULL;
+        const struct { const char *what, *value; } plain[] = {
+                { "the user name", ctx->config->user_name },
+                { "the CI user's home", f->user_home },
+                { "the builds directory", f->builds_dir },
+        };
 
-        if (!unit_value_is_plain(ctx->config->user_name))
-                bad = "the user name";
-        else if (!unit_value_is_plain(f->user_home))
-                bad = "the CI user's home";
-        else if (!unit_value_is_plain(f->builds_dir))
-                bad = "the builds directory";
-        if (bad)
-                return log_error_errno(-EINVAL, "Cannot write the agent's drop-in: %s \"%s\" has characters that "
-                                       "cannot stand unquoted in a unit file", bad,
-                                       strempty(streq(bad, "the user name") ? ctx->config->user_name
-                                                : streq(bad, "the CI user's home") ? f->user_home : f->builds_dir));
+        /* Each ends up in a directive; nothing that needs quoting or holds a specifier. */
+        for (size_t i = 0; i < ELEMENTSOF(plain); i++)
+                if (!unit_value_is_plain(plain[i].value))
+                        return log_error_errno(-EINVAL, "Cannot write the agent's drop-in: %s \"%s\" has characters "
+                                               "that cannot stand unquoted in a unit file",
+                                               plain[i].what, strempty(plain[i].value));
 
         if (asprintf(&uid, "%u", (unsigned) f->user_uid) < 0 || asprintf(&gid, "%u", (unsigned) f->user_gid) < 0 ||
             asprintf(&plugins, "%s/.plugins", f->builds_dir) < 0 ||
