@@ -224,7 +224,7 @@ if make_setuid "$OK" && make_ci_user "$OK"; then
         # apply converges a copy offline; then check holds and apply has nothing left to do.
         CONV=$TMP/converged
         cp -a "$OK" "$CONV"
-        expect 0 "apply, complete tree" --out "daemon.unit" -- --root="$CONV" apply
+        expect 0 "apply, complete tree" --out "daemon.unit" --out "agent.dropin" -- --root="$CONV" apply
         expect 0 "check, converged tree" --in "$CONV" -- --root="$CONV" check
         expect 0 "apply again, converged tree" --in "$CONV" --out "Nothing changed" -- --root="$CONV" apply
         # With a run/ (as an image may have) systemd still counts as not running. Not compared:
