@@ -532,6 +532,35 @@ static int wait_partition(DiskState *s) {
 }
 
 /* Blank, or --wipe: the destructive window, under O_EXCL and the disk lock. */
+/*
+ * Make the kernel's partitions of the disk match our GPT: forget any other,
+ * add partition 1 if it does not know it (BLKPG; nothing is written to the
+ * disk). Used right after writing the GPT as well as for a disk of ours whose
+ * node is missing (a kernel that does not scan partition tables, a reboot).
+ */
+static int kernel_partitions_match_gpt(DiskState *s, int fd) {
+        int r;
+
+        for (size_t i = 0; i < s->disk.n_parts; i++) {
+                const KernelPartition *kp = &s->disk.parts[i];
+                if (kp->number == 1 && kp->start == s->part.start && kp->size == s->part.size)
+                        continue;
+                r = layout_kernel_del(fd, kp->number);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to make the kernel forget /dev/%s (not in the GPT of %s): %m",
+                                               kp->name, s->disk.node);
+        }
+        r = disk_read_partitions(&s->disk);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the partitions of %s: %m", s->disk.node);
+        if (!disk_kernel_partition(&s->disk, 1)) {
+                r = layout_kernel_add(fd, 1, s->part.start, s->part.size);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to tell the kernel about partition 1 of %s: %m", s->disk.node);
+        }
+        return 0;
+}
+
 static int make_table(Context *ctx, DiskState *s) {
         _cleanup_(signature_list_done) SignatureList now = {}, destroyed = {};
         _cleanup_close_ int excl = -1;
@@ -604,6 +633,16 @@ static int make_table(Context *ctx, DiskState *s) {
         report_changed(ctx, "disk.partition-table", ITEM_CREATE, "created GPT on %s (%s) with partition 1 \"%s\" (Linux data)",
                        s->disk.node, s->size, RCI_PARTITION_NAME);
 
+        /*
+         * We tell the kernel about the partition ourselves rather than through libparted's
+         * commit_to_os(): Debian's libparted runs `udevadm settle` through a shell there,
+         * which waits for udev, which waits for our flock on the disk — two 120 s timeouts
+         * on a host with udev (found by the vm tier).
+         */
+        r = kernel_partitions_match_gpt(s, excl);
+        if (r < 0)
+                return r;
+
         /* mkfs and mount open the partition exclusively; our claim on the whole disk would stop them. */
         excl = safe_close(excl);
         return wait_partition(s);
@@ -615,23 +654,9 @@ static int sync_kernel_partitions(Context *ctx, DiskState *s) {
 
         if (fd < 0)
                 return log_error_errno(fd, "Failed to open %s: %m", s->disk.node);
-        for (size_t i = 0; i < s->disk.n_parts; i++) {
-                const KernelPartition *kp = &s->disk.parts[i];
-                if (kp->number == 1 && kp->start == s->part.start && kp->size == s->part.size)
-                        continue;
-                r = layout_kernel_del(fd, kp->number);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to make the kernel forget /dev/%s (not in the GPT of %s): %m",
-                                               kp->name, s->disk.node);
-        }
-        r = disk_read_partitions(&s->disk);
+        r = kernel_partitions_match_gpt(s, fd);
         if (r < 0)
-                return log_error_errno(r, "Failed to read the partitions of %s: %m", s->disk.node);
-        if (!disk_kernel_partition(&s->disk, 1)) {
-                r = layout_kernel_add(fd, 1, s->part.start, s->part.size);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to tell the kernel about partition 1 of %s: %m", s->disk.node);
-        }
+                return r;
         r = wait_partition(s);
         if (r < 0)
                 return r;
