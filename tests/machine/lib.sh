@@ -121,6 +121,44 @@ in_machine() {
 	"$MACHINE" run "$RCI_MACHINE" "$@"
 }
 
+# machine_data_disk [SIZE]: give the machine a data disk the way an operator
+# does: a blank loop disk of SIZE (default 4G, sparse) attached, and
+# /etc/rootless-ci.conf inside naming it as [Disk] Device=. apply's own disk
+# step then partitions, formats, adds the fstab line and mounts it on
+# /srv/rootless-ci. Sets DATA_DISK to the whole disk (/dev/loopN).
+DATA_DISK=
+# shellcheck disable=SC2120 # SIZE is optional
+machine_data_disk() {
+	DATA_DISK=$("$MACHINE" attach-disk "$RCI_MACHINE" "${1:-4G}")
+	printf '[Disk]\nDevice=%s\n' "$DATA_DISK" |
+		in_machine install -m 0644 /dev/stdin /etc/rootless-ci.conf
+	echo "# data disk $DATA_DISK configured in /etc/rootless-ci.conf"
+}
+
+# ---------------------------------------------------------------- the CI user
+
+CI_USER=buildkite
+
+# ci_uid: the CI user's UID (once apply has created it).
+ci_uid() {
+	in_machine id -u "$CI_USER"
+}
+
+# as_ci CMD...: run CMD inside as the CI user, with what a build has: its
+# own groups, HOME, its runtime dir and its own Docker daemon's socket.
+as_ci() {
+	local uid
+	uid=$(ci_uid)
+	in_machine setpriv --reuid="$uid" --regid="$uid" --init-groups \
+		env HOME="/home/$CI_USER" USER="$CI_USER" XDG_RUNTIME_DIR="/run/user/$uid" \
+		DOCKER_HOST="unix:///run/user/$uid/docker.sock" "$@"
+}
+
+# ci_docker_pid: the CI user's daemon's main PID, as its manager knows it (0: none).
+ci_docker_pid() {
+	as_ci systemctl --user show --property=MainPID --value docker.service
+}
+
 # machine_snapshot FILE: the manifest of the machine's state (see
 # scripts/machine snapshot) into FILE.
 machine_snapshot() {
