@@ -159,6 +159,46 @@ ci_docker_pid() {
 	as_ci systemctl --user show --property=MainPID --value docker.service
 }
 
+# rci_stop_at POINT OUT ARGS...: start `rootless-ci ARGS...` inside in the
+# background with RCI_STOP_AT=POINT (src/util/killpoint.h), its stdout and
+# stderr into the host file OUT, and return once it is stopped at POINT,
+# with RCI_STOPPED (its PID in the machine) and RCI_STOPPED_JOB (the job to
+# wait for) set. rci_continue lets it go on and returns its exit status.
+# The command runs under a bash inside: nsenter, were it the parent, would
+# stop itself too and never resume.
+RCI_STOPPED=
+RCI_STOPPED_JOB=
+rci_stop_at() {
+	local point=$1 out=$2 pid state deadline=$((SECONDS + 300))
+	shift 2
+	# shellcheck disable=SC2016 # expanded by the bash inside
+	in_machine bash -c 'RCI_STOP_AT=$0 rootless-ci "$@"; exit $?' "$point" "$@" >"$out" 2>&1 &
+	RCI_STOPPED_JOB=$!
+	while :; do
+		pid=$(in_machine pgrep -xo rootless-ci || true)
+		state=
+		[[ -z $pid ]] || state=$(in_machine ps -o stat= -p "$pid" || true)
+		[[ $state == T* ]] && break
+		if ! kill -0 "$RCI_STOPPED_JOB" 2>/dev/null; then
+			sed 's/^/# /' "$out"
+			fail "rootless-ci $* ended without stopping at $point"
+		fi
+		((SECONDS < deadline)) || fail "rootless-ci $* did not stop at $point within 300 s"
+		sleep 0.1
+	done
+	RCI_STOPPED=$pid
+}
+
+# rci_continue: resume what rci_stop_at stopped; return its exit status.
+rci_continue() {
+	local rc=0
+	in_machine kill -CONT "$RCI_STOPPED"
+	wait "$RCI_STOPPED_JOB" || rc=$?
+	RCI_STOPPED=''
+	RCI_STOPPED_JOB=''
+	return "$rc"
+}
+
 # machine_snapshot FILE: the manifest of the machine's state (see
 # scripts/machine snapshot) into FILE.
 machine_snapshot() {
