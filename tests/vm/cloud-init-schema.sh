@@ -39,3 +39,4 @@ sed 's/^runcmd:$/runcmd: 42\nunused:/' "$USER_DATA" >"$bad"
 out=$(schema "$bad") && rc=0 || rc=$?
 printf '#   %s\n' "${out//$'\n'/$'\n'#   }"
 check_ne 0 "$rc" "cloud-init schema rejects a copy whose runcmd is not a list"
+check_match "runcmd: 42 is not of type 'array'" "$out" "cloud-init schema names the error"

@@ -52,6 +52,8 @@ report_system() {
 	result data-disk "$(readlink -f "$DATA_DISK" 2>/dev/null || echo missing)"
 	result root-source "$(findmnt -n -o SOURCE /)"
 	result failed-units "$(systemctl --failed --no-legend --plain 2>/dev/null | awk '{print $1}' | paste -sd, -)"
+	# Where the boot's time went, for the reader.
+	run_logged blame bash -c 'systemd-analyze blame 2>&1 | head -n 12'
 }
 
 report_cloud_init() {
