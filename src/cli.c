@@ -86,12 +86,13 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                 {}
         };
         Cli cli = { .verb = CLI_VERB_HELP, .lock_timeout_sec = 60 };
-        bool want_version = false;
+        bool want_version = false, lock_timeout_set = false;
         int c, r;
 
         opterr = 0;
         optind = 0;
-        while ((c = getopt_long(argc, argv, "+hv", options, NULL)) >= 0 ||
+        /* "+": stop at the verb; ":": a missing value is reported as ':', not as an unknown option. */
+        while ((c = getopt_long(argc, argv, "+:hv", options, NULL)) >= 0 ||
                (optind < argc && argv[optind][0] != '-')) {
                 /* Options may come before and after the verb: step over the verb and go on. */
                 if (c < 0) {
@@ -125,11 +126,15 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                         want_version = true;
                         break;
                 case OPT_CONFIG:
+                        if (cli.config_path)
+                                return log_error_errno(-ERCI_USAGE, "--config given more than once.");
                         if (!*optarg)
                                 return log_error_errno(-ERCI_USAGE, "--config= needs a file name.");
                         cli.config_path = optarg;
                         break;
                 case OPT_ROOT:
+                        if (cli.root)
+                                return log_error_errno(-ERCI_USAGE, "--root given more than once.");
                         if (!*optarg)
                                 return log_error_errno(-ERCI_USAGE, "--root= needs a directory.");
                         cli.root = optarg;
@@ -140,6 +145,9 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                 case OPT_LOCK_TIMEOUT: {
                         char *end;
                         unsigned long v;
+                        if (lock_timeout_set)
+                                return log_error_errno(-ERCI_USAGE, "--lock-timeout given more than once.");
+                        lock_timeout_set = true;
                         errno = 0;
                         v = strtoul(optarg, &end, 10);
                         if (errno || end == optarg || *end || optarg[0] == '-' || v > 86400)
@@ -183,13 +191,18 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                                 return r;
                         break;
                 case '?':
-                        if (optopt)
-                                return log_error_errno(-ERCI_USAGE, "Unknown or malformed option '-%c'. See --help.", optopt);
-                        return log_error_errno(-ERCI_USAGE, "Unknown or malformed option '%s'. See --help.", argv[optind - 1]);
+                        /* A long option is named as given; optopt holds its value code, not a character. */
+                        if (startswith(argv[optind - 1], "--") || optopt <= 0 || optopt >= 0x100)
+                                return log_error_errno(-ERCI_USAGE, "Unknown or malformed option '%s'. See --help.", argv[optind - 1]);
+                        return log_error_errno(-ERCI_USAGE, "Unknown or malformed option '-%c'. See --help.", optopt);
                 default:
                         return log_error_errno(-ERCI_USAGE, "Option '%s' needs a value. See --help.", argv[optind - 1]);
                 }
         }
+
+        /* Whatever the loop stopped at ("-", anything after "--") is not silently dropped. */
+        if (optind < argc)
+                return log_error_errno(-ERCI_USAGE, "Unexpected argument '%s'. See --help.", argv[optind]);
 
         if (want_version) {
                 if (cli.verb != CLI_VERB_HELP)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "util/error.h"
@@ -274,11 +275,16 @@ int config_parse_text(Config *c, const char *path, const char *text, size_t size
         SeenKey *seen = NULL;
         size_t n_seen = 0;
         unsigned line = 0;
+        const char *nul;
         char *p, *next;
         int r = 0;
 
-        if (memchr(text, 0, size))
-                return log_error_errno(-ERCI_USAGE, "%s: contains a NUL byte; not a text file.", path);
+        nul = memchr(text, 0, size);
+        if (nul) {
+                for (const char *q = text; q < nul; q++)
+                        line += *q == '\n';
+                return log_error_errno(-ERCI_USAGE, "%s:%u: contains a NUL byte; not a text file.", path, line + 1);
+        }
 
         copy = strndup(text, size);
         if (!copy)
@@ -383,6 +389,8 @@ static int config_parse_file_at(Config *c, int dirfd, const char *path, const ch
                 return 0;
         if (r == -EFBIG)
                 return log_error_errno(-ERCI_USAGE, "%s: larger than 1 MiB; refusing to read it.", display);
+        if (r == -EISDIR || r == -EBADFD)
+                return log_error_errno(-ERCI_USAGE, "%s: not a regular file; refusing to read it.", display);
         if (r < 0)
                 return log_error_errno(r == -ENOENT ? -ERCI_USAGE : r, "%s: cannot read: %s", display,
                                        error_to_string(r));
@@ -402,8 +410,24 @@ int config_load(Config *c, const char *root, const char *explicit_path) {
         int r;
 
         if (explicit_path) {
-                int cwd = AT_FDCWD;
-                return config_parse_file_at(c, cwd, explicit_path, explicit_path, true);
+                _cleanup_free_ char *cwd = NULL, *absolute = NULL;
+
+                /*
+                 * --config names a file as the operator's shell sees it, whatever --root
+                 * says. Resolved from "/" (a relative name from the working directory):
+                 * with AT_FDCWD, RESOLVE_IN_ROOT would take the working directory as root.
+                 */
+                if (explicit_path[0] != '/') {
+                        cwd = get_current_dir_name();
+                        if (!cwd)
+                                return log_error_errno(negative_errno(), "Failed to get the working directory: %m");
+                        if (asprintf(&absolute, "%s/%s", cwd, explicit_path) < 0)
+                                return -ENOMEM;
+                }
+                rootfd = open_root("/");
+                if (rootfd < 0)
+                        return log_error_errno(rootfd, "Failed to open /: %m");
+                return config_parse_file_at(c, rootfd, absolute ? absolute : explicit_path, explicit_path, true);
         }
 
         rootfd = open_root(root);
@@ -425,9 +449,10 @@ int config_load(Config *c, const char *root, const char *explicit_path) {
         if (dfd < 0)
                 return log_error_errno(dfd, "%s: cannot open: %m", dropin_display);
 
-        d = fdopendir(TAKE_FD(dfd));
+        d = fdopendir(dfd);
         if (!d)
-                return -errno;
+                return log_error_errno(negative_errno(), "%s: cannot read: %m", dropin_display);
+        dfd = -1; /* owned by d now */
         for (struct dirent *de; (de = readdir(d)); ) {
                 size_t l = strlen(de->d_name);
                 char **nn;

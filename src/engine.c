@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "engine.h"
@@ -14,11 +15,14 @@
 
 static const Step *const all_steps[] = {
         &step_preflight,
+        &step_user,
+        &step_storage,
+        &step_daemon,
 };
 
 /* Steps of DESIGN.md not built yet; said plainly so nobody thinks they ran. */
 static const char *const pending_steps[] = {
-        "disk", "user", "storage", "daemon", "agent",
+        "disk", "agent",
 };
 
 static const char *const item_status_table[_ITEM_STATUS_MAX] = {
@@ -94,6 +98,21 @@ void report_item(Context *ctx, const char *id, ItemStatus status, const char *fi
         va_end(ap);
 }
 
+void report_state(Context *ctx, const char *id, ItemStatus change, const char *fmt, ...) {
+        ItemStatus status = change;
+        const char *fix = NULL;
+        va_list ap;
+
+        if (ctx->verb == VERB_CHECK) {
+                status = change == ITEM_OK ? ITEM_PASS : ITEM_FAIL;
+                if (change != ITEM_OK)
+                        fix = "rootless-ci apply";
+        }
+        va_start(ap, fmt);
+        report_add(ctx, id, status, fix, false, fmt, ap);
+        va_end(ap);
+}
+
 void report_changed(Context *ctx, const char *id, ItemStatus status, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
@@ -108,10 +127,15 @@ int context_init(Context *ctx, Verb verb, const char *root, const Config *config
                 .root = root ? root : "/",
                 .root_fd = -1,
         };
-        ctx->live = streq(ctx->root, "/");
         ctx->root_fd = open_root(ctx->root);
         if (ctx->root_fd < 0)
                 return log_error_errno(ctx->root_fd, "Failed to open root directory %s: %m", ctx->root);
+
+        /* --root=// or --root=/tmp/.. is the live host, and is treated as such. */
+        struct stat st_root, st_given;
+        if (stat("/", &st_root) < 0 || fstat(ctx->root_fd, &st_given) < 0)
+                return log_error_errno(negative_errno(), "Failed to stat root directory %s: %m", ctx->root);
+        ctx->live = st_root.st_dev == st_given.st_dev && st_root.st_ino == st_given.st_ino;
         return 0;
 }
 
@@ -122,6 +146,10 @@ static void host_facts_done(HostFacts *f) {
         free(f->rootlesskit_path);
         free(f->network_driver);
         free(f->storage_driver);
+        free(f->user_home);
+        free(f->storage_dir);
+        free(f->docker_dir);
+        free(f->builds_dir);
 }
 
 void context_done(Context *ctx) {

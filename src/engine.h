@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "config.h"
@@ -49,6 +50,22 @@ typedef struct HostFacts {
         char *storage_driver;          /* "overlay2" or "fuse-overlayfs" */
         bool apparmor_restricts_userns;
         bool systemd_running;
+
+        /* user step: the CI user as apply leaves it */
+        bool user_known;               /* the account exists (or apply just created it) */
+        bool user_planned;             /* plan/check: it does not exist yet, apply would create it */
+        uid_t user_uid;                /* valid when user_known */
+        gid_t user_gid;
+        char *user_home;               /* as in the passwd entry (planned: /home/NAME) */
+        uint32_t subuid_start, subuid_count;  /* 0 count: not settled */
+        uint32_t subgid_start, subgid_count;
+        bool user_groups_removed;      /* apply took it out of a privileged group: its running
+                                        * processes (its user manager) keep that group until restarted */
+
+        /* storage step */
+        char *storage_dir;             /* <MountPoint>/<user>, root-owned */
+        char *docker_dir;              /* <MountPoint>/<user>/docker, the daemon's data root */
+        char *builds_dir;              /* <MountPoint>/<user>/builds, the agent's builds path */
 } HostFacts;
 
 typedef struct Context {
@@ -82,6 +99,15 @@ typedef struct Step {
 /* Report one item of the current step. fix may be NULL. */
 void report_item(Context *ctx, const char *id, ItemStatus status, const char *fix, const char *fmt, ...)
         _printf_(5, 6);
+/*
+ * Report the state of something apply converges, the same way for every verb:
+ * change is ITEM_OK when it is in place, else what apply would do (CREATE,
+ * CHANGE, REMOVE). plan shows it as is; check turns it into PASS, or FAIL
+ * with the fix "rootless-ci apply"; apply shows it only if it is a change
+ * (steps report what they changed with report_changed()).
+ */
+void report_state(Context *ctx, const char *id, ItemStatus change, const char *fmt, ...) _printf_(4, 5);
+
 /* Apply made a change: like report_item with changed=true. */
 void report_changed(Context *ctx, const char *id, ItemStatus status, const char *fmt, ...) _printf_(4, 5);
 

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "engine.h"
 #include "util/error.h"
+#include "units.h"
 #include "util/log.h"
 
 static int run(int argc, char *argv[]) {
@@ -23,6 +24,10 @@ static int run(int argc, char *argv[]) {
 
         if (cli.verbose)
                 log_set_max_level(LOG_DEBUG);
+
+        /* Run from a build tree (tests, development): use the source's templates. */
+        if (getenv("RCI_UNITS_DIR"))
+                units_set_dir(getenv("RCI_UNITS_DIR"));
 
         switch (cli.verb) {
         case CLI_VERB_HELP:

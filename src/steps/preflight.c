@@ -299,15 +299,20 @@ static void check_dbus_user_session(Context *ctx, Distro distro) {
 }
 
 static void check_systemd(Context *ctx) {
-        _cleanup_close_ int fd = safe_openat(ctx->root_fd, "/run/systemd/system", O_PATH | O_DIRECTORY, 0,
-                                             RESOLVE_POLICY_IN_ROOT);
+        _cleanup_close_ int fd = -1;
 
+        /* An image tree's run/systemd/system says nothing about the host it will boot on. */
+        if (!ctx->live) {
+                ctx->facts.systemd_running = false;
+                report_item(ctx, "preflight.systemd", ITEM_SKIP, NULL,
+                            "offline tree: starting services is left to the first boot");
+                return;
+        }
+
+        fd = safe_openat(ctx->root_fd, "/run/systemd/system", O_PATH | O_DIRECTORY, 0, RESOLVE_POLICY_IN_ROOT);
         ctx->facts.systemd_running = fd >= 0;
         if (fd >= 0)
                 report_item(ctx, "preflight.systemd", ITEM_PASS, NULL, "systemd is running");
-        else if (!ctx->live)
-                report_item(ctx, "preflight.systemd", ITEM_SKIP, NULL,
-                            "offline tree: starting services is left to the first boot");
         else
                 report_item(ctx, "preflight.systemd", ITEM_FAIL, NULL,
                             "systemd is not running as the init system; rootless-ci needs it for the user's manager");
@@ -358,6 +363,16 @@ static void check_apparmor(Context *ctx) {
         int r;
 
         r = read_sysctl_long(ctx, "kernel/apparmor_restrict_unprivileged_userns", &restrict_userns);
+        if (r == -ENOENT && !ctx->live) {
+                /* An image tree without proc/ says nothing about the kernel it will boot. */
+                _cleanup_close_ int fd = safe_openat(ctx->root_fd, "/proc/sys/kernel", O_PATH | O_DIRECTORY, 0,
+                                                     RESOLVE_POLICY_IN_ROOT);
+                if (fd < 0) {
+                        report_item(ctx, "preflight.apparmor", ITEM_SKIP, NULL,
+                                    "AppArmor's user namespace restriction is checked on the live host");
+                        return;
+                }
+        }
         if (r == -ENOENT) {
                 report_item(ctx, "preflight.apparmor", ITEM_PASS, NULL, "AppArmor does not restrict unprivileged user namespaces here");
                 return;

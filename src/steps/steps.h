@@ -5,3 +5,6 @@
 
 /* The steps of apply, in order. Each lives in its own file under steps/. */
 extern const Step step_preflight;
+extern const Step step_user;
+extern const Step step_storage;
+extern const Step step_daemon;

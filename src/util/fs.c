@@ -2,7 +2,9 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <limits.h>
+#include <inttypes.h>
 #include <stdint.h>
+#include <sys/random.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +40,10 @@ static int walk_fallback(int dirfd, const char *path, int open_flags, mode_t mod
         size_t depth = 0;
         unsigned hops = 0;
         int r;
+
+        /* As openat2(RESOLVE_BENEATH): an absolute path leaves dirfd as surely as "..". */
+        if (policy == RESOLVE_POLICY_NO_SYMLINKS && path[0] == '/')
+                return -EXDEV;
 
         todo = strdup(path);
         if (!todo)
@@ -99,8 +105,20 @@ static int walk_fallback(int dirfd, const char *path, int open_flags, mode_t mod
                                 ssize_t n;
                                 char *rest;
 
-                                if (policy == RESOLVE_POLICY_NO_SYMLINKS || (last && (open_flags & O_NOFOLLOW))) {
+                                if (policy == RESOLVE_POLICY_NO_SYMLINKS) {
                                         r = -ELOOP;
+                                        goto finish;
+                                }
+                                if (last && ((open_flags & O_NOFOLLOW) ||
+                                             (open_flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL))) {
+                                        /*
+                                         * A final link that open(2) would not follow: let it answer for
+                                         * the link itself (the link with O_PATH, else ELOOP or EEXIST),
+                                         * as openat2 does. Never create through it.
+                                         */
+                                        r = openat(stack[depth], name, open_flags | O_NOFOLLOW | O_CLOEXEC, mode);
+                                        if (r < 0)
+                                                r = negative_errno();
                                         goto finish;
                                 }
                                 if (++hops > MAX_SYMLINK_HOPS) {
@@ -175,6 +193,13 @@ int safe_openat(int dirfd, const char *path, int open_flags, mode_t mode, Resolv
                                                             : RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
         };
         int r;
+
+        /*
+         * RESOLVE_NO_SYMLINKS lets O_PATH|O_NOFOLLOW open a final symlink itself; the policy
+         * refuses every symlink, so let the resolution reach the last one and fail with ELOOP.
+         */
+        if (policy == RESOLVE_POLICY_NO_SYMLINKS)
+                how.flags &= ~(uint64_t) O_NOFOLLOW;
 
         if (!use_fallback()) {
                 r = openat2_raw(dirfd, path, &how);
@@ -286,12 +311,16 @@ int write_file_atomic_at(int parentfd, const char *name, const void *data, size_
         char tmp[NAME_MAX + 1];
         int r;
 
-        if (strchr(name, '/') || strlen(name) > NAME_MAX - 16)
+        if (strchr(name, '/') || strlen(name) > NAME_MAX - 20)
                 return -EINVAL;
 
         for (unsigned attempt = 0;; attempt++) {
-                unsigned long rnd = (unsigned long) random() ^ ((unsigned long) getpid() << 16);
-                snprintf(tmp, sizeof(tmp), ".#%s.%08lx", name, rnd & 0xffffffffUL);
+                uint64_t rnd;
+
+                /* Unpredictable, so nobody can plant every name we would try. */
+                if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd))
+                        return negative_errno();
+                snprintf(tmp, sizeof(tmp), ".#%s.%016" PRIx64, name, rnd);
                 fd = openat(parentfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
                 if (fd >= 0)
                         break;
@@ -350,7 +379,8 @@ int read_file_at(int dirfd, const char *path, ResolvePolicy policy, size_t max_s
         size_t size = 0, alloc = 0;
         struct stat st;
 
-        fd = safe_openat(dirfd, path, O_RDONLY | O_NOCTTY, 0, policy);
+        /* O_NONBLOCK: a FIFO or device planted where a file should be must not hang us in open(). */
+        fd = safe_openat(dirfd, path, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0, policy);
         if (fd < 0)
                 return fd;
         if (fstat(fd, &st) < 0)
@@ -366,8 +396,20 @@ int read_file_at(int dirfd, const char *path, ResolvePolicy policy, size_t max_s
                         char *nb;
                         if (na > max_size + 1)
                                 na = max_size + 1;
-                        if (na <= size + 1)
+                        if (na <= size + 1) {
+                                /* Full at the limit: fine if the file ends right here. */
+                                char extra;
+                                ssize_t k;
+
+                                do
+                                        k = read(fd, &extra, 1);
+                                while (k < 0 && errno == EINTR);
+                                if (k < 0)
+                                        return negative_errno();
+                                if (k == 0)
+                                        break;
                                 return -EFBIG;
+                        }
                         nb = realloc(buf, na);
                         if (!nb)
                                 return -ENOMEM;

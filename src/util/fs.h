@@ -16,7 +16,9 @@
  *   RESOLVE_POLICY_NO_SYMLINKS  for ground a user controls (a home): any
  *                               symlink on the way, including the last
  *                               component, fails with -ELOOP, and ".." may
- *                               not climb above the starting directory.
+ *                               not climb above the starting directory, nor
+ *                               may an absolute path start elsewhere (both
+ *                               -EXDEV).
  *
  * Implemented with openat2(2); where the kernel lacks it (ENOSYS), with a
  * component-by-component walk using O_PATH|O_NOFOLLOW. The walk is also used
@@ -27,7 +29,7 @@ typedef enum ResolvePolicy {
         RESOLVE_POLICY_NO_SYMLINKS,
 } ResolvePolicy;
 
-/* Open path (absolute or relative; always taken relative to dirfd). */
+/* Open path below dirfd (IN_ROOT: absolute paths too, taken relative to dirfd). */
 int safe_openat(int dirfd, const char *path, int open_flags, mode_t mode, ResolvePolicy policy);
 
 /*

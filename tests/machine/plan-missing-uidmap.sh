@@ -16,7 +16,7 @@ in_machine sh -c '! command -v newuidmap && ! command -v newgidmap' >/dev/null |
 	fail "newuidmap or newgidmap still present after purging uidmap"
 ok "uidmap purged: no newuidmap, no newgidmap"
 
-disk=$("$MACHINE" attach-disk "$RCI_MACHINE" 1G)
+disk=$("$MACHINE" attach-disk "$RCI_MACHINE" 512M)
 ok "data disk $disk attached"
 disk_hash() { in_machine sha256sum "$disk" | cut -d' ' -f1; }
 disk_before=$(disk_hash)

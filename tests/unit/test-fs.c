@@ -1,6 +1,616 @@
 /* SPDX-License-Identifier: MIT */
-#include "tests.h"
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
-TEST(fs_placeholder) {
-        test_skip("not written yet");
+#include "tests.h"
+#include "util/fs.h"
+#include "util/macro.h"
+
+/*
+ * Every resolution test runs twice: through openat2(2) and through the
+ * fallback walk (RCI_FORCE_RESOLVE_FALLBACK=1), and both must give the same
+ * answer.
+ */
+
+static bool have_openat2(void) {
+        struct open_how how = { .flags = O_PATH | O_CLOEXEC };
+        long fd = syscall(SYS_openat2, AT_FDCWD, "/", &how, sizeof(how));
+
+        if (fd < 0)
+                return errno != ENOSYS && errno != EPERM;
+        close((int) fd);
+        return true;
+}
+
+#define TEST_BOTH(name)                                                          \
+        static void name##_body(void);                                           \
+        TEST(name##_openat2) {                                                   \
+                if (!have_openat2()) {                                           \
+                        test_skip("openat2() is not available here");            \
+                        return;                                                  \
+                }                                                                \
+                unsetenv("RCI_FORCE_RESOLVE_FALLBACK");                          \
+                name##_body();                                                   \
+        }                                                                        \
+        TEST(name##_fallback) {                                                  \
+                setenv("RCI_FORCE_RESOLVE_FALLBACK", "1", 1);                    \
+                name##_body();                                                   \
+                unsetenv("RCI_FORCE_RESOLVE_FALLBACK");                          \
+        }                                                                        \
+        static void name##_body(void)
+
+static int open_dir(const char *dir, const char *rel) {
+        return open(test_path(dir, rel), O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+static void mkdirs(const char *dir, const char *rel) {
+        char p[4096];
+
+        snprintf(p, sizeof(p), "%s/%s/", dir, rel);
+        for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
+                *s = 0;
+                (void) mkdir(p, 0755);
+                *s = '/';
+        }
+}
+
+static int make_symlink(const char *target, const char *dir, const char *rel) {
+        return symlink(target, test_path(dir, rel)) < 0 ? -errno : 0;
+}
+
+/* fd refers to dir/rel (same inode), checked without following a final symlink. */
+static bool same_file(int fd, const char *dir, const char *rel) {
+        struct stat a, b;
+
+        if (fstat(fd, &a) < 0 || lstat(test_path(dir, rel), &b) < 0)
+                return false;
+        return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+static bool exists(const char *dir, const char *rel) {
+        struct stat st;
+        return lstat(test_path(dir, rel), &st) == 0;
+}
+
+/* Number of entries in dir/rel other than . and .. */
+static int count_entries(const char *dir, const char *rel) {
+        DIR *d = opendir(test_path(dir, rel));
+        int n = 0;
+
+        if (!d)
+                return -errno;
+        for (struct dirent *de; (de = readdir(d)); )
+                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+                        n++;
+        closedir(d);
+        return n;
+}
+
+/*
+ * A fake root with an /etc/passwd of its own and links that would reach the
+ * host's /etc/passwd if resolution ever left the root.
+ */
+static void make_tree(const char *tmp) {
+        test_write(tmp, "root/etc/passwd", "fake:x:0:0::/:/bin/false\n");
+        test_write(tmp, "root/home/user/file", "user's\n");
+        test_write(tmp, "root/home/user/sub/file", "sub\n");
+        test_write(tmp, "outside/secret", "outside the root\n");
+        mkdirs(tmp, "root/a/b");
+        mkdirs(tmp, "root/run");
+        (void) make_symlink("/etc/passwd", tmp, "root/abs-link");
+        (void) make_symlink("../../etc/passwd", tmp, "root/a/b/rel-link");
+        (void) make_symlink("../../../../../../../../etc/passwd", tmp, "root/a/b/escaping-link");
+        (void) make_symlink("/etc", tmp, "root/etc-link");
+        (void) make_symlink("abs-link", tmp, "root/chain");
+        (void) make_symlink("loop2", tmp, "root/loop1");
+        (void) make_symlink("loop1", tmp, "root/loop2");
+        (void) make_symlink("/etc/passwd", tmp, "root/home/user/passwd-link");
+        (void) make_symlink("sub", tmp, "root/home/user/sub-link");
+        (void) make_symlink("../../../outside", tmp, "root/home/user/out-link");
+        (void) make_symlink("/nonexistent/target", tmp, "root/dangling");
+}
+
+TEST_BOTH(in_root_keeps_symlinks_and_dotdot_inside_the_root) {
+        const char *tmp = test_tmpdir();
+        static const char *const paths[] = {
+                "/etc/passwd", "etc/passwd", "/abs-link", "abs-link", "/a/b/rel-link", "/a/b/escaping-link",
+                "/etc-link/passwd", "/chain", "/../../../etc/passwd", "../etc/passwd", "/a/b/../../etc/passwd",
+                "/a/../../a/b/../../etc/./passwd", "/home/user/passwd-link", "//etc//passwd",
+        };
+        _cleanup_close_ int rootfd = -1;
+
+        make_tree(tmp);
+        rootfd = open_dir(tmp, "root");
+        ASSERT_OK(rootfd);
+
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
+                _cleanup_close_ int fd = safe_openat(rootfd, paths[i], O_RDONLY, 0, RESOLVE_POLICY_IN_ROOT);
+                if (fd < 0) {
+                        test_fail(__FILE__, __LINE__, "%s: %d", paths[i], fd);
+                        return;
+                }
+                /* ROOT/etc/passwd, never the host's. */
+                if (!same_file(fd, tmp, "root/etc/passwd")) {
+                        test_fail(__FILE__, __LINE__, "%s did not resolve to ROOT/etc/passwd", paths[i]);
+                        return;
+                }
+        }
+}
+
+TEST_BOTH(in_root_never_reaches_outside) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int rootfd = -1, fd = -1, dfd = -1;
+        _cleanup_free_ char *outside = NULL;
+
+        make_tree(tmp);
+        rootfd = open_dir(tmp, "root");
+        ASSERT_OK(rootfd);
+
+        /* The host's path of a file outside the root names nothing inside it. */
+        outside = strdup(test_path(tmp, "outside/secret"));
+        ASSERT_TRUE(outside);
+        ASSERT_EQ(safe_openat(rootfd, outside, O_RDONLY, 0, RESOLVE_POLICY_IN_ROOT), -ENOENT);
+        /* ".." of the root is the root. */
+        dfd = safe_openat(rootfd, "..", O_RDONLY | O_DIRECTORY, 0, RESOLVE_POLICY_IN_ROOT);
+        ASSERT_OK(dfd);
+        ASSERT_TRUE(same_file(dfd, tmp, "root"));
+        /* A relative link out of a home stays inside too: ROOT/outside does not exist. */
+        ASSERT_EQ(safe_openat(rootfd, "/home/user/out-link/secret", O_RDONLY, 0, RESOLVE_POLICY_IN_ROOT), -ENOENT);
+
+        ASSERT_EQ(safe_openat(rootfd, "/loop1", O_RDONLY, 0, RESOLVE_POLICY_IN_ROOT), -ELOOP);
+        ASSERT_EQ(safe_openat(rootfd, "/nope", O_RDONLY, 0, RESOLVE_POLICY_IN_ROOT), -ENOENT);
+        ASSERT_EQ(safe_openat(rootfd, "/etc/passwd/x", O_RDONLY, 0, RESOLVE_POLICY_IN_ROOT), -ENOTDIR);
+
+        /* The root itself. */
+        fd = safe_openat(rootfd, "/", O_RDONLY | O_DIRECTORY, 0, RESOLVE_POLICY_IN_ROOT);
+        ASSERT_OK(fd);
+        ASSERT_TRUE(same_file(fd, tmp, "root"));
+}
+
+TEST_BOTH(in_root_creates_through_a_dangling_link_inside_the_root_only) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int rootfd = -1, fd = -1;
+
+        make_tree(tmp);
+        mkdirs(tmp, "root/nonexistent");
+        rootfd = open_dir(tmp, "root");
+        ASSERT_OK(rootfd);
+
+        /* O_CREAT follows the link as open(2) does, but below the root. */
+        fd = safe_openat(rootfd, "/dangling", O_WRONLY | O_CREAT, 0644, RESOLVE_POLICY_IN_ROOT);
+        ASSERT_OK(fd);
+        ASSERT_TRUE(same_file(fd, tmp, "root/nonexistent/target"));
+        ASSERT_FALSE(exists("/nonexistent", "target"));
+}
+
+TEST_BOTH(in_root_o_excl_never_creates_through_a_symlink) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int rootfd = -1;
+
+        make_tree(tmp);
+        mkdirs(tmp, "root/nonexistent");
+        rootfd = open_dir(tmp, "root");
+        ASSERT_OK(rootfd);
+
+        /* Like open(2): O_CREAT|O_EXCL on any existing name, a dangling symlink included, is EEXIST. */
+        ASSERT_EQ(safe_openat(rootfd, "/dangling", O_WRONLY | O_CREAT | O_EXCL, 0644, RESOLVE_POLICY_IN_ROOT), -EEXIST);
+        ASSERT_FALSE(exists(tmp, "root/nonexistent/target"));
+        ASSERT_EQ(safe_openat(rootfd, "/etc/passwd", O_WRONLY | O_CREAT | O_EXCL, 0644, RESOLVE_POLICY_IN_ROOT), -EEXIST);
+}
+
+TEST_BOTH(in_root_o_nofollow_on_the_last_component) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int rootfd = -1, fd = -1;
+        struct stat st;
+
+        make_tree(tmp);
+        rootfd = open_dir(tmp, "root");
+        ASSERT_OK(rootfd);
+
+        /* As open(2): a final symlink is ELOOP, except with O_PATH, which opens the link itself. */
+        ASSERT_EQ(safe_openat(rootfd, "/abs-link", O_RDONLY | O_NOFOLLOW, 0, RESOLVE_POLICY_IN_ROOT), -ELOOP);
+        fd = safe_openat(rootfd, "/abs-link", O_PATH | O_NOFOLLOW, 0, RESOLVE_POLICY_IN_ROOT);
+        ASSERT_OK(fd);
+        ASSERT_OK(fstat(fd, &st));
+        ASSERT_TRUE(S_ISLNK(st.st_mode));
+        ASSERT_TRUE(same_file(fd, tmp, "root/abs-link"));
+        /* Symlinks before the last component are still followed inside the root. */
+        safe_close(fd);
+        fd = safe_openat(rootfd, "/etc-link/passwd", O_RDONLY | O_NOFOLLOW, 0, RESOLVE_POLICY_IN_ROOT);
+        ASSERT_OK(fd);
+        ASSERT_TRUE(same_file(fd, tmp, "root/etc/passwd"));
+}
+
+TEST_BOTH(no_symlinks_refuses_every_symlink) {
+        const char *tmp = test_tmpdir();
+        static const int flags[] = {
+                O_RDONLY, O_PATH, O_PATH | O_NOFOLLOW, O_RDONLY | O_NOFOLLOW, O_WRONLY | O_CREAT | O_TRUNC,
+        };
+        _cleanup_close_ int homefd = -1;
+        _cleanup_free_ char *passwd = NULL;
+
+        make_tree(tmp);
+        homefd = open_dir(tmp, "root/home/user");
+        ASSERT_OK(homefd);
+
+        for (size_t i = 0; i < ELEMENTSOF(flags); i++) {
+                /* The last component... */
+                ASSERT_EQ(safe_openat(homefd, "passwd-link", flags[i], 0644, RESOLVE_POLICY_NO_SYMLINKS), -ELOOP);
+                /* ...and any before it. */
+                ASSERT_EQ(safe_openat(homefd, "sub-link/file", flags[i], 0644, RESOLVE_POLICY_NO_SYMLINKS), -ELOOP);
+        }
+        ASSERT_EQ(safe_openat(homefd, "sub-link", O_PATH | O_DIRECTORY | O_NOFOLLOW, 0, RESOLVE_POLICY_NO_SYMLINKS), -ELOOP);
+        ASSERT_EQ(safe_openat(homefd, "sub-link", O_RDONLY | O_DIRECTORY, 0, RESOLVE_POLICY_NO_SYMLINKS), -ELOOP);
+        ASSERT_EQ(safe_openat(homefd, "out-link/secret", O_RDONLY, 0, RESOLVE_POLICY_NO_SYMLINKS), -ELOOP);
+        /* Nothing was created or truncated through a link. */
+        passwd = test_read(tmp, "root/etc/passwd");
+        ASSERT_STREQ(passwd, "fake:x:0:0::/:/bin/false\n");
+}
+
+TEST_BOTH(no_symlinks_opens_plain_paths) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int homefd = -1, fd = -1, fd2 = -1;
+
+        make_tree(tmp);
+        homefd = open_dir(tmp, "root/home/user");
+        ASSERT_OK(homefd);
+
+        fd = safe_openat(homefd, "sub/file", O_RDONLY, 0, RESOLVE_POLICY_NO_SYMLINKS);
+        ASSERT_OK(fd);
+        ASSERT_TRUE(same_file(fd, tmp, "root/home/user/sub/file"));
+        /* ".." that stays below the start is fine. */
+        fd2 = safe_openat(homefd, "sub/../file", O_RDONLY, 0, RESOLVE_POLICY_NO_SYMLINKS);
+        ASSERT_OK(fd2);
+        ASSERT_TRUE(same_file(fd2, tmp, "root/home/user/file"));
+}
+
+TEST_BOTH(no_symlinks_refuses_escaping) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int homefd = -1;
+
+        make_tree(tmp);
+        homefd = open_dir(tmp, "root/home/user");
+        ASSERT_OK(homefd);
+
+        ASSERT_EQ(safe_openat(homefd, "..", O_RDONLY, 0, RESOLVE_POLICY_NO_SYMLINKS), -EXDEV);
+        ASSERT_EQ(safe_openat(homefd, "../user/file", O_RDONLY, 0, RESOLVE_POLICY_NO_SYMLINKS), -EXDEV);
+        ASSERT_EQ(safe_openat(homefd, "sub/../../../etc/passwd", O_RDONLY, 0, RESOLVE_POLICY_NO_SYMLINKS), -EXDEV);
+        /* An absolute path leaves the starting directory as surely as "..". */
+        ASSERT_EQ(safe_openat(homefd, "/file", O_RDONLY, 0, RESOLVE_POLICY_NO_SYMLINKS), -EXDEV);
+}
+
+TEST_BOTH(mkdir_p_creates_missing_directories) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int rootfd = -1, fd = -1, fd2 = -1;
+        struct stat st;
+        mode_t old = umask(0022); /* as main() sets it */
+
+        make_tree(tmp);
+        rootfd = open_dir(tmp, "root");
+        ASSERT_OK(rootfd);
+
+        fd = safe_mkdir_p(rootfd, "/srv/ci/docker", 0710, RESOLVE_POLICY_IN_ROOT);
+        umask(old);
+        ASSERT_OK(fd);
+        ASSERT_TRUE(same_file(fd, tmp, "root/srv/ci/docker"));
+        ASSERT_OK(lstat(test_path(tmp, "root/srv/ci/docker"), &st));
+        ASSERT_TRUE(S_ISDIR(st.st_mode));
+        ASSERT_EQ(st.st_mode & 07777, 0710);
+        ASSERT_OK(lstat(test_path(tmp, "root/srv"), &st));
+        ASSERT_EQ(st.st_mode & 07777, 0710);
+        /* Existing ones are entered as they are. */
+        fd2 = safe_mkdir_p(rootfd, "a/b", 0700, RESOLVE_POLICY_IN_ROOT);
+        ASSERT_OK(fd2);
+        ASSERT_TRUE(same_file(fd2, tmp, "root/a/b"));
+        ASSERT_EQ(safe_mkdir_p(rootfd, "a/../b", 0700, RESOLVE_POLICY_IN_ROOT), -EINVAL);
+        ASSERT_EQ(safe_mkdir_p(rootfd, "etc/passwd/x", 0700, RESOLVE_POLICY_IN_ROOT), -ENOTDIR);
+}
+
+TEST_BOTH(mkdir_p_never_walks_through_a_planted_symlink) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int rootfd = -1, homefd = -1;
+
+        make_tree(tmp);
+        rootfd = open_dir(tmp, "root");
+        homefd = open_dir(tmp, "root/home/user");
+        ASSERT_OK(rootfd);
+        ASSERT_OK(homefd);
+        /* A build plants ~/.local -> somewhere it wants root to create directories. */
+        ASSERT_OK(make_symlink(test_path(tmp, "outside"), tmp, "root/home/user/.local"));
+        ASSERT_OK(make_symlink("/etc", tmp, "root/home/user/.config"));
+
+        ASSERT_TRUE(safe_mkdir_p(homefd, ".local/share/docker", 0700, RESOLVE_POLICY_NO_SYMLINKS) < 0);
+        ASSERT_TRUE(safe_mkdir_p(homefd, ".config/systemd/user", 0700, RESOLVE_POLICY_NO_SYMLINKS) < 0);
+        /* Not under IN_ROOT either: a directory to be made is never a symlink. */
+        ASSERT_TRUE(safe_mkdir_p(rootfd, "/home/user/.local/share", 0700, RESOLVE_POLICY_IN_ROOT) < 0);
+        ASSERT_TRUE(safe_mkdir_p(rootfd, "/home/user/sub-link/x", 0700, RESOLVE_POLICY_IN_ROOT) < 0);
+        /* The last component too. */
+        ASSERT_TRUE(safe_mkdir_p(homefd, "sub-link", 0700, RESOLVE_POLICY_NO_SYMLINKS) < 0);
+
+        ASSERT_EQ(count_entries(tmp, "outside"), 1);
+        ASSERT_FALSE(exists(tmp, "root/etc/systemd"));
+        ASSERT_FALSE(exists(tmp, "root/home/user/sub/x"));
+}
+
+static const char *only_entry(const char *dir, const char *rel) {
+        static char name[256];
+        DIR *d = opendir(test_path(dir, rel));
+        int n = 0;
+
+        name[0] = 0;
+        if (!d)
+                return NULL;
+        for (struct dirent *de; (de = readdir(d)); )
+                if (!streq(de->d_name, ".") && !streq(de->d_name, "..")) {
+                        snprintf(name, sizeof(name), "%s", de->d_name);
+                        n++;
+                }
+        closedir(d);
+        return n == 1 ? name : NULL;
+}
+
+TEST_BOTH(write_file_atomic_writes_content_and_mode) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int rootfd = -1;
+        _cleanup_free_ char *content = NULL;
+        struct stat st;
+        mode_t old;
+
+        mkdirs(tmp, "root/etc/ci");
+        rootfd = open_dir(tmp, "root");
+        ASSERT_OK(rootfd);
+
+        /* The mode is what was asked for, whatever the umask. */
+        old = umask(0077);
+        ASSERT_OK(write_file_atomic(rootfd, "/etc/ci/new.conf", "hello\n", 6, 0644, (uid_t) -1, (gid_t) -1,
+                                    RESOLVE_POLICY_IN_ROOT));
+        umask(old);
+        content = test_read(tmp, "root/etc/ci/new.conf");
+        ASSERT_STREQ(content, "hello\n");
+        ASSERT_OK(lstat(test_path(tmp, "root/etc/ci/new.conf"), &st));
+        ASSERT_TRUE(S_ISREG(st.st_mode));
+        ASSERT_EQ(st.st_mode & 07777, 0644);
+        /* No temp file left behind. */
+        ASSERT_STREQ(only_entry(tmp, "root/etc/ci"), "new.conf");
+
+        /* Replacing: new content and mode, still one file. */
+        ASSERT_OK(write_file_atomic(rootfd, "etc/ci/new.conf", "", 0, 0600, (uid_t) -1, (gid_t) -1,
+                                    RESOLVE_POLICY_IN_ROOT));
+        free(content);
+        content = test_read(tmp, "root/etc/ci/new.conf");
+        ASSERT_STREQ(content, "");
+        ASSERT_OK(lstat(test_path(tmp, "root/etc/ci/new.conf"), &st));
+        ASSERT_EQ(st.st_mode & 07777, 0600);
+        ASSERT_STREQ(only_entry(tmp, "root/etc/ci"), "new.conf");
+}
+
+TEST_BOTH(write_file_atomic_replaces_a_symlink_instead_of_writing_through_it) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int rootfd = -1;
+        _cleanup_free_ char *content = NULL, *victim = NULL;
+        struct stat st;
+
+        test_write(tmp, "root/etc/victim", "victim\n");
+        mkdirs(tmp, "root/etc/ci");
+        ASSERT_OK(make_symlink("/etc/victim", tmp, "root/etc/ci/target"));
+        rootfd = open_dir(tmp, "root");
+        ASSERT_OK(rootfd);
+
+        ASSERT_OK(write_file_atomic(rootfd, "/etc/ci/target", "new\n", 4, 0644, (uid_t) -1, (gid_t) -1,
+                                    RESOLVE_POLICY_IN_ROOT));
+        ASSERT_OK(lstat(test_path(tmp, "root/etc/ci/target"), &st));
+        ASSERT_TRUE(S_ISREG(st.st_mode));
+        content = test_read(tmp, "root/etc/ci/target");
+        ASSERT_STREQ(content, "new\n");
+        victim = test_read(tmp, "root/etc/victim");
+        ASSERT_STREQ(victim, "victim\n");
+}
+
+TEST_BOTH(write_file_atomic_failure_leaves_target_and_no_temp) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int rootfd = -1, homefd = -1;
+        _cleanup_free_ char *content = NULL;
+
+        make_tree(tmp);
+        rootfd = open_dir(tmp, "root");
+        homefd = open_dir(tmp, "root/home/user");
+        ASSERT_OK(rootfd);
+        ASSERT_OK(homefd);
+
+        /* The parent is a symlink under NO_SYMLINKS: refused before anything is written. */
+        ASSERT_EQ(write_file_atomic(homefd, "sub-link/file", "evil\n", 5, 0644, (uid_t) -1, (gid_t) -1,
+                                    RESOLVE_POLICY_NO_SYMLINKS), -ELOOP);
+        content = test_read(tmp, "root/home/user/sub/file");
+        ASSERT_STREQ(content, "sub\n");
+        ASSERT_EQ(count_entries(tmp, "root/home/user/sub"), 1);
+
+        /* The target is a directory: the rename fails, the temp file goes away. */
+        mkdirs(tmp, "root/etc/ci/dir.conf");
+        ASSERT_EQ(write_file_atomic(rootfd, "/etc/ci/dir.conf", "x", 1, 0644, (uid_t) -1, (gid_t) -1,
+                                    RESOLVE_POLICY_IN_ROOT), -EISDIR);
+        ASSERT_STREQ(only_entry(tmp, "root/etc/ci"), "dir.conf");
+        ASSERT_EQ(count_entries(tmp, "root/etc/ci/dir.conf"), 0);
+
+        /* The parent is missing: nothing is created on the way. */
+        ASSERT_EQ(write_file_atomic(rootfd, "/etc/nope/x.conf", "x", 1, 0644, (uid_t) -1, (gid_t) -1,
+                                    RESOLVE_POLICY_IN_ROOT), -ENOENT);
+        ASSERT_FALSE(exists(tmp, "root/etc/nope"));
+
+        ASSERT_EQ(write_file_atomic(rootfd, "/", "x", 1, 0644, (uid_t) -1, (gid_t) -1, RESOLVE_POLICY_IN_ROOT), -EINVAL);
+}
+
+TEST(write_file_atomic_in_a_read_only_directory_leaves_nothing) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int rootfd = -1;
+        _cleanup_free_ char *content = NULL;
+        int r;
+
+        if (geteuid() == 0) {
+                test_skip("root may write into a read-only directory");
+                return;
+        }
+        test_write(tmp, "root/ro/target", "old\n");
+        ASSERT_OK(chmod(test_path(tmp, "root/ro"), 0555));
+        rootfd = open_dir(tmp, "root");
+        ASSERT_OK(rootfd);
+
+        r = write_file_atomic(rootfd, "/ro/target", "new\n", 4, 0644, (uid_t) -1, (gid_t) -1, RESOLVE_POLICY_IN_ROOT);
+        (void) chmod(test_path(tmp, "root/ro"), 0755);
+        ASSERT_EQ(r, -EACCES);
+        content = test_read(tmp, "root/ro/target");
+        ASSERT_STREQ(content, "old\n");
+        ASSERT_STREQ(only_entry(tmp, "root/ro"), "target");
+}
+
+TEST(write_file_atomic_at_refuses_paths) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        char longname[256];
+
+        ASSERT_OK(dfd);
+        ASSERT_EQ(write_file_atomic_at(dfd, "a/b", "x", 1, 0644, (uid_t) -1, (gid_t) -1), -EINVAL);
+        memset(longname, 'x', sizeof(longname) - 1);
+        longname[sizeof(longname) - 1] = 0;
+        ASSERT_EQ(write_file_atomic_at(dfd, longname, "x", 1, 0644, (uid_t) -1, (gid_t) -1), -EINVAL);
+        ASSERT_EQ(count_entries(tmp, "."), 0);
+}
+
+TEST_BOTH(read_file_at_honours_max_size) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int rootfd = -1;
+        _cleanup_free_ char *big = NULL;
+        char *buf = NULL;
+        size_t size = 0;
+
+        big = malloc(10001);
+        ASSERT_TRUE(big);
+        memset(big, 'a', 10000);
+        big[10000] = 0;
+        test_write(tmp, "root/ten", "0123456789");
+        test_write(tmp, "root/big", big);
+        test_write(tmp, "root/empty", "");
+        mkdirs(tmp, "root/dir");
+        rootfd = open_dir(tmp, "root");
+        ASSERT_OK(rootfd);
+
+        ASSERT_EQ(read_file_at(rootfd, "/ten", RESOLVE_POLICY_IN_ROOT, 9, &buf, &size), -EFBIG);
+        ASSERT_TRUE(buf == NULL);
+        ASSERT_EQ(read_file_at(rootfd, "/big", RESOLVE_POLICY_IN_ROOT, 9999, &buf, &size), -EFBIG);
+
+        /* Exactly max_size bytes is within the limit. */
+        ASSERT_OK(read_file_at(rootfd, "/ten", RESOLVE_POLICY_IN_ROOT, 10, &buf, &size));
+        ASSERT_EQ(size, 10);
+        ASSERT_STREQ(buf, "0123456789");
+        free(buf);
+        buf = NULL;
+        ASSERT_OK(read_file_at(rootfd, "/big", RESOLVE_POLICY_IN_ROOT, 10000, &buf, &size));
+        ASSERT_EQ(size, 10000);
+        ASSERT_STREQ(buf, big);
+        free(buf);
+        buf = NULL;
+
+        ASSERT_OK(read_file_at(rootfd, "/empty", RESOLVE_POLICY_IN_ROOT, 10, &buf, &size));
+        ASSERT_EQ(size, 0);
+        ASSERT_STREQ(buf, "");
+        free(buf);
+        buf = NULL;
+
+        ASSERT_EQ(read_file_at(rootfd, "/missing", RESOLVE_POLICY_IN_ROOT, 10, &buf, &size), -ENOENT);
+        ASSERT_EQ(read_file_at(rootfd, "/dir", RESOLVE_POLICY_IN_ROOT, 10, &buf, &size), -EISDIR);
+        ASSERT_TRUE(buf == NULL);
+}
+
+TEST_BOTH(read_file_at_never_blocks_on_a_fifo) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int rootfd = -1;
+        char *buf = NULL;
+        int r;
+
+        mkdirs(tmp, "root/etc");
+        ASSERT_OK(mkfifo(test_path(tmp, "root/etc/os-release"), 0644));
+        rootfd = open_dir(tmp, "root");
+        ASSERT_OK(rootfd);
+
+        /* A FIFO planted where a file is expected is refused, not waited on forever. */
+        alarm(5);
+        r = read_file_at(rootfd, "/etc/os-release", RESOLVE_POLICY_IN_ROOT, 100, &buf, NULL);
+        alarm(0);
+        ASSERT_EQ(r, -EBADFD);
+        ASSERT_TRUE(buf == NULL);
+}
+
+TEST_BOTH(read_one_line_at_strips_the_newline) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int rootfd = -1;
+        _cleanup_free_ char *v = NULL;
+
+        test_write(tmp, "root/proc/sys/kernel/osrelease", "6.1.0-18-amd64\nsecond line\n");
+        rootfd = open_dir(tmp, "root");
+        ASSERT_OK(rootfd);
+        ASSERT_OK(read_one_line_at(rootfd, "/proc/sys/kernel/osrelease", &v));
+        ASSERT_STREQ(v, "6.1.0-18-amd64");
+}
+
+TEST_BOTH(safe_open_parent_returns_the_last_component) {
+        const char *tmp = test_tmpdir();
+        static const struct {
+                const char *path, *parent, *name;
+        } cases[] = {
+                { "/etc/passwd", "root/etc", "passwd" },
+                { "etc/passwd", "root/etc", "passwd" },
+                { "/a/b/c", "root/a/b", "c" },
+                { "/a/b/", "root/a", "b" },
+                { "/x", "root", "x" },
+                { "x", "root", "x" },
+                /* The parent is resolved (inside the root), the last component is not. */
+                { "/etc-link/passwd", "root/etc", "passwd" },
+                { "/abs-link", "root", "abs-link" },
+        };
+        _cleanup_close_ int rootfd = -1;
+
+        make_tree(tmp);
+        rootfd = open_dir(tmp, "root");
+        ASSERT_OK(rootfd);
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *name = NULL;
+                _cleanup_close_ int fd = safe_open_parent(rootfd, cases[i].path, RESOLVE_POLICY_IN_ROOT, &name);
+
+                if (fd < 0) {
+                        test_fail(__FILE__, __LINE__, "%s: %d", cases[i].path, fd);
+                        return;
+                }
+                ASSERT_STREQ(name, cases[i].name);
+                if (!same_file(fd, tmp, cases[i].parent)) {
+                        test_fail(__FILE__, __LINE__, "%s: parent is not %s", cases[i].path, cases[i].parent);
+                        return;
+                }
+        }
+
+        {
+                char *name = NULL;
+                ASSERT_EQ(safe_open_parent(rootfd, "/", RESOLVE_POLICY_IN_ROOT, &name), -EINVAL);
+                ASSERT_EQ(safe_open_parent(rootfd, "/a/..", RESOLVE_POLICY_IN_ROOT, &name), -EINVAL);
+                ASSERT_EQ(safe_open_parent(rootfd, "/a/.", RESOLVE_POLICY_IN_ROOT, &name), -EINVAL);
+                ASSERT_EQ(safe_open_parent(rootfd, "", RESOLVE_POLICY_IN_ROOT, &name), -EINVAL);
+                ASSERT_EQ(safe_open_parent(rootfd, "/nope/x", RESOLVE_POLICY_IN_ROOT, &name), -ENOENT);
+                ASSERT_TRUE(name == NULL);
+        }
+}
+
+TEST(path_join_root) {
+        _cleanup_free_ char *a = path_join_root(NULL, "/etc/x");
+        _cleanup_free_ char *b = path_join_root("/", "/etc/x");
+        _cleanup_free_ char *c = path_join_root("/img", "/etc/x");
+        _cleanup_free_ char *d = path_join_root("/img", "etc/x");
+
+        ASSERT_STREQ(a, "/etc/x");
+        ASSERT_STREQ(b, "/etc/x");
+        ASSERT_STREQ(c, "/img/etc/x");
+        ASSERT_STREQ(d, "/img/etc/x");
 }

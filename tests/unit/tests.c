@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <ftw.h>
 #include <stdarg.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 int test_failed_flag;
 int test_skipped_flag;
 static char *tmpdir;
+static int saved_stderr = -1, capture_fd = -1;
 
 extern const TestCase __start_rci_tests[];
 extern const TestCase __stop_rci_tests[];
@@ -34,7 +37,10 @@ void test_skip(const char *reason) {
 
 const char *test_tmpdir(void) {
         if (!tmpdir) {
-                char t[] = "/tmp/rci-test.XXXXXX";
+                const char *base = getenv("TMPDIR");
+                char t[4096];
+
+                snprintf(t, sizeof(t), "%s/rci-test.XXXXXX", base && base[0] == '/' ? base : "/tmp");
                 if (!mkdtemp(t)) {
                         perror("mkdtemp");
                         exit(1);
@@ -88,6 +94,51 @@ char *test_read(const char *dir, const char *relpath) {
                 fputc(c, m);
         fclose(m);
         fclose(f);
+        return buf;
+}
+
+const char *test_path(const char *dir, const char *relpath) {
+        static char p[4096];
+        snprintf(p, sizeof(p), "%s/%s", dir, relpath);
+        return p;
+}
+
+void test_capture_stderr_begin(void) {
+        fflush(stderr);
+        capture_fd = memfd_create("rci-test-stderr", MFD_CLOEXEC);
+        saved_stderr = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+        if (capture_fd < 0 || saved_stderr < 0 || dup2(capture_fd, STDERR_FILENO) < 0) {
+                perror("capturing stderr");
+                exit(1);
+        }
+}
+
+char *test_capture_stderr_end(void) {
+        char *buf = NULL;
+        off_t size;
+
+        fflush(stderr);
+        if (dup2(saved_stderr, STDERR_FILENO) < 0) {
+                perror("restoring stderr");
+                exit(1);
+        }
+        close(saved_stderr);
+        saved_stderr = -1;
+
+        size = lseek(capture_fd, 0, SEEK_END);
+        buf = calloc(1, (size_t) (size > 0 ? size : 0) + 1);
+        if (!buf || (size > 0 && pread(capture_fd, buf, (size_t) size, 0) != size)) {
+                perror("reading captured stderr");
+                exit(1);
+        }
+        close(capture_fd);
+        capture_fd = -1;
+
+        if (getenv("RCI_TEST_VERBOSE"))
+                for (char *l = buf, *e; *l; l = e + (*e != 0)) {
+                        e = strchrnul(l, '\n');
+                        printf("# stderr: %.*s\n", (int) (e - l), l);
+                }
         return buf;
 }
 

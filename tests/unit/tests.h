@@ -37,6 +37,16 @@ const char *test_tmpdir(void);
 void test_write(const char *dir, const char *relpath, const char *text);
 /* Read a whole file into a malloc'd string (NULL if missing). */
 char *test_read(const char *dir, const char *relpath);
+/* dir/relpath in a static buffer (valid until the next call). */
+const char *test_path(const char *dir, const char *relpath);
+
+/*
+ * Capture what the code under test writes to stderr (fd 2), so a test can
+ * check the exact message. _end() restores stderr, echoes the capture as TAP
+ * comments when RCI_TEST_VERBOSE is set, and returns it (malloc'd, never NULL).
+ */
+void test_capture_stderr_begin(void);
+char *test_capture_stderr_end(void);
 
 #define ASSERT_TRUE(expr)                                                        \
         do {                                                                     \
@@ -63,6 +73,27 @@ char *test_read(const char *dir, const char *relpath);
                 if (!_a || !_b || strcmp(_a, _b) != 0) {                         \
                         test_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b, \
                                   _a ? _a : "(null)", _b ? _b : "(null)");       \
+                        return;                                                  \
+                }                                                                \
+        } while (0)
+
+/* haystack contains needle (both strings; NULL never matches). */
+#define ASSERT_CONTAINS(haystack, needle)                                        \
+        do {                                                                     \
+                const char *_h = (haystack), *_n = (needle);                     \
+                if (!_h || !_n || !strstr(_h, _n)) {                             \
+                        test_fail(__FILE__, __LINE__, "%s contains \"%s\": got \"%s\"", #haystack, \
+                                  _n ? _n : "(null)", _h ? _h : "(null)");       \
+                        return;                                                  \
+                }                                                                \
+        } while (0)
+
+#define ASSERT_NOT_CONTAINS(haystack, needle)                                    \
+        do {                                                                     \
+                const char *_h = (haystack), *_n = (needle);                     \
+                if (!_h || !_n || strstr(_h, _n)) {                              \
+                        test_fail(__FILE__, __LINE__, "%s lacks \"%s\": got \"%s\"", #haystack, \
+                                  _n ? _n : "(null)", _h ? _h : "(null)");       \
                         return;                                                  \
                 }                                                                \
         } while (0)

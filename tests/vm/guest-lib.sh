@@ -49,7 +49,7 @@ report_system() {
 	result startup "$(systemd-analyze time 2>/dev/null | sed -n 's/^Startup finished in //p' | head -n1)"
 	result udev "$(systemctl is-active systemd-udevd.service 2>/dev/null)"
 	result tun-mode "$(stat -c %a /dev/net/tun 2>/dev/null)"
-	result data-disk "$(readlink -f "$DATA_DISK" 2>/dev/null || echo missing)"
+	result data-disk "$([[ -e $DATA_DISK ]] && readlink -f "$DATA_DISK" || echo missing)"
 	result root-source "$(findmnt -n -o SOURCE /)"
 	result failed-units "$(systemctl --failed --no-legend --plain 2>/dev/null | awk '{print $1}' | paste -sd, -)"
 	# Where the boot's time went, for the reader.
@@ -98,6 +98,8 @@ report_provisioning() {
 	uid=$(id -u "$CI_USER" 2>/dev/null) || uid=
 	result ci-uid "$uid"
 	[[ -n $uid ]] || return 0
+	result storage-link "$(readlink "/home/$CI_USER/.local/share/docker" 2>/dev/null)"
+	result storage-dir "$(stat -c %U "$MOUNT_POINT/$CI_USER/docker" 2>/dev/null):$(findmnt -n -o SOURCE --target "$MOUNT_POINT/$CI_USER/docker" 2>/dev/null)"
 	result linger "$([[ -e /var/lib/systemd/linger/$CI_USER ]] && echo yes || echo no)"
 	result user-manager "$(systemctl is-active "user@$uid.service" 2>/dev/null)"
 	result user-docker "$(as_ci systemctl --user is-active docker.service 2>/dev/null)"

@@ -181,11 +181,15 @@ load_pending_steps() {
 	echo "# steps not built yet (rootless-ci plan):${PENDING_STEPS% }"
 }
 
-# needs STEP DESCRIPTION: true when STEP is built; else reports DESCRIPTION
-# as skipped because of it and is false.
+# needs "STEP..." DESCRIPTION: true when every STEP is built; else reports
+# DESCRIPTION as skipped, naming the missing steps, and is false.
 needs() {
-	if [[ $PENDING_STEPS == *" $1 "* ]]; then
-		skip "$2" "the $1 step is not built yet (pending_steps of rootless-ci plan --json)"
+	local step missing=()
+	for step in $1; do
+		[[ $PENDING_STEPS != *" $step "* ]] || missing+=("$step")
+	done
+	if ((${#missing[@]})); then
+		skip "$2" "needs the ${missing[*]} step(s), not built yet (pending_steps of rootless-ci plan --json)"
 		return 1
 	fi
 }

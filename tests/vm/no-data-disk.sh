@@ -23,7 +23,7 @@ for run in refuse refuse-wipe; do
 	refuse) what="apply --disk=/dev/vda" after=after ;;
 	refuse-wipe) what="apply --disk=/dev/vda --wipe" after=after-wipe ;;
 	esac
-	guest_log 1 "$run" | sed "s/^/#   $what: /"
+	guest_log 1 "$run" | while IFS= read -r line; do echo "#   $what: $line"; done
 	if needs disk "$what is refused with exit 3"; then
 		check_eq 3 "$(fact 1 "$run-exit")" "$what is refused with exit 3"
 	fi
@@ -38,7 +38,7 @@ if needs disk "apply and check explain that the data disk is missing"; then
 	check_match 'virtio-ci-data' "$(json_fact 1 check | jq -r '[.items[] | select(.step == "disk" and .status == "fail") | .message] | join(" ")')" \
 		"check names the missing data disk"
 fi
-if needs daemon "the CI user's Docker does not write to the root disk"; then
+if needs "disk daemon" "the CI user's Docker does not write to the root disk"; then
 	check_ne active "$(fact 1 user-docker)" "the CI user's docker.service is not running without its disk"
 	check_eq 0 "$(fact 1 srv-entries)" "nothing was written under /srv/rootless-ci on the root disk"
 fi

@@ -1,0 +1,1043 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "steps.h"
+#include "units.h"
+#include "util/bus.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/journal.h"
+#include "util/killpoint.h"
+#include "util/log.h"
+#include "util/macro.h"
+#include "util/ping.h"
+
+/*
+ * Daemon: the CI user's rootless dockerd as a systemd user service, and the
+ * root daemon out of reach.
+ *
+ * Where the unit lives: /etc/systemd/user/docker.service, root-owned, read
+ * by every user manager; ConditionUser= lets only the CI user's manager run
+ * it. It is enabled the way "systemctl --global enable" does it, by a
+ * root-owned link in /etc/systemd/user/default.target.wants/. So root
+ * writes nothing into the CI user's home (hostile ground), the CI user
+ * cannot edit or disable the unit for good, the same files work in an
+ * offline tree (--root), and every other user's manager skips the unit.
+ *
+ * Order of apply: files first (unit, drop-ins, profile, masks), one
+ * daemon-reload of the system manager when one of its files changed, the
+ * root daemon stopped and its sockets removed, linger through logind, wait
+ * for user@UID.service, then the user's manager: reload only if our unit
+ * changed, restart only if it changed while running, start if not running,
+ * and wait for GET /_ping. When nothing drifted, no bus connection to the
+ * user's manager is made and nothing is restarted.
+ */
+
+#define UNIT_NAME "docker.service"
+#define USER_UNIT_PATH "/etc/systemd/user/" UNIT_NAME
+#define USER_UNIT_ENABLE_LINK "/etc/systemd/user/default.target.wants/" UNIT_NAME
+#define DELEGATE_DROPIN_PATH "/etc/systemd/system/user@.service.d/rootless-ci-delegate.conf"
+#define APPARMOR_PROFILE_PATH "/etc/apparmor.d/rootless-ci-rootlesskit"
+#define LINGER_DIR "/var/lib/systemd/linger"
+#define UNIT_FILE_MAX (256 * 1024)
+#define JOURNAL_LINES 20
+
+/* Root-owned sockets that speak the Docker or containerd API. */
+static const char *const root_api_sockets[] = {
+        "/run/docker.sock",
+        "/var/run/docker.sock",
+        "/run/containerd/containerd.sock",
+        "/run/docker/containerd/containerd.sock",
+        "/var/run/docker/containerd/containerd.sock",
+};
+
+/* The root daemon's units, socket first so it cannot start the service again. */
+static const char *const root_daemon_units[] = { "docker.socket", "docker.service" };
+
+typedef struct DaemonUser {
+        char *name;
+        uid_t uid;
+        gid_t gid;
+        bool exists;
+} DaemonUser;
+
+static void daemon_user_done(DaemonUser *u) {
+        free(u->name);
+}
+
+/* The CI user as the user step left it (ctx->facts). */
+static int daemon_user_from_facts(Context *ctx, DaemonUser *ret) {
+        *ret = (DaemonUser) {
+                .name = strdup(ctx->config->user_name),
+                .uid = ctx->facts.user_uid,
+                .gid = ctx->facts.user_gid,
+                .exists = ctx->facts.user_known,
+        };
+        return ret->name ? 0 : -ENOMEM;
+}
+
+static bool is_apply(Context *ctx) {
+        return ctx->verb == VERB_APPLY;
+}
+
+/* ---- files ---------------------------------------------------------------------------------------------- */
+
+/*
+ * "Restart pending" markers, for a run killed between rewriting a unit and
+ * restarting what runs it: the next run finds the file up to date, so
+ * only the marker tells it the restart is still owed. They live in /run,
+ * which a reboot empties, and a reboot starts everything from the new
+ * files anyway. Live host only.
+ */
+#define MARKER_DIR "/run/rootless-ci"
+#define MARKER_DAEMON_RESTART "daemon-restart-pending"
+#define MARKER_USER_MANAGER_RESTART "user-manager-restart-pending"
+
+static int marker_path(const char *name, char **ret) {
+        return asprintf(ret, MARKER_DIR "/%s", name) < 0 ? -ENOMEM : 0;
+}
+
+static int marker_set(Context *ctx, const char *name) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int dfd = -1;
+        int r;
+
+        if (!ctx->live || !name)
+                return 0;
+        dfd = safe_mkdir_p(ctx->root_fd, MARKER_DIR, 0755, RESOLVE_POLICY_IN_ROOT);
+        if (dfd < 0)
+                return log_error_errno(dfd, "Failed to create %s: %m", MARKER_DIR);
+        r = marker_path(name, &path);
+        if (r < 0)
+                return r;
+        r = write_file_atomic(ctx->root_fd, path, "", 0, 0644, (uid_t) -1, (gid_t) -1, RESOLVE_POLICY_IN_ROOT);
+        if (r < 0)
+                return log_error_errno(r, "Failed to write %s: %m", path);
+        return 0;
+}
+
+static bool marker_exists(Context *ctx, const char *name) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -1;
+
+        if (!ctx->live || marker_path(name, &path) < 0)
+                return false;
+        fd = safe_openat(ctx->root_fd, path, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
+        return fd >= 0;
+}
+
+static int marker_clear(Context *ctx, const char *name) {
+        _cleanup_free_ char *fname = NULL;
+        _cleanup_close_ int parent = -1;
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        if (!ctx->live)
+                return 0;
+        r = marker_path(name, &path);
+        if (r < 0)
+                return r;
+        parent = safe_open_parent(ctx->root_fd, path, RESOLVE_POLICY_IN_ROOT, &fname);
+        if (parent == -ENOENT)
+                return 0;
+        if (parent < 0)
+                return parent;
+        {
+                int d = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (d < 0)
+                        return negative_errno();
+                safe_close(parent);
+                parent = d;
+        }
+        if (unlinkat(parent, fname, 0) < 0 && errno != ENOENT)
+                return log_error_errno(negative_errno(), "Failed to remove %s: %m", path);
+        return fsync_dir(parent);
+}
+
+/*
+ * Converge one root-owned file to want. Reports it; returns 1 if it differs
+ * (apply: changed it), 0 if not, < 0 when it could not go on.
+ */
+static int converge_file(Context *ctx, const char *id, const char *path, const char *want, const char *what,
+                         const char *pending_marker) {
+        _cleanup_free_ char *have = NULL, *shown = path_join_root(ctx->root, path);
+        _cleanup_close_ int fd = -1, dfd = -1;
+        size_t have_size = 0;
+        bool exists, same = false;
+        struct stat st;
+        int r;
+
+        if (!shown)
+                return -ENOMEM;
+        r = read_file_at(ctx->root_fd, path, RESOLVE_POLICY_IN_ROOT, UNIT_FILE_MAX, &have, &have_size);
+        if (r < 0 && r != -ENOENT && r != -EFBIG && r != -EBADFD)
+                return log_error_errno(r, "Failed to read %s: %m", shown);
+        exists = r != -ENOENT;
+        if (r >= 0) {
+                fd = safe_openat(ctx->root_fd, path, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
+                if (fd < 0 || fstat(fd, &st) < 0)
+                        return log_error_errno(fd < 0 ? fd : negative_errno(), "Failed to stat %s: %m", shown);
+                /* Same bytes, and nobody but root may change them. */
+                same = have_size == strlen(want) && memcmp(have, want, have_size) == 0 &&
+                       (st.st_mode & 07777) == 0644 && (geteuid() != 0 || st.st_uid == 0);
+        }
+
+        if (same) {
+                report_item(ctx, id, ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL, "%s %s is up to date", what, shown);
+                return 0;
+        }
+        switch (ctx->verb) {
+        case VERB_PLAN:
+                report_item(ctx, id, exists ? ITEM_CHANGE : ITEM_CREATE, NULL, "%s %s %s%s", exists ? "rewrite" : "write",
+                            what, shown, exists ? " (content differs)" : "");
+                return 1;
+        case VERB_CHECK:
+                report_item(ctx, id, ITEM_FAIL, "rootless-ci apply", "%s %s %s", what, shown,
+                            exists ? "differs from what rootless-ci installs (content or mode)" : "is missing");
+                return 1;
+        case VERB_APPLY:
+                break;
+        }
+
+        {
+                _cleanup_free_ char *dir = strdup(path);
+                if (!dir)
+                        return -ENOMEM;
+                *strrchr(dir, '/') = 0;
+                dfd = safe_mkdir_p(ctx->root_fd, dir, 0755, RESOLVE_POLICY_IN_ROOT);
+                if (dfd < 0)
+                        return log_error_errno(dfd, "Failed to create the directory of %s: %m", shown);
+        }
+        /* Owe the restart before changing what it restarts for. */
+        r = marker_set(ctx, pending_marker);
+        if (r < 0)
+                return r;
+        r = write_file_atomic(ctx->root_fd, path, want, strlen(want), 0644, (uid_t) -1, (gid_t) -1, RESOLVE_POLICY_IN_ROOT);
+        if (r < 0)
+                return log_error_errno(r, "Failed to write %s: %m", shown);
+
+        /* Verify: read back what is there now. */
+        free(have);
+        have = NULL;
+        r = read_file_at(ctx->root_fd, path, RESOLVE_POLICY_IN_ROOT, UNIT_FILE_MAX, &have, &have_size);
+        if (r < 0 || have_size != strlen(want) || memcmp(have, want, have_size) != 0)
+                return log_error_errno(r < 0 ? r : -EIO, "%s does not hold what was just written to it", shown);
+        report_changed(ctx, id, exists ? ITEM_CHANGE : ITEM_CREATE, "%s %s %s", exists ? "rewrote" : "wrote", what,
+                       shown);
+        return 1;
+}
+
+/*
+ * Converge a symlink at path pointing to target. Only a missing entry or a
+ * symlink is replaced; anything else there is a failure reported as such.
+ */
+static int converge_symlink(Context *ctx, const char *id, const char *path, const char *target, const char *what) {
+        _cleanup_free_ char *name = NULL, *shown = path_join_root(ctx->root, path), *dir = NULL;
+        _cleanup_close_ int parent = -1;
+        char have[PATH_MAX], tmp[NAME_MAX + 1];
+        bool exists = false;
+        struct stat st;
+        ssize_t n = -1;
+        int r;
+
+        if (!shown)
+                return -ENOMEM;
+        parent = safe_open_parent(ctx->root_fd, path, RESOLVE_POLICY_IN_ROOT, &name);
+        if (parent < 0 && parent != -ENOENT)
+                return log_error_errno(parent, "Failed to open the directory of %s: %m", shown);
+        if (parent >= 0 && fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) >= 0) {
+                exists = true;
+                if (!S_ISLNK(st.st_mode)) {
+                        report_item(ctx, id, ITEM_FAIL, NULL,
+                                    "%s is not a symlink; rootless-ci leaves it alone (move it away to let apply %s)",
+                                    shown, what);
+                        return 0;
+                }
+                n = readlinkat(parent, name, have, sizeof(have) - 1);
+                if (n < 0)
+                        return log_error_errno(negative_errno(), "Failed to read the link %s: %m", shown);
+                have[n] = 0;
+        }
+        if (exists && streq(have, target)) {
+                report_item(ctx, id, ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL, "%s (%s → %s)", what, shown,
+                            target);
+                return 0;
+        }
+        switch (ctx->verb) {
+        case VERB_PLAN:
+                report_item(ctx, id, exists ? ITEM_CHANGE : ITEM_CREATE, NULL, "%s: link %s → %s", what, shown, target);
+                return 1;
+        case VERB_CHECK:
+                report_item(ctx, id, ITEM_FAIL, "rootless-ci apply", "not done: %s (%s → %s %s)", what, shown, target,
+                            exists ? "points elsewhere" : "is missing");
+                return 1;
+        case VERB_APPLY:
+                break;
+        }
+
+        dir = strdup(path);
+        if (!dir)
+                return -ENOMEM;
+        *strrchr(dir, '/') = 0;
+        if (!name && !(name = strdup(strrchr(path, '/') + 1)))
+                return -ENOMEM;
+        safe_close(parent);
+        parent = safe_mkdir_p(ctx->root_fd, dir, 0755, RESOLVE_POLICY_IN_ROOT);
+        if (parent < 0)
+                return log_error_errno(parent, "Failed to create the directory of %s: %m", shown);
+        {
+                /* O_PATH fds cannot hold new entries; reopen for real. */
+                int d = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (d < 0)
+                        return log_error_errno(negative_errno(), "Failed to open the directory of %s: %m", shown);
+                safe_close(parent);
+                parent = d;
+        }
+        snprintf(tmp, sizeof(tmp), ".#%.200s.%08x", name, (unsigned) random());
+        if (symlinkat(target, parent, tmp) < 0)
+                return log_error_errno(negative_errno(), "Failed to create a link beside %s: %m", shown);
+        if (renameat(parent, tmp, parent, name) < 0) {
+                r = negative_errno();
+                (void) unlinkat(parent, tmp, 0);
+                return log_error_errno(r, "Failed to put the link %s in place: %m", shown);
+        }
+        r = fsync_dir(parent);
+        if (r < 0)
+                return log_error_errno(r, "Failed to sync the directory of %s: %m", shown);
+        report_changed(ctx, id, exists ? ITEM_CHANGE : ITEM_CREATE, "%s: linked %s → %s", what, shown, target);
+        return 1;
+}
+
+/* PATH for the unit: rootlesskit's directory, then the usual ones, each once. */
+static char *unit_search_path(const char *rootlesskit_path) {
+        static const char *const std_dirs[] = {
+                "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin",
+        };
+        _cleanup_free_ char *dir = strdup(rootlesskit_path), *out = NULL;
+        char *slash;
+
+        if (!dir)
+                return NULL;
+        slash = strrchr(dir, '/');
+        if (!slash)
+                return NULL;
+        *slash = 0;
+        out = strdup(dir[0] ? dir : "/");
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(std_dirs); i++) {
+                char *n;
+                if (streq(std_dirs[i], dir))
+                        continue;
+                if (asprintf(&n, "%s:%s", out, std_dirs[i]) < 0)
+                        return NULL;
+                free(out);
+                out = n;
+        }
+        return TAKE_PTR(out);
+}
+
+static int render(const char *template_name, const UnitValue *values, size_t n, char **ret) {
+        return unit_template_render(units_dir(), template_name, values, n, ret);
+}
+
+/* Facts from preflight that end up in unit files must be plain paths/words. */
+static bool fact_usable(Context *ctx, const char *id, const char *value, const char *what) {
+        if (!value) {
+                report_item(ctx, id, ctx->live ? ITEM_FAIL : ITEM_SKIP, NULL,
+                            "%s is unknown (preflight did not find it%s)", what,
+                            ctx->live ? "" : "; offline, the first boot's apply installs this");
+                return false;
+        }
+        if (!unit_value_is_plain(value)) {
+                report_item(ctx, id, ITEM_FAIL, NULL,
+                            "%s \"%s\" has characters that cannot stand unquoted in a unit file", what, value);
+                return false;
+        }
+        return true;
+}
+
+/* Returns 1 when the user unit changed, 0 if not; < 0 on error. */
+static int converge_user_unit(Context *ctx, const DaemonUser *u) {
+        _cleanup_free_ char *path_value = NULL, *text = NULL;
+        const HostFacts *f = &ctx->facts;
+        int r;
+
+        if (!fact_usable(ctx, "daemon.unit", f->dockerd_rootless_path, "dockerd-rootless.sh's path") ||
+            !fact_usable(ctx, "daemon.unit", f->rootlesskit_path, "rootlesskit's path") ||
+            !fact_usable(ctx, "daemon.unit", f->network_driver, "the network driver") ||
+            !fact_usable(ctx, "daemon.unit", f->storage_driver, "the storage driver"))
+                return 0;
+
+        path_value = unit_search_path(f->rootlesskit_path);
+        if (!path_value)
+                return -ENOMEM;
+
+        UnitValue values[] = {
+                { "USER", u->name },
+                { "PATH", path_value },
+                { "NET", f->network_driver },
+                { "DOCKERD_ROOTLESS", f->dockerd_rootless_path },
+                { "STORAGE_DRIVER", f->storage_driver },
+        };
+        r = render("docker.service.in", values, ELEMENTSOF(values), &text);
+        if (r < 0)
+                return r;
+        return converge_file(ctx, "daemon.unit", USER_UNIT_PATH, text, "the CI user's Docker unit", MARKER_DAEMON_RESTART);
+}
+
+/* Returns 1 when a file the system manager reads changed. */
+static int converge_system_dropins(Context *ctx, const DaemonUser *u, bool *ret_user_dropin_changed) {
+        _cleanup_free_ char *delegate = NULL, *mount = NULL, *mount_path = NULL, *uid_s = NULL;
+        int r, changed = 0;
+
+        r = render("user-delegate.conf.in", NULL, 0, &delegate);
+        if (r < 0)
+                return r;
+        r = converge_file(ctx, "daemon.delegate", DELEGATE_DROPIN_PATH, delegate,
+                          "cgroup delegation (cpu cpuset io memory pids) for user managers:", MARKER_USER_MANAGER_RESTART);
+        if (r < 0)
+                return r;
+        changed |= r;
+
+        *ret_user_dropin_changed = changed;
+        if (!unit_value_is_plain(ctx->config->mount_point)) {
+                report_item(ctx, "daemon.mount-order", ITEM_FAIL, NULL,
+                            "MountPoint=%s has characters that cannot stand unquoted in a unit file",
+                            ctx->config->mount_point);
+                return changed;
+        }
+        if (asprintf(&uid_s, "%u", (unsigned) u->uid) < 0 ||
+            asprintf(&mount_path, "/etc/systemd/system/user@%u.service.d/rootless-ci-mount.conf", (unsigned) u->uid) < 0)
+                return -ENOMEM;
+        UnitValue values[] = {
+                { "UID", uid_s },
+                { "MOUNT_POINT", ctx->config->mount_point },
+        };
+        r = render("user-mount.conf.in", values, ELEMENTSOF(values), &mount);
+        if (r < 0)
+                return r;
+        r = converge_file(ctx, "daemon.mount-order", mount_path, mount,
+                          "ordering of the CI user's manager after the data mount:", MARKER_USER_MANAGER_RESTART);
+        if (r < 0)
+                return r;
+        changed |= r;
+        *ret_user_dropin_changed = changed;
+        return changed;
+}
+
+/* Returns 1 when the profile changed. */
+static int converge_apparmor(Context *ctx) {
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        if (!ctx->facts.apparmor_restricts_userns) {
+                report_item(ctx, "daemon.apparmor", ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
+                            "no AppArmor profile needed (unprivileged user namespaces are not restricted)");
+                return 0;
+        }
+        if (!fact_usable(ctx, "daemon.apparmor", ctx->facts.rootlesskit_path, "rootlesskit's path"))
+                return 0;
+        UnitValue values[] = { { "ROOTLESSKIT", ctx->facts.rootlesskit_path } };
+        r = render("apparmor-rootlesskit.in", values, ELEMENTSOF(values), &text);
+        if (r < 0)
+                return r;
+        return converge_file(ctx, "daemon.apparmor", APPARMOR_PROFILE_PATH, text,
+                             "AppArmor profile allowing user namespaces for rootlesskit only:", NULL);
+}
+
+/* ---- the root daemon ------------------------------------------------------------------------------------ */
+
+static bool unit_state_enabled(const char *s) {
+        return s && (startswith(s, "enabled") || streq(s, "static") || streq(s, "alias") || streq(s, "indirect") ||
+                     streq(s, "generated") || streq(s, "linked"));
+}
+
+/* Live: mask, disable and stop docker.socket and docker.service. Returns 1 if the system manager needs a reload. */
+static int converge_root_daemon_live(Context *ctx, sd_bus *bus, bool *ret_need_reload) {
+        for (size_t i = 0; i < ELEMENTSOF(root_daemon_units); i++) {
+                const char *unit = root_daemon_units[i];
+                _cleanup_free_ char *id = NULL;
+                UnitState s = {};
+                bool masked, enabled, running, changed = false;
+                int r;
+
+                if (asprintf(&id, "daemon.root-%s", unit) < 0)
+                        return -ENOMEM;
+                r = bus_get_unit_state(bus, unit, &s);
+                if (r < 0)
+                        return r;
+                masked = streq_ptr(s.load_state, "masked") || streq_ptr(s.unit_file_state, "masked");
+                if (s.need_daemon_reload)
+                        *ret_need_reload = true;
+                enabled = unit_state_enabled(s.unit_file_state);
+                running = !streq_ptr(s.active_state, "inactive") && !streq_ptr(s.active_state, "failed");
+                bool absent = streq_ptr(s.load_state, "not-found") && !running;
+
+                if (absent || (masked && !enabled && !running)) {
+                        report_item(ctx, id, ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
+                                    "the root daemon's %s is %s", unit, absent ? "not installed" : "masked and stopped");
+                        unit_state_done(&s);
+                        continue;
+                }
+                if (ctx->verb == VERB_PLAN) {
+                        report_item(ctx, id, ITEM_REMOVE, NULL, "%s%s%sthe root daemon's %s (now %s, %s)",
+                                    enabled ? "disable, " : "", masked ? "" : "mask, ", running ? "stop " : "", unit,
+                                    strempty(s.unit_file_state), strempty(s.active_state));
+                        unit_state_done(&s);
+                        continue;
+                }
+                if (ctx->verb == VERB_CHECK) {
+                        report_item(ctx, id, ITEM_FAIL, "rootless-ci apply",
+                                    "the root daemon's %s is %s and %s: it hands root to anyone who can reach it", unit,
+                                    strempty(s.unit_file_state), strempty(s.active_state));
+                        unit_state_done(&s);
+                        continue;
+                }
+
+                if (enabled) {
+                        r = bus_disable_unit_file(bus, unit, &changed);
+                        if (r < 0)
+                                goto fail;
+                        *ret_need_reload = true;
+                }
+                if (!masked) {
+                        r = bus_mask_unit_file(bus, unit, &changed);
+                        if (r < 0)
+                                goto fail;
+                        *ret_need_reload = true;
+                }
+                killpoint("daemon-root-masked");
+                if (running) {
+                        _cleanup_free_ char *result = NULL;
+                        r = bus_unit_job(bus, "StopUnit", unit, now_usec() + 90ULL * 1000000ULL, &result);
+                        if (r < 0) {
+                                log_error("Stopping %s ended with \"%s\"", unit, strempty(result));
+                                goto fail;
+                        }
+                }
+                report_changed(ctx, id, ITEM_REMOVE, "%s%s%sthe root daemon's %s", enabled ? "disabled, " : "",
+                               masked ? "" : "masked, ", running ? "stopped " : "", unit);
+                unit_state_done(&s);
+                continue;
+        fail:
+                unit_state_done(&s);
+                return r;
+        }
+        return 0;
+}
+
+/* Offline: mask by link, which needs no running manager. */
+static int converge_root_daemon_offline(Context *ctx) {
+        for (size_t i = 0; i < ELEMENTSOF(root_daemon_units); i++) {
+                _cleanup_free_ char *id = NULL, *path = NULL;
+                int r;
+
+                if (asprintf(&id, "daemon.root-%s", root_daemon_units[i]) < 0 ||
+                    asprintf(&path, "/etc/systemd/system/%s", root_daemon_units[i]) < 0)
+                        return -ENOMEM;
+                r = converge_symlink(ctx, id, path, "/dev/null", "mask the root daemon's unit");
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Remove root-owned Docker sockets the stopped daemon left behind. */
+static int remove_stale_root_sockets(Context *ctx) {
+        static const char *const paths[] = { "/run/docker.sock", "/var/run/docker.sock" };
+
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
+                _cleanup_free_ char *name = NULL;
+                _cleanup_close_ int parent = -1;
+                struct stat st;
+
+                parent = safe_open_parent(ctx->root_fd, paths[i], RESOLVE_POLICY_IN_ROOT, &name);
+                if (parent < 0 || fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode))
+                        continue;
+                if (ctx->verb == VERB_PLAN) {
+                        report_item(ctx, "daemon.root-socket", ITEM_REMOVE, NULL, "remove the root daemon's socket %s",
+                                    paths[i]);
+                        continue;
+                }
+                if (ctx->verb == VERB_CHECK)
+                        continue; /* the reachability check judges it */
+                if (unlinkat(parent, name, 0) < 0 && errno != ENOENT)
+                        return log_error_errno(negative_errno(), "Failed to remove %s: %m", paths[i]);
+                report_changed(ctx, "daemon.root-socket", ITEM_REMOVE, "removed the root daemon's socket %s", paths[i]);
+        }
+        return 0;
+}
+
+/*
+ * Can the CI user connect to path? Tried for real, in a child that has
+ * become the user (its groups included). 1 yes, 0 no, < 0 error.
+ */
+static int user_can_connect(const DaemonUser *u, const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        gid_t groups[NGROUPS_MAX];
+        int ngroups = NGROUPS_MAX, status;
+        pid_t pid;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        if (getgrouplist(u->name, u->gid, groups, &ngroups) < 0)
+                return -E2BIG;
+
+        pid = fork();
+        if (pid < 0)
+                return negative_errno();
+        if (pid == 0) {
+                int fd;
+                if (setgroups((size_t) ngroups, groups) < 0 || setresgid(u->gid, u->gid, u->gid) < 0 ||
+                    setresuid(u->uid, u->uid, u->uid) < 0)
+                        _exit(2);
+                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (fd < 0)
+                        _exit(2);
+                _exit(connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0 ? 0 : 1);
+        }
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return negative_errno();
+        if (!WIFEXITED(status) || WEXITSTATUS(status) == 2)
+                return -EPERM;
+        return WEXITSTATUS(status) == 0;
+}
+
+/* Invariant I1: no root-owned Docker/containerd API socket the CI user can connect to. */
+static int check_root_sockets_unreachable(Context *ctx, const DaemonUser *u) {
+        size_t reachable = 0, present = 0;
+
+        if (!ctx->live || !u->exists) {
+                report_item(ctx, "daemon.root-sockets-unreachable", ITEM_SKIP, NULL,
+                            ctx->live ? "the CI user does not exist yet" : "sockets are checked on the live host");
+                return 0;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(root_api_sockets); i++) {
+                struct stat st;
+                int r;
+
+                if (lstat(root_api_sockets[i], &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_uid == u->uid)
+                        continue;
+                present++;
+                r = user_can_connect(u, root_api_sockets[i]);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to test whether %s can connect to %s: %m", u->name,
+                                               root_api_sockets[i]);
+                if (r > 0) {
+                        reachable++;
+                        report_item(ctx, "daemon.root-sockets-unreachable", ITEM_FAIL,
+                                    "stop the daemon behind it, or take the user out of the socket's group",
+                                    "%s can connect to %s (owned by UID %u): that is root on this host", u->name,
+                                    root_api_sockets[i], (unsigned) st.st_uid);
+                }
+        }
+        if (!reachable)
+                report_item(ctx, "daemon.root-sockets-unreachable", ITEM_PASS, NULL,
+                            "%s can reach no root-owned Docker or containerd socket (%zu present, all refused)", u->name,
+                            present);
+        return 0;
+}
+
+/* ---- the user's manager and its daemon ------------------------------------------------------------------ */
+
+static int linger_exists(Context *ctx, const DaemonUser *u) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -1;
+
+        if (asprintf(&path, LINGER_DIR "/%s", u->name) < 0)
+                return -ENOMEM;
+        fd = safe_openat(ctx->root_fd, path, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
+        return fd >= 0;
+}
+
+static int converge_linger(Context *ctx, sd_bus *system_bus, const DaemonUser *u) {
+        _cleanup_close_ int dfd = -1;
+        int r;
+
+        if (linger_exists(ctx, u)) {
+                report_item(ctx, "daemon.linger", ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
+                            "%s's manager runs without a login (linger)", u->name);
+                return 0;
+        }
+        if (ctx->verb == VERB_PLAN) {
+                report_item(ctx, "daemon.linger", ITEM_CREATE, NULL, "enable linger for %s (through logind)", u->name);
+                return 0;
+        }
+        if (ctx->verb == VERB_CHECK) {
+                report_item(ctx, "daemon.linger", ITEM_FAIL, "rootless-ci apply",
+                            "linger is off for %s: its Docker would not start at boot", u->name);
+                return 0;
+        }
+        if (system_bus) {
+                r = bus_set_linger(system_bus, u->uid);
+                if (r < 0)
+                        return r;
+        } else {
+                /* Offline tree: logind reads this directory at boot. */
+                _cleanup_free_ char *path = NULL;
+                dfd = safe_mkdir_p(ctx->root_fd, LINGER_DIR, 0755, RESOLVE_POLICY_IN_ROOT);
+                if (dfd < 0)
+                        return log_error_errno(dfd, "Failed to create %s: %m", LINGER_DIR);
+                if (asprintf(&path, LINGER_DIR "/%s", u->name) < 0)
+                        return -ENOMEM;
+                r = write_file_atomic(ctx->root_fd, path, "", 0, 0644, (uid_t) -1, (gid_t) -1, RESOLVE_POLICY_IN_ROOT);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to write %s: %m", path);
+        }
+        if (!linger_exists(ctx, u))
+                return log_error_errno(-EIO, "Linger for %s is still off after enabling it", u->name);
+        killpoint("daemon-linger");
+        report_changed(ctx, "daemon.linger", ITEM_CREATE, "enabled linger for %s", u->name);
+        return 0;
+}
+
+static char *socket_path_of(const DaemonUser *u) {
+        char *s;
+        return asprintf(&s, "/run/user/%u/docker.sock", (unsigned) u->uid) < 0 ? NULL : s;
+}
+
+/* Print what went wrong with the user's docker.service: its state, its log, a likely cause. */
+static void explain_failure(const DaemonUser *u, sd_bus *user_bus) {
+        _cleanup_free_ char *log = NULL;
+        UnitState s = {};
+        const char *hint;
+
+        if (user_bus && bus_get_unit_state(user_bus, UNIT_NAME, &s) >= 0)
+                log_error("%s's %s is %s (%s), result: %s", u->name, UNIT_NAME, strempty(s.active_state),
+                          strempty(s.sub_state), strempty(s.result));
+        if (journal_user_unit_tail(u->uid, UNIT_NAME, JOURNAL_LINES, &log) >= 0 && log && *log)
+                log_error("Last lines of its journal:\n%s", log);
+        else
+                log_error("Its journal has no lines (look with: journalctl _UID=%u --user-unit=%s)", (unsigned) u->uid,
+                          UNIT_NAME);
+        hint = rootless_docker_failure_hint(s.result && streq(s.result, "start-limit-hit") ? "start-limit-hit" : log);
+        if (hint)
+                log_error("Likely cause: %s", hint);
+        unit_state_done(&s);
+}
+
+/* Between ping attempts: give up early once the unit has failed for good. */
+static int unit_still_starting(void *userdata) {
+        sd_bus *user_bus = userdata;
+        UnitState s = {};
+        int r;
+
+        r = bus_get_unit_state(user_bus, UNIT_NAME, &s);
+        if (r < 0)
+                return r;
+        r = streq_ptr(s.active_state, "failed") || streq_ptr(s.active_state, "inactive") ? -ESRCH : 0;
+        unit_state_done(&s);
+        return r;
+}
+
+/*
+ * unit_changed: our unit's content changed (reload the user's manager and
+ * restart a daemon that was running before); link_changed: only its
+ * enablement did (reload). mgr_was_active: the user's manager ran before
+ * this apply changed anything; if it did not, whatever it runs now was
+ * started from the new files and needs no restart.
+ */
+static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUser *u, bool unit_changed,
+                                bool link_changed, bool mgr_was_active) {
+        _cleanup_bus_ sd_bus *user_bus = NULL;
+        _cleanup_free_ char *user_manager = NULL, *sock = socket_path_of(u), *result = NULL;
+        unsigned timeout = ctx->config->ready_timeout_sec;
+        unsigned long long deadline = now_usec() + (unsigned long long) timeout * 1000000ULL, t0;
+        UnitState mgr = {}, svc = {};
+        const char *method = NULL;
+        bool answering;
+        int r;
+
+        if (!sock || asprintf(&user_manager, "user@%u.service", (unsigned) u->uid) < 0)
+                return -ENOMEM;
+
+        r = bus_get_unit_state(system_bus, user_manager, &mgr);
+        if (r < 0)
+                return r;
+        answering = docker_ping_once(sock, u->uid, 2000) >= 0;
+
+        if (ctx->verb != VERB_APPLY) {
+                bool mgr_up = streq_ptr(mgr.active_state, "active");
+                unit_state_done(&mgr);
+                if (ctx->verb == VERB_PLAN) {
+                        report_item(ctx, "daemon.service", answering && !unit_changed ? ITEM_OK : ITEM_CHANGE, NULL,
+                                    answering ? (unit_changed ? "restart %s's Docker (its unit changes)" : "%s's Docker answers on %s")
+                                              : "start %s's Docker and wait for %s to answer",
+                                    u->name, sock);
+                        return 0;
+                }
+                if (!mgr_up)
+                        report_item(ctx, "daemon.user-manager", ITEM_FAIL, "rootless-ci apply", "%s is not running",
+                                    user_manager);
+                else
+                        report_item(ctx, "daemon.user-manager", ITEM_PASS, NULL, "%s is running", user_manager);
+                if (answering)
+                        report_item(ctx, "daemon.service", ITEM_PASS, NULL, "%s's Docker answers GET /_ping on %s",
+                                    u->name, sock);
+                else
+                        report_item(ctx, "daemon.service", ITEM_FAIL, "rootless-ci apply",
+                                    "%s's Docker does not answer GET /_ping on %s", u->name, sock);
+                return 0;
+        }
+
+        /* Apply. The fast path: nothing changed and the daemon answers, so nothing to ask its manager. */
+        if (answering && !unit_changed && !link_changed && streq_ptr(mgr.active_state, "active")) {
+                unit_state_done(&mgr);
+                report_item(ctx, "daemon.service", ITEM_OK, NULL, "%s's Docker answers on %s", u->name, sock);
+                return 0;
+        }
+
+        if (!streq_ptr(mgr.active_state, "active")) {
+                unit_state_done(&mgr);
+                log_info("Waiting for %s (up to %u s)", user_manager, timeout);
+                r = bus_wait_unit_active(system_bus, user_manager, deadline, &mgr);
+                if (r < 0) {
+                        log_error("%s did not become active: %s (%s, result %s)", user_manager,
+                                  r == -ETIMEDOUT ? "timed out" : "it failed", strempty(mgr.active_state),
+                                  strempty(mgr.result));
+                        log_error("Likely cause: the data mount %s is missing (the manager requires it), or logind "
+                                  "could not start the user's session",
+                                  ctx->config->mount_point);
+                        unit_state_done(&mgr);
+                        return -ERCI_FAILED;
+                }
+        }
+        unit_state_done(&mgr);
+
+        r = bus_open_user_manager(u->name, &user_bus);
+        if (r < 0)
+                return r;
+        if ((unit_changed || link_changed) && mgr_was_active) {
+                r = bus_manager_reload(user_bus);
+                if (r < 0)
+                        return r;
+        }
+        r = bus_get_unit_state(user_bus, UNIT_NAME, &svc);
+        if (r < 0)
+                return r;
+        if (streq_ptr(svc.load_state, "not-found") || streq_ptr(svc.load_state, "masked")) {
+                log_error("%s's manager sees %s as %s (a unit in its home overrides ours?)", u->name, UNIT_NAME,
+                          svc.load_state);
+                unit_state_done(&svc);
+                return -ERCI_FAILED;
+        }
+        /*
+         * Running: restart only if its manager ran before our unit changed.
+         * Anything else, including a start in progress (the manager started it
+         * at boot of the user's manager): StartUnit, which joins a running
+         * start job, so its result is what we wait for.
+         */
+        if (streq_ptr(svc.active_state, "active") || streq_ptr(svc.active_state, "reloading"))
+                method = unit_changed && mgr_was_active ? "RestartUnit" : NULL;
+        else
+                method = "StartUnit";
+        if (streq_ptr(svc.active_state, "failed")) {
+                /* Clears a start-limit-hit so the start below is really tried. */
+                _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
+                (void) sd_bus_call_method(user_bus, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                                          "org.freedesktop.systemd1.Manager", "ResetFailedUnit", &error, NULL, "s",
+                                          UNIT_NAME);
+        }
+        unit_state_done(&svc);
+
+        t0 = now_usec();
+        if (method) {
+                log_info("%s %s in %s's manager", streq(method, "StartUnit") ? "Starting" : "Restarting", UNIT_NAME,
+                         u->name);
+                killpoint("daemon-before-start");
+                r = bus_unit_job(user_bus, method, UNIT_NAME, deadline, &result);
+                if (r < 0) {
+                        log_error("The %s job of %s ended with \"%s\"", method, UNIT_NAME, strempty(result));
+                        explain_failure(u, user_bus);
+                        return -ERCI_FAILED;
+                }
+        }
+        r = docker_ping_wait(sock, u->uid, timeout, "the CI user's Docker", unit_still_starting, user_bus);
+        if (r < 0) {
+                log_error("%s's Docker did not answer GET /_ping on %s within %u s: %s", u->name, sock, timeout,
+                          strerror(-r));
+                explain_failure(u, user_bus);
+                return -ERCI_FAILED;
+        }
+        log_info("%s's Docker answered %.2f s after the %s", u->name, (double) (now_usec() - t0) / 1e6,
+                 method ? (streq(method, "StartUnit") ? "start request" : "restart request") : "check");
+        if (!method && !mgr_was_active)
+                /* The user's manager, started by this apply, started the daemon. */
+                method = "StartUnit";
+        if (method)
+                report_changed(ctx, "daemon.service", streq(method, "StartUnit") ? ITEM_CREATE : ITEM_CHANGE,
+                               "%s %s's Docker; it answers on %s", streq(method, "StartUnit") ? "started" : "restarted",
+                               u->name, sock);
+        else
+                report_item(ctx, "daemon.service", ITEM_OK, NULL, "%s's Docker answers on %s", u->name, sock);
+        return 0;
+}
+
+/* ---- the step ------------------------------------------------------------------------------------------- */
+
+static int daemon_run(Context *ctx) {
+        _cleanup_(daemon_user_done) DaemonUser u = {};
+        _cleanup_bus_ sd_bus *system_bus = NULL;
+        bool user_dropin_changed = false, system_reload = false, mgr_was_active = false, daemon_restart_owed = false,
+             live;
+        int r, unit_changed, link_changed, dropins_changed, apparmor_changed;
+
+        r = daemon_user_from_facts(ctx, &u);
+        if (r < 0)
+                return r;
+        if (!u.exists) {
+                /*
+                 * The user step creates it before apply gets here, and says
+                 * why when it cannot; plan and check only skip what depends
+                 * on the UID rather than fail a second time for one cause.
+                 */
+                if (ctx->verb == VERB_APPLY)
+                        return log_error_errno(-ERCI_FAILED, "User %s does not exist (see the user step)", u.name);
+                report_item(ctx, "daemon.user", ITEM_SKIP, NULL,
+                            ctx->facts.user_planned ? "user %s does not exist yet (apply creates it first): the "
+                                                      "daemon's files depend on its UID"
+                                                    : "the CI user %s is not usable (see the user step)",
+                            u.name);
+                return 0;
+        }
+
+        unit_changed = converge_user_unit(ctx, &u);
+        if (unit_changed < 0)
+                return unit_changed;
+        link_changed = converge_symlink(ctx, "daemon.enable", USER_UNIT_ENABLE_LINK, USER_UNIT_PATH,
+                                        "enable the unit in user managers (only the CI user's runs it)");
+        if (link_changed < 0)
+                return link_changed;
+        killpoint("daemon-unit-written");
+
+        dropins_changed = converge_system_dropins(ctx, &u, &user_dropin_changed);
+        if (dropins_changed < 0)
+                return dropins_changed;
+        apparmor_changed = converge_apparmor(ctx);
+        if (apparmor_changed < 0)
+                return apparmor_changed;
+
+        live = ctx->live && ctx->facts.systemd_running;
+        if (!live) {
+                r = converge_root_daemon_offline(ctx);
+                if (r < 0)
+                        return r;
+                r = converge_linger(ctx, NULL, &u);
+                if (r < 0)
+                        return r;
+                report_item(ctx, "daemon.service", ITEM_SKIP, NULL,
+                            "%s: the daemon is started by the first apply on the live host",
+                            ctx->live ? "systemd is not running" : "offline tree");
+                return 0;
+        }
+
+        r = bus_open_system(&system_bus);
+        if (r < 0)
+                return r;
+        {
+                _cleanup_free_ char *mgr = NULL;
+                UnitState s = {};
+
+                if (asprintf(&mgr, "user@%u.service", (unsigned) u.uid) < 0)
+                        return -ENOMEM;
+                r = bus_get_unit_state(system_bus, mgr, &s);
+                if (r < 0)
+                        return r;
+                mgr_was_active = streq_ptr(s.active_state, "active");
+                /* Its files changed on disk but the manager has not reloaded (a run killed in between). */
+                if (s.need_daemon_reload)
+                        system_reload = true;
+                unit_state_done(&s);
+        }
+        if (is_apply(ctx)) {
+                daemon_restart_owed = marker_exists(ctx, MARKER_DAEMON_RESTART);
+                if (marker_exists(ctx, MARKER_USER_MANAGER_RESTART))
+                        user_dropin_changed = true;
+        }
+
+        r = converge_root_daemon_live(ctx, system_bus, &system_reload);
+        if (r < 0)
+                return r;
+        system_reload = system_reload || dropins_changed;
+        if (is_apply(ctx) && system_reload) {
+                r = bus_manager_reload(system_bus);
+                if (r < 0)
+                        return r;
+        }
+        r = remove_stale_root_sockets(ctx);
+        if (r < 0)
+                return r;
+
+        if (is_apply(ctx) && apparmor_changed) {
+                _cleanup_free_ char *result = NULL;
+                r = bus_unit_job(system_bus, "ReloadOrRestartUnit", "apparmor.service", now_usec() + 60ULL * 1000000ULL,
+                                 &result);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to load the AppArmor profile (apparmor.service: %s)",
+                                               strempty(result));
+        }
+
+        /* Drop-ins of user@UID.service only take effect when it starts: restart a running one. */
+        if (is_apply(ctx) && user_dropin_changed) {
+                _cleanup_free_ char *mgr = NULL, *result = NULL;
+                UnitState s = {};
+
+                if (asprintf(&mgr, "user@%u.service", (unsigned) u.uid) < 0)
+                        return -ENOMEM;
+                r = bus_get_unit_state(system_bus, mgr, &s);
+                if (r < 0)
+                        return r;
+                if (streq_ptr(s.active_state, "active")) {
+                        log_notice("Restarting %s so its new drop-ins take effect", mgr);
+                        r = bus_unit_job(system_bus, "RestartUnit", mgr, now_usec() + 90ULL * 1000000ULL, &result);
+                        if (r < 0) {
+                                unit_state_done(&s);
+                                return log_error_errno(r, "Restarting %s ended with \"%s\"", mgr, strempty(result));
+                        }
+                        report_changed(ctx, "daemon.user-manager", ITEM_CHANGE, "restarted %s for its new drop-ins", mgr);
+                        mgr_was_active = false; /* it now runs from the new files */
+                }
+                unit_state_done(&s);
+                r = marker_clear(ctx, MARKER_USER_MANAGER_RESTART);
+                if (r < 0)
+                        return r;
+        }
+
+        r = converge_linger(ctx, system_bus, &u);
+        if (r < 0)
+                return r;
+        if (ctx->verb == VERB_APPLY && ctx->any_failed)
+                return 0; /* the engine stops here; do not start a daemon on a half-made set-up */
+
+        r = converge_user_daemon(ctx, system_bus, &u, unit_changed > 0 || daemon_restart_owed, link_changed > 0,
+                                 mgr_was_active);
+        if (r < 0)
+                return r;
+        if (is_apply(ctx)) {
+                r = marker_clear(ctx, MARKER_DAEMON_RESTART);
+                if (r < 0)
+                        return r;
+        }
+        killpoint("daemon-started");
+
+        return check_root_sockets_unreachable(ctx, &u);
+}
+
+const Step step_daemon = {
+        .name = "daemon",
+        .run = daemon_run,
+};

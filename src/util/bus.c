@@ -1,0 +1,272 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "log.h"
+#include "macro.h"
+#include "ping.h"
+
+#define SD_DEST "org.freedesktop.systemd1"
+#define SD_PATH "/org/freedesktop/systemd1"
+#define SD_MANAGER "org.freedesktop.systemd1.Manager"
+#define SD_UNIT "org.freedesktop.systemd1.Unit"
+#define SD_SERVICE "org.freedesktop.systemd1.Service"
+
+#define BUS_POLL_INTERVAL_USEC (50ULL * 1000)
+
+void unit_state_done(UnitState *s) {
+        free(s->active_state);
+        free(s->sub_state);
+        free(s->result);
+        free(s->unit_file_state);
+        free(s->load_state);
+        *s = (UnitState) {};
+}
+
+int bus_open_system(sd_bus **ret) {
+        int r = sd_bus_open_system(ret);
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to the system bus: %m");
+        return 0;
+}
+
+int bus_open_user_manager(const char *user, sd_bus **ret) {
+        _cleanup_free_ char *machine = NULL;
+        int r;
+
+        if (asprintf(&machine, "%s@", user) < 0)
+                return -ENOMEM;
+        r = sd_bus_open_user_machine(ret, machine);
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to %s's service manager (%s): %m", user, machine);
+        return 0;
+}
+
+int bus_set_linger(sd_bus *bus, uid_t uid) {
+        _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        /* SetUserLinger(uid, enable, interactive) */
+        r = sd_bus_call_method(bus, "org.freedesktop.login1", "/org/freedesktop/login1",
+                               "org.freedesktop.login1.Manager", "SetUserLinger", &error, NULL, "ubb",
+                               (uint32_t) uid, 1, 0);
+        if (r < 0)
+                return log_error_errno(r, "Failed to enable lingering for UID %u through logind: %s", (unsigned) uid,
+                                       error.message ? error.message : strerror(-r));
+        return 0;
+}
+
+static int get_string_property(sd_bus *bus, const char *path, const char *iface, const char *name, char **ret) {
+        _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r = sd_bus_get_property_string(bus, SD_DEST, path, iface, name, &error, ret);
+        if (r < 0)
+                log_debug("Failed to read %s.%s of %s: %s", iface, name, path, error.message ? error.message : strerror(-r));
+        return r;
+}
+
+int bus_get_unit_state(sd_bus *bus, const char *unit, UnitState *ret) {
+        _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *path = NULL;
+        UnitState s = {};
+        int r;
+
+        r = sd_bus_path_encode(SD_PATH "/unit", unit, &path);
+        if (r < 0)
+                return r;
+
+        r = get_string_property(bus, path, SD_UNIT, "ActiveState", &s.active_state);
+        if (r >= 0)
+                r = get_string_property(bus, path, SD_UNIT, "SubState", &s.sub_state);
+        if (r >= 0)
+                r = get_string_property(bus, path, SD_UNIT, "LoadState", &s.load_state);
+        if (r >= 0)
+                r = get_string_property(bus, path, SD_UNIT, "UnitFileState", &s.unit_file_state);
+        if (r >= 0) {
+                int v = 0;
+                r = sd_bus_get_property_trivial(bus, SD_DEST, path, SD_UNIT, "NeedDaemonReload", &error, 'b', &v);
+                s.need_daemon_reload = v;
+        }
+        if (r < 0) {
+                unit_state_done(&s);
+                return log_error_errno(r, "Failed to read the state of %s: %m", unit);
+        }
+
+        /* Services only; for other unit types these stay empty. */
+        if (strlen(unit) > 8 && streq(unit + strlen(unit) - 8, ".service")) {
+                (void) get_string_property(bus, path, SD_SERVICE, "Result", &s.result);
+                (void) sd_bus_get_property_trivial(bus, SD_DEST, path, SD_SERVICE, "MainPID", NULL, 'u', &s.main_pid);
+        }
+        *ret = s;
+        return 0;
+}
+
+int bus_wait_unit_active(sd_bus *bus, const char *unit, unsigned long long deadline, UnitState *ret_state) {
+        for (;;) {
+                UnitState s = {};
+                int r;
+
+                r = bus_get_unit_state(bus, unit, &s);
+                if (r < 0)
+                        return r;
+                if (streq(s.active_state, "active")) {
+                        if (ret_state)
+                                *ret_state = s;
+                        else
+                                unit_state_done(&s);
+                        return 0;
+                }
+                if (streq(s.active_state, "failed") || now_usec() >= deadline) {
+                        r = streq(s.active_state, "failed") ? -EIO : -ETIMEDOUT;
+                        if (ret_state)
+                                *ret_state = s;
+                        else
+                                unit_state_done(&s);
+                        return r;
+                }
+                unit_state_done(&s);
+
+                /* Poll the state, bounded by the deadline. */
+                r = sd_bus_wait(bus, BUS_POLL_INTERVAL_USEC);
+                if (r < 0)
+                        return r;
+                while ((r = sd_bus_process(bus, NULL)) > 0)
+                        ;
+                if (r < 0)
+                        return r;
+        }
+}
+
+typedef struct JobWait {
+        const char *job_path;   /* set once the method has answered */
+        char *result;
+        bool done;
+} JobWait;
+
+static int on_job_removed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        JobWait *w = userdata;
+        const char *path = NULL, *unit = NULL, *result = NULL;
+        uint32_t id;
+        int r;
+
+        r = sd_bus_message_read(m, "uoss", &id, &path, &unit, &result);
+        if (r < 0)
+                return 0;
+        if (!w->job_path || !streq(path, w->job_path) || w->done)
+                return 0;
+        w->result = strdup(result);
+        w->done = true;
+        return 0;
+}
+
+int bus_unit_job(sd_bus *bus, const char *method, const char *unit, unsigned long long deadline,
+                 char **ret_result) {
+        _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_bus_message_ sd_bus_message *reply = NULL;
+        _cleanup_bus_slot_ sd_bus_slot *slot = NULL;
+        JobWait w = {};
+        const char *job = NULL;
+        int r;
+
+        /* Listen before asking, so the job's end cannot slip past. */
+        r = sd_bus_match_signal(bus, &slot, SD_DEST, SD_PATH, SD_MANAGER, "JobRemoved", on_job_removed, &w);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch for systemd job results: %m");
+
+        r = sd_bus_call_method(bus, SD_DEST, SD_PATH, SD_MANAGER, method, &error, &reply, "ss", unit, "replace");
+        if (r < 0)
+                return log_error_errno(r, "Failed to %s %s: %s", method, unit, error.message ? error.message : strerror(-r));
+        r = sd_bus_message_read(reply, "o", &job);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the job of %s %s: %m", method, unit);
+        w.job_path = job;
+
+        while (!w.done) {
+                unsigned long long n = now_usec();
+
+                r = sd_bus_process(bus, NULL);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to wait for the %s job of %s: %m", method, unit);
+                if (r > 0)
+                        continue;
+                if (n >= deadline) {
+                        free(w.result);
+                        return log_error_errno(-ETIMEDOUT, "Timed out waiting for the %s job of %s", method, unit);
+                }
+                r = sd_bus_wait(bus, deadline - n);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to wait for the %s job of %s: %m", method, unit);
+        }
+
+        r = streq(w.result, "done") ? 0 : -EIO;
+        if (ret_result)
+                *ret_result = w.result;
+        else
+                free(w.result);
+        return r;
+}
+
+int bus_manager_reload(sd_bus *bus) {
+        _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = sd_bus_call_method(bus, SD_DEST, SD_PATH, SD_MANAGER, "Reload", &error, NULL, NULL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to reload the service manager: %s",
+                                       error.message ? error.message : strerror(-r));
+        return 0;
+}
+
+/* Read the (type, file, destination) changes of an *UnitFiles reply. */
+static int read_unit_file_changes(sd_bus_message *reply, bool *ret_changed) {
+        const char *type, *file, *dest;
+        size_t n = 0;
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'a', "(sss)");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_read(reply, "(sss)", &type, &file, &dest)) > 0) {
+                log_debug("%s %s %s", type, file, dest);
+                n++;
+        }
+        if (r < 0)
+                return r;
+        if (ret_changed)
+                *ret_changed = n > 0;
+        return sd_bus_message_exit_container(reply);
+}
+
+static int unit_files_call(sd_bus *bus, const char *method, const char *unit, bool with_force, bool *ret_changed) {
+        _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_bus_message_ sd_bus_message *m = NULL, *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_call(bus, &m, SD_DEST, SD_PATH, SD_MANAGER, method);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append_strv(m, (char *[]) { (char *) unit, NULL });
+        if (r < 0)
+                return r;
+        r = with_force ? sd_bus_message_append(m, "bb", 0, 0) : sd_bus_message_append(m, "b", 0);
+        if (r < 0)
+                return r;
+        r = sd_bus_call(bus, m, 0, &error, &reply);
+        if (r < 0)
+                return log_error_errno(r, "Failed to %s %s: %s", method, unit, error.message ? error.message : strerror(-r));
+        /* MaskUnitFiles answers a(sss); DisableUnitFiles too (no carries_install_info). */
+        r = read_unit_file_changes(reply, ret_changed);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the answer of %s %s: %m", method, unit);
+        return 0;
+}
+
+int bus_disable_unit_file(sd_bus *bus, const char *unit, bool *ret_changed) {
+        return unit_files_call(bus, "DisableUnitFiles", unit, false, ret_changed);
+}
+
+int bus_mask_unit_file(sd_bus *bus, const char *unit, bool *ret_changed) {
+        return unit_files_call(bus, "MaskUnitFiles", unit, true, ret_changed);
+}

@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "log.h"
+#include "macro.h"
+#include "ping.h"
+
+#define PING_RESPONSE_MAX 8192
+#define PING_POLL_INTERVAL_MS 50
+#define PING_PROGRESS_EVERY_USEC (5ULL * 1000 * 1000)
+
+unsigned long long now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (unsigned long long) ts.tv_sec * 1000000ULL + (unsigned long long) ts.tv_nsec / 1000ULL;
+}
+
+int docker_ping_parse(const char *buf, size_t size, unsigned *ret_status) {
+        const char *p, *end = buf + size, *body;
+        unsigned status = 0;
+        size_t digits = 0;
+
+        /* Status line: "HTTP/1.0 200 OK" or "HTTP/1.1 200 OK". */
+        if (size < 12 || memcmp(buf, "HTTP/1.", 7) != 0 || (buf[7] != '0' && buf[7] != '1') || buf[8] != ' ')
+                return -EBADMSG;
+        for (p = buf + 9; p < end && *p >= '0' && *p <= '9'; p++, digits++)
+                status = status * 10 + (unsigned) (*p - '0');
+        if (digits != 3 || p >= end || (*p != ' ' && *p != '\r'))
+                return -EBADMSG;
+        if (ret_status)
+                *ret_status = status;
+
+        body = memmem(buf, size, "\r\n\r\n", 4);
+        if (!body)
+                return -EBADMSG;
+        body += 4;
+
+        if (status != 200)
+                return -EPROTO;
+        if ((size_t) (end - body) != 2 || memcmp(body, "OK", 2) != 0)
+                return -EPROTO;
+        return 0;
+}
+
+/* Wait for fd to be ready for events until deadline (CLOCK_MONOTONIC usec). */
+static int wait_fd(int fd, short events, unsigned long long deadline) {
+        for (;;) {
+                unsigned long long n = now_usec();
+                struct pollfd pfd = { .fd = fd, .events = events };
+                int r;
+
+                if (n >= deadline)
+                        return -ETIMEDOUT;
+                r = poll(&pfd, 1, (int) ((deadline - n + 999) / 1000));
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0)
+                        return negative_errno();
+                if (r > 0)
+                        return 0;
+        }
+}
+
+int docker_ping_once(const char *socket_path, uid_t owner, unsigned timeout_ms) {
+        _cleanup_close_ int path_fd = -1, root_fd = -1, fd = -1;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        unsigned long long deadline = now_usec() + (unsigned long long) timeout_ms * 1000ULL;
+        char buf[PING_RESPONSE_MAX];
+        size_t got = 0, sent = 0;
+        struct stat st;
+        int r;
+
+        root_fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (root_fd < 0)
+                return negative_errno();
+        /* The socket lies in the user's runtime directory: follow no symlink on the way. */
+        path_fd = safe_openat(root_fd, socket_path + strspn(socket_path, "/"), O_PATH, 0, RESOLVE_POLICY_NO_SYMLINKS);
+        if (path_fd < 0)
+                return path_fd == -ELOOP ? -EPERM : path_fd;
+        if (fstat(path_fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISSOCK(st.st_mode) || st.st_uid != owner)
+                return -EPERM;
+
+        /* Connect through the fd we checked, not the path, which could change meanwhile. */
+        r = snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d", path_fd);
+        if (r < 0 || (size_t) r >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return negative_errno();
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                if (errno != EINPROGRESS && errno != EAGAIN)
+                        return negative_errno();
+                r = wait_fd(fd, POLLOUT, deadline);
+                if (r < 0)
+                        return r;
+                int err = 0;
+                socklen_t len = sizeof(err);
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+                        return negative_errno();
+                if (err)
+                        return -err;
+        }
+
+        while (sent < strlen(DOCKER_PING_REQUEST)) {
+                ssize_t n = send(fd, DOCKER_PING_REQUEST + sent, strlen(DOCKER_PING_REQUEST) - sent, MSG_NOSIGNAL);
+                if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+                        r = wait_fd(fd, POLLOUT, deadline);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (n < 0)
+                        return negative_errno();
+                sent += (size_t) n;
+        }
+
+        /* HTTP/1.0: the daemon closes the connection after its answer. */
+        for (;;) {
+                ssize_t n;
+
+                if (got == sizeof(buf))
+                        return -EBADMSG;
+                n = recv(fd, buf + got, sizeof(buf) - got, 0);
+                if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+                        r = wait_fd(fd, POLLIN, deadline);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (n < 0)
+                        return negative_errno();
+                if (n == 0)
+                        break;
+                got += (size_t) n;
+        }
+        return docker_ping_parse(buf, got, NULL);
+}
+
+int docker_ping_wait(const char *socket_path, uid_t owner, unsigned timeout_sec, const char *what,
+                     int (*still_hopeful)(void *userdata), void *userdata) {
+        unsigned long long start = now_usec(), deadline = start + (unsigned long long) timeout_sec * 1000000ULL;
+        unsigned long long next_progress = start + PING_PROGRESS_EVERY_USEC, next_ask = start + 1000000ULL;
+        int r;
+
+        for (;;) {
+                unsigned long long n;
+
+                r = docker_ping_once(socket_path, owner, 2000);
+                if (r >= 0) {
+                        log_debug("%s answered GET /_ping after %.2f s", what, (double) (now_usec() - start) / 1e6);
+                        return 0;
+                }
+                n = now_usec();
+                if (n >= deadline)
+                        break;
+                if (still_hopeful && n >= next_ask) {
+                        int h = still_hopeful(userdata);
+                        if (h < 0)
+                                return h;
+                        next_ask = n + 1000000ULL;
+                }
+                if (n >= next_progress) {
+                        log_info("Waiting for %s to answer GET /_ping on %s: %llu s of %u s (last: %s)", what,
+                                 socket_path, (n - start) / 1000000ULL, timeout_sec, strerror(-r));
+                        next_progress += PING_PROGRESS_EVERY_USEC;
+                }
+                /* A short pause between attempts; the deadline bounds the wait. */
+                (void) poll(NULL, 0, PING_POLL_INTERVAL_MS);
+        }
+        return r == -ENOENT || r == -ECONNREFUSED ? -ETIMEDOUT : r;
+}

@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "macro.h"
+#include "subid.h"
+
+#define SUBID_ALIGN 65536ULL
+
+static const char *const verdict_table[_SUBID_VERDICT_MAX] = {
+        [SUBID_OK] = "valid",
+        [SUBID_TOO_SMALL] = "fewer than 65536 IDs",
+        [SUBID_LOW] = "starts below 65536, among the host's own IDs",
+        [SUBID_PAST_END] = "runs past 4294967294",
+        [SUBID_OVERLAPS_ENTRY] = "overlaps another owner's range",
+        [SUBID_OVERLAPS_ID] = "contains an existing account's ID",
+};
+
+const char *subid_verdict_to_string(SubIdVerdict v) {
+        return v < _SUBID_VERDICT_MAX ? verdict_table[v] : NULL;
+}
+
+void subid_file_done(SubIdFile *f) {
+        for (size_t i = 0; i < f->n_lines; i++)
+                free(f->lines[i].owner);
+        free(f->lines);
+        free(f->buf);
+        *f = (SubIdFile) {};
+}
+
+static bool parse_u64(const char *s, size_t len, uint64_t max, uint64_t *ret) {
+        uint64_t v = 0;
+
+        if (len == 0 || len > 10)
+                return false;
+        for (size_t i = 0; i < len; i++) {
+                if (s[i] < '0' || s[i] > '9')
+                        return false;
+                v = v * 10 + (uint64_t) (s[i] - '0');
+        }
+        if (v > max)
+                return false;
+        *ret = v;
+        return true;
+}
+
+static int parse_line(SubIdLine *l) {
+        const char *s = l->text, *c1, *c2;
+        size_t len = l->len;
+
+        if (len > 0 && s[len - 1] == '\n')
+                len--;
+        if (strspn(s, " \t") >= len || s[strspn(s, " \t")] == '#') {
+                l->kind = SUBID_LINE_BLANK;
+                return 0;
+        }
+
+        l->kind = SUBID_LINE_MALFORMED;
+        c1 = memchr(s, ':', len);
+        if (!c1 || c1 == s)
+                return 0;
+        c2 = memchr(c1 + 1, ':', (size_t) (s + len - c1 - 1));
+        if (!c2 || memchr(c2 + 1, ':', (size_t) (s + len - c2 - 1)))
+                return 0;
+        if (memchr(s, ' ', (size_t) (c1 - s)) || memchr(s, '\t', (size_t) (c1 - s)))
+                return 0;
+        if (!parse_u64(c1 + 1, (size_t) (c2 - c1 - 1), UINT32_MAX, &l->start) ||
+            !parse_u64(c2 + 1, (size_t) (s + len - c2 - 1), 1ULL << 32, &l->count))
+                return 0;
+
+        l->owner = strndup(s, (size_t) (c1 - s));
+        if (!l->owner)
+                return -ENOMEM;
+        l->kind = SUBID_LINE_RANGE;
+        return 0;
+}
+
+int subid_file_parse(SubIdFile *f, const char *text, size_t size) {
+        unsigned lineno = 0;
+        int r;
+
+        *f = (SubIdFile) {};
+        f->buf = malloc(size + 1);
+        if (!f->buf)
+                return -ENOMEM;
+        memcpy(f->buf, text, size);
+        f->buf[size] = 0;
+        f->size = size;
+
+        for (const char *p = f->buf, *end = f->buf + size; p < end;) {
+                const char *nl = memchr(p, '\n', (size_t) (end - p));
+                size_t len = nl ? (size_t) (nl - p) + 1 : (size_t) (end - p);
+                SubIdLine *n;
+
+                n = reallocarray(f->lines, f->n_lines + 1, sizeof(SubIdLine));
+                if (!n) {
+                        subid_file_done(f);
+                        return -ENOMEM;
+                }
+                f->lines = n;
+                f->lines[f->n_lines] = (SubIdLine) { .text = p, .len = len, .lineno = ++lineno };
+                r = parse_line(&f->lines[f->n_lines]);
+                f->n_lines++;
+                if (r < 0) {
+                        subid_file_done(f);
+                        return r;
+                }
+                p += len;
+        }
+        return 0;
+}
+
+bool subid_line_is_users(const SubIdLine *l, const char *user, uid_t uid) {
+        char buf[16];
+
+        if (l->kind != SUBID_LINE_RANGE)
+                return false;
+        if (streq(l->owner, user))
+                return true;
+        if (uid == (uid_t) -1)
+                return false;
+        snprintf(buf, sizeof(buf), "%u", (unsigned) uid);
+        return streq(l->owner, buf);
+}
+
+static bool overlaps(uint64_t a, uint64_t an, uint64_t b, uint64_t bn) {
+        return an > 0 && bn > 0 && a < b + bn && b < a + an;
+}
+
+static const SubIdLine *first_overlapping_entry(const SubIdFile *f, const char *user, uid_t uid,
+                                                uint64_t start, uint64_t count) {
+        for (size_t i = 0; i < f->n_lines; i++) {
+                const SubIdLine *l = &f->lines[i];
+                if (l->kind == SUBID_LINE_RANGE && !subid_line_is_users(l, user, uid) &&
+                    overlaps(start, count, l->start, l->count))
+                        return l;
+        }
+        return NULL;
+}
+
+static bool first_used_id_in(const SubIdPolicy *p, uint64_t start, uint64_t count, uint32_t *ret) {
+        for (size_t i = 0; i < p->n_used_ids; i++)
+                if (p->used_ids[i] >= start && p->used_ids[i] < start + count) {
+                        *ret = p->used_ids[i];
+                        return true;
+                }
+        return false;
+}
+
+bool subid_range_is_free(const SubIdFile *f, const char *user, uid_t uid, const SubIdPolicy *policy,
+                         uint64_t start, uint64_t count) {
+        uint32_t id;
+        return !first_overlapping_entry(f, user, uid, start, count) && !first_used_id_in(policy, start, count, &id);
+}
+
+void subid_plan_done(SubIdPlan *p) {
+        free(p->drop);
+        free(p->verdict);
+        *p = (SubIdPlan) {};
+}
+
+static SubIdVerdict judge(const SubIdFile *f, const SubIdLine *l, const char *user, uid_t uid,
+                          const SubIdPolicy *policy, SubIdPlan *p) {
+        const SubIdLine *other;
+        uint32_t id;
+
+        if (l->count < SUBID_COUNT_MIN)
+                return SUBID_TOO_SMALL;
+        if (l->start < SUBID_START_MIN)
+                return SUBID_LOW;
+        if (l->start + l->count - 1 > SUBID_ID_MAX)
+                return SUBID_PAST_END;
+        other = first_overlapping_entry(f, user, uid, l->start, l->count);
+        if (other) {
+                if (!p->conflict_example)
+                        p->conflict_example = other;
+                return SUBID_OVERLAPS_ENTRY;
+        }
+        if (first_used_id_in(policy, l->start, l->count, &id)) {
+                if (!p->conflict_id)
+                        p->conflict_id = id;
+                return SUBID_OVERLAPS_ID;
+        }
+        return SUBID_OK;
+}
+
+static bool candidate_ok(const SubIdFile *f, const char *user, uid_t uid, const SubIdPolicy *policy, uint64_t c) {
+        return c >= SUBID_START_MIN && c >= policy->min && c + policy->count - 1 <= policy->max &&
+               c + policy->count - 1 <= SUBID_ID_MAX &&
+               subid_range_is_free(f, user, uid, policy, c, policy->count);
+}
+
+int subid_plan(const SubIdFile *f, const char *user, uid_t uid, const SubIdPolicy *policy, SubIdPlan *ret) {
+        SubIdPlan p = {};
+        bool found = false;
+
+        p.drop = calloc(f->n_lines + 1, sizeof(bool));
+        p.verdict = calloc(f->n_lines + 1, sizeof(SubIdVerdict));
+        if (!p.drop || !p.verdict) {
+                subid_plan_done(&p);
+                return -ENOMEM;
+        }
+        p.insert_at = f->n_lines;
+
+        for (size_t i = 0; i < f->n_lines; i++) {
+                const SubIdLine *l = &f->lines[i];
+
+                if (!subid_line_is_users(l, user, uid))
+                        continue;
+                p.verdict[i] = judge(f, l, user, uid, policy, &p);
+                if (p.verdict[i] == SUBID_OK && !found) {
+                        found = true;
+                        p.keep = i;
+                        p.start = l->start;
+                        p.count = l->count;
+                }
+        }
+
+        /* The user's bad lines go; with no good one, the first bad line's place takes the new range. */
+        for (size_t i = 0; i < f->n_lines; i++)
+                if (subid_line_is_users(&f->lines[i], user, uid) && p.verdict[i] != SUBID_OK) {
+                        p.drop[i] = true;
+                        p.n_dropped++;
+                        if (!found && p.insert_at == f->n_lines)
+                                p.insert_at = i;
+                }
+
+        if (found) {
+                p.outside_bounds = p.start < policy->min || p.start + p.count - 1 > policy->max;
+                *ret = p;
+                return 0;
+        }
+
+        p.allocate = true;
+        p.count = policy->count < SUBID_COUNT_MIN ? SUBID_COUNT_MIN : policy->count;
+        {
+                SubIdPolicy eff = *policy;
+                eff.count = p.count;
+
+                if (eff.preferred_start && candidate_ok(f, user, uid, &eff, eff.preferred_start)) {
+                        p.start = eff.preferred_start;
+                        *ret = p;
+                        return 0;
+                }
+                for (uint64_t c = eff.min; c + eff.count - 1 <= eff.max && c + eff.count - 1 <= SUBID_ID_MAX;
+                     c += SUBID_ALIGN)
+                        if (candidate_ok(f, user, uid, &eff, c)) {
+                                p.start = c;
+                                *ret = p;
+                                return 0;
+                        }
+        }
+        subid_plan_done(&p);
+        return -ENOSPC;
+}
+
+int subid_render(const SubIdFile *f, const SubIdPlan *p, const char *user, char **ret, size_t *ret_size) {
+        _cleanup_fclose_ FILE *out = NULL;
+        char *buf = NULL;
+        size_t size = 0;
+
+        out = open_memstream(&buf, &size);
+        if (!out)
+                return -ENOMEM;
+
+        for (size_t i = 0; i <= f->n_lines; i++) {
+                if (p->allocate && i == p->insert_at) {
+                        /* Appending after a last line without its newline: that line gets one. */
+                        if (i == f->n_lines && i > 0 && f->lines[i - 1].text[f->lines[i - 1].len - 1] != '\n')
+                                fputc('\n', out);
+                        fprintf(out, "%s:%llu:%llu\n", user, (unsigned long long) p->start,
+                                (unsigned long long) p->count);
+                }
+                if (i == f->n_lines)
+                        break;
+                if (!p->drop[i])
+                        fwrite(f->lines[i].text, 1, f->lines[i].len, out);
+        }
+
+        if (fflush(out) != 0 || ferror(out)) {
+                fclose(TAKE_PTR(out));
+                free(buf);
+                return -ENOMEM;
+        }
+        fclose(TAKE_PTR(out));
+        *ret = buf;
+        *ret_size = size;
+        return 0;
+}

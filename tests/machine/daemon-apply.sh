@@ -1,0 +1,145 @@
+#!/bin/bash
+# daemon-apply: one apply on a fresh machine gives the CI user a working
+# rootless Docker run by its own systemd manager, takes the root daemon out
+# of reach, and a second apply changes nothing and does not restart it.
+#
+# The disk step is stood in for: an ext4 loop disk is mounted on the mount
+# point before apply (the machine's own root is an overlayfs, on which
+# overlay2 cannot stack, which is the very reason for a data disk). The user
+# and storage steps are the real ones.
+
+# shellcheck source=tests/machine/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+machine_begin
+
+CI_USER=buildkite
+disk=$("$MACHINE" attach-disk "$RCI_MACHINE" 4G)
+in_machine mkfs.ext4 -q -L rci-test-data "$disk"
+in_machine mkdir -p /srv/rootless-ci
+in_machine mount "$disk" /srv/rootless-ci
+uid=
+
+# as_ci CMD...: run CMD as the CI user, with what a build would have.
+as_ci() {
+	in_machine setpriv --reuid="$uid" --regid="$uid" --init-groups \
+		env HOME="/home/$CI_USER" USER="$CI_USER" XDG_RUNTIME_DIR="/run/user/$uid" \
+		DOCKER_HOST="unix:///run/user/$uid/docker.sock" "$@"
+}
+# The daemon's main PID, as its manager knows it.
+docker_main_pid() {
+	as_ci systemctl --user show --property=MainPID --value docker.service
+}
+
+in_machine systemctl is-enabled docker.service >/dev/null 2>&1 && root_daemon_was=enabled || root_daemon_was=disabled
+echo "# the root daemon before apply: $root_daemon_was, $(in_machine systemctl is-active docker.service || true)"
+
+t0=$(date +%s%N)
+set +e
+in_machine rootless-ci --json apply >"$TEST_TMP/apply1.json" 2>"$TEST_TMP/apply1.err"
+rc=$?
+set -e
+t1=$(date +%s%N)
+sed 's/^/# stderr: /' "$TEST_TMP/apply1.err"
+assert_eq 0 "$rc" "first apply exits 0"
+echo "# first apply took $(((t1 - t0) / 1000000)) ms"
+jq -r '.items[] | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/apply1.json"
+assert_eq true "$(jq -r .changed "$TEST_TMP/apply1.json")" "first apply reports changes"
+uid=$(in_machine id -u "$CI_USER")
+
+# The unit, where and as what.
+assert_eq "root 644" "$(in_machine stat -c '%U %a' /etc/systemd/user/docker.service)" \
+	"the user unit is root-owned and not writable by anyone else"
+in_machine test ! -e "/home/$CI_USER/.config/systemd" || fail "apply wrote into the CI user's home"
+ok "nothing was written under the CI user's ~/.config/systemd"
+assert_eq "enabled" "$(as_ci systemctl --user is-enabled docker.service)" "the user's manager sees docker.service enabled"
+assert_eq "active" "$(as_ci systemctl --user is-active docker.service)" "the user's docker.service is active"
+in_machine test -e "/var/lib/systemd/linger/$CI_USER" || fail "no linger for $CI_USER"
+ok "linger is on for $CI_USER"
+assert_contains "$(in_machine systemctl show -p RequiresMountsFor "user@$uid.service")" "/srv/rootless-ci" \
+	"user@$uid.service requires the mount point"
+assert_contains "$(in_machine systemctl show -p DelegateControllers "user@$uid.service")" "memory" \
+	"user managers get cgroup controllers delegated"
+
+# The root daemon.
+assert_eq masked "$(in_machine systemctl is-enabled docker.service || true)" "the root docker.service is masked"
+assert_eq masked "$(in_machine systemctl is-enabled docker.socket || true)" "the root docker.socket is masked"
+assert_eq inactive "$(in_machine systemctl is-active docker.service || true)" "the root docker.service is stopped"
+in_machine test ! -S /run/docker.sock || fail "/run/docker.sock is still there"
+ok "no /run/docker.sock"
+
+# Docker as the CI user.
+info=$(as_ci docker info --format '{{json .SecurityOptions}} driver={{.Driver}} root={{.DockerRootDir}}')
+echo "# docker info: $info"
+assert_contains "$info" "name=rootless" "docker info says rootless"
+[[ $info != *"driver=vfs"* ]] || fail "the storage driver is vfs"
+assert_contains "$info" "driver=overlay2" "the storage driver is overlay2 (this kernel is >= 5.11)"
+root_dir=${info##*root=}
+assert_eq "/srv/rootless-ci/$CI_USER/docker" "$(in_machine realpath "$root_dir")" "the data root resolves onto the data disk"
+
+as_ci docker import /var/lib/rootless-ci-test/busybox.tar rci-busybox >/dev/null
+ok "docker import of the offline busybox image"
+# shellcheck disable=SC2016 # expanded inside the container
+out=$(as_ci docker run --rm rci-busybox sh -c 'echo hello from $(id -u)')
+assert_eq "hello from 0" "$out" "docker run works; container root is uid 0 inside"
+# shellcheck disable=SC2016 # expanded by the CI user's shell
+owner=$(as_ci sh -c 'mkdir -p $HOME/bind && docker run --rm -v $HOME/bind:/b rci-busybox touch /b/f && stat -c %u $HOME/bind/f')
+assert_eq "$uid" "$owner" "a file container root writes to a bind mount belongs to the CI user on the host"
+
+# The unit is read by every user's manager: only the CI user's runs it.
+in_machine useradd --create-home --shell /bin/bash rci-other
+other=$(in_machine id -u rci-other)
+in_machine loginctl enable-linger rci-other
+for _ in $(seq 100); do
+	[[ $(in_machine systemctl is-active "user@$other.service" || true) == active ]] && break
+	sleep 0.1
+done
+other_state=$(in_machine setpriv --reuid="$other" --regid="$other" --init-groups env XDG_RUNTIME_DIR="/run/user/$other" \
+	systemctl --user show --property=ActiveState,ConditionResult docker.service | tr '\n' ' ')
+assert_eq "ActiveState=inactive ConditionResult=no " "$other_state" "another user's manager skips docker.service (ConditionUser)"
+in_machine test ! -e "/run/user/$other/docker.sock" || fail "another user got a Docker daemon"
+ok "no Docker socket for the other user"
+in_machine loginctl disable-linger rci-other
+
+# A second apply: nothing to do, the daemon keeps running untouched.
+pid1=$(docker_main_pid)
+mtime1=$(in_machine stat -c %Y.%i /etc/systemd/user/docker.service)
+t0=$(date +%s%N)
+set +e
+in_machine rootless-ci --json apply >"$TEST_TMP/apply2.json" 2>"$TEST_TMP/apply2.err"
+rc=$?
+set -e
+t1=$(date +%s%N)
+sed 's/^/# stderr: /' "$TEST_TMP/apply2.err"
+assert_eq 0 "$rc" "second apply exits 0"
+echo "# second apply took $(((t1 - t0) / 1000000)) ms"
+assert_eq false "$(jq -r .changed "$TEST_TMP/apply2.json")" "second apply changes nothing"
+assert_eq 0 "$(jq '[.items[] | select(.changed)] | length' "$TEST_TMP/apply2.json")" "no item is marked changed"
+assert_eq "$pid1" "$(docker_main_pid)" "the daemon was not restarted (MainPID $pid1)"
+assert_eq "$mtime1" "$(in_machine stat -c %Y.%i /etc/systemd/user/docker.service)" "the unit file was not rewritten"
+
+set +e
+in_machine rootless-ci --json check >"$TEST_TMP/check.json" 2>"$TEST_TMP/check.err"
+rc=$?
+set -e
+jq -r '.items[] | select(.step == "daemon") | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/check.json"
+assert_eq 0 "$rc" "check passes after apply"
+assert_eq pass "$(jq -r '.items[] | select(.id == "daemon.root-sockets-unreachable") | .status' "$TEST_TMP/check.json")" \
+	"check finds no root-owned Docker/containerd socket the CI user can reach"
+
+# Drift: a changed unit is rewritten and the daemon restarted, once.
+in_machine sed -i 's/^RestartSec=.*/RestartSec=9s/' /etc/systemd/user/docker.service
+set +e
+in_machine rootless-ci --json apply >"$TEST_TMP/apply3.json" 2>"$TEST_TMP/apply3.err"
+rc=$?
+set -e
+sed 's/^/# stderr: /' "$TEST_TMP/apply3.err"
+assert_eq 0 "$rc" "apply after drift exits 0"
+assert_eq change "$(jq -r '.items[] | select(.id == "daemon.unit") | .status' "$TEST_TMP/apply3.json")" \
+	"the drifted unit is rewritten"
+pid2=$(docker_main_pid)
+[[ $pid2 != "$pid1" && $pid2 != 0 ]] || fail "the daemon was not restarted after its unit changed ($pid1 → $pid2)"
+ok "the daemon was restarted after its unit changed ($pid1 → $pid2)"
+assert_eq "hello" "$(as_ci docker run --rm rci-busybox echo hello)" "docker run works after the restart"
+
+echo "PASS: $TEST_NAME"

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fake-tree.h"
+#include "steps/steps.h"
+#include "tests.h"
+
+uid_t fake_ci_uid(void) {
+        return getuid() == 0 ? 1001 : getuid();
+}
+
+gid_t fake_ci_gid(void) {
+        return getuid() == 0 ? 1001 : getgid();
+}
+
+void fake_tree_write_ids(const char *dir, const char *relpath, const char *fmt) {
+        char buf[8192];
+        size_t j = 0;
+
+        /* @UID@, @GID@: the CI user's; @ALICE@: another user's UID and GID. */
+        for (const char *p = fmt; *p && j + 16 < sizeof(buf);) {
+                unsigned v;
+                if (strncmp(p, "@UID@", 5) == 0)
+                        v = (unsigned) fake_ci_uid(), p += 5;
+                else if (strncmp(p, "@GID@", 5) == 0)
+                        v = (unsigned) fake_ci_gid(), p += 5;
+                else if (strncmp(p, "@ALICE@", 7) == 0)
+                        v = (unsigned) fake_ci_uid() + 1, p += 7;
+                else {
+                        buf[j++] = *p++;
+                        continue;
+                }
+                j += (size_t) snprintf(buf + j, sizeof(buf) - j, "%u", v);
+        }
+        buf[j] = 0;
+        test_write(dir, relpath, buf);
+}
+
+void fake_tree_populate(const char *dir, bool with_user) {
+        char p[4096], defs[256];
+        unsigned uid_min = fake_ci_uid() < 1000 ? (unsigned) fake_ci_uid() : 1000;
+
+        fake_tree_write_ids(dir, "etc/passwd",
+                            with_user ? "root:x:0:0:root:/root:/bin/bash\n"
+                                        "alice:x:@ALICE@:@ALICE@::/home/alice:/bin/bash\n"
+                                        "buildkite:x:@UID@:@GID@:CI:/home/buildkite:/bin/bash\n"
+                                      : "root:x:0:0:root:/root:/bin/bash\n"
+                                        "alice:x:@ALICE@:@ALICE@::/home/alice:/bin/bash\n");
+        fake_tree_write_ids(dir, "etc/group",
+                            with_user ? "root:x:0:\nsudo:x:27:alice\ndocker:x:999:alice\nalice:x:@ALICE@:\n"
+                                        "buildkite:x:@GID@:\n"
+                                      : "root:x:0:\nsudo:x:27:alice\ndocker:x:999:alice\nalice:x:@ALICE@:\n");
+        test_write(dir, "etc/gshadow", "root:*::\nsudo:*::alice\ndocker:!::alice\n");
+        snprintf(defs, sizeof(defs), "UID_MIN %u\nUID_MAX 60000\nSUB_UID_MIN 100000\nSUB_UID_MAX 600100000\n", uid_min);
+        test_write(dir, "etc/login.defs", defs);
+        test_write(dir, "etc/subuid", "");
+        test_write(dir, "etc/subgid", "");
+        test_write(dir, "etc/sudoers", "root ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n");
+        test_write(dir, "home/alice/.profile", "alice's\n");
+        if (with_user) {
+                test_write(dir, "home/buildkite/.profile", "# profile\n");
+                snprintf(p, sizeof(p), "%s/home/buildkite", dir);
+                if (chmod(p, 0700) < 0)
+                        abort();
+                if (getuid() == 0) {
+                        if (chown(p, fake_ci_uid(), fake_ci_gid()) < 0)
+                                abort();
+                        snprintf(p, sizeof(p), "%s/home/buildkite/.profile", dir);
+                        if (chown(p, fake_ci_uid(), fake_ci_gid()) < 0)
+                                abort();
+                }
+        }
+}
+
+void fake_run(FakeRun *run, const char *dir, Verb verb, bool with_storage) {
+        static const Step *const steps[] = { &step_user, &step_storage };
+
+        if (config_init(&run->config) < 0)
+                abort();
+        if (run->disk_device && !(run->config.disk_device = strdup(run->disk_device)))
+                abort();
+        if (context_init(&run->ctx, verb, dir, &run->config) < 0)
+                abort();
+        run->r = engine_run_steps(&run->ctx, steps, with_storage ? 2 : 1);
+        if (getenv("RCI_TEST_VERBOSE"))
+                fake_dump(run);
+}
+
+void fake_run_done(FakeRun *run) {
+        context_done(&run->ctx);
+        config_done(&run->config);
+}
+
+size_t fake_count(const FakeRun *run, const char *id, ItemStatus status, const char *needle) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < run->ctx.n_items; i++) {
+                const Item *it = &run->ctx.items[i];
+                if (strncmp(it->id, id, strlen(id)) != 0)
+                        continue;
+                if (status != _ITEM_STATUS_MAX && it->status != status)
+                        continue;
+                if (needle && !strstr(it->message, needle))
+                        continue;
+                n++;
+        }
+        return n;
+}
+
+void fake_dump(const FakeRun *run) {
+        for (size_t i = 0; i < run->ctx.n_items; i++)
+                printf("# %-6s %s: %s%s%s\n", item_status_to_string(run->ctx.items[i].status), run->ctx.items[i].id,
+                       run->ctx.items[i].message, run->ctx.items[i].fix ? " | fix: " : "",
+                       run->ctx.items[i].fix ? run->ctx.items[i].fix : "");
+}

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "engine.h"
+
+/*
+ * Fake --root trees for the user and storage steps, usable without root: the
+ * CI user's UID is the test's own (1001 when the tests run as root, with its
+ * home chowned to it), so the steps can hand directories to it.
+ */
+
+uid_t fake_ci_uid(void);
+gid_t fake_ci_gid(void);
+
+/* A Debian-like tree: passwd (root, alice, buildkite unless !with_user), group, gshadow, login.defs, empty subuid/subgid, home. */
+void fake_tree_populate(const char *dir, bool with_user);
+
+/* Write passwd/group with the fake UIDs (@UID@, @GID@: the CI user's; @ALICE@: another user's). */
+void fake_tree_write_ids(const char *dir, const char *relpath, const char *fmt);
+
+typedef struct FakeRun {
+        const char *disk_device;   /* set before fake_run() for Device= */
+        Config config;
+        Context ctx;
+        int r;
+} FakeRun;
+
+/* Run the user step, then (with_storage) the storage step, on dir with verb. */
+void fake_run(FakeRun *run, const char *dir, Verb verb, bool with_storage);
+void fake_run_done(FakeRun *run);
+
+/* Items of the run: count by id prefix and status (_ITEM_STATUS_MAX: any), and with a message containing needle. */
+size_t fake_count(const FakeRun *run, const char *id, ItemStatus status, const char *needle);
+/* Print the items (for a failing test's log). */
+void fake_dump(const FakeRun *run);

@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "engine.h"
+#include "steps/steps.h"
+#include "tests.h"
+#include "units.h"
+
+/*
+ * The daemon step on fake trees (--root): everything but the live part,
+ * which the machine tier proves.
+ */
+
+static const Step *const daemon_only[] = { &step_daemon };
+
+static void make_tree(const char *root) {
+        test_write(root, "etc/passwd", "root:x:0:0:root:/root:/bin/sh\nbuildkite:x:1001:1001::/home/buildkite:/bin/sh\n");
+}
+
+static int run_verb(const char *root, Verb verb, bool apparmor, const char *storage, Context *ret) {
+        static Config c;
+        int r;
+
+        config_done(&c);
+        if (config_init(&c) < 0)
+                return -1;
+        units_set_dir(UNITS_SOURCE_DIR);
+        if (context_init(ret, verb, root, &c) < 0)
+                return -1;
+        ret->facts.dockerd_rootless_path = strdup("/usr/share/docker.io/contrib/dockerd-rootless.sh");
+        ret->facts.rootlesskit_path = strdup("/usr/bin/rootlesskit");
+        ret->facts.network_driver = strdup("slirp4netns");
+        ret->facts.storage_driver = storage ? strdup(storage) : NULL;
+        ret->facts.apparmor_restricts_userns = apparmor;
+        /* What the user step would have found in the tree. */
+        if (strstr(test_read(root, "etc/passwd") ?: "", "buildkite:")) {
+                ret->facts.user_known = true;
+                ret->facts.user_uid = 1001;
+                ret->facts.user_gid = 1001;
+        } else
+                ret->facts.user_planned = verb != VERB_APPLY;
+        r = engine_run_steps(ret, daemon_only, 1);
+        return r;
+}
+
+static const Item *find_item(const Context *ctx, const char *id) {
+        for (size_t i = 0; i < ctx->n_items; i++)
+                if (streq(ctx->items[i].id, id))
+                        return &ctx->items[i];
+        return NULL;
+}
+
+static char *link_target(const char *root, const char *rel) {
+        char p[PATH_MAX], buf[PATH_MAX];
+        ssize_t n;
+
+        snprintf(p, sizeof(p), "%s/%s", root, rel);
+        n = readlink(p, buf, sizeof(buf) - 1);
+        if (n < 0)
+                return NULL;
+        buf[n] = 0;
+        return strdup(buf);
+}
+
+TEST(offline_apply_installs_unit_dropins_masks_and_linger) {
+        const char *root = test_tmpdir();
+        Context ctx;
+        char *s;
+
+        make_tree(root);
+        ASSERT_OK(run_verb(root, VERB_APPLY, false, "overlay2", &ctx));
+        ASSERT_TRUE(ctx.any_changed);
+        ASSERT_FALSE(ctx.any_failed);
+        context_done(&ctx);
+
+        s = test_read(root, "etc/systemd/user/docker.service");
+        ASSERT_TRUE(s);
+        ASSERT_TRUE(strstr(s, "\nConditionUser=buildkite\n"));
+        ASSERT_TRUE(strstr(s, "\nExecStart=/usr/share/docker.io/contrib/dockerd-rootless.sh --storage-driver=overlay2\n"));
+        ASSERT_TRUE(strstr(s, "\nEnvironment=PATH=/usr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/sbin:/bin\n"));
+        free(s);
+
+        s = link_target(root, "etc/systemd/user/default.target.wants/docker.service");
+        ASSERT_STREQ(s, "/etc/systemd/user/docker.service");
+        free(s);
+
+        s = test_read(root, "etc/systemd/system/user@1001.service.d/rootless-ci-mount.conf");
+        ASSERT_TRUE(s && strstr(s, "\nRequiresMountsFor=/srv/rootless-ci\n"));
+        free(s);
+        s = test_read(root, "etc/systemd/system/user@.service.d/rootless-ci-delegate.conf");
+        ASSERT_TRUE(s && strstr(s, "\nDelegate=cpu cpuset io memory pids\n"));
+        free(s);
+
+        s = link_target(root, "etc/systemd/system/docker.service");
+        ASSERT_STREQ(s, "/dev/null");
+        free(s);
+        s = link_target(root, "etc/systemd/system/docker.socket");
+        ASSERT_STREQ(s, "/dev/null");
+        free(s);
+
+        s = test_read(root, "var/lib/systemd/linger/buildkite");
+        ASSERT_STREQ(s, "");
+        free(s);
+
+        /* No AppArmor restriction: no profile. */
+        s = test_read(root, "etc/apparmor.d/rootless-ci-rootlesskit");
+        ASSERT_TRUE(s == NULL);
+}
+
+TEST(second_apply_changes_nothing_and_check_passes) {
+        const char *root = test_tmpdir();
+        Context ctx;
+
+        make_tree(root);
+        ASSERT_OK(run_verb(root, VERB_APPLY, false, "overlay2", &ctx));
+        context_done(&ctx);
+        ASSERT_OK(run_verb(root, VERB_APPLY, false, "overlay2", &ctx));
+        ASSERT_FALSE(ctx.any_changed);
+        ASSERT_FALSE(ctx.any_failed);
+        context_done(&ctx);
+        ASSERT_OK(run_verb(root, VERB_CHECK, false, "overlay2", &ctx));
+        ASSERT_FALSE(ctx.any_failed);
+        ASSERT_EQ(find_item(&ctx, "daemon.unit")->status, ITEM_PASS);
+        context_done(&ctx);
+}
+
+TEST(drifted_unit_is_planned_checked_and_rewritten) {
+        const char *root = test_tmpdir();
+        Context ctx;
+        char *s;
+
+        make_tree(root);
+        ASSERT_OK(run_verb(root, VERB_APPLY, false, "overlay2", &ctx));
+        context_done(&ctx);
+        test_write(root, "etc/systemd/user/docker.service", "[Service]\nExecStart=/bin/evil\n");
+
+        ASSERT_OK(run_verb(root, VERB_PLAN, false, "overlay2", &ctx));
+        ASSERT_EQ(find_item(&ctx, "daemon.unit")->status, ITEM_CHANGE);
+        ASSERT_FALSE(ctx.any_changed);
+        context_done(&ctx);
+        s = test_read(root, "etc/systemd/user/docker.service");
+        ASSERT_STREQ(s, "[Service]\nExecStart=/bin/evil\n");  /* plan changed nothing */
+        free(s);
+
+        ASSERT_OK(run_verb(root, VERB_CHECK, false, "overlay2", &ctx));
+        ASSERT_EQ(find_item(&ctx, "daemon.unit")->status, ITEM_FAIL);
+        context_done(&ctx);
+
+        ASSERT_OK(run_verb(root, VERB_APPLY, false, "overlay2", &ctx));
+        ASSERT_EQ(find_item(&ctx, "daemon.unit")->status, ITEM_CHANGE);
+        ASSERT_TRUE(find_item(&ctx, "daemon.unit")->changed);
+        context_done(&ctx);
+        s = test_read(root, "etc/systemd/user/docker.service");
+        ASSERT_TRUE(s && strstr(s, "dockerd-rootless.sh --storage-driver=overlay2"));
+        free(s);
+}
+
+TEST(storage_driver_follows_the_fact) {
+        const char *root = test_tmpdir();
+        Context ctx;
+        char *s;
+
+        make_tree(root);
+        ASSERT_OK(run_verb(root, VERB_APPLY, false, "fuse-overlayfs", &ctx));
+        context_done(&ctx);
+        s = test_read(root, "etc/systemd/user/docker.service");
+        ASSERT_TRUE(s && strstr(s, " --storage-driver=fuse-overlayfs\n"));
+        free(s);
+}
+
+TEST(unknown_storage_driver_installs_no_unit) {
+        const char *root = test_tmpdir();
+        Context ctx;
+        char *s;
+
+        /* Offline, preflight cannot see the kernel: no unit rather than one that lets dockerd pick vfs. */
+        make_tree(root);
+        ASSERT_OK(run_verb(root, VERB_APPLY, false, NULL, &ctx));
+        ASSERT_EQ(find_item(&ctx, "daemon.unit")->status, ITEM_SKIP);
+        context_done(&ctx);
+        s = test_read(root, "etc/systemd/user/docker.service");
+        ASSERT_TRUE(s == NULL);
+}
+
+TEST(apparmor_profile_only_where_userns_is_restricted) {
+        const char *root = test_tmpdir();
+        Context ctx;
+        char *s;
+
+        make_tree(root);
+        ASSERT_OK(run_verb(root, VERB_APPLY, true, "overlay2", &ctx));
+        ASSERT_FALSE(ctx.any_failed);
+        context_done(&ctx);
+        s = test_read(root, "etc/apparmor.d/rootless-ci-rootlesskit");
+        ASSERT_TRUE(s && strstr(s, "profile rootless-ci-rootlesskit /usr/bin/rootlesskit flags=(unconfined) {\n  userns,\n"));
+        free(s);
+        ASSERT_OK(run_verb(root, VERB_CHECK, true, "overlay2", &ctx));
+        ASSERT_EQ(find_item(&ctx, "daemon.apparmor")->status, ITEM_PASS);
+        context_done(&ctx);
+}
+
+TEST(admin_file_in_place_of_mask_is_left_alone) {
+        const char *root = test_tmpdir();
+        Context ctx;
+        char *s;
+
+        make_tree(root);
+        test_write(root, "etc/systemd/system/docker.service", "[Service]\nExecStart=/usr/bin/dockerd\n");
+        /* apply fails (the engine stops after a failed item) and names the file. */
+        ASSERT_TRUE(run_verb(root, VERB_APPLY, false, "overlay2", &ctx) < 0);
+        ASSERT_EQ(find_item(&ctx, "daemon.root-docker.service")->status, ITEM_FAIL);
+        context_done(&ctx);
+        s = test_read(root, "etc/systemd/system/docker.service");
+        ASSERT_STREQ(s, "[Service]\nExecStart=/usr/bin/dockerd\n");
+        free(s);
+}
+
+TEST(missing_user_is_reported_not_guessed) {
+        const char *root = test_tmpdir();
+        Context ctx;
+
+        test_write(root, "etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
+        ASSERT_OK(run_verb(root, VERB_PLAN, false, "overlay2", &ctx));
+        ASSERT_EQ(find_item(&ctx, "daemon.user")->status, ITEM_SKIP);
+        ASSERT_TRUE(find_item(&ctx, "daemon.unit") == NULL);
+        context_done(&ctx);
+        ASSERT_TRUE(run_verb(root, VERB_APPLY, false, "overlay2", &ctx) < 0);
+        context_done(&ctx);
+        ASSERT_TRUE(test_read(root, "etc/systemd/user/docker.service") == NULL);
+}

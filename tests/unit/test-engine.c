@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <unistd.h>
+
+#include "tests.h"
+#include "engine.h"
+#include "util/error.h"
+#include "util/macro.h"
+
+static unsigned ran_first, ran_second;
+
+static int step_failing_check(Context *ctx) {
+        ran_first++;
+        report_item(ctx, "first.thing", ITEM_FAIL, "fix it", "thing %d is broken", 42);
+        return 0;
+}
+
+static int step_passing(Context *ctx) {
+        ran_second++;
+        report_item(ctx, "second.thing", ITEM_PASS, NULL, "fine");
+        return 0;
+}
+
+static int step_giving_up(Context *ctx) {
+        ran_first++;
+        return -EIO;
+}
+
+static int step_changing(Context *ctx) {
+        ran_first++;
+        report_changed(ctx, "first.file", ITEM_CREATE, "created %s", "/etc/x");
+        return 0;
+}
+
+static const Step first_fails = { .name = "first", .run = step_failing_check };
+static const Step first_gives_up = { .name = "first", .run = step_giving_up };
+static const Step first_changes = { .name = "first", .run = step_changing };
+static const Step second = { .name = "second", .run = step_passing };
+
+static int run_steps(Verb verb, const Step *a, Context *ctx, Config *config) {
+        const Step *const steps[] = { a, &second };
+        _cleanup_free_ char *log = NULL;
+        int r;
+
+        ran_first = ran_second = 0;
+        r = config_init(config);
+        if (r < 0)
+                return r;
+        r = context_init(ctx, verb, test_tmpdir(), config);
+        if (r < 0)
+                return r;
+        test_capture_stderr_begin();
+        r = engine_run_steps(ctx, steps, ELEMENTSOF(steps));
+        log = test_capture_stderr_end();
+        return r;
+}
+
+TEST(engine_context_init_live_only_for_slash) {
+        _cleanup_(config_done) Config config = {};
+        Context ctx;
+
+        ASSERT_OK(config_init(&config));
+        ASSERT_OK(context_init(&ctx, VERB_PLAN, NULL, &config));
+        ASSERT_TRUE(ctx.live);
+        ASSERT_STREQ(ctx.root, "/");
+        ASSERT_OK(ctx.root_fd);
+        context_done(&ctx);
+
+        ASSERT_OK(context_init(&ctx, VERB_CHECK, test_tmpdir(), &config));
+        ASSERT_FALSE(ctx.live);
+        ASSERT_EQ(ctx.verb, VERB_CHECK);
+        ASSERT_OK(ctx.root_fd);
+        context_done(&ctx);
+        ASSERT_EQ(ctx.root_fd, -1);
+
+        {
+                char *log;
+                int r;
+                test_capture_stderr_begin();
+                r = context_init(&ctx, VERB_PLAN, "/nonexistent/rci-root", &config);
+                log = test_capture_stderr_end();
+                context_done(&ctx);
+                ASSERT_EQ(r, -ENOENT);
+                ASSERT_CONTAINS(log, "/nonexistent/rci-root");
+                free(log);
+        }
+}
+
+TEST(engine_report_item_records_everything) {
+        _cleanup_(config_done) Config config = {};
+        Context ctx;
+
+        ASSERT_EQ(run_steps(VERB_PLAN, &first_fails, &ctx, &config), 0);
+        ASSERT_EQ(ctx.n_items, 2);
+        ASSERT_STREQ(ctx.items[0].id, "first.thing");
+        ASSERT_STREQ(ctx.items[0].step, "first");
+        ASSERT_EQ(ctx.items[0].status, ITEM_FAIL);
+        ASSERT_STREQ(ctx.items[0].message, "thing 42 is broken");
+        ASSERT_STREQ(ctx.items[0].fix, "fix it");
+        ASSERT_FALSE(ctx.items[0].changed);
+        ASSERT_STREQ(ctx.items[1].step, "second");
+        ASSERT_TRUE(ctx.items[1].fix == NULL);
+        ASSERT_TRUE(ctx.any_failed);
+        ASSERT_FALSE(ctx.any_changed);
+        context_done(&ctx);
+}
+
+TEST(engine_plan_and_check_run_every_step_despite_failures) {
+        static const Verb verbs[] = { VERB_PLAN, VERB_CHECK };
+
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                _cleanup_(config_done) Config config = {};
+                Context ctx;
+                int r = run_steps(verbs[i], &first_fails, &ctx, &config);
+                context_done(&ctx);
+                ASSERT_EQ(r, 0);
+                ASSERT_EQ(ran_first, 1);
+                ASSERT_EQ(ran_second, 1);
+        }
+}
+
+TEST(engine_apply_stops_after_a_failed_step) {
+        _cleanup_(config_done) Config config = {};
+        Context ctx;
+        int r;
+
+        r = run_steps(VERB_APPLY, &first_fails, &ctx, &config);
+        context_done(&ctx);
+        ASSERT_EQ(r, -ERCI_FAILED);
+        ASSERT_EQ(exit_status_from_error(r), EXIT_FAILED);
+        ASSERT_EQ(ran_first, 1);
+        ASSERT_EQ(ran_second, 0);
+}
+
+TEST(engine_a_step_that_gives_up_stops_every_verb) {
+        static const Verb verbs[] = { VERB_PLAN, VERB_CHECK, VERB_APPLY };
+
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                _cleanup_(config_done) Config config = {};
+                Context ctx;
+                int r = run_steps(verbs[i], &first_gives_up, &ctx, &config);
+                bool failed = ctx.any_failed;
+                context_done(&ctx);
+                ASSERT_EQ(r, -EIO);
+                ASSERT_TRUE(failed);
+                ASSERT_EQ(ran_second, 0);
+        }
+}
+
+TEST(engine_report_changed_marks_the_run_changed) {
+        _cleanup_(config_done) Config config = {};
+        Context ctx;
+
+        ASSERT_EQ(run_steps(VERB_APPLY, &first_changes, &ctx, &config), 0);
+        ASSERT_EQ(ran_second, 1);
+        ASSERT_TRUE(ctx.any_changed);
+        ASSERT_FALSE(ctx.any_failed);
+        ASSERT_TRUE(ctx.items[0].changed);
+        ASSERT_STREQ(ctx.items[0].message, "created /etc/x");
+        context_done(&ctx);
+}
+
+TEST(engine_names) {
+        ASSERT_STREQ(item_status_to_string(ITEM_OK), "ok");
+        ASSERT_STREQ(item_status_to_string(ITEM_CREATE), "create");
+        ASSERT_STREQ(item_status_to_string(ITEM_CHANGE), "change");
+        ASSERT_STREQ(item_status_to_string(ITEM_REMOVE), "remove");
+        ASSERT_STREQ(item_status_to_string(ITEM_PASS), "pass");
+        ASSERT_STREQ(item_status_to_string(ITEM_FAIL), "fail");
+        ASSERT_STREQ(item_status_to_string(ITEM_WARN), "warn");
+        ASSERT_STREQ(item_status_to_string(ITEM_SKIP), "skip");
+        ASSERT_TRUE(item_status_to_string(_ITEM_STATUS_MAX) == NULL);
+        ASSERT_STREQ(verb_to_string(VERB_APPLY), "apply");
+        ASSERT_STREQ(verb_to_string(VERB_PLAN), "plan");
+        ASSERT_STREQ(verb_to_string(VERB_CHECK), "check");
+        ASSERT_EQ(exit_status_from_error(0), EXIT_OK);
+        ASSERT_EQ(exit_status_from_error(-ERCI_USAGE), EXIT_USAGE);
+        ASSERT_EQ(exit_status_from_error(-ERCI_REFUSED), EXIT_REFUSED);
+        ASSERT_EQ(exit_status_from_error(-ENOENT), EXIT_FAILED);
+}

@@ -1,0 +1,329 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fake-tree.h"
+#include "tests.h"
+#include "util/error.h"
+
+/* The user step on fake --root trees: what plan says, what apply writes, byte for byte. */
+
+TEST(user_plan_creates_missing_user_and_its_ranges) {
+        const char *d = test_tmpdir();
+        FakeRun run = {};
+
+        fake_tree_populate(d, false);
+        fake_run(&run, d, VERB_PLAN, true);
+        ASSERT_OK(run.r);
+        ASSERT_EQ(fake_count(&run, "user.account", ITEM_CREATE, "create user buildkite (its own group, home /home/buildkite, shell /bin/bash)"), 1);
+        ASSERT_EQ(fake_count(&run, "user.subuid", ITEM_CREATE, "add buildkite:100000:65536"), 1);
+        ASSERT_EQ(fake_count(&run, "user.subgid", ITEM_CREATE, "add buildkite:100000:65536"), 1);
+        ASSERT_EQ(fake_count(&run, "storage.home-link", ITEM_CREATE, "in the home useradd creates"), 1);
+        ASSERT_TRUE(run.ctx.facts.user_planned);
+        ASSERT_FALSE(run.ctx.facts.user_known);
+        /* plan changes nothing */
+        ASSERT_STREQ(test_read(d, "etc/subuid"), "");
+        ASSERT_TRUE(test_read(d, "srv") == NULL);
+        fake_run_done(&run);
+}
+
+TEST(user_plan_adopts_existing_user_and_exports_facts) {
+        const char *d = test_tmpdir();
+        FakeRun run = {};
+
+        fake_tree_populate(d, true);
+        test_write(d, "etc/subuid", "buildkite:300000:65536\n");
+        test_write(d, "etc/subgid", "buildkite:300000:65536\n");
+        fake_run(&run, d, VERB_PLAN, false);
+        ASSERT_OK(run.r);
+        ASSERT_EQ(fake_count(&run, "user.account", ITEM_OK, "adopted"), 1);
+        ASSERT_EQ(fake_count(&run, "user.subuid", ITEM_OK, "buildkite has 300000:65536"), 1);
+        ASSERT_TRUE(run.ctx.facts.user_known);
+        ASSERT_EQ(run.ctx.facts.user_uid, fake_ci_uid());
+        ASSERT_EQ(run.ctx.facts.user_gid, fake_ci_gid());
+        ASSERT_STREQ(run.ctx.facts.user_home, "/home/buildkite");
+        ASSERT_EQ(run.ctx.facts.subuid_start, 300000);
+        ASSERT_EQ(run.ctx.facts.subuid_count, 65536);
+        ASSERT_EQ(run.ctx.facts.subgid_start, 300000);
+        ASSERT_FALSE(run.ctx.any_failed);
+        fake_run_done(&run);
+}
+
+TEST(user_system_account_is_refused_and_nothing_else_runs) {
+        const char *d = test_tmpdir();
+        FakeRun run = {};
+
+        fake_tree_populate(d, true);
+        test_write(d, "etc/login.defs", "UID_MIN 60001\n");
+        fake_run(&run, d, VERB_APPLY, true);
+        ASSERT_EQ(fake_count(&run, "user.account", ITEM_FAIL, "is a system account"), 1);
+        ASSERT_EQ(fake_count(&run, "user.subuid", _ITEM_STATUS_MAX, NULL), 0);
+        ASSERT_EQ(fake_count(&run, "storage", _ITEM_STATUS_MAX, NULL), 0);  /* apply stopped after the user step */
+        ASSERT_TRUE(run.r < 0);
+        ASSERT_STREQ(test_read(d, "etc/subuid"), "");
+        fake_run_done(&run);
+}
+
+TEST(user_root_and_shared_uid_are_refused) {
+        const char *d = test_tmpdir();
+        FakeRun run = {};
+
+        fake_tree_populate(d, true);
+        test_write(d, "etc/passwd", "root:x:0:0:root:/root:/bin/bash\nbuildkite:x:0:0::/home/buildkite:/bin/bash\n");
+        fake_run(&run, d, VERB_CHECK, false);
+        ASSERT_EQ(fake_count(&run, "user.account", ITEM_FAIL, "system account (UID 0"), 1);
+        fake_run_done(&run);
+
+        fake_tree_write_ids(d, "etc/passwd", "root:x:0:0:root:/root:/bin/bash\nbuildkite:x:@UID@:@GID@::/home/buildkite:/bin/bash\n"
+                                             "alias:x:@UID@:@GID@::/home/alias:/bin/sh\n");
+        fake_run(&run, d, VERB_CHECK, false);
+        ASSERT_EQ(fake_count(&run, "user.account", ITEM_FAIL, "shares UID"), 1);
+        fake_run_done(&run);
+}
+
+TEST(user_missing_with_leftover_home_or_shared_group_is_refused) {
+        const char *d = test_tmpdir();
+        FakeRun run = {};
+        char p[4096];
+
+        fake_tree_populate(d, false);
+        test_write(d, "home/buildkite/old", "someone's\n");
+        fake_run(&run, d, VERB_PLAN, false);
+        ASSERT_EQ(fake_count(&run, "user.account", ITEM_FAIL, "will not hand an existing directory to a new account"), 1);
+        fake_run_done(&run);
+
+        fake_tree_populate(d, false);
+        test_write(d, "etc/group", "root:x:0:\nbuildkite:x:1500:alice\n");
+        snprintf(p, sizeof(p), "%s/home/buildkite/old", d);
+        ASSERT_OK(unlink(p));
+        snprintf(p, sizeof(p), "%s/home/buildkite", d);
+        ASSERT_OK(rmdir(p));
+        fake_run(&run, d, VERB_PLAN, false);
+        ASSERT_EQ(fake_count(&run, "user.account", ITEM_FAIL, "shared with other users"), 1);
+        fake_run_done(&run);
+
+        /* A lone group of that name with a regular GID becomes the new user's group. */
+        test_write(d, "etc/group", "root:x:0:\nbuildkite:x:1500:\n");
+        fake_run(&run, d, VERB_PLAN, false);
+        ASSERT_EQ(fake_count(&run, "user.account", ITEM_CREATE, "the existing group of that name"), 1);
+        fake_run_done(&run);
+}
+
+static const char *group_before =
+        "root:x:0:\n"
+        "sudo:x:27:alice,buildkite\n"
+        "docker:x:999:buildkite,alice\n"
+        "kvm:x:104:buildkite\n"
+        "video:x:44:buildkite,alice\n"
+        "# a comment line\n"
+        "alice:x:@ALICE@:\n"
+        "buildkite:x:@GID@:\n";
+static const char *group_after =
+        "root:x:0:\n"
+        "sudo:x:27:alice\n"
+        "docker:x:999:alice\n"
+        "kvm:x:104:\n"
+        "video:x:44:buildkite,alice\n"
+        "# a comment line\n"
+        "alice:x:@ALICE@:\n"
+        "buildkite:x:@GID@:\n";
+
+TEST(user_apply_removes_only_the_user_from_privileged_groups) {
+        const char *d = test_tmpdir();
+        FakeRun run = {};
+        char *expected;
+        struct stat st;
+        char p[4096];
+
+        fake_tree_populate(d, true);
+        fake_tree_write_ids(d, "etc/group", group_before);
+        test_write(d, "etc/gshadow", "root:*::\nsudo:*:buildkite:alice,buildkite\ndocker:!:alice:buildkite,alice\nvideo:!::buildkite\n");
+        snprintf(p, sizeof(p), "%s/etc/gshadow", d);
+        ASSERT_OK(chmod(p, 0640));
+
+        fake_run(&run, d, VERB_APPLY, false);
+        ASSERT_OK(run.r);
+        ASSERT_EQ(fake_count(&run, "user.groups", ITEM_REMOVE, "removed buildkite from group"), 3);
+        ASSERT_EQ(fake_count(&run, "user.groups", ITEM_REMOVE, "group video"), 0);
+        ASSERT_TRUE(run.ctx.facts.user_groups_removed);
+        fake_run_done(&run);
+
+        /* Nothing left to remove: the fact stays false. */
+        fake_run(&run, d, VERB_APPLY, false);
+        ASSERT_FALSE(run.ctx.facts.user_groups_removed);
+        fake_run_done(&run);
+
+        fake_tree_write_ids(d, "etc/expected", group_after);
+        expected = test_read(d, "etc/expected");
+        ASSERT_STREQ(test_read(d, "etc/group"), expected);
+        ASSERT_STREQ(test_read(d, "etc/gshadow"), "root:*::\nsudo:*::alice\ndocker:!:alice:alice\nvideo:!::buildkite\n");
+        /* gshadow keeps its mode; no lock files are left behind */
+        ASSERT_OK(stat(p, &st));
+        ASSERT_EQ(st.st_mode & 07777, 0640);
+        ASSERT_TRUE(test_read(d, "etc/group.lock") == NULL);
+        ASSERT_TRUE(test_read(d, "etc/gshadow.lock") == NULL);
+        ASSERT_TRUE(test_read(d, "etc/subuid.lock") == NULL);
+        free(expected);
+}
+
+TEST(user_apply_writes_ranges_keeps_malformed_lines_and_is_idempotent) {
+        const char *d = test_tmpdir();
+        FakeRun run = {};
+
+        fake_tree_populate(d, true);
+        test_write(d, "etc/subuid", "alice:100000:65536\nnot a range\nbuildkite:120000:65536\n");
+        test_write(d, "etc/subgid", "alice:100000:65536");
+        fake_run(&run, d, VERB_APPLY, false);
+        ASSERT_OK(run.r);
+        ASSERT_EQ(fake_count(&run, "user.subuid", ITEM_WARN, ":2: \"not a range\" is not owner:start:count; kept as it is"), 1);
+        ASSERT_EQ(fake_count(&run, "user.subuid", ITEM_CHANGE, "drop line 3 \"buildkite:120000:65536\" (overlaps another owner's range); add buildkite:165536:65536"), 1);
+        ASSERT_EQ(fake_count(&run, "user.subgid", ITEM_CREATE, "add buildkite:165536:65536"), 1);
+        ASSERT_TRUE(run.ctx.any_changed);
+        fake_run_done(&run);
+        ASSERT_STREQ(test_read(d, "etc/subuid"), "alice:100000:65536\nnot a range\nbuildkite:165536:65536\n");
+        ASSERT_STREQ(test_read(d, "etc/subgid"), "alice:100000:65536\nbuildkite:165536:65536\n");
+
+        fake_run(&run, d, VERB_APPLY, false);
+        ASSERT_OK(run.r);
+        ASSERT_FALSE(run.ctx.any_changed);
+        fake_run_done(&run);
+
+        fake_run(&run, d, VERB_CHECK, false);
+        ASSERT_FALSE(run.ctx.any_failed);
+        ASSERT_EQ(fake_count(&run, "user.subuid", ITEM_PASS, NULL), 1);
+        fake_run_done(&run);
+}
+
+TEST(user_check_reports_drift_with_the_fix) {
+        const char *d = test_tmpdir();
+        FakeRun run = {};
+
+        fake_tree_populate(d, true);
+        fake_tree_write_ids(d, "etc/group", group_before);
+        fake_run(&run, d, VERB_CHECK, false);
+        ASSERT_TRUE(run.ctx.any_failed);
+        ASSERT_EQ(fake_count(&run, "user.subuid", ITEM_FAIL, "add buildkite:100000:65536"), 1);
+        ASSERT_EQ(fake_count(&run, "user.groups", ITEM_FAIL, "remove buildkite from group docker"), 1);
+        for (size_t i = 0; i < run.ctx.n_items; i++)
+                if (run.ctx.items[i].status == ITEM_FAIL && strncmp(run.ctx.items[i].id, "user.sub", 8) == 0)
+                        ASSERT_STREQ(run.ctx.items[i].fix, "rootless-ci apply");
+        /* The %sudo rule does not count: apply takes buildkite out of sudo. */
+        ASSERT_EQ(fake_count(&run, "user.sudoers", ITEM_FAIL, NULL), 0);
+        fake_run_done(&run);
+        ASSERT_STREQ(test_read(d, "etc/subuid"), "");
+}
+
+TEST(user_sudoers_rule_fails_apply_with_file_and_line) {
+        const char *d = test_tmpdir();
+        FakeRun run = {};
+
+        fake_tree_populate(d, true);
+        fake_tree_write_ids(d, "etc/group", "root:x:0:\nci:x:1500:buildkite\nbuildkite:x:@GID@:\n");
+        test_write(d, "etc/sudoers.d/ci", "# CI may restart things\n%ci ALL=(root) NOPASSWD: /bin/systemctl\n");
+        fake_run(&run, d, VERB_APPLY, true);
+        ASSERT_EQ(fake_count(&run, "user.sudoers", ITEM_FAIL, "/etc/sudoers.d/ci:2: a sudoers rule applies to buildkite (through \"%ci\")"), 1);
+        ASSERT_EQ(run.r, -ERCI_FAILED);
+        ASSERT_EQ(fake_count(&run, "storage", _ITEM_STATUS_MAX, NULL), 0);
+        /* sudoers is never edited */
+        ASSERT_STREQ(test_read(d, "etc/sudoers.d/ci"), "# CI may restart things\n%ci ALL=(root) NOPASSWD: /bin/systemctl\n");
+        fake_run_done(&run);
+}
+
+TEST(user_privileged_primary_group_fails_and_is_not_changed) {
+        const char *d = test_tmpdir();
+        FakeRun run = {};
+
+        fake_tree_populate(d, true);
+        fake_tree_write_ids(d, "etc/passwd", "root:x:0:0:root:/root:/bin/bash\nbuildkite:x:@UID@:999::/home/buildkite:/bin/bash\n");
+        fake_tree_write_ids(d, "etc/group", group_before);
+        fake_run(&run, d, VERB_APPLY, false);
+        ASSERT_EQ(fake_count(&run, "user.primary-group", ITEM_FAIL, "the primary group of buildkite is docker (GID 999)"), 1);
+        ASSERT_TRUE(run.ctx.any_failed);
+        fake_run_done(&run);
+        /* Refused before anything changed: no ranges, no group edits. */
+        ASSERT_STREQ(test_read(d, "etc/subuid"), "");
+        {
+                char *expected;
+                fake_tree_write_ids(d, "etc/expected", group_before);
+                expected = test_read(d, "etc/expected");
+                ASSERT_STREQ(test_read(d, "etc/group"), expected);
+                free(expected);
+        }
+}
+
+TEST(user_group_owning_a_root_daemon_socket_is_privileged) {
+        const char *d = test_tmpdir();
+        FakeRun run = {};
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd;
+
+        if (getuid() != 0) {
+                test_skip("needs root to make a root-owned socket in the fake tree");
+                return;
+        }
+        fake_tree_populate(d, true);
+        fake_tree_write_ids(d, "etc/group", "root:x:0:\ndockerroot:x:990:buildkite,alice\nbuildkite:x:@GID@:\n");
+        test_write(d, "run/.keep", "");
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/run/docker.sock", d);
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        ASSERT_OK(fd);
+        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof(sa)));
+        ASSERT_OK(chown(sa.sun_path, 0, 990));
+        ASSERT_OK(chmod(sa.sun_path, 0660));
+
+        fake_run(&run, d, VERB_PLAN, false);
+        ASSERT_EQ(fake_count(&run, "user.groups", ITEM_REMOVE, "remove buildkite from group dockerroot (membership there is root: the group can write /run/docker.sock"), 1);
+        fake_run_done(&run);
+
+        /* Not group-writable: not a way in. */
+        ASSERT_OK(chmod(sa.sun_path, 0640));
+        fake_run(&run, d, VERB_PLAN, false);
+        ASSERT_EQ(fake_count(&run, "user.groups", ITEM_REMOVE, NULL), 0);
+        fake_run_done(&run);
+        close(fd);
+}
+
+TEST(user_killed_after_writing_subuid_is_completed_by_next_run) {
+        const char *d = test_tmpdir();
+        FakeRun run = {};
+        pid_t pid;
+        int status;
+
+        fake_tree_populate(d, true);
+        fake_tree_write_ids(d, "etc/group", group_before);
+        fflush(stdout);
+        pid = fork();
+        ASSERT_OK(pid);
+        if (pid == 0) {
+                setenv("RCI_KILL_AT", "user-subuid-written", 1);
+                fake_run(&run, d, VERB_APPLY, false);
+                _exit(0);
+        }
+        ASSERT_OK(waitpid(pid, &status, 0));
+        ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        ASSERT_STREQ(test_read(d, "etc/subuid"), "buildkite:100000:65536\n");
+        ASSERT_STREQ(test_read(d, "etc/subgid"), "");
+
+        /* The dead run's lock files name a PID that is gone: stale, removed. */
+        fake_run(&run, d, VERB_APPLY, false);
+        ASSERT_OK(run.r);
+        fake_run_done(&run);
+        ASSERT_STREQ(test_read(d, "etc/subgid"), "buildkite:100000:65536\n");
+        {
+                char *expected;
+                fake_tree_write_ids(d, "etc/expected", group_after);
+                expected = test_read(d, "etc/expected");
+                ASSERT_STREQ(test_read(d, "etc/group"), expected);
+                free(expected);
+        }
+        fake_run(&run, d, VERB_CHECK, false);
+        ASSERT_FALSE(run.ctx.any_failed);
+        fake_run_done(&run);
+}
