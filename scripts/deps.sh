@@ -32,6 +32,8 @@ VM_PACKAGES=(
 # the scripts.
 TEST_PACKAGES=(
 	e2fsprogs xfsprogs uidmap clang shellcheck
+	# the host tier's "someone else's disks" (tests/host/disk-foreign.sh and others)
+	btrfs-progs dosfstools lvm2 cryptsetup-bin fdisk genisoimage python3
 )
 
 # install_packages PKG...: install what is not installed yet. Nothing is

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -15,14 +16,11 @@
 
 static const Step *const all_steps[] = {
         &step_preflight,
+        &step_disk,
         &step_user,
         &step_storage,
         &step_daemon,
-};
-
-/* Steps of DESIGN.md not built yet; said plainly so nobody thinks they ran. */
-static const char *const pending_steps[] = {
-        "disk", "agent",
+        &step_agent,
 };
 
 static const char *const item_status_table[_ITEM_STATUS_MAX] = {
@@ -150,6 +148,9 @@ static void host_facts_done(HostFacts *f) {
         free(f->storage_dir);
         free(f->docker_dir);
         free(f->builds_dir);
+        free(f->data_device);
+        free(f->data_fs_type);
+        free(f->data_fs_uuid);
 }
 
 void context_done(Context *ctx) {
@@ -255,10 +256,7 @@ static void report_print_json(const Context *ctx, int exit_status) {
         fprintf(f, "{\"schema\":1,\"verb\":\"%s\",\"exit\":%d,\"changed\":%s,\"root\":",
                 verb_to_string(ctx->verb), exit_status, ctx->any_changed ? "true" : "false");
         print_json_string(f, ctx->root);
-        fputs(",\"pending_steps\":[", f);
-        for (size_t i = 0; i < ELEMENTSOF(pending_steps); i++)
-                fprintf(f, "%s\"%s\"", i ? "," : "", pending_steps[i]);
-        fputs("],\"items\":[", f);
+        fputs(",\"items\":[", f);
         for (size_t i = 0; i < ctx->n_items; i++) {
                 const Item *it = &ctx->items[i];
                 fputs(i ? ",\n{" : "\n{", f);
@@ -291,13 +289,7 @@ static void report_print_human(const Context *ctx, int exit_status) {
         }
 
         if (ctx->verb == VERB_APPLY && exit_status == EXIT_OK && !ctx->any_changed)
-                printf("Nothing changed: the host is converged%s.\n", ELEMENTSOF(pending_steps) ? " for the steps built so far" : "");
-        if (ELEMENTSOF(pending_steps) > 0) {
-                printf("Not built yet, not run:");
-                for (size_t i = 0; i < ELEMENTSOF(pending_steps); i++)
-                        printf(" %s", pending_steps[i]);
-                printf(".\n");
-        }
+                printf("Nothing changed: the host is converged.\n");
         (void) shown;
 }
 
@@ -309,10 +301,57 @@ void report_print(const Context *ctx, int exit_status) {
         fflush(stdout);
 }
 
+/*
+ * RCI_ONLY_STEPS=disk[,user,...] runs only the steps named, in their usual
+ * order. A testing aid: the host tests run the disk step alone on machines
+ * where preflight stops apply (no systemd, no Docker). It only ever leaves
+ * steps out, and says so on stderr.
+ */
+static int select_steps(const Step **ret, size_t *ret_n) {
+        const char *only = getenv("RCI_ONLY_STEPS");
+        size_t n = 0;
+
+        if (!only) {
+                for (size_t i = 0; i < ELEMENTSOF(all_steps); i++)
+                        ret[n++] = all_steps[i];
+                *ret_n = n;
+                return 0;
+        }
+
+        for (const char *p = only; *p;) {
+                size_t l = strcspn(p, ",");
+                bool known = false;
+
+                for (size_t i = 0; i < ELEMENTSOF(all_steps); i++)
+                        known = known || (strlen(all_steps[i]->name) == l && strncmp(all_steps[i]->name, p, l) == 0);
+                if (!known)
+                        return log_error_errno(-ERCI_USAGE, "RCI_ONLY_STEPS=%s: unknown step '%.*s'.", only, (int) l, p);
+                p += l + (p[l] == ',');
+        }
+        for (size_t i = 0; i < ELEMENTSOF(all_steps); i++) {
+                const char *name = all_steps[i]->name;
+                size_t l = strlen(name);
+                for (const char *p = only; (p = strstr(p, name)); p += l)
+                        if ((p == only || p[-1] == ',') && (p[l] == ',' || p[l] == 0)) {
+                                ret[n++] = all_steps[i];
+                                break;
+                        }
+        }
+        log_warning("RCI_ONLY_STEPS=%s: running only these steps (a testing aid).", only);
+        *ret_n = n;
+        return 0;
+}
+
 int engine_run(const EngineOptions *o, const Config *config) {
         _cleanup_close_ int lock_fd = -1;
+        const Step *steps[ELEMENTSOF(all_steps)];
+        size_t n_steps = 0;
         Context ctx;
         int r, status;
+
+        r = select_steps(steps, &n_steps);
+        if (r < 0)
+                return exit_status_from_error(r);
 
         r = context_init(&ctx, o->verb, o->root, config);
         if (r < 0)
@@ -327,7 +366,7 @@ int engine_run(const EngineOptions *o, const Config *config) {
                 return EXIT_FAILED;
         }
 
-        r = engine_run_steps(&ctx, all_steps, ELEMENTSOF(all_steps));
+        r = engine_run_steps(&ctx, steps, n_steps);
         if (r < 0)
                 status = exit_status_from_error(r);
         else

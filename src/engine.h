@@ -51,6 +51,13 @@ typedef struct HostFacts {
         bool apparmor_restricts_userns;
         bool systemd_running;
 
+        /* The data disk (disk step). */
+        bool data_mounted;             /* its filesystem is mounted at MountPoint now */
+        bool data_mount_planned;       /* plan: apply would mount it */
+        char *data_device;             /* its partition, "/dev/vdb1" */
+        char *data_fs_type;            /* "ext4" or "xfs" */
+        char *data_fs_uuid;
+
         /* user step: the CI user as apply leaves it */
         bool user_known;               /* the account exists (or apply just created it) */
         bool user_planned;             /* plan/check: it does not exist yet, apply would create it */
@@ -66,6 +73,10 @@ typedef struct HostFacts {
         char *storage_dir;             /* <MountPoint>/<user>, root-owned */
         char *docker_dir;              /* <MountPoint>/<user>/docker, the daemon's data root */
         char *builds_dir;              /* <MountPoint>/<user>/builds, the agent's builds path */
+
+        /* daemon step: can the CI user reach a root-owned Docker/containerd socket? (live only) */
+        bool root_sockets_checked;
+        unsigned root_sockets_reachable;
 } HostFacts;
 
 typedef struct Context {

@@ -5,6 +5,8 @@
 
 /* The steps of apply, in order. Each lives in its own file under steps/. */
 extern const Step step_preflight;
+extern const Step step_disk;
 extern const Step step_user;
 extern const Step step_storage;
 extern const Step step_daemon;
+extern const Step step_agent;
