@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The fstab reader and rewriter on arbitrary text. The first byte picks
- * what we want (mount point, filesystem, UUID case); the rest is the file.
+ * what we want (mount point, filesystem, UUID case; with its top bit set the
+ * next line is the mount point, when MountPoint= would accept it); the rest
+ * is the file.
  * When fstab_plan() accepts the file:
  *   - every line that does not carry our marker survives byte for byte and
  *     in order; only lines naming FSTAB_MARKER may go or be replaced;
@@ -15,6 +17,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "config.h"
 #include "disk/fstab.h"
 #include "fuzz.h"
 #include "util/error.h"
@@ -55,6 +58,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        static char custom_target[4096];
         FstabPlan p = {}, again = {};
         char *err = NULL;
         const char *text;
@@ -72,6 +76,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         };
         text = (const char *) data + 1;
         size--;
+        /* With the top bit, the first line is the mount point, if the configuration would accept it. */
+        if (data[0] & 0x80) {
+                const char *nl = memchr(text, '\n', size), *reason;
+                size_t len;
+
+                if (!nl)
+                        return 0;
+                len = (size_t) (nl - text);
+                if (len >= sizeof(custom_target))
+                        return 0;
+                memcpy(custom_target, text, len);
+                custom_target[len] = 0;
+                if (!valid_mount_point(custom_target, &reason))
+                        return 0;
+                want.target = custom_target;
+                size -= len + 1;
+                text = nl + 1;
+        }
 
         r = fstab_plan("fstab", text, size, &want, &p, &err);
         if (r < 0) {
