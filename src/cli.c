@@ -33,6 +33,9 @@ void cli_help(void) {
                "  apply     converge the host (first run and repair)\n"
                "  plan      print every change apply would make; change nothing\n"
                "  check     verify the host is converged and every invariant holds\n"
+               "  wait      wait (at most ReadyTimeoutSec) until the CI user's Docker answers GET /_ping;\n"
+               "            exit 0 when it does, 1 when it did not; changes nothing (the agent's\n"
+               "            drop-in runs it before the agent starts)\n"
                "  version   print the version\n"
                "\n"
                "Options (each but the first five is also a configuration key; the command line wins):\n"
@@ -104,13 +107,15 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                                 cli.verb = CLI_VERB_PLAN;
                         else if (streq(argv[optind], "check"))
                                 cli.verb = CLI_VERB_CHECK;
+                        else if (streq(argv[optind], "wait"))
+                                cli.verb = CLI_VERB_WAIT;
                         else if (streq(argv[optind], "version"))
                                 want_version = true;
                         else if (streq(argv[optind], "help")) {
                                 ret->verb = CLI_VERB_HELP;
                                 return 0;
                         } else
-                                return log_error_errno(-ERCI_USAGE, "Unknown verb '%s'. Verbs: apply, plan, check, version.", argv[optind]);
+                                return log_error_errno(-ERCI_USAGE, "Unknown verb '%s'. Verbs: apply, plan, check, wait, version.", argv[optind]);
                         optind++;
                         continue;
                 }
@@ -209,7 +214,7 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                         return log_error_errno(-ERCI_USAGE, "'version' takes no other verb.");
                 cli.verb = CLI_VERB_VERSION;
         } else if (cli.verb == CLI_VERB_HELP)
-                return log_error_errno(-ERCI_USAGE, "No verb given. Verbs: apply, plan, check, version. See --help.");
+                return log_error_errno(-ERCI_USAGE, "No verb given. Verbs: apply, plan, check, wait, version. See --help.");
 
         *ret = cli;
         return 0;

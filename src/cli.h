@@ -10,6 +10,7 @@ typedef enum CliVerb {
         CLI_VERB_APPLY = VERB_APPLY,
         CLI_VERB_PLAN = VERB_PLAN,
         CLI_VERB_CHECK = VERB_CHECK,
+        CLI_VERB_WAIT,
         CLI_VERB_VERSION,
         CLI_VERB_HELP,
 } CliVerb;

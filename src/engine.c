@@ -20,11 +20,7 @@ static const Step *const all_steps[] = {
         &step_user,
         &step_storage,
         &step_daemon,
-};
-
-/* Steps of DESIGN.md not built yet; said plainly so nobody thinks they ran. */
-static const char *const pending_steps[] = {
-        "agent",
+        &step_agent,
 };
 
 static const char *const item_status_table[_ITEM_STATUS_MAX] = {
@@ -262,10 +258,7 @@ static void report_print_json(const Context *ctx, int exit_status) {
         fprintf(f, "{\"schema\":1,\"verb\":\"%s\",\"exit\":%d,\"changed\":%s,\"root\":",
                 verb_to_string(ctx->verb), exit_status, ctx->any_changed ? "true" : "false");
         print_json_string(f, ctx->root);
-        fputs(",\"pending_steps\":[", f);
-        for (size_t i = 0; i < ELEMENTSOF(pending_steps); i++)
-                fprintf(f, "%s\"%s\"", i ? "," : "", pending_steps[i]);
-        fputs("],\"items\":[", f);
+        fputs(",\"items\":[", f);
         for (size_t i = 0; i < ctx->n_items; i++) {
                 const Item *it = &ctx->items[i];
                 fputs(i ? ",\n{" : "\n{", f);
@@ -298,13 +291,7 @@ static void report_print_human(const Context *ctx, int exit_status) {
         }
 
         if (ctx->verb == VERB_APPLY && exit_status == EXIT_OK && !ctx->any_changed)
-                printf("Nothing changed: the host is converged%s.\n", ELEMENTSOF(pending_steps) ? " for the steps built so far" : "");
-        if (ELEMENTSOF(pending_steps) > 0) {
-                printf("Not built yet, not run:");
-                for (size_t i = 0; i < ELEMENTSOF(pending_steps); i++)
-                        printf(" %s", pending_steps[i]);
-                printf(".\n");
-        }
+                printf("Nothing changed: the host is converged.\n");
         (void) shown;
 }
 

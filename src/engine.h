@@ -73,6 +73,10 @@ typedef struct HostFacts {
         char *storage_dir;             /* <MountPoint>/<user>, root-owned */
         char *docker_dir;              /* <MountPoint>/<user>/docker, the daemon's data root */
         char *builds_dir;              /* <MountPoint>/<user>/builds, the agent's builds path */
+
+        /* daemon step: can the CI user reach a root-owned Docker/containerd socket? (live only) */
+        bool root_sockets_checked;
+        unsigned root_sockets_reachable;
 } HostFacts;
 
 typedef struct Context {

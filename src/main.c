@@ -11,6 +11,7 @@
 #include "util/error.h"
 #include "units.h"
 #include "util/log.h"
+#include "wait.h"
 
 static int run(int argc, char *argv[]) {
         _cleanup_(config_done) Config config = {};
@@ -40,6 +41,10 @@ static int run(int argc, char *argv[]) {
                 break;
         }
 
+        if (cli.root && cli.verb == CLI_VERB_WAIT) {
+                log_error("wait looks at the live host's Docker; it takes no --root.");
+                return EXIT_USAGE;
+        }
         if (cli.root) {
                 struct stat st;
                 if (stat(cli.root, &st) < 0 || !S_ISDIR(st.st_mode)) {
@@ -62,6 +67,9 @@ static int run(int argc, char *argv[]) {
                 log_error("Configuration: %s", err);
                 return exit_status_from_error(r);
         }
+
+        if (cli.verb == CLI_VERB_WAIT)
+                return exit_status_from_error(wait_for_docker(&config));
 
         if (cli.root == NULL && geteuid() != 0 && cli.verb == CLI_VERB_APPLY) {
                 log_error("apply changes the host and must run as root (try sudo), or use --root=DIR.");

@@ -9,3 +9,4 @@ extern const Step step_disk;
 extern const Step step_user;
 extern const Step step_storage;
 extern const Step step_daemon;
+extern const Step step_agent;

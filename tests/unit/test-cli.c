@@ -72,6 +72,11 @@ TEST(cli_verbs) {
         ASSERT_PARSES(&cli, "check");
         ASSERT_EQ(cli.verb, CLI_VERB_CHECK);
         ASSERT_EQ((int) cli.verb, (int) VERB_CHECK);
+        ASSERT_PARSES(&cli, "wait");
+        ASSERT_EQ(cli.verb, CLI_VERB_WAIT);
+        ASSERT_PARSES(&cli, "wait", "--user=ci", "--ready-timeout=5");
+        ASSERT_EQ(cli.verb, CLI_VERB_WAIT);
+        ASSERT_EQ(cli.n_settings, 2);
         ASSERT_PARSES(&cli, "version");
         ASSERT_EQ(cli.verb, CLI_VERB_VERSION);
         ASSERT_PARSES(&cli, "--version");

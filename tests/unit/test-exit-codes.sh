@@ -27,6 +27,8 @@ expect 2 "unknown option" --err "'--bogus'" -- plan --bogus
 expect 2 "option without its value" --err "Option '--disk' needs a value" -- plan --disk
 expect 2 "stray argument" --err "Unexpected argument" -- plan -- extra
 expect 2 "--root not a directory" --err "not a directory" -- --root="$TMP/missing" plan
+expect 2 "wait takes no --root" --err "wait looks at the live host" -- --root="$TMP" wait
+expect 1 "wait for a user that does not exist" --err "User rci-no-such-user does not exist" -- wait --user=rci-no-such-user
 
 # --- configuration errors: 2, file:line, nothing changed ---------------------
 
@@ -91,7 +93,7 @@ if make_setuid "$OK" && make_ci_user "$OK"; then
         # apply converges a copy offline; then check holds and apply has nothing left to do.
         CONV=$TMP/converged
         cp -a "$OK" "$CONV"
-        expect 0 "apply, complete tree" --out "daemon.unit" -- --root="$CONV" apply
+        expect 0 "apply, complete tree" --out "daemon.unit" --out "agent.dropin" -- --root="$CONV" apply
         expect 0 "check, converged tree" --in "$CONV" -- --root="$CONV" check
         expect 0 "apply again, converged tree" --in "$CONV" --out "Nothing changed" -- --root="$CONV" apply
         # With a run/ (as an image may have) systemd still counts as not running. Not compared:

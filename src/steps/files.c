@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "files.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "util/macro.h"
+
+#define UNIT_FILE_MAX (256 * 1024)
+#define MARKER_DIR "/run/rootless-ci"
+
+static int marker_path(const char *name, char **ret) {
+        return asprintf(ret, MARKER_DIR "/%s", name) < 0 ? -ENOMEM : 0;
+}
+
+int marker_set(Context *ctx, const char *name) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int dfd = -1;
+        int r;
+
+        if (!ctx->live || !name)
+                return 0;
+        dfd = safe_mkdir_p(ctx->root_fd, MARKER_DIR, 0755, RESOLVE_POLICY_IN_ROOT);
+        if (dfd < 0)
+                return log_error_errno(dfd, "Failed to create %s: %m", MARKER_DIR);
+        r = marker_path(name, &path);
+        if (r < 0)
+                return r;
+        r = write_file_atomic(ctx->root_fd, path, "", 0, 0644, (uid_t) -1, (gid_t) -1, RESOLVE_POLICY_IN_ROOT);
+        if (r < 0)
+                return log_error_errno(r, "Failed to write %s: %m", path);
+        return 0;
+}
+
+bool marker_exists(Context *ctx, const char *name) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -1;
+
+        if (!ctx->live || marker_path(name, &path) < 0)
+                return false;
+        fd = safe_openat(ctx->root_fd, path, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
+        return fd >= 0;
+}
+
+int marker_clear(Context *ctx, const char *name) {
+        _cleanup_free_ char *fname = NULL;
+        _cleanup_close_ int parent = -1;
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        if (!ctx->live)
+                return 0;
+        r = marker_path(name, &path);
+        if (r < 0)
+                return r;
+        parent = safe_open_parent(ctx->root_fd, path, RESOLVE_POLICY_IN_ROOT, &fname);
+        if (parent == -ENOENT)
+                return 0;
+        if (parent < 0)
+                return parent;
+        {
+                int d = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (d < 0)
+                        return negative_errno();
+                safe_close(parent);
+                parent = d;
+        }
+        if (unlinkat(parent, fname, 0) < 0 && errno != ENOENT)
+                return log_error_errno(negative_errno(), "Failed to remove %s: %m", path);
+        return fsync_dir(parent);
+}
+
+/*
+ * Converge one root-owned file to want. Reports it; returns 1 if it differs
+ * (apply: changed it), 0 if not, < 0 when it could not go on.
+ */
+int converge_file(Context *ctx, const char *id, const char *path, const char *want, const char *what,
+                         const char *pending_marker) {
+        _cleanup_free_ char *have = NULL, *shown = path_join_root(ctx->root, path);
+        _cleanup_close_ int fd = -1, dfd = -1;
+        size_t have_size = 0;
+        bool exists, same = false;
+        struct stat st;
+        int r;
+
+        if (!shown)
+                return -ENOMEM;
+        r = read_file_at(ctx->root_fd, path, RESOLVE_POLICY_IN_ROOT, UNIT_FILE_MAX, &have, &have_size);
+        if (r < 0 && r != -ENOENT && r != -EFBIG && r != -EBADFD)
+                return log_error_errno(r, "Failed to read %s: %m", shown);
+        exists = r != -ENOENT;
+        if (r >= 0) {
+                fd = safe_openat(ctx->root_fd, path, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
+                if (fd < 0 || fstat(fd, &st) < 0)
+                        return log_error_errno(fd < 0 ? fd : negative_errno(), "Failed to stat %s: %m", shown);
+                /* Same bytes, and nobody but root may change them. */
+                same = have_size == strlen(want) && memcmp(have, want, have_size) == 0 &&
+                       (st.st_mode & 07777) == 0644 && (geteuid() != 0 || st.st_uid == 0);
+        }
+
+        if (same) {
+                report_item(ctx, id, ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL, "%s %s is up to date", what, shown);
+                return 0;
+        }
+        switch (ctx->verb) {
+        case VERB_PLAN:
+                report_item(ctx, id, exists ? ITEM_CHANGE : ITEM_CREATE, NULL, "%s %s %s%s", exists ? "rewrite" : "write",
+                            what, shown, exists ? " (content differs)" : "");
+                return 1;
+        case VERB_CHECK:
+                report_item(ctx, id, ITEM_FAIL, "rootless-ci apply", "%s %s %s", what, shown,
+                            exists ? "differs from what rootless-ci installs (content or mode)" : "is missing");
+                return 1;
+        case VERB_APPLY:
+                break;
+        }
+
+        {
+                _cleanup_free_ char *dir = strdup(path);
+                if (!dir)
+                        return -ENOMEM;
+                *strrchr(dir, '/') = 0;
+                dfd = safe_mkdir_p(ctx->root_fd, dir, 0755, RESOLVE_POLICY_IN_ROOT);
+                if (dfd < 0)
+                        return log_error_errno(dfd, "Failed to create the directory of %s: %m", shown);
+        }
+        /* Owe the restart before changing what it restarts for. */
+        r = marker_set(ctx, pending_marker);
+        if (r < 0)
+                return r;
+        r = write_file_atomic(ctx->root_fd, path, want, strlen(want), 0644, (uid_t) -1, (gid_t) -1, RESOLVE_POLICY_IN_ROOT);
+        if (r < 0)
+                return log_error_errno(r, "Failed to write %s: %m", shown);
+
+        /* Verify: read back what is there now. */
+        free(have);
+        have = NULL;
+        r = read_file_at(ctx->root_fd, path, RESOLVE_POLICY_IN_ROOT, UNIT_FILE_MAX, &have, &have_size);
+        if (r < 0 || have_size != strlen(want) || memcmp(have, want, have_size) != 0)
+                return log_error_errno(r < 0 ? r : -EIO, "%s does not hold what was just written to it", shown);
+        report_changed(ctx, id, exists ? ITEM_CHANGE : ITEM_CREATE, "%s %s %s", exists ? "rewrote" : "wrote", what,
+                       shown);
+        return 1;
+}

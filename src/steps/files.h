@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+
+#include "engine.h"
+
+/*
+ * What several steps do with the files they own: converge a root-owned file
+ * to its wanted text, and remember a restart that is owed.
+ */
+
+/*
+ * Converge one root-owned file (mode 0644) to want. Reports it under id;
+ * returns 1 if it differs (apply: changed it), 0 if not, < 0 when it could
+ * not go on. what names it in messages. pending_marker (may be NULL) is set
+ * before the file is written, so a restart owed for the new content survives
+ * a run killed right after the write.
+ */
+int converge_file(Context *ctx, const char *id, const char *path, const char *want, const char *what,
+                  const char *pending_marker);
+
+/*
+ * "Restart pending" markers, for a run killed between rewriting a unit and
+ * restarting what runs it: the next run finds the file up to date, so
+ * only the marker tells it the restart is still owed. They live in
+ * /run/rootless-ci, which a reboot empties, and a reboot starts everything
+ * from the new files anyway. Live host only (no-ops under --root).
+ */
+int marker_set(Context *ctx, const char *name);
+bool marker_exists(Context *ctx, const char *name);
+int marker_clear(Context *ctx, const char *name);

@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include "config.h"
+
+/*
+ * "rootless-ci wait": block until the CI user's rootless Docker answers
+ * GET /_ping on /run/user/UID/docker.sock, for at most ReadyTimeoutSec. The
+ * agent's drop-in runs it as ExecStartPre=, so the agent (and its first job)
+ * never starts before the daemon can answer. Changes nothing. Returns 0 when
+ * the daemon answered; -ERCI_FAILED (exit 1) at the deadline or when the
+ * user does not exist, with a message that says which.
+ */
+int wait_for_docker(const Config *c);

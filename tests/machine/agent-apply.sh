@@ -1,0 +1,152 @@
+#!/bin/bash
+# agent-apply: with the agent installed (a stand-in, as the package ships
+# it) and running as its own user before apply, one apply makes it run as
+# the CI user against the CI user's rootless Docker, takes
+# /etc/buildkite-agent back from the package's user, and prints no token;
+# a second apply changes nothing and restarts nothing. rootless-ci wait
+# answers for the daemon both ways.
+#
+# The disk step is stood in for by an ext4 loop disk mounted on the mount
+# point before apply; the other steps are the real ones.
+
+# shellcheck source=tests/machine/lib.sh
+source "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/machine/agent-standin.sh
+source "$(dirname "$0")/agent-standin.sh"
+
+machine_begin
+
+CI_USER=buildkite
+disk=$("$MACHINE" attach-disk "$RCI_MACHINE" 4G)
+in_machine mkfs.ext4 -q -L rci-test-data "$disk"
+in_machine mkdir -p /srv/rootless-ci
+in_machine mount "$disk" /srv/rootless-ci
+uid=
+
+as_ci() {
+	in_machine setpriv --reuid="$uid" --regid="$uid" --init-groups \
+		env HOME="/home/$CI_USER" USER="$CI_USER" XDG_RUNTIME_DIR="/run/user/$uid" \
+		DOCKER_HOST="unix:///run/user/$uid/docker.sock" "$@"
+}
+
+standin_install
+# A link planted in the hooks directory by the package's user, to a file of its own.
+in_machine sh -c 'echo "#!/bin/sh" >/var/lib/buildkite-agent/planted && chmod 0666 /var/lib/buildkite-agent/planted &&
+	chown buildkite-agent: /var/lib/buildkite-agent/planted &&
+	ln -s /var/lib/buildkite-agent/planted /etc/buildkite-agent/hooks/pre-exit &&
+	chown -h buildkite-agent: /etc/buildkite-agent/hooks/pre-exit'
+in_machine systemctl daemon-reload
+in_machine systemctl enable --now buildkite-agent.service >/dev/null 2>&1
+agent_uid=$(in_machine id -u buildkite-agent)
+standin_report "$agent_uid" | sed 's/^/#   before apply: /'
+assert_eq "$agent_uid" "$(standin_uid)" "before apply the stand-in runs as the package's user"
+assert_contains "$(in_machine stat -c %U /etc/buildkite-agent/hooks)" buildkite-agent \
+	"before apply the package's user owns /etc/buildkite-agent/hooks"
+
+journal_cursor=$(in_machine journalctl -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p')
+t0=$(date +%s%N)
+set +e
+in_machine rootless-ci --json apply >"$TEST_TMP/apply1.json" 2>"$TEST_TMP/apply1.err"
+rc=$?
+set -e
+t1=$(date +%s%N)
+sed 's/^/# stderr: /' "$TEST_TMP/apply1.err"
+jq -r '.items[] | select(.step == "agent") | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/apply1.json"
+assert_eq 0 "$rc" "apply exits 0"
+echo "# first apply took $(((t1 - t0) / 1000000)) ms"
+uid=$(in_machine id -u "$CI_USER")
+
+# The drop-in, and the agent restarted by apply because it ran and its drop-in changed.
+dropin=/etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf
+assert_eq "root 644" "$(in_machine stat -c '%U %a' "$dropin")" "the drop-in is root-owned 0644"
+assert_eq change "$(jq -r '.items[] | select(.id == "agent.service") | .status' "$TEST_TMP/apply1.json")" \
+	"apply restarted the running agent"
+assert_eq "$uid" "$(standin_uid)" "after apply the agent runs as the CI user"
+assert_contains "$(in_machine systemctl show -p Requires -p After buildkite-agent.service)" "user@$uid.service" \
+	"the agent requires and is ordered after user@$uid.service"
+
+# Secured, loudly.
+assert_contains "$(cat "$TEST_TMP/apply1.err")" "Secured /etc/buildkite-agent/hooks" "apply says it secured the hooks directory"
+assert_eq "root:$CI_USER 640" "$(in_machine stat -c '%U:%G %a' /etc/buildkite-agent/buildkite-agent.cfg)" \
+	"the configuration is root:$CI_USER 0640"
+assert_eq "root:$CI_USER 755" "$(in_machine stat -c '%U:%G %a' /etc/buildkite-agent/hooks)" "the hooks directory is root:$CI_USER 0755"
+assert_eq "buildkite-agent 666" "$(in_machine stat -c '%U %a' /var/lib/buildkite-agent/planted)" \
+	"the planted link's target was not chowned or chmodded"
+assert_eq warn "$(jq -r '[.items[] | select(.id == "agent.config-link")][0].status' "$TEST_TMP/apply1.json")" \
+	"the planted link is reported"
+assert_contains "$(jq -r '.items[] | select(.id == "agent.config-link") | .message' "$TEST_TMP/apply1.json")" \
+	"/etc/buildkite-agent/hooks/pre-exit is a symlink" "the report names the planted link"
+
+# No token anywhere apply wrote, nor in the journal; the token is really in the file (the control).
+in_machine grep -qF "$STANDIN_TOKEN" /etc/buildkite-agent/buildkite-agent.cfg || fail "the control: the token is not in the cfg"
+in_machine journalctl --no-pager -o verbose --after-cursor="$journal_cursor" >"$TEST_TMP/journal.txt"
+echo "# journal since apply began: $(wc -l <"$TEST_TMP/journal.txt") lines"
+grep -q 'RCI_STEP=agent' "$TEST_TMP/journal.txt" || fail "the control: apply's agent items are not in the journal"
+if grep -lF "$STANDIN_TOKEN" "$TEST_TMP/apply1.json" "$TEST_TMP/apply1.err" "$TEST_TMP/journal.txt"; then
+	fail "the token appears in apply's output or the journal"
+fi
+ok "the token appears in neither apply's stdout, its stderr, nor the journal"
+
+# The stand-in, restarted once the image is there: CI user, DOCKER_HOST, a container.
+as_ci docker import /var/lib/rootless-ci-test/busybox.tar rci-busybox >/dev/null
+assert_standin_ran_as_ci "$uid"
+assert_etc_not_writable_by_ci
+
+# A second apply: nothing to do; the agent keeps running untouched.
+pid1=$(in_machine systemctl show -p MainPID --value buildkite-agent.service)
+t0=$(date +%s%N)
+in_machine rootless-ci --json apply >"$TEST_TMP/apply2.json" 2>"$TEST_TMP/apply2.err" ||
+	{ sed 's/^/# /' "$TEST_TMP/apply2.err"; fail "second apply failed"; }
+t1=$(date +%s%N)
+echo "# second apply took $(((t1 - t0) / 1000000)) ms"
+sed "s/^/# stderr: /" "$TEST_TMP/apply2.err"
+assert_eq false "$(jq -r .changed "$TEST_TMP/apply2.json")" "a second apply changes nothing"
+assert_eq "$pid1" "$(in_machine systemctl show -p MainPID --value buildkite-agent.service)" \
+	"the agent was not restarted (MainPID $pid1)"
+
+set +e
+in_machine rootless-ci --json check >"$TEST_TMP/check.json" 2>"$TEST_TMP/check.err"
+rc=$?
+set -e
+jq -r '.items[] | select(.step == "agent") | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/check.json"
+assert_eq 0 "$rc" "check passes"
+assert_eq pass "$(jq -r '.items[] | select(.id == "agent.docker-host") | .status' "$TEST_TMP/check.json")" \
+	"check says DOCKER_HOST is safe because no root socket is reachable"
+assert_contains "$(jq -r '.items[] | select(.id == "agent.docker-host") | .message' "$TEST_TMP/check.json")" \
+	"safe only because no root-owned" "and says what that safety rests on"
+
+# Drift: the package's postinst runs again (an upgrade). check fails, apply fixes, no restart needed.
+in_machine chown -R buildkite-agent:buildkite-agent /etc/buildkite-agent
+set +e
+in_machine rootless-ci --json check >"$TEST_TMP/check2.json" 2>/dev/null
+rc=$?
+set -e
+assert_eq 1 "$rc" "check fails once the package chowned /etc/buildkite-agent again"
+assert_eq fail "$(jq -r '[.items[] | select(.id == "agent.config")][0].status' "$TEST_TMP/check2.json")" \
+	"check names agent.config"
+in_machine rootless-ci apply >/dev/null 2>"$TEST_TMP/apply3.err" || fail "apply after the chown failed"
+assert_eq "root:$CI_USER 640" "$(in_machine stat -c '%U:%G %a' /etc/buildkite-agent/buildkite-agent.cfg)" \
+	"apply secured the configuration again"
+assert_eq "$pid1" "$(in_machine systemctl show -p MainPID --value buildkite-agent.service)" \
+	"securing the tree alone does not restart the agent"
+
+# wait: bounded, and honest both ways.
+set +e
+out=$(in_machine rootless-ci wait --ready-timeout=5 2>&1)
+rc=$?
+set -e
+assert_eq 0 "$rc" "rootless-ci wait exits 0 while the daemon answers ($out)"
+in_machine systemctl --user -M "$CI_USER@" stop docker.service
+t0=$SECONDS
+set +e
+out=$(in_machine rootless-ci wait --ready-timeout=3 2>&1)
+rc=$?
+set -e
+assert_eq 1 "$rc" "rootless-ci wait exits 1 when the daemon does not answer"
+assert_contains "$out" "did not answer GET /_ping" "and says so"
+[[ $((SECONDS - t0)) -le 10 ]] || fail "wait --ready-timeout=3 took $((SECONDS - t0)) s"
+ok "wait gave up within its timeout ($((SECONDS - t0)) s)"
+in_machine systemctl --user -M "$CI_USER@" start docker.service
+assert_eq 0 "$(in_machine rootless-ci wait --ready-timeout=60 >/dev/null 2>&1; echo $?)" "wait exits 0 once the daemon is back"
+
+echo "PASS: $TEST_NAME"

@@ -1,0 +1,482 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "build-config.h"
+#include "config.h"
+#include "engine.h"
+#include "fake-tree.h"
+#include "steps/agent.h"
+#include "steps/steps.h"
+#include "tests.h"
+#include "units.h"
+
+/*
+ * The agent step on fake --root trees: the drop-in as the template fills it,
+ * the walk that takes /etc/buildkite-agent back from the package's user,
+ * the warning about the CI user's own agent configuration, and the
+ * DOCKER_HOST verdict taken from the daemon step's facts. The live part
+ * (daemon-reload, restart) is proved by the machine tier (agent-*.sh).
+ */
+
+#define TOKEN "rci-test-token-4f9c2a7e"
+
+static const Step *const agent_only[] = { &step_agent };
+
+static const char *P(const char *d, const char *rel) {
+        static char bufs[4][PATH_MAX];
+        static unsigned i;
+        char *b = bufs[i++ % 4];
+
+        snprintf(b, sizeof(bufs[0]), "%s/%s", d, rel);
+        return b;
+}
+
+typedef struct Run {
+        Config config;
+        Context ctx;
+        int r;
+        char *err;   /* what the step wrote to stderr */
+} Run;
+
+static void run_done(Run *run) {
+        context_done(&run->ctx);
+        config_done(&run->config);
+        free(run->err);
+}
+
+/* The agent step alone, with the facts the earlier steps would have left. */
+static void run_agent(Run *run, const char *root, Verb verb, const char *agent_unit) {
+        *run = (Run) {};
+        if (config_init(&run->config) < 0)
+                abort();
+        if (agent_unit) {
+                free(run->config.agent_unit);
+                run->config.agent_unit = strdup(agent_unit);
+        }
+        units_set_dir(UNITS_SOURCE_DIR);
+        if (context_init(&run->ctx, verb, root, &run->config) < 0)
+                abort();
+        run->ctx.facts.user_known = true;
+        run->ctx.facts.user_uid = fake_ci_uid();
+        run->ctx.facts.user_gid = fake_ci_gid();
+        run->ctx.facts.user_home = strdup("/home/buildkite");
+        run->ctx.facts.builds_dir = strdup("/srv/rootless-ci/buildkite/builds");
+        test_capture_stderr_begin();
+        run->r = engine_run_steps(&run->ctx, agent_only, 1);
+        run->err = test_capture_stderr_end();
+}
+
+static size_t count(const Run *run, const char *id, ItemStatus status, const char *needle) {
+        size_t n = 0;
+        for (size_t i = 0; i < run->ctx.n_items; i++) {
+                const Item *it = &run->ctx.items[i];
+                if (!streq(it->id, id) || (status != _ITEM_STATUS_MAX && it->status != status))
+                        continue;
+                if (needle && !strstr(it->message, needle))
+                        continue;
+                n++;
+        }
+        return n;
+}
+
+static void dump(const Run *run) {
+        for (size_t i = 0; i < run->ctx.n_items; i++)
+                printf("# %-6s %s: %s\n", item_status_to_string(run->ctx.items[i].status), run->ctx.items[i].id,
+                       run->ctx.items[i].message);
+}
+
+static void make_home(const char *root) {
+        ASSERT_OK(mkdir(P(root, "home"), 0755));
+        ASSERT_OK(mkdir(P(root, "home/buildkite"), 0750));
+        if (getuid() == 0)
+                ASSERT_OK(chown(P(root, "home/buildkite"), fake_ci_uid(), fake_ci_gid()));
+}
+
+/* What the package leaves: everything owned by its own user, some of it group-writable. */
+static void make_package_tree(const char *root, uid_t pkg) {
+        test_write(root, "etc/buildkite-agent/buildkite-agent.cfg", "token=\"" TOKEN "\"\nbuild-path=\"/var/lib/buildkite-agent/builds\"\n");
+        test_write(root, "etc/buildkite-agent/hooks/environment", "#!/bin/sh\nexport A=1\n");
+        test_write(root, "etc/buildkite-agent/hooks/pre-command.sample", "#!/bin/sh\n");
+        test_write(root, "etc/buildkite-agent/bootstrap.sh", "#!/bin/sh\n");
+        ASSERT_OK(chmod(P(root, "etc/buildkite-agent"), 0775));
+        ASSERT_OK(chmod(P(root, "etc/buildkite-agent/hooks"), 0777));
+        ASSERT_OK(chmod(P(root, "etc/buildkite-agent/buildkite-agent.cfg"), 0644));
+        ASSERT_OK(chmod(P(root, "etc/buildkite-agent/hooks/environment"), 04775));
+        ASSERT_OK(chmod(P(root, "etc/buildkite-agent/hooks/pre-command.sample"), 0644));
+        ASSERT_OK(chmod(P(root, "etc/buildkite-agent/bootstrap.sh"), 0700));
+        if (getuid() == 0) {
+                const char *paths[] = { "etc/buildkite-agent", "etc/buildkite-agent/hooks",
+                                        "etc/buildkite-agent/buildkite-agent.cfg", "etc/buildkite-agent/hooks/environment",
+                                        "etc/buildkite-agent/hooks/pre-command.sample", "etc/buildkite-agent/bootstrap.sh" };
+                for (size_t i = 0; i < ELEMENTSOF(paths); i++)
+                        ASSERT_OK(lchown(P(root, paths[i]), pkg, pkg));
+        }
+}
+
+static bool owner_mode_is(const char *root, const char *rel, uid_t uid, gid_t gid, mode_t mode) {
+        struct stat st;
+        if (lstat(P(root, rel), &st) < 0)
+                return false;
+        if (st.st_uid != uid || st.st_gid != gid || (st.st_mode & 07777) != mode) {
+                printf("# %s is %u:%u %04o, want %u:%u %04o\n", rel, (unsigned) st.st_uid, (unsigned) st.st_gid,
+                       (unsigned) (st.st_mode & 07777), (unsigned) uid, (unsigned) gid, (unsigned) mode);
+                return false;
+        }
+        return true;
+}
+
+/* ---- modes ---------------------------------------------------------------------------------------------- */
+
+TEST(wanted_mode_gives_the_group_the_owners_access_minus_write) {
+        ASSERT_EQ(agent_config_wanted_mode(0755, false), 0755);
+        ASSERT_EQ(agent_config_wanted_mode(0775, false), 0755);
+        ASSERT_EQ(agent_config_wanted_mode(0777, false), 0755);
+        ASSERT_EQ(agent_config_wanted_mode(0700, false), 0750);
+        ASSERT_EQ(agent_config_wanted_mode(0600, false), 0640);
+        ASSERT_EQ(agent_config_wanted_mode(0644, false), 0644);
+        ASSERT_EQ(agent_config_wanted_mode(0666, false), 0644);
+        ASSERT_EQ(agent_config_wanted_mode(0711, false), 0751);
+        /* setuid, setgid and sticky never survive */
+        ASSERT_EQ(agent_config_wanted_mode(04755, false), 0755);
+        ASSERT_EQ(agent_config_wanted_mode(03777, false), 0755);
+}
+
+TEST(wanted_mode_of_the_config_file_is_0640_whatever_it_was) {
+        ASSERT_EQ(agent_config_wanted_mode(0600, true), 0640);
+        ASSERT_EQ(agent_config_wanted_mode(0644, true), 0640);
+        ASSERT_EQ(agent_config_wanted_mode(0666, true), 0640);
+        ASSERT_EQ(agent_config_wanted_mode(04777, true), 0640);
+}
+
+/* ---- the drop-in ---------------------------------------------------------------------------------------- */
+
+TEST(dropin_path_is_in_the_units_own_dropin_directory) {
+        char *p = agent_dropin_path("buildkite-agent.service");
+        ASSERT_STREQ(p, "/etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf");
+        free(p);
+        p = agent_dropin_path("buildkite-agent@1.service");
+        ASSERT_STREQ(p, "/etc/systemd/system/buildkite-agent@1.service.d/zz-rootless-ci.conf");
+        free(p);
+}
+
+TEST(dropin_runs_the_agent_as_the_ci_user_against_its_daemon) {
+        const char *root = test_tmpdir();
+        char want[512], *text;
+        Run run;
+
+        make_home(root);
+        run_agent(&run, root, VERB_APPLY, NULL);
+        if (run.r < 0 || run.ctx.any_failed)
+                dump(&run);
+        ASSERT_OK(run.r);
+        ASSERT_FALSE(run.ctx.any_failed);
+        text = test_read(root, "etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf");
+        ASSERT_TRUE(text != NULL);
+
+        ASSERT_CONTAINS(text, "\nUser=buildkite\n");
+        snprintf(want, sizeof(want), "\nGroup=%u\n", (unsigned) fake_ci_gid());
+        ASSERT_CONTAINS(text, want);
+        snprintf(want, sizeof(want), "\nRequires=user@%u.service\nAfter=user@%u.service\n", (unsigned) fake_ci_uid(),
+                 (unsigned) fake_ci_uid());
+        ASSERT_CONTAINS(text, want);
+        ASSERT_CONTAINS(text, "\nEnvironment=HOME=/home/buildkite\n");
+        snprintf(want, sizeof(want), "\nEnvironment=XDG_RUNTIME_DIR=/run/user/%u\n", (unsigned) fake_ci_uid());
+        ASSERT_CONTAINS(text, want);
+        snprintf(want, sizeof(want), "\nEnvironment=DOCKER_HOST=unix:///run/user/%u/docker.sock\n",
+                 (unsigned) fake_ci_uid());
+        ASSERT_CONTAINS(text, want);
+        ASSERT_CONTAINS(text, "\nEnvironment=BUILDKITE_BUILD_PATH=/srv/rootless-ci/buildkite/builds\n");
+        ASSERT_CONTAINS(text, "\nEnvironment=BUILDKITE_PLUGINS_PATH=/srv/rootless-ci/buildkite/builds/.plugins\n");
+        ASSERT_CONTAINS(text, "\nEnvironment=BUILDKITE_AGENT_CONFIG=/etc/buildkite-agent/buildkite-agent.cfg\n");
+        ASSERT_CONTAINS(text, "\nRequiresMountsFor=/srv/rootless-ci/buildkite/builds\n");
+        ASSERT_CONTAINS(text, "\nExecStartPre=+" SBINDIR "/rootless-ci wait --user=buildkite --ready-timeout=120\n");
+        ASSERT_CONTAINS(text, "\nTimeoutStartSec=180s\n");
+        for (const char *a = strchr(text, '@'); a; a = strchr(a + 1, '@'))
+                ASSERT_FALSE(a[1] >= 'A' && a[1] <= 'Z'); /* nothing left unfilled */
+        free(text);
+        run_done(&run);
+}
+
+TEST(dropin_follows_the_configured_unit_user_and_timeout) {
+        const char *root = test_tmpdir();
+        char *text;
+        Run run;
+
+        make_home(root);
+        run = (Run) {};
+        run_agent(&run, root, VERB_APPLY, "ci-agent.service");
+        ASSERT_OK(run.r);
+        text = test_read(root, "etc/systemd/system/ci-agent.service.d/zz-rootless-ci.conf");
+        ASSERT_TRUE(text != NULL);
+        ASSERT_CONTAINS(text, "ci-agent.service.d/zz-rootless-ci.conf");
+        free(text);
+        ASSERT_TRUE(test_read(root, "etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf") == NULL);
+        run_done(&run);
+}
+
+TEST(dropin_render_refuses_a_home_that_cannot_stand_in_a_unit_file) {
+        Config c;
+        Context ctx;
+        char *text = NULL;
+
+        ASSERT_OK(config_init(&c));
+        units_set_dir(UNITS_SOURCE_DIR);
+        ASSERT_OK(context_init(&ctx, VERB_PLAN, test_tmpdir(), &c));
+        ctx.facts.user_uid = 1001;
+        ctx.facts.user_gid = 1001;
+        ctx.facts.user_home = strdup("/home/build kite\nUser=root");
+        ctx.facts.builds_dir = strdup("/srv/rootless-ci/buildkite/builds");
+        test_capture_stderr_begin();
+        ASSERT_EQ(agent_dropin_render(&ctx, &text), -EINVAL);
+        free(test_capture_stderr_end());
+        ASSERT_TRUE(text == NULL);
+        context_done(&ctx);
+        config_done(&c);
+}
+
+TEST(dropin_second_apply_changes_nothing_and_check_passes) {
+        const char *root = test_tmpdir();
+        struct stat st1, st2;
+        Run run;
+
+        make_home(root);
+        run_agent(&run, root, VERB_APPLY, NULL);
+        ASSERT_EQ(count(&run, "agent.dropin", ITEM_CREATE, NULL), 1);
+        run_done(&run);
+        ASSERT_OK(stat(P(root, "etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf"), &st1));
+
+        run_agent(&run, root, VERB_APPLY, NULL);
+        ASSERT_FALSE(run.ctx.any_changed);
+        run_done(&run);
+        ASSERT_OK(stat(P(root, "etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf"), &st2));
+        ASSERT_EQ(st1.st_ino, st2.st_ino);
+
+        run_agent(&run, root, VERB_CHECK, NULL);
+        ASSERT_EQ(count(&run, "agent.dropin", ITEM_PASS, NULL), 1);
+        ASSERT_FALSE(run.ctx.any_failed);
+        run_done(&run);
+
+        /* Drift: check fails, apply rewrites. */
+        test_write(root, "etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf", "[Service]\nUser=root\n");
+        run_agent(&run, root, VERB_CHECK, NULL);
+        ASSERT_EQ(count(&run, "agent.dropin", ITEM_FAIL, NULL), 1);
+        run_done(&run);
+        run_agent(&run, root, VERB_APPLY, NULL);
+        ASSERT_EQ(count(&run, "agent.dropin", ITEM_CHANGE, "rewrote"), 1);
+        run_done(&run);
+}
+
+TEST(plan_writes_nothing) {
+        const char *root = test_tmpdir();
+        Run run;
+
+        make_home(root);
+        run_agent(&run, root, VERB_PLAN, NULL);
+        ASSERT_EQ(count(&run, "agent.dropin", ITEM_CREATE, NULL), 1);
+        ASSERT_EQ(count(&run, "agent.service", ITEM_SKIP, "offline"), 1);
+        run_done(&run);
+        ASSERT_TRUE(access(P(root, "etc/systemd"), F_OK) < 0);
+}
+
+/* ---- /etc/buildkite-agent ------------------------------------------------------------------------------- */
+
+TEST(no_agent_installed_is_fine_and_said) {
+        const char *root = test_tmpdir();
+        Run run;
+
+        make_home(root);
+        run_agent(&run, root, VERB_CHECK, NULL);
+        ASSERT_EQ(count(&run, "agent.config", ITEM_PASS, "not installed"), 1);
+        run_done(&run);
+}
+
+TEST(plan_and_check_report_the_packages_ownership_without_changing_it) {
+        const char *root = test_tmpdir();
+        Run run;
+
+        make_home(root);
+        make_package_tree(root, 4242);
+        run_agent(&run, root, VERB_PLAN, NULL);
+        /* Every entry is owned by someone other than root (the package's user, or the test's). */
+        ASSERT_EQ(count(&run, "agent.config", ITEM_CHANGE, "secure "), 6);
+        run_done(&run);
+        run_agent(&run, root, VERB_CHECK, NULL);
+        ASSERT_EQ(count(&run, "agent.config", ITEM_FAIL, "someone other than root can change what the agent loads"), 6);
+        run_done(&run);
+        ASSERT_TRUE(owner_mode_is(root, "etc/buildkite-agent/hooks", getuid() == 0 ? 4242 : getuid(),
+                                  getuid() == 0 ? 4242 : getgid(), 0777));
+}
+
+TEST(apply_takes_the_tree_back_for_root_and_leaves_links_alone) {
+        const char *root = test_tmpdir();
+        struct stat outside_before, outside_after;
+        gid_t g = fake_ci_gid();
+        Run run;
+
+        if (getuid() != 0) {
+                test_skip("chown to root needs root");
+                return;
+        }
+        make_home(root);
+        make_package_tree(root, 4242);
+        /* Planted by the package's user: a link to a file elsewhere, a hard link, a FIFO. */
+        test_write(root, "outside/target", "not the agent's\n");
+        ASSERT_OK(chown(P(root, "outside/target"), 4242, 4242));
+        ASSERT_OK(chmod(P(root, "outside/target"), 0666));
+        ASSERT_OK(symlink(P(root, "outside/target"), P(root, "etc/buildkite-agent/hooks/post-checkout")));
+        ASSERT_OK(link(P(root, "outside/target"), P(root, "etc/buildkite-agent/hooks/pre-exit")));
+        ASSERT_OK(mkfifo(P(root, "etc/buildkite-agent/hooks/fifo"), 0666));
+        ASSERT_OK(stat(P(root, "outside/target"), &outside_before));
+
+        run_agent(&run, root, VERB_APPLY, NULL);
+        if (run.r < 0 || run.ctx.any_failed)
+                dump(&run);
+        ASSERT_OK(run.r);
+        ASSERT_FALSE(run.ctx.any_failed);
+        ASSERT_EQ(count(&run, "agent.config", ITEM_CHANGE, "secured "), 6);
+        ASSERT_EQ(count(&run, "agent.config-link", ITEM_WARN, "is a symlink to"), 1);
+        ASSERT_EQ(count(&run, "agent.config-link", ITEM_WARN, "hard links"), 1);
+        ASSERT_EQ(count(&run, "agent.config-link", ITEM_WARN, "FIFO"), 1);
+        ASSERT_CONTAINS(run.err, "Secured ");
+        ASSERT_NOT_CONTAINS(run.err, TOKEN);
+        for (size_t i = 0; i < run.ctx.n_items; i++)
+                ASSERT_NOT_CONTAINS(run.ctx.items[i].message, TOKEN);
+        run_done(&run);
+
+        ASSERT_TRUE(owner_mode_is(root, "etc/buildkite-agent", 0, g, 0755));
+        ASSERT_TRUE(owner_mode_is(root, "etc/buildkite-agent/hooks", 0, g, 0755));
+        ASSERT_TRUE(owner_mode_is(root, "etc/buildkite-agent/buildkite-agent.cfg", 0, g, 0640));
+        ASSERT_TRUE(owner_mode_is(root, "etc/buildkite-agent/hooks/environment", 0, g, 0755));
+        ASSERT_TRUE(owner_mode_is(root, "etc/buildkite-agent/hooks/pre-command.sample", 0, g, 0644));
+        ASSERT_TRUE(owner_mode_is(root, "etc/buildkite-agent/bootstrap.sh", 0, g, 0750));
+        /* What the link and the hard link lead to is untouched. */
+        ASSERT_OK(stat(P(root, "outside/target"), &outside_after));
+        ASSERT_EQ(outside_after.st_uid, 4242);
+        ASSERT_EQ(outside_after.st_mode & 07777, 0666);
+        ASSERT_EQ(outside_after.st_ctim.tv_nsec, outside_before.st_ctim.tv_nsec);
+        ASSERT_EQ(outside_after.st_ctim.tv_sec, outside_before.st_ctim.tv_sec);
+        {
+                struct stat fst;
+                ASSERT_OK(lstat(P(root, "etc/buildkite-agent/hooks/fifo"), &fst));
+                ASSERT_TRUE(S_ISFIFO(fst.st_mode));
+                ASSERT_EQ(fst.st_uid, 0);
+        }
+
+        /* Converged: nothing more to do, check passes (the planted entries stay warnings). */
+        run_agent(&run, root, VERB_APPLY, NULL);
+        ASSERT_EQ(count(&run, "agent.config", ITEM_CHANGE, NULL), 0);
+        run_done(&run);
+        run_agent(&run, root, VERB_CHECK, NULL);
+        ASSERT_EQ(count(&run, "agent.config", ITEM_PASS, "owned by root"), 1);
+        ASSERT_EQ(count(&run, "agent.config-link", ITEM_WARN, NULL), 3);
+        ASSERT_FALSE(run.ctx.any_failed);
+        run_done(&run);
+}
+
+TEST(a_symlinked_config_dir_is_not_followed) {
+        const char *root = test_tmpdir();
+        Run run;
+
+        make_home(root);
+        test_write(root, "elsewhere/buildkite-agent.cfg", "token=\"" TOKEN "\"\n");
+        ASSERT_OK(chmod(P(root, "elsewhere"), 0777));
+        ASSERT_OK(mkdir(P(root, "etc"), 0755));
+        ASSERT_OK(symlink("/elsewhere", P(root, "etc/buildkite-agent")));
+        run_agent(&run, root, VERB_APPLY, NULL);
+        ASSERT_EQ(count(&run, "agent.config-link", ITEM_WARN, "is a symlink to /elsewhere"), 1);
+        ASSERT_EQ(count(&run, "agent.config", ITEM_CHANGE, NULL), 0);
+        run_done(&run);
+        ASSERT_TRUE(owner_mode_is(root, "elsewhere", getuid(), getgid(), 0777));
+}
+
+/* ---- the CI user's own configuration -------------------------------------------------------------------- */
+
+TEST(a_config_in_the_ci_users_home_is_warned_about_and_never_read) {
+        const char *root = test_tmpdir();
+        Run run;
+
+        make_home(root);
+        run_agent(&run, root, VERB_CHECK, NULL);
+        ASSERT_EQ(count(&run, "agent.home-config", ITEM_PASS, NULL), 1);
+        run_done(&run);
+
+        test_write(root, "home/buildkite/.buildkite-agent/buildkite-agent.cfg", "token=\"" TOKEN "\"\n");
+        run_agent(&run, root, VERB_CHECK, NULL);
+        ASSERT_EQ(count(&run, "agent.home-config", ITEM_WARN, "exists"), 1);
+        ASSERT_NOT_CONTAINS(run.err, TOKEN);
+        run_done(&run);
+}
+
+TEST(a_symlink_on_the_way_to_the_home_config_is_warned_about_not_followed) {
+        const char *root = test_tmpdir();
+        Run run;
+
+        make_home(root);
+        test_write(root, "target/buildkite-agent.cfg", "x\n");
+        ASSERT_OK(symlink(P(root, "target"), P(root, "home/buildkite/.buildkite-agent")));
+        run_agent(&run, root, VERB_APPLY, NULL);
+        ASSERT_EQ(count(&run, "agent.home-config", ITEM_WARN, "symlink"), 1);
+        run_done(&run);
+}
+
+/* ---- DOCKER_HOST ---------------------------------------------------------------------------------------- */
+
+TEST(docker_host_verdict_follows_the_daemon_steps_socket_check) {
+        const char *root = test_tmpdir();
+        Run run;
+
+        make_home(root);
+        run_agent(&run, root, VERB_CHECK, NULL);
+        /* Offline: the daemon step did not check; said, not passed. */
+        ASSERT_EQ(count(&run, "agent.docker-host", ITEM_SKIP, "DOCKER_HOST"), 1);
+        run_done(&run);
+
+        /* The facts as the daemon step leaves them on a live host. */
+        for (unsigned reachable = 0; reachable < 2; reachable++) {
+                Config c;
+                Context ctx;
+
+                ASSERT_OK(config_init(&c));
+                ASSERT_OK(context_init(&ctx, VERB_CHECK, root, &c));
+                ctx.facts.user_known = true;
+                ctx.facts.user_uid = fake_ci_uid();
+                ctx.facts.user_gid = fake_ci_gid();
+                ctx.facts.user_home = strdup("/home/buildkite");
+                ctx.facts.builds_dir = strdup("/srv/rootless-ci/buildkite/builds");
+                ctx.facts.root_sockets_checked = true;
+                ctx.facts.root_sockets_reachable = reachable;
+                test_capture_stderr_begin();
+                ASSERT_OK(engine_run_steps(&ctx, agent_only, 1));
+                free(test_capture_stderr_end());
+                for (size_t i = 0; i < ctx.n_items; i++)
+                        if (streq(ctx.items[i].id, "agent.docker-host")) {
+                                ASSERT_EQ(ctx.items[i].status, reachable ? ITEM_FAIL : ITEM_PASS);
+                                ASSERT_CONTAINS(ctx.items[i].message, reachable ? "any job can become root"
+                                                                                : "safe only because no root-owned");
+                        }
+                context_done(&ctx);
+                config_done(&c);
+        }
+}
+
+TEST(a_missing_user_is_a_skip_in_plan) {
+        const char *root = test_tmpdir();
+        Config c;
+        Context ctx;
+
+        ASSERT_OK(config_init(&c));
+        ASSERT_OK(context_init(&ctx, VERB_PLAN, root, &c));
+        ctx.facts.user_planned = true;
+        ASSERT_OK(engine_run_steps(&ctx, agent_only, 1));
+        ASSERT_FALSE(ctx.any_failed);
+        ASSERT_TRUE(access(P(root, "etc"), F_OK) < 0);
+        context_done(&ctx);
+        config_done(&c);
+}
