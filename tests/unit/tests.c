@@ -176,6 +176,8 @@ int main(int argc, char *argv[]) {
                 if (argc < 2 || strstr(t->name, argv[1]))
                         n++;
         printf("1..%d\n", n);
+        /* Flushed before any test forks, so a child that flushes cannot print it twice. */
+        fflush(stdout);
 
         for (const TestCase *t = __start_rci_tests; t < __stop_rci_tests; t++) {
                 if (argc >= 2 && !strstr(t->name, argv[1]))
