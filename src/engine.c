@@ -9,6 +9,7 @@
 
 #include "engine.h"
 #include "steps/steps.h"
+#include "util/bus.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/lock.h"
@@ -137,6 +138,16 @@ int context_init(Context *ctx, Verb verb, const char *root, const Config *config
         return 0;
 }
 
+int context_system_bus(Context *ctx, sd_bus **ret) {
+        if (!ctx->system_bus) {
+                int r = bus_open_system(&ctx->system_bus);
+                if (r < 0)
+                        return r;
+        }
+        *ret = ctx->system_bus;
+        return 0;
+}
+
 static void host_facts_done(HostFacts *f) {
         free(f->os_id);
         free(f->os_id_like);
@@ -161,6 +172,7 @@ void context_done(Context *ctx) {
         }
         free(ctx->items);
         host_facts_done(&ctx->facts);
+        sd_bus_flush_close_unref(ctx->system_bus);
         safe_close(ctx->root_fd);
         *ctx = (Context) { .root_fd = -1 };
 }

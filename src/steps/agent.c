@@ -437,7 +437,7 @@ static uid_t unit_main_uid(sd_bus *bus, const char *unit, unsigned long long set
 }
 
 static int converge_service(Context *ctx, bool dropin_changed) {
-        _cleanup_bus_ sd_bus *bus = NULL;
+        sd_bus *bus = NULL;
         const char *unit = ctx->config->agent_unit;
         UnitState s = {};
         bool restart_owed, running;
@@ -449,7 +449,7 @@ static int converge_service(Context *ctx, bool dropin_changed) {
                             ctx->live ? "systemd is not running" : "offline tree", unit);
                 return 0;
         }
-        r = bus_open_system(&bus);
+        r = context_system_bus(ctx, &bus);
         if (r < 0)
                 return r;
         restart_owed = dropin_changed || (ctx->verb == VERB_APPLY && marker_exists(ctx, MARKER_AGENT_RESTART));

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
+#include <assert.h>
 #include <string.h>
 
 #include "bus.h"
@@ -59,45 +60,124 @@ int bus_set_linger(sd_bus *bus, uid_t uid) {
         return 0;
 }
 
-static int get_string_property(sd_bus *bus, const char *path, const char *iface, const char *name, char **ret) {
-        _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
-        int r = sd_bus_get_property_string(bus, SD_DEST, path, iface, name, &error, ret);
-        if (r < 0)
-                log_debug("Failed to read %s.%s of %s: %s", iface, name, path, error.message ? error.message : strerror(-r));
+/* One property of a pipelined read: where its value goes and how the call ended. */
+typedef struct PropertyRead {
+        const char *iface, *name;
+        char type;             /* 's', 'b' or 'u' */
+        void *dest;            /* char **, bool *, uint32_t * */
+        bool optional;         /* a missing property is no error */
+        int r;                 /* 1 pending, 0 read, < 0 failed */
+} PropertyRead;
+
+static int on_property(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        PropertyRead *p = userdata;
+        const sd_bus_error *e;
+        int r;
+
+        e = sd_bus_message_get_error(m);
+        if (e) {
+                log_debug("Failed to read %s.%s: %s", p->iface, p->name, e->message ? e->message : e->name);
+                p->r = -sd_bus_message_get_errno(m) ?: -EIO;
+                return 0;
+        }
+        r = sd_bus_message_enter_container(m, 'v', (const char[]) { p->type, 0 });
+        if (r >= 0)
+                switch (p->type) {
+                case 's': {
+                        const char *v = NULL;
+                        r = sd_bus_message_read_basic(m, 's', &v);
+                        if (r >= 0 && !(*(char **) p->dest = strdup(v)))
+                                r = -ENOMEM;
+                        break;
+                }
+                case 'b': {
+                        int v = 0;
+                        r = sd_bus_message_read_basic(m, 'b', &v);
+                        *(bool *) p->dest = v;
+                        break;
+                }
+                default:
+                        r = sd_bus_message_read_basic(m, 'u', p->dest);
+                }
+        p->r = r < 0 ? r : 0;
+        return 0;
+}
+
+#define PROPERTY_READ_TIMEOUT_USEC (25ULL * 1000000ULL)
+
+/*
+ * Read several properties of one object with all the calls in flight at once:
+ * one round trip to the manager instead of one per property.
+ */
+static int read_properties(sd_bus *bus, const char *path, PropertyRead *reads, size_t n) {
+        sd_bus_slot *slots[16] = {};
+        unsigned long long deadline = now_usec() + PROPERTY_READ_TIMEOUT_USEC;
+        int r = 0;
+
+        assert(n <= ELEMENTSOF(slots));
+        for (size_t i = 0; i < n; i++) {
+                reads[i].r = 1;
+                r = sd_bus_call_method_async(bus, &slots[i], SD_DEST, path, "org.freedesktop.DBus.Properties", "Get",
+                                             on_property, &reads[i], "ss", reads[i].iface, reads[i].name);
+                if (r < 0)
+                        goto finish;
+        }
+        for (;;) {
+                bool pending = false;
+                unsigned long long t;
+
+                for (size_t i = 0; i < n; i++)
+                        pending = pending || reads[i].r == 1;
+                if (!pending)
+                        break;
+                r = sd_bus_process(bus, NULL);
+                if (r < 0)
+                        goto finish;
+                if (r > 0)
+                        continue;
+                t = now_usec();
+                if (t >= deadline) {
+                        r = -ETIMEDOUT;
+                        goto finish;
+                }
+                r = sd_bus_wait(bus, deadline - t);
+                if (r < 0)
+                        goto finish;
+        }
+        r = 0;
+        for (size_t i = 0; i < n && r == 0; i++)
+                if (reads[i].r < 0 && !reads[i].optional)
+                        r = reads[i].r;
+finish:
+        for (size_t i = 0; i < n; i++)
+                sd_bus_slot_unref(slots[i]);
         return r;
 }
 
 int bus_get_unit_state(sd_bus *bus, const char *unit, UnitState *ret) {
-        _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_free_ char *path = NULL;
         UnitState s = {};
+        bool is_service = strlen(unit) > 8 && streq(unit + strlen(unit) - 8, ".service");
         int r;
 
         r = sd_bus_path_encode(SD_PATH "/unit", unit, &path);
         if (r < 0)
                 return r;
 
-        r = get_string_property(bus, path, SD_UNIT, "ActiveState", &s.active_state);
-        if (r >= 0)
-                r = get_string_property(bus, path, SD_UNIT, "SubState", &s.sub_state);
-        if (r >= 0)
-                r = get_string_property(bus, path, SD_UNIT, "LoadState", &s.load_state);
-        if (r >= 0)
-                r = get_string_property(bus, path, SD_UNIT, "UnitFileState", &s.unit_file_state);
-        if (r >= 0) {
-                int v = 0;
-                r = sd_bus_get_property_trivial(bus, SD_DEST, path, SD_UNIT, "NeedDaemonReload", &error, 'b', &v);
-                s.need_daemon_reload = v;
-        }
+        PropertyRead reads[] = {
+                { SD_UNIT, "ActiveState", 's', &s.active_state },
+                { SD_UNIT, "SubState", 's', &s.sub_state },
+                { SD_UNIT, "LoadState", 's', &s.load_state },
+                { SD_UNIT, "UnitFileState", 's', &s.unit_file_state },
+                { SD_UNIT, "NeedDaemonReload", 'b', &s.need_daemon_reload },
+                /* Services only; for other unit types these stay empty. */
+                { SD_SERVICE, "Result", 's', &s.result, .optional = true },
+                { SD_SERVICE, "MainPID", 'u', &s.main_pid, .optional = true },
+        };
+        r = read_properties(bus, path, reads, is_service ? ELEMENTSOF(reads) : ELEMENTSOF(reads) - 2);
         if (r < 0) {
                 unit_state_done(&s);
                 return log_error_errno(r, "Failed to read the state of %s: %m", unit);
-        }
-
-        /* Services only; for other unit types these stay empty. */
-        if (strlen(unit) > 8 && streq(unit + strlen(unit) - 8, ".service")) {
-                (void) get_string_property(bus, path, SD_SERVICE, "Result", &s.result);
-                (void) sd_bus_get_property_trivial(bus, SD_DEST, path, SD_SERVICE, "MainPID", NULL, 'u', &s.main_pid);
         }
         *ret = s;
         return 0;
