@@ -86,8 +86,15 @@ static void report_add(Context *ctx, const char *id, ItemStatus status, const ch
         if (changed)
                 ctx->any_changed = true;
 
-        log_journal_event(status == ITEM_FAIL ? LOG_ERR : LOG_INFO, ctx->current_step, id,
-                          item_status_to_string(status), it->message);
+        /*
+         * The journal gets the events the human report shows: for apply what
+         * changed and what is wrong (an item in place is no event, and a
+         * converged run at every boot should not write forty lines); for
+         * plan and check every item, as monitoring wants them.
+         */
+        if (ctx->verb != VERB_APPLY || changed || status == ITEM_FAIL || status == ITEM_WARN)
+                log_journal_event(status == ITEM_FAIL ? LOG_ERR : status == ITEM_WARN ? LOG_WARNING : LOG_INFO,
+                                  ctx->current_step, id, item_status_to_string(status), it->message);
 }
 
 void report_item(Context *ctx, const char *id, ItemStatus status, const char *fix, const char *fmt, ...) {

@@ -543,11 +543,24 @@ static int agent_run(Context *ctx) {
                 if (ctx->verb == VERB_APPLY)
                         return log_error_errno(-ERCI_FAILED, "User %s does not exist (see the user step)",
                                                ctx->config->user_name);
-                report_item(ctx, "agent.user", ITEM_SKIP, NULL,
-                            ctx->facts.user_planned ? "user %s does not exist yet (apply creates it first): the "
-                                                      "agent's drop-in and ownership depend on its UID"
-                                                    : "the CI user %s is not usable (see the user step)",
-                            ctx->config->user_name);
+                if (ctx->verb == VERB_PLAN && ctx->facts.user_planned) {
+                        /* Every change, one line each: the drop-in names the UID to come. */
+                        _cleanup_free_ char *path = agent_dropin_path(ctx->config->agent_unit);
+                        if (!path)
+                                return -ENOMEM;
+                        report_item(ctx, "agent.dropin", ITEM_CREATE, NULL,
+                                    "write %s (runs %s as %s, DOCKER_HOST=unix:///run/user/UID/docker.sock; UID "
+                                    "chosen when the user is created)",
+                                    path, ctx->config->agent_unit, ctx->config->user_name);
+                        report_item(ctx, "agent.config", ITEM_SKIP, NULL,
+                                    "/etc/buildkite-agent is judged against %s's groups once the user exists",
+                                    ctx->config->user_name);
+                } else
+                        report_item(ctx, "agent.user", ITEM_SKIP, NULL,
+                                    ctx->facts.user_planned ? "user %s does not exist yet (apply creates it first): the "
+                                                              "agent's drop-in and ownership depend on its UID"
+                                                            : "the CI user %s is not usable (see the user step)",
+                                    ctx->config->user_name);
                 report_docker_host_safety(ctx);
                 return 0;
         }

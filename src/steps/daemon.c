@@ -637,9 +637,22 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
         }
 
         if (!streq_ptr(mgr.active_state, "active")) {
+                /*
+                 * logind starts it when linger is switched on; when linger was
+                 * on already it was stopped since (its data mount went away,
+                 * RequiresMountsFor=): start it as logind does.
+                 */
+                if (!streq_ptr(mgr.active_state, "activating")) {
+                        _cleanup_free_ char *job_result = NULL;
+                        log_info("Starting %s", user_manager);
+                        (void) bus_unit_job(system_bus, "StartUnit", user_manager, deadline, &job_result);
+                }
                 unit_state_done(&mgr);
                 log_info("Waiting for %s (up to %u s)", user_manager, timeout);
+                t0 = now_usec();
                 r = bus_wait_unit_active(system_bus, user_manager, deadline, &mgr);
+                if (r >= 0)
+                        log_info("%s is active after %.2f s", user_manager, (double) (now_usec() - t0) / 1e6);
                 if (r < 0) {
                         log_error("%s did not become active: %s (%s, result %s)", user_manager,
                                   r == -ETIMEDOUT ? "timed out" : "it failed", strempty(mgr.active_state),
@@ -700,6 +713,7 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
                         explain_failure(u, user_bus);
                         return -ERCI_FAILED;
                 }
+                log_debug("Timing: %s job of %s %.1f ms", method, UNIT_NAME, (double) (now_usec() - t0) / 1e3);
         }
         r = docker_ping_wait(sock, u->uid, timeout, "the CI user's Docker", unit_still_starting, user_bus);
         if (r < 0) {
@@ -719,6 +733,63 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
                                u->name, sock);
         else
                 report_item(ctx, "daemon.service", ITEM_OK, NULL, "%s's Docker answers on %s", u->name, sock);
+        return 0;
+}
+
+/*
+ * plan on a host where the user step will create the CI user: every change
+ * apply makes here, one line each. Files whose content does not depend on
+ * the UID are compared for real; the mount-order drop-in's path does, so it
+ * is named with the UID to come.
+ */
+static int plan_for_new_user(Context *ctx, const DaemonUser *u) {
+        _cleanup_free_ char *delegate = NULL;
+        sd_bus *system_bus = NULL;
+        bool ignored = false;
+        int r;
+
+        r = converge_user_unit(ctx, u);
+        if (r < 0)
+                return r;
+        r = converge_symlink(ctx, "daemon.enable", USER_UNIT_ENABLE_LINK, USER_UNIT_PATH,
+                             "enable the unit in user managers (only the CI user's runs it)");
+        if (r < 0)
+                return r;
+        r = render("user-delegate.conf.in", NULL, 0, &delegate);
+        if (r < 0)
+                return r;
+        r = converge_file(ctx, "daemon.delegate", DELEGATE_DROPIN_PATH, delegate,
+                          "cgroup delegation (cpu cpuset io memory pids) for user managers:", NULL);
+        if (r < 0)
+                return r;
+        report_item(ctx, "daemon.mount-order", ITEM_CREATE, NULL,
+                    "write /etc/systemd/system/user@UID.service.d/rootless-ci-mount.conf (RequiresMountsFor=%s), "
+                    "UID being %s's, chosen when the user is created",
+                    ctx->config->mount_point, u->name);
+        r = converge_apparmor(ctx);
+        if (r < 0)
+                return r;
+        if (ctx->live && ctx->facts.systemd_running) {
+                r = context_system_bus(ctx, &system_bus);
+                if (r < 0)
+                        return r;
+                r = converge_root_daemon_live(ctx, system_bus, &ignored);
+        } else
+                r = converge_root_daemon_offline(ctx);
+        if (r < 0)
+                return r;
+        r = remove_stale_root_sockets(ctx);
+        if (r < 0)
+                return r;
+        report_item(ctx, "daemon.linger", ITEM_CREATE, NULL, "enable linger for %s (through logind)", u->name);
+        if (ctx->live && ctx->facts.systemd_running)
+                report_item(ctx, "daemon.service", ITEM_CREATE, NULL,
+                            "start %s's Docker in its own manager and wait for /run/user/UID/docker.sock to answer",
+                            u->name);
+        else
+                report_item(ctx, "daemon.service", ITEM_SKIP, NULL,
+                            "%s: the daemon is started by the first apply on the live host",
+                            ctx->live ? "systemd is not running" : "offline tree");
         return 0;
 }
 
@@ -742,6 +813,8 @@ static int daemon_run(Context *ctx) {
                  */
                 if (ctx->verb == VERB_APPLY)
                         return log_error_errno(-ERCI_FAILED, "User %s does not exist (see the user step)", u.name);
+                if (ctx->verb == VERB_PLAN && ctx->facts.user_planned)
+                        return plan_for_new_user(ctx, &u);
                 report_item(ctx, "daemon.user", ITEM_SKIP, NULL,
                             ctx->facts.user_planned ? "user %s does not exist yet (apply creates it first): the "
                                                       "daemon's files depend on its UID"
