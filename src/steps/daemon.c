@@ -416,13 +416,15 @@ static int remove_stale_root_sockets(Context *ctx) {
         for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
                 _cleanup_free_ char *name = NULL;
                 _cleanup_close_ int parent = -1;
+                char id[64];
                 struct stat st;
 
                 parent = safe_open_parent(ctx->root_fd, paths[i], RESOLVE_POLICY_IN_ROOT, &name);
                 if (parent < 0 || fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode))
                         continue;
+                snprintf(id, sizeof(id), "daemon.root-socket:%s", paths[i]);
                 if (ctx->verb == VERB_PLAN) {
-                        report_item(ctx, "daemon.root-socket", ITEM_REMOVE, NULL, "remove the root daemon's socket %s",
+                        report_item(ctx, id, ITEM_REMOVE, NULL, "remove the root daemon's socket %s",
                                     paths[i]);
                         continue;
                 }
@@ -430,7 +432,7 @@ static int remove_stale_root_sockets(Context *ctx) {
                         continue; /* the reachability check judges it */
                 if (unlinkat(parent, name, 0) < 0 && errno != ENOENT)
                         return log_error_errno(negative_errno(), "Failed to remove %s: %m", paths[i]);
-                report_changed(ctx, "daemon.root-socket", ITEM_REMOVE, "removed the root daemon's socket %s", paths[i]);
+                report_changed(ctx, id, ITEM_REMOVE, "removed the root daemon's socket %s", paths[i]);
         }
         return 0;
 }
@@ -471,8 +473,11 @@ static int check_root_sockets_unreachable(Context *ctx, const DaemonUser *u) {
                         return log_error_errno(r, "Failed to test whether %s can connect to %s: %m", u->name,
                                                root_api_sockets[i]);
                 if (r > 0) {
+                        char id[128];
+                        /* One failure per socket, each its own item. */
+                        snprintf(id, sizeof(id), "daemon.root-socket-reachable:%s", root_api_sockets[i]);
                         reachable++;
-                        report_item(ctx, "daemon.root-sockets-unreachable", ITEM_FAIL,
+                        report_item(ctx, id, ITEM_FAIL,
                                     "stop the daemon behind it, or take the user out of the socket's group",
                                     "%s can connect to %s (owned by UID %u): that is root on this host", u->name,
                                     root_api_sockets[i], (unsigned) st.st_uid);

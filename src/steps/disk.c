@@ -220,9 +220,12 @@ static int look_fstab(Context *ctx, DiskState *s) {
         }
         if (r < 0)
                 return log_error_errno(r, "Failed to parse %s: %m", FSTAB_PATH);
-        for (size_t i = 0; i < s->fstab.n_unparsable; i++)
-                report_item(ctx, "disk.fstab", ITEM_WARN, NULL, "%s:%u: libmount cannot parse this line, so mount and "
+        for (size_t i = 0; i < s->fstab.n_unparsable; i++) {
+                char id[64];
+                snprintf(id, sizeof(id), "disk.fstab-unparsable:%u", s->fstab.unparsable[i]);
+                report_item(ctx, id, ITEM_WARN, NULL, "%s:%u: libmount cannot parse this line, so mount and "
                             "systemd ignore it; rootless-ci leaves it as it is", FSTAB_PATH, s->fstab.unparsable[i]);
+        }
         return 0;
 }
 
@@ -549,9 +552,12 @@ static void describe(Context *ctx, DiskState *s) {
                          s->mount_point_exists ? "" : " (creating it, root-owned, 0755)");
                 report_todo(ctx, "disk.mount", ITEM_CREATE, problem, msg);
         }
-        for (size_t i = 0; i < s->n_elsewhere; i++)
-                report_item(ctx, "disk.mount", ITEM_WARN, NULL, "%s is also mounted at %s; rootless-ci leaves that mount alone",
+        for (size_t i = 0; i < s->n_elsewhere; i++) {
+                char id[PATH_MAX + 32];
+                snprintf(id, sizeof(id), "disk.mount-elsewhere:%s", s->elsewhere[i]);
+                report_item(ctx, id, ITEM_WARN, NULL, "%s is also mounted at %s; rootless-ci leaves that mount alone",
                             s->part_node, s->elsewhere[i]);
+        }
 }
 
 /* flock(LOCK_EX) on the whole disk: udev and others that honour it keep off while we change it. */
