@@ -12,9 +12,9 @@ SETUPTOOL=/usr/share/docker.io/contrib/dockerd-rootless-setuptool.sh
 
 bench_machine_build() {
 	if [[ ! -f $MACHINE_BUILD_DIR/build.ninja ]]; then
-		meson setup "$MACHINE_BUILD_DIR" "$HERE" --prefix=/usr --buildtype=release >/dev/null
+		meson setup "$MACHINE_BUILD_DIR" "$HERE" --prefix=/usr >/dev/null
 	fi
-	ninja -C "$MACHINE_BUILD_DIR" >/dev/null
+	ninja -C "$MACHINE_BUILD_DIR" src/rootless-ci >/dev/null
 }
 
 bench_machine_stop() {

@@ -625,10 +625,23 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
                                     user_manager);
                 else
                         report_item(ctx, "daemon.user-manager", ITEM_PASS, NULL, "%s is running", user_manager);
-                if (answering)
+                if (answering) {
                         report_item(ctx, "daemon.service", ITEM_PASS, NULL, "%s's Docker answers GET /_ping on %s",
                                     u->name, sock);
-                else
+                        return 0;
+                }
+                /* Down: say how its manager sees it (stopped, failed, start-limit-hit), a read only. */
+                if (mgr_up && bus_open_user_manager(u->name, &user_bus) >= 0 &&
+                    bus_get_unit_state(user_bus, UNIT_NAME, &svc) >= 0) {
+                        report_item(ctx, "daemon.service", ITEM_FAIL,
+                                    streq_ptr(svc.result, "start-limit-hit")
+                                            ? "rootless-ci apply (it resets the start limit and starts it; look at why it "
+                                              "kept failing: journalctl --user-unit=docker.service)"
+                                            : "rootless-ci apply",
+                                    "%s's Docker does not answer GET /_ping on %s (%s is %s, result %s)", u->name,
+                                    sock, UNIT_NAME, strempty(svc.active_state), strempty(svc.result));
+                        unit_state_done(&svc);
+                } else
                         report_item(ctx, "daemon.service", ITEM_FAIL, "rootless-ci apply",
                                     "%s's Docker does not answer GET /_ping on %s", u->name, sock);
                 return 0;

@@ -72,16 +72,14 @@ drift_unit_deleted() { in_machine rm /etc/systemd/user/docker.service; }
 drift_unit_edited() { in_machine sed -i 's/^RestartSec=.*/RestartSec=30s/' /etc/systemd/user/docker.service; }
 drift_linger_off() { in_machine loginctl disable-linger "$CI"; }
 drift_daemon_stopped() { ci_docker stop docker.service; }
-# Start it again and again until its manager gives up: StartLimitBurst=3
-# per 60 s, so a fourth start within the minute hits the limit. (Killing it
-# is not enough: a client-requested kill leaves it failed, not restarted.)
+# Restart it until its manager refuses: StartLimitBurst=3 per 60 s, so the
+# fourth start within the minute hits the limit, as a crash loop does.
+# (Each restart waits for the start, so the result before is "success" and
+# the refusal shows as Result=start-limit-hit.)
 drift_start_limit() {
-	local result
-	for _ in $(seq 8); do
-		result=$(ci_docker show -p Result --value docker.service)
-		[[ $result == start-limit-hit ]] && break
-		ci_docker restart --no-block docker.service 2>/dev/null || true
-		sleep 0.3
+	for _ in $(seq 6); do
+		[[ $(ci_docker show -p Result --value docker.service) == start-limit-hit ]] && break
+		ci_docker restart docker.service 2>/dev/null || true
 	done
 	echo "#   docker.service: $(ci_docker show -p ActiveState,Result docker.service | tr '\n' ' ')"
 	[[ $(ci_docker show -p Result --value docker.service) == start-limit-hit ]] ||
@@ -105,6 +103,8 @@ repair unit-edited daemon.unit drift_unit_edited
 repair linger-off daemon.linger drift_linger_off
 repair daemon-stopped daemon.service drift_daemon_stopped
 repair start-limit-hit daemon.service drift_start_limit
+assert_contains "$(jq -r '.items[] | select(.id == "daemon.service") | .message' "$TEST_TMP/start-limit-hit-check.json")" \
+	"start-limit-hit" "start-limit-hit: check says why the daemon is down"
 repair docker-group user.groups drift_docker_group
 repair root-socket-enabled daemon.root-docker.socket drift_root_socket
 repair root-service-enabled daemon.root-docker.service drift_root_service
