@@ -660,6 +660,7 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
                  * on already it was stopped since (its data mount went away,
                  * RequiresMountsFor=): start it as logind does.
                  */
+                t0 = now_usec();
                 if (!streq_ptr(mgr.active_state, "activating")) {
                         _cleanup_free_ char *job_result = NULL;
                         log_info("Starting %s", user_manager);
@@ -667,7 +668,6 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
                 }
                 unit_state_done(&mgr);
                 log_info("Waiting for %s (up to %u s)", user_manager, timeout);
-                t0 = now_usec();
                 r = bus_wait_unit_active(system_bus, user_manager, deadline, &mgr);
                 if (r >= 0)
                         log_info("%s is active after %.2f s", user_manager, (double) (now_usec() - t0) / 1e6);

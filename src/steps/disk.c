@@ -19,6 +19,7 @@
 #include "disk/mount.h"
 #include "disk/probe.h"
 #include "steps.h"
+#include "util/bus.h"
 #include "util/error.h"
 #include "util/exec.h"
 #include "util/format.h"
@@ -773,7 +774,11 @@ static int write_fstab(Context *ctx, DiskState *s) {
                                strempty(p->old_line), p->new_line, p->n_removed ? " (and dropped copies of it)" : "");
 
         if (manager_is_running()) {
-                r = manager_reload();
+                sd_bus *bus = NULL;
+
+                r = context_system_bus(ctx, &bus);
+                if (r >= 0)
+                        r = bus_manager_reload(bus);
                 if (r < 0)
                         return r;
                 report_changed(ctx, "disk.reload", ITEM_CHANGE, "reloaded systemd so it knows the new fstab line");

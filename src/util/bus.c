@@ -248,6 +248,7 @@ int bus_unit_job(sd_bus *bus, const char *method, const char *unit, unsigned lon
         _cleanup_bus_slot_ sd_bus_slot *slot = NULL;
         JobWait w = {};
         const char *job = NULL;
+        unsigned long long t0 = now_usec();
         int r;
 
         /* Listen before asking, so the job's end cannot slip past. */
@@ -280,6 +281,7 @@ int bus_unit_job(sd_bus *bus, const char *method, const char *unit, unsigned lon
                         return log_error_errno(r, "Failed to wait for the %s job of %s: %m", method, unit);
         }
 
+        log_debug("Timing: %s %s (systemd job) %.1f ms", method, unit, (double) (now_usec() - t0) / 1e3);
         r = streq(w.result, "done") ? 0 : -EIO;
         if (ret_result)
                 *ret_result = w.result;
@@ -292,10 +294,13 @@ int bus_manager_reload(sd_bus *bus) {
         _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
         int r;
 
+        unsigned long long t0 = now_usec();
+
         r = sd_bus_call_method(bus, SD_DEST, SD_PATH, SD_MANAGER, "Reload", &error, NULL, NULL);
         if (r < 0)
                 return log_error_errno(r, "Failed to reload the service manager: %s",
                                        error.message ? error.message : strerror(-r));
+        log_debug("Timing: daemon-reload (systemd) %.1f ms", (double) (now_usec() - t0) / 1e3);
         return 0;
 }
 
