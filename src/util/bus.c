@@ -183,7 +183,11 @@ int bus_get_unit_state(sd_bus *bus, const char *unit, UnitState *ret) {
         return 0;
 }
 
+#define BUS_PROGRESS_EVERY_USEC (5ULL * 1000000ULL)
+
 int bus_wait_unit_active(sd_bus *bus, const char *unit, unsigned long long deadline, UnitState *ret_state) {
+        unsigned long long start = now_usec(), next_progress = start + BUS_PROGRESS_EVERY_USEC;
+
         for (;;) {
                 UnitState s = {};
                 int r;
@@ -205,6 +209,12 @@ int bus_wait_unit_active(sd_bus *bus, const char *unit, unsigned long long deadl
                         else
                                 unit_state_done(&s);
                         return r;
+                }
+                if (now_usec() >= next_progress) {
+                        log_info("Still waiting for %s to become active: %llu s of %llu s (now %s/%s)", unit,
+                                 (now_usec() - start) / 1000000ULL, (deadline - start + 999999ULL) / 1000000ULL,
+                                 strempty(s.active_state), strempty(s.sub_state));
+                        next_progress += BUS_PROGRESS_EVERY_USEC;
                 }
                 unit_state_done(&s);
 
@@ -248,7 +258,7 @@ int bus_unit_job(sd_bus *bus, const char *method, const char *unit, unsigned lon
         _cleanup_bus_slot_ sd_bus_slot *slot = NULL;
         JobWait w = {};
         const char *job = NULL;
-        unsigned long long t0 = now_usec();
+        unsigned long long t0 = now_usec(), progress = 0;
         int r;
 
         /* Listen before asking, so the job's end cannot slip past. */
@@ -267,6 +277,12 @@ int bus_unit_job(sd_bus *bus, const char *method, const char *unit, unsigned lon
         while (!w.done) {
                 unsigned long long n = now_usec();
 
+                if (n >= t0 + BUS_PROGRESS_EVERY_USEC * (progress + 1)) {
+                        progress++;
+                        log_info("Waiting for the %s job of %s: %llu s of %llu s", method, unit, (n - t0) / 1000000ULL,
+                                 (deadline - t0 + 999999ULL) / 1000000ULL);
+                }
+
                 r = sd_bus_process(bus, NULL);
                 if (r < 0)
                         return log_error_errno(r, "Failed to wait for the %s job of %s: %m", method, unit);
@@ -276,7 +292,8 @@ int bus_unit_job(sd_bus *bus, const char *method, const char *unit, unsigned lon
                         free(w.result);
                         return log_error_errno(-ETIMEDOUT, "Timed out waiting for the %s job of %s", method, unit);
                 }
-                r = sd_bus_wait(bus, deadline - n);
+                /* Wake at least for the next progress line. */
+                r = sd_bus_wait(bus, deadline - n < BUS_PROGRESS_EVERY_USEC ? deadline - n : BUS_PROGRESS_EVERY_USEC);
                 if (r < 0)
                         return log_error_errno(r, "Failed to wait for the %s job of %s: %m", method, unit);
         }
