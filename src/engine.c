@@ -147,7 +147,7 @@ int context_init(Context *ctx, Verb verb, const char *root, const Config *config
 
 int context_system_bus(Context *ctx, sd_bus **ret) {
         if (!ctx->system_bus) {
-                int r = bus_open_system(&ctx->system_bus);
+                int r = bus_open_system_manager(&ctx->system_bus);
                 if (r < 0)
                         return r;
         }

@@ -95,7 +95,7 @@ typedef struct Context {
 
         HostFacts facts;
 
-        /* One connection to the system bus for every step (context_system_bus()), opened on first use. */
+        /* One connection to the system manager for every step (context_system_bus()), opened on first use. */
         struct sd_bus *system_bus;
 } Context;
 
@@ -111,8 +111,9 @@ typedef struct Step {
 } Step;
 
 /*
- * The system bus, connected on first use and shared by the steps (one
- * connection set-up per run, not one per step). Owned by ctx: never unref it.
+ * The system manager's bus (as root its own socket, else the system bus;
+ * util/bus.h), connected on first use and shared by the steps: one
+ * connection set-up per run, not one per step. Owned by ctx: never unref it.
  */
 int context_system_bus(Context *ctx, struct sd_bus **ret);
 

@@ -523,7 +523,7 @@ static int converge_linger(Context *ctx, sd_bus *system_bus, const DaemonUser *u
                 return 0;
         }
         if (system_bus) {
-                r = bus_set_linger(system_bus, u->uid);
+                r = bus_set_linger(u->uid);
                 if (r < 0)
                         return r;
         } else {

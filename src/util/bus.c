@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <assert.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bus.h"
 #include "log.h"
@@ -11,6 +12,7 @@
 #include "ping.h"
 
 #define SD_DEST "org.freedesktop.systemd1"
+#define SYSTEMD_PRIVATE_SOCKET "/run/systemd/private"
 #define SD_PATH "/org/freedesktop/systemd1"
 #define SD_MANAGER "org.freedesktop.systemd1.Manager"
 #define SD_UNIT "org.freedesktop.systemd1.Unit"
@@ -46,9 +48,40 @@ int bus_open_user_manager(const char *user, sd_bus **ret) {
         return 0;
 }
 
-int bus_set_linger(sd_bus *bus, uid_t uid) {
-        _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
+int bus_open_system_manager(sd_bus **ret) {
+        _cleanup_bus_ sd_bus *bus = NULL;
         int r;
+
+        /*
+         * As root, systemd's own socket, as systemctl does: no bus daemon
+         * between us and the manager, so each call is one hop each way and
+         * the connection needs no Hello. Anywhere else, the system bus.
+         */
+        if (geteuid() == 0 && access(SYSTEMD_PRIVATE_SOCKET, F_OK) == 0) {
+                r = sd_bus_new(&bus);
+                if (r >= 0)
+                        r = sd_bus_set_address(bus, "unix:path=" SYSTEMD_PRIVATE_SOCKET);
+                if (r >= 0)
+                        r = sd_bus_start(bus);
+                if (r >= 0) {
+                        *ret = TAKE_PTR(bus);
+                        return 0;
+                }
+                log_debug("Failed to connect to %s, using the system bus: %s", SYSTEMD_PRIVATE_SOCKET, strerror(-r));
+                bus = sd_bus_flush_close_unref(bus);
+        }
+        return bus_open_system(ret);
+}
+
+int bus_set_linger(uid_t uid) {
+        _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_bus_ sd_bus *bus = NULL;
+        int r;
+
+        /* logind is on the system bus (the manager's own socket does not reach it). */
+        r = bus_open_system(&bus);
+        if (r < 0)
+                return r;
 
         /* SetUserLinger(uid, enable, interactive) */
         r = sd_bus_call_method(bus, "org.freedesktop.login1", "/org/freedesktop/login1",
@@ -262,7 +295,9 @@ int bus_unit_job(sd_bus *bus, const char *method, const char *unit, unsigned lon
         int r;
 
         /* Listen before asking, so the job's end cannot slip past. */
-        r = sd_bus_match_signal(bus, &slot, SD_DEST, SD_PATH, SD_MANAGER, "JobRemoved", on_job_removed, &w);
+        /* On a direct connection to the manager messages carry no sender to match. */
+        r = sd_bus_match_signal(bus, &slot, sd_bus_is_bus_client(bus) > 0 ? SD_DEST : NULL, SD_PATH, SD_MANAGER,
+                                "JobRemoved", on_job_removed, &w);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch for systemd job results: %m");
 
