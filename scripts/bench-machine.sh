@@ -130,7 +130,7 @@ bench_first() {
 		reloads+=("$(sed -n 's/^[a-z]*: Timing: daemon-reload (systemd) \([0-9.]*\) ms$/\1/p' <<<"$out" |
 			awk '{ s += $1 } END { printf "%.1f", s }')")
 		jobs+=("$(grep -v -e ' docker\.service (systemd job)' -e ' user@[0-9]*\.service (systemd job)' <<<"$out" |
-			sed -n 's/^[a-z]*: Timing: .* (systemd job) \([0-9.]*\) ms$/\1/p' | awk '{ s += $1 } END { printf "%.1f", s }')")
+			sed -n 's/^[a-z]*: Timing: .* (systemd \(job\|unit files\)) \([0-9.]*\) ms$/\2/p' | awk '{ s += $1 } END { printf "%.1f", s }')")
 		ping+=("$(sed -n "s/^daemon: .*'s Docker answered \([0-9.]*\) s after the start request$/\1/p" <<<"$out" | awk '{ printf "%.1f", $1 * 1000 }')")
 		if [[ -n ${BENCH_VERBOSE:-} ]]; then printf '    | %s\n' "${out//$'\n'/$'\n'    | }"; fi
 	done
@@ -157,7 +157,7 @@ bench_first() {
 		"  user" "$U" "    of which useradd (child process)" "$UA" "  storage" "$S" \
 		"  daemon" "$DA" "    of which waiting for user@UID.service" "$G" \
 		"    of which start docker.service -> first /_ping answer" "$Q" "  agent" "$A" \
-		"systemd daemon-reloads, all steps" "$RL" "systemd jobs (root daemon stop, agent restart, ...)" "$JB" \
+		"systemd daemon-reloads, all steps" "$RL" "systemd jobs and unit-file calls (root daemon mask/stop, ...)" "$JB" \
 		"wall - mkfs - dockerd start-up" "$OS" \
 		"rootless-ci's own code (also less useradd and systemd)" "$O"
 }

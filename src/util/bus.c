@@ -379,6 +379,7 @@ static int read_unit_file_changes(sd_bus_message *reply, bool *ret_changed) {
 static int unit_files_call(sd_bus *bus, const char *method, const char *unit, bool with_force, bool *ret_changed) {
         _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_bus_message_ sd_bus_message *m = NULL, *reply = NULL;
+        unsigned long long t0;
         int r;
 
         r = sd_bus_message_new_method_call(bus, &m, SD_DEST, SD_PATH, SD_MANAGER, method);
@@ -390,9 +391,11 @@ static int unit_files_call(sd_bus *bus, const char *method, const char *unit, bo
         r = with_force ? sd_bus_message_append(m, "bb", 0, 0) : sd_bus_message_append(m, "b", 0);
         if (r < 0)
                 return r;
+        t0 = now_usec();
         r = sd_bus_call(bus, m, 0, &error, &reply);
         if (r < 0)
                 return log_error_errno(r, "Failed to %s %s: %s", method, unit, error.message ? error.message : strerror(-r));
+        log_debug("Timing: %s %s (systemd unit files) %.1f ms", method, unit, (double) (now_usec() - t0) / 1e3);
         /* MaskUnitFiles answers a(sss); DisableUnitFiles too (no carries_install_info). */
         r = read_unit_file_changes(reply, ret_changed);
         if (r < 0)
