@@ -17,6 +17,16 @@ MACHINE_PACKAGES=(
 	systemd-container util-linux procps jq
 )
 
+# The vm tier (scripts/vm): qemu with software emulation (no network device,
+# so nothing beyond the system emulator), qemu-img for the per-VM overlay
+# disks, genisoimage for the NoCloud seed, mkfs.ext4 -d for the root disk
+# (e2fsprogs, below). cloud-init itself is only needed inside the VM image,
+# where `cloud-init schema` validates conf/cloud-init.yaml; the host needs
+# none.
+VM_PACKAGES=(
+	qemu-system-x86 qemu-utils genisoimage
+)
+
 # Everything else the test tiers use: real filesystems on loop devices
 # (host tier), the subordinate-ID tools, a second compiler, the linter for
 # the scripts.

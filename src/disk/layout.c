@@ -40,7 +40,6 @@
         X(ped_disk_destroy)                          \
         X(ped_disk_add_partition)                    \
         X(ped_disk_commit_to_dev)                    \
-        X(ped_disk_commit_to_os)                     \
         X(ped_partition_new)                         \
         X(ped_partition_destroy)                     \
         X(ped_partition_set_name)                    \
@@ -137,7 +136,7 @@ static void exception_handler_pop(bool *pushed) {
                 parted.ped_exception_set_handler(NULL);
 }
 #define EXCEPTION_HANDLER_SCOPE                                                       \
-        _cleanup_(exception_handler_pop) bool _handler_pushed_ = true;                \
+        _cleanup_(exception_handler_pop) _unused_ bool _handler_pushed_ = true;               \
         last_exception[0] = 0;                                                        \
         parted.ped_exception_set_handler(exception_handler)
 
@@ -235,11 +234,9 @@ int layout_write(const char *path, FileSystem fs, const PartitionGeometry *expec
                                        (unsigned long long) g.size, (unsigned long long) expected->start,
                                        (unsigned long long) expected->size);
 
+        /* Only to the disk: the caller tells the kernel (see kernel_partitions_match_gpt()). */
         if (!parted.ped_disk_commit_to_dev(disk))
                 return log_error_errno(-EIO, "Failed to write the GPT to %s: %s", path, last_exception_or("unknown error"));
-        if (!parted.ped_disk_commit_to_os(disk))
-                return log_error_errno(-EIO, "Wrote the GPT to %s, but failed to tell the kernel about its partition: %s",
-                                       path, last_exception_or("unknown error"));
         return 0;
 }
 

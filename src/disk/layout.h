@@ -32,9 +32,10 @@ bool layout_libparted_loaded(void);
 int layout_plan(const char *path, FileSystem fs, PartitionGeometry *ret);
 
 /*
- * Write a fresh GPT with our one partition to path and tell the kernel
- * (libparted's commit: BLKPG for each partition). The geometry must come
- * out as expected (from layout_plan), or nothing is written. Logs.
+ * Write a fresh GPT with our one partition to path (libparted's commit to
+ * the disk only; the caller tells the kernel with layout_kernel_add()). The
+ * geometry must come out as expected (from layout_plan), or nothing is
+ * written. Logs.
  */
 int layout_write(const char *path, FileSystem fs, const PartitionGeometry *expected);
 

@@ -298,13 +298,31 @@ static int look_mount_point(Context *ctx, DiskState *s) {
         const char *mp = ctx->config->mount_point;
         _cleanup_free_ char *name = NULL;
         _cleanup_close_ int dfd = -1;
+        _cleanup_free_ char *link = NULL;
         struct stat st;
+        int r;
+
+        /*
+         * Never through a symlink anywhere on the way: the kernel would mount on
+         * its target while fstab, mountinfo and RequiresMountsFor= name the
+         * literal path (and a link to /etc would put the disk there).
+         */
+        r = path_find_symlink(ctx->root_fd, mp, &link);
+        if (r < 0)
+                return log_error_errno(r, "Failed to look at the mount point %s: %m", mp);
+        if (r > 0 && !streq(link, mp)) {
+                report_item(ctx, "disk.mount", ITEM_FAIL, "set MountPoint= to a path without symlinks",
+                            "the mount point %s goes through the symlink %s; rootless-ci does not follow it", mp,
+                            link);
+                return ctx->verb == VERB_CHECK ? 0
+                                               : log_error_errno(-ERCI_FAILED, "%s goes through a symlink.", mp);
+        }
 
         dfd = safe_open_parent(ctx->root_fd, mp, RESOLVE_POLICY_IN_ROOT, &name);
         if (dfd == -ENOENT)
                 return 0;  /* made by apply */
         if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                int r = dfd < 0 ? dfd : negative_errno();
+                r = dfd < 0 ? dfd : negative_errno();
                 if (r == -ENOENT)
                         return 0;
                 return log_error_errno(r, "Failed to look at the mount point %s: %m", mp);
@@ -600,6 +618,35 @@ static int wait_partition(DiskState *s) {
 }
 
 /* Blank, or --wipe: the destructive window, under O_EXCL and the disk lock. */
+/*
+ * Make the kernel's partitions of the disk match our GPT: forget any other,
+ * add partition 1 if it does not know it (BLKPG; nothing is written to the
+ * disk). Used right after writing the GPT as well as for a disk of ours whose
+ * node is missing (a kernel that does not scan partition tables, a reboot).
+ */
+static int kernel_partitions_match_gpt(DiskState *s, int fd) {
+        int r;
+
+        for (size_t i = 0; i < s->disk.n_parts; i++) {
+                const KernelPartition *kp = &s->disk.parts[i];
+                if (kp->number == 1 && kp->start == s->part.start && kp->size == s->part.size)
+                        continue;
+                r = layout_kernel_del(fd, kp->number);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to make the kernel forget /dev/%s (not in the GPT of %s): %m",
+                                               kp->name, s->disk.node);
+        }
+        r = disk_read_partitions(&s->disk);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the partitions of %s: %m", s->disk.node);
+        if (!disk_kernel_partition(&s->disk, 1)) {
+                r = layout_kernel_add(fd, 1, s->part.start, s->part.size);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to tell the kernel about partition 1 of %s: %m", s->disk.node);
+        }
+        return 0;
+}
+
 static int make_table(Context *ctx, DiskState *s) {
         _cleanup_(signature_list_done) SignatureList now = {}, destroyed = {};
         _cleanup_close_ int excl = -1;
@@ -672,6 +719,16 @@ static int make_table(Context *ctx, DiskState *s) {
         report_changed(ctx, "disk.partition-table", ITEM_CREATE, "created GPT on %s (%s) with partition 1 \"%s\" (Linux data)",
                        s->disk.node, s->size, RCI_PARTITION_NAME);
 
+        /*
+         * We tell the kernel about the partition ourselves rather than through libparted's
+         * commit_to_os(): Debian's libparted runs `udevadm settle` through a shell there,
+         * which waits for udev, which waits for our flock on the disk — two 120 s timeouts
+         * on a host with udev (found by the vm tier).
+         */
+        r = kernel_partitions_match_gpt(s, excl);
+        if (r < 0)
+                return r;
+
         /* mkfs and mount open the partition exclusively; our claim on the whole disk would stop them. */
         excl = safe_close(excl);
         return wait_partition(s);
@@ -683,23 +740,9 @@ static int sync_kernel_partitions(Context *ctx, DiskState *s) {
 
         if (fd < 0)
                 return log_error_errno(fd, "Failed to open %s: %m", s->disk.node);
-        for (size_t i = 0; i < s->disk.n_parts; i++) {
-                const KernelPartition *kp = &s->disk.parts[i];
-                if (kp->number == 1 && kp->start == s->part.start && kp->size == s->part.size)
-                        continue;
-                r = layout_kernel_del(fd, kp->number);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to make the kernel forget /dev/%s (not in the GPT of %s): %m",
-                                               kp->name, s->disk.node);
-        }
-        r = disk_read_partitions(&s->disk);
+        r = kernel_partitions_match_gpt(s, fd);
         if (r < 0)
-                return log_error_errno(r, "Failed to read the partitions of %s: %m", s->disk.node);
-        if (!disk_kernel_partition(&s->disk, 1)) {
-                r = layout_kernel_add(fd, 1, s->part.start, s->part.size);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to tell the kernel about partition 1 of %s: %m", s->disk.node);
-        }
+                return r;
         r = wait_partition(s);
         if (r < 0)
                 return r;

@@ -109,25 +109,56 @@ static int storage_ensure_mount_point(StorageStep *s) {
                 return 0;
         }
 
-        fd = safe_openat(ctx->root_fd, s->mp, O_PATH | O_DIRECTORY, 0, RESOLVE_POLICY_IN_ROOT);
-        if (fd < 0 && fd != -ENOENT)
-                return log_error_errno(fd, "Failed to open %s: %m", shown);
+        /* A symlink on the way (say /srv/ci -> /etc) would put the user's directories wherever it points. */
+        {
+                _cleanup_free_ char *link = NULL, *link_shown = NULL;
+                int r = path_find_symlink(ctx->root_fd, s->mp, &link);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to look at %s: %m", shown);
+                if (r > 0) {
+                        link_shown = host_path(ctx, link);
+                        if (!link_shown)
+                                return -ENOMEM;
+                        report_item(ctx, "storage.mount-point", ITEM_FAIL, "set MountPoint= to a path without symlinks",
+                                    "%s goes through the symlink %s; rootless-ci does not follow it", shown,
+                                    link_shown);
+                        s->dirs_blocked = true;
+                        return ctx->verb == VERB_APPLY ? log_error_errno(-ERCI_FAILED, "%s goes through a symlink.", shown)
+                                                       : 0;
+                }
+        }
 
-        if (disk && (fd < 0 || !is_mount_point(fd))) {
-                safe_close(fd);
-                if (ctx->verb == VERB_PLAN) {
+        /*
+         * With Device= the disk step is the one judge of the mount: it knows
+         * the mount at MountPoint is our filesystem, not just some mount.
+         * Apply gets here only when that step mounted it or found it mounted.
+         */
+        if (disk && !ctx->facts.data_mounted) {
+                if (ctx->facts.data_mount_planned) {
                         report_item(ctx, "storage.mount-point", ITEM_CREATE, NULL,
                                     "%s is not mounted yet: its directories are made on the data disk once the "
                                     "disk step has mounted it", shown);
                         return 0;
                 }
-                report_item(ctx, "storage.mount-point", ITEM_FAIL,
-                            "run rootless-ci apply, whose disk step mounts the data disk; check the disk is attached",
-                            "%s is not a mount point although Device= is set: rootless-ci does not put Docker's "
-                            "data on the root disk", shown);
+                if (ctx->verb == VERB_PLAN)
+                        /* The disk step already said why it cannot mount it. */
+                        report_item(ctx, "storage.mount-point", ITEM_SKIP, NULL,
+                                    "%s: its directories wait for the data disk (see the disk step)", shown);
+                else
+                        report_item(ctx, "storage.mount-point", ITEM_FAIL,
+                                    "run rootless-ci apply, whose disk step mounts the data disk; check the disk is "
+                                    "attached",
+                                    "the data disk is not mounted at %s although Device= is set: rootless-ci does not "
+                                    "put Docker's data on the root disk", shown);
                 s->dirs_blocked = true;
                 return 0;
         }
+
+        fd = safe_openat(ctx->root_fd, s->mp, O_PATH | O_DIRECTORY, 0, RESOLVE_POLICY_IN_ROOT);
+        if (fd < 0 && fd != -ENOENT)
+                return log_error_errno(fd, "Failed to open %s: %m", shown);
+        if (fd < 0 && disk)
+                return log_error_errno(fd, "Failed to open %s, where the data disk is mounted: %m", shown);
 
         if (fd == -ENOENT) {
                 if (ctx->verb != VERB_APPLY) {
@@ -155,6 +186,7 @@ static int storage_ensure_mount_point(StorageStep *s) {
                 s->dirs_blocked = true;
                 return 0;
         }
+        /* Without Device= nothing else knows: an operator may have mounted something there. */
         report_state(ctx, "storage.mount-point", ITEM_OK, "%s: %s", shown,
                      disk ? "the data disk is mounted"
                           : is_mount_point(fd) ? "mounted, though no Device= is configured: used as it is"

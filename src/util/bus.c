@@ -344,11 +344,15 @@ int bus_unit_job(sd_bus *bus, const char *method, const char *unit, unsigned lon
 
 int bus_manager_reload(sd_bus *bus) {
         _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;
 
         unsigned long long t0 = now_usec();
 
-        r = sd_bus_call_method(bus, SD_DEST, SD_PATH, SD_MANAGER, "Reload", &error, NULL, NULL);
+        /* A reload can take far longer than sd-bus's default 25 s on a busy machine at boot. */
+        r = sd_bus_message_new_method_call(bus, &m, SD_DEST, SD_PATH, SD_MANAGER, "Reload");
+        if (r >= 0)
+                r = sd_bus_call(bus, m, BUS_RELOAD_TIMEOUT_USEC, &error, NULL);
         if (r < 0)
                 return log_error_errno(r, "Failed to reload the service manager: %s",
                                        error.message ? error.message : strerror(-r));

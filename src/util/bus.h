@@ -62,6 +62,8 @@ int bus_unit_job(sd_bus *bus, const char *method, const char *unit, unsigned lon
                  char **ret_result);
 
 /* Manager.Reload (daemon-reload); returns once the manager has reloaded. */
+/* daemon-reload, waiting up to BUS_RELOAD_TIMEOUT_USEC for it. */
+#define BUS_RELOAD_TIMEOUT_USEC (5ULL * 60ULL * 1000000ULL)
 int bus_manager_reload(sd_bus *bus);
 
 /* Manager.DisableUnitFiles / MaskUnitFiles for one unit (not runtime). ret_changed: anything changed. */

@@ -7,8 +7,12 @@
 #include "killpoint.h"
 
 void killpoint(const char *name) {
-        const char *want = getenv("RCI_KILL_AT");
+        const char *want = getenv("RCI_KILL_AT"), *stop = getenv("RCI_STOP_AT");
 
+        if (stop && strcmp(stop, name) == 0) {
+                fflush(NULL);
+                raise(SIGSTOP);
+        }
         if (!want)
                 return;
         if (strcmp(want, "list") == 0) {

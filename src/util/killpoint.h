@@ -6,5 +6,9 @@
  * the process kills itself with SIGKILL right here, so tests can prove that
  * a run killed at any point is completed by the next one. RCI_KILL_AT=list
  * prints every point passed (to stderr) instead.
+ *
+ * RCI_STOP_AT=NAME stops the process (SIGSTOP) at NAME instead, so a test
+ * can look at the host between two steps of one run, then let it go on
+ * (SIGCONT) to its end and its report.
  */
 void killpoint(const char *name);

@@ -6,8 +6,8 @@
 # a second apply changes nothing and restarts nothing. rootless-ci wait
 # answers for the daemon both ways.
 #
-# The disk step is stood in for by an ext4 loop disk mounted on the mount
-# point before apply; the other steps are the real ones.
+# Every step is the real one: the data disk is a blank loop disk configured
+# as Device= (machine_data_disk), which apply partitions, formats and mounts.
 
 # shellcheck source=tests/machine/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -15,19 +15,7 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/agent-standin.sh"
 
 machine_begin
-
-CI_USER=buildkite
-disk=$("$MACHINE" attach-disk "$RCI_MACHINE" 4G)
-in_machine mkfs.ext4 -q -L rci-test-data "$disk"
-in_machine mkdir -p /srv/rootless-ci
-in_machine mount "$disk" /srv/rootless-ci
-uid=
-
-as_ci() {
-	in_machine setpriv --reuid="$uid" --regid="$uid" --init-groups \
-		env HOME="/home/$CI_USER" USER="$CI_USER" XDG_RUNTIME_DIR="/run/user/$uid" \
-		DOCKER_HOST="unix:///run/user/$uid/docker.sock" "$@"
-}
+machine_data_disk
 
 standin_install
 # A link planted in the hooks directory by the package's user, to a file of its own.
@@ -54,7 +42,7 @@ sed 's/^/# stderr: /' "$TEST_TMP/apply1.err"
 jq -r '.items[] | select(.step == "agent") | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/apply1.json"
 assert_eq 0 "$rc" "apply exits 0"
 echo "# first apply took $(((t1 - t0) / 1000000)) ms"
-uid=$(in_machine id -u "$CI_USER")
+uid=$(ci_uid)
 
 # The drop-in, and the agent restarted by apply because it ran and its drop-in changed.
 dropin=/etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf

@@ -4,6 +4,9 @@
 # ships it) runs as the CI user against the CI user's rootless Docker from
 # its first start, after a daemon-reload. The package's chown of
 # /etc/buildkite-agent is what check then reports and the next apply fixes.
+#
+# Every step is the real one: the data disk is a blank loop disk configured
+# as Device= (machine_data_disk), which apply partitions, formats and mounts.
 
 # shellcheck source=tests/machine/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -11,18 +14,7 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/agent-standin.sh"
 
 machine_begin
-
-CI_USER=buildkite
-disk=$("$MACHINE" attach-disk "$RCI_MACHINE" 4G)
-in_machine mkfs.ext4 -q -L rci-test-data "$disk"
-in_machine mkdir -p /srv/rootless-ci
-in_machine mount "$disk" /srv/rootless-ci
-
-as_ci() {
-	in_machine setpriv --reuid="$uid" --regid="$uid" --init-groups \
-		env HOME="/home/$CI_USER" USER="$CI_USER" XDG_RUNTIME_DIR="/run/user/$uid" \
-		DOCKER_HOST="unix:///run/user/$uid/docker.sock" "$@"
-}
+machine_data_disk
 
 set +e
 in_machine rootless-ci --json apply >"$TEST_TMP/apply1.json" 2>"$TEST_TMP/apply1.err"
@@ -31,7 +23,7 @@ set -e
 sed 's/^/# stderr: /' "$TEST_TMP/apply1.err"
 jq -r '.items[] | select(.step == "agent") | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/apply1.json"
 assert_eq 0 "$rc" "apply without the agent installed exits 0"
-uid=$(in_machine id -u "$CI_USER")
+uid=$(ci_uid)
 in_machine test -f /etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf || fail "no drop-in"
 ok "the drop-in is written although the agent is not installed"
 assert_contains "$(jq -r '.items[] | select(.id == "agent.service") | .message' "$TEST_TMP/apply1.json")" \

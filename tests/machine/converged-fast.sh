@@ -10,9 +10,8 @@ source "$(dirname "$0")/lib.sh"
 
 machine_begin
 
-CI=buildkite
-disk=$("$MACHINE" attach-disk "$RCI_MACHINE" 4G)
-printf '[Disk]\nDevice=%s\n' "$disk" | in_machine install -m 0644 /dev/stdin /etc/rootless-ci.conf
+CI=$CI_USER
+machine_data_disk
 
 in_machine rootless-ci apply >"$TEST_TMP/apply1.out" 2>&1 || { cat "$TEST_TMP/apply1.out"; fail "first apply"; }
 ok "first apply converges the machine"

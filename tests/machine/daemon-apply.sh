@@ -3,33 +3,15 @@
 # rootless Docker run by its own systemd manager, takes the root daemon out
 # of reach, and a second apply changes nothing and does not restart it.
 #
-# The disk step is stood in for: an ext4 loop disk is mounted on the mount
-# point before apply (the machine's own root is an overlayfs, on which
-# overlay2 cannot stack, which is the very reason for a data disk). The user
-# and storage steps are the real ones.
+# Every step is the real one, the disk step included: a blank loop disk is
+# configured as Device= (the machine's own root is an overlayfs, on which
+# overlay2 cannot stack, which is the very reason for a data disk).
 
 # shellcheck source=tests/machine/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 machine_begin
-
-CI_USER=buildkite
-disk=$("$MACHINE" attach-disk "$RCI_MACHINE" 4G)
-in_machine mkfs.ext4 -q -L rci-test-data "$disk"
-in_machine mkdir -p /srv/rootless-ci
-in_machine mount "$disk" /srv/rootless-ci
-uid=
-
-# as_ci CMD...: run CMD as the CI user, with what a build would have.
-as_ci() {
-	in_machine setpriv --reuid="$uid" --regid="$uid" --init-groups \
-		env HOME="/home/$CI_USER" USER="$CI_USER" XDG_RUNTIME_DIR="/run/user/$uid" \
-		DOCKER_HOST="unix:///run/user/$uid/docker.sock" "$@"
-}
-# The daemon's main PID, as its manager knows it.
-docker_main_pid() {
-	as_ci systemctl --user show --property=MainPID --value docker.service
-}
+machine_data_disk
 
 in_machine systemctl is-enabled docker.service >/dev/null 2>&1 && root_daemon_was=enabled || root_daemon_was=disabled
 echo "# the root daemon before apply: $root_daemon_was, $(in_machine systemctl is-active docker.service || true)"
@@ -45,7 +27,7 @@ assert_eq 0 "$rc" "first apply exits 0"
 echo "# first apply took $(((t1 - t0) / 1000000)) ms"
 jq -r '.items[] | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/apply1.json"
 assert_eq true "$(jq -r .changed "$TEST_TMP/apply1.json")" "first apply reports changes"
-uid=$(in_machine id -u "$CI_USER")
+uid=$(ci_uid)
 
 # The unit, where and as what.
 assert_eq "root 644" "$(in_machine stat -c '%U %a' /etc/systemd/user/docker.service)" \
@@ -75,7 +57,9 @@ assert_contains "$info" "name=rootless" "docker info says rootless"
 [[ $info != *"driver=vfs"* ]] || fail "the storage driver is vfs"
 assert_contains "$info" "driver=overlay2" "the storage driver is overlay2 (this kernel is >= 5.11)"
 root_dir=${info##*root=}
-assert_eq "/srv/rootless-ci/$CI_USER/docker" "$(in_machine realpath "$root_dir")" "the data root resolves onto the data disk"
+assert_eq "/srv/rootless-ci/$CI_USER/docker" "$(in_machine realpath "$root_dir")" "the data root resolves onto the mount point"
+assert_eq "${DATA_DISK}p1" "$(in_machine findmnt -n -o SOURCE --target "$root_dir")" \
+	"the data root's filesystem is the data disk's partition, which apply made and mounted"
 
 as_ci docker import /var/lib/rootless-ci-test/busybox.tar rci-busybox >/dev/null
 ok "docker import of the offline busybox image"
@@ -102,7 +86,7 @@ ok "no Docker socket for the other user"
 in_machine loginctl disable-linger rci-other
 
 # A second apply: nothing to do, the daemon keeps running untouched.
-pid1=$(docker_main_pid)
+pid1=$(ci_docker_pid)
 mtime1=$(in_machine stat -c %Y.%i /etc/systemd/user/docker.service)
 t0=$(date +%s%N)
 set +e
@@ -115,7 +99,7 @@ assert_eq 0 "$rc" "second apply exits 0"
 echo "# second apply took $(((t1 - t0) / 1000000)) ms"
 assert_eq false "$(jq -r .changed "$TEST_TMP/apply2.json")" "second apply changes nothing"
 assert_eq 0 "$(jq '[.items[] | select(.changed)] | length' "$TEST_TMP/apply2.json")" "no item is marked changed"
-assert_eq "$pid1" "$(docker_main_pid)" "the daemon was not restarted (MainPID $pid1)"
+assert_eq "$pid1" "$(ci_docker_pid)" "the daemon was not restarted (MainPID $pid1)"
 assert_eq "$mtime1" "$(in_machine stat -c %Y.%i /etc/systemd/user/docker.service)" "the unit file was not rewritten"
 
 set +e
@@ -137,7 +121,7 @@ sed 's/^/# stderr: /' "$TEST_TMP/apply3.err"
 assert_eq 0 "$rc" "apply after drift exits 0"
 assert_eq change "$(jq -r '.items[] | select(.id == "daemon.unit") | .status' "$TEST_TMP/apply3.json")" \
 	"the drifted unit is rewritten"
-pid2=$(docker_main_pid)
+pid2=$(ci_docker_pid)
 [[ $pid2 != "$pid1" && $pid2 != 0 ]] || fail "the daemon was not restarted after its unit changed ($pid1 → $pid2)"
 ok "the daemon was restarted after its unit changed ($pid1 → $pid2)"
 assert_eq "hello" "$(as_ci docker run --rm rci-busybox echo hello)" "docker run works after the restart"

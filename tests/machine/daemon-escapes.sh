@@ -3,30 +3,19 @@
 # root's. Each classic escape through a root daemon is tried as the CI user,
 # and judged by its effect on the machine, not only by an exit status.
 #
-# The disk step is stood in for by an ext4 loop disk mounted on the mount
-# point before apply; the user, storage and daemon steps are the real ones.
+# Every step is the real one: the data disk is a blank loop disk configured
+# as Device=, which apply partitions, formats and mounts.
 
 # shellcheck source=tests/machine/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 machine_begin
-
-CI_USER=buildkite
-disk=$("$MACHINE" attach-disk "$RCI_MACHINE" 4G)
-in_machine mkfs.ext4 -q -L rci-test-data "$disk"
-in_machine mkdir -p /srv/rootless-ci
-in_machine mount "$disk" /srv/rootless-ci
+machine_data_disk
+disk=$DATA_DISK
 
 in_machine rootless-ci apply >"$TEST_TMP/apply.out" 2>"$TEST_TMP/apply.err" ||
 	{ sed 's/^/# /' "$TEST_TMP/apply.err"; fail "apply failed"; }
 ok "apply"
-uid=$(in_machine id -u "$CI_USER")
-
-as_ci() {
-	in_machine setpriv --reuid="$uid" --regid="$uid" --init-groups \
-		env HOME="/home/$CI_USER" USER="$CI_USER" XDG_RUNTIME_DIR="/run/user/$uid" \
-		DOCKER_HOST="unix:///run/user/$uid/docker.sock" "$@"
-}
 as_ci docker import /var/lib/rootless-ci-test/busybox.tar rci-busybox >/dev/null
 ok "busybox imported as $CI_USER"
 

@@ -4,20 +4,15 @@
 # next killpoint, the last run finishes, and then Docker works as the CI
 # user and one more apply changes nothing.
 #
-# The disk step is stood in for by an ext4 loop disk mounted before apply.
+# The data disk is a blank loop disk configured as Device=: the first run
+# also makes and mounts it (the killpoints are all in the daemon step, so
+# every later run finds it mounted).
 
 # shellcheck source=tests/machine/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 machine_begin
-
-CI_USER=buildkite
-disk=$("$MACHINE" attach-disk "$RCI_MACHINE" 4G)
-in_machine mkfs.ext4 -q -L rci-test-data "$disk"
-in_machine mkdir -p /srv/rootless-ci
-in_machine mount "$disk" /srv/rootless-ci
-
-uid=
+machine_data_disk
 
 # kill_at POINT: apply must die by SIGKILL at POINT (exit 137 = 128 + 9).
 kill_at() {
@@ -40,9 +35,7 @@ done
 
 # The start request itself: only made when the daemon is not running, so
 # stop it (as the CI user may) and kill the repair right before the start.
-uid=$(in_machine id -u "$CI_USER")
-in_machine setpriv --reuid="$uid" --regid="$uid" --init-groups env XDG_RUNTIME_DIR="/run/user/$uid" \
-	systemctl --user stop docker.service
+as_ci systemctl --user stop docker.service
 kill_at daemon-before-start
 
 set +e
@@ -51,9 +44,7 @@ rc=$?
 set -e
 sed 's/^/# stderr: /' "$TEST_TMP/final.err"
 assert_eq 0 "$rc" "the apply after the kills completes"
-out=$(in_machine setpriv --reuid="$uid" --regid="$uid" --init-groups \
-	env HOME="/home/$CI_USER" XDG_RUNTIME_DIR="/run/user/$uid" DOCKER_HOST="unix:///run/user/$uid/docker.sock" \
-	sh -c 'docker import /var/lib/rootless-ci-test/busybox.tar rci-busybox >/dev/null && docker run --rm rci-busybox echo works')
+out=$(as_ci sh -c 'docker import /var/lib/rootless-ci-test/busybox.tar rci-busybox >/dev/null && docker run --rm rci-busybox echo works')
 assert_eq works "$out" "Docker works as $CI_USER"
 
 set +e
@@ -65,14 +56,10 @@ assert_eq false "$(jq -r .changed "$TEST_TMP/again.json")" "and changes nothing"
 
 # The restart a changed unit owes survives a kill between the rewrite and
 # the restart: the next run finds the file up to date and restarts anyway.
-main_pid() {
-	in_machine setpriv --reuid="$uid" --regid="$uid" --init-groups env XDG_RUNTIME_DIR="/run/user/$uid" \
-		systemctl --user show --property=MainPID --value docker.service
-}
-pid1=$(main_pid)
+pid1=$(ci_docker_pid)
 in_machine sed -i 's/^RestartSec=.*/RestartSec=7s/' /etc/systemd/user/docker.service
 kill_at daemon-unit-written
-assert_eq "$pid1" "$(main_pid)" "the daemon still runs from before the kill (MainPID $pid1)"
+assert_eq "$pid1" "$(ci_docker_pid)" "the daemon still runs from before the kill (MainPID $pid1)"
 set +e
 in_machine rootless-ci --json apply >"$TEST_TMP/owed.json" 2>"$TEST_TMP/owed.err"
 rc=$?
@@ -81,13 +68,13 @@ sed 's/^/# stderr: /' "$TEST_TMP/owed.err"
 assert_eq 0 "$rc" "the next apply exits 0"
 assert_eq ok "$(jq -r '.items[] | select(.id == "daemon.unit") | .status' "$TEST_TMP/owed.json")" \
 	"it finds the unit file already up to date"
-pid2=$(main_pid)
+pid2=$(ci_docker_pid)
 [[ $pid2 != "$pid1" && $pid2 != 0 ]] || fail "the owed restart was not done (MainPID $pid1 → $pid2)"
 ok "it restarts the daemon all the same (MainPID $pid1 → $pid2)"
 set +e
 in_machine rootless-ci --json apply >"$TEST_TMP/after-owed.json" 2>/dev/null
 set -e
 assert_eq false "$(jq -r .changed "$TEST_TMP/after-owed.json")" "and the run after that changes nothing"
-assert_eq "$pid2" "$(main_pid)" "nor restarts the daemon again"
+assert_eq "$pid2" "$(ci_docker_pid)" "nor restarts the daemon again"
 
 echo "PASS: $TEST_NAME"

@@ -8,11 +8,16 @@
 # apply runs as root, and the target is proven unchanged: owner, group,
 # mode, link count, size, ctime (which any chown, chmod or write bumps) and
 # the sha256 of every file below it.
+#
+# apply is the whole of it, every step: the data disk is a blank loop disk
+# configured as Device=, and the CI user's rootless Docker runs between the
+# attacks, as it would on a real host.
 
 # shellcheck source=tests/machine/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 machine_begin
+machine_data_disk
 
 in_machine bash -s <<'EOF'
 set -euo pipefail
@@ -110,9 +115,15 @@ attack home-to-other-home /home/alice 1 \
 	"the home /home/buildkite of buildkite is a symlink; rootless-ci never follows one there" \
 	"mv /home/buildkite /home/buildkite.real && ln -s /home/alice /home/buildkite"
 
-# Docker data with a planted symlink is moved as it is: the link travels as a link.
+# Docker data with a planted symlink is moved as it is: the link travels as a
+# link. rootless-ci moves data only while the daemon is stopped, which the CI
+# user may do, and only onto an empty directory: the data the daemon made on
+# the disk since the baseline goes first. The home and the data disk are two
+# filesystems, so the data is copied (with the user's powers), not renamed.
+as_ci systemctl --user stop docker.service
+in_machine find /srv/rootless-ci/buildkite/docker -mindepth 1 -delete
 attack moved-data-link-to-etc /etc 0 \
-	"moved the Docker data of /home/buildkite/.local/share/docker to /srv/rootless-ci/buildkite/docker" \
+	"copied the Docker data of /home/buildkite/.local/share/docker to /srv/rootless-ci/buildkite/docker" \
 	"$as_ci mkdir -p /home/buildkite/.local/share/docker/volumes && $as_ci ln -s /etc /home/buildkite/.local/share/docker/volumes/evil && $as_ci sh -c 'echo data > /home/buildkite/.local/share/docker/volumes/file'"
 assert_eq /etc "$(in_machine readlink /srv/rootless-ci/buildkite/docker/volumes/evil)" "moved-data-link-to-etc: the link moved as a link"
 assert_eq data "$(in_machine cat /srv/rootless-ci/buildkite/docker/volumes/file)" "moved-data-link-to-etc: the data moved"

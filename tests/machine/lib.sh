@@ -121,6 +121,84 @@ in_machine() {
 	"$MACHINE" run "$RCI_MACHINE" "$@"
 }
 
+# machine_data_disk [SIZE]: give the machine a data disk the way an operator
+# does: a blank loop disk of SIZE (default 4G, sparse) attached, and
+# /etc/rootless-ci.conf inside naming it as [Disk] Device=. apply's own disk
+# step then partitions, formats, adds the fstab line and mounts it on
+# /srv/rootless-ci. Sets DATA_DISK to the whole disk (/dev/loopN).
+DATA_DISK=
+# shellcheck disable=SC2120 # SIZE is optional
+machine_data_disk() {
+	DATA_DISK=$("$MACHINE" attach-disk "$RCI_MACHINE" "${1:-4G}")
+	printf '[Disk]\nDevice=%s\n' "$DATA_DISK" |
+		in_machine install -m 0644 /dev/stdin /etc/rootless-ci.conf
+	echo "# data disk $DATA_DISK configured in /etc/rootless-ci.conf"
+}
+
+# ---------------------------------------------------------------- the CI user
+
+CI_USER=buildkite
+
+# ci_uid: the CI user's UID (once apply has created it).
+ci_uid() {
+	in_machine id -u "$CI_USER"
+}
+
+# as_ci CMD...: run CMD inside as the CI user, with what a build has: its
+# own groups, HOME, its runtime dir and its own Docker daemon's socket.
+as_ci() {
+	local uid
+	uid=$(ci_uid)
+	in_machine setpriv --reuid="$uid" --regid="$uid" --init-groups \
+		env HOME="/home/$CI_USER" USER="$CI_USER" XDG_RUNTIME_DIR="/run/user/$uid" \
+		DOCKER_HOST="unix:///run/user/$uid/docker.sock" "$@"
+}
+
+# ci_docker_pid: the CI user's daemon's main PID, as its manager knows it (0: none).
+ci_docker_pid() {
+	as_ci systemctl --user show --property=MainPID --value docker.service
+}
+
+# rci_stop_at POINT OUT ARGS...: start `rootless-ci ARGS...` inside in the
+# background with RCI_STOP_AT=POINT (src/util/killpoint.h), its stdout and
+# stderr into the host file OUT, and return once it is stopped at POINT,
+# with RCI_STOPPED (its PID in the machine) and RCI_STOPPED_JOB (the job to
+# wait for) set. rci_continue lets it go on and returns its exit status.
+# The command runs under a bash inside: nsenter, were it the parent, would
+# stop itself too and never resume.
+RCI_STOPPED=
+RCI_STOPPED_JOB=
+rci_stop_at() {
+	local point=$1 out=$2 pid state deadline=$((SECONDS + 300))
+	shift 2
+	# shellcheck disable=SC2016 # expanded by the bash inside
+	in_machine bash -c 'RCI_STOP_AT=$0 rootless-ci "$@"; exit $?' "$point" "$@" >"$out" 2>&1 &
+	RCI_STOPPED_JOB=$!
+	while :; do
+		pid=$(in_machine pgrep -xo rootless-ci || true)
+		state=
+		[[ -z $pid ]] || state=$(in_machine ps -o stat= -p "$pid" || true)
+		[[ $state == T* ]] && break
+		if ! kill -0 "$RCI_STOPPED_JOB" 2>/dev/null; then
+			sed 's/^/# /' "$out"
+			fail "rootless-ci $* ended without stopping at $point"
+		fi
+		((SECONDS < deadline)) || fail "rootless-ci $* did not stop at $point within 300 s"
+		sleep 0.1
+	done
+	RCI_STOPPED=$pid
+}
+
+# rci_continue: resume what rci_stop_at stopped; return its exit status.
+rci_continue() {
+	local rc=0
+	in_machine kill -CONT "$RCI_STOPPED"
+	wait "$RCI_STOPPED_JOB" || rc=$?
+	RCI_STOPPED=''
+	RCI_STOPPED_JOB=''
+	return "$rc"
+}
+
 # machine_snapshot FILE: the manifest of the machine's state (see
 # scripts/machine snapshot) into FILE.
 machine_snapshot() {

@@ -10,9 +10,8 @@ source "$(dirname "$0")/lib.sh"
 
 machine_begin
 
-CI=buildkite
-disk=$("$MACHINE" attach-disk "$RCI_MACHINE" 4G)
-printf '[Disk]\nDevice=%s\n' "$disk" | in_machine install -m 0644 /dev/stdin /etc/rootless-ci.conf
+CI=$CI_USER
+machine_data_disk
 # The agent's configuration as its package leaves it, so the agent step has a tree to secure.
 in_machine install -d -m 0755 /etc/buildkite-agent/hooks
 printf 'token="xxx"\n' | in_machine install -m 0644 /dev/stdin /etc/buildkite-agent/buildkite-agent.cfg
@@ -28,12 +27,6 @@ status_of() { # status_of NAME ID: the status of item ID ("" when absent, "N ite
 		if length == 1 then .[0].status elif length == 0 then "" else "\(length) items" end' "$TEST_TMP/$1.json"
 }
 show_err() { sed 's/^/#   stderr: /' "$TEST_TMP/$1.err"; }
-as_ci() {
-	local uid
-	uid=$(in_machine id -u "$CI")
-	in_machine setpriv --reuid="$uid" --regid="$uid" --init-groups \
-		env HOME="/home/$CI" XDG_RUNTIME_DIR="/run/user/$uid" DOCKER_HOST="unix:///run/user/$uid/docker.sock" "$@"
-}
 ci_docker() { in_machine systemctl --user -M "$CI@" "$@"; }
 
 run_json apply0 apply

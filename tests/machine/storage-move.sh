@@ -1,25 +1,24 @@
 #!/bin/bash
 # storage-move: Docker data already in ~/.local/share/docker is moved onto
-# the data disk (a loop disk mounted at the mount point, so a different
-# filesystem from the home): refused with exit 3 and no change while the
+# the data disk (a blank loop disk configured as Device=, which apply makes
+# and mounts: a different filesystem from the home): refused with exit 3 and
+# no change while the
 # user's daemon runs; refused without loss when the data holds a file the
 # user does not own (a hard link to /etc/shadow); else copied with the
 # user's powers only, ownership by subordinate IDs, modes, hard links and
 # symlinks kept, the original kept beside it, the symlink put in its place.
+#
+# apply is the whole of it, every step. The copy is compared with the
+# original while that apply is stopped between the storage and the daemon
+# step (RCI_STOP_AT): once the CI user's dockerd starts on it, it is
+# dockerd's to change.
 
 # shellcheck source=tests/machine/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 machine_begin
 
-disk=$("$MACHINE" attach-disk "$RCI_MACHINE" 512M)
-in_machine bash -s "$disk" <<'EOF'
-set -euo pipefail
-mkfs.ext4 -q "$1"
-mkdir -p /srv/rootless-ci
-mount "$1" /srv/rootless-ci
-EOF
-ok "data disk $disk mounted at /srv/rootless-ci"
+machine_data_disk
 
 set +e
 in_machine rootless-ci apply >"$TEST_TMP/apply1.txt" 2>&1
@@ -27,7 +26,16 @@ rc=$?
 set -e
 sed 's/^/# apply: /' "$TEST_TMP/apply1.txt"
 assert_eq 0 "$rc" "first apply converges"
+assert_eq "${DATA_DISK}p1" "$(in_machine findmnt -n -o SOURCE --mountpoint /srv/rootless-ci)" \
+	"the data disk is mounted at /srv/rootless-ci"
 IFS=: read -r _ sstart _ < <(in_machine grep '^buildkite:' /etc/subuid)
+
+# That apply started the CI user's daemon, which made its data on the disk.
+# The user stops it (as it may), and that data goes: rootless-ci moves data
+# only while the daemon is stopped, and only onto an empty directory.
+as_ci systemctl --user stop docker.service
+in_machine find /srv/rootless-ci/buildkite/docker -mindepth 1 -delete
+ok "the CI user's daemon is stopped and its directory on the disk is empty"
 
 # Docker data as a rootless daemon leaves it: files of container root (the
 # user), of container UID 1000 (a subordinate ID), a private directory, a
@@ -101,8 +109,11 @@ diff -u "$TEST_TMP/data.manifest" "$TEST_TMP/data.manifest2" >/dev/null || fail 
 ok "the original data is intact"
 
 # ---- stopped, nothing odd: copied with the user's powers
+rci_stop_at daemon-unit-written "$TEST_TMP/apply-move.txt" apply
+ok "apply stopped after the storage step, before the daemon step does anything"
+manifest /srv/rootless-ci/buildkite/docker >"$TEST_TMP/copy.manifest"
 set +e
-in_machine rootless-ci apply >"$TEST_TMP/apply-move.txt" 2>&1
+rci_continue
 rc=$?
 set -e
 sed 's/^/# apply: /' "$TEST_TMP/apply-move.txt"
@@ -111,7 +122,6 @@ assert_contains "$(cat "$TEST_TMP/apply-move.txt")" \
 	"copied the Docker data of /home/buildkite/.local/share/docker to /srv/rootless-ci/buildkite/docker" "apply reports the copy"
 assert_contains "$(cat "$TEST_TMP/apply-move.txt")" \
 	"the original Docker data stays at /home/buildkite/.local/share/docker.rootless-ci-old" "apply says where the original is"
-manifest /srv/rootless-ci/buildkite/docker >"$TEST_TMP/copy.manifest"
 if ! diff -u "$TEST_TMP/data.manifest" "$TEST_TMP/copy.manifest" >"$TEST_TMP/copy.diff"; then
 	sed 's/^/#   /' "$TEST_TMP/copy.diff"
 	fail "the copy differs from the original"
@@ -123,6 +133,7 @@ ok "the original is kept, unchanged"
 assert_eq /srv/rootless-ci/buildkite/docker "$(in_machine readlink /home/buildkite/.local/share/docker)" "the symlink is in place"
 if in_machine test -e /srv/rootless-ci/buildkite/.rootless-ci-move; then fail "the move marker was left behind"; fi
 ok "no move marker left"
+assert_eq active "$(as_ci systemctl --user is-active docker.service)" "the CI user's daemon runs again, from the moved data"
 
 machine_snapshot "$TEST_TMP/converged"
 set +e

@@ -5,11 +5,15 @@
 # the same groups and every other line of /etc/group stay as they were. A
 # sudoers rule that reaches it through a remaining group fails check and
 # apply with the file and line, and sudoers is never edited.
+#
+# apply is the whole of it, every step: the data disk is a blank loop disk
+# configured as Device=, so the CI user's rootless Docker can start.
 
 # shellcheck source=tests/machine/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 machine_begin
+machine_data_disk
 
 in_machine bash -s <<'EOF'
 set -euo pipefail

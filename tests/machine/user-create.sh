@@ -4,11 +4,16 @@
 # group, private home, bash), gives it subordinate ranges that the setuid
 # newuidmap/newgidmap accept, lays out its storage with the right owners and
 # modes; a second apply changes nothing and check passes.
+#
+# apply is the whole of it, every step: the data disk is a blank loop disk
+# configured as Device=, so the storage lands on it and the CI user's
+# rootless Docker can start there.
 
 # shellcheck source=tests/machine/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 machine_begin
+machine_data_disk
 
 if in_machine getent passwd buildkite >/dev/null; then
 	fail "the image already has a user buildkite"
@@ -37,8 +42,13 @@ machine_snapshot "$TEST_TMP/after-plan"
 assert_same_snapshot "$TEST_TMP/before" "$TEST_TMP/after-plan" "plan changed nothing"
 
 # ---- apply
+# Stopped once between the storage and the daemon step, to see the docker
+# directory as the storage step leaves it: dockerd changes its mode at start.
+rci_stop_at daemon-unit-written "$TEST_TMP/apply.txt" apply
+assert_eq "buildkite buildkite 700" "$(in_machine stat -c '%U %G %a' /srv/rootless-ci/buildkite/docker)" \
+	"docker dir buildkite 0700, as the storage step makes it"
 set +e
-in_machine rootless-ci apply >"$TEST_TMP/apply.txt" 2>&1
+rci_continue
 rc=$?
 set -e
 sed 's/^/# apply: /' "$TEST_TMP/apply.txt"
@@ -85,9 +95,12 @@ assert_eq "0 $uid 1
 1 $sstart $scount" "$maps" "newuidmap/newgidmap map exactly the allocated ranges for buildkite"
 
 # Storage layout.
+assert_eq "${DATA_DISK}p1" "$(in_machine findmnt -n -o SOURCE --mountpoint /srv/rootless-ci)" \
+	"/srv/rootless-ci is the data disk's partition, mounted by apply"
 assert_eq "root root 755" "$(in_machine stat -c '%U %G %a' /srv/rootless-ci)" "/srv/rootless-ci root 0755"
 assert_eq "root root 755" "$(in_machine stat -c '%U %G %a' /srv/rootless-ci/buildkite)" "/srv/rootless-ci/buildkite root 0755"
-assert_eq "buildkite buildkite 700" "$(in_machine stat -c '%U %G %a' /srv/rootless-ci/buildkite/docker)" "docker dir buildkite 0700"
+assert_eq "buildkite buildkite 710" "$(in_machine stat -c '%U %G %a' /srv/rootless-ci/buildkite/docker)" \
+	"docker dir 0710 with buildkite's own group once its dockerd started (which the storage step accepts)"
 assert_eq "buildkite buildkite 700" "$(in_machine stat -c '%U %G %a' /srv/rootless-ci/buildkite/builds)" "builds dir buildkite 0700"
 assert_eq "buildkite buildkite 700" "$(in_machine stat -c '%U %G %a' /home/buildkite/.local/share)" "the home's .local/share is buildkite's, 0700"
 assert_eq "/srv/rootless-ci/buildkite/docker" "$(in_machine readlink /home/buildkite/.local/share/docker)" \

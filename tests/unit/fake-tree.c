@@ -87,7 +87,15 @@ void fake_run(FakeRun *run, const char *dir, Verb verb, bool with_storage) {
                 abort();
         if (context_init(&run->ctx, verb, dir, &run->config) < 0)
                 abort();
-        run->r = engine_run_steps(&run->ctx, steps, with_storage ? 2 : 1);
+        if (run->live) {
+                run->r = engine_run_steps(&run->ctx, steps, 1);
+                run->ctx.live = true;
+                run->ctx.facts.data_mounted = run->data_mounted;
+                run->ctx.facts.data_mount_planned = run->data_mount_planned;
+                if (run->r >= 0 && with_storage)
+                        run->r = engine_run_steps(&run->ctx, steps + 1, 1);
+        } else
+                run->r = engine_run_steps(&run->ctx, steps, with_storage ? 2 : 1);
         if (getenv("RCI_TEST_VERBOSE"))
                 fake_dump(run);
 }

@@ -24,6 +24,11 @@ void fake_tree_write_ids(const char *dir, const char *relpath, const char *fmt);
 
 typedef struct FakeRun {
         const char *disk_device;   /* set before fake_run() for Device= */
+        /*
+         * live: the storage step runs as on a live host (the user step still
+         * offline), with the facts the disk step would have left.
+         */
+        bool live, data_mounted, data_mount_planned;
         Config config;
         Context ctx;
         int r;

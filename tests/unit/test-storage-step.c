@@ -231,6 +231,66 @@ TEST(storage_offline_with_data_disk_defers_directories_but_links) {
         ASSERT_TRUE(link_is(d, "home/buildkite/.local/share/docker", "/srv/rootless-ci/buildkite/docker"));
 }
 
+/* With Device= on a live host, the disk step's facts decide; the storage step does not look again. */
+TEST(storage_live_data_disk_not_mounted_by_the_disk_step_blocks_the_directories) {
+        const char *d = test_tmpdir();
+        FakeRun run = { .disk_device = "/dev/disk/by-id/virtio-data", .live = true };
+
+        populate(d);
+        /* A plain directory where the disk should be: the root disk, which must not get Docker's data. */
+        ASSERT_OK(mkdir(P(d, "srv"), 0755));
+        ASSERT_OK(mkdir(P(d, "srv/rootless-ci"), 0755));
+        fake_run(&run, d, VERB_APPLY, true);
+        ASSERT_EQ(fake_count(&run, "storage.mount-point", ITEM_FAIL, "the data disk is not mounted at"), 1);
+        fake_run_done(&run);
+        ASSERT_TRUE(access(P(d, "srv/rootless-ci/buildkite"), F_OK) < 0);
+
+        fake_run(&run, d, VERB_CHECK, true);
+        ASSERT_EQ(fake_count(&run, "storage.mount-point", ITEM_FAIL, "the data disk is not mounted at"), 1);
+        fake_run_done(&run);
+}
+
+TEST(storage_live_data_disk_mounted_by_the_disk_step_gets_the_layout) {
+        const char *d = test_tmpdir();
+        FakeRun run = { .disk_device = "/dev/disk/by-id/virtio-data", .live = true, .data_mounted = true };
+
+        populate(d);
+        ASSERT_OK(mkdir(P(d, "srv"), 0755));
+        ASSERT_OK(mkdir(P(d, "srv/rootless-ci"), 0755));
+        fake_run(&run, d, VERB_APPLY, true);
+        ASSERT_OK(run.r);
+        ASSERT_FALSE(run.ctx.any_failed);
+        fake_run_done(&run);
+        ASSERT_TRUE(has_mode(d, "srv/rootless-ci/buildkite/docker", 0700, fake_ci_uid()));
+        ASSERT_TRUE(has_mode(d, "srv/rootless-ci/buildkite/builds", 0700, fake_ci_uid()));
+
+        fake_run(&run, d, VERB_CHECK, true);
+        ASSERT_FALSE(run.ctx.any_failed);
+        ASSERT_EQ(fake_count(&run, "storage.mount-point", ITEM_PASS, "the data disk is mounted"), 1);
+        fake_run_done(&run);
+}
+
+TEST(storage_live_plan_follows_the_disk_step) {
+        const char *d = test_tmpdir();
+        FakeRun run = { .disk_device = "/dev/disk/by-id/virtio-data", .live = true, .data_mount_planned = true };
+
+        populate(d);
+        fake_run(&run, d, VERB_PLAN, true);
+        ASSERT_OK(run.r);
+        ASSERT_EQ(fake_count(&run, "storage.mount-point", ITEM_CREATE, "is not mounted yet"), 1);
+        ASSERT_EQ(fake_count(&run, "storage.docker", ITEM_CREATE, "/srv/rootless-ci/buildkite/docker (0700, owner buildkite)"), 1);
+        fake_run_done(&run);
+
+        /* The disk step cannot mount it (and said why): storage does not fail a second time. */
+        run = (FakeRun) { .disk_device = "/dev/disk/by-id/virtio-data", .live = true };
+        fake_run(&run, d, VERB_PLAN, true);
+        ASSERT_OK(run.r);
+        ASSERT_EQ(fake_count(&run, "storage.mount-point", ITEM_SKIP, "wait for the data disk"), 1);
+        ASSERT_EQ(fake_count(&run, "storage", ITEM_FAIL, NULL), 0);
+        fake_run_done(&run);
+        ASSERT_TRUE(access(P(d, "srv"), F_OK) < 0);
+}
+
 /* One hostile-home case: plant, apply, expect the item, prove the target unchanged. */
 static void hostile_case(const char *d, const char *target_rel, const char *id, ItemStatus expect, const char *needle) {
         FakeRun run = {};
@@ -376,7 +436,7 @@ TEST(storage_existing_docker_data_is_moved_onto_the_disk) {
         ASSERT_EQ(fake_count(&run, "storage.home-link", ITEM_CHANGE, "moved the Docker data of"), 1);
         fake_run_done(&run);
         ASSERT_TRUE(link_is(d, "home/buildkite/.local/share/docker", "/srv/rootless-ci/buildkite/docker"));
-        ASSERT_STREQ(test_read(d, "srv/rootless-ci/buildkite/docker/image/overlay2/repositories.json"), "{\"Repositories\":{}}\n");
+        ASSERT_STREQ(test_read_kept(d, "srv/rootless-ci/buildkite/docker/image/overlay2/repositories.json"), "{\"Repositories\":{}}\n");
         /* The planted symlink travelled as a symlink; nothing was followed. */
         {
                 char target[4096];

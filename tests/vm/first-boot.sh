@@ -1,0 +1,98 @@
+#!/bin/bash
+# First boot through cloud-init NoCloud with exactly conf/cloud-init.yaml as
+# user-data, on a VM with its own kernel, udev and a virtio data disk; then a
+# reboot of the guest. Proves that cloud-init wrote the configuration and
+# ran rootless-ci apply, that the preflight passes on a real machine, that
+# the machine comes back after a reboot without cloud-init running
+# rootless-ci again, and — once the steps exist — that the data disk, the
+# CI user's rootless Docker and the agent are set up and come back by
+# themselves after the reboot.
+# shellcheck source=tests/vm/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+USER_DATA=$RCI_SOURCE_DIR/conf/cloud-init.yaml
+
+vm_begin
+vm_boot --user-data="$USER_DATA" --guest="$RCI_SOURCE_DIR/tests/vm/first-boot.guest"
+
+# rootless-ci's progress (one summary line per step on stderr), from
+# cloud-init's runcmd, reaches the console.
+wait_console 'preflight: [0-9]+ ' 900 >/dev/null ||
+	bail "rootless-ci's report from cloud-init's runcmd on the console"
+echo "# power-on to rootless-ci's report from runcmd: $((SECONDS - BOOT_T0)) s"
+wait_fact 1 guest-exit 600 || bail "boot 1: the guest script ran to its end"
+echo "# power-on to the end of boot 1's checks: $((SECONDS - BOOT_T0)) s"
+
+check_eq "$(sha256sum <"$USER_DATA" | cut -d' ' -f1)" "$(fact 1 user-data-sha256)" \
+	"the VM's user-data is conf/cloud-init.yaml byte for byte"
+check_eq 0 "$(fact 1 cloud-init-schema-exit)" "cloud-init schema --system accepts the user-data in the guest"
+check_eq True "$(fact 1 conf-as-written)" "/etc/rootless-ci.conf is what the user-data's write_files says"
+check_eq "root:root:644" "$(fact 1 conf-owner-mode)" "/etc/rootless-ci.conf is root's, mode 0644"
+check_eq 1 "$(fact 1 apply-runs)" "cloud-init's runcmd ran rootless-ci apply once"
+check_eq active "$(fact 1 udev)" "udev runs"
+check_eq 666 "$(fact 1 tun-mode)" "/dev/net/tun is 0666 (udev and systemd's static nodes, not a harness)"
+check_eq /dev/vdb "$(fact 1 data-disk)" "udev names the data disk /dev/disk/by-id/virtio-ci-data"
+check_eq /dev/vda "$(fact 1 root-source)" "/ is on /dev/vda"
+check_preflight 1
+
+load_pending_steps
+# With Device= set, apply cannot succeed before the disk step can mount the
+# disk (the storage step refuses to put Docker's data on the root disk);
+# until then it must fail for that reason only: not exit 2 (configuration
+# refused) nor 3 (disk refused), and nothing else in cloud-init failing.
+if needs disk "rootless-ci apply exited 0 in runcmd; cloud-init finished without errors"; then
+	check_eq none "$(fact 1 runcmd-failed)" "rootless-ci apply exited 0 in runcmd"
+	check_eq "done" "$(fact 1 cloud-init-status)" "cloud-init finished without errors"
+	check_eq running "$(fact 1 system-state)" "boot 1: systemd says running (failed units: $(fact 1 failed-units))"
+else
+	check_match '^(none|1)$' "$(fact 1 runcmd-failed)" \
+		"rootless-ci apply in runcmd did not refuse the configuration or the disk (exit $(fact 1 runcmd-failed))"
+	check_eq '[]' "$(json_fact 1 cloud-init-result |
+		jq -c '[.v1.errors[] | capture("^\\(.(?<m>[a-z_-]+)") | .m] - ["scripts-user"]')" \
+		"nothing in cloud-init failed but runcmd"
+	check_match '^(none|cloud-final\.service)$' "$(fact 1 failed-units)" "boot 1: no system unit failed but cloud-final"
+fi
+if needs disk "boot 1: the data disk is partitioned (GPT) and mounted by UUID with nofail"; then
+	check_eq gpt "$(fact 1 data-disk-pttype)" "boot 1: the data disk has a GPT"
+	check_match '^UUID=[^,]+,.*nofail' "$(fact 1 fstab-data)" "boot 1: fstab mounts the data disk by UUID with nofail"
+	check_match '^/dev/vdb1:(ext4|xfs)$' "$(fact 1 data-mount)" "boot 1: /srv/rootless-ci is mounted from /dev/vdb1"
+fi
+needs user "boot 1: the CI user exists" && check_match '^[0-9]+$' "$(fact 1 ci-uid)" "boot 1: the CI user exists"
+if needs "disk storage" "boot 1: Docker's storage is on the data disk"; then
+	check_eq /srv/rootless-ci/buildkite/docker "$(fact 1 storage-link)" "boot 1: ~buildkite/.local/share/docker points to the data disk"
+	check_eq "buildkite:/dev/vdb1" "$(fact 1 storage-dir)" "boot 1: the storage dir is the CI user's, on the data disk"
+fi
+if needs "disk daemon" "boot 1: the CI user's rootless Docker runs containers"; then
+	check_eq yes "$(fact 1 linger)" "boot 1: linger is on for the CI user"
+	check_eq active "$(fact 1 user-docker)" "boot 1: the CI user's docker.service is active"
+	check_eq hello-from-0 "$(fact 1 docker-run)" "boot 1: docker run works as the CI user; root inside is uid 0"
+	check_eq /srv/rootless-ci/buildkite/docker "$(fact 1 docker-root)" "boot 1: Docker's data root is on the data disk"
+fi
+
+# The guest reboots itself; the machine must come back on its own.
+t0=$SECONDS
+wait_fact 1 rebooting 60 || bail "boot 1: the guest asked for a reboot"
+wait_fact 2 guest-exit 900 || bail "the machine came back after a reboot and ran boot 2's checks"
+ok "the machine comes back after a reboot"
+echo "# reboot to the end of boot 2's checks: $((SECONDS - t0)) s"
+check_eq 1 "$(fact 2 apply-runs)" "boot 2: cloud-init did not run rootless-ci again"
+check_preflight 2
+if needs disk "boot 2: systemd says running; rootless-ci check finds the host converged"; then
+	check_eq running "$(fact 2 system-state)" "boot 2: systemd says running (failed units: $(fact 2 failed-units))"
+	check_eq 0 "$(json_fact 2 check | jq -r .exit)" "boot 2: rootless-ci check finds the host converged"
+fi
+if needs disk "boot 2: the data disk is mounted again by itself"; then
+	check_eq "$(fact 1 data-mount)" "$(fact 2 data-mount)" "boot 2: /srv/rootless-ci is mounted from the same disk"
+fi
+if needs "disk daemon" "boot 2: linger and the CI user's Docker come back by themselves"; then
+	check_eq yes "$(fact 2 linger)" "boot 2: linger is still on"
+	check_eq active "$(fact 2 user-docker)" "boot 2: the CI user's docker.service came back"
+	check_eq hello-from-0 "$(fact 2 docker-run)" "boot 2: docker run works as the CI user"
+fi
+if needs "disk daemon agent" "boot 2: the agent stand-in runs as the CI user against its Docker"; then
+	check_eq active "$(fact 2 agent)" "boot 2: buildkite-agent.service is active"
+	check_eq buildkite "$(fact 2 agent-user)" "boot 2: the agent runs as the CI user"
+	check_eq "unix:///run/user/$(fact 2 ci-uid)/docker.sock" "$(fact 2 agent-docker-host)" \
+		"boot 2: the agent's DOCKER_HOST is the CI user's socket"
+fi
+echo "# whole test: $SECONDS s"
