@@ -9,6 +9,7 @@
 
 #include "engine.h"
 #include "steps/steps.h"
+#include "util/bus.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/lock.h"
@@ -87,8 +88,15 @@ static void report_add(Context *ctx, const char *id, ItemStatus status, const ch
         if (changed)
                 ctx->any_changed = true;
 
-        log_journal_event(status == ITEM_FAIL ? LOG_ERR : LOG_INFO, ctx->current_step, id,
-                          item_status_to_string(status), it->message);
+        /*
+         * The journal gets the events the human report shows: for apply what
+         * changed and what is wrong (an item in place is no event, and a
+         * converged run at every boot should not write forty lines); for
+         * plan and check every item, as monitoring wants them.
+         */
+        if (ctx->verb != VERB_APPLY || changed || status == ITEM_FAIL || status == ITEM_WARN)
+                log_journal_event(status == ITEM_FAIL ? LOG_ERR : status == ITEM_WARN ? LOG_WARNING : LOG_INFO,
+                                  ctx->current_step, id, item_status_to_string(status), it->message);
 }
 
 void report_item(Context *ctx, const char *id, ItemStatus status, const char *fix, const char *fmt, ...) {
@@ -139,6 +147,16 @@ int context_init(Context *ctx, Verb verb, const char *root, const Config *config
         return 0;
 }
 
+int context_system_bus(Context *ctx, sd_bus **ret) {
+        if (!ctx->system_bus) {
+                int r = bus_open_system_manager(&ctx->system_bus);
+                if (r < 0)
+                        return r;
+        }
+        *ret = ctx->system_bus;
+        return 0;
+}
+
 static void host_facts_done(HostFacts *f) {
         free(f->os_id);
         free(f->os_id_like);
@@ -163,6 +181,7 @@ void context_done(Context *ctx) {
         }
         free(ctx->items);
         host_facts_done(&ctx->facts);
+        sd_bus_flush_close_unref(ctx->system_bus);
         safe_close(ctx->root_fd);
         *ctx = (Context) { .root_fd = -1 };
 }

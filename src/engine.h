@@ -94,6 +94,9 @@ typedef struct Context {
         bool any_changed;
 
         HostFacts facts;
+
+        /* One connection to the system manager for every step (context_system_bus()), opened on first use. */
+        struct sd_bus *system_bus;
 } Context;
 
 typedef struct Step {
@@ -106,6 +109,13 @@ typedef struct Step {
          */
         int (*run)(Context *ctx);
 } Step;
+
+/*
+ * The system manager's bus (as root its own socket, else the system bus;
+ * util/bus.h), connected on first use and shared by the steps: one
+ * connection set-up per run, not one per step. Owned by ctx: never unref it.
+ */
+int context_system_bus(Context *ctx, struct sd_bus **ret);
 
 /* Report one item of the current step. fix may be NULL. */
 void report_item(Context *ctx, const char *id, ItemStatus status, const char *fix, const char *fmt, ...)

@@ -32,7 +32,7 @@ static int set_foreign(DiskContents *c, const char *fmt, ...) {
         return r < 0 ? -ENOMEM : 0;
 }
 
-static bool is_our_partition(const TablePartition *p) {
+bool disk_partition_is_ours(const TablePartition *p) {
         return p->number == 1 && streq_ptr(p->name, RCI_PARTITION_NAME) && streq_ptr(p->type, GPT_TYPE_LINUX_DATA);
 }
 
@@ -139,7 +139,7 @@ int disk_contents_probe(int fd, const char *node, const KernelPartition *kparts,
                 r = set_foreign(&c, "its GPT cannot be read");
         else if (c.table.n_parts != 1)
                 r = set_foreign(&c, "its GPT has %zu partitions, not one", c.table.n_parts);
-        else if (!is_our_partition(&c.table.parts[0]))
+        else if (!disk_partition_is_ours(&c.table.parts[0]))
                 r = set_foreign(&c, "its partition is not number 1, named \"%s\", of the Linux data type", RCI_PARTITION_NAME);
         else if (in_ours.n > 0 && !is_our_filesystem(&in_ours))
                 r = set_foreign(&c, "its partition holds something other than one filesystem labelled \"%s\"", RCI_FS_LABEL);

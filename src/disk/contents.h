@@ -40,6 +40,9 @@ typedef struct DiskContents {
 
 void disk_contents_done(DiskContents *c);
 
+/* Partition 1, named RCI_PARTITION_NAME, of the Linux data type. */
+bool disk_partition_is_ours(const TablePartition *p);
+
 /*
  * Probe the disk open on fd (node names it in messages) and each partition
  * of its table and of kparts (the kernel's), by byte range through fd.

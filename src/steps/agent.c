@@ -155,21 +155,25 @@ static void tree_leave_alone(TreeWalk *w, int dirfd, const char *name, const cha
         char target[PATH_MAX];
         ssize_t n;
 
+        char id[PATH_MAX + 32];
+
+        /* One item per entry left alone, each with its own id. */
+        snprintf(id, sizeof(id), "agent.config-link:%s", shown);
         w->left_alone++;
         if (S_ISLNK(st->st_mode)) {
                 n = readlinkat(dirfd, name, target, sizeof(target) - 1);
                 target[n < 0 ? 0 : n] = 0;
-                report_item(w->ctx, "agent.config-link", ITEM_WARN,
+                report_item(w->ctx, id, ITEM_WARN,
                             "replace it with a root-owned file, or make sure its target is root-owned and writable by "
                             "nobody else",
                             "%s is a symlink to %s: not followed and not changed; the agent follows it", shown,
                             n < 0 ? "(unreadable)" : target);
         } else if (S_ISREG(st->st_mode))
-                report_item(w->ctx, "agent.config-link", ITEM_WARN, "replace the hard link with a copy",
+                report_item(w->ctx, id, ITEM_WARN, "replace the hard link with a copy",
                             "%s has %ju hard links: not changed (its other names may be anywhere)", shown,
                             (uintmax_t) st->st_nlink);
         else
-                report_item(w->ctx, "agent.config-link", ITEM_WARN, "remove it", "%s is a %s: left alone", shown,
+                report_item(w->ctx, id, ITEM_WARN, "remove it", "%s is a %s: left alone", shown,
                             type_name(st->st_mode));
 }
 
@@ -179,25 +183,28 @@ static void tree_leave_alone(TreeWalk *w, int dirfd, const char *name, const cha
  */
 static int tree_fix_fd(TreeWalk *w, int fd, const char *shown, bool is_config_file) {
         Context *ctx = w->ctx;
+        char id[PATH_MAX + 32];
         struct stat st;
         mode_t want;
 
         if (fstat(fd, &st) < 0)
                 return log_error_errno(negative_errno(), "Failed to stat %s: %m", shown);
         want = agent_config_wanted_mode(st.st_mode & 07777, is_config_file);
+        /* Each entry that is not as it should be is an item of its own: "agent.config:PATH". */
+        snprintf(id, sizeof(id), "agent.config:%s", shown);
         if (st.st_uid == 0 && st.st_gid == w->gid && (st.st_mode & 07777) == want) {
                 w->in_place++;
                 return 0;
         }
         switch (ctx->verb) {
         case VERB_PLAN:
-                report_item(ctx, "agent.config", ITEM_CHANGE, NULL, "secure %s: %u:%u %04o → root:%u %04o", shown,
+                report_item(ctx, id, ITEM_CHANGE, NULL, "secure %s: %u:%u %04o → root:%u %04o", shown,
                             (unsigned) st.st_uid, (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777),
                             (unsigned) w->gid, (unsigned) want);
                 w->changed++;
                 return 0;
         case VERB_CHECK:
-                report_item(ctx, "agent.config", ITEM_FAIL, "rootless-ci apply",
+                report_item(ctx, id, ITEM_FAIL, "rootless-ci apply",
                             "%s is %u:%u %04o, not root:%u %04o: %s", shown, (unsigned) st.st_uid,
                             (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777), (unsigned) w->gid,
                             (unsigned) want,
@@ -225,7 +232,7 @@ static int tree_fix_fd(TreeWalk *w, int fd, const char *shown, bool is_config_fi
                                                             "loads for later jobs"
                                                           : "not the access rootless-ci gives the agent",
                     (unsigned) w->gid, (unsigned) want);
-        report_changed(ctx, "agent.config", ITEM_CHANGE, "secured %s (was %u:%u %04o, now root:%u %04o)", shown,
+        report_changed(ctx, id, ITEM_CHANGE, "secured %s (was %u:%u %04o, now root:%u %04o)", shown,
                        (unsigned) st.st_uid, (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777), (unsigned) w->gid,
                        (unsigned) want);
         w->changed++;
@@ -437,7 +444,7 @@ static uid_t unit_main_uid(sd_bus *bus, const char *unit, unsigned long long set
 }
 
 static int converge_service(Context *ctx, bool dropin_changed) {
-        _cleanup_bus_ sd_bus *bus = NULL;
+        sd_bus *bus = NULL;
         const char *unit = ctx->config->agent_unit;
         UnitState s = {};
         bool restart_owed, running;
@@ -449,7 +456,7 @@ static int converge_service(Context *ctx, bool dropin_changed) {
                             ctx->live ? "systemd is not running" : "offline tree", unit);
                 return 0;
         }
-        r = bus_open_system(&bus);
+        r = context_system_bus(ctx, &bus);
         if (r < 0)
                 return r;
         restart_owed = dropin_changed || (ctx->verb == VERB_APPLY && marker_exists(ctx, MARKER_AGENT_RESTART));
@@ -543,11 +550,24 @@ static int agent_run(Context *ctx) {
                 if (ctx->verb == VERB_APPLY)
                         return log_error_errno(-ERCI_FAILED, "User %s does not exist (see the user step)",
                                                ctx->config->user_name);
-                report_item(ctx, "agent.user", ITEM_SKIP, NULL,
-                            ctx->facts.user_planned ? "user %s does not exist yet (apply creates it first): the "
-                                                      "agent's drop-in and ownership depend on its UID"
-                                                    : "the CI user %s is not usable (see the user step)",
-                            ctx->config->user_name);
+                if (ctx->verb == VERB_PLAN && ctx->facts.user_planned) {
+                        /* Every change, one line each: the drop-in names the UID to come. */
+                        _cleanup_free_ char *path = agent_dropin_path(ctx->config->agent_unit);
+                        if (!path)
+                                return -ENOMEM;
+                        report_item(ctx, "agent.dropin", ITEM_CREATE, NULL,
+                                    "write %s (runs %s as %s, DOCKER_HOST=unix:///run/user/UID/docker.sock; UID "
+                                    "chosen when the user is created)",
+                                    path, ctx->config->agent_unit, ctx->config->user_name);
+                        report_item(ctx, "agent.config", ITEM_SKIP, NULL,
+                                    "/etc/buildkite-agent is judged against %s's groups once the user exists",
+                                    ctx->config->user_name);
+                } else
+                        report_item(ctx, "agent.user", ITEM_SKIP, NULL,
+                                    ctx->facts.user_planned ? "user %s does not exist yet (apply creates it first): the "
+                                                              "agent's drop-in and ownership depend on its UID"
+                                                            : "the CI user %s is not usable (see the user step)",
+                                    ctx->config->user_name);
                 report_docker_host_safety(ctx);
                 return 0;
         }

@@ -6,10 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "files.h"
@@ -23,6 +20,7 @@
 #include "util/log.h"
 #include "util/macro.h"
 #include "util/ping.h"
+#include "util/sockperm.h"
 
 /*
  * Daemon: the CI user's rootless dockerd as a systemd user service, and the
@@ -418,13 +416,15 @@ static int remove_stale_root_sockets(Context *ctx) {
         for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
                 _cleanup_free_ char *name = NULL;
                 _cleanup_close_ int parent = -1;
+                char id[64];
                 struct stat st;
 
                 parent = safe_open_parent(ctx->root_fd, paths[i], RESOLVE_POLICY_IN_ROOT, &name);
                 if (parent < 0 || fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode))
                         continue;
+                snprintf(id, sizeof(id), "daemon.root-socket:%s", paths[i]);
                 if (ctx->verb == VERB_PLAN) {
-                        report_item(ctx, "daemon.root-socket", ITEM_REMOVE, NULL, "remove the root daemon's socket %s",
+                        report_item(ctx, id, ITEM_REMOVE, NULL, "remove the root daemon's socket %s",
                                     paths[i]);
                         continue;
                 }
@@ -432,46 +432,24 @@ static int remove_stale_root_sockets(Context *ctx) {
                         continue; /* the reachability check judges it */
                 if (unlinkat(parent, name, 0) < 0 && errno != ENOENT)
                         return log_error_errno(negative_errno(), "Failed to remove %s: %m", paths[i]);
-                report_changed(ctx, "daemon.root-socket", ITEM_REMOVE, "removed the root daemon's socket %s", paths[i]);
+                report_changed(ctx, id, ITEM_REMOVE, "removed the root daemon's socket %s", paths[i]);
         }
         return 0;
 }
 
 /*
- * Can the CI user connect to path? Tried for real, in a child that has
- * become the user (its groups included). 1 yes, 0 no, < 0 error.
+ * Can the CI user connect to path? Decided from the owners, modes and ACLs
+ * on the way and of the socket, with the user's own groups (see
+ * util/sockperm.h for why this is the kernel's own answer): no child that
+ * becomes the user, so a converged run starts no process. 1 yes, 0 no, < 0 error.
  */
-static int user_can_connect(const DaemonUser *u, const char *path) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+static int user_can_connect(const DaemonUser *u, int root_fd, const char *path) {
         gid_t groups[NGROUPS_MAX];
-        int ngroups = NGROUPS_MAX, status;
-        pid_t pid;
+        int ngroups = NGROUPS_MAX;
 
-        if (strlen(path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
         if (getgrouplist(u->name, u->gid, groups, &ngroups) < 0)
                 return -E2BIG;
-
-        pid = fork();
-        if (pid < 0)
-                return negative_errno();
-        if (pid == 0) {
-                int fd;
-                if (setgroups((size_t) ngroups, groups) < 0 || setresgid(u->gid, u->gid, u->gid) < 0 ||
-                    setresuid(u->uid, u->uid, u->uid) < 0)
-                        _exit(2);
-                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                if (fd < 0)
-                        _exit(2);
-                _exit(connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0 ? 0 : 1);
-        }
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return negative_errno();
-        if (!WIFEXITED(status) || WEXITSTATUS(status) == 2)
-                return -EPERM;
-        return WEXITSTATUS(status) == 0;
+        return unix_socket_reachable(root_fd, path, u->uid, groups, (size_t) ngroups);
 }
 
 /* Invariant I1: no root-owned Docker/containerd API socket the CI user can connect to. */
@@ -490,13 +468,16 @@ static int check_root_sockets_unreachable(Context *ctx, const DaemonUser *u) {
                 if (lstat(root_api_sockets[i], &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_uid == u->uid)
                         continue;
                 present++;
-                r = user_can_connect(u, root_api_sockets[i]);
+                r = user_can_connect(u, ctx->root_fd, root_api_sockets[i]);
                 if (r < 0)
                         return log_error_errno(r, "Failed to test whether %s can connect to %s: %m", u->name,
                                                root_api_sockets[i]);
                 if (r > 0) {
+                        char id[128];
+                        /* One failure per socket, each its own item. */
+                        snprintf(id, sizeof(id), "daemon.root-socket-reachable:%s", root_api_sockets[i]);
                         reachable++;
-                        report_item(ctx, "daemon.root-sockets-unreachable", ITEM_FAIL,
+                        report_item(ctx, id, ITEM_FAIL,
                                     "stop the daemon behind it, or take the user out of the socket's group",
                                     "%s can connect to %s (owned by UID %u): that is root on this host", u->name,
                                     root_api_sockets[i], (unsigned) st.st_uid);
@@ -542,7 +523,7 @@ static int converge_linger(Context *ctx, sd_bus *system_bus, const DaemonUser *u
                 return 0;
         }
         if (system_bus) {
-                r = bus_set_linger(system_bus, u->uid);
+                r = bus_set_linger(u->uid);
                 if (r < 0)
                         return r;
         } else {
@@ -644,10 +625,23 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
                                     user_manager);
                 else
                         report_item(ctx, "daemon.user-manager", ITEM_PASS, NULL, "%s is running", user_manager);
-                if (answering)
+                if (answering) {
                         report_item(ctx, "daemon.service", ITEM_PASS, NULL, "%s's Docker answers GET /_ping on %s",
                                     u->name, sock);
-                else
+                        return 0;
+                }
+                /* Down: say how its manager sees it (stopped, failed, start-limit-hit), a read only. */
+                if (mgr_up && bus_open_user_manager(u->name, &user_bus) >= 0 &&
+                    bus_get_unit_state(user_bus, UNIT_NAME, &svc) >= 0) {
+                        report_item(ctx, "daemon.service", ITEM_FAIL,
+                                    streq_ptr(svc.result, "start-limit-hit")
+                                            ? "rootless-ci apply (it resets the start limit and starts it; look at why it "
+                                              "kept failing: journalctl --user-unit=docker.service)"
+                                            : "rootless-ci apply",
+                                    "%s's Docker does not answer GET /_ping on %s (%s is %s, result %s)", u->name,
+                                    sock, UNIT_NAME, strempty(svc.active_state), strempty(svc.result));
+                        unit_state_done(&svc);
+                } else
                         report_item(ctx, "daemon.service", ITEM_FAIL, "rootless-ci apply",
                                     "%s's Docker does not answer GET /_ping on %s", u->name, sock);
                 return 0;
@@ -661,9 +655,22 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
         }
 
         if (!streq_ptr(mgr.active_state, "active")) {
+                /*
+                 * logind starts it when linger is switched on; when linger was
+                 * on already it was stopped since (its data mount went away,
+                 * RequiresMountsFor=): start it as logind does.
+                 */
+                t0 = now_usec();
+                if (!streq_ptr(mgr.active_state, "activating")) {
+                        _cleanup_free_ char *job_result = NULL;
+                        log_info("Starting %s", user_manager);
+                        (void) bus_unit_job(system_bus, "StartUnit", user_manager, deadline, &job_result);
+                }
                 unit_state_done(&mgr);
                 log_info("Waiting for %s (up to %u s)", user_manager, timeout);
                 r = bus_wait_unit_active(system_bus, user_manager, deadline, &mgr);
+                if (r >= 0)
+                        log_info("%s is active after %.2f s", user_manager, (double) (now_usec() - t0) / 1e6);
                 if (r < 0) {
                         log_error("%s did not become active: %s (%s, result %s)", user_manager,
                                   r == -ETIMEDOUT ? "timed out" : "it failed", strempty(mgr.active_state),
@@ -724,6 +731,7 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
                         explain_failure(u, user_bus);
                         return -ERCI_FAILED;
                 }
+                log_debug("Timing: %s job of %s %.1f ms", method, UNIT_NAME, (double) (now_usec() - t0) / 1e3);
         }
         r = docker_ping_wait(sock, u->uid, timeout, "the CI user's Docker", unit_still_starting, user_bus);
         if (r < 0) {
@@ -746,11 +754,68 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
         return 0;
 }
 
+/*
+ * plan on a host where the user step will create the CI user: every change
+ * apply makes here, one line each. Files whose content does not depend on
+ * the UID are compared for real; the mount-order drop-in's path does, so it
+ * is named with the UID to come.
+ */
+static int plan_for_new_user(Context *ctx, const DaemonUser *u) {
+        _cleanup_free_ char *delegate = NULL;
+        sd_bus *system_bus = NULL;
+        bool ignored = false;
+        int r;
+
+        r = converge_user_unit(ctx, u);
+        if (r < 0)
+                return r;
+        r = converge_symlink(ctx, "daemon.enable", USER_UNIT_ENABLE_LINK, USER_UNIT_PATH,
+                             "enable the unit in user managers (only the CI user's runs it)");
+        if (r < 0)
+                return r;
+        r = render("user-delegate.conf.in", NULL, 0, &delegate);
+        if (r < 0)
+                return r;
+        r = converge_file(ctx, "daemon.delegate", DELEGATE_DROPIN_PATH, delegate,
+                          "cgroup delegation (cpu cpuset io memory pids) for user managers:", NULL);
+        if (r < 0)
+                return r;
+        report_item(ctx, "daemon.mount-order", ITEM_CREATE, NULL,
+                    "write /etc/systemd/system/user@UID.service.d/rootless-ci-mount.conf (RequiresMountsFor=%s), "
+                    "UID being %s's, chosen when the user is created",
+                    ctx->config->mount_point, u->name);
+        r = converge_apparmor(ctx);
+        if (r < 0)
+                return r;
+        if (ctx->live && ctx->facts.systemd_running) {
+                r = context_system_bus(ctx, &system_bus);
+                if (r < 0)
+                        return r;
+                r = converge_root_daemon_live(ctx, system_bus, &ignored);
+        } else
+                r = converge_root_daemon_offline(ctx);
+        if (r < 0)
+                return r;
+        r = remove_stale_root_sockets(ctx);
+        if (r < 0)
+                return r;
+        report_item(ctx, "daemon.linger", ITEM_CREATE, NULL, "enable linger for %s (through logind)", u->name);
+        if (ctx->live && ctx->facts.systemd_running)
+                report_item(ctx, "daemon.service", ITEM_CREATE, NULL,
+                            "start %s's Docker in its own manager and wait for /run/user/UID/docker.sock to answer",
+                            u->name);
+        else
+                report_item(ctx, "daemon.service", ITEM_SKIP, NULL,
+                            "%s: the daemon is started by the first apply on the live host",
+                            ctx->live ? "systemd is not running" : "offline tree");
+        return 0;
+}
+
 /* ---- the step ------------------------------------------------------------------------------------------- */
 
 static int daemon_run(Context *ctx) {
         _cleanup_(daemon_user_done) DaemonUser u = {};
-        _cleanup_bus_ sd_bus *system_bus = NULL;
+        sd_bus *system_bus = NULL;
         bool user_dropin_changed = false, system_reload = false, mgr_was_active = false, daemon_restart_owed = false,
              live;
         int r, unit_changed, link_changed, dropins_changed, apparmor_changed;
@@ -766,6 +831,8 @@ static int daemon_run(Context *ctx) {
                  */
                 if (ctx->verb == VERB_APPLY)
                         return log_error_errno(-ERCI_FAILED, "User %s does not exist (see the user step)", u.name);
+                if (ctx->verb == VERB_PLAN && ctx->facts.user_planned)
+                        return plan_for_new_user(ctx, &u);
                 report_item(ctx, "daemon.user", ITEM_SKIP, NULL,
                             ctx->facts.user_planned ? "user %s does not exist yet (apply creates it first): the "
                                                       "daemon's files depend on its UID"
@@ -804,7 +871,7 @@ static int daemon_run(Context *ctx) {
                 return 0;
         }
 
-        r = bus_open_system(&system_bus);
+        r = context_system_bus(ctx, &system_bus);
         if (r < 0)
                 return r;
         {

@@ -19,6 +19,7 @@
 #include "disk/mount.h"
 #include "disk/probe.h"
 #include "steps.h"
+#include "util/bus.h"
 #include "util/error.h"
 #include "util/exec.h"
 #include "util/format.h"
@@ -220,9 +221,12 @@ static int look_fstab(Context *ctx, DiskState *s) {
         }
         if (r < 0)
                 return log_error_errno(r, "Failed to parse %s: %m", FSTAB_PATH);
-        for (size_t i = 0; i < s->fstab.n_unparsable; i++)
-                report_item(ctx, "disk.fstab", ITEM_WARN, NULL, "%s:%u: libmount cannot parse this line, so mount and "
+        for (size_t i = 0; i < s->fstab.n_unparsable; i++) {
+                char id[64];
+                snprintf(id, sizeof(id), "disk.fstab-unparsable:%u", s->fstab.unparsable[i]);
+                report_item(ctx, id, ITEM_WARN, NULL, "%s:%u: libmount cannot parse this line, so mount and "
                             "systemd ignore it; rootless-ci leaves it as it is", FSTAB_PATH, s->fstab.unparsable[i]);
+        }
         return 0;
 }
 
@@ -383,6 +387,67 @@ static int look_host(Context *ctx, DiskState *s) {
         return look_mount_point(ctx, s);
 }
 
+/*
+ * The converged disk, verified without the full signature hunt. Returns 1
+ * when Device= holds our GPT (exactly one partition, ours by number, name
+ * and type, where the kernel has it), that partition holds exactly one
+ * filesystem (libblkid's safe probe: a second signature there makes it
+ * ambiguous and fails it) of FileSystem= labelled ours, and it is the top
+ * mount at MountPoint; s is then filled as look_disk() and look_host()
+ * fill it, fstab included (a drifted fstab line is still repaired from
+ * here). 0: anything else, and the caller starts over with the full look.
+ *
+ * What is not redone here is the hunt for every other signature on the
+ * disk (look_disk()), which exists to refuse writing over someone else's
+ * data. On this path nothing is written to the disk: our filesystem is
+ * mounted, so apply has at most the fstab line to repair. Every item it
+ * reports is still checked against the disk, the kernel and fstab.
+ */
+static int look_converged(Context *ctx, DiskState *s) {
+        const Config *c = ctx->config;
+        _cleanup_free_ char *reason = NULL, *type = NULL, *label = NULL, *uuid = NULL;
+        _cleanup_(partition_table_done) PartitionTable t = {};
+        _cleanup_close_ int fd = -1;
+        const KernelPartition *kp;
+        struct timespec t0;
+        int r;
+
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        if (disk_identify(c->disk_device, &s->disk, &reason) < 0)
+                return 0;
+        kp = disk_kernel_partition(&s->disk, 1);
+        if (!kp || mount_is_mounted_at(kp->devnum, c->mount_point) <= 0)
+                return 0;
+        fd = disk_open(&s->disk, O_RDONLY);
+        if (fd < 0)
+                return 0;
+        if (probe_partition_table(fd, &t) < 0 || !streq_ptr(t.type, "gpt") || t.n_parts != 1 ||
+            !disk_partition_is_ours(&t.parts[0]) || t.parts[0].start != kp->start || t.parts[0].size != kp->size)
+                return 0;
+        if (probe_filesystem(fd, kp->start, kp->size, &type, &label, &uuid) < 0 || !streq_ptr(label, RCI_FS_LABEL) ||
+            !uuid || filesystem_from_string(type) != c->filesystem)
+                return 0;
+
+        s->display = disk_display_name(&s->disk);
+        s->part_node = disk_partition_node(&s->disk, 1);
+        if (!s->display || !s->part_node)
+                return -ENOMEM;
+        format_bytes(s->size, sizeof(s->size), s->disk.size);
+        s->c.verdict = DISK_OURS;
+        s->part = (PartitionGeometry) { .start = kp->start, .size = kp->size };
+        s->part_devnum = kp->devnum;
+        s->fs_type = TAKE_PTR(type);
+        s->fs_uuid = TAKE_PTR(uuid);
+
+        r = look_usage(ctx, s);
+        if (r < 0)
+                return r;
+        if (!s->mounted || s->n_busy > 0)
+                return 0;
+        log_debug("Timing: identify and probe %.1f ms (converged: partition table and filesystem only)", ms_since(&t0));
+        return 1;
+}
+
 /* Contents that stop apply, before anything is changed. Returns 1 to go on. */
 static int refuse_contents(Context *ctx, DiskState *s) {
         const Config *c = ctx->config;
@@ -506,9 +571,12 @@ static void describe(Context *ctx, DiskState *s) {
                          s->mount_point_exists ? "" : " (creating it, root-owned, 0755)");
                 report_todo(ctx, "disk.mount", ITEM_CREATE, problem, msg);
         }
-        for (size_t i = 0; i < s->n_elsewhere; i++)
-                report_item(ctx, "disk.mount", ITEM_WARN, NULL, "%s is also mounted at %s; rootless-ci leaves that mount alone",
+        for (size_t i = 0; i < s->n_elsewhere; i++) {
+                char id[PATH_MAX + 32];
+                snprintf(id, sizeof(id), "disk.mount-elsewhere:%s", s->elsewhere[i]);
+                report_item(ctx, id, ITEM_WARN, NULL, "%s is also mounted at %s; rootless-ci leaves that mount alone",
                             s->part_node, s->elsewhere[i]);
+        }
 }
 
 /* flock(LOCK_EX) on the whole disk: udev and others that honour it keep off while we change it. */
@@ -749,7 +817,11 @@ static int write_fstab(Context *ctx, DiskState *s) {
                                strempty(p->old_line), p->new_line, p->n_removed ? " (and dropped copies of it)" : "");
 
         if (manager_is_running()) {
-                r = manager_reload();
+                sd_bus *bus = NULL;
+
+                r = context_system_bus(ctx, &bus);
+                if (r >= 0)
+                        r = bus_manager_reload(bus);
                 if (r < 0)
                         return r;
                 report_changed(ctx, "disk.reload", ITEM_CHANGE, "reloaded systemd so it knows the new fstab line");
@@ -868,6 +940,20 @@ static int disk_run(Context *ctx) {
         if (!ctx->live)
                 return run_offline(ctx);
 
+        r = look_converged(ctx, &s);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                r = look_fstab(ctx, &s);
+                if (r >= 0 && !failed_since(ctx, first))
+                        r = look_mount_point(ctx, &s);
+                if (r < 0 || failed_since(ctx, first))
+                        return r;
+                goto describe;
+        }
+        disk_state_done(&s);
+        s = (DiskState) {};
+
         r = look_disk(ctx, &s);
         if (r < 0)
                 return r;
@@ -881,6 +967,7 @@ static int disk_run(Context *ctx) {
         if (r <= 0)
                 return r;
 
+describe:
         describe(ctx, &s);
         if (ctx->verb == VERB_APPLY) {
                 r = apply(ctx, &s);

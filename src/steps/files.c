@@ -64,6 +64,9 @@ int marker_clear(Context *ctx, const char *name) {
                 return 0;
         if (parent < 0)
                 return parent;
+        /* No marker, nothing to clear: a converged run writes nothing, not even a directory sync. */
+        if (faccessat(parent, fname, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+                return 0;
         {
                 int d = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                 if (d < 0)

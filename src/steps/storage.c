@@ -582,6 +582,10 @@ static int storage_ensure_home_link(StorageStep *s) {
                 return -ENOMEM;
 
         if (s->user_planned) {
+                report_state(ctx, "storage.home-local", ITEM_CREATE, "mkdir %s/.local (0700, owner %s)", home_shown,
+                             s->name);
+                report_state(ctx, "storage.home-local-share", ITEM_CREATE, "mkdir %s/.local/share (0700, owner %s)",
+                             home_shown, s->name);
                 report_state(ctx, "storage.home-link", ITEM_CREATE, "symlink %s -> %s (in the home useradd creates)",
                              link_shown, s->docker);
                 return 0;
@@ -621,12 +625,14 @@ static int storage_ensure_home_link(StorageStep *s) {
         for (size_t i = 0; i < ELEMENTSOF(parents); i++) {
                 _cleanup_free_ char *shown = NULL;
                 _cleanup_(home_entry_done) HomeEntry pe = {};
+                /* Each directory on the way is an object of its own, with its own id. */
+                const char *pid = i == 0 ? "storage.home-local" : "storage.home-local-share";
                 int next;
 
                 if (asprintf(&shown, "%s/%s%s%s", home_shown, ".local", i > 0 ? "/" : "", i > 0 ? parents[i] : "") < 0)
                         return -ENOMEM;
                 if (missing) {
-                        report_state(ctx, "storage.home-link", ITEM_CREATE, "mkdir %s (0700, owner %s)", shown, s->name);
+                        report_state(ctx, pid, ITEM_CREATE, "mkdir %s (0700, owner %s)", shown, s->name);
                         continue;
                 }
                 r = home_entry_inspect(cur, parents[i], &pe);
@@ -636,26 +642,26 @@ static int storage_ensure_home_link(StorageStep *s) {
                 switch (pe.type) {
                 case HOME_ENTRY_MISSING:
                         if (ctx->verb != VERB_APPLY) {
-                                report_state(ctx, "storage.home-link", ITEM_CREATE, "mkdir %s (0700, owner %s)", shown,
+                                report_state(ctx, pid, ITEM_CREATE, "mkdir %s (0700, owner %s)", shown,
                                              s->name);
                                 missing = true;
                                 continue;
                         }
                         next = home_make_dir(cur, parents[i], 0700, s->uid, s->gid);
                         if (next < 0) {
-                                report_item(ctx, "storage.home-link", ITEM_FAIL, NULL,
+                                report_item(ctx, pid, ITEM_FAIL, NULL,
                                             "cannot make %s: %s%s", shown, strerror(-next),
                                             next == -EBUSY || next == -EEXIST ? " (something else appeared there meanwhile)" : "");
                                 return 0;
                         }
-                        report_changed(ctx, "storage.home-link", ITEM_CREATE, "created %s (0700, owner %s)", shown, s->name);
+                        report_changed(ctx, pid, ITEM_CREATE, "created %s (0700, owner %s)", shown, s->name);
                         break;
                 case HOME_ENTRY_DIRECTORY:
                         if (pe.st.st_uid != s->uid && pe.st.st_uid == geteuid() && (pe.st.st_mode & 07777) == 0700 &&
                             home_dir_is_empty(cur, parents[i]) == 1) {
                                 /* A run killed between its mkdir and its chown left this: finish it. */
                                 if (ctx->verb != VERB_APPLY) {
-                                        report_state(ctx, "storage.home-link", ITEM_CHANGE,
+                                        report_state(ctx, pid, ITEM_CHANGE,
                                                      "give the empty directory %s (left by an interrupted run) to %s",
                                                      shown, s->name);
                                         missing = true;
@@ -663,11 +669,11 @@ static int storage_ensure_home_link(StorageStep *s) {
                                 }
                                 next = home_finish_dir(cur, parents[i], 0700, s->uid, s->gid);
                                 if (next < 0) {
-                                        report_item(ctx, "storage.home-link", ITEM_FAIL, NULL, "cannot give %s to %s: %s",
+                                        report_item(ctx, pid, ITEM_FAIL, NULL, "cannot give %s to %s: %s",
                                                     shown, s->name, strerror(-next));
                                         return 0;
                                 }
-                                report_changed(ctx, "storage.home-link", ITEM_CHANGE,
+                                report_changed(ctx, pid, ITEM_CHANGE,
                                                "gave the empty directory %s (left by an interrupted run) to %s", shown,
                                                s->name);
                                 break;
@@ -676,14 +682,14 @@ static int storage_ensure_home_link(StorageStep *s) {
                                 free(fix);
                                 if (asprintf(&fix, "chown %s: %s (or remove it)", s->name, shown) < 0)
                                         return -ENOMEM;
-                                report_item(ctx, "storage.home-link", ITEM_FAIL, fix,
+                                report_item(ctx, pid, ITEM_FAIL, fix,
                                             "%s is owned by UID %u, not by %s; rootless-ci works only in the user's "
                                             "own directories there", shown, (unsigned) pe.st.st_uid, s->name);
                                 return 0;
                         }
                         next = home_open_dir(cur, parents[i]);
                         if (next < 0) {
-                                report_item(ctx, "storage.home-link", ITEM_FAIL, NULL, "cannot open %s: %s", shown,
+                                report_item(ctx, pid, ITEM_FAIL, NULL, "cannot open %s: %s", shown,
                                             strerror(-next));
                                 return 0;
                         }
@@ -693,7 +699,7 @@ static int storage_ensure_home_link(StorageStep *s) {
                         if (asprintf(&fix, "remove the symlink (rm %s) and run rootless-ci apply again; it makes the "
                                      "directory", shown) < 0)
                                 return -ENOMEM;
-                        report_item(ctx, "storage.home-link", ITEM_FAIL, fix,
+                        report_item(ctx, pid, ITEM_FAIL, fix,
                                     "%s is a symlink to %s: rootless-ci never follows a symlink in the CI user's home",
                                     shown, pe.target);
                         return 0;
@@ -701,7 +707,7 @@ static int storage_ensure_home_link(StorageStep *s) {
                         free(fix);
                         if (asprintf(&fix, "move %s away and run rootless-ci apply again", shown) < 0)
                                 return -ENOMEM;
-                        report_item(ctx, "storage.home-link", ITEM_FAIL, fix, "%s is %s, not a directory; it is left "
+                        report_item(ctx, pid, ITEM_FAIL, fix, "%s is %s, not a directory; it is left "
                                     "alone", shown, home_entry_type_to_string(&pe));
                         return 0;
                 }

@@ -2,7 +2,9 @@
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
+#include <assert.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bus.h"
 #include "log.h"
@@ -10,6 +12,7 @@
 #include "ping.h"
 
 #define SD_DEST "org.freedesktop.systemd1"
+#define SYSTEMD_PRIVATE_SOCKET "/run/systemd/private"
 #define SD_PATH "/org/freedesktop/systemd1"
 #define SD_MANAGER "org.freedesktop.systemd1.Manager"
 #define SD_UNIT "org.freedesktop.systemd1.Unit"
@@ -45,9 +48,40 @@ int bus_open_user_manager(const char *user, sd_bus **ret) {
         return 0;
 }
 
-int bus_set_linger(sd_bus *bus, uid_t uid) {
-        _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
+int bus_open_system_manager(sd_bus **ret) {
+        _cleanup_bus_ sd_bus *bus = NULL;
         int r;
+
+        /*
+         * As root, systemd's own socket, as systemctl does: no bus daemon
+         * between us and the manager, so each call is one hop each way and
+         * the connection needs no Hello. Anywhere else, the system bus.
+         */
+        if (geteuid() == 0 && access(SYSTEMD_PRIVATE_SOCKET, F_OK) == 0) {
+                r = sd_bus_new(&bus);
+                if (r >= 0)
+                        r = sd_bus_set_address(bus, "unix:path=" SYSTEMD_PRIVATE_SOCKET);
+                if (r >= 0)
+                        r = sd_bus_start(bus);
+                if (r >= 0) {
+                        *ret = TAKE_PTR(bus);
+                        return 0;
+                }
+                log_debug("Failed to connect to %s, using the system bus: %s", SYSTEMD_PRIVATE_SOCKET, strerror(-r));
+                bus = sd_bus_flush_close_unref(bus);
+        }
+        return bus_open_system(ret);
+}
+
+int bus_set_linger(uid_t uid) {
+        _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_bus_ sd_bus *bus = NULL;
+        int r;
+
+        /* logind is on the system bus (the manager's own socket does not reach it). */
+        r = bus_open_system(&bus);
+        if (r < 0)
+                return r;
 
         /* SetUserLinger(uid, enable, interactive) */
         r = sd_bus_call_method(bus, "org.freedesktop.login1", "/org/freedesktop/login1",
@@ -59,51 +93,134 @@ int bus_set_linger(sd_bus *bus, uid_t uid) {
         return 0;
 }
 
-static int get_string_property(sd_bus *bus, const char *path, const char *iface, const char *name, char **ret) {
-        _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
-        int r = sd_bus_get_property_string(bus, SD_DEST, path, iface, name, &error, ret);
-        if (r < 0)
-                log_debug("Failed to read %s.%s of %s: %s", iface, name, path, error.message ? error.message : strerror(-r));
+/* One property of a pipelined read: where its value goes and how the call ended. */
+typedef struct PropertyRead {
+        const char *iface, *name;
+        char type;             /* 's', 'b' or 'u' */
+        void *dest;            /* char **, bool *, uint32_t * */
+        bool optional;         /* a missing property is no error */
+        int r;                 /* 1 pending, 0 read, < 0 failed */
+} PropertyRead;
+
+static int on_property(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        PropertyRead *p = userdata;
+        const sd_bus_error *e;
+        int r;
+
+        e = sd_bus_message_get_error(m);
+        if (e) {
+                log_debug("Failed to read %s.%s: %s", p->iface, p->name, e->message ? e->message : e->name);
+                p->r = -sd_bus_message_get_errno(m) ?: -EIO;
+                return 0;
+        }
+        r = sd_bus_message_enter_container(m, 'v', (const char[]) { p->type, 0 });
+        if (r >= 0)
+                switch (p->type) {
+                case 's': {
+                        const char *v = NULL;
+                        r = sd_bus_message_read_basic(m, 's', &v);
+                        if (r >= 0 && !(*(char **) p->dest = strdup(v)))
+                                r = -ENOMEM;
+                        break;
+                }
+                case 'b': {
+                        int v = 0;
+                        r = sd_bus_message_read_basic(m, 'b', &v);
+                        *(bool *) p->dest = v;
+                        break;
+                }
+                default:
+                        r = sd_bus_message_read_basic(m, 'u', p->dest);
+                }
+        p->r = r < 0 ? r : 0;
+        return 0;
+}
+
+#define PROPERTY_READ_TIMEOUT_USEC (25ULL * 1000000ULL)
+
+/*
+ * Read several properties of one object with all the calls in flight at once:
+ * one round trip to the manager instead of one per property.
+ */
+static int read_properties(sd_bus *bus, const char *path, PropertyRead *reads, size_t n) {
+        sd_bus_slot *slots[16] = {};
+        unsigned long long deadline = now_usec() + PROPERTY_READ_TIMEOUT_USEC;
+        int r = 0;
+
+        assert(n <= ELEMENTSOF(slots));
+        for (size_t i = 0; i < n; i++) {
+                reads[i].r = 1;
+                r = sd_bus_call_method_async(bus, &slots[i], SD_DEST, path, "org.freedesktop.DBus.Properties", "Get",
+                                             on_property, &reads[i], "ss", reads[i].iface, reads[i].name);
+                if (r < 0)
+                        goto finish;
+        }
+        for (;;) {
+                bool pending = false;
+                unsigned long long t;
+
+                for (size_t i = 0; i < n; i++)
+                        pending = pending || reads[i].r == 1;
+                if (!pending)
+                        break;
+                r = sd_bus_process(bus, NULL);
+                if (r < 0)
+                        goto finish;
+                if (r > 0)
+                        continue;
+                t = now_usec();
+                if (t >= deadline) {
+                        r = -ETIMEDOUT;
+                        goto finish;
+                }
+                r = sd_bus_wait(bus, deadline - t);
+                if (r < 0)
+                        goto finish;
+        }
+        r = 0;
+        for (size_t i = 0; i < n && r == 0; i++)
+                if (reads[i].r < 0 && !reads[i].optional)
+                        r = reads[i].r;
+finish:
+        for (size_t i = 0; i < n; i++)
+                sd_bus_slot_unref(slots[i]);
         return r;
 }
 
 int bus_get_unit_state(sd_bus *bus, const char *unit, UnitState *ret) {
-        _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_free_ char *path = NULL;
         UnitState s = {};
+        bool is_service = strlen(unit) > 8 && streq(unit + strlen(unit) - 8, ".service");
         int r;
 
         r = sd_bus_path_encode(SD_PATH "/unit", unit, &path);
         if (r < 0)
                 return r;
 
-        r = get_string_property(bus, path, SD_UNIT, "ActiveState", &s.active_state);
-        if (r >= 0)
-                r = get_string_property(bus, path, SD_UNIT, "SubState", &s.sub_state);
-        if (r >= 0)
-                r = get_string_property(bus, path, SD_UNIT, "LoadState", &s.load_state);
-        if (r >= 0)
-                r = get_string_property(bus, path, SD_UNIT, "UnitFileState", &s.unit_file_state);
-        if (r >= 0) {
-                int v = 0;
-                r = sd_bus_get_property_trivial(bus, SD_DEST, path, SD_UNIT, "NeedDaemonReload", &error, 'b', &v);
-                s.need_daemon_reload = v;
-        }
+        PropertyRead reads[] = {
+                { SD_UNIT, "ActiveState", 's', &s.active_state },
+                { SD_UNIT, "SubState", 's', &s.sub_state },
+                { SD_UNIT, "LoadState", 's', &s.load_state },
+                { SD_UNIT, "UnitFileState", 's', &s.unit_file_state },
+                { SD_UNIT, "NeedDaemonReload", 'b', &s.need_daemon_reload },
+                /* Services only; for other unit types these stay empty. */
+                { SD_SERVICE, "Result", 's', &s.result, .optional = true },
+                { SD_SERVICE, "MainPID", 'u', &s.main_pid, .optional = true },
+        };
+        r = read_properties(bus, path, reads, is_service ? ELEMENTSOF(reads) : ELEMENTSOF(reads) - 2);
         if (r < 0) {
                 unit_state_done(&s);
                 return log_error_errno(r, "Failed to read the state of %s: %m", unit);
-        }
-
-        /* Services only; for other unit types these stay empty. */
-        if (strlen(unit) > 8 && streq(unit + strlen(unit) - 8, ".service")) {
-                (void) get_string_property(bus, path, SD_SERVICE, "Result", &s.result);
-                (void) sd_bus_get_property_trivial(bus, SD_DEST, path, SD_SERVICE, "MainPID", NULL, 'u', &s.main_pid);
         }
         *ret = s;
         return 0;
 }
 
+#define BUS_PROGRESS_EVERY_USEC (5ULL * 1000000ULL)
+
 int bus_wait_unit_active(sd_bus *bus, const char *unit, unsigned long long deadline, UnitState *ret_state) {
+        unsigned long long start = now_usec(), next_progress = start + BUS_PROGRESS_EVERY_USEC;
+
         for (;;) {
                 UnitState s = {};
                 int r;
@@ -125,6 +242,12 @@ int bus_wait_unit_active(sd_bus *bus, const char *unit, unsigned long long deadl
                         else
                                 unit_state_done(&s);
                         return r;
+                }
+                if (now_usec() >= next_progress) {
+                        log_info("Still waiting for %s to become active: %llu s of %llu s (now %s/%s)", unit,
+                                 (now_usec() - start) / 1000000ULL, (deadline - start + 999999ULL) / 1000000ULL,
+                                 strempty(s.active_state), strempty(s.sub_state));
+                        next_progress += BUS_PROGRESS_EVERY_USEC;
                 }
                 unit_state_done(&s);
 
@@ -168,10 +291,13 @@ int bus_unit_job(sd_bus *bus, const char *method, const char *unit, unsigned lon
         _cleanup_bus_slot_ sd_bus_slot *slot = NULL;
         JobWait w = {};
         const char *job = NULL;
+        unsigned long long t0 = now_usec(), progress = 0;
         int r;
 
         /* Listen before asking, so the job's end cannot slip past. */
-        r = sd_bus_match_signal(bus, &slot, SD_DEST, SD_PATH, SD_MANAGER, "JobRemoved", on_job_removed, &w);
+        /* On a direct connection to the manager messages carry no sender to match. */
+        r = sd_bus_match_signal(bus, &slot, sd_bus_is_bus_client(bus) > 0 ? SD_DEST : NULL, SD_PATH, SD_MANAGER,
+                                "JobRemoved", on_job_removed, &w);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch for systemd job results: %m");
 
@@ -186,6 +312,12 @@ int bus_unit_job(sd_bus *bus, const char *method, const char *unit, unsigned lon
         while (!w.done) {
                 unsigned long long n = now_usec();
 
+                if (n >= t0 + BUS_PROGRESS_EVERY_USEC * (progress + 1)) {
+                        progress++;
+                        log_info("Waiting for the %s job of %s: %llu s of %llu s", method, unit, (n - t0) / 1000000ULL,
+                                 (deadline - t0 + 999999ULL) / 1000000ULL);
+                }
+
                 r = sd_bus_process(bus, NULL);
                 if (r < 0)
                         return log_error_errno(r, "Failed to wait for the %s job of %s: %m", method, unit);
@@ -195,11 +327,13 @@ int bus_unit_job(sd_bus *bus, const char *method, const char *unit, unsigned lon
                         free(w.result);
                         return log_error_errno(-ETIMEDOUT, "Timed out waiting for the %s job of %s", method, unit);
                 }
-                r = sd_bus_wait(bus, deadline - n);
+                /* Wake at least for the next progress line. */
+                r = sd_bus_wait(bus, deadline - n < BUS_PROGRESS_EVERY_USEC ? deadline - n : BUS_PROGRESS_EVERY_USEC);
                 if (r < 0)
                         return log_error_errno(r, "Failed to wait for the %s job of %s: %m", method, unit);
         }
 
+        log_debug("Timing: %s %s (systemd job) %.1f ms", method, unit, (double) (now_usec() - t0) / 1e3);
         r = streq(w.result, "done") ? 0 : -EIO;
         if (ret_result)
                 *ret_result = w.result;
@@ -213,6 +347,8 @@ int bus_manager_reload(sd_bus *bus) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;
 
+        unsigned long long t0 = now_usec();
+
         /* A reload can take far longer than sd-bus's default 25 s on a busy machine at boot. */
         r = sd_bus_message_new_method_call(bus, &m, SD_DEST, SD_PATH, SD_MANAGER, "Reload");
         if (r >= 0)
@@ -220,6 +356,7 @@ int bus_manager_reload(sd_bus *bus) {
         if (r < 0)
                 return log_error_errno(r, "Failed to reload the service manager: %s",
                                        error.message ? error.message : strerror(-r));
+        log_debug("Timing: daemon-reload (systemd) %.1f ms", (double) (now_usec() - t0) / 1e3);
         return 0;
 }
 
@@ -246,6 +383,7 @@ static int read_unit_file_changes(sd_bus_message *reply, bool *ret_changed) {
 static int unit_files_call(sd_bus *bus, const char *method, const char *unit, bool with_force, bool *ret_changed) {
         _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_bus_message_ sd_bus_message *m = NULL, *reply = NULL;
+        unsigned long long t0;
         int r;
 
         r = sd_bus_message_new_method_call(bus, &m, SD_DEST, SD_PATH, SD_MANAGER, method);
@@ -257,9 +395,11 @@ static int unit_files_call(sd_bus *bus, const char *method, const char *unit, bo
         r = with_force ? sd_bus_message_append(m, "bb", 0, 0) : sd_bus_message_append(m, "b", 0);
         if (r < 0)
                 return r;
+        t0 = now_usec();
         r = sd_bus_call(bus, m, 0, &error, &reply);
         if (r < 0)
                 return log_error_errno(r, "Failed to %s %s: %s", method, unit, error.message ? error.message : strerror(-r));
+        log_debug("Timing: %s %s (systemd unit files) %.1f ms", method, unit, (double) (now_usec() - t0) / 1e3);
         /* MaskUnitFiles answers a(sss); DisableUnitFiles too (no carries_install_info). */
         r = read_unit_file_changes(reply, ret_changed);
         if (r < 0)

@@ -18,7 +18,7 @@ cp /etc/fstab "$WORK/fstab.orig"
 L=$(new_loop data)
 rci --disk="$L" --mount-point=/srv/ci apply
 expect_rc 0 "apply with a messy fstab"
-expect_out "^WARN disk.fstab: /etc/fstab:9: libmount cannot parse this line" "the unparsable line is reported by number"
+expect_out "^WARN disk.fstab-unparsable:9: /etc/fstab:9: libmount cannot parse this line" "the unparsable line is reported by number"
 uuid=$(fs_uuid "${L}p1")
 { cat "$WORK/fstab.orig"; printf '\nUUID=%s /srv/ci ext4 defaults,nofail,x-rootless-ci 0 2\n' "$uuid"; } >"$WORK/fstab.want"
 cmp -s /etc/fstab "$WORK/fstab.want" && ok "every other byte kept; our line appended" || { fail "fstab differs"; diff "$WORK/fstab.want" /etc/fstab || true; }
@@ -37,7 +37,7 @@ expect_rc 0 "apply with a new mount point"
 { cat "$WORK/fstab.orig"; printf '\nUUID=%s /srv/ci\\040two ext4 defaults,nofail,x-rootless-ci 0 2\n' "$uuid"; } >"$WORK/fstab.want2"
 cmp -s /etc/fstab "$WORK/fstab.want2" && ok "our line replaced in place, the rest kept" || { fail "fstab differs"; diff "$WORK/fstab.want2" /etc/fstab || true; }
 is_mounted_at "${L}p1" "/srv/ci two" && ok "mounted at the new mount point" || fail "not mounted at the new mount point"
-expect_out "^WARN disk.mount: ${L}p1 is also mounted at /srv/ci" "the old mount is left, with a warning"
+expect_out "^WARN disk.mount-elsewhere:/srv/ci: ${L}p1 is also mounted at /srv/ci" "the old mount is left, with a warning"
 umount "/srv/ci two" /srv/ci
 
 # Someone else's line at our mount point: refused before anything is written.

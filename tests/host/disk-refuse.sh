@@ -119,7 +119,7 @@ mkdir -p "$WORK/other"
 mount "${L}p1" "$WORK/other"
 rci --disk="$L" apply
 expect_rc 0 "ours, also mounted elsewhere: apply goes on"
-expect_out "^WARN disk.mount: ${L}p1 is also mounted at $WORK/other" "ours, also mounted elsewhere: warned"
+expect_out "^WARN disk.mount-elsewhere:$WORK/other: ${L}p1 is also mounted at $WORK/other" "ours, also mounted elsewhere: warned"
 umount "$WORK/other"
 
 # No disk configured: Docker's data stays on the root disk, said plainly.

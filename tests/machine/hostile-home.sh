@@ -81,11 +81,11 @@ attack() {
 as_ci='runuser -u buildkite --'
 
 attack local-to-etc /etc 1 \
-	"FAIL storage.home-link: /home/buildkite/.local is a symlink to /etc: rootless-ci never follows a symlink" \
+	"FAIL storage.home-local: /home/buildkite/.local is a symlink to /etc: rootless-ci never follows a symlink" \
 	"$as_ci ln -s /etc /home/buildkite/.local"
 
 attack share-to-root /root 1 \
-	"FAIL storage.home-link: /home/buildkite/.local/share is a symlink to /root" \
+	"FAIL storage.home-local-share: /home/buildkite/.local/share is a symlink to /root" \
 	"$as_ci mkdir /home/buildkite/.local && $as_ci ln -s /root /home/buildkite/.local/share"
 
 attack docker-to-var-lib /var/lib/rci-decoy 0 \

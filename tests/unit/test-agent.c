@@ -77,7 +77,9 @@ static size_t count(const Run *run, const char *id, ItemStatus status, const cha
         size_t n = 0;
         for (size_t i = 0; i < run->ctx.n_items; i++) {
                 const Item *it = &run->ctx.items[i];
-                if (!streq(it->id, id) || (status != _ITEM_STATUS_MAX && it->status != status))
+                /* "agent.config" counts "agent.config:PATH" too: per-object items carry their object after a colon. */
+                bool same_kind = streq(it->id, id) || (strncmp(it->id, id, strlen(id)) == 0 && it->id[strlen(id)] == ':');
+                if (!same_kind || (status != _ITEM_STATUS_MAX && it->status != status))
                         continue;
                 if (needle && !strstr(it->message, needle))
                         continue;

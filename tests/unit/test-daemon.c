@@ -223,13 +223,24 @@ TEST(admin_file_in_place_of_mask_is_left_alone) {
 
 TEST(missing_user_is_reported_not_guessed) {
         const char *root = test_tmpdir();
+        const Item *it;
         Context ctx;
 
         test_write(root, "etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
+        /* plan, the user to be created: every change listed, the UID named as the one to come, nothing written. */
         ASSERT_OK(run_verb(root, VERB_PLAN, false, "overlay2", &ctx));
-        ASSERT_EQ(find_item(&ctx, "daemon.user")->status, ITEM_SKIP);
-        ASSERT_TRUE(find_item(&ctx, "daemon.unit") == NULL);
+        ASSERT_TRUE(find_item(&ctx, "daemon.user") == NULL);
+        ASSERT_EQ(find_item(&ctx, "daemon.unit")->status, ITEM_CREATE);
+        ASSERT_EQ(find_item(&ctx, "daemon.enable")->status, ITEM_CREATE);
+        ASSERT_EQ(find_item(&ctx, "daemon.delegate")->status, ITEM_CREATE);
+        it = find_item(&ctx, "daemon.mount-order");
+        ASSERT_EQ(it->status, ITEM_CREATE);
+        ASSERT_TRUE(strstr(it->message, "user@UID.service.d") != NULL);
+        ASSERT_EQ(find_item(&ctx, "daemon.linger")->status, ITEM_CREATE);
+        ASSERT_EQ(find_item(&ctx, "daemon.root-docker.service")->status, ITEM_CREATE); /* offline: the mask link */
         context_done(&ctx);
+        ASSERT_TRUE(test_read(root, "etc/systemd/user/docker.service") == NULL);
+        ASSERT_TRUE(test_read(root, "etc/systemd/system/docker.service") == NULL);
         ASSERT_TRUE(run_verb(root, VERB_APPLY, false, "overlay2", &ctx) < 0);
         context_done(&ctx);
         ASSERT_TRUE(test_read_kept(root, "etc/systemd/user/docker.service") == NULL);

@@ -130,8 +130,8 @@ TEST(storage_plan_describes_every_item) {
         ASSERT_EQ(fake_count(&run, "storage.dir", ITEM_CREATE, "/srv/rootless-ci/buildkite (0755, root)"), 1);
         ASSERT_EQ(fake_count(&run, "storage.docker", ITEM_CREATE, "/srv/rootless-ci/buildkite/docker (0700, owner buildkite)"), 1);
         ASSERT_EQ(fake_count(&run, "storage.builds", ITEM_CREATE, "/srv/rootless-ci/buildkite/builds (0700, owner buildkite)"), 1);
-        ASSERT_EQ(fake_count(&run, "storage.home-link", ITEM_CREATE, "/home/buildkite/.local (0700"), 1);
-        ASSERT_EQ(fake_count(&run, "storage.home-link", ITEM_CREATE, "/home/buildkite/.local/share (0700"), 1);
+        ASSERT_EQ(fake_count(&run, "storage.home-local", ITEM_CREATE, "/home/buildkite/.local (0700"), 1);
+        ASSERT_EQ(fake_count(&run, "storage.home-local-share", ITEM_CREATE, "/home/buildkite/.local/share (0700"), 1);
         ASSERT_EQ(fake_count(&run, "storage.home-link", ITEM_CREATE, "/home/buildkite/.local/share/docker -> /srv/rootless-ci/buildkite/docker"), 1);
         ASSERT_STREQ(run.ctx.facts.docker_dir, "/srv/rootless-ci/buildkite/docker");
         ASSERT_STREQ(run.ctx.facts.builds_dir, "/srv/rootless-ci/buildkite/builds");
@@ -292,12 +292,12 @@ TEST(storage_live_plan_follows_the_disk_step) {
 }
 
 /* One hostile-home case: plant, apply, expect the item, prove the target unchanged. */
-static void hostile_case(const char *d, const char *target_rel, ItemStatus expect, const char *needle) {
+static void hostile_case(const char *d, const char *target_rel, const char *id, ItemStatus expect, const char *needle) {
         FakeRun run = {};
         char *before = snapshot(P(d, target_rel)), *after;
 
         fake_run(&run, d, VERB_APPLY, true);
-        if (fake_count(&run, "storage.home-link", expect, needle) != 1) {
+        if (fake_count(&run, id, expect, needle) != 1) {
                 fake_dump(&run);
                 test_fail(__FILE__, __LINE__, "expected a %s item containing \"%s\"", item_status_to_string(expect), needle);
         }
@@ -314,7 +314,7 @@ TEST(hostile_local_symlink_to_etc_is_refused_and_etc_untouched) {
 
         populate(d);
         symlink_in_home(d, "home/buildkite/.local", "etc");
-        hostile_case(d, "etc", ITEM_FAIL, "/home/buildkite/.local is a symlink to");
+        hostile_case(d, "etc", "storage.home-local", ITEM_FAIL, "/home/buildkite/.local is a symlink to");
         ASSERT_TRUE(access(P(d, "etc/share"), F_OK) < 0);
 }
 
@@ -324,7 +324,7 @@ TEST(hostile_local_share_symlink_to_root_is_refused_and_root_untouched) {
         populate(d);
         mkdir_in_home(d, "home/buildkite/.local");
         symlink_in_home(d, "home/buildkite/.local/share", "root");
-        hostile_case(d, "root", ITEM_FAIL, "/home/buildkite/.local/share is a symlink to");
+        hostile_case(d, "root", "storage.home-local-share", ITEM_FAIL, "/home/buildkite/.local/share is a symlink to");
         ASSERT_TRUE(access(P(d, "root/docker"), F_OK) < 0);
 }
 
@@ -335,7 +335,7 @@ TEST(hostile_docker_symlink_to_var_lib_docker_is_replaced_not_followed) {
         mkdir_in_home(d, "home/buildkite/.local");
         mkdir_in_home(d, "home/buildkite/.local/share");
         symlink_in_home(d, "home/buildkite/.local/share/docker", "var/lib/docker");
-        hostile_case(d, "var/lib", ITEM_CHANGE, "replaced the symlink");
+        hostile_case(d, "var/lib", "storage.home-link", ITEM_CHANGE, "replaced the symlink");
         ASSERT_TRUE(link_is(d, "home/buildkite/.local/share/docker", "/srv/rootless-ci/buildkite/docker"));
 }
 
@@ -346,7 +346,7 @@ TEST(hostile_docker_symlink_to_another_home_is_replaced_not_followed) {
         mkdir_in_home(d, "home/buildkite/.local");
         mkdir_in_home(d, "home/buildkite/.local/share");
         symlink_in_home(d, "home/buildkite/.local/share/docker", "home/alice/.local/share");
-        hostile_case(d, "home/alice", ITEM_CHANGE, "replaced the symlink");
+        hostile_case(d, "home/alice", "storage.home-link", ITEM_CHANGE, "replaced the symlink");
         ASSERT_TRUE(link_is(d, "home/buildkite/.local/share/docker", "/srv/rootless-ci/buildkite/docker"));
 }
 
@@ -357,7 +357,7 @@ TEST(hostile_docker_hard_link_to_shadow_is_refused_and_shadow_untouched) {
         mkdir_in_home(d, "home/buildkite/.local");
         mkdir_in_home(d, "home/buildkite/.local/share");
         ASSERT_OK(link(P(d, "etc/shadow"), P(d, "home/buildkite/.local/share/docker")));
-        hostile_case(d, "etc", ITEM_FAIL, "is a regular file with other hard links");
+        hostile_case(d, "etc", "storage.home-link", ITEM_FAIL, "is a regular file with other hard links");
 }
 
 TEST(hostile_config_symlinks_are_not_touched) {
@@ -555,7 +555,7 @@ TEST(storage_root_owned_directory_with_content_in_the_home_is_not_taken) {
         test_write(d, "home/buildkite/.local/root-secret", "root's\n");
         ASSERT_OK(chmod(P(d, "home/buildkite/.local"), 0700));
         fake_run(&run, d, VERB_APPLY, true);
-        ASSERT_EQ(fake_count(&run, "storage.home-link", ITEM_FAIL, "/home/buildkite/.local is owned by UID 0, not by buildkite"), 1);
+        ASSERT_EQ(fake_count(&run, "storage.home-local", ITEM_FAIL, "/home/buildkite/.local is owned by UID 0, not by buildkite"), 1);
         fake_run_done(&run);
         ASSERT_TRUE(has_mode(d, "home/buildkite/.local", 0700, 0));
         ASSERT_TRUE(has_mode(d, "home/buildkite/.local/root-secret", 0644, 0));
