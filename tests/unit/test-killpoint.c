@@ -55,3 +55,52 @@ TEST(stop_at_another_point_does_nothing) {
         ASSERT_TRUE(WIFEXITED(status));
         ASSERT_EQ(WEXITSTATUS(status), 42);
 }
+
+/* Pass point p n times in a child with RCI_KILL_AT=spec; return how many passes it survived (n = all). */
+static int passes_survived(const char *spec, const char *point, int n) {
+        int fds[2], status = 0, survived = 0;
+        pid_t pid;
+
+        if (pipe(fds) < 0)
+                abort();
+        pid = fork();
+        if (pid < 0)
+                abort();
+        if (pid == 0) {
+                close(fds[0]);
+                setenv("RCI_KILL_AT", spec, 1);
+                for (int i = 0; i < n; i++) {
+                        killpoint(point);
+                        if (write(fds[1], "x", 1) != 1)
+                                _exit(1);
+                }
+                _exit(0);
+        }
+        close(fds[1]);
+        for (char c; read(fds[0], &c, 1) == 1;)
+                survived++;
+        close(fds[0]);
+        if (waitpid(pid, &status, 0) != pid)
+                abort();
+        if (survived < n && !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
+                abort();
+        return survived;
+}
+
+TEST(kill_at_name_colon_n_kills_at_the_nth_pass_only) {
+        ASSERT_EQ(passes_survived("p:3", "p", 5), 2);
+        ASSERT_EQ(passes_survived("p:1", "p", 5), 0);
+        ASSERT_EQ(passes_survived("p:6", "p", 5), 5);
+}
+
+TEST(kill_at_name_kills_at_the_first_pass) {
+        ASSERT_EQ(passes_survived("p", "p", 3), 0);
+}
+
+TEST(kill_at_a_longer_or_malformed_name_does_not_match) {
+        ASSERT_EQ(passes_survived("p-done", "p", 3), 3);
+        ASSERT_EQ(passes_survived("p:", "p", 3), 3);
+        ASSERT_EQ(passes_survived("p:0", "p", 3), 3);
+        ASSERT_EQ(passes_survived("p:2x", "p", 3), 3);
+        ASSERT_EQ(passes_survived("p-done:1", "p", 3), 3);
+}
