@@ -162,8 +162,10 @@ static int converge_symlink(Context *ctx, const char *id, const char *path, cons
                 parent = d;
         }
         snprintf(tmp, sizeof(tmp), ".#%.200s.%08x", name, (unsigned) random());
+        (void) remove_stale_temp_files(parent, name, 8, S_IFLNK, (uid_t) -1);
         if (symlinkat(target, parent, tmp) < 0)
                 return log_error_errno(negative_errno(), "Failed to create a link beside %s: %m", shown);
+        killpoint("link-before-rename");
         if (renameat(parent, tmp, parent, name) < 0) {
                 r = negative_errno();
                 (void) unlinkat(parent, tmp, 0);
@@ -663,6 +665,7 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
         if (!streq_ptr(mgr.active_state, "active")) {
                 unit_state_done(&mgr);
                 log_info("Waiting for %s (up to %u s)", user_manager, timeout);
+                killpoint("daemon-waiting-for-manager");
                 r = bus_wait_unit_active(system_bus, user_manager, deadline, &mgr);
                 if (r < 0) {
                         log_error("%s did not become active: %s (%s, result %s)", user_manager,
@@ -725,6 +728,7 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
                         return -ERCI_FAILED;
                 }
         }
+        killpoint("daemon-waiting-for-ping");
         r = docker_ping_wait(sock, u->uid, timeout, "the CI user's Docker", unit_still_starting, user_bus);
         if (r < 0) {
                 log_error("%s's Docker did not answer GET /_ping on %s within %u s: %s", u->name, sock, timeout,
