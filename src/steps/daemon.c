@@ -165,7 +165,7 @@ static int converge_symlink(Context *ctx, const char *id, const char *path, cons
         (void) remove_stale_temp_files(parent, name, 8, S_IFLNK, (uid_t) -1);
         if (symlinkat(target, parent, tmp) < 0)
                 return log_error_errno(negative_errno(), "Failed to create a link beside %s: %m", shown);
-        killpoint("link-before-rename");
+        killpoint_at("link-before-rename", name);
         if (renameat(parent, tmp, parent, name) < 0) {
                 r = negative_errno();
                 (void) unlinkat(parent, tmp, 0);
@@ -377,7 +377,7 @@ static int converge_root_daemon_live(Context *ctx, sd_bus *bus, bool *ret_need_r
                                 goto fail;
                         *ret_need_reload = true;
                 }
-                killpoint("daemon-root-masked");
+                killpoint_at("daemon-root-masked", unit);
                 if (running) {
                         _cleanup_free_ char *result = NULL;
                         r = bus_unit_job(bus, "StopUnit", unit, now_usec() + 90ULL * 1000000ULL, &result);

@@ -111,7 +111,7 @@ int exec_run(const char *const *argv, int *ret_status, char **ret_stderr) {
                 return -r;
         pipe_w = safe_close(pipe_w);
         /* With the child running (mkfs, useradd …): a kill here leaves it half done. */
-        killpoint("exec-spawned");
+        killpoint_at("exec-spawned", strrchr(argv[0], '/') + 1);
 
         for (;;) {
                 char buf[STDERR_KEEP / 2];

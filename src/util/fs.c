@@ -384,7 +384,7 @@ int write_file_atomic_at(int parentfd, const char *name, const void *data, size_
         r = write_all(fd, data, size);
         if (r < 0)
                 goto fail;
-        killpoint("write-before-fsync");
+        killpoint_at("write-before-fsync", name);
         if (fsync(fd) < 0) {
                 r = negative_errno();
                 goto fail;
@@ -393,12 +393,12 @@ int write_file_atomic_at(int parentfd, const char *name, const void *data, size_
                 r = negative_errno();
                 goto fail;
         }
-        killpoint("write-before-rename");
+        killpoint_at("write-before-rename", name);
         if (renameat(parentfd, tmp, parentfd, name) < 0) {
                 r = negative_errno();
                 goto fail;
         }
-        killpoint("write-after-rename");
+        killpoint_at("write-after-rename", name);
         return fsync_dir(parentfd);
 
 fail:

@@ -15,3 +15,12 @@
  * (SIGCONT) to its end and its report. NAME:N works there too.
  */
 void killpoint(const char *name);
+
+/*
+ * The same point, with what it is working on (a file name, a program, a
+ * unit): listed as NAME@DETAIL, and RCI_KILL_AT=NAME@DETAIL[:N] targets the
+ * passes with that detail only, so a test can say which file's write to
+ * kill, whatever other files the run writes before it. NAME alone still
+ * matches every pass.
+ */
+void killpoint_at(const char *name, const char *detail);
