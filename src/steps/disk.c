@@ -664,6 +664,7 @@ static int sync_kernel_partitions(Context *ctx, DiskState *s) {
         r = wait_partition(s);
         if (r < 0)
                 return r;
+        killpoint("disk-partition-ready");
         report_changed(ctx, "disk.partition-node", ITEM_CHANGE, "told the kernel about %s (partition 1 as in the GPT)",
                        s->part_node);
         return 0;

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "killpoint.h"
 #include "log.h"
 #include "macro.h"
 #include "spawn.h"
@@ -36,6 +37,8 @@ int spawn_wait(const char *path, char *const argv[]) {
                 execve(path, argv, clean_env);
                 _exit(127);
         }
+        /* With the child running (useradd …): a kill here leaves it half done. */
+        killpoint_at("exec-spawned", strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
 
         while (waitpid(pid, &status, 0) < 0)
                 if (errno != EINTR)
