@@ -833,11 +833,15 @@ static int user_run(Context *ctx) {
                 return r;
         need_lock |= r > 0;
 
+        static const char *const lock_files[] = { "subuid", "subgid", "group", "gshadow" };
+        if (!need_lock && ctx->verb == VERB_APPLY && ctx->live)
+                /* A run killed while it held them left them: nothing else would remove them now. */
+                (void) shadow_lock_remove_stale(ctx->root_fd, lock_files, ELEMENTSOF(lock_files));
         if (need_lock) {
-                static const char *const files[] = { "subuid", "subgid", "group", "gshadow" };
+                const char *const *files = lock_files;
                 ShadowLock lock;
 
-                r = shadow_lock_acquire(ctx->root_fd, files, ELEMENTSOF(files), &lock);
+                r = shadow_lock_acquire(ctx->root_fd, files, ELEMENTSOF(lock_files), &lock);
                 if (r < 0)
                         return r;
                 /* Under the lock, read again and decide again: another tool may have edited meanwhile. */

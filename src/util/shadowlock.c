@@ -54,6 +54,15 @@ static pid_t lock_owner(int etc_fd, const char *lock) {
         return pid > 0 ? (pid_t) pid : 0;
 }
 
+static bool remove_if_stale(int etc_fd, const char *lock) {
+        pid_t owner = lock_owner(etc_fd, lock);
+
+        if (owner <= 0 || kill(owner, 0) >= 0 || errno != ESRCH)
+                return false;
+        log_warning("Removing stale lock /etc/%s of process %ld, which is gone.", lock, (long) owner);
+        return unlinkat(etc_fd, lock, 0) >= 0;
+}
+
 static int lock_one(ShadowLock *l, const char *file) {
         _cleanup_free_ char *tmp = NULL, *lock = NULL;
         char pid[32];
@@ -90,19 +99,28 @@ static int lock_one(ShadowLock *l, const char *file) {
                 if (r != -EEXIST)
                         return r;
 
-                {
-                        pid_t owner = lock_owner(l->etc_fd, lock);
-                        if (owner > 0 && kill(owner, 0) < 0 && errno == ESRCH) {
-                                log_warning("Removing stale lock /etc/%s of process %ld, which is gone.", lock,
-                                            (long) owner);
-                                (void) unlinkat(l->etc_fd, lock, 0);
-                                continue;
-                        }
-                }
+                if (remove_if_stale(l->etc_fd, lock))
+                        continue;
                 if (i + 1 >= LOCK_TRIES)
                         return -EBUSY;
                 sleep_a_second();
         }
+}
+
+int shadow_lock_remove_stale(int root_fd, const char *const *files, size_t n_files) {
+        _cleanup_close_ int etc_fd = safe_openat(root_fd, "/etc", O_RDONLY | O_DIRECTORY, 0, RESOLVE_POLICY_IN_ROOT);
+        int removed = 0;
+
+        if (etc_fd < 0)
+                return etc_fd;
+        for (size_t i = 0; i < n_files; i++) {
+                _cleanup_free_ char *lock = NULL;
+
+                if (asprintf(&lock, "%s.lock", files[i]) < 0)
+                        return -ENOMEM;
+                removed += remove_if_stale(etc_fd, lock);
+        }
+        return removed;
 }
 
 void shadow_lock_release(ShadowLock *l) {

