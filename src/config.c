@@ -107,6 +107,36 @@ bool valid_unit_name(const char *s) {
         return !strstr(s, "@.service") && s[0] != '.' && s[0] != '-';
 }
 
+/* Well-formed UTF-8: no stray continuation bytes, no overlong forms, no surrogates, nothing past U+10FFFF. */
+static bool valid_utf8(const char *s) {
+        for (const unsigned char *p = (const unsigned char *) s; *p;) {
+                unsigned n, cp;
+
+                if (*p < 0x80) {
+                        p++;
+                        continue;
+                }
+                if ((*p & 0xe0) == 0xc0)
+                        n = 1, cp = *p & 0x1f;
+                else if ((*p & 0xf0) == 0xe0)
+                        n = 2, cp = *p & 0x0f;
+                else if ((*p & 0xf8) == 0xf0)
+                        n = 3, cp = *p & 0x07;
+                else
+                        return false;
+                for (unsigned i = 1; i <= n; i++) {
+                        if ((p[i] & 0xc0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (p[i] & 0x3f);
+                }
+                if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+                    (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                p += n + 1;
+        }
+        return true;
+}
+
 bool valid_absolute_path(const char *s) {
         size_t l = strlen(s);
 
@@ -115,6 +145,9 @@ bool valid_absolute_path(const char *s) {
         for (const unsigned char *p = (const unsigned char *) s; *p; p++)
                 if (*p < 0x20 || *p == 0x7f)
                         return false;
+        /* It ends up in fstab, unit files and messages, all of which are text. */
+        if (!valid_utf8(s))
+                return false;
         /* Normalised: no empty, "." or ".." components, no trailing slash. */
         for (const char *p = s; *p; ) {
                 const char *c = p + 1, *e = strchrnul(c, '/');
@@ -150,7 +183,7 @@ bool valid_mount_point(const char *s, const char **ret_reason) {
         };
 
         if (!valid_absolute_path(s)) {
-                *ret_reason = "must be an absolute, normalised path (no '.', '..' or '//')";
+                *ret_reason = "must be an absolute, normalised path (no '.', '..' or '//'), of UTF-8 text without control characters";
                 return false;
         }
         for (size_t i = 0; i < ELEMENTSOF(exact); i++)
@@ -174,7 +207,7 @@ int config_set_key(Config *c, const char *section, const char *key, const char *
         if (streq(section, "Disk")) {
                 if (streq(key, "Device")) {
                         if (!valid_absolute_path(value) || !startswith(value, "/dev/")) {
-                                *ret_error = "must be a normalised device path under /dev/ (for example /dev/disk/by-id/...)";
+                                *ret_error = "must be a normalised device path under /dev/, UTF-8 without control characters (for example /dev/disk/by-id/...)";
                                 return -ERCI_USAGE;
                         }
                         return free_and_strdup(&c->disk_device, value);
@@ -468,7 +501,8 @@ int config_load(Config *c, const char *root, const char *explicit_path) {
                 names = nn;
                 n_names++;
         }
-        qsort(names, n_names, sizeof(char *), cmp_str);
+        if (n_names > 1) /* an empty drop-in directory: qsort() wants a non-NULL array */
+                qsort(names, n_names, sizeof(char *), cmp_str);
 
         r = 0;
         for (size_t i = 0; i < n_names && r >= 0; i++) {

@@ -62,6 +62,8 @@ const char *verb_to_string(Verb v) {
 }
 
 static void report_add(Context *ctx, const char *id, ItemStatus status, const char *fix, bool changed,
+                       const char *fmt, va_list ap) _printf_(6, 0);
+static void report_add(Context *ctx, const char *id, ItemStatus status, const char *fix, bool changed,
                        const char *fmt, va_list ap) {
         Item *n, *it;
 

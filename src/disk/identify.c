@@ -197,7 +197,8 @@ int disk_read_partitions(Disk *d) {
                 parts = np;
                 parts[n++] = p;
         }
-        qsort(parts, n, sizeof(*parts), cmp_partition);
+        if (n > 1) /* qsort() wants a non-NULL array even for none */
+                qsort(parts, n, sizeof(*parts), cmp_partition);
 
         for (size_t i = 0; i < d->n_parts; i++)
                 free(d->parts[i].name);

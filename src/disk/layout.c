@@ -136,7 +136,7 @@ static void exception_handler_pop(bool *pushed) {
                 parted.ped_exception_set_handler(NULL);
 }
 #define EXCEPTION_HANDLER_SCOPE                                                       \
-        _cleanup_(exception_handler_pop) bool _handler_pushed_ = true;                \
+        _cleanup_(exception_handler_pop) _unused_ bool _handler_pushed_ = true;               \
         last_exception[0] = 0;                                                        \
         parted.ped_exception_set_handler(exception_handler)
 

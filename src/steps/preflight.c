@@ -161,8 +161,7 @@ static void check_package_binary(Context *ctx, Distro distro, const char *id, co
 static void check_id_mapper(Context *ctx, Distro distro, const char *id, const char *name) {
         _cleanup_free_ char *fix = NULL;
         struct stat st;
-        char *path = find_executable(ctx, name, NULL, &st);
-        _cleanup_free_ char *p = path;
+        _cleanup_free_ char *path = find_executable(ctx, name, NULL, &st);
 
         if (!path) {
                 fix = package_fix(distro, &pkg_uidmap);

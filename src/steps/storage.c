@@ -109,6 +109,25 @@ static int storage_ensure_mount_point(StorageStep *s) {
                 return 0;
         }
 
+        /* A symlink on the way (say /srv/ci -> /etc) would put the user's directories wherever it points. */
+        {
+                _cleanup_free_ char *link = NULL, *link_shown = NULL;
+                int r = path_find_symlink(ctx->root_fd, s->mp, &link);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to look at %s: %m", shown);
+                if (r > 0) {
+                        link_shown = host_path(ctx, link);
+                        if (!link_shown)
+                                return -ENOMEM;
+                        report_item(ctx, "storage.mount-point", ITEM_FAIL, "set MountPoint= to a path without symlinks",
+                                    "%s goes through the symlink %s; rootless-ci does not follow it", shown,
+                                    link_shown);
+                        s->dirs_blocked = true;
+                        return ctx->verb == VERB_APPLY ? log_error_errno(-ERCI_FAILED, "%s goes through a symlink.", shown)
+                                                       : 0;
+                }
+        }
+
         /*
          * With Device= the disk step is the one judge of the mount: it knows
          * the mount at MountPoint is our filesystem, not just some mount.

@@ -17,7 +17,7 @@
 #include "util/logindefs.h"
 #include "util/macro.h"
 #include "util/shadowlock.h"
-#include "util/spawn.h"
+#include "util/exec.h"
 #include "util/subid.h"
 #include "util/sudoers.h"
 #include "util/userdb.h"
@@ -141,61 +141,56 @@ static int reload_userdb(UserStep *s) {
         return 0;
 }
 
-static const char *find_useradd(void) {
-        /* The host's binary; with --root it chroots into the tree itself. */
-        static const char *const paths[] = { "/usr/sbin/useradd", "/sbin/useradd" };
-        for (size_t i = 0; i < ELEMENTSOF(paths); i++)
-                if (access(paths[i], X_OK) == 0)
-                        return paths[i];
-        return NULL;
-}
-
 static int run_useradd(UserStep *s, const char *home, bool adopt_group) {
-        const char *useradd = find_useradd();
-        char *argv[32];
+        _cleanup_free_ char *useradd = NULL, *err = NULL;
+        const char *argv[32];
         size_t n = 0;
-        int r;
+        int r, status;
 
-        if (!useradd)
-                return log_error_errno(-ENOENT, "useradd not found (install the passwd package).");
+        /* The host's binary, from the system directories; with --root it chroots into the tree itself. */
+        r = exec_find_program("useradd", &useradd);
+        if (r == -ENOENT)
+                return log_error_errno(r, "useradd not found (install the passwd package).");
+        if (r < 0)
+                return log_error_errno(r, "Failed to look for useradd: %m");
 
-        argv[n++] = (char *) "useradd";
+        argv[n++] = useradd;
         if (!s->ctx->live) {
-                argv[n++] = (char *) "--root";
-                argv[n++] = (char *) s->ctx->root;
+                argv[n++] = "--root";
+                argv[n++] = s->ctx->root;
         }
-        argv[n++] = (char *) "--create-home";
-        argv[n++] = (char *) "--home-dir";
-        argv[n++] = (char *) home;
-        argv[n++] = (char *) "--shell";
-        argv[n++] = (char *) "/bin/bash";
-        argv[n++] = (char *) "--comment";
-        argv[n++] = (char *) "CI builds (rootless-ci)";
+        argv[n++] = "--create-home";
+        argv[n++] = "--home-dir";
+        argv[n++] = home;
+        argv[n++] = "--shell";
+        argv[n++] = "/bin/bash";
+        argv[n++] = "--comment";
+        argv[n++] = "CI builds (rootless-ci)";
         if (adopt_group) {
-                argv[n++] = (char *) "--gid";
-                argv[n++] = (char *) s->name;
+                argv[n++] = "--gid";
+                argv[n++] = s->name;
         } else
-                argv[n++] = (char *) "--user-group";
+                argv[n++] = "--user-group";
         /* Subordinate IDs are ours to allocate (see user_ensure_subids); the home is private. */
-        argv[n++] = (char *) "-K";
-        argv[n++] = (char *) "SUB_UID_COUNT=0";
-        argv[n++] = (char *) "-K";
-        argv[n++] = (char *) "SUB_GID_COUNT=0";
-        argv[n++] = (char *) "-K";
-        argv[n++] = (char *) "HOME_MODE=0700";
-        argv[n++] = (char *) "--";
-        argv[n++] = (char *) s->name;
+        argv[n++] = "-K";
+        argv[n++] = "SUB_UID_COUNT=0";
+        argv[n++] = "-K";
+        argv[n++] = "SUB_GID_COUNT=0";
+        argv[n++] = "-K";
+        argv[n++] = "HOME_MODE=0700";
+        argv[n++] = "--";
+        argv[n++] = s->name;
         argv[n] = NULL;
 
         log_info("Creating user %s: %s%s%s ... %s", s->name, useradd, s->ctx->live ? "" : " --root ",
                  s->ctx->live ? "" : s->ctx->root, s->name);
         killpoint("user-before-useradd");
-        r = spawn_wait(useradd, argv);
+        r = exec_run(argv, &status, &err);
         if (r < 0)
-                return r;
-        if (r != 0)
-                return log_error_errno(-ERCI_FAILED, "useradd exited with status %d; user %s was not created.", r,
-                                       s->name);
+                return log_error_errno(r, "Failed to run %s: %m", useradd);
+        if (status != 0)
+                return log_error_errno(-ERCI_FAILED, "useradd exited with status %d; user %s was not created: %s",
+                                       status, s->name, err && *err ? err : "(no message)");
         return 0;
 }
 

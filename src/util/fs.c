@@ -510,3 +510,37 @@ char *path_join_root(const char *root, const char *path) {
                 return NULL;
         return s;
 }
+
+int path_find_symlink(int dirfd, const char *path, char **ret_prefix) {
+        _cleanup_free_ char *copy = strdup(path);
+        _cleanup_close_ int cur = -1;
+        char *p, *save = NULL;
+
+        *ret_prefix = NULL;
+        if (!copy)
+                return -ENOMEM;
+        cur = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+        if (cur < 0)
+                return negative_errno();
+
+        for (p = strtok_r(copy, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
+                struct stat st;
+                int next;
+
+                if (fstatat(cur, p, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        return errno == ENOENT ? 0 : negative_errno();
+                if (S_ISLNK(st.st_mode)) {
+                        /* copy is cut at each '/' by strtok_r: the prefix is path up to this component. */
+                        *ret_prefix = strndup(path, (size_t) (p - copy) + strlen(p));
+                        return *ret_prefix ? 1 : -ENOMEM;
+                }
+                if (!S_ISDIR(st.st_mode))
+                        return 0;
+                next = openat(cur, p, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (next < 0)
+                        return negative_errno();
+                safe_close(cur);
+                cur = next;
+        }
+        return 0;
+}

@@ -76,6 +76,14 @@ int read_file_at(int dirfd, const char *path, ResolvePolicy policy, size_t max_s
 /* Read a small file (sysctl, sysfs) under dirfd, strip the trailing newline. */
 int read_one_line_at(int dirfd, const char *path, char **ret);
 
+/*
+ * Is any component of path (below dirfd, absolute paths taken relative to
+ * it) a symlink? Returns 1 and the path up to and including the first one
+ * in *ret_prefix, 0 when none is (the walk ends at the first missing or
+ * non-directory component), or a negative errno.
+ */
+int path_find_symlink(int dirfd, const char *path, char **ret_prefix);
+
 /* Open the root directory (NULL means "/"). */
 int open_root(const char *root);
 

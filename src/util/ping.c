@@ -115,7 +115,7 @@ int docker_ping_once(const char *socket_path, uid_t owner, unsigned timeout_ms) 
         }
 
         while (sent < strlen(DOCKER_PING_REQUEST)) {
-                ssize_t n = send(fd, DOCKER_PING_REQUEST + sent, strlen(DOCKER_PING_REQUEST) - sent, MSG_NOSIGNAL);
+                ssize_t n = send(fd, &DOCKER_PING_REQUEST[sent], strlen(DOCKER_PING_REQUEST) - sent, MSG_NOSIGNAL);
                 if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
                         r = wait_fd(fd, POLLOUT, deadline);
                         if (r < 0)

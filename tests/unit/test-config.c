@@ -206,6 +206,17 @@ TEST(config_paths_must_be_absolute_and_normalised) {
         ASSERT_REFUSED("[Disk]\nDevice=/dev/./sdb\n", "test.conf:2: Device=/dev/./sdb: must be a normalised device path");
 }
 
+TEST(config_paths_must_be_utf8) {
+        ASSERT_REFUSED("[Disk]\nMountPoint=/srv/\xff\xfe\n", "test.conf:2: MountPoint=");
+        ASSERT_REFUSED("[Disk]\nDevice=/dev/disk/by-id/\xc0\xaf\n", "test.conf:2: Device=");
+        ASSERT_FALSE(valid_absolute_path("/srv/\xc3"));           /* cut short */
+        ASSERT_FALSE(valid_absolute_path("/srv/\xc0\xaf"));       /* overlong '/' */
+        ASSERT_FALSE(valid_absolute_path("/srv/\xed\xa0\x80"));   /* a surrogate */
+        ASSERT_FALSE(valid_absolute_path("/srv/\xf4\x90\x80\x80")); /* past U+10FFFF */
+        ASSERT_TRUE(valid_absolute_path("/srv/caf\xc3\xa9"));
+        ASSERT_TRUE(valid_absolute_path("/srv/\xf0\x9f\x90\xb3"));
+}
+
 TEST(config_valid_absolute_path) {
         ASSERT_TRUE(valid_absolute_path("/"));
         ASSERT_TRUE(valid_absolute_path("/srv/rootless-ci"));

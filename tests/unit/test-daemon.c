@@ -39,7 +39,7 @@ static int run_verb(const char *root, Verb verb, bool apparmor, const char *stor
         ret->facts.storage_driver = storage ? strdup(storage) : NULL;
         ret->facts.apparmor_restricts_userns = apparmor;
         /* What the user step would have found in the tree. */
-        if (strstr(test_read(root, "etc/passwd") ?: "", "buildkite:")) {
+        if (strstr(test_read_kept(root, "etc/passwd") ?: "", "buildkite:")) {
                 ret->facts.user_known = true;
                 ret->facts.user_uid = 1001;
                 ret->facts.user_gid = 1001;
@@ -232,5 +232,5 @@ TEST(missing_user_is_reported_not_guessed) {
         context_done(&ctx);
         ASSERT_TRUE(run_verb(root, VERB_APPLY, false, "overlay2", &ctx) < 0);
         context_done(&ctx);
-        ASSERT_TRUE(test_read(root, "etc/systemd/user/docker.service") == NULL);
+        ASSERT_TRUE(test_read_kept(root, "etc/systemd/user/docker.service") == NULL);
 }

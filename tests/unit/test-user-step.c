@@ -29,8 +29,8 @@ TEST(user_plan_creates_missing_user_and_its_ranges) {
         ASSERT_TRUE(run.ctx.facts.user_planned);
         ASSERT_FALSE(run.ctx.facts.user_known);
         /* plan changes nothing */
-        ASSERT_STREQ(test_read(d, "etc/subuid"), "");
-        ASSERT_TRUE(test_read(d, "srv") == NULL);
+        ASSERT_STREQ(test_read_kept(d, "etc/subuid"), "");
+        ASSERT_TRUE(test_read_kept(d, "srv") == NULL);
         fake_run_done(&run);
 }
 
@@ -67,7 +67,7 @@ TEST(user_system_account_is_refused_and_nothing_else_runs) {
         ASSERT_EQ(fake_count(&run, "user.subuid", _ITEM_STATUS_MAX, NULL), 0);
         ASSERT_EQ(fake_count(&run, "storage", _ITEM_STATUS_MAX, NULL), 0);  /* apply stopped after the user step */
         ASSERT_TRUE(run.r < 0);
-        ASSERT_STREQ(test_read(d, "etc/subuid"), "");
+        ASSERT_STREQ(test_read_kept(d, "etc/subuid"), "");
         fake_run_done(&run);
 }
 
@@ -162,14 +162,14 @@ TEST(user_apply_removes_only_the_user_from_privileged_groups) {
 
         fake_tree_write_ids(d, "etc/expected", group_after);
         expected = test_read(d, "etc/expected");
-        ASSERT_STREQ(test_read(d, "etc/group"), expected);
-        ASSERT_STREQ(test_read(d, "etc/gshadow"), "root:*::\nsudo:*::alice\ndocker:!:alice:alice\nvideo:!::buildkite\n");
+        ASSERT_STREQ(test_read_kept(d, "etc/group"), expected);
+        ASSERT_STREQ(test_read_kept(d, "etc/gshadow"), "root:*::\nsudo:*::alice\ndocker:!:alice:alice\nvideo:!::buildkite\n");
         /* gshadow keeps its mode; no lock files are left behind */
         ASSERT_OK(stat(p, &st));
         ASSERT_EQ(st.st_mode & 07777, 0640);
-        ASSERT_TRUE(test_read(d, "etc/group.lock") == NULL);
-        ASSERT_TRUE(test_read(d, "etc/gshadow.lock") == NULL);
-        ASSERT_TRUE(test_read(d, "etc/subuid.lock") == NULL);
+        ASSERT_TRUE(test_read_kept(d, "etc/group.lock") == NULL);
+        ASSERT_TRUE(test_read_kept(d, "etc/gshadow.lock") == NULL);
+        ASSERT_TRUE(test_read_kept(d, "etc/subuid.lock") == NULL);
         free(expected);
 }
 
@@ -187,8 +187,8 @@ TEST(user_apply_writes_ranges_keeps_malformed_lines_and_is_idempotent) {
         ASSERT_EQ(fake_count(&run, "user.subgid", ITEM_CREATE, "add buildkite:165536:65536"), 1);
         ASSERT_TRUE(run.ctx.any_changed);
         fake_run_done(&run);
-        ASSERT_STREQ(test_read(d, "etc/subuid"), "alice:100000:65536\nnot a range\nbuildkite:165536:65536\n");
-        ASSERT_STREQ(test_read(d, "etc/subgid"), "alice:100000:65536\nbuildkite:165536:65536\n");
+        ASSERT_STREQ(test_read_kept(d, "etc/subuid"), "alice:100000:65536\nnot a range\nbuildkite:165536:65536\n");
+        ASSERT_STREQ(test_read_kept(d, "etc/subgid"), "alice:100000:65536\nbuildkite:165536:65536\n");
 
         fake_run(&run, d, VERB_APPLY, false);
         ASSERT_OK(run.r);
@@ -217,7 +217,7 @@ TEST(user_check_reports_drift_with_the_fix) {
         /* The %sudo rule does not count: apply takes buildkite out of sudo. */
         ASSERT_EQ(fake_count(&run, "user.sudoers", ITEM_FAIL, NULL), 0);
         fake_run_done(&run);
-        ASSERT_STREQ(test_read(d, "etc/subuid"), "");
+        ASSERT_STREQ(test_read_kept(d, "etc/subuid"), "");
 }
 
 TEST(user_sudoers_rule_fails_apply_with_file_and_line) {
@@ -232,7 +232,7 @@ TEST(user_sudoers_rule_fails_apply_with_file_and_line) {
         ASSERT_EQ(run.r, -ERCI_FAILED);
         ASSERT_EQ(fake_count(&run, "storage", _ITEM_STATUS_MAX, NULL), 0);
         /* sudoers is never edited */
-        ASSERT_STREQ(test_read(d, "etc/sudoers.d/ci"), "# CI may restart things\n%ci ALL=(root) NOPASSWD: /bin/systemctl\n");
+        ASSERT_STREQ(test_read_kept(d, "etc/sudoers.d/ci"), "# CI may restart things\n%ci ALL=(root) NOPASSWD: /bin/systemctl\n");
         fake_run_done(&run);
 }
 
@@ -248,12 +248,12 @@ TEST(user_privileged_primary_group_fails_and_is_not_changed) {
         ASSERT_TRUE(run.ctx.any_failed);
         fake_run_done(&run);
         /* Refused before anything changed: no ranges, no group edits. */
-        ASSERT_STREQ(test_read(d, "etc/subuid"), "");
+        ASSERT_STREQ(test_read_kept(d, "etc/subuid"), "");
         {
                 char *expected;
                 fake_tree_write_ids(d, "etc/expected", group_before);
                 expected = test_read(d, "etc/expected");
-                ASSERT_STREQ(test_read(d, "etc/group"), expected);
+                ASSERT_STREQ(test_read_kept(d, "etc/group"), expected);
                 free(expected);
         }
 }
@@ -308,19 +308,19 @@ TEST(user_killed_after_writing_subuid_is_completed_by_next_run) {
         }
         ASSERT_OK(waitpid(pid, &status, 0));
         ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-        ASSERT_STREQ(test_read(d, "etc/subuid"), "buildkite:100000:65536\n");
-        ASSERT_STREQ(test_read(d, "etc/subgid"), "");
+        ASSERT_STREQ(test_read_kept(d, "etc/subuid"), "buildkite:100000:65536\n");
+        ASSERT_STREQ(test_read_kept(d, "etc/subgid"), "");
 
         /* The dead run's lock files name a PID that is gone: stale, removed. */
         fake_run(&run, d, VERB_APPLY, false);
         ASSERT_OK(run.r);
         fake_run_done(&run);
-        ASSERT_STREQ(test_read(d, "etc/subgid"), "buildkite:100000:65536\n");
+        ASSERT_STREQ(test_read_kept(d, "etc/subgid"), "buildkite:100000:65536\n");
         {
                 char *expected;
                 fake_tree_write_ids(d, "etc/expected", group_after);
                 expected = test_read(d, "etc/expected");
-                ASSERT_STREQ(test_read(d, "etc/group"), expected);
+                ASSERT_STREQ(test_read_kept(d, "etc/group"), expected);
                 free(expected);
         }
         fake_run(&run, d, VERB_CHECK, false);

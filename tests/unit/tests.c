@@ -15,6 +15,8 @@ int test_failed_flag;
 int test_skipped_flag;
 static char *tmpdir;
 static int saved_stderr = -1, capture_fd = -1;
+static char **kept;
+static size_t n_kept;
 
 extern const TestCase __start_rci_tests[];
 extern const TestCase __stop_rci_tests[];
@@ -97,6 +99,29 @@ char *test_read(const char *dir, const char *relpath) {
         return buf;
 }
 
+const char *test_read_kept(const char *dir, const char *relpath) {
+        char *buf = test_read(dir, relpath), **n;
+
+        if (!buf)
+                return NULL;
+        n = reallocarray(kept, n_kept + 1, sizeof(char *));
+        if (!n) {
+                perror("test_read_kept");
+                exit(1);
+        }
+        kept = n;
+        kept[n_kept++] = buf;
+        return buf;
+}
+
+static void free_kept(void) {
+        for (size_t i = 0; i < n_kept; i++)
+                free(kept[i]);
+        free(kept);
+        kept = NULL;
+        n_kept = 0;
+}
+
 const char *test_path(const char *dir, const char *relpath) {
         static char p[4096];
         snprintf(p, sizeof(p), "%s/%s", dir, relpath);
@@ -158,6 +183,7 @@ int main(int argc, char *argv[]) {
                 test_failed_flag = test_skipped_flag = 0;
                 t->func();
                 ran++;
+                free_kept();
                 if (tmpdir) {
                         (void) nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
                         free(tmpdir);

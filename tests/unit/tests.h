@@ -37,6 +37,8 @@ const char *test_tmpdir(void);
 void test_write(const char *dir, const char *relpath, const char *text);
 /* Read a whole file into a malloc'd string (NULL if missing). */
 char *test_read(const char *dir, const char *relpath);
+/* The same, but the string belongs to the runner and is freed after the test (for use inside ASSERT_*). */
+const char *test_read_kept(const char *dir, const char *relpath);
 /* dir/relpath in a static buffer (valid until the next call). */
 const char *test_path(const char *dir, const char *relpath);
 
