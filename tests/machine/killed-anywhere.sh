@@ -146,7 +146,8 @@ mapfile -t points < <(sed -n 's/^killpoint: //p' "$TEST_TMP/ref.err")
 ((${#points[@]} >= MIN_POINTS)) ||
 	fail "the uninterrupted apply passed ${#points[@]} killpoints, fewer than the $MIN_POINTS known"
 for p in "${KNOWN_POINTS[@]}"; do
-	printf '%s\n' "${points[@]}" | grep -qxF -- "$p" || fail "the uninterrupted apply never passed killpoint $p"
+	printf '%s\n' "${points[@]}" | grep -qxF -- "$p" ||
+		{ echo "# passed: ${points[*]}"; fail "the uninterrupted apply never passed killpoint $p"; }
 done
 ok "uninterrupted apply in $ref_secs s passed ${#points[@]} killpoints, every known one among them"
 converged reference
