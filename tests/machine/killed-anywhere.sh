@@ -51,7 +51,7 @@ KNOWN_POINTS=(
 	daemon-waiting-for-manager daemon-before-start daemon-waiting-for-ping daemon-started
 	agent-config-secured write-before-rename@zz-rootless-ci.conf agent-dropin-written
 )
-MIN_POINTS=57
+MIN_POINTS=55
 SENTINEL=/srv/rootless-ci/.rci-sentinel-killed-anywhere
 T_START=$SECONDS
 
