@@ -12,16 +12,21 @@
 #    was killed in — the state a first apply has at point k-1 — and must get
 #    past it to point k. After every kill: the sentinel on the data disk
 #    survives (once the disk is mounted), and the temp files the previous
-#    kill left (.#NAME.XXXX beside a target) are gone. A run that ends
-#    without reaching its point, or fails, is a failure.
+#    kill left (.#NAME.XXXX beside a target) are gone. A run that fails is
+#    a failure. A run that recovers by another path and finishes without
+#    reaching its point (after a kill at write-after-rename@fstab, fstab is
+#    already right, so disk-fstab-written is never passed) is checked as
+#    converged (step 3's checks) and the chain goes on from a fresh
+#    machine, where that point is killed with the reference's numbering.
 # 3. An uninterrupted apply then converges: check passes, the CI user's
 #    Docker answers, no temp files anywhere under /etc /home /srv
 #    /run/rootless-ci, the sentinel is there, and the normalised snapshot
 #    equals the reference's.
 #
-# Why a chain and not a fresh machine per point: ~60 points × (boot +
-# first apply + second apply) is ~40 minutes on a loaded 2-core host; the
-# chain is two boots and ~60 short runs. Each point is still killed exactly
+# Why a chain and not a fresh machine per point: 55 points × (boot +
+# first apply + second apply) is ~30 minutes on a loaded 2-core host; the
+# chain is six boots (the reference, then one per path change) and ~60
+# short runs: about 4 minutes. Each point is still killed exactly
 # there (points carry the file, program or unit they work on:
 # write-before-rename@subuid), and each kill is followed by a run that must
 # recover from it. What the chain does not show on its own is that apply
