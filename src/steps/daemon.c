@@ -160,8 +160,10 @@ static int converge_symlink(Context *ctx, const char *id, const char *path, cons
                 parent = d;
         }
         snprintf(tmp, sizeof(tmp), ".#%.200s.%08x", name, (unsigned) random());
+        (void) remove_stale_temp_files(parent, name, 8, S_IFLNK, (uid_t) -1);
         if (symlinkat(target, parent, tmp) < 0)
                 return log_error_errno(negative_errno(), "Failed to create a link beside %s: %m", shown);
+        killpoint_at("link-before-rename", name);
         if (renameat(parent, tmp, parent, name) < 0) {
                 r = negative_errno();
                 (void) unlinkat(parent, tmp, 0);
@@ -373,7 +375,7 @@ static int converge_root_daemon_live(Context *ctx, sd_bus *bus, bool *ret_need_r
                                 goto fail;
                         *ret_need_reload = true;
                 }
-                killpoint("daemon-root-masked");
+                killpoint_at("daemon-root-masked", unit);
                 if (running) {
                         _cleanup_free_ char *result = NULL;
                         r = bus_unit_job(bus, "StopUnit", unit, now_usec() + 90ULL * 1000000ULL, &result);
@@ -668,6 +670,7 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
                 }
                 unit_state_done(&mgr);
                 log_info("Waiting for %s (up to %u s)", user_manager, timeout);
+                killpoint("daemon-waiting-for-manager");
                 r = bus_wait_unit_active(system_bus, user_manager, deadline, &mgr);
                 if (r >= 0)
                         log_info("%s is active after %.2f s", user_manager, (double) (now_usec() - t0) / 1e6);
@@ -733,6 +736,7 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
                 }
                 log_debug("Timing: %s job of %s %.1f ms", method, UNIT_NAME, (double) (now_usec() - t0) / 1e3);
         }
+        killpoint("daemon-waiting-for-ping");
         r = docker_ping_wait(sock, u->uid, timeout, "the CI user's Docker", unit_still_starting, user_bus);
         if (r < 0) {
                 log_error("%s's Docker did not answer GET /_ping on %s within %u s: %s", u->name, sock, timeout,

