@@ -4,12 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include "engine.h"
 #include "steps/steps.h"
 #include "util/bus.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/lock.h"
@@ -154,6 +156,21 @@ int context_system_bus(Context *ctx, sd_bus **ret) {
                         return r;
         }
         *ret = ctx->system_bus;
+        return 0;
+}
+
+int context_reload_system(Context *ctx, bool also) {
+        sd_bus *bus = NULL;
+        int r;
+
+        if (!ctx->system_reload_owed && !also)
+                return 0;
+        r = context_system_bus(ctx, &bus);
+        if (r >= 0)
+                r = bus_manager_reload(bus);
+        if (r < 0)
+                return r;
+        ctx->system_reload_owed = false;
         return 0;
 }
 
@@ -363,6 +380,23 @@ static int select_steps(const Step **ret, size_t *ret_n) {
         return 0;
 }
 
+/*
+ * -v: where the run's time went. Waiting is what clock.h accounts for: the
+ * calls to systemd, logind and dockerd and the children run (mkfs, useradd);
+ * the rest is rootless-ci's own work, its CPU and its own I/O (fsync above
+ * all). scripts/bench reads this line.
+ */
+static void log_run_account(void) {
+        struct rusage ru = {};
+        double total = (double) run_elapsed_usec() / 1e3, waited = (double) waited_total_usec() / 1e3;
+
+        (void) getrusage(RUSAGE_SELF, &ru);
+        log_debug("Timing: run %.1f ms, waiting for other processes %.1f ms, own %.1f ms (CPU %.1f ms)", total, waited,
+                  total - waited,
+                  (double) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+                          (double) (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3);
+}
+
 int engine_run(const EngineOptions *o, const Config *config) {
         _cleanup_close_ int lock_fd = -1;
         const Step *steps[ELEMENTSOF(all_steps)];
@@ -388,11 +422,18 @@ int engine_run(const EngineOptions *o, const Config *config) {
         }
 
         r = engine_run_steps(&ctx, steps, n_steps);
+        /* A step that owed a reload and no later step that paid it (it failed, or had nothing to start). */
+        if (ctx.verb == VERB_APPLY) {
+                int k = context_reload_system(&ctx, false);
+                if (r >= 0 && k < 0)
+                        r = k;
+        }
         if (r < 0)
                 status = exit_status_from_error(r);
         else
                 status = ctx.any_failed ? EXIT_FAILED : EXIT_OK;
 
+        log_run_account();
         report_print(&ctx, status);
         context_done(&ctx);
         return status;

@@ -97,6 +97,8 @@ typedef struct Context {
 
         /* One connection to the system manager for every step (context_system_bus()), opened on first use. */
         struct sd_bus *system_bus;
+        /* apply changed a file the system manager reads (fstab, a unit, a drop-in) and it has not reloaded yet. */
+        bool system_reload_owed;
 } Context;
 
 typedef struct Step {
@@ -116,6 +118,15 @@ typedef struct Step {
  * connection set-up per run, not one per step. Owned by ctx: never unref it.
  */
 int context_system_bus(Context *ctx, struct sd_bus **ret);
+
+/*
+ * daemon-reload of the system manager, once for all the files the steps
+ * changed before it: a step that changes fstab, a unit or a drop-in sets
+ * ctx->system_reload_owed, and the first step that starts or restarts a
+ * unit calls this first (the engine pays what is still owed at the end of
+ * apply). Does nothing when nothing is owed and `also` is false.
+ */
+int context_reload_system(Context *ctx, bool also);
 
 /* Report one item of the current step. fix may be NULL. */
 void report_item(Context *ctx, const char *id, ItemStatus status, const char *fix, const char *fmt, ...)

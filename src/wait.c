@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "util/error.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/ping.h"
 #include "wait.h"

@@ -16,6 +16,7 @@
 #include "steps.h"
 #include "units.h"
 #include "util/bus.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/homefs.h"
@@ -439,7 +440,7 @@ static uid_t unit_main_uid(sd_bus *bus, const char *unit, unsigned long long set
                 unit_state_done(&s);
                 if ((uid != 0 && uid != (uid_t) -1) || now_usec() >= deadline)
                         return uid;
-                (void) poll(NULL, 0, 50);
+                (void) WAITING(poll(NULL, 0, 50));
         }
 }
 
@@ -465,9 +466,9 @@ static int converge_service(Context *ctx, bool dropin_changed) {
         if (r < 0)
                 return r;
         /* need_daemon_reload also catches a run killed between writing the drop-in and reloading. */
-        if (ctx->verb == VERB_APPLY && (dropin_changed || s.need_daemon_reload)) {
+        if (ctx->verb == VERB_APPLY && (dropin_changed || s.need_daemon_reload || ctx->system_reload_owed)) {
                 unit_state_done(&s);
-                r = bus_manager_reload(bus);
+                r = context_reload_system(ctx, true);
                 if (r < 0)
                         return log_error_errno(r, "Failed to reload the system manager for the agent's drop-in: %m");
                 r = bus_get_unit_state(bus, unit, &s);

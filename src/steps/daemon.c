@@ -13,6 +13,7 @@
 #include "steps.h"
 #include "units.h"
 #include "util/bus.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/journal.h"
@@ -717,9 +718,9 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
         if (streq_ptr(svc.active_state, "failed")) {
                 /* Clears a start-limit-hit so the start below is really tried. */
                 _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
-                (void) sd_bus_call_method(user_bus, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
-                                          "org.freedesktop.systemd1.Manager", "ResetFailedUnit", &error, NULL, "s",
-                                          UNIT_NAME);
+                (void) WAITING(sd_bus_call_method(user_bus, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                                                  "org.freedesktop.systemd1.Manager", "ResetFailedUnit", &error, NULL,
+                                                  "s", UNIT_NAME));
         }
         unit_state_done(&svc);
 
@@ -902,9 +903,8 @@ static int daemon_run(Context *ctx) {
         r = converge_root_daemon_live(ctx, system_bus, &system_reload);
         if (r < 0)
                 return r;
-        system_reload = system_reload || dropins_changed;
-        if (is_apply(ctx) && system_reload) {
-                r = bus_manager_reload(system_bus);
+        if (is_apply(ctx)) {
+                r = context_reload_system(ctx, system_reload || dropins_changed);
                 if (r < 0)
                         return r;
         }

@@ -558,8 +558,6 @@ static void describe(Context *ctx, DiskState *s) {
                         break;
                 }
         }
-        if (s->fstab.action != FSTAB_KEEP && manager_is_running() && ctx->verb == VERB_PLAN)
-                report_item(ctx, "disk.reload", ITEM_CHANGE, NULL, "reload systemd so it knows the new fstab line");
 
         if (s->mounted) {
                 snprintf(msg, sizeof(msg), "%s %s mounted at %s", s->part_node, s->fs_type, c->mount_point);
@@ -821,16 +819,9 @@ static int write_fstab(Context *ctx, DiskState *s) {
                 report_changed(ctx, "disk.fstab", ITEM_CHANGE, "replaced %s:%u (%s) with: %s%s", FSTAB_PATH, p->line,
                                strempty(p->old_line), p->new_line, p->n_removed ? " (and dropped copies of it)" : "");
 
-        if (manager_is_running()) {
-                sd_bus *bus = NULL;
-
-                r = context_system_bus(ctx, &bus);
-                if (r >= 0)
-                        r = bus_manager_reload(bus);
-                if (r < 0)
-                        return r;
-                report_changed(ctx, "disk.reload", ITEM_CHANGE, "reloaded systemd so it knows the new fstab line");
-        }
+        /* systemd learns the line at its next reload, made once for every step's changes. */
+        if (manager_is_running())
+                ctx->system_reload_owed = true;
         return 0;
 }
 

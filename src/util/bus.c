@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "bus.h"
+#include "clock.h"
 #include "log.h"
 #include "macro.h"
 #include "ping.h"
@@ -30,7 +31,7 @@ void unit_state_done(UnitState *s) {
 }
 
 int bus_open_system(sd_bus **ret) {
-        int r = sd_bus_open_system(ret);
+        int r = WAITING(sd_bus_open_system(ret));
         if (r < 0)
                 return log_error_errno(r, "Failed to connect to the system bus: %m");
         return 0;
@@ -42,7 +43,7 @@ int bus_open_user_manager(const char *user, sd_bus **ret) {
 
         if (asprintf(&machine, "%s@", user) < 0)
                 return -ENOMEM;
-        r = sd_bus_open_user_machine(ret, machine);
+        r = WAITING(sd_bus_open_user_machine(ret, machine));
         if (r < 0)
                 return log_error_errno(r, "Failed to connect to %s's service manager (%s): %m", user, machine);
         return 0;
@@ -62,7 +63,7 @@ int bus_open_system_manager(sd_bus **ret) {
                 if (r >= 0)
                         r = sd_bus_set_address(bus, "unix:path=" SYSTEMD_PRIVATE_SOCKET);
                 if (r >= 0)
-                        r = sd_bus_start(bus);
+                        r = WAITING(sd_bus_start(bus));
                 if (r >= 0) {
                         *ret = TAKE_PTR(bus);
                         return 0;
@@ -84,9 +85,9 @@ int bus_set_linger(uid_t uid) {
                 return r;
 
         /* SetUserLinger(uid, enable, interactive) */
-        r = sd_bus_call_method(bus, "org.freedesktop.login1", "/org/freedesktop/login1",
-                               "org.freedesktop.login1.Manager", "SetUserLinger", &error, NULL, "ubb",
-                               (uint32_t) uid, 1, 0);
+        r = WAITING(sd_bus_call_method(bus, "org.freedesktop.login1", "/org/freedesktop/login1",
+                                       "org.freedesktop.login1.Manager", "SetUserLinger", &error, NULL, "ubb",
+                                       (uint32_t) uid, 1, 0));
         if (r < 0)
                 return log_error_errno(r, "Failed to enable lingering for UID %u through logind: %s", (unsigned) uid,
                                        error.message ? error.message : strerror(-r));
@@ -173,7 +174,7 @@ static int read_properties(sd_bus *bus, const char *path, PropertyRead *reads, s
                         r = -ETIMEDOUT;
                         goto finish;
                 }
-                r = sd_bus_wait(bus, deadline - t);
+                r = WAITING(sd_bus_wait(bus, deadline - t));
                 if (r < 0)
                         goto finish;
         }
@@ -252,7 +253,7 @@ int bus_wait_unit_active(sd_bus *bus, const char *unit, unsigned long long deadl
                 unit_state_done(&s);
 
                 /* Poll the state, bounded by the deadline. */
-                r = sd_bus_wait(bus, BUS_POLL_INTERVAL_USEC);
+                r = WAITING(sd_bus_wait(bus, BUS_POLL_INTERVAL_USEC));
                 if (r < 0)
                         return r;
                 while ((r = sd_bus_process(bus, NULL)) > 0)
@@ -301,7 +302,7 @@ int bus_unit_job(sd_bus *bus, const char *method, const char *unit, unsigned lon
         if (r < 0)
                 return log_error_errno(r, "Failed to watch for systemd job results: %m");
 
-        r = sd_bus_call_method(bus, SD_DEST, SD_PATH, SD_MANAGER, method, &error, &reply, "ss", unit, "replace");
+        r = WAITING(sd_bus_call_method(bus, SD_DEST, SD_PATH, SD_MANAGER, method, &error, &reply, "ss", unit, "replace"));
         if (r < 0)
                 return log_error_errno(r, "Failed to %s %s: %s", method, unit, error.message ? error.message : strerror(-r));
         r = sd_bus_message_read(reply, "o", &job);
@@ -328,7 +329,7 @@ int bus_unit_job(sd_bus *bus, const char *method, const char *unit, unsigned lon
                         return log_error_errno(-ETIMEDOUT, "Timed out waiting for the %s job of %s", method, unit);
                 }
                 /* Wake at least for the next progress line. */
-                r = sd_bus_wait(bus, deadline - n < BUS_PROGRESS_EVERY_USEC ? deadline - n : BUS_PROGRESS_EVERY_USEC);
+                r = WAITING(sd_bus_wait(bus, deadline - n < BUS_PROGRESS_EVERY_USEC ? deadline - n : BUS_PROGRESS_EVERY_USEC));
                 if (r < 0)
                         return log_error_errno(r, "Failed to wait for the %s job of %s: %m", method, unit);
         }
@@ -352,7 +353,7 @@ int bus_manager_reload(sd_bus *bus) {
         /* A reload can take far longer than sd-bus's default 25 s on a busy machine at boot. */
         r = sd_bus_message_new_method_call(bus, &m, SD_DEST, SD_PATH, SD_MANAGER, "Reload");
         if (r >= 0)
-                r = sd_bus_call(bus, m, BUS_RELOAD_TIMEOUT_USEC, &error, NULL);
+                r = WAITING(sd_bus_call(bus, m, BUS_RELOAD_TIMEOUT_USEC, &error, NULL));
         if (r < 0)
                 return log_error_errno(r, "Failed to reload the service manager: %s",
                                        error.message ? error.message : strerror(-r));
@@ -396,7 +397,7 @@ static int unit_files_call(sd_bus *bus, const char *method, const char *unit, bo
         if (r < 0)
                 return r;
         t0 = now_usec();
-        r = sd_bus_call(bus, m, 0, &error, &reply);
+        r = WAITING(sd_bus_call(bus, m, 0, &error, &reply));
         if (r < 0)
                 return log_error_errno(r, "Failed to %s %s: %s", method, unit, error.message ? error.message : strerror(-r));
         log_debug("Timing: %s %s (systemd unit files) %.1f ms", method, unit, (double) (now_usec() - t0) / 1e3);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "clock.h"
 #include "exec.h"
 #include "killpoint.h"
 #include "macro.h"
@@ -71,6 +72,7 @@ int exec_run(const char *const *argv, int *ret_status, char **ret_stderr) {
         size_t captured_len = 0;
         sigset_t none, all_default;
         int pipefd[2], status, r;
+        unsigned long long t0;
         pid_t pid;
 
         if (!argv || !argv[0] || argv[0][0] != '/')
@@ -106,6 +108,7 @@ int exec_run(const char *const *argv, int *ret_status, char **ret_stderr) {
             (r = posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0)
                 return -r;
 
+        t0 = now_usec();
         r = posix_spawn(&pid, argv[0], actions, attr, (char *const *) argv, clean_environment);
         if (r != 0)
                 return -r;
@@ -129,6 +132,7 @@ int exec_run(const char *const *argv, int *ret_status, char **ret_stderr) {
         while (waitpid(pid, &status, 0) < 0)
                 if (errno != EINTR)
                         return negative_errno();
+        waited_since(t0);
 
         if (WIFEXITED(status))
                 *ret_status = WEXITSTATUS(status);

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fs.h"
 #include "lock.h"
 #include "log.h"
@@ -67,7 +68,7 @@ int lock_acquire(int rootfd, bool exclusive, unsigned timeout_ms, int *ret_fd) {
                         log_info("Waiting up to %u s for the lock held by %s...", timeout_ms / 1000, holder);
                         announced = true;
                 }
-                usleep(50 * 1000);
+                (void) WAITING(usleep(50 * 1000));
         }
 
         /* Best effort: name ourselves for whoever waits next. */

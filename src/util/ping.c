@@ -12,18 +12,13 @@
 
 #include "fs.h"
 #include "log.h"
+#include "clock.h"
 #include "macro.h"
 #include "ping.h"
 
 #define PING_RESPONSE_MAX 8192
 #define PING_POLL_INTERVAL_MS 50
 #define PING_PROGRESS_EVERY_USEC (5ULL * 1000 * 1000)
-
-unsigned long long now_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (unsigned long long) ts.tv_sec * 1000000ULL + (unsigned long long) ts.tv_nsec / 1000ULL;
-}
 
 int docker_ping_parse(const char *buf, size_t size, unsigned *ret_status) {
         const char *p, *end = buf + size, *body;
@@ -61,7 +56,7 @@ static int wait_fd(int fd, short events, unsigned long long deadline) {
 
                 if (n >= deadline)
                         return -ETIMEDOUT;
-                r = poll(&pfd, 1, (int) ((deadline - n + 999) / 1000));
+                r = WAITING(poll(&pfd, 1, (int) ((deadline - n + 999) / 1000)));
                 if (r < 0 && errno == EINTR)
                         continue;
                 if (r < 0)
@@ -178,7 +173,7 @@ int docker_ping_wait(const char *socket_path, uid_t owner, unsigned timeout_sec,
                         next_progress += PING_PROGRESS_EVERY_USEC;
                 }
                 /* A short pause between attempts; the deadline bounds the wait. */
-                (void) poll(NULL, 0, PING_POLL_INTERVAL_MS);
+                (void) WAITING(poll(NULL, 0, PING_POLL_INTERVAL_MS));
         }
         return r == -ENOENT || r == -ECONNREFUSED ? -ETIMEDOUT : r;
 }

@@ -39,6 +39,3 @@ int docker_ping_once(const char *socket_path, uid_t owner, unsigned timeout_ms);
  */
 int docker_ping_wait(const char *socket_path, uid_t owner, unsigned timeout_sec, const char *what,
                      int (*still_hopeful)(void *userdata), void *userdata);
-
-/* Microseconds on CLOCK_MONOTONIC. */
-unsigned long long now_usec(void);

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "macro.h"
 #include "userns.h"
@@ -75,6 +76,7 @@ _noreturn_ static void child(const UserNsIdentity *id, int to_parent, int from_p
 int userns_run(const UserNsIdentity *id, const char *path, char *const argv[]) {
         int up[2] = { -1, -1 }, down[2] = { -1, -1 };
         char uid_map[128], gid_map[128], c;
+        unsigned long long t0;
         pid_t pid;
         int status, r = 0;
 
@@ -89,6 +91,7 @@ int userns_run(const UserNsIdentity *id, const char *path, char *const argv[]) {
         }
         fflush(stdout);
         fflush(stderr);
+        t0 = now_usec();
         pid = fork();
         if (pid < 0) {
                 r = negative_errno();
@@ -119,6 +122,7 @@ int userns_run(const UserNsIdentity *id, const char *path, char *const argv[]) {
                         r = negative_errno();
                         goto out;
                 }
+        waited_since(t0);
         if (r == -ECHILD && WIFEXITED(status))
                 log_error("The user-namespace child for %s failed to start (status %d).", path, WEXITSTATUS(status));
         if (r < 0)

@@ -13,8 +13,14 @@ machine_begin
 CI=$CI_USER
 machine_data_disk
 
-in_machine rootless-ci apply >"$TEST_TMP/apply1.out" 2>&1 || { cat "$TEST_TMP/apply1.out"; fail "first apply"; }
+in_machine rootless-ci -v apply >"$TEST_TMP/apply1.out" 2>&1 || { cat "$TEST_TMP/apply1.out"; fail "first apply"; }
 ok "first apply converges the machine"
+# The fstab line, the root daemon's masks and the user manager's drop-ins are
+# read in one reload before user@UID starts; the agent's drop-in, written
+# after the daemon is up, needs the second.
+assert_eq 2 "$(grep -c 'Timing: daemon-reload (systemd)' "$TEST_TMP/apply1.out")" \
+	"a first apply reloads systemd twice, not once per step that changed its files"
+assert_contains "$(cat "$TEST_TMP/apply1.out")" "Timing: run " "-v ends with the run's account of its time"
 
 # ---- the journal: every item of the daemon step, with step, object and change
 in_machine journalctl -o json RCI_STEP=daemon >"$TEST_TMP/journal.json"

@@ -104,6 +104,11 @@ repair root-service-enabled daemon.root-docker.service drift_root_service
 repair unmounted disk.mount drift_unmounted
 repair fstab-deleted disk.fstab drift_fstab_deleted
 repair fstab-edited disk.fstab drift_fstab_edited
+# No later step starts a unit for an fstab repair: the engine still makes
+# the reload the disk step owed, so systemd has read the repaired line.
+mount_unit=$(in_machine systemd-escape -p --suffix=mount /srv/rootless-ci)
+assert_eq "NeedDaemonReload=no" "$(in_machine systemctl show -p NeedDaemonReload "$mount_unit")" \
+	"fstab repaired: systemd has reloaded it"
 repair link-removed storage.home-link drift_link_removed
 repair link-repointed storage.home-link drift_link_repointed
 repair storage-0755 storage.docker drift_storage_open

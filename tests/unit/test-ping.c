@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "tests.h"
+#include "util/clock.h"
 #include "util/ping.h"
 
 #define P(s) docker_ping_parse(s, strlen(s), &status)
