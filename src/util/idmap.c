@@ -161,6 +161,21 @@ int proc_status_ids(const char *text, const char *key, uint32_t ret[4]) {
         return -ENOENT;
 }
 
+/* The Name: line (the command name, as comm; best effort, for messages), printable only. */
+static void proc_status_name(const char *status, char *buf, size_t size) {
+        const char *p = startswith(status, "Name:") ? status : strstr(status, "\nName:");
+        size_t j = 0;
+
+        buf[0] = 0;
+        if (!p)
+                return;
+        p += *p == '\n' ? 6 : 5;
+        p += strspn(p, " \t");
+        for (; *p && *p != '\n' && j + 1 < size; p++)
+                buf[j++] = (unsigned char) *p >= 0x20 && (unsigned char) *p < 0x7f ? *p : '?';
+        buf[j] = 0;
+}
+
 /* Read a /proc file of the process whole (NUL-terminated). A vanished process: -ESRCH. */
 static int read_proc_file(int proc_fd, const char *name, size_t max, char **ret, size_t *ret_size) {
         _cleanup_close_ int fd = -1;
@@ -198,23 +213,12 @@ int process_ids_read(int proc_fd, ProcessIds *ret, const char **ret_file) {
         int r;
 
         *ret = (ProcessIds) {};
-        {
-                _cleanup_free_ char *comm = NULL;
-                /* Best effort: only messages use it. */
-                if (read_proc_file(proc_fd, "comm", sizeof(ret->comm), &comm, &size) >= 0) {
-                        comm[strcspn(comm, "\n")] = 0;
-                        for (char *c = comm; *c; c++)
-                                if ((unsigned char) *c < 0x20 || (unsigned char) *c >= 0x7f)
-                                        *c = '?';
-                        snprintf(ret->comm, sizeof(ret->comm), "%s", comm);
-                }
-        }
-
         if (ret_file)
                 *ret_file = "status";
         r = read_proc_file(proc_fd, "status", PROC_STATUS_MAX, &status, &size);
         if (r < 0)
                 return r;
+        proc_status_name(status, ret->comm, sizeof(ret->comm));
         r = proc_status_ids(status, "Uid:", ret->uids);
         if (r >= 0)
                 r = proc_status_ids(status, "Gid:", ret->gids);

@@ -66,7 +66,7 @@ typedef struct ProcessIds {
 } ProcessIds;
 
 /*
- * Read comm, status, uid_map and gid_map through proc_fd (an open /proc/PID).
+ * Read status (its Name:, Uid: and Gid: lines), uid_map and gid_map through proc_fd (an open /proc/PID).
  * -ESRCH when the process has exited; -EBADMSG (or -E2BIG) when a file
  * does not parse, with *ret_file (may be NULL) naming it.
  */
