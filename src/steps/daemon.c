@@ -288,7 +288,7 @@ static int converge_system_dropins(Context *ctx, const DaemonUser *u, bool *ret_
 
 /* Returns 1 when the profile changed. */
 static int converge_apparmor(Context *ctx) {
-        _cleanup_free_ char *text = NULL;
+        _cleanup_free_ char *text = NULL, *real = NULL;
         int r;
 
         if (!ctx->facts.apparmor_restricts_userns) {
@@ -298,7 +298,11 @@ static int converge_apparmor(Context *ctx) {
         }
         if (!fact_usable(ctx, "daemon.apparmor", ctx->facts.rootlesskit_path, "rootlesskit's path"))
                 return 0;
-        UnitValue values[] = { { "ROOTLESSKIT", ctx->facts.rootlesskit_path } };
+        /* AppArmor attaches a profile by the binary's real path: /usr/bin/rootlesskit may be a symlink. */
+        r = resolve_in_root(ctx->root_fd, ctx->facts.rootlesskit_path, &real);
+        if (r < 0)
+                return log_error_errno(r, "Failed to resolve %s for its AppArmor profile: %m", ctx->facts.rootlesskit_path);
+        UnitValue values[] = { { "ROOTLESSKIT", real } };
         r = render("apparmor-rootlesskit.in", values, ELEMENTSOF(values), &text);
         if (r < 0)
                 return r;
