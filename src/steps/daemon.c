@@ -247,16 +247,24 @@ static int converge_user_unit(Context *ctx, const DaemonUser *u) {
         return converge_file(ctx, "daemon.unit", USER_UNIT_PATH, text, "the CI user's Docker unit", MARKER_DAEMON_RESTART);
 }
 
-/* Returns 1 when a file the system manager reads changed. */
-static int converge_system_dropins(Context *ctx, const DaemonUser *u, bool *ret_user_dropin_changed) {
-        _cleanup_free_ char *delegate = NULL, *mount = NULL, *mount_path = NULL, *uid_s = NULL;
-        int r, changed = 0;
+/* The cgroup delegation drop-in for every user manager (units/user-delegate.conf.in). */
+static int converge_delegate(Context *ctx, const char *pending_marker) {
+        _cleanup_free_ char *text = NULL;
+        int r;
 
-        r = render("user-delegate.conf.in", NULL, 0, &delegate);
+        r = render("user-delegate.conf.in", NULL, 0, &text);
         if (r < 0)
                 return r;
-        r = converge_file(ctx, "daemon.delegate", DELEGATE_DROPIN_PATH, delegate,
-                          "cgroup delegation (cpu cpuset io memory pids) for user managers:", MARKER_USER_MANAGER_RESTART);
+        return converge_file(ctx, "daemon.delegate", DELEGATE_DROPIN_PATH, text,
+                             "cgroup delegation (cpu cpuset io memory pids) for user managers:", pending_marker);
+}
+
+/* Returns 1 when a file the system manager reads changed. */
+static int converge_system_dropins(Context *ctx, const DaemonUser *u, bool *ret_user_dropin_changed) {
+        _cleanup_free_ char *mount = NULL, *mount_path = NULL, *uid_s = NULL;
+        int r, changed = 0;
+
+        r = converge_delegate(ctx, MARKER_USER_MANAGER_RESTART);
         if (r < 0)
                 return r;
         changed |= r;
@@ -896,7 +904,6 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
  * is named with the UID to come.
  */
 static int plan_for_new_user(Context *ctx, const DaemonUser *u) {
-        _cleanup_free_ char *delegate = NULL;
         sd_bus *system_bus = NULL;
         bool ignored = false;
         int r;
@@ -908,11 +915,7 @@ static int plan_for_new_user(Context *ctx, const DaemonUser *u) {
                              "enable the unit in user managers (only the CI user's runs it)");
         if (r < 0)
                 return r;
-        r = render("user-delegate.conf.in", NULL, 0, &delegate);
-        if (r < 0)
-                return r;
-        r = converge_file(ctx, "daemon.delegate", DELEGATE_DROPIN_PATH, delegate,
-                          "cgroup delegation (cpu cpuset io memory pids) for user managers:", NULL);
+        r = converge_delegate(ctx, NULL);
         if (r < 0)
                 return r;
         report_item(ctx, "daemon.mount-order", ITEM_CREATE, NULL,
