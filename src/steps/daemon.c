@@ -594,7 +594,7 @@ static int unit_still_starting(void *userdata) {
 /*
  * Invariant I2: the daemon runs as the CI user in a user namespace, container
  * root mapped to the user alone and every other container ID into its
- * subordinate ranges (as the user step left them in ctx->facts). Judged from
+ * subordinate ranges (all its lines, as the user step left them in ctx->facts). Judged from
  * the process that listens on the socket the ping just talked to (its
  * SO_PEERCRED PID, /proc/PID opened on that connection): no child, no bus.
  * Returns 1 when it holds, 0 when not, with *ret_message saying which; < 0
@@ -602,13 +602,13 @@ static int unit_still_starting(void *userdata) {
  */
 static int inspect_userns(Context *ctx, const DaemonUser *u, const DockerPeer *peer, char **ret_message) {
         const HostFacts *f = &ctx->facts;
-        const UserNsIdentity id = {
+        const RootlessIds id = {
                 .uid = u->uid,
                 .gid = u->gid,
-                .subuid_start = f->subuid_start,
-                .subuid_count = f->subuid_count,
-                .subgid_start = f->subgid_start,
-                .subgid_count = f->subgid_count,
+                .subuids = f->subuid_ranges,
+                .n_subuids = f->n_subuid_ranges,
+                .subgids = f->subgid_ranges,
+                .n_subgids = f->n_subgid_ranges,
         };
         _cleanup_free_ ProcessIds *ids = NULL;
         _cleanup_free_ char *why = NULL;

@@ -242,12 +242,49 @@ int process_ids_read(int proc_fd, ProcessIds *ret, const char **ret_file) {
         return 0;
 }
 
+/* Is [start, start+count) inside the union of the ranges? */
+static bool covered(uint64_t start, uint64_t count, const SubIdRange *ranges, size_t n) {
+        uint64_t pos = start, end = start + count;
+
+        while (pos < end) {
+                uint64_t next = pos;
+                for (size_t i = 0; i < n; i++)
+                        if (ranges[i].start <= pos && pos < ranges[i].start + ranges[i].count &&
+                            ranges[i].start + ranges[i].count > next)
+                                next = ranges[i].start + ranges[i].count;
+                if (next == pos)
+                        return false;
+                pos = next;
+        }
+        return true;
+}
+
+/* "100000..165535" or "100000..165535, 300000..365535" */
+static int ranges_format(const SubIdRange *ranges, size_t n, char **ret) {
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&buf, &size);
+
+        if (!f)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                fprintf(f, "%s%llu..%llu", i > 0 ? ", " : "", (unsigned long long) ranges[i].start,
+                        (unsigned long long) (ranges[i].start + ranges[i].count - 1));
+        if (fclose(f) != 0) {
+                free(buf);
+                return -ENOMEM;
+        }
+        *ret = buf;
+        return 0;
+}
+
 /*
  * One map against the rootless layout. Returns 1 when it holds, 0 with
  * *ret_reason when not, -ENOMEM.
  */
 static int judge_map(const IdMap *m, const char *kind, const char *subid_file, const char *user, uint32_t owner,
-                     uint64_t sub_start, uint64_t sub_count, char **ret_reason) {
+                     const SubIdRange *ranges, size_t n_ranges, char **ret_reason) {
+        _cleanup_free_ char *subs = NULL;
         const IdMapExtent *root = NULL;
         char in[32], out[32];
         int r = 0;
@@ -280,18 +317,18 @@ static int judge_map(const IdMap *m, const char *kind, const char *subid_file, c
         for (size_t i = 0; i < m->n; i++) {
                 const IdMapExtent *e = &m->extents[i];
 
-                if (e == root ||
-                    (sub_count > 0 && e->outside >= sub_start && (uint64_t) e->outside + e->count <= sub_start + sub_count))
+                if (e == root || covered(e->outside, e->count, ranges, n_ranges))
                         continue;
                 range_format(e->inside, e->count, in, sizeof(in));
                 range_format(e->outside, e->count, out, sizeof(out));
-                if (sub_count == 0)
+                if (n_ranges == 0)
                         r = asprintf(ret_reason, "maps container %s %s to host %s %s, but %s has no subordinate %s range in %s",
                                      kind, in, kind, out, user, kind, subid_file);
+                else if (ranges_format(ranges, n_ranges, &subs) < 0)
+                        return -ENOMEM;
                 else
-                        r = asprintf(ret_reason, "maps container %s %s to host %s %s, outside %s's subordinate %s range %llu..%llu (%s)",
-                                     kind, in, kind, out, user, kind, (unsigned long long) sub_start,
-                                     (unsigned long long) (sub_start + sub_count - 1), subid_file);
+                        r = asprintf(ret_reason, "maps container %s %s to host %s %s, outside %s's subordinate %s range%s %s (%s)",
+                                     kind, in, kind, out, user, kind, n_ranges > 1 ? "s" : "", subs, subid_file);
                 return r < 0 ? -ENOMEM : 0;
         }
         return 1;
@@ -309,7 +346,7 @@ static int judge_ids(const uint32_t ids[4], const char *kind, const char *user, 
         return 1;
 }
 
-int rootless_ids_judge(const ProcessIds *p, const char *user, const UserNsIdentity *id, char **ret_message) {
+int rootless_ids_judge(const ProcessIds *p, const char *user, const RootlessIds *id, char **ret_message) {
         _cleanup_free_ char *reason = NULL, *uids = NULL, *gids = NULL;
         int r;
 
@@ -317,11 +354,11 @@ int rootless_ids_judge(const ProcessIds *p, const char *user, const UserNsIdenti
         if (r == 1)
                 r = judge_ids(p->gids, "GID", user, (uint32_t) id->gid, &reason);
         if (r == 1)
-                r = judge_map(&p->uid_map, "UID", "/etc/subuid", user, (uint32_t) id->uid, id->subuid_start,
-                              id->subuid_count, &reason);
+                r = judge_map(&p->uid_map, "UID", "/etc/subuid", user, (uint32_t) id->uid, id->subuids,
+                              id->n_subuids, &reason);
         if (r == 1)
-                r = judge_map(&p->gid_map, "GID", "/etc/subgid", user, (uint32_t) id->gid, id->subgid_start,
-                              id->subgid_count, &reason);
+                r = judge_map(&p->gid_map, "GID", "/etc/subgid", user, (uint32_t) id->gid, id->subgids,
+                              id->n_subgids, &reason);
         if (r < 0)
                 return r;
         if (r == 0) {

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "userns.h"
+#include "subid.h"
 
 /*
  * Which user namespace a process runs in, and how its IDs map onto the
@@ -72,14 +72,24 @@ typedef struct ProcessIds {
  */
 int process_ids_read(int proc_fd, ProcessIds *ret, const char **ret_file);
 
+/* The CI user as rootless Docker should run: its IDs and all its subordinate ranges (none: n = 0). */
+typedef struct RootlessIds {
+        uid_t uid;
+        gid_t gid;
+        const SubIdRange *subuids;
+        size_t n_subuids;
+        const SubIdRange *subgids;
+        size_t n_subgids;
+} RootlessIds;
+
 /*
- * Does the process run the rootless way for the CI user id (its UID and
- * GID, its subordinate ranges; a count of 0 means it has none)? Its UIDs
- * and GIDs on the host must all be the user's; in each map container ID 0
- * must map to the user's ID with a count of 1, and every other extent lie
- * inside the subordinate range. Returns 1 when it does, with *ret_message
- * describing the maps ("runs in a user namespace: 0 → 1000, …"); 0 when it
- * does not, with *ret_message saying why ("runs as host UID 0, …"), to
- * follow "PID N, which serves …'s Docker socket,"; -ENOMEM.
+ * Does the process run the rootless way for the CI user? Its UIDs and GIDs
+ * on the host must all be the user's; in each map container ID 0 must map
+ * to the user's ID with a count of 1, and every other extent lie inside the
+ * user's subordinate ranges (their union: newuidmap maps each of the user's
+ * lines). Returns 1 when it does, with *ret_message describing the maps
+ * ("runs in a user namespace: 0 → 1000, …"); 0 when it does not, with
+ * *ret_message saying why ("runs with host UIDs 0 0 0 0 …"), to follow
+ * "PID N, which serves …'s Docker socket,"; -ENOMEM.
  */
-int rootless_ids_judge(const ProcessIds *p, const char *user, const UserNsIdentity *id, char **ret_message);
+int rootless_ids_judge(const ProcessIds *p, const char *user, const RootlessIds *want, char **ret_message);

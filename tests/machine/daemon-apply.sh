@@ -4,7 +4,8 @@
 # of reach, and a second apply changes nothing and does not restart it.
 # check's daemon.userns (invariant I2) matches what the kernel shows of
 # dockerd's user namespace; when the subordinate ranges move under a
-# running daemon, check fails on it and apply restarts the daemon.
+# running daemon, check fails on it and apply restarts the daemon; a second
+# range of the user's own, which newuidmap maps too, passes.
 #
 # Every step is the real one, the disk step included: a blank loop disk is
 # configured as Device= (the machine's own root is an overlayfs, on which
@@ -187,5 +188,27 @@ rc=$?
 set -e
 assert_eq "0 pass" "$rc $(jq -r '.items[] | select(.id == "daemon.userns") | .status' "$TEST_TMP/check-moved2.json")" \
 	"moved ranges: check passes after the repair"
+
+# A second line for the user in each file: newuidmap maps both, one after
+# the other, and both are the user's own. check passes, apply keeps the
+# daemon as it is.
+second=$((newstart + 2 * 65536))
+in_machine sh -c "echo $CI_USER:$second:$subcount >>/etc/subuid && echo $CI_USER:$second:$subcount >>/etc/subgid"
+in_machine systemctl --user -M "$CI_USER@" restart docker.service
+in_machine rootless-ci wait >/dev/null 2>&1 || fail "the daemon did not come back after its restart"
+dockerd3=$(in_machine pgrep -u "$uid" -x dockerd)
+assert_eq "0 $uid 1 1 $newstart $subcount $((subcount + 1)) $second $subcount " \
+	"$(in_machine cat "/proc/$dockerd3/uid_map" | tr -s ' \n' ' ' | sed 's/^ //')" \
+	"two ranges: dockerd maps both, one after the other"
+set +e
+in_machine rootless-ci --json check >"$TEST_TMP/check-two.json" 2>/dev/null
+rc=$?
+set -e
+jq -r '.items[] | select(.id == "daemon.userns" or .status == "fail") | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/check-two.json"
+assert_eq "0 pass" "$rc $(jq -r '.items[] | select(.id == "daemon.userns") | .status' "$TEST_TMP/check-two.json")" \
+	"two ranges: check passes"
+in_machine rootless-ci --json apply >"$TEST_TMP/apply-two.json" 2>/dev/null
+assert_eq "false $dockerd3" "$(jq -r .changed "$TEST_TMP/apply-two.json") $(in_machine pgrep -u "$uid" -x dockerd)" \
+	"two ranges: apply changes nothing and keeps the daemon"
 
 echo "PASS: $TEST_NAME"

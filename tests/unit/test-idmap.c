@@ -23,10 +23,13 @@
  */
 
 /* The CI user of these tests: UID/GID 1000, subordinate IDs 100000..165535. */
-static const UserNsIdentity ci = {
+static const SubIdRange range_100000[] = { { 100000, 65536 } };
+static const SubIdRange range_200000[] = { { 200000, 65536 } };
+static const SubIdRange range_300000[] = { { 300000, 65536 } };
+static const RootlessIds ci = {
         .uid = 1000, .gid = 1000,
-        .subuid_start = 100000, .subuid_count = 65536,
-        .subgid_start = 100000, .subgid_count = 65536,
+        .subuids = range_100000, .n_subuids = 1,
+        .subgids = range_100000, .n_subgids = 1,
 };
 
 /* As the kernel prints a map: "%10u %10u %10u\n" per line. */
@@ -41,7 +44,7 @@ static int parse(const char *text, IdMap *m, unsigned *line) {
  * message stays valid until the next call.
  */
 static char *last_message;
-static int judge_with(const char *uid_map, const char *gid_map, uint32_t uid, uint32_t gid, const UserNsIdentity *id) {
+static int judge_with(const char *uid_map, const char *gid_map, uint32_t uid, uint32_t gid, const RootlessIds *id) {
         static ProcessIds p;
 
         free(last_message);
@@ -197,8 +200,8 @@ TEST(judge_refuses_root_not_mapped_to_the_user) {
         ASSERT_STREQ(last_message, "maps no UID at all (its UID map is empty)");
         /* The GID map is held to the same rule, with the user's GID. */
         ASSERT_EQ(judge_with(ROOTLESS_MAP, "0 1000 1\n1 100000 65536\n", 1000, 1001,
-                             &(UserNsIdentity) { .uid = 1000, .gid = 1001, .subuid_start = 100000, .subuid_count = 65536,
-                                                 .subgid_start = 100000, .subgid_count = 65536 }),
+                             &(RootlessIds) { .uid = 1000, .gid = 1001, .subuids = range_100000, .n_subuids = 1,
+                                              .subgids = range_100000, .n_subgids = 1 }),
                   0);
         ASSERT_STREQ(last_message,
                      "maps container GID 0 to host GID 1000: container root must map to buildkite's GID 1001 alone");
@@ -216,12 +219,37 @@ TEST(judge_refuses_a_range_outside_the_subordinate_range) {
         ASSERT_EQ(judge("0 1000 1\n1 100000 65536\n70000 0 1\n"), 0);
         ASSERT_CONTAINS(last_message, "maps container UID 70000 to host UID 0, outside");
         /* Without a subordinate range nothing but root may be mapped. */
-        UserNsIdentity none = ci;
-        none.subgid_count = 0;
+        RootlessIds none = ci;
+        none.n_subgids = 0;
         ASSERT_EQ(judge_with(ROOTLESS_MAP, ROOTLESS_MAP, 1000, 1000, &none), 0);
         ASSERT_STREQ(last_message, "maps container GID 1..65536 to host GID 100000..165535, but buildkite has no "
                                    "subordinate GID range in /etc/subgid");
         ASSERT_EQ(judge_with(ROOTLESS_MAP, "0 1000 1\n", 1000, 1000, &none), 1);
+}
+
+/* A user with two lines in /etc/subuid: newuidmap maps both, one after the other. */
+TEST(judge_takes_every_range_of_the_user) {
+        static const SubIdRange two[] = { { 100000, 65536 }, { 300000, 65536 } };
+        static const SubIdRange adjacent[] = { { 100000, 65536 }, { 165536, 65536 } };
+        RootlessIds id = ci;
+        id.subuids = two;
+        id.n_subuids = 2;
+
+        ASSERT_EQ(judge_with("0 1000 1\n1 100000 65536\n65537 300000 65536\n", ROOTLESS_MAP, 1000, 1000, &id), 1);
+        ASSERT_STREQ(last_message, "runs in a user namespace: UIDs 0 → 1000, 1..65536 → 100000..165535, "
+                                   "65537..131072 → 300000..365535; GIDs 0 → 1000, 1..65536 → 100000..165535");
+        /* With only the first range, the second extent is outside. */
+        ASSERT_EQ(judge("0 1000 1\n1 100000 65536\n65537 300000 65536\n"), 0);
+        ASSERT_STREQ(last_message, "maps container UID 65537..131072 to host UID 300000..365535, outside buildkite's "
+                                   "subordinate UID range 100000..165535 (/etc/subuid)");
+        /* The gap between the two ranges is no one's to use. */
+        ASSERT_EQ(judge_with("0 1000 1\n1 165536 10\n", ROOTLESS_MAP, 1000, 1000, &id), 0);
+        ASSERT_STREQ(last_message, "maps container UID 1..10 to host UID 165536..165545, outside buildkite's "
+                                   "subordinate UID ranges 100000..165535, 300000..365535 (/etc/subuid)");
+        /* One extent across two adjacent ranges lies inside their union. */
+        id.subuids = adjacent;
+        ASSERT_EQ(judge_with("0 1000 1\n1 100000 131072\n", ROOTLESS_MAP, 1000, 1000, &id), 1);
+        ASSERT_EQ(judge_with("0 1000 1\n1 100000 131073\n", ROOTLESS_MAP, 1000, 1000, &id), 0);
 }
 
 TEST(judge_refuses_a_process_running_as_someone_else) {
@@ -233,9 +261,9 @@ TEST(judge_refuses_a_process_running_as_someone_else) {
 }
 
 TEST(judge_describes_different_uid_and_gid_maps_apart) {
-        UserNsIdentity id = ci;
+        RootlessIds id = ci;
         id.gid = 1001;
-        id.subgid_start = 300000;
+        id.subgids = range_300000;
         ASSERT_EQ(judge_with(ROOTLESS_MAP, "0 1001 1\n1 300000 65536\n", 1000, 1001, &id), 1);
         ASSERT_STREQ(last_message, "runs in a user namespace: UIDs 0 → 1000, 1..65536 → 100000..165535; "
                                    "GIDs 0 → 1001, 1..65536 → 300000..365535");
@@ -303,7 +331,7 @@ TEST(process_ids_read_judges_a_real_user_namespace) {
         int fd, r;
         static ProcessIds p;
         _cleanup_free_ char *msg = NULL;
-        UserNsIdentity id = ci;
+        RootlessIds id = ci;
 
         if (geteuid() != 0) {
                 test_skip("needs root to write a child's uid_map");
@@ -346,7 +374,7 @@ TEST(process_ids_read_judges_a_real_user_namespace) {
         ASSERT_STREQ(msg, "runs in a user namespace: 0 → 1000, 1..65536 → 100000..165535 (UIDs and GIDs alike)");
         free(msg);
         msg = NULL;
-        id.subuid_start = 200000;
+        id.subuids = range_200000;
         ASSERT_EQ(rootless_ids_judge(&p, "buildkite", &id, &msg), 0);
         ASSERT_CONTAINS(msg, "outside buildkite's subordinate UID range 200000..265535");
 
