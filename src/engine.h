@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "config.h"
@@ -161,5 +162,5 @@ int engine_run_steps(Context *ctx, const Step *const *steps, size_t n_steps);
 void context_done(Context *ctx);
 int context_init(Context *ctx, Verb verb, const char *root, const Config *config);
 
-/* Write the report to stdout, human or JSON. */
-void report_print(const Context *ctx, int exit_status);
+/* Write the report to f (stdout), human or JSON. */
+void report_print(const Context *ctx, int exit_status, FILE *f);

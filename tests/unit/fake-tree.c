@@ -121,6 +121,21 @@ size_t fake_count(const FakeRun *run, const char *id, ItemStatus status, const c
         return n;
 }
 
+char *fake_report(const FakeRun *run, bool json) {
+        Context c = run->ctx;
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&buf, &size);
+
+        if (!f)
+                abort();
+        c.json = json;
+        report_print(&c, c.any_failed ? 1 : 0, f);
+        if (fclose(f) != 0)
+                abort();
+        return buf;
+}
+
 void fake_dump(const FakeRun *run) {
         for (size_t i = 0; i < run->ctx.n_items; i++)
                 printf("# %-6s %s: %s%s%s\n", item_status_to_string(run->ctx.items[i].status), run->ctx.items[i].id,

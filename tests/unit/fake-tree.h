@@ -40,5 +40,7 @@ void fake_run_done(FakeRun *run);
 
 /* Items of the run: count by id prefix and status (_ITEM_STATUS_MAX: any), and with a message containing needle. */
 size_t fake_count(const FakeRun *run, const char *id, ItemStatus status, const char *needle);
+/* The report as rootless-ci prints it on stdout (json: as with --json); malloc'd. */
+char *fake_report(const FakeRun *run, bool json);
 /* Print the items (for a failing test's log). */
 void fake_dump(const FakeRun *run);
