@@ -96,8 +96,16 @@ static void report_add(Context *ctx, const char *id, ItemStatus status, const ch
         if (!it->message)
                 abort();
 
-        if (status == ITEM_FAIL)
+        if (status == ITEM_FAIL) {
                 ctx->any_failed = true;
+                /*
+                 * Every failure says what to do about it (a command, "rootless-ci
+                 * apply", or the step by hand): monitoring shows the fix, not the
+                 * code. One without is our bug, said so, never a reason to stop.
+                 */
+                if (!fix || !*fix)
+                        log_error("Internal error: %s failed without a fix; please report this.", id);
+        }
         if (changed)
                 ctx->any_changed = true;
 

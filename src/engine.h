@@ -129,7 +129,11 @@ int context_system_bus(Context *ctx, struct sd_bus **ret);
  */
 int context_reload_system(Context *ctx, bool also);
 
-/* Report one item of the current step. fix may be NULL. */
+/*
+ * Report one item of the current step. fix is what the operator does about
+ * it: NULL when there is nothing to do, never NULL for ITEM_FAIL (that logs
+ * an internal error). Host text in id, message and fix is escaped here.
+ */
 void report_item(Context *ctx, const char *id, ItemStatus status, const char *fix, const char *fmt, ...)
         _printf_(5, 6);
 /*

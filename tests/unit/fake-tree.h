@@ -34,6 +34,12 @@ typedef struct FakeRun {
         int r;
 } FakeRun;
 
+/*
+ * Every FAIL item of ctx has a fix (else the test fails, naming it); returns
+ * the number of FAIL items. fake_run() checks this after every run.
+ */
+size_t fake_assert_every_failure_has_a_fix(const Context *ctx);
+
 /* Run the user step, then (with_storage) the storage step, on dir with verb. */
 void fake_run(FakeRun *run, const char *dir, Verb verb, bool with_storage);
 void fake_run_done(FakeRun *run);

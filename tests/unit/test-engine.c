@@ -268,3 +268,33 @@ TEST(engine_json_check_rejects_invalid_json) {
         ASSERT_TRUE(json_check("{\"a\" 1}") != NULL);
         ASSERT_TRUE(json_check("\"open") != NULL);
 }
+
+static int step_failing_without_fix(Context *ctx) {
+        report_item(ctx, "first.nofix", ITEM_FAIL, NULL, "broken, and nothing said what to do");
+        report_item(ctx, "first.emptyfix", ITEM_FAIL, "", "broken, and an empty fix");
+        report_item(ctx, "first.fine", ITEM_PASS, NULL, "a pass needs no fix");
+        return 0;
+}
+
+TEST(engine_a_failure_without_a_fix_is_an_internal_error) {
+        static const Step s = { .name = "first", .run = step_failing_without_fix };
+        const Step *const steps[] = { &s };
+        _cleanup_(config_done) Config config = {};
+        _cleanup_free_ char *log = NULL;
+        Context ctx;
+        int r;
+
+        ASSERT_OK(config_init(&config));
+        ASSERT_OK(context_init(&ctx, VERB_CHECK, test_tmpdir(), &config));
+        test_capture_stderr_begin();
+        r = engine_run_steps(&ctx, steps, 1);
+        log = test_capture_stderr_end();
+        /* Said, and the run goes on: the item is still recorded as the failure it is. */
+        ASSERT_EQ(r, 0);
+        ASSERT_EQ(ctx.n_items, 3);
+        ASSERT_TRUE(ctx.any_failed);
+        context_done(&ctx);
+        ASSERT_CONTAINS(log, "Internal error: first.nofix failed without a fix");
+        ASSERT_CONTAINS(log, "Internal error: first.emptyfix failed without a fix");
+        ASSERT_NOT_CONTAINS(log, "first.fine");
+}
