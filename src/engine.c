@@ -441,6 +441,13 @@ int engine_run(const EngineOptions *o, const Config *config) {
                 return exit_status_from_error(r);
         ctx.json = o->json;
 
+        /* Before any step: a user step that ran first would already have changed the host. */
+        r = config_verify_in_root(config, ctx.root_fd, ctx.root);
+        if (r < 0) {
+                context_done(&ctx);
+                return exit_status_from_error(r);
+        }
+
         log_open_journal(ctx.live);
 
         r = lock_acquire(ctx.root_fd, o->verb == VERB_APPLY, o->lock_timeout_ms, &lock_fd);

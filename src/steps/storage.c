@@ -109,23 +109,23 @@ static int storage_ensure_mount_point(StorageStep *s) {
                 return 0;
         }
 
-        /* A symlink on the way (say /srv/ci -> /etc) would put the user's directories wherever it points. */
+        /*
+         * A symlink on the way (say /srv/ci -> /etc) would put the user's
+         * directories wherever it points. The engine refused such a
+         * MountPoint= before any step; the same judgement again here, right
+         * before directories are made there.
+         */
         {
-                _cleanup_free_ char *link = NULL, *link_shown = NULL;
-                int r = path_find_symlink(ctx->root_fd, s->mp, &link);
+                _cleanup_free_ char *msg = NULL;
+                int r = config_check_mount_point_path(ctx->config, ctx->root_fd, ctx->root, &msg);
+                if (r == -ERCI_USAGE) {
+                        report_item(ctx, "storage.mount-point", ITEM_FAIL, "set MountPoint= to a path without symlinks",
+                                    "%s", msg);
+                        s->dirs_blocked = true;
+                        return log_error_errno(r, "%s", msg);
+                }
                 if (r < 0)
                         return log_error_errno(r, "Failed to look at %s: %m", shown);
-                if (r > 0) {
-                        link_shown = host_path(ctx, link);
-                        if (!link_shown)
-                                return -ENOMEM;
-                        report_item(ctx, "storage.mount-point", ITEM_FAIL, "set MountPoint= to a path without symlinks",
-                                    "%s goes through the symlink %s; rootless-ci does not follow it", shown,
-                                    link_shown);
-                        s->dirs_blocked = true;
-                        return ctx->verb == VERB_APPLY ? log_error_errno(-ERCI_FAILED, "%s goes through a symlink.", shown)
-                                                       : 0;
-                }
         }
 
         /*

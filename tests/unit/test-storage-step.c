@@ -435,6 +435,29 @@ TEST(hostile_link_target_forges_no_report_line_and_keeps_json_valid) {
         ASSERT_TRUE(link_is(d, "home/buildkite/.local/share/docker", "/srv/rootless-ci/buildkite/docker"));
 }
 
+TEST(storage_mount_point_through_a_symlink_is_a_usage_error_for_every_verb) {
+        static const Verb verbs[] = { VERB_PLAN, VERB_CHECK, VERB_APPLY };
+        const char *d = test_tmpdir();
+        char *before, *after;
+
+        populate(d);
+        /* MountPoint=/srv/rootless-ci, with /srv -> /etc */
+        ASSERT_OK(symlink("/etc", P(d, "srv")));
+        before = snapshot(P(d, "etc"));
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                FakeRun run = {};
+                fake_run(&run, d, verbs[i], true);
+                ASSERT_EQ(run.r, -ERCI_USAGE);
+                ASSERT_EQ(fake_count(&run, "storage.mount-point", ITEM_FAIL,
+                                     "MountPoint=/srv/rootless-ci goes through the symlink "), 1);
+                fake_run_done(&run);
+        }
+        after = snapshot(P(d, "etc"));
+        ASSERT_STREQ(after, before);
+        free(before);
+        free(after);
+}
+
 TEST(storage_empty_docker_directory_becomes_the_symlink) {
         const char *d = test_tmpdir();
         FakeRun run = {};
