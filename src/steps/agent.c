@@ -390,7 +390,9 @@ static void report_docker_host_safety(Context *ctx) {
         if (!f->root_sockets_checked)
                 report_item(ctx, "agent.docker-host", ITEM_SKIP, NULL,
                             "jobs can set DOCKER_HOST themselves: that is safe only while no root daemon's API socket "
-                            "is reachable, which is checked on the live host");
+                            "is reachable, which %s",
+                            ctx->live ? "the daemon step could not check in this run (see its items)"
+                                      : "is checked on the live host");
         else if (f->root_sockets_reachable > 0)
                 report_item(ctx, "agent.docker-host", ITEM_FAIL, "see daemon.root-sockets-unreachable",
                             "jobs can set DOCKER_HOST themselves, and %u root daemon API socket%s "
