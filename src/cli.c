@@ -43,7 +43,8 @@ void cli_help(void) {
                "  --root=DIR             work on the tree below DIR (image baking); live-only steps are skipped\n"
                "  --json                 print the report as JSON on stdout\n"
                "  -v, --verbose          more detail on stderr\n"
-               "  --lock-timeout=SEC     wait this long for another run's lock (default 60)\n"
+               "  --lock-timeout=SEC     wait this long for another run's lock\n"
+               "                         (default: 2 x ReadyTimeoutSec + 360, i.e. 600)\n"
                "  --disk=DEVICE          [Disk] Device=      whole disk, e.g. /dev/disk/by-id/...\n"
                "  --filesystem=ext4|xfs  [Disk] FileSystem=  default ext4\n"
                "  --mount-point=DIR      [Disk] MountPoint=  default /srv/rootless-ci\n"
@@ -88,7 +89,7 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                 { "ready-timeout", required_argument, NULL, OPT_READY_TIMEOUT },
                 {}
         };
-        Cli cli = { .verb = CLI_VERB_HELP, .lock_timeout_sec = 60 };
+        Cli cli = { .verb = CLI_VERB_HELP, .lock_timeout_sec = CLI_LOCK_TIMEOUT_DEFAULT };
         bool want_version = false, lock_timeout_set = false;
         int c, r;
 
@@ -232,4 +233,10 @@ int cli_apply_settings(const Cli *cli, Config *c) {
                                                err ? err : error_to_string(r));
         }
         return 0;
+}
+
+unsigned cli_lock_timeout_sec(const Cli *cli, unsigned ready_timeout_sec) {
+        if (cli->lock_timeout_sec != CLI_LOCK_TIMEOUT_DEFAULT)
+                return cli->lock_timeout_sec;
+        return 2 * ready_timeout_sec + 360;
 }

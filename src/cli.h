@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <limits.h>
+
 #include <stdbool.h>
 
 #include "config.h"
@@ -29,10 +31,21 @@ typedef struct Cli {
         const char *root;
         bool json;
         int verbose;
-        unsigned lock_timeout_sec;
+        unsigned lock_timeout_sec;     /* CLI_LOCK_TIMEOUT_DEFAULT: cli_lock_timeout_sec() decides */
         CliSetting settings[16];
         unsigned n_settings;
 } Cli;
+
+#define CLI_LOCK_TIMEOUT_DEFAULT UINT_MAX
+
+/*
+ * The lock wait in seconds: --lock-timeout, or by default as long as an
+ * apply can take with the configured readiness timeout (the user's manager
+ * and its Docker, each up to ReadyTimeoutSec, and six minutes for systemd's
+ * reloads and jobs): 600 s with the default 120 s. A second apply started
+ * while the first is still working then waits for it rather than failing.
+ */
+unsigned cli_lock_timeout_sec(const Cli *cli, unsigned ready_timeout_sec);
 
 /* Parse argv. Errors are logged; returns -ERCI_USAGE. */
 int cli_parse(int argc, char *argv[], Cli *ret);

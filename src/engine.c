@@ -178,11 +178,11 @@ int context_system_bus(Context *ctx, sd_bus **ret) {
         return 0;
 }
 
-int context_reload_system(Context *ctx, bool also) {
+int context_reload_system(Context *ctx, bool caller_changed) {
         sd_bus *bus = NULL;
         int r;
 
-        if (!ctx->system_reload_owed && !also)
+        if (!ctx->system_reload_owed && !caller_changed)
                 return 0;
         r = context_system_bus(ctx, &bus);
         if (r >= 0)

@@ -125,9 +125,10 @@ int context_system_bus(Context *ctx, struct sd_bus **ret);
  * changed before it: a step that changes fstab, a unit or a drop-in sets
  * ctx->system_reload_owed, and the first step that starts or restarts a
  * unit calls this first (the engine pays what is still owed at the end of
- * apply). Does nothing when nothing is owed and `also` is false.
+ * apply). caller_changed: the caller changed such a file itself (reload even if
+ * nothing else is owed).
  */
-int context_reload_system(Context *ctx, bool also);
+int context_reload_system(Context *ctx, bool caller_changed);
 
 /*
  * Report one item of the current step. fix is what the operator does about

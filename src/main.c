@@ -80,7 +80,7 @@ static int run(int argc, char *argv[]) {
                 .verb = (Verb) cli.verb,
                 .root = cli.root,
                 .json = cli.json,
-                .lock_timeout_ms = cli.lock_timeout_sec * 1000U,
+                .lock_timeout_ms = cli_lock_timeout_sec(&cli, config.ready_timeout_sec) * 1000U,
         }, &config);
 }
 

@@ -190,31 +190,17 @@ static void geometry_of(const PedDevice *dev, const PedPartition *part, Partitio
         };
 }
 
-int layout_plan(const char *path, FileSystem fs, PartitionGeometry *ret) {
-        _cleanup_(ped_device_destroyp) PedDevice *dev = NULL;
-        _cleanup_(ped_disk_destroyp) PedDisk *disk = NULL;
-        PedPartition *part;
-        int r;
-
-        r = parted_load();
-        if (r < 0)
-                return r;
-        EXCEPTION_HANDLER_SCOPE;
-        dev = parted.ped_device_get(path);
-        if (!dev)
-                return log_error_errno(-EIO, "libparted cannot use %s: %s", path, last_exception_or("unknown error"));
-        r = build_layout(dev, fs, &disk, &part);
-        if (r < 0)
-                return r;
-        geometry_of(dev, part, ret);
-        return 0;
-}
-
-int layout_write(const char *path, FileSystem fs, const PartitionGeometry *expected) {
+/*
+ * Build our layout for path in libparted's memory and give its geometry.
+ * With expected: refuse unless the geometry is what was probed, then write
+ * the GPT — only to the disk: the caller tells the kernel (see
+ * kernel_partitions_match_gpt()).
+ */
+static int layout_build(const char *path, FileSystem fs, const PartitionGeometry *expected, PartitionGeometry *ret) {
         _cleanup_(ped_device_destroyp) PedDevice *dev = NULL;
         _cleanup_(ped_disk_destroyp) PedDisk *disk = NULL;
         PartitionGeometry g;
-        PedPartition *part;
+        PedPartition *part = NULL;
         int r;
 
         r = parted_load();
@@ -228,16 +214,26 @@ int layout_write(const char *path, FileSystem fs, const PartitionGeometry *expec
         if (r < 0)
                 return r;
         geometry_of(dev, part, &g);
+        if (ret)
+                *ret = g;
+        if (!expected)
+                return 0;
         if (g.start != expected->start || g.size != expected->size)
                 return log_error_errno(-ESTALE, "The partition on %s would go to bytes %llu+%llu, not %llu+%llu as "
                                        "probed; not writing.", path, (unsigned long long) g.start,
                                        (unsigned long long) g.size, (unsigned long long) expected->start,
                                        (unsigned long long) expected->size);
-
-        /* Only to the disk: the caller tells the kernel (see kernel_partitions_match_gpt()). */
         if (!parted.ped_disk_commit_to_dev(disk))
                 return log_error_errno(-EIO, "Failed to write the GPT to %s: %s", path, last_exception_or("unknown error"));
         return 0;
+}
+
+int layout_plan(const char *path, FileSystem fs, PartitionGeometry *ret) {
+        return layout_build(path, fs, NULL, ret);
+}
+
+int layout_write(const char *path, FileSystem fs, const PartitionGeometry *expected) {
+        return layout_build(path, fs, expected, NULL);
 }
 
 int layout_kernel_add(int disk_fd, unsigned n, uint64_t start, uint64_t size) {

@@ -395,19 +395,21 @@ static void report_docker_host_safety(Context *ctx) {
 
         if (!f->root_sockets_checked)
                 report_item(ctx, "agent.docker-host", ITEM_SKIP, NULL,
-                            "jobs can set DOCKER_HOST themselves: that is safe only while no root-owned Docker socket "
-                            "is reachable, which is checked on the live host");
+                            "jobs can set DOCKER_HOST themselves: that is safe only while no root daemon's API socket "
+                            "is reachable, which %s",
+                            ctx->live ? "the daemon step could not check in this run (see its items)"
+                                      : "is checked on the live host");
         else if (f->root_sockets_reachable > 0)
                 report_item(ctx, "agent.docker-host", ITEM_FAIL,
                             "make each socket a daemon.root-socket-reachable item names unreachable (its fix says "
                             "how), then run rootless-ci check",
-                            "jobs can set DOCKER_HOST themselves, and %u root-owned Docker or containerd socket%s "
+                            "jobs can set DOCKER_HOST themselves, and %u root daemon API socket%s "
                             "reachable by the CI user: any job can become root on this host",
                             f->root_sockets_reachable, f->root_sockets_reachable == 1 ? " is" : "s are");
         else
                 report_item(ctx, "agent.docker-host", ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
-                            "jobs can set DOCKER_HOST themselves; that is safe only because no root-owned Docker or "
-                            "containerd socket is reachable by the CI user (checked by the daemon step)");
+                            "jobs can set DOCKER_HOST themselves; that is safe only because no root-owned daemon API "
+                            "socket (Docker, containerd, ...) is reachable by the CI user (checked by the daemon step)");
 }
 
 /* ---- the running agent ---------------------------------------------------------------------------------- */

@@ -54,15 +54,6 @@
 #define MARKER_DAEMON_RESTART "daemon-restart-pending"
 #define MARKER_USER_MANAGER_RESTART "user-manager-restart-pending"
 
-/* Root-owned sockets that speak the Docker or containerd API. */
-static const char *const root_api_sockets[] = {
-        "/run/docker.sock",
-        "/var/run/docker.sock",
-        "/run/containerd/containerd.sock",
-        "/run/docker/containerd/containerd.sock",
-        "/var/run/docker/containerd/containerd.sock",
-};
-
 /* The root daemon's units, socket first so it cannot start the service again. */
 static const char *const root_daemon_units[] = { "docker.socket", "docker.service" };
 
@@ -261,16 +252,24 @@ static int converge_user_unit(Context *ctx, const DaemonUser *u) {
         return converge_file(ctx, "daemon.unit", USER_UNIT_PATH, text, "the CI user's Docker unit", MARKER_DAEMON_RESTART);
 }
 
-/* Returns 1 when a file the system manager reads changed. */
-static int converge_system_dropins(Context *ctx, const DaemonUser *u, bool *ret_user_dropin_changed) {
-        _cleanup_free_ char *delegate = NULL, *mount = NULL, *mount_path = NULL, *uid_s = NULL;
-        int r, changed = 0;
+/* The cgroup delegation drop-in for every user manager (units/user-delegate.conf.in). */
+static int converge_delegate(Context *ctx, const char *pending_marker) {
+        _cleanup_free_ char *text = NULL;
+        int r;
 
-        r = render("user-delegate.conf.in", NULL, 0, &delegate);
+        r = render("user-delegate.conf.in", NULL, 0, &text);
         if (r < 0)
                 return r;
-        r = converge_file(ctx, "daemon.delegate", DELEGATE_DROPIN_PATH, delegate,
-                          "cgroup delegation (cpu cpuset io memory pids) for user managers:", MARKER_USER_MANAGER_RESTART);
+        return converge_file(ctx, "daemon.delegate", DELEGATE_DROPIN_PATH, text,
+                             "cgroup delegation (cpu cpuset io memory pids) for user managers:", pending_marker);
+}
+
+/* Returns 1 when a file the system manager reads changed. */
+static int converge_system_dropins(Context *ctx, const DaemonUser *u, bool *ret_user_dropin_changed) {
+        _cleanup_free_ char *mount = NULL, *mount_path = NULL, *uid_s = NULL;
+        int r, changed = 0;
+
+        r = converge_delegate(ctx, MARKER_USER_MANAGER_RESTART);
         if (r < 0)
                 return r;
         changed |= r;
@@ -304,7 +303,7 @@ static int converge_system_dropins(Context *ctx, const DaemonUser *u, bool *ret_
 
 /* Returns 1 when the profile changed. */
 static int converge_apparmor(Context *ctx) {
-        _cleanup_free_ char *text = NULL;
+        _cleanup_free_ char *text = NULL, *real = NULL;
         int r;
 
         if (!ctx->facts.apparmor_restricts_userns) {
@@ -314,7 +313,11 @@ static int converge_apparmor(Context *ctx) {
         }
         if (!fact_usable(ctx, "daemon.apparmor", ctx->facts.rootlesskit_path, "rootlesskit's path"))
                 return 0;
-        UnitValue values[] = { { "ROOTLESSKIT", ctx->facts.rootlesskit_path } };
+        /* AppArmor attaches a profile by the binary's real path: /usr/bin/rootlesskit may be a symlink. */
+        r = resolve_in_root(ctx->root_fd, ctx->facts.rootlesskit_path, &real);
+        if (r < 0)
+                return log_error_errno(r, "Failed to resolve %s for its AppArmor profile: %m", ctx->facts.rootlesskit_path);
+        UnitValue values[] = { { "ROOTLESSKIT", real } };
         r = render("apparmor-rootlesskit.in", values, ELEMENTSOF(values), &text);
         if (r < 0)
                 return r;
@@ -462,7 +465,7 @@ static int user_can_connect(const DaemonUser *u, int root_fd, const char *path) 
         return unix_socket_reachable(root_fd, path, u->uid, groups, (size_t) ngroups);
 }
 
-/* Invariant I1: no root-owned Docker/containerd API socket the CI user can connect to. */
+/* Invariant I1: no root daemon's API socket (files.h: root_daemon_sockets) the CI user can connect to. */
 static int check_root_sockets_unreachable(Context *ctx, const DaemonUser *u) {
         size_t reachable = 0, present = 0;
 
@@ -471,38 +474,38 @@ static int check_root_sockets_unreachable(Context *ctx, const DaemonUser *u) {
                             ctx->live ? "the CI user does not exist yet" : "sockets are checked on the live host");
                 return 0;
         }
-        for (size_t i = 0; i < ELEMENTSOF(root_api_sockets); i++) {
+        for (size_t i = 0; i < n_root_daemon_sockets; i++) {
                 struct stat st;
                 int r;
 
-                if (lstat(root_api_sockets[i], &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_uid == u->uid)
+                if (lstat(root_daemon_sockets[i], &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_uid == u->uid)
                         continue;
                 present++;
-                r = user_can_connect(u, ctx->root_fd, root_api_sockets[i]);
+                r = user_can_connect(u, ctx->root_fd, root_daemon_sockets[i]);
                 if (r < 0)
                         return log_error_errno(r, "Failed to test whether %s can connect to %s: %m", u->name,
-                                               root_api_sockets[i]);
+                                               root_daemon_sockets[i]);
                 if (r > 0) {
                         _cleanup_free_ char *fix = NULL;
                         char id[128];
                         /* One failure per socket, each its own item. */
-                        snprintf(id, sizeof(id), "daemon.root-socket-reachable:%s", root_api_sockets[i]);
+                        snprintf(id, sizeof(id), "daemon.root-socket-reachable:%s", root_daemon_sockets[i]);
                         reachable++;
                         if (asprintf(&fix, "stop and disable the root daemon listening on %s (ss -xlp | grep %s names it; "
-                                     "rootless-ci apply does this for docker.service and docker.socket), or take %s "
-                                     "out of the socket's group (gpasswd -d %s GROUP)", root_api_sockets[i],
-                                     root_api_sockets[i], u->name, u->name) < 0)
+                                     "rootless-ci apply does this for Docker's docker.service and docker.socket), or "
+                                     "take %s out of the socket's group (gpasswd -d %s GROUP)", root_daemon_sockets[i],
+                                     root_daemon_sockets[i], u->name, u->name) < 0)
                                 return -ENOMEM;
                         report_item(ctx, id, ITEM_FAIL, fix,
                                     "%s can connect to %s (owned by UID %u): that is root on this host", u->name,
-                                    root_api_sockets[i], (unsigned) st.st_uid);
+                                    root_daemon_sockets[i], (unsigned) st.st_uid);
                 }
         }
         ctx->facts.root_sockets_checked = true;
         ctx->facts.root_sockets_reachable = (unsigned) reachable;
         if (!reachable)
                 report_item(ctx, "daemon.root-sockets-unreachable", ITEM_PASS, NULL,
-                            "%s can reach no root-owned Docker or containerd socket (%zu present, all refused)", u->name,
+                            "%s can reach no root daemon's API socket (Docker, containerd, BuildKit, Podman, CRI-O, libvirt, LXD, Incus: %zu present, all refused)", u->name,
                             present);
         return 0;
 }
@@ -778,7 +781,6 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
  * is named with the UID to come.
  */
 static int plan_for_new_user(Context *ctx, const DaemonUser *u) {
-        _cleanup_free_ char *delegate = NULL;
         sd_bus *system_bus = NULL;
         bool ignored = false;
         int r;
@@ -790,11 +792,7 @@ static int plan_for_new_user(Context *ctx, const DaemonUser *u) {
                              "enable the unit in user managers (only the CI user's runs it)");
         if (r < 0)
                 return r;
-        r = render("user-delegate.conf.in", NULL, 0, &delegate);
-        if (r < 0)
-                return r;
-        r = converge_file(ctx, "daemon.delegate", DELEGATE_DROPIN_PATH, delegate,
-                          "cgroup delegation (cpu cpuset io memory pids) for user managers:", NULL);
+        r = converge_delegate(ctx, NULL);
         if (r < 0)
                 return r;
         report_item(ctx, "daemon.mount-order", ITEM_CREATE, NULL,

@@ -21,6 +21,16 @@ int converge_file(Context *ctx, const char *id, const char *path, const char *wa
                   const char *pending_marker);
 
 /*
+ * API sockets of daemons that run as root and act for whoever connects —
+ * Docker, containerd (its own and Docker's bundled one), BuildKit, Podman,
+ * CRI-O, libvirt, LXD, Incus: each is root for its clients. The user step
+ * treats a group that can write one as privileged; the daemon step's check
+ * fails when the CI user can connect to one (invariant I1).
+ */
+extern const char *const root_daemon_sockets[];
+extern const size_t n_root_daemon_sockets;
+
+/*
  * "Restart pending" markers, for a run killed between rewriting a unit and
  * restarting what runs it: the next run finds the file up to date, so
  * only the marker tells it the restart is still owed. They live in

@@ -112,19 +112,17 @@ static bool is_executable_file(Context *ctx, const char *path, struct stat *ret_
         return true;
 }
 
-/* Find name in extra_dir (if any), PATH (live only) and the usual bin dirs. */
+/* Find name in the usual bin dirs, then extra_dir (if any). */
 static char *find_executable(Context *ctx, const char *name, const char *extra_dir, struct stat *ret_st) {
-        _cleanup_free_ char *path_env = NULL;
-        const char *dirs[64];
+        const char *dirs[ELEMENTSOF(bin_dirs) + 1];
         size_t n = 0;
 
-        if (ctx->live && getenv("PATH")) {
-                path_env = strdup(getenv("PATH"));
-                for (char *save = NULL, *d = path_env ? strtok_r(path_env, ":", &save) : NULL;
-                     d && n < ELEMENTSOF(dirs) - ELEMENTSOF(bin_dirs) - 1; d = strtok_r(NULL, ":", &save))
-                        if (d[0] == '/')
-                                dirs[n++] = d;
-        }
+        /*
+         * The usual directories only, never the caller's PATH: what is found
+         * here is written into the CI user's unit, which must not depend on
+         * who ran apply (cloud-init, sudo, a cron job) or let their PATH
+         * choose what that user's manager runs.
+         */
         for (size_t i = 0; i < ELEMENTSOF(bin_dirs); i++)
                 dirs[n++] = bin_dirs[i];
         if (extra_dir)
@@ -153,7 +151,7 @@ static void check_package_binary(Context *ctx, Distro distro, const char *id, co
                 return;
         }
         fix = package_fix(distro, pkg);
-        report_item(ctx, id, ITEM_FAIL, fix, "%s not found (looked on PATH, in the usual bin directories%s%s)",
+        report_item(ctx, id, ITEM_FAIL, fix, "%s not found (looked in /usr/local/sbin, /usr/local/bin, /usr/sbin, /usr/bin, /sbin, /bin%s%s)",
                     name, extra_dir ? " and " : "", strempty(extra_dir));
 }
 

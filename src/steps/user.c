@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "files.h"
 #include "steps.h"
 #include "util/error.h"
 #include "util/fs.h"
@@ -57,26 +58,6 @@ static const PrivilegedGroup privileged_groups[] = {
         { "libvirt", "membership there is root: the group controls the root libvirt daemon" },
         { "kvm", "the group opens /dev/kvm directly" },
         { "disk", "membership there is root: the group reads and writes raw disks" },
-};
-
-/*
- * Sockets of daemons that run as root. A group that owns one of them (socket
- * owned by root, group not root, group-writable) is a privileged group too,
- * whatever its name.
- */
-static const char *const root_daemon_sockets[] = {
-        "/run/docker.sock",
-        "/var/run/docker.sock",
-        "/run/containerd/containerd.sock",
-        "/run/containerd/containerd.sock.ttrpc",
-        "/run/containerd/debug.sock",
-        "/run/buildkit/buildkitd.sock",
-        "/run/podman/podman.sock",
-        "/run/crio/crio.sock",
-        "/run/libvirt/libvirt-sock",
-        "/var/lib/lxd/unix.socket",
-        "/var/snap/lxd/common/lxd/unix.socket",
-        "/var/lib/incus/unix.socket",
 };
 
 typedef struct Privileged {
@@ -360,7 +341,7 @@ static int user_ensure_account(UserStep *s) {
 
 /* Privileged groups: the fixed list, and the groups that own a root daemon's socket. */
 static int collect_privileged(UserStep *s) {
-        for (size_t i = 0; i < ELEMENTSOF(privileged_groups) + ELEMENTSOF(root_daemon_sockets); i++) {
+        for (size_t i = 0; i < ELEMENTSOF(privileged_groups) + n_root_daemon_sockets; i++) {
                 const GroupEntry *g = NULL;
                 _cleanup_free_ char *name = NULL, *reason = NULL;
                 gid_t gid = (gid_t) -1;

@@ -544,3 +544,44 @@ int path_find_symlink(int dirfd, const char *path, char **ret_prefix) {
         }
         return 0;
 }
+
+static int fd_path(int fd, char **ret) {
+        char link[64], buf[PATH_MAX];
+        ssize_t n;
+
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        n = readlink(link, buf, sizeof(buf) - 1);
+        if (n < 0)
+                return negative_errno();
+        if ((size_t) n >= sizeof(buf) - 1)
+                return -ENAMETOOLONG;
+        buf[n] = 0;
+        *ret = strdup(buf);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int resolve_in_root(int root_fd, const char *path, char **ret) {
+        _cleanup_free_ char *root = NULL, *full = NULL;
+        _cleanup_close_ int fd = -1;
+        size_t l;
+        int r;
+
+        fd = safe_openat(root_fd, path, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
+        if (fd < 0)
+                return fd;
+        r = fd_path(root_fd, &root);
+        if (r >= 0)
+                r = fd_path(fd, &full);
+        if (r < 0)
+                return r;
+        if (streq(root, "/")) {
+                *ret = TAKE_PTR(full);
+                return 0;
+        }
+        /* Below the root, by RESOLVE_IN_ROOT: strip it. */
+        l = strlen(root);
+        if (strncmp(full, root, l) != 0 || (full[l] != '/' && full[l] != 0))
+                return -EXDEV;
+        *ret = strdup(full[l] ? full + l : "/");
+        return *ret ? 0 : -ENOMEM;
+}

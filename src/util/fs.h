@@ -69,6 +69,14 @@ int remove_stale_temp_files(int dirfd, const char *name, unsigned hex_digits, mo
 int write_file_atomic_at(int parentfd, const char *name, const void *data, size_t size,
                          mode_t mode, uid_t uid, gid_t gid);
 
+/*
+ * The path that path (below root_fd, RESOLVE_POLICY_IN_ROOT) names once every
+ * symlink is resolved, as seen from that root: "/usr/bin/x" -> "/usr/lib/x/x".
+ * What the kernel reports for an executable (AppArmor attaches profiles by
+ * it). -ENOENT if it does not exist.
+ */
+int resolve_in_root(int root_fd, const char *path, char **ret);
+
 /* Read a regular file whole (NUL-terminated; at most max_size bytes). -ENOENT if missing. */
 int read_file_at(int dirfd, const char *path, ResolvePolicy policy, size_t max_size,
                  char **ret, size_t *ret_size);

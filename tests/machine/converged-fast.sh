@@ -44,6 +44,14 @@ procs=$(in_machine cat /tmp/procs.trace | grep -v -e 'execve("/usr/sbin/rootless
 [[ -z $procs ]] || printf '#   %s\n' "$procs"
 assert_eq "" "$procs" "a converged apply starts no process (no fork, clone or exec after its own)"
 
+# The caller's PATH chooses nothing: a dockerd-rootless.sh and a rootlesskit
+# first on root's PATH are not what the CI user's unit runs.
+# shellcheck disable=SC2016 # expanded by the machine's shell
+in_machine sh -c 'mkdir -p /opt/evil && for f in dockerd-rootless.sh rootlesskit; do printf "#!/bin/sh\n" >/opt/evil/$f; chmod 0755 /opt/evil/$f; done'
+assert_contains "$(in_machine env PATH=/opt/evil:/usr/sbin:/usr/bin:/sbin:/bin rootless-ci apply 2>&1)" "Nothing changed" \
+	"an apply with other programs first on its PATH changes nothing (the unit does not follow the caller's PATH)"
+in_machine rm -r /opt/evil
+
 # Every D-Bus message it sends: method names only from the read-only set.
 in_machine strace -f -qq -s 2048 -e trace=sendmsg,write -o /tmp/bus.trace rootless-ci apply >/dev/null 2>&1
 writes=$(in_machine cat /tmp/bus.trace | grep -o -E 'Start(Unit|TransientUnit)|RestartUnit|StopUnit|ReloadOrRestartUnit|ResetFailedUnit|MaskUnitFiles|DisableUnitFiles|EnableUnitFiles|SetUserLinger|"Reload"|Reexecute|KillUnit' | sort -u | tr '\n' ' ' || true)

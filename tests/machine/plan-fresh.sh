@@ -2,7 +2,8 @@
 # plan-fresh: on a fresh machine with everything installed, `rootless-ci
 # plan` reports preflight verdicts that match what the machine really has
 # (worked out here independently, by looking and by trying) and changes
-# nothing at all.
+# nothing at all: not the machine (snapshot), not a byte of its blank data
+# disk (sha256 of the whole device).
 
 # shellcheck source=tests/machine/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -43,6 +44,8 @@ if grep -q ' fail$' <<<"$expected"; then
 fi
 ok "the machine has everything preflight checks for"
 
+machine_data_disk 1G
+disk_before=$(sha256sum <"$DATA_DISK" | cut -d' ' -f1)
 machine_snapshot "$TEST_TMP/before"
 
 set +e
@@ -73,6 +76,9 @@ done <<<"$expected"
 assert_eq 0 "$(jq '[.items[] | select(.step == "preflight" and .status == "fail")] | length' "$TEST_TMP/plan.json")" \
 	"no preflight item fails"
 
+assert_contains "$(jq -r '.items[] | select(.step == "disk") | .status' "$TEST_TMP/plan.json")" "create" \
+	"plan says what apply would create on the blank data disk"
+assert_eq "$disk_before" "$(sha256sum <"$DATA_DISK" | cut -d' ' -f1)" "plan wrote nothing to the data disk"
 machine_snapshot "$TEST_TMP/after"
 assert_same_snapshot "$TEST_TMP/before" "$TEST_TMP/after" "plan changed nothing in the machine"
 

@@ -100,7 +100,8 @@ TEST(cli_defaults) {
         ASSERT_TRUE(cli.root == NULL);
         ASSERT_FALSE(cli.json);
         ASSERT_EQ(cli.verbose, 0);
-        ASSERT_EQ(cli.lock_timeout_sec, 60);
+        ASSERT_EQ(cli_lock_timeout_sec(&cli, 120), 600);
+        ASSERT_EQ(cli_lock_timeout_sec(&cli, 900), 2160);
         ASSERT_EQ(cli.n_settings, 0);
 }
 
@@ -270,6 +271,7 @@ TEST(cli_lock_timeout) {
 
         ASSERT_PARSES(&cli, "plan", "--lock-timeout=0");
         ASSERT_EQ(cli.lock_timeout_sec, 0);
+        ASSERT_EQ(cli_lock_timeout_sec(&cli, 120), 0);
         ASSERT_PARSES(&cli, "--lock-timeout", "86400", "plan");
         ASSERT_EQ(cli.lock_timeout_sec, 86400);
         ASSERT_PARSES(&cli, "plan", "--lock-timeout=7");

@@ -21,6 +21,7 @@ static const Step *const daemon_only[] = { &step_daemon };
 
 static void make_tree(const char *root) {
         test_write(root, "etc/passwd", "root:x:0:0:root:/root:/bin/sh\nbuildkite:x:1001:1001::/home/buildkite:/bin/sh\n");
+        test_write(root, "usr/bin/rootlesskit", "#!/bin/sh\n");
 }
 
 static int run_verb(const char *root, Verb verb, bool apparmor, const char *storage, Context *ret) {
@@ -200,6 +201,38 @@ TEST(apparmor_profile_only_where_userns_is_restricted) {
         s = test_read(root, "etc/apparmor.d/rootless-ci-rootlesskit");
         ASSERT_TRUE(s && strstr(s, "profile rootless-ci-rootlesskit /usr/bin/rootlesskit flags=(unconfined) {\n  userns,\n"));
         free(s);
+        ASSERT_OK(run_verb(root, VERB_CHECK, true, "overlay2", &ctx));
+        ASSERT_EQ(find_item(&ctx, "daemon.apparmor")->status, ITEM_PASS);
+        context_done(&ctx);
+}
+
+/* AppArmor attaches by the binary's real path: a symlinked rootlesskit gets its target named, resolved in the root. */
+TEST(apparmor_profile_names_rootlesskit_by_its_real_path) {
+        const char *root = test_tmpdir();
+        char p[PATH_MAX];
+        Context ctx;
+        char *s;
+
+        make_tree(root);
+        test_write(root, "usr/lib/rootlesskit/rootlesskit", "#!/bin/sh\n");
+        snprintf(p, sizeof(p), "%s/usr/bin/rootlesskit", root);
+        ASSERT_OK(unlink(p));
+        /* Absolute: resolved in the root, not on this host. */
+        ASSERT_OK(symlink("/usr/lib/rootlesskit/rootlesskit", p));
+        ASSERT_OK(run_verb(root, VERB_APPLY, true, "overlay2", &ctx));
+        ASSERT_FALSE(ctx.any_failed);
+        context_done(&ctx);
+        s = test_read(root, "etc/apparmor.d/rootless-ci-rootlesskit");
+        ASSERT_TRUE(s && strstr(s, "profile rootless-ci-rootlesskit /usr/lib/rootlesskit/rootlesskit flags=(unconfined)"));
+        free(s);
+
+        /* Relative, and through a symlinked directory. */
+        ASSERT_OK(unlink(p));
+        ASSERT_OK(symlink("../libexec/rk", p));
+        snprintf(p, sizeof(p), "%s/usr/libexec", root);
+        ASSERT_OK(mkdir(p, 0755));
+        snprintf(p, sizeof(p), "%s/usr/libexec/rk", root);
+        ASSERT_OK(symlink("/usr/lib/rootlesskit/rootlesskit", p));
         ASSERT_OK(run_verb(root, VERB_CHECK, true, "overlay2", &ctx));
         ASSERT_EQ(find_item(&ctx, "daemon.apparmor")->status, ITEM_PASS);
         context_done(&ctx);

@@ -95,4 +95,12 @@ if needs "disk daemon agent" "boot 2: the agent stand-in runs as the CI user aga
 	check_eq "unix:///run/user/$(fact 2 ci-uid)/docker.sock" "$(fact 2 agent-docker-host)" \
 		"boot 2: the agent's DOCKER_HOST is the CI user's socket"
 fi
+if needs "disk daemon" "boot 2: the CI user's manager runs only with the data disk mounted"; then
+	check_eq 1 "$(fact 2 mount-required-by-manager)" \
+		"boot 2: user@UID.service requires the data disk's mount (RequiresMountsFor=)"
+	check_eq inactive "$(fact 2 manager-after-mount-stop)" \
+		"boot 2: stopping the data disk's mount stops the CI user's manager first"
+	check_eq active "$(fact 2 mount-after-manager-start)" \
+		"boot 2: starting the CI user's manager mounts the data disk first"
+fi
 echo "# whole test: $SECONDS s"
