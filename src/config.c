@@ -288,6 +288,43 @@ int config_verify(const Config *c, const char **ret_error) {
         return 0;
 }
 
+int config_check_mount_point_path(const Config *c, int root_fd, const char *root, char **ret_message) {
+        _cleanup_free_ char *link = NULL, *shown = NULL, *msg = NULL;
+        char target[PATH_MAX];
+        ssize_t n;
+        int r;
+
+        *ret_message = NULL;
+        r = path_find_symlink(root_fd, c->mount_point, &link);
+        if (r <= 0)
+                return r;
+        shown = path_join_root(root, link);
+        if (!shown)
+                return -ENOMEM;
+        /* Every component before it is a real directory (path_find_symlink() walked them), so this reads that link. */
+        n = readlinkat(root_fd, link + strspn(link, "/"), target, sizeof(target) - 1);
+        target[n < 0 ? 0 : n] = 0;
+        r = asprintf(&msg, "MountPoint=%s %s %s (to %s); rootless-ci never follows a symlink there. Set MountPoint= "
+                     "(--mount-point=) to a path without symlinks.", c->mount_point,
+                     streq(link, c->mount_point) ? "is the symlink" : "goes through the symlink", shown,
+                     n < 0 ? "?" : target);
+        if (r < 0)
+                return -ENOMEM;
+        *ret_message = TAKE_PTR(msg);
+        return -ERCI_USAGE;
+}
+
+int config_verify_in_root(const Config *c, int root_fd, const char *root) {
+        _cleanup_free_ char *msg = NULL;
+        int r = config_check_mount_point_path(c, root_fd, root, &msg);
+
+        if (r == -ERCI_USAGE)
+                return log_error_errno(r, "Configuration: %s Nothing was changed.", msg);
+        if (r < 0)
+                return log_error_errno(r, "Failed to look at MountPoint=%s: %m", c->mount_point);
+        return 0;
+}
+
 static char *strip(char *s) {
         char *e;
 

@@ -58,6 +58,22 @@ int config_set_key(Config *c, const char *section, const char *key, const char *
 /* Checks that need the whole config (e.g. nothing configured that conflicts). */
 int config_verify(const Config *c, const char **ret_error);
 
+/*
+ * MountPoint= must neither be nor go through a symlink in the tree below
+ * root_fd (root: "/" or the --root directory, for messages): the kernel would
+ * mount on the link's target while fstab and RequiresMountsFor= name the
+ * literal path, and the storage directories would land wherever it points.
+ * 0 when it does not; -ERCI_USAGE with *ret_message (malloc'd: the key, the
+ * link and its target) when it does; another negative errno on failure.
+ */
+int config_check_mount_point_path(const Config *c, int root_fd, const char *root, char **ret_message);
+
+/*
+ * The checks of the configuration that need the tree it is applied to (the
+ * above), run before any step: logged, -ERCI_USAGE (exit 2), nothing changed.
+ */
+int config_verify_in_root(const Config *c, int root_fd, const char *root);
+
 const char *filesystem_to_string(FileSystem f);
 FileSystem filesystem_from_string(const char *s);
 

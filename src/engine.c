@@ -13,6 +13,7 @@
 #include "util/bus.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/escape.h"
 #include "util/fs.h"
 #include "util/lock.h"
 #include "util/log.h"
@@ -68,6 +69,7 @@ static void report_add(Context *ctx, const char *id, ItemStatus status, const ch
                        const char *fmt, va_list ap) _printf_(6, 0);
 static void report_add(Context *ctx, const char *id, ItemStatus status, const char *fix, bool changed,
                        const char *fmt, va_list ap) {
+        _cleanup_free_ char *raw = NULL;
         Item *n, *it;
 
         n = reallocarray(ctx->items, ctx->n_items + 1, sizeof(Item));
@@ -75,18 +77,35 @@ static void report_add(Context *ctx, const char *id, ItemStatus status, const ch
                 abort(); /* a report we cannot record is a report we must not pretend to have */
         ctx->items = n;
         it = &ctx->items[ctx->n_items++];
+        /*
+         * Items carry host text (file names, link targets, lines of /etc
+         * files), much of it the CI user's to choose: escaped here, once, so
+         * the human report, the JSON and the journal all get one line of
+         * valid UTF-8 (util/escape.h).
+         */
         *it = (Item) {
-                .id = strdup(id),
+                .id = escape_host_text(id, NULL),
                 .step = ctx->current_step,
                 .status = status,
-                .fix = fix ? strdup(fix) : NULL,
+                .fix = fix ? escape_host_text(fix, NULL) : NULL,
                 .changed = changed,
         };
-        if (vasprintf(&it->message, fmt, ap) < 0 || !it->id || (fix && !it->fix))
+        if (vasprintf(&raw, fmt, ap) < 0 || !it->id || (fix && !it->fix))
+                abort();
+        it->message = escape_host_text(raw, NULL);
+        if (!it->message)
                 abort();
 
-        if (status == ITEM_FAIL)
+        if (status == ITEM_FAIL) {
                 ctx->any_failed = true;
+                /*
+                 * Every failure says what to do about it (a command, "rootless-ci
+                 * apply", or the step by hand): monitoring shows the fix, not the
+                 * code. One without is our bug, said so, never a reason to stop.
+                 */
+                if (!fix || !*fix)
+                        log_error("Internal error: %s failed without a fix; please report this.", id);
+        }
         if (changed)
                 ctx->any_changed = true;
 
@@ -260,6 +279,12 @@ int engine_run_steps(Context *ctx, const Step *const *steps, size_t n_steps) {
         return 0;
 }
 
+/*
+ * s must be valid UTF-8: the items are (report_add() escaped them), and
+ * anything else passes through escape_host_text() first. Only JSON's own
+ * escaping is done here; the control characters cannot occur in escaped
+ * text and are handled anyway.
+ */
 static void print_json_string(FILE *f, const char *s) {
         if (!s) {
                 fputs("null", f);
@@ -290,12 +315,15 @@ static void print_json_string(FILE *f, const char *s) {
         fputc('"', f);
 }
 
-static void report_print_json(const Context *ctx, int exit_status) {
-        FILE *f = stdout;
+static void report_print_json(const Context *ctx, int exit_status, FILE *f) {
+        _cleanup_free_ char *root = escape_host_text(ctx->root, NULL);
+
+        if (!root)
+                abort();
 
         fprintf(f, "{\"schema\":1,\"verb\":\"%s\",\"exit\":%d,\"changed\":%s,\"root\":",
                 verb_to_string(ctx->verb), exit_status, ctx->any_changed ? "true" : "false");
-        print_json_string(f, ctx->root);
+        print_json_string(f, root);
         fputs(",\"items\":[", f);
         for (size_t i = 0; i < ctx->n_items; i++) {
                 const Item *it = &ctx->items[i];
@@ -313,7 +341,7 @@ static void report_print_json(const Context *ctx, int exit_status) {
         fputs("]}\n", f);
 }
 
-static void report_print_human(const Context *ctx, int exit_status) {
+static void report_print_human(const Context *ctx, int exit_status, FILE *f) {
         size_t shown = 0;
 
         for (size_t i = 0; i < ctx->n_items; i++) {
@@ -322,23 +350,23 @@ static void report_print_human(const Context *ctx, int exit_status) {
                 /* apply shows what it did and what is wrong; plan and check show everything. */
                 if (ctx->verb == VERB_APPLY && !it->changed && it->status != ITEM_FAIL && it->status != ITEM_WARN)
                         continue;
-                printf("%-4s %s: %s\n", item_status_symbol[it->status], it->id, it->message);
+                fprintf(f, "%-4s %s: %s\n", item_status_symbol[it->status], it->id, it->message);
                 if (it->fix && (it->status == ITEM_FAIL || it->status == ITEM_WARN || ctx->verb != VERB_CHECK))
-                        printf("     fix: %s\n", it->fix);
+                        fprintf(f, "     fix: %s\n", it->fix);
                 shown++;
         }
 
         if (ctx->verb == VERB_APPLY && exit_status == EXIT_OK && !ctx->any_changed)
-                printf("Nothing changed: the host is converged.\n");
+                fputs("Nothing changed: the host is converged.\n", f);
         (void) shown;
 }
 
-void report_print(const Context *ctx, int exit_status) {
+void report_print(const Context *ctx, int exit_status, FILE *f) {
         if (ctx->json)
-                report_print_json(ctx, exit_status);
+                report_print_json(ctx, exit_status, f);
         else
-                report_print_human(ctx, exit_status);
-        fflush(stdout);
+                report_print_human(ctx, exit_status, f);
+        fflush(f);
 }
 
 /*
@@ -415,6 +443,13 @@ int engine_run(const EngineOptions *o, const Config *config) {
                 return exit_status_from_error(r);
         ctx.json = o->json;
 
+        /* Before any step: a user step that ran first would already have changed the host. */
+        r = config_verify_in_root(config, ctx.root_fd, ctx.root);
+        if (r < 0) {
+                context_done(&ctx);
+                return exit_status_from_error(r);
+        }
+
         log_open_journal(ctx.live);
 
         r = lock_acquire(ctx.root_fd, o->verb == VERB_APPLY, o->lock_timeout_ms, &lock_fd);
@@ -436,7 +471,7 @@ int engine_run(const EngineOptions *o, const Config *config) {
                 status = ctx.any_failed ? EXIT_FAILED : EXIT_OK;
 
         log_run_account();
-        report_print(&ctx, status);
+        report_print(&ctx, status, stdout);
         context_done(&ctx);
         return status;
 }

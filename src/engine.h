@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "config.h"
@@ -134,7 +135,11 @@ int context_system_bus(Context *ctx, struct sd_bus **ret);
  */
 int context_reload_system(Context *ctx, bool caller_changed);
 
-/* Report one item of the current step. fix may be NULL. */
+/*
+ * Report one item of the current step. fix is what the operator does about
+ * it: NULL when there is nothing to do, never NULL for ITEM_FAIL (that logs
+ * an internal error). Host text in id, message and fix is escaped here.
+ */
 void report_item(Context *ctx, const char *id, ItemStatus status, const char *fix, const char *fmt, ...)
         _printf_(5, 6);
 /*
@@ -167,5 +172,5 @@ int engine_run_steps(Context *ctx, const Step *const *steps, size_t n_steps);
 void context_done(Context *ctx);
 int context_init(Context *ctx, Verb verb, const char *root, const Config *config);
 
-/* Write the report to stdout, human or JSON. */
-void report_print(const Context *ctx, int exit_status);
+/* Write the report to f (stdout), human or JSON. */
+void report_print(const Context *ctx, int exit_status, FILE *f);

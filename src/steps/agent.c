@@ -118,19 +118,25 @@ int agent_dropin_render(const Context *ctx, char **ret) {
 
 /* Returns 1 when the drop-in changed (apply: was rewritten), 0 if not, < 0 on error. */
 static int converge_dropin(Context *ctx) {
-        _cleanup_free_ char *text = NULL, *path = agent_dropin_path(ctx->config->agent_unit);
+        _cleanup_free_ char *text = NULL, *path = agent_dropin_path(ctx->config->agent_unit), *fix = NULL;
         int r;
 
         if (!path)
                 return -ENOMEM;
         if (!ctx->facts.builds_dir) {
-                report_item(ctx, "agent.dropin", ITEM_FAIL, NULL,
+                report_item(ctx, "agent.dropin", ITEM_FAIL,
+                            "fix what the storage step reports failed, then run rootless-ci apply",
                             "the builds directory is unknown (see the storage step): the agent's drop-in is not written");
                 return 0;
         }
         r = agent_dropin_render(ctx, &text);
         if (r == -EINVAL) {
-                report_item(ctx, "agent.dropin", ITEM_FAIL, NULL, "the agent's drop-in cannot be written (see above)");
+                const char *u = ctx->config->user_name;
+                if (asprintf(&fix, "give %s a home whose path has only letters, digits and / . _ + - (usermod --home "
+                             "/home/%s --move-home %s), keep MountPoint= to those characters too, then run "
+                             "rootless-ci apply", u, u, u) < 0)
+                        return -ENOMEM;
+                report_item(ctx, "agent.dropin", ITEM_FAIL, fix, "the agent's drop-in cannot be written (see above)");
                 return 0;
         }
         if (r < 0)
@@ -390,9 +396,13 @@ static void report_docker_host_safety(Context *ctx) {
         if (!f->root_sockets_checked)
                 report_item(ctx, "agent.docker-host", ITEM_SKIP, NULL,
                             "jobs can set DOCKER_HOST themselves: that is safe only while no root daemon's API socket "
-                            "is reachable, which is checked on the live host");
+                            "is reachable, which %s",
+                            ctx->live ? "the daemon step could not check in this run (see its items)"
+                                      : "is checked on the live host");
         else if (f->root_sockets_reachable > 0)
-                report_item(ctx, "agent.docker-host", ITEM_FAIL, "see daemon.root-sockets-unreachable",
+                report_item(ctx, "agent.docker-host", ITEM_FAIL,
+                            "make each socket a daemon.root-socket-reachable item names unreachable (its fix says "
+                            "how), then run rootless-ci check",
                             "jobs can set DOCKER_HOST themselves, and %u root daemon API socket%s "
                             "reachable by the CI user: any job can become root on this host",
                             f->root_sockets_reachable, f->root_sockets_reachable == 1 ? " is" : "s are");

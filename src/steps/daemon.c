@@ -107,7 +107,10 @@ static int converge_symlink(Context *ctx, const char *id, const char *path, cons
         if (parent >= 0 && fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) >= 0) {
                 exists = true;
                 if (!S_ISLNK(st.st_mode)) {
-                        report_item(ctx, id, ITEM_FAIL, NULL,
+                        _cleanup_free_ char *fix = NULL;
+                        if (asprintf(&fix, "move it away (mv %s %s.old), then run rootless-ci apply", shown, shown) < 0)
+                                return -ENOMEM;
+                        report_item(ctx, id, ITEM_FAIL, fix,
                                     "%s is not a symlink; rootless-ci leaves it alone (move it away to let apply %s)",
                                     shown, what);
                         return 0;
@@ -205,13 +208,16 @@ static int render(const char *template_name, const UnitValue *values, size_t n, 
 /* Facts from preflight that end up in unit files must be plain paths/words. */
 static bool fact_usable(Context *ctx, const char *id, const char *value, const char *what) {
         if (!value) {
-                report_item(ctx, id, ctx->live ? ITEM_FAIL : ITEM_SKIP, NULL,
+                report_item(ctx, id, ctx->live ? ITEM_FAIL : ITEM_SKIP,
+                            ctx->live ? "install what the preflight step reports missing, then run rootless-ci apply" : NULL,
                             "%s is unknown (preflight did not find it%s)", what,
                             ctx->live ? "" : "; offline, the first boot's apply installs this");
                 return false;
         }
         if (!unit_value_is_plain(value)) {
-                report_item(ctx, id, ITEM_FAIL, NULL,
+                report_item(ctx, id, ITEM_FAIL,
+                            "install it under a path of letters, digits and / . _ + - only (as the distribution's "
+                            "package does, e.g. /usr/bin), then run rootless-ci apply",
                             "%s \"%s\" has characters that cannot stand unquoted in a unit file", what, value);
                 return false;
         }
@@ -271,7 +277,8 @@ static int converge_system_dropins(Context *ctx, const DaemonUser *u, bool *ret_
 
         *ret_user_dropin_changed = changed;
         if (!unit_value_is_plain(ctx->config->mount_point)) {
-                report_item(ctx, "daemon.mount-order", ITEM_FAIL, NULL,
+                report_item(ctx, "daemon.mount-order", ITEM_FAIL,
+                            "set MountPoint= to a path of letters, digits and / . _ + - only, then run rootless-ci apply",
                             "MountPoint=%s has characters that cannot stand unquoted in a unit file",
                             ctx->config->mount_point);
                 return changed;
@@ -480,12 +487,17 @@ static int check_root_sockets_unreachable(Context *ctx, const DaemonUser *u) {
                         return log_error_errno(r, "Failed to test whether %s can connect to %s: %m", u->name,
                                                root_daemon_sockets[i]);
                 if (r > 0) {
+                        _cleanup_free_ char *fix = NULL;
                         char id[128];
                         /* One failure per socket, each its own item. */
                         snprintf(id, sizeof(id), "daemon.root-socket-reachable:%s", root_daemon_sockets[i]);
                         reachable++;
-                        report_item(ctx, id, ITEM_FAIL,
-                                    "stop the daemon behind it, or take the user out of the socket's group",
+                        if (asprintf(&fix, "stop and disable the root daemon listening on %s (ss -xlp | grep %s names it; "
+                                     "rootless-ci apply does this for Docker's docker.service and docker.socket), or "
+                                     "take %s out of the socket's group (gpasswd -d %s GROUP)", root_daemon_sockets[i],
+                                     root_daemon_sockets[i], u->name, u->name) < 0)
+                                return -ENOMEM;
+                        report_item(ctx, id, ITEM_FAIL, fix,
                                     "%s can connect to %s (owned by UID %u): that is root on this host", u->name,
                                     root_daemon_sockets[i], (unsigned) st.st_uid);
                 }

@@ -45,6 +45,13 @@
 #define PARTITION_WAIT_MS 10000
 #define DISK_FLOCK_WAIT_MS 10000
 #define FIX_APPLY "rootless-ci apply"
+/* Refusals no option overrides: what the operator does by hand. */
+#define FIX_DISK_BUSY                                                                                          \
+        "stop what uses the disk (lsblk and findmnt show it: unmount it, swapoff, stop its RAID, LVM or "     \
+        "LUKS), or set Device= to another disk; then run rootless-ci apply"
+#define FIX_DISK_CHANGED                                                                                       \
+        "find what else writes to the disk and stop it, then run rootless-ci apply again (it looks anew; "   \
+        "--wipe only if what is there now may be destroyed)"
 
 typedef struct DiskState {
         Disk disk;
@@ -203,8 +210,10 @@ static int look_fstab(Context *ctx, DiskState *s) {
                         return log_error_errno(negative_errno(), "Failed to look at %s: %m", FSTAB_PATH);
                 s->fstab_st = (struct stat) {};
         } else if (!S_ISREG(s->fstab_st.st_mode)) {
-                report_item(ctx, "disk.fstab", ITEM_FAIL, NULL, "%s is not a regular file (a symlink?); rootless-ci "
-                            "only replaces a regular file", FSTAB_PATH);
+                report_item(ctx, "disk.fstab", ITEM_FAIL,
+                            "make " FSTAB_PATH " a regular file with the same lines (cp --remove-destination "
+                            "\"$(readlink -f " FSTAB_PATH ")\" " FSTAB_PATH "), then run rootless-ci apply",
+                            "%s is not a regular file (a symlink?); rootless-ci only replaces a regular file", FSTAB_PATH);
                 return ctx->verb == VERB_CHECK ? 0 : log_error_errno(-ERCI_FAILED, "%s is not a regular file.", FSTAB_PATH);
         } else {
                 r = read_file_at(ctx->root_fd, FSTAB_PATH, RESOLVE_POLICY_IN_ROOT, FSTAB_MAX_SIZE, &text, &size);
@@ -214,9 +223,12 @@ static int look_fstab(Context *ctx, DiskState *s) {
 
         r = fstab_plan(FSTAB_PATH, text ? text : "", size, &want, &s->fstab, &err);
         if (r == -ERCI_REFUSED)
-                return refuse(ctx, "disk.fstab", NULL, err);
+                return refuse(ctx, "disk.fstab",
+                              "remove the line named from " FSTAB_PATH " or choose another MountPoint=, as the message "
+                              "says, then run rootless-ci apply", err);
         if (r == -ERCI_FAILED) {
-                report_item(ctx, "disk.fstab", ITEM_FAIL, NULL, "%s", err);
+                report_item(ctx, "disk.fstab", ITEM_FAIL,
+                            "repair " FSTAB_PATH " by hand where the message says, then run rootless-ci apply", "%s", err);
                 return ctx->verb == VERB_CHECK ? 0 : log_error_errno(r, "%s", err);
         }
         if (r < 0)
@@ -296,27 +308,25 @@ static int look_disk(Context *ctx, DiskState *s) {
 /* The mount point is a directory, or nothing yet; never a file or a symlink to follow. */
 static int look_mount_point(Context *ctx, DiskState *s) {
         const char *mp = ctx->config->mount_point;
-        _cleanup_free_ char *name = NULL;
+        _cleanup_free_ char *name = NULL, *msg = NULL;
         _cleanup_close_ int dfd = -1;
-        _cleanup_free_ char *link = NULL;
         struct stat st;
         int r;
 
         /*
          * Never through a symlink anywhere on the way: the kernel would mount on
          * its target while fstab, mountinfo and RequiresMountsFor= name the
-         * literal path (and a link to /etc would put the disk there).
+         * literal path (and a link to /etc would put the disk there). The
+         * engine refused such a MountPoint= before any step; this is the same
+         * judgement again, right before the disk is touched.
          */
-        r = path_find_symlink(ctx->root_fd, mp, &link);
+        r = config_check_mount_point_path(ctx->config, ctx->root_fd, ctx->root, &msg);
+        if (r == -ERCI_USAGE) {
+                report_item(ctx, "disk.mount", ITEM_FAIL, "set MountPoint= to a path without symlinks", "%s", msg);
+                return log_error_errno(r, "%s", msg);
+        }
         if (r < 0)
                 return log_error_errno(r, "Failed to look at the mount point %s: %m", mp);
-        if (r > 0 && !streq(link, mp)) {
-                report_item(ctx, "disk.mount", ITEM_FAIL, "set MountPoint= to a path without symlinks",
-                            "the mount point %s goes through the symlink %s; rootless-ci does not follow it", mp,
-                            link);
-                return ctx->verb == VERB_CHECK ? 0
-                                               : log_error_errno(-ERCI_FAILED, "%s goes through a symlink.", mp);
-        }
 
         dfd = safe_open_parent(ctx->root_fd, mp, RESOLVE_POLICY_IN_ROOT, &name);
         if (dfd == -ENOENT)
@@ -463,13 +473,15 @@ static int refuse_contents(Context *ctx, DiskState *s) {
                 return refuse(ctx, "disk.device", fix, msg);
         }
         if (s->c.verdict == DISK_OURS && s->fs_mismatch && !c->wipe) {
-                _cleanup_free_ char *msg = NULL;
+                _cleanup_free_ char *msg = NULL, *fix = NULL;
                 if (asprintf(&msg, "%s holds rootless-ci's %s filesystem (UUID %s), but FileSystem=%s is configured; "
                              "nothing is changed. Set FileSystem=%s to keep it, or --wipe to make it again as %s "
                              "(destroying its data).", s->display, s->fs_type, strempty(s->fs_uuid),
-                             filesystem_to_string(c->filesystem), s->fs_type, filesystem_to_string(c->filesystem)) < 0)
+                             filesystem_to_string(c->filesystem), s->fs_type, filesystem_to_string(c->filesystem)) < 0 ||
+                    asprintf(&fix, "set FileSystem=%s to keep the data, or run rootless-ci apply --wipe to make it "
+                             "again as %s (destroys its data)", s->fs_type, filesystem_to_string(c->filesystem)) < 0)
                         return -ENOMEM;
-                return refuse(ctx, "disk.filesystem", NULL, msg);
+                return refuse(ctx, "disk.filesystem", fix, msg);
         }
         return 1;
 }
@@ -480,7 +492,7 @@ static int refuse_busy(Context *ctx, DiskState *s) {
                 _cleanup_free_ char *why = join(s->busy, s->n_busy, "; "), *msg = NULL;
                 if (!why || asprintf(&msg, "%s is in use: %s.", s->display, why) < 0)
                         return -ENOMEM;
-                return refuse(ctx, "disk.device", NULL, msg);
+                return refuse(ctx, "disk.device", FIX_DISK_BUSY, msg);
         }
         return 1;  /* go on */
 }
@@ -653,7 +665,8 @@ static int make_table(Context *ctx, DiskState *s) {
 
         excl = disk_open(&s->disk, O_RDWR | O_EXCL);
         if (excl == -EBUSY) {
-                report_item(ctx, "disk.device", ITEM_FAIL, NULL, "%s is in use (the kernel refuses exclusive access)", s->display);
+                report_item(ctx, "disk.device", ITEM_FAIL, FIX_DISK_BUSY, "%s is in use (the kernel refuses exclusive "
+                            "access)", s->display);
                 return log_error_errno(-ERCI_REFUSED, "Refusing to touch the data disk: %s is in use (the kernel "
                                        "refuses exclusive access: mounted, swap, RAID, LVM or another holder).", s->display);
         }
@@ -670,7 +683,7 @@ static int make_table(Context *ctx, DiskState *s) {
                 _cleanup_free_ char *found = signature_list_describe(&now), *msg = NULL;
                 if (asprintf(&msg, "%s changed while rootless-ci looked at it; it now holds: %s", s->display, strempty(found)) < 0)
                         return -ENOMEM;
-                return refuse(ctx, "disk.device", NULL, msg);
+                return refuse(ctx, "disk.device", FIX_DISK_CHANGED, msg);
         }
 
         if (s->wipe) {
@@ -774,7 +787,7 @@ static int make_filesystem(Context *ctx, DiskState *s) {
                 _cleanup_free_ char *found = signature_list_describe(&now), *msg = NULL;
                 if (asprintf(&msg, "%s is not blank right before mkfs: %s", s->part_node, strempty(found)) < 0)
                         return -ENOMEM;
-                return refuse(ctx, "disk.filesystem", NULL, msg);
+                return refuse(ctx, "disk.filesystem", FIX_DISK_CHANGED, msg);
         }
 
         clock_gettime(CLOCK_MONOTONIC, &t0);

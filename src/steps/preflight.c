@@ -251,7 +251,9 @@ static void check_userns(Context *ctx) {
                 return;
         }
         if (r < 0) {
-                report_item(ctx, "preflight.userns", ITEM_FAIL, NULL,
+                report_item(ctx, "preflight.userns", ITEM_FAIL,
+                            "boot a kernel built with user namespaces (CONFIG_USER_NS=y, as Debian's and Ubuntu's "
+                            "are) with /proc mounted, then run rootless-ci apply",
                             "cannot read user.max_user_namespaces: %s (is the kernel built with CONFIG_USER_NS?)",
                             strerror(-r));
                 return;
@@ -311,7 +313,9 @@ static void check_systemd(Context *ctx) {
         if (fd >= 0)
                 report_item(ctx, "preflight.systemd", ITEM_PASS, NULL, "systemd is running");
         else
-                report_item(ctx, "preflight.systemd", ITEM_FAIL, NULL,
+                report_item(ctx, "preflight.systemd", ITEM_FAIL,
+                            "boot the host with systemd as init (apt-get install systemd-sysv), or prepare an image "
+                            "offline with rootless-ci apply --root=DIR and run apply at its first boot",
                             "systemd is not running as the init system; rootless-ci needs it for the user's manager");
 }
 
@@ -333,7 +337,8 @@ static void check_kernel(Context *ctx, Distro distro) {
                 return;
         }
         if (r < 0) {
-                report_item(ctx, "preflight.kernel", ITEM_FAIL, NULL, "cannot read the kernel release: %s", strerror(-r));
+                report_item(ctx, "preflight.kernel", ITEM_FAIL, "mount /proc (mount -t proc proc /proc), then run "
+                            "rootless-ci apply", "cannot read the kernel release: %s", strerror(-r));
                 return;
         }
         /* Native overlay2 inside a user namespace needs 5.11. */
@@ -375,7 +380,9 @@ static void check_apparmor(Context *ctx) {
                 return;
         }
         if (r < 0) {
-                report_item(ctx, "preflight.apparmor", ITEM_FAIL, NULL,
+                report_item(ctx, "preflight.apparmor", ITEM_FAIL,
+                            "make sure /proc is mounted and sysctl kernel.apparmor_restrict_unprivileged_userns "
+                            "prints 0 or 1, then run rootless-ci apply",
                             "cannot read kernel.apparmor_restrict_unprivileged_userns: %s", strerror(-r));
                 return;
         }

@@ -109,23 +109,23 @@ static int storage_ensure_mount_point(StorageStep *s) {
                 return 0;
         }
 
-        /* A symlink on the way (say /srv/ci -> /etc) would put the user's directories wherever it points. */
+        /*
+         * A symlink on the way (say /srv/ci -> /etc) would put the user's
+         * directories wherever it points. The engine refused such a
+         * MountPoint= before any step; the same judgement again here, right
+         * before directories are made there.
+         */
         {
-                _cleanup_free_ char *link = NULL, *link_shown = NULL;
-                int r = path_find_symlink(ctx->root_fd, s->mp, &link);
+                _cleanup_free_ char *msg = NULL;
+                int r = config_check_mount_point_path(ctx->config, ctx->root_fd, ctx->root, &msg);
+                if (r == -ERCI_USAGE) {
+                        report_item(ctx, "storage.mount-point", ITEM_FAIL, "set MountPoint= to a path without symlinks",
+                                    "%s", msg);
+                        s->dirs_blocked = true;
+                        return log_error_errno(r, "%s", msg);
+                }
                 if (r < 0)
                         return log_error_errno(r, "Failed to look at %s: %m", shown);
-                if (r > 0) {
-                        link_shown = host_path(ctx, link);
-                        if (!link_shown)
-                                return -ENOMEM;
-                        report_item(ctx, "storage.mount-point", ITEM_FAIL, "set MountPoint= to a path without symlinks",
-                                    "%s goes through the symlink %s; rootless-ci does not follow it", shown,
-                                    link_shown);
-                        s->dirs_blocked = true;
-                        return ctx->verb == VERB_APPLY ? log_error_errno(-ERCI_FAILED, "%s goes through a symlink.", shown)
-                                                       : 0;
-                }
         }
 
         /*
@@ -564,6 +564,17 @@ static int move_docker_data(StorageStep *s, int share_fd, const char *src_path, 
         return log_error_errno(-EEXIST, "Too many old copies of %s; remove some.", src_shown);
 }
 
+/*
+ * The fix for apply failing at a step in the home it just looked at: the
+ * CI user's own processes may be changing it under apply's feet. Replaces *fix.
+ */
+static int fix_home_changed(const StorageStep *s, char **fix) {
+        free(*fix);
+        *fix = NULL;
+        return asprintf(fix, "run rootless-ci apply again; if it fails the same way, stop %s's processes first "
+                        "(loginctl terminate-user %s)", s->name, s->name) < 0 ? -ENOMEM : 0;
+}
+
 /* ~/.local/share/docker -> <MountPoint>/<user>/docker, resolved without following anything. */
 static int storage_ensure_home_link(StorageStep *s) {
         Context *ctx = s->ctx;
@@ -606,7 +617,11 @@ static int storage_ensure_home_link(StorageStep *s) {
                                     s->name);
                         return 0;
                 case -ENOTDIR:
-                        report_item(ctx, "storage.home-link", ITEM_FAIL, NULL, "the home %s of %s is not a directory",
+                        if (asprintf(&fix, "move %s away and make it a directory of %s's (mkdir -m 0700 %s && chown "
+                                     "%s: %s), then run rootless-ci apply", home_shown, s->name, home_shown, s->name,
+                                     home_shown) < 0)
+                                return -ENOMEM;
+                        report_item(ctx, "storage.home-link", ITEM_FAIL, fix, "the home %s of %s is not a directory",
                                     home_shown, s->name);
                         return 0;
                 case -EPERM:
@@ -649,7 +664,9 @@ static int storage_ensure_home_link(StorageStep *s) {
                         }
                         next = home_make_dir(cur, parents[i], 0700, s->uid, s->gid);
                         if (next < 0) {
-                                report_item(ctx, pid, ITEM_FAIL, NULL,
+                                if (fix_home_changed(s, &fix) < 0)
+                                        return -ENOMEM;
+                                report_item(ctx, pid, ITEM_FAIL, fix,
                                             "cannot make %s: %s%s", shown, strerror(-next),
                                             next == -EBUSY || next == -EEXIST ? " (something else appeared there meanwhile)" : "");
                                 return 0;
@@ -669,7 +686,9 @@ static int storage_ensure_home_link(StorageStep *s) {
                                 }
                                 next = home_finish_dir(cur, parents[i], 0700, s->uid, s->gid);
                                 if (next < 0) {
-                                        report_item(ctx, pid, ITEM_FAIL, NULL, "cannot give %s to %s: %s",
+                                        if (fix_home_changed(s, &fix) < 0)
+                                                return -ENOMEM;
+                                        report_item(ctx, pid, ITEM_FAIL, fix, "cannot give %s to %s: %s",
                                                     shown, s->name, strerror(-next));
                                         return 0;
                                 }
@@ -689,7 +708,9 @@ static int storage_ensure_home_link(StorageStep *s) {
                         }
                         next = home_open_dir(cur, parents[i]);
                         if (next < 0) {
-                                report_item(ctx, pid, ITEM_FAIL, NULL, "cannot open %s: %s", shown,
+                                if (fix_home_changed(s, &fix) < 0)
+                                        return -ENOMEM;
+                                report_item(ctx, pid, ITEM_FAIL, fix, "cannot open %s: %s", shown,
                                             strerror(-next));
                                 return 0;
                         }
@@ -758,8 +779,11 @@ static int storage_ensure_home_link(StorageStep *s) {
                                 return 0;
                         }
                         if (unlinkat(cur, "docker", AT_REMOVEDIR) < 0) {
-                                report_item(ctx, "storage.home-link", ITEM_FAIL, NULL,
-                                            "cannot remove the empty directory %s: %s", link_shown, strerror(errno));
+                                int e_rm = errno;
+                                if (fix_home_changed(s, &fix) < 0)
+                                        return -ENOMEM;
+                                report_item(ctx, "storage.home-link", ITEM_FAIL, fix,
+                                            "cannot remove the empty directory %s: %s", link_shown, strerror(e_rm));
                                 return 0;
                         }
                         break;
@@ -799,7 +823,9 @@ static int storage_ensure_home_link(StorageStep *s) {
                         return 0;
                 }
                 if (s->dir_fd < 0 || s->dirs_blocked) {
-                        report_item(ctx, "storage.home-link", ITEM_FAIL, NULL,
+                        report_item(ctx, "storage.home-link", ITEM_FAIL,
+                                    "fix what keeps the storage directories from being made (the failures above), "
+                                    "then run rootless-ci apply: it moves the data then",
                                     "%s holds Docker data, and %s is not there to take it", link_shown, s->docker);
                         return 0;
                 }
@@ -817,7 +843,13 @@ static int storage_ensure_home_link(StorageStep *s) {
                                 return r;
                         }
                         if (r < 0) {
-                                report_item(ctx, "storage.home-link", ITEM_FAIL, NULL,
+                                _cleanup_free_ char *docker_shown = host_path(ctx, s->docker), *move_fix = NULL;
+                                if (!docker_shown ||
+                                    asprintf(&move_fix, "fix the cause logged above (often: no space left, see df -h "
+                                             "%s), then run rootless-ci apply again",
+                                             docker_shown) < 0)
+                                        return -ENOMEM;
+                                report_item(ctx, "storage.home-link", ITEM_FAIL, move_fix,
                                             "moving %s onto the disk failed; the original is in place", link_shown);
                                 return 0;
                         }
@@ -856,7 +888,9 @@ static int storage_ensure_home_link(StorageStep *s) {
         /* apply: make or replace the symlink */
         r = home_put_symlink(cur, "docker", s->docker, s->uid, s->gid);
         if (r < 0) {
-                report_item(ctx, "storage.home-link", ITEM_FAIL, NULL, "cannot make the symlink %s: %s%s", link_shown,
+                if (fix_home_changed(s, &fix) < 0)
+                        return -ENOMEM;
+                report_item(ctx, "storage.home-link", ITEM_FAIL, fix, "cannot make the symlink %s: %s%s", link_shown,
                             strerror(-r), r == -EBUSY || r == -EEXIST ? " (something else appeared there meanwhile)" : "");
                 return 0;
         }

@@ -314,7 +314,11 @@ static int user_ensure_account(UserStep *s) {
 
         r = run_useradd(s, home, adopt_group);
         if (r < 0) {
-                report_item(ctx, "user.account", ITEM_FAIL, NULL, "creating user %s failed (see the log)", s->name);
+                if (asprintf(&fix, "fix what useradd reported (see the log), or create %s yourself (useradd "
+                             "--create-home --user-group --shell /bin/bash %s); then run rootless-ci apply", s->name,
+                             s->name) < 0)
+                        return -ENOMEM;
+                report_item(ctx, "user.account", ITEM_FAIL, fix, "creating user %s failed (see the log)", s->name);
                 return 0;
         }
         killpoint("user-after-useradd");
@@ -322,7 +326,11 @@ static int user_ensure_account(UserStep *s) {
         if (r < 0)
                 return log_error_errno(r, "Failed to read the account files after useradd: %m");
         if (!s->pw || s->pw->uid < s->defs.uid_min) {
-                report_item(ctx, "user.account", ITEM_FAIL, NULL,
+                if (asprintf(&fix, "compare getent passwd %s with UID_MIN in /etc/login.defs; remove the account "
+                             "(userdel %s) and run rootless-ci apply, or create a regular one yourself", s->name,
+                             s->name) < 0)
+                        return -ENOMEM;
+                report_item(ctx, "user.account", ITEM_FAIL, fix,
                             "useradd succeeded but %s is not a regular account in /etc/passwd", s->name);
                 return 0;
         }
@@ -748,8 +756,10 @@ static int user_check_sudoers(UserStep *s) {
 
         r = sudoers_load(&su, ctx->root_fd);
         if (r < 0) {
-                report_item(ctx, "user.sudoers", ITEM_FAIL, NULL, "cannot read the sudoers files: %s",
-                            strerror(-r));
+                report_item(ctx, "user.sudoers", ITEM_FAIL,
+                            "make /etc/sudoers and the files it includes readable by root and valid (visudo -c), "
+                            "then run rootless-ci apply",
+                            "cannot read the sudoers files: %s", strerror(-r));
                 return 0;
         }
         r = sudoers_match(&su, &(SudoersIdentity) {
@@ -793,8 +803,10 @@ static int user_run(Context *ctx) {
         r = reload_userdb(&s);
         if (r < 0) {
                 _cleanup_free_ char *p = host_path(ctx, "/etc/passwd");
-                report_item(ctx, "user.account", ITEM_FAIL, NULL, "cannot read the account files (%s, /etc/group): %s",
-                            strempty(p), strerror(-r));
+                report_item(ctx, "user.account", ITEM_FAIL,
+                            "repair /etc/passwd and /etc/group (pwck -r and grpck -r name what is wrong), then run "
+                            "rootless-ci apply",
+                            "cannot read the account files (%s, /etc/group): %s", strempty(p), strerror(-r));
                 return 0;
         }
         r = collect_privileged(&s);

@@ -59,7 +59,7 @@ int journal_user_unit_tail(uid_t uid, const char *unit, size_t n_lines, char **r
                         break;
                 if (sd_journal_get_data(j, "MESSAGE", &d, &l) < 0)
                         continue;
-                fprintf(f, "    %.*s\n", (int) (l - 8), (const char *) d + 8);
+                fprintf(f, "%s%.*s", ftell(f) > 0 ? "\n" : "", (int) (l - 8), (const char *) d + 8);
         }
         if (fclose(f) != 0)
                 return -ENOMEM;

@@ -6,6 +6,7 @@
 #include <systemd/sd-journal.h>
 
 #include "error.h"
+#include "escape.h"
 #include "log.h"
 
 static int max_level = LOG_INFO;
@@ -75,16 +76,31 @@ static void format_with_error(char *buf, size_t size, int error, const char *fmt
 #pragma GCC diagnostic pop
 }
 
+/*
+ * A continuation line of a message (a child's stderr, a unit's journal)
+ * starts with this, so no text can pass for a line of its own.
+ */
+#define CONTINUATION "\n    "
+
 int log_internal(int level, int error, const char *file, int line, const char *fmt, ...) {
-        char msg[2048];
+        /* Each byte escapes to at most 4 ("\xNN"), a newline to the continuation. */
+        char raw[2048], msg[sizeof(raw) * (sizeof(CONTINUATION) - 1)];
         va_list ap;
 
         if (level > max_level)
                 return error < 0 ? error : -error;
 
         va_start(ap, fmt);
-        format_with_error(msg, sizeof(msg), error, fmt, ap);
+        format_with_error(raw, sizeof(raw), error, fmt, ap);
         va_end(ap);
+        /*
+         * Log lines carry host text too (paths, config lines, what mkfs or
+         * the CI user's dockerd wrote): the same escaping as report items,
+         * so nothing reaches the operator's terminal or the journal as a
+         * control sequence or a forged line. Newlines stay, indented: a
+         * child's multi-line error is meant to be read as lines.
+         */
+        escape_host_text_buf(msg, sizeof(msg), raw, CONTINUATION);
 
         if (current_step)
                 fprintf(stderr, "%s: %s\n", current_step, msg);

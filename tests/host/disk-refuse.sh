@@ -96,8 +96,8 @@ expect_rc 1 "a mount point that is a file"
 expect_out "the mount point /srv/afile exists and is something else, not a directory" "the message says why"
 ln -s /tmp /srv/alink
 rci --disk="$L" --mount-point=/srv/alink apply
-expect_rc 1 "a mount point that is a symlink"
-expect_out "the mount point /srv/alink exists and is a symlink, not a directory" "the message says why"
+expect_rc 2 "a mount point that is a symlink (a configuration error)"
+expect_out "MountPoint=/srv/alink is the symlink /srv/alink \(to /tmp\)" "the message says why"
 [ "$(sha "$L")" = "$before" ] && ok "the disk was not touched" || fail "the disk changed"
 rm -f /srv/afile /srv/alink
 

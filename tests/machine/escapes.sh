@@ -4,8 +4,12 @@
 # build to root or to another user is tried, and each is judged by its
 # effect on the machine — a file that would have been made or changed
 # (checksums before and after), a process that would have died, bytes that
-# would have been read — not only by an exit status. Each attempt is its own
-# TAP line; every one must fail.
+# would have been read, a tracer that would have appeared — not only by an
+# exit status. Each attempt is its own TAP line; every one must fail. Where
+# a refusal could equally be a broken probe, a control shows the probe can
+# succeed: root (or the CI user, on what it owns) does the same thing and
+# gets through. Section 1b shows check's socket verdict failing when root
+# opens containerd's socket to the CI user, and passing again once closed.
 #
 # Every step is the real one: the data disk is a blank loop disk configured
 # as Device=, which apply partitions, formats and mounts. Nothing here
@@ -58,6 +62,48 @@ crun() {
 	as_ci docker run --rm "$@" 2>&1 || true
 }
 
+# Root's containerd, which the root Docker daemon's removal leaves running.
+CTR_SOCK=/run/containerd/containerd.sock
+
+# root_namespaces: containerd's namespaces as root's own ctr lists them; a
+# failure is the test's (a probe judged by a broken eye proves nothing).
+root_namespaces() {
+	in_machine ctr --address "$CTR_SOCK" namespaces ls -q | sort || {
+		echo "not ok - root's ctr cannot list containerd's namespaces through $CTR_SOCK" >&2
+		exit 1
+	}
+}
+
+# ctr_attempt NAME: as the CI user, create the namespace NAME through each
+# path of root's containerd socket; ctr's output (its errors).
+ctr_attempt() {
+	local sock
+	for sock in "$CTR_SOCK" /var/run/containerd/containerd.sock; do
+		as_ci ctr --address "$sock" namespaces create "$1" 2>&1 || true
+	done
+}
+
+# item_status JSON ID: the status of item ID in check's JSON ("absent": none).
+item_status() {
+	jq -r --arg id "$2" '[.items[] | select(.id == $id) | .status] | if length == 0 then "absent" else join(",") end' "$1"
+}
+
+# Perl (perl-base is in every Debian) sets and removes a POSIX access ACL
+# with the raw syscalls, as the image has no setfacl: user::rw-,
+# user:UID:rw-, group::rw-, mask::rw-, other::--- in the kernel's xattr form.
+# Where the syscall numbers are not known here, the ACL case is left out (and said so).
+socket_openings=(mode group acl primary-group)
+case $(in_machine uname -m) in
+x86_64) nr_setxattr=188 nr_removexattr=197 ;;
+aarch64) nr_setxattr=5 nr_removexattr=14 ;;
+*) nr_setxattr='' nr_removexattr='' socket_openings=(mode group primary-group) ;;
+esac
+SET_USER_ACL='my ($path, $uid) = @ARGV; my $u = 0xffffffff; my $name = "system.posix_acl_access";
+my $acl = pack("L<" . "S<S<L<" x 5, 2, 0x01, 6, $u, 0x02, 6, $uid, 0x04, 6, $u, 0x10, 6, $u, 0x20, 0, $u);
+syscall('$nr_setxattr', $path, $name, $acl, length($acl), 0) == 0 or die "setxattr $path: $!\n";'
+REMOVE_ACL='my ($path, $name) = ($ARGV[0], "system.posix_acl_access");
+syscall('$nr_removexattr', $path, $name) == 0 or die "removexattr $path: $!\n";'
+
 # ------------------------------------------------ 1. root's Docker and containerd sockets
 in_machine test ! -e /run/docker.sock || fail "/run/docker.sock exists"
 for sock in /run/docker.sock /var/run/docker.sock; do
@@ -67,15 +113,86 @@ done
 absent /root/pwned-by-socket "root's Docker sockets (/run/docker.sock, /var/run/docker.sock): nothing run through them"
 in_machine systemctl start docker.service >/dev/null 2>&1 && fail "the root docker.service could be started again"
 ok "the root docker.service is masked (cannot be started)"
-ns_before=$(in_machine sh -c 'ctr namespaces ls -q 2>/dev/null | sort' || true)
-for sock in /run/containerd/containerd.sock /var/run/containerd/containerd.sock; do
-	as_ci ctr --address "$sock" namespaces create rci-pwned >/dev/null 2>&1 || true
-done
-assert_eq "$ns_before" "$(in_machine sh -c 'ctr namespaces ls -q 2>/dev/null | sort' || true)" \
-	"root's containerd socket: no namespace created through it"
+# The control: root's own ctr creates a namespace through the socket, so
+# "no namespace appeared" below is the socket refusing, not a broken probe.
+in_machine ctr --address "$CTR_SOCK" namespaces create rci-control ||
+	fail "the control: root's ctr cannot create a namespace through $CTR_SOCK"
+ns=$(root_namespaces)
+assert_contains "$ns" rci-control \
+	"root's ctr creates a namespace through $CTR_SOCK (the control)"
+in_machine ctr --address "$CTR_SOCK" namespaces rm rci-control >/dev/null
+ns_before=$(root_namespaces)
+out=$(ctr_attempt rci-pwned)
+assert_eq "$ns_before" "$(root_namespaces)" "root's containerd socket: no namespace created through it"
+assert_contains "$out" "permission denied" "$CI_USER's ctr is refused at connect ($(head -n 1 <<<"$out" | cut -c 1-120))"
 in_machine rootless-ci --json check >"$TEST_TMP/check.json" 2>/dev/null || true
-assert_eq pass "$(jq -r '.items[] | select(.id == "daemon.root-sockets-unreachable") | .status' "$TEST_TMP/check.json")" \
+assert_eq pass "$(item_status "$TEST_TMP/check.json" daemon.root-sockets-unreachable)" \
 	"check: no root-owned Docker/containerd socket reachable"
+
+# ------------------------------------------------ 1b. check fails when a root socket is reachable
+# The counterpart of the PASS above: root opens containerd's socket to the
+# CI user in each way the check reads: the mode; the socket's group, one
+# the user is in; a named-user ACL entry; and the user's own primary
+# group. Each time check must exit 1 with exactly the expected items
+# failing — the socket's own daemon.root-socket-reachable item and the
+# agent's DOCKER_HOST item, plus the user step's verdict on a group that
+# leads to root (for the primary group, the user step's verdict alone: the
+# later steps are skipped for an unusable user) — and the CI user's ctr
+# must really get through (the check's verdict is the kernel's). Restored,
+# check passes and the ctr is refused again.
+# The mode, owner and group, and ls's "+" for an ACL.
+sock_state() { in_machine sh -c 'stat -c "%a %U:%G" "$1" | tr "\n" " "; ls -l "$1" | cut -d " " -f 1' sh "$CTR_SOCK"; }
+orig=$(sock_state)
+orig_mode=$(in_machine stat -c %a "$CTR_SOCK")
+orig_group=$(in_machine stat -c %G "$CTR_SOCK")
+# failing_items JSON: the ids of check's failing items, sorted, on one line.
+failing_items() {
+	jq -r '[.items[] | select(.status == "fail") | .id] | sort | join(" ")' "$1"
+}
+open_socket() {
+	case $1 in
+	mode) in_machine chmod 0666 "$CTR_SOCK" ;;
+	group) in_machine sh -c 'groupadd rci-sockets && usermod -aG rci-sockets "$1" && chgrp rci-sockets "$2"' sh "$CI_USER" "$CTR_SOCK" ;;
+	acl) in_machine perl -e "$SET_USER_ACL" "$CTR_SOCK" "$uid" ;;
+	primary-group) in_machine chgrp "$CI_USER" "$CTR_SOCK" ;;
+	esac
+}
+close_socket() {
+	case $1 in
+	mode) in_machine chmod "$orig_mode" "$CTR_SOCK" ;;
+	group) in_machine sh -c 'chgrp "$3" "$2" && gpasswd -d "$1" rci-sockets >/dev/null && groupdel rci-sockets' sh "$CI_USER" "$CTR_SOCK" "$orig_group" ;;
+	acl) in_machine perl -e "$REMOVE_ACL" "$CTR_SOCK" ;;
+	primary-group) in_machine chgrp "$orig_group" "$CTR_SOCK" ;;
+	esac
+}
+reachable_items="agent.docker-host daemon.root-socket-reachable:$CTR_SOCK"
+[[ -n $nr_setxattr ]] || echo "# the ACL case is left out: no setxattr syscall number for $(in_machine uname -m)"
+for how in "${socket_openings[@]}"; do
+	case $how in
+	mode) what="$CTR_SOCK made 0666" expect=$reachable_items ;;
+	group) what="$CTR_SOCK given group rci-sockets, $CI_USER a member" expect="$reachable_items user.groups" ;;
+	acl) what="$CTR_SOCK given an ACL entry user:$CI_USER:rw" expect=$reachable_items ;;
+	primary-group) what="$CTR_SOCK given $CI_USER's primary group" expect=user.primary-group ;;
+	esac
+	open_socket "$how"
+	rc=0
+	in_machine rootless-ci --json check >"$TEST_TMP/check-$how.json" 2>/dev/null || rc=$?
+	assert_eq 1 "$rc" "$what: check exits 1"
+	assert_eq "$expect" "$(failing_items "$TEST_TMP/check-$how.json")" "$what: the failing items are $expect"
+	assert_eq absent "$(item_status "$TEST_TMP/check-$how.json" daemon.root-sockets-unreachable)" \
+		"$what: no PASS for the root sockets"
+	ctr_attempt "rci-via-$how" >/dev/null
+	ns=$(root_namespaces)
+	assert_contains "$ns" "rci-via-$how" "$what: $CI_USER's ctr really gets through (the control of section 1)"
+	in_machine ctr --address "$CTR_SOCK" namespaces rm "rci-via-$how" >/dev/null
+	close_socket "$how"
+	assert_eq "$orig" "$(sock_state)" "$what: restored to $orig"
+	in_machine rootless-ci --json check >"$TEST_TMP/check-$how.json" 2>/dev/null ||
+		{ jq -c '.items[] | select(.status == "fail")' "$TEST_TMP/check-$how.json" | sed 's/^/# /'; fail "$what, restored: check fails"; }
+	assert_eq "pass pass" "$(item_status "$TEST_TMP/check-$how.json" daemon.root-sockets-unreachable) $(
+		item_status "$TEST_TMP/check-$how.json" agent.docker-host)" "$what, restored: check passes again"
+	assert_contains "$(ctr_attempt rci-pwned)" "permission denied" "$what, restored: $CI_USER's ctr is refused again"
+done
 
 # ------------------------------------------------ 2. --privileged with host bind mounts
 before=$(sums /etc/passwd /etc/shadow /etc/sudoers)
@@ -146,14 +263,58 @@ sleep 2
 absent /rci-release-agent-pwned "the cgroup release_agent trick runs nothing on the host ($(tr '\n' ' ' <<<"$out" | head -c 80))"
 
 # ------------------------------------------------ 7. ptrace and /proc of a root process
-out=$(as_ci sh -c 'dd if=/proc/1/mem bs=1 count=16 skip=4194304 2>/dev/null | wc -c; cat /proc/1/environ 2>/dev/null | wc -c')
-assert_eq "0 0" "$(tr '\n' ' ' <<<"$out" | xargs)" "$CI_USER reads 0 bytes of PID 1's memory and environment"
-if in_machine command -v gdb >/dev/null 2>&1 || in_machine command -v strace >/dev/null 2>&1; then
-	as_ci sh -c 'strace -p 1 -e trace=none -o /dev/null & sleep 1; kill $! 2>/dev/null' >/dev/null 2>&1 || true
-fi
-tracer=$(in_machine awk '/^TracerPid:/ {print $2}' /proc/1/status)
-assert_eq 0 "$tracer" "PID 1 has no tracer"
+# /proc/1/mem at an address PID 1 has mapped readable (from its maps, as
+# root sees them), so 0 bytes means refused, not an unmapped hole.
+addr=$(in_machine awk '$2 ~ /^r/ {split($1, r, "-"); print r[1]; exit}' /proc/1/maps)
+[[ $addr =~ ^[0-9a-f]+$ ]] || fail "no readable mapping in PID 1's maps: '$addr'"
+read_mem="dd if=/proc/1/mem bs=16 count=1 iflag=skip_bytes skip=$((16#$addr)) status=none 2>/dev/null | wc -c"
+assert_eq 16 "$(in_machine sh -c "$read_mem")" "root reads 16 bytes of PID 1's memory at 0x$addr (the control)"
 in_machine grep -qa container= /proc/1/environ || fail "the control: PID 1's environment names its container"
+out=$(as_ci sh -c "$read_mem; cat /proc/1/maps 2>/dev/null | wc -c; cat /proc/1/environ 2>/dev/null | wc -c")
+assert_eq "0 0 0" "$(tr '\n' ' ' <<<"$out" | xargs)" \
+	"$CI_USER reads 0 bytes of PID 1's memory at 0x$addr, of its maps and of its environment"
+
+# trace_attempt TARGET: as the CI user, strace attaches to TARGET (a PID, or
+# "own": a sleep of the CI user's, strace's own child, so that Yama's
+# ptrace_scope=1 would allow it too) and the target's TracerPid is sampled
+# ten times over a second while strace runs. Prints "tracer=PID
+# strace=attached|exited:STATUS error=…" (the highest TracerPid seen; how
+# strace stood after the second; the first line of its stderr).
+TRACE_ATTEMPT='t=$1 f=$(mktemp) e=$(mktemp)
+if [ "$t" = own ]; then
+	(sleep 60 & echo $! >"$f"; exec strace -p $! -e trace=none -o /dev/null 2>"$e") & s=$!
+	while [ ! -s "$f" ]; do sleep 0.05; done
+	t=$(cat "$f")
+else
+	strace -p "$t" -e trace=none -o /dev/null 2>"$e" & s=$!
+fi
+seen=0 i=0
+while [ $i -lt 10 ]; do
+	sleep 0.1
+	tp=$(awk "/^TracerPid:/ {print \$2}" /proc/$t/status)
+	[ "$tp" = 0 ] || seen=$tp
+	i=$((i + 1))
+done
+if kill -0 $s 2>/dev/null; then st=attached; kill $s; wait $s; else wait $s; st=exited:$?; fi
+[ "$1" != own ] || kill "$t"
+echo "tracer=$seen strace=$st error=$(head -n 1 "$e")"
+rm -f "$e" "$f"'
+trace_attempt() {
+	as_ci sh -c "$TRACE_ATTEMPT" sh "$1" 2>/dev/null # the shell's "Terminated" for the sleep and strace it ends
+}
+out=$(trace_attempt own)
+[[ $out =~ ^tracer=([1-9][0-9]*)\ strace=attached ]] ||
+	fail "the control: $CI_USER's strace did not attach to its own process: $out"
+ok "the control: $CI_USER's strace attaches to a process of its own (its TracerPid ${BASH_REMATCH[1]} while it runs)"
+in_machine systemd-run --unit=rci-ptrace-target --quiet sleep 1000
+target=$(in_machine systemctl show -P MainPID rci-ptrace-target.service)
+for pid in 1 "$target"; do
+	out=$(trace_attempt "$pid")
+	[[ $out =~ ^tracer=0\ strace=exited:[1-9] && $out == *"Operation not permitted"* ]] ||
+		fail "$CI_USER's strace -p $pid (root's): $out"
+	ok "$CI_USER's strace -p $pid (root's) is refused: TracerPid stays 0 while it runs (${out#* strace=})"
+done
+in_machine systemctl stop rci-ptrace-target.service
 out=$(crun --privileged --pid=host rci-busybox sh -c 'cat /proc/1/environ; echo; ls /proc/1/root/root')
 [[ $out != *container=* && $out != *secret* ]] || fail "a --pid=host container read PID 1's environment or root's files: $out"
 ok "a --privileged --pid=host container reads nothing of PID 1 ($(head -c 100 <<<"$out"))"
@@ -210,11 +371,19 @@ groups=$(as_ci id -nG)
 [[ " $groups " != *" adm "* && " $groups " != *" systemd-journal "* ]] ||
 	fail "$CI_USER is in adm or systemd-journal: $groups"
 in_machine logger -t rci-escape-marker "system entry only root may read"
-out=$(as_ci journalctl --no-pager -q -n 200 2>&1 || true)
+# The control: root reads the marker (journald takes it in asynchronously).
+for _ in $(seq 50); do
+	in_machine journalctl -q --no-pager -t rci-escape-marker | grep -q "only root may read" && break
+	sleep 0.1
+done
+assert_contains "$(in_machine journalctl -q --no-pager -t rci-escape-marker)" "only root may read" \
+	"root's journalctl shows the marker in the system journal (the control)"
+out=$(as_ci sh -c 'journalctl --no-pager -q -t rci-escape-marker; journalctl --no-pager -q --system -n 200;
+	journalctl --no-pager -q -n 200' 2>&1 || true)
 # Its own user journal (its dockerd) it may read; no line of root's: the
 # marker, PID 1, or rootless-ci's apply.
 [[ $out != *rci-escape-marker* && $out != *" systemd[1]:"* && $out != *" rootless-ci["* ]] || fail "$CI_USER reads system journal entries: $(head -c 200 <<<"$out")"
-ok "journalctl as $CI_USER shows no system entries (groups: $groups)"
+ok "journalctl as $CI_USER (-t the marker, --system, its default) shows no system entry (groups: $groups)"
 
 # ------------------------------------------------ 13. --userns=host, --pid=host, --net=host
 in_machine systemd-run --unit=rci-victim --quiet sleep 1000

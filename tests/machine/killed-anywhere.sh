@@ -19,9 +19,9 @@
 #    converged (step 3's checks) and the chain goes on from a fresh
 #    machine, where that point is killed with the reference's numbering.
 # 3. An uninterrupted apply then converges: check passes, the CI user's
-#    Docker answers, no temp files anywhere under /etc /home /srv
-#    /run/rootless-ci, the sentinel is there, and the normalised snapshot
-#    equals the reference's.
+#    Docker answers, no temp files anywhere under /etc /home /srv (the
+#    data disk included) /run/rootless-ci, the sentinel is there, and the
+#    normalised snapshot equals the reference's.
 #
 # Why a chain and not a fresh machine per point: 55 points × (boot +
 # first apply + second apply) is ~30 minutes on a loaded 2-core host; the
@@ -93,8 +93,11 @@ next_machine() {
 }
 
 # temp_files: our atomic-write temp files anywhere they could be left.
+# -xdev keeps find on each starting point's own filesystem, so the data
+# disk, mounted at /srv/rootless-ci, is a starting point of its own (before
+# the mount, the same directory on the root filesystem).
 temp_files() {
-	in_machine sh -c 'find /etc /home /srv /run/rootless-ci -xdev -name ".#*" 2>/dev/null | sort' || true
+	in_machine sh -c 'find /etc /home /srv /srv/rootless-ci /run/rootless-ci -xdev -name ".#*" 2>/dev/null | sort' || true
 }
 
 # normalised FILE: the snapshot with what differs between two machines made
@@ -129,7 +132,7 @@ converged() {
 	ok "$name: check passes"
 	v=$(as_ci docker version --format '{{.Server.Version}}' 2>&1) || fail "$name: $CI_USER's Docker does not answer: $v"
 	ok "$name: $CI_USER's Docker answers (server $v)"
-	assert_eq "" "$(temp_files)" "$name: no temp files under /etc /home /srv /run/rootless-ci"
+	assert_eq "" "$(temp_files)" "$name: no temp files under /etc /home /srv (the data disk too) /run/rootless-ci"
 	machine_snapshot "$TEST_TMP/$name.raw"
 	normalised "$TEST_TMP/$name.raw" >"$TEST_TMP/$name.snap"
 }

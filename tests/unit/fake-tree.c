@@ -98,11 +98,26 @@ void fake_run(FakeRun *run, const char *dir, Verb verb, bool with_storage) {
                 run->r = engine_run_steps(&run->ctx, steps, with_storage ? 2 : 1);
         if (getenv("RCI_TEST_VERBOSE"))
                 fake_dump(run);
+        fake_assert_every_failure_has_a_fix(&run->ctx);
 }
 
 void fake_run_done(FakeRun *run) {
         context_done(&run->ctx);
         config_done(&run->config);
+}
+
+size_t fake_assert_every_failure_has_a_fix(const Context *ctx) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < ctx->n_items; i++) {
+                const Item *it = &ctx->items[i];
+                if (it->status != ITEM_FAIL)
+                        continue;
+                n++;
+                if (!it->fix || !*it->fix)
+                        test_fail(__FILE__, __LINE__, "%s failed without a fix: %s", it->id, it->message);
+        }
+        return n;
 }
 
 size_t fake_count(const FakeRun *run, const char *id, ItemStatus status, const char *needle) {
@@ -119,6 +134,21 @@ size_t fake_count(const FakeRun *run, const char *id, ItemStatus status, const c
                 n++;
         }
         return n;
+}
+
+char *fake_report(const FakeRun *run, bool json) {
+        Context c = run->ctx;
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&buf, &size);
+
+        if (!f)
+                abort();
+        c.json = json;
+        report_print(&c, c.any_failed ? 1 : 0, f);
+        if (fclose(f) != 0)
+                abort();
+        return buf;
 }
 
 void fake_dump(const FakeRun *run) {

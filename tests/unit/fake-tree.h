@@ -34,11 +34,19 @@ typedef struct FakeRun {
         int r;
 } FakeRun;
 
+/*
+ * Every FAIL item of ctx has a fix (else the test fails, naming it); returns
+ * the number of FAIL items. fake_run() checks this after every run.
+ */
+size_t fake_assert_every_failure_has_a_fix(const Context *ctx);
+
 /* Run the user step, then (with_storage) the storage step, on dir with verb. */
 void fake_run(FakeRun *run, const char *dir, Verb verb, bool with_storage);
 void fake_run_done(FakeRun *run);
 
 /* Items of the run: count by id prefix and status (_ITEM_STATUS_MAX: any), and with a message containing needle. */
 size_t fake_count(const FakeRun *run, const char *id, ItemStatus status, const char *needle);
+/* The report as rootless-ci prints it on stdout (json: as with --json); malloc'd. */
+char *fake_report(const FakeRun *run, bool json);
 /* Print the items (for a failing test's log). */
 void fake_dump(const FakeRun *run);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -584,4 +585,53 @@ TEST(config_load_refuses_what_is_not_a_regular_file) {
         log = NULL;
         ASSERT_EQ(load(&c, NULL, "/dev/null", &log), -ERCI_USAGE);
         ASSERT_CONTAINS(log, "/dev/null: not a regular file");
+}
+
+/* MountPoint=mp against the tree d: the result, and the message in *ret (malloc'd, NULL when fine). */
+static int check_mount_point(const char *d, const char *mp, char **ret) {
+        _cleanup_(config_done) Config c = {};
+        _cleanup_close_ int fd = -1;
+
+        if (config_init(&c) < 0 || free_and_strdup(&c.mount_point, mp) < 0)
+                return -ENOMEM;
+        fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        return config_check_mount_point_path(&c, fd, d, ret);
+}
+
+TEST(config_mount_point_that_is_or_goes_through_a_symlink_is_a_usage_error) {
+        const char *d = test_tmpdir();
+        char p[4096];
+        char *msg = NULL;
+
+        test_write(d, "srv/real/ci/.keep", "");
+        test_write(d, "etc/x", "");
+        snprintf(p, sizeof(p), "%s/srv/link", d);
+        ASSERT_OK(symlink("/etc", p));
+        snprintf(p, sizeof(p), "%s/srv/real/rel", d);
+        ASSERT_OK(symlink("../link", p));
+
+        ASSERT_EQ(check_mount_point(d, "/srv/link/ci", &msg), -ERCI_USAGE);
+        ASSERT_CONTAINS(msg, "MountPoint=/srv/link/ci goes through the symlink ");
+        ASSERT_CONTAINS(msg, "/srv/link (to /etc)");
+        ASSERT_CONTAINS(msg, "Set MountPoint= (--mount-point=) to a path without symlinks");
+        free(msg);
+
+        ASSERT_EQ(check_mount_point(d, "/srv/link", &msg), -ERCI_USAGE);
+        ASSERT_CONTAINS(msg, "MountPoint=/srv/link is the symlink ");
+        free(msg);
+
+        /* Deeper, and a relative target: named as it is written. */
+        ASSERT_EQ(check_mount_point(d, "/srv/real/rel/x", &msg), -ERCI_USAGE);
+        ASSERT_CONTAINS(msg, "goes through the symlink ");
+        ASSERT_CONTAINS(msg, "/srv/real/rel (to ../link)");
+        free(msg);
+
+        /* Real directories, and paths that do not exist yet (apply makes them), are fine. */
+        msg = NULL;
+        ASSERT_EQ(check_mount_point(d, "/srv/real/ci", &msg), 0);
+        ASSERT_EQ(check_mount_point(d, "/srv/real/new/ci", &msg), 0);
+        ASSERT_EQ(check_mount_point(d, "/srv/rootless-ci", &msg), 0);
+        ASSERT_TRUE(msg == NULL);
 }

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "json-check.h"
 #include "tests.h"
 #include "engine.h"
 #include "util/error.h"
@@ -32,7 +34,20 @@ static int step_changing(Context *ctx) {
         return 0;
 }
 
+/* Host text as a CI user can plant it: a forged line, bytes outside UTF-8, a backslash, and good UTF-8. */
+#define HOSTILE "a\nPASS forged\tx \xff\xfe C:\\x0a \x1b[2J größe ✓ 𝄞"
+#define HOSTILE_ESCAPED "a\\x0aPASS forged\\x09x \\xff\\xfe C:\\\\x0a \\x1b[2J größe ✓ 𝄞"
+
+static int step_hostile(Context *ctx) {
+        ran_first++;
+        report_item(ctx, "first.link:/home/b/" HOSTILE, ITEM_FAIL, "rm /home/b/" HOSTILE, "%s is a symlink to %s",
+                    "/home/b/x", HOSTILE);
+        report_changed(ctx, "first.file", ITEM_CREATE, "created %s", HOSTILE);
+        return 0;
+}
+
 static const Step first_fails = { .name = "first", .run = step_failing_check };
+static const Step first_hostile = { .name = "first", .run = step_hostile };
 static const Step first_gives_up = { .name = "first", .run = step_giving_up };
 static const Step first_changes = { .name = "first", .run = step_changing };
 static const Step second = { .name = "second", .run = step_passing };
@@ -177,4 +192,109 @@ TEST(engine_names) {
         ASSERT_EQ(exit_status_from_error(-ERCI_USAGE), EXIT_USAGE);
         ASSERT_EQ(exit_status_from_error(-ERCI_REFUSED), EXIT_REFUSED);
         ASSERT_EQ(exit_status_from_error(-ENOENT), EXIT_FAILED);
+}
+
+static char *print_report(const Context *ctx, bool json) {
+        Context c = *ctx;
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&buf, &size);
+
+        if (!f)
+                abort();
+        c.json = json;
+        report_print(&c, 1, f);
+        fclose(f);
+        return buf;
+}
+
+TEST(engine_report_escapes_host_text_once_for_every_output) {
+        _cleanup_(config_done) Config config = {};
+        _cleanup_free_ char *human = NULL, *json = NULL;
+        Context ctx;
+
+        ASSERT_EQ(run_steps(VERB_CHECK, &first_hostile, &ctx, &config), 0);
+        human = print_report(&ctx, false);
+        json = print_report(&ctx, true);
+
+        /* Recorded escaped: the journal gets these very strings. */
+        ASSERT_STREQ(ctx.items[0].message, "/home/b/x is a symlink to " HOSTILE_ESCAPED);
+        ASSERT_STREQ(ctx.items[0].fix, "rm /home/b/" HOSTILE_ESCAPED);
+        ASSERT_STREQ(ctx.items[0].id, "first.link:/home/b/" HOSTILE_ESCAPED);
+        ASSERT_STREQ(ctx.items[1].message, "created " HOSTILE_ESCAPED);
+        context_done(&ctx);
+
+        ASSERT_STREQ(human,
+                     "FAIL first.link:/home/b/" HOSTILE_ESCAPED ": /home/b/x is a symlink to " HOSTILE_ESCAPED "\n"
+                     "     fix: rm /home/b/" HOSTILE_ESCAPED "\n"
+                     "+    first.file: created " HOSTILE_ESCAPED "\n"
+                     "PASS second.thing: fine\n");
+        ASSERT_NOT_CONTAINS(human, "\nPASS forged");
+
+        ASSERT_JSON_VALID(json);
+        /* JSON's own escaping on top: each backslash of the escaped text doubled once more. */
+        ASSERT_CONTAINS(json, "\"message\":\"/home/b/x is a symlink to a\\\\x0aPASS forged\\\\x09x \\\\xff\\\\xfe C:\\\\\\\\x0a "
+                              "\\\\x1b[2J größe ✓ 𝄞\"");
+        ASSERT_NOT_CONTAINS(json, "\\n");
+        ASSERT_NOT_CONTAINS(json, "\\u00");
+}
+
+TEST(engine_json_report_is_valid_for_a_hostile_root) {
+        _cleanup_(config_done) Config config = {};
+        _cleanup_free_ char *root = NULL, *json = NULL;
+        Context ctx;
+
+        ASSERT_OK(config_init(&config));
+        ASSERT_TRUE(asprintf(&root, "%s/r\n\xff\\", test_tmpdir()) > 0);
+        ASSERT_OK(mkdir(root, 0755));
+        ASSERT_OK(context_init(&ctx, VERB_PLAN, root, &config));
+        json = print_report(&ctx, true);
+        context_done(&ctx);
+        ASSERT_JSON_VALID(json);
+        ASSERT_CONTAINS(json, "/r\\\\x0a\\\\xff\\\\\\\\\"");
+}
+
+/* The checker the tests above rely on must itself reject what they guard against. */
+TEST(engine_json_check_rejects_invalid_json) {
+        ASSERT_TRUE(json_check("{\"a\":[1,-2.5e3,true,false,null,\"\\u00e9\\n\"],\"b\":{}}") == NULL);
+        ASSERT_TRUE(json_check("\"größe ✓ 𝄞\"") == NULL);
+        ASSERT_TRUE(json_check("\"\xff\"") != NULL);
+        ASSERT_TRUE(json_check("\"\xc0\xaf\"") != NULL);
+        ASSERT_TRUE(json_check("\"\xed\xa0\x80\"") != NULL);
+        ASSERT_TRUE(json_check("\"a\nb\"") != NULL);
+        ASSERT_TRUE(json_check("\"\\x0a\"") != NULL);
+        ASSERT_TRUE(json_check("{\"a\":1,}") != NULL);
+        ASSERT_TRUE(json_check("[1] [2]") != NULL);
+        ASSERT_TRUE(json_check("{\"a\" 1}") != NULL);
+        ASSERT_TRUE(json_check("\"open") != NULL);
+}
+
+static int step_failing_without_fix(Context *ctx) {
+        report_item(ctx, "first.nofix", ITEM_FAIL, NULL, "broken, and nothing said what to do");
+        report_item(ctx, "first.emptyfix", ITEM_FAIL, "", "broken, and an empty fix");
+        report_item(ctx, "first.fine", ITEM_PASS, NULL, "a pass needs no fix");
+        return 0;
+}
+
+TEST(engine_a_failure_without_a_fix_is_an_internal_error) {
+        static const Step s = { .name = "first", .run = step_failing_without_fix };
+        const Step *const steps[] = { &s };
+        _cleanup_(config_done) Config config = {};
+        _cleanup_free_ char *log = NULL;
+        Context ctx;
+        int r;
+
+        ASSERT_OK(config_init(&config));
+        ASSERT_OK(context_init(&ctx, VERB_CHECK, test_tmpdir(), &config));
+        test_capture_stderr_begin();
+        r = engine_run_steps(&ctx, steps, 1);
+        log = test_capture_stderr_end();
+        /* Said, and the run goes on: the item is still recorded as the failure it is. */
+        ASSERT_EQ(r, 0);
+        ASSERT_EQ(ctx.n_items, 3);
+        ASSERT_TRUE(ctx.any_failed);
+        context_done(&ctx);
+        ASSERT_CONTAINS(log, "Internal error: first.nofix failed without a fix");
+        ASSERT_CONTAINS(log, "Internal error: first.emptyfix failed without a fix");
+        ASSERT_NOT_CONTAINS(log, "first.fine");
 }

@@ -6,8 +6,8 @@
 # newlines aimed at fstab and unit files, "..", a user name with a colon or
 # a leading dash, mount points in or on system directories. Each must end
 # with exit 2, a message naming the option (or file:line and key), and the
-# tree exactly as it was. Then a mount point reached through a symlink
-# (/srv/link -> /etc): refused by apply, nothing written through it.
+# tree exactly as it was. Then a mount point that is or goes through a
+# symlink (/srv/link -> /etc): exit 2 too, for every verb, nothing written.
 # Devices that are partitions, files or character devices are the host
 # tier's (tests/host/disk-refuse.sh).
 #
@@ -91,22 +91,36 @@ expect 2 "--config empty" --in "$T" --err "--config" -- --config= --root="$T" ap
 expect 2 "--root empty" --in "$T" --err "--root" -- --config="$TMP/empty.conf" --root= plan
 expect 2 "--root too long" --in "$T" --err "--root" -- --config="$TMP/empty.conf" --root="$LONG" plan
 
-# --- a mount point through a symlink: refused at apply, nothing written through it
+# --- a mount point that is or goes through a symlink: exit 2 for every verb,
+# before any step, nothing written through it. Trees where apply would stop
+# at preflight (bare), would create the user first (fresh: the check must
+# come before the user step), and would otherwise succeed (complete).
 
-OK=$TMP/complete
-make_tree "$OK" debian
-if make_setuid "$OK" && make_ci_user "$OK"; then
-        ln -s /etc "$OK/srv/link"
+for kind in bare fresh complete; do
+        T2=$TMP/$kind
+        make_tree "$T2" debian
+        if [ "$kind" != bare ] && ! make_setuid "$T2"; then
+                skip "MountPoint through a symlink ($kind tree)" "needs root (setuid newuidmap)"
+                continue
+        fi
+        [ "$kind" = complete ] && make_ci_user "$T2"
+        mkdir -p "$T2/srv"
+        ln -s /etc "$T2/srv/link"
         printf '[Disk]\nMountPoint=/srv/link\n' >"$TMP/link.conf"
         printf '[Disk]\nMountPoint=/srv/link/ci\n' >"$TMP/link-below.conf"
-        for c in link link-below; do
-                expect 1 "MountPoint through a symlink ($c), apply" --in "$OK" --out "goes through the symlink $OK/srv/link" \
-                        -- --config="$TMP/$c.conf" --root="$OK" apply
-                expect 1 "MountPoint through a symlink ($c), check" --in "$OK" --out "goes through the symlink" \
-                        -- --config="$TMP/$c.conf" --root="$OK" check
+        for verb in apply plan check; do
+                expect 2 "MountPoint=/srv/link, the symlink itself ($kind tree), $verb" --in "$T2" \
+                        --err "MountPoint=/srv/link is the symlink $T2/srv/link (to /etc)" --err "Nothing was changed" \
+                        -- --config="$TMP/link.conf" --root="$T2" "$verb"
+                expect 2 "MountPoint=/srv/link/ci, through a symlink ($kind tree), $verb" --in "$T2" \
+                        --err "MountPoint=/srv/link/ci goes through the symlink $T2/srv/link (to /etc)" \
+                        -- --config="$TMP/link-below.conf" --root="$T2" "$verb"
+                expect 2 "--mount-point=/srv/link/ci, through a symlink ($kind tree), $verb" --in "$T2" \
+                        --err "goes through the symlink $T2/srv/link" \
+                        -- --config="$TMP/empty.conf" --root="$T2" "$verb" --mount-point=/srv/link/ci
         done
-else
-        skip "MountPoint through a symlink" "a complete tree needs root (setuid newuidmap)"
-fi
+        expect 2 "MountPoint through a symlink ($kind tree), check --json" --in "$T2" --err "goes through the symlink" \
+                -- --config="$TMP/link-below.conf" --root="$T2" --json check
+done
 
 finish

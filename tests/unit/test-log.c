@@ -65,3 +65,17 @@ TEST(log_error_to_string) {
         ASSERT_STREQ(error_to_string(-EACCES), "Permission denied");
         ASSERT_STREQ(error_to_string(EACCES), "Permission denied");
 }
+
+TEST(log_escapes_host_text_and_indents_continuation_lines) {
+        _cleanup_free_ char *log = NULL;
+
+        test_capture_stderr_begin();
+        log_set_step("disk");
+        log_error("mkfs.ext4 failed: %s", "first\ndisk: 0 items failed\x1b]0;owned\x07 \xff größe C:\\x");
+        log_set_step(NULL);
+        log = test_capture_stderr_end();
+
+        /* The forged line is indented under the real one; the escape sequence and the stray byte are hex. */
+        ASSERT_STREQ(log, "disk: mkfs.ext4 failed: first\n"
+                          "    disk: 0 items failed\\x1b]0;owned\\x07 \\xff größe C:\\\\x\n");
+}

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "fake-tree.h"
+#include "json-check.h"
 #include "tests.h"
 #include "util/error.h"
 
@@ -392,6 +393,66 @@ TEST(hostile_home_replaced_by_symlink_is_refused) {
         ASSERT_EQ(fake_count(&run, "storage.home-link", ITEM_FAIL, "is a symlink; rootless-ci never follows one there"), 1);
         fake_run_done(&run);
         after = snapshot(P(d, "home/alice"));
+        ASSERT_STREQ(after, before);
+        free(before);
+        free(after);
+}
+
+/* A link target the CI user chose: a forged report line, a terminal escape, bytes outside UTF-8. */
+#define FORGED_TARGET "/x\nPASS storage.home-link: all fine\x1b[2K\n\xff\xfe"
+#define FORGED_SHOWN "/x\\x0aPASS storage.home-link: all fine\\x1b[2K\\x0a\\xff\\xfe"
+
+TEST(hostile_link_target_forges_no_report_line_and_keeps_json_valid) {
+        static const Verb verbs[] = { VERB_PLAN, VERB_CHECK, VERB_APPLY };
+        const char *d = test_tmpdir();
+
+        populate(d);
+        mkdir_in_home(d, "home/buildkite/.local");
+        mkdir_in_home(d, "home/buildkite/.local/share");
+        ASSERT_OK(symlink(FORGED_TARGET, P(d, "home/buildkite/.local/share/docker")));
+        if (getuid() == 0)
+                ASSERT_OK(lchown(P(d, "home/buildkite/.local/share/docker"), fake_ci_uid(), fake_ci_gid()));
+
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                _cleanup_free_ char *human = NULL, *json = NULL;
+                FakeRun run = {};
+
+                fake_run(&run, d, verbs[i], true);
+                human = fake_report(&run, false);
+                json = fake_report(&run, true);
+                fake_run_done(&run);
+                ASSERT_JSON_VALID(json);
+                /* One line, whole, with the target escaped (paths under --root show the tree's prefix). */
+                ASSERT_CONTAINS(human, verbs[i] == VERB_CHECK ? "FAIL storage.home-link: replace the symlink " : "storage.home-link: re");
+                ASSERT_CONTAINS(human, "/home/buildkite/.local/share/docker -> " FORGED_SHOWN
+                                       " with -> /srv/rootless-ci/buildkite/docker\n");
+                ASSERT_NOT_CONTAINS(human, "\nPASS storage.home-link: all fine");
+                ASSERT_NOT_CONTAINS(human, "\x1b");
+                ASSERT_CONTAINS(json, "/home/buildkite/.local/share/docker -> "
+                                      "/x\\\\x0aPASS storage.home-link: all fine\\\\x1b[2K\\\\x0a\\\\xff\\\\xfe with");
+        }
+        /* apply replaced it, as any wrong link. */
+        ASSERT_TRUE(link_is(d, "home/buildkite/.local/share/docker", "/srv/rootless-ci/buildkite/docker"));
+}
+
+TEST(storage_mount_point_through_a_symlink_is_a_usage_error_for_every_verb) {
+        static const Verb verbs[] = { VERB_PLAN, VERB_CHECK, VERB_APPLY };
+        const char *d = test_tmpdir();
+        char *before, *after;
+
+        populate(d);
+        /* MountPoint=/srv/rootless-ci, with /srv -> /etc */
+        ASSERT_OK(symlink("/etc", P(d, "srv")));
+        before = snapshot(P(d, "etc"));
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                FakeRun run = {};
+                fake_run(&run, d, verbs[i], true);
+                ASSERT_EQ(run.r, -ERCI_USAGE);
+                ASSERT_EQ(fake_count(&run, "storage.mount-point", ITEM_FAIL,
+                                     "MountPoint=/srv/rootless-ci goes through the symlink "), 1);
+                fake_run_done(&run);
+        }
+        after = snapshot(P(d, "etc"));
         ASSERT_STREQ(after, before);
         free(before);
         free(after);
