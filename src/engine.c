@@ -201,6 +201,8 @@ static void host_facts_done(HostFacts *f) {
         free(f->network_driver);
         free(f->storage_driver);
         free(f->user_home);
+        free(f->subuid_ranges);
+        free(f->subgid_ranges);
         free(f->storage_dir);
         free(f->docker_dir);
         free(f->builds_dir);

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "util/macro.h"
+#include "util/subid.h"
 
 typedef enum Verb {
         VERB_APPLY,
@@ -67,6 +68,10 @@ typedef struct HostFacts {
         char *user_home;               /* as in the passwd entry (planned: /home/NAME) */
         uint32_t subuid_start, subuid_count;  /* 0 count: not settled */
         uint32_t subgid_start, subgid_count;
+        SubIdRange *subuid_ranges;     /* all of the user's ranges (the one above first among them when */
+        size_t n_subuid_ranges;        /* it has several lines): what rootlesskit maps, one after the other */
+        SubIdRange *subgid_ranges;
+        size_t n_subgid_ranges;
         bool user_groups_removed;      /* apply took it out of a privileged group: its running
                                         * processes (its user manager) keep that group until restarted */
 

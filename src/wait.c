@@ -24,7 +24,7 @@ int wait_for_docker(const Config *c) {
                                        c->user_name, errno ? ": " : "", errno ? strerror(errno) : "");
         snprintf(sock, sizeof(sock), "/run/user/%u/docker.sock", (unsigned) pw->pw_uid);
 
-        r = docker_ping_wait(sock, pw->pw_uid, c->ready_timeout_sec, "the CI user's Docker", NULL, NULL);
+        r = docker_ping_wait(sock, pw->pw_uid, c->ready_timeout_sec, "the CI user's Docker", NULL, NULL, NULL);
         if (r < 0)
                 return log_error_errno(-ERCI_FAILED,
                                        "%s's Docker did not answer GET /_ping on %s within %u s (%s); see: "

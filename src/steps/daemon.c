@@ -16,6 +16,7 @@
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/fs.h"
+#include "util/idmap.h"
 #include "util/journal.h"
 #include "util/killpoint.h"
 #include "util/log.h"
@@ -603,6 +604,83 @@ static int unit_still_starting(void *userdata) {
 }
 
 /*
+ * Invariant I2: the daemon runs as the CI user in a user namespace, container
+ * root mapped to the user alone and every other container ID into its
+ * subordinate ranges (all its lines, as the user step left them in ctx->facts). Judged from
+ * the process that listens on the socket the ping just talked to (its
+ * SO_PEERCRED PID, /proc/PID opened on that connection): no child, no bus.
+ * Returns 1 when it holds, 0 when not, with *ret_message saying which; < 0
+ * only for -ENOMEM.
+ */
+static int inspect_userns(Context *ctx, const DaemonUser *u, const DockerPeer *peer, char **ret_message) {
+        const HostFacts *f = &ctx->facts;
+        const RootlessIds id = {
+                .uid = u->uid,
+                .gid = u->gid,
+                .subuids = f->subuid_ranges,
+                .n_subuids = f->n_subuid_ranges,
+                .subgids = f->subgid_ranges,
+                .n_subgids = f->n_subgid_ranges,
+        };
+        _cleanup_free_ ProcessIds *ids = NULL;
+        _cleanup_free_ char *why = NULL;
+        const char *file = NULL;
+        int r;
+
+        if (peer->pid <= 0)
+                return asprintf(ret_message,
+                                "%s's Docker socket is served by a process in a PID namespace this run cannot see: "
+                                "its user namespace cannot be checked",
+                                u->name) < 0
+                               ? -ENOMEM
+                               : 0;
+        ids = malloc(sizeof(*ids));
+        if (!ids)
+                return -ENOMEM;
+        r = peer->proc_fd < 0 ? peer->proc_error : process_ids_read(peer->proc_fd, ids, &file);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return asprintf(ret_message, "%s's Docker socket is served by PID %ld, whose /proc/%ld%s%s cannot be read: %s",
+                                u->name, (long) peer->pid, (long) peer->pid, file ? "/" : "", strempty(file),
+                                r == -ESRCH ? "it has exited" : strerror(-r)) < 0
+                               ? -ENOMEM
+                               : 0;
+        r = rootless_ids_judge(ids, u->name, &id, &why);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                r = asprintf(ret_message, "%s's %s (PID %ld) %s", u->name, ids->comm[0] ? ids->comm : "daemon",
+                             (long) peer->pid, why) < 0 ? -ENOMEM : 1;
+        else
+                r = asprintf(ret_message, "%s's Docker socket is served by PID %ld%s%s%s, which %s", u->name,
+                             (long) peer->pid, ids->comm[0] ? " (" : "", ids->comm, ids->comm[0] ? ")" : "", why) < 0
+                            ? -ENOMEM
+                            : 0;
+        return r;
+}
+
+/* No running daemon to look at: offline tree, or no systemd. */
+static void report_userns_offline(Context *ctx) {
+        const char *why = ctx->live ? "systemd is not running" : "offline tree";
+
+        report_item(ctx, "daemon.service", ITEM_SKIP, NULL,
+                    "%s: the daemon is started by the first apply on the live host", why);
+        report_item(ctx, "daemon.userns", ITEM_SKIP, NULL,
+                    "%s: the daemon's user namespace is checked on the live host, once it runs", why);
+}
+
+static char *userns_check_fix(const DaemonUser *u) {
+        char *s;
+        return asprintf(&s,
+                        "rootless-ci apply (it restarts %s's docker.service, which maps the IDs of /etc/subuid and "
+                        "/etc/subgid anew)",
+                        u->name) < 0
+                       ? NULL
+                       : s;
+}
+
+/*
  * unit_changed: our unit's content changed (reload the user's manager and
  * restart a daemon that was running before); link_changed: only its
  * enablement did (reload). mgr_was_active: the user's manager ran before
@@ -612,13 +690,15 @@ static int unit_still_starting(void *userdata) {
 static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUser *u, bool unit_changed,
                                 bool link_changed, bool mgr_was_active) {
         _cleanup_bus_ sd_bus *user_bus = NULL;
-        _cleanup_free_ char *user_manager = NULL, *sock = socket_path_of(u), *result = NULL;
+        _cleanup_free_ char *user_manager = NULL, *sock = socket_path_of(u), *result = NULL, *userns_msg = NULL,
+                            *fix = NULL;
+        _cleanup_(docker_peer_done) DockerPeer peer = DOCKER_PEER_NULL;
         unsigned timeout = ctx->config->ready_timeout_sec;
         unsigned long long deadline = now_usec() + (unsigned long long) timeout * 1000000ULL, t0;
         UnitState mgr = {}, svc = {};
         const char *method = NULL;
-        bool answering;
-        int r;
+        bool answering, userns_restart = false;
+        int r, userns = 0;
 
         if (!sock || asprintf(&user_manager, "user@%u.service", (unsigned) u->uid) < 0)
                 return -ENOMEM;
@@ -626,16 +706,42 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
         r = bus_get_unit_state(system_bus, user_manager, &mgr);
         if (r < 0)
                 return r;
-        answering = docker_ping_once(sock, u->uid, 2000) >= 0;
+        /* The listener of this very connection is what invariant I2 is checked on. */
+        answering = docker_ping_peer(sock, u->uid, 2000, &peer) >= 0;
+        if (answering) {
+                userns = inspect_userns(ctx, u, &peer, &userns_msg);
+                docker_peer_done(&peer);
+                if (userns < 0) {
+                        unit_state_done(&mgr);
+                        return userns;
+                }
+        }
+        fix = userns_check_fix(u);
+        if (!fix) {
+                unit_state_done(&mgr);
+                return -ENOMEM;
+        }
 
         if (ctx->verb != VERB_APPLY) {
                 bool mgr_up = streq_ptr(mgr.active_state, "active");
                 unit_state_done(&mgr);
                 if (ctx->verb == VERB_PLAN) {
-                        report_item(ctx, "daemon.service", answering && !unit_changed ? ITEM_OK : ITEM_CHANGE, NULL,
-                                    answering ? (unit_changed ? "restart %s's Docker (its unit changes)" : "%s's Docker answers on %s")
-                                              : "start %s's Docker and wait for %s to answer",
-                                    u->name, sock);
+                        if (!answering)
+                                report_item(ctx, "daemon.service", ITEM_CHANGE, NULL,
+                                            "start %s's Docker and wait for %s to answer", u->name, sock);
+                        else if (unit_changed || userns == 0)
+                                report_item(ctx, "daemon.service", ITEM_CHANGE, NULL, "restart %s's Docker (%s)",
+                                            u->name, unit_changed ? "its unit changes" : "see daemon.userns");
+                        else
+                                report_item(ctx, "daemon.service", ITEM_OK, NULL, "%s's Docker answers on %s", u->name,
+                                            sock);
+                        if (!answering)
+                                report_item(ctx, "daemon.userns", ITEM_SKIP, NULL,
+                                            "%s's Docker does not answer: apply starts it, then checks its user namespace",
+                                            u->name);
+                        else
+                                report_item(ctx, "daemon.userns", userns > 0 ? ITEM_OK : ITEM_CHANGE, NULL,
+                                            userns > 0 ? "%s" : "restart the daemon: %s", userns_msg);
                         return 0;
                 }
                 if (!mgr_up)
@@ -646,8 +752,12 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
                 if (answering) {
                         report_item(ctx, "daemon.service", ITEM_PASS, NULL, "%s's Docker answers GET /_ping on %s",
                                     u->name, sock);
+                        report_item(ctx, "daemon.userns", userns > 0 ? ITEM_PASS : ITEM_FAIL, userns > 0 ? NULL : fix,
+                                    "%s", userns_msg);
                         return 0;
                 }
+                report_item(ctx, "daemon.userns", ITEM_SKIP, NULL,
+                            "%s's Docker does not answer GET /_ping (see daemon.service): no daemon to inspect", u->name);
                 /* Down: say how its manager sees it (stopped, failed, start-limit-hit), a read only. */
                 if (mgr_up && bus_open_user_manager(u->name, &user_bus) >= 0 &&
                     bus_get_unit_state(user_bus, UNIT_NAME, &svc) >= 0) {
@@ -666,10 +776,16 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
         }
 
         /* Apply. The fast path: nothing changed and the daemon answers, so nothing to ask its manager. */
-        if (answering && !unit_changed && !link_changed && streq_ptr(mgr.active_state, "active")) {
+        if (answering && userns > 0 && !unit_changed && !link_changed && streq_ptr(mgr.active_state, "active")) {
                 unit_state_done(&mgr);
                 report_item(ctx, "daemon.service", ITEM_OK, NULL, "%s's Docker answers on %s", u->name, sock);
+                report_item(ctx, "daemon.userns", ITEM_OK, NULL, "%s", userns_msg);
                 return 0;
+        }
+        if (answering && userns == 0) {
+                /* A restart maps the IDs of /etc/subuid and /etc/subgid as they are now (and takes the socket back). */
+                log_warning("%s; restarting %s", userns_msg, UNIT_NAME);
+                userns_restart = true;
         }
 
         if (!streq_ptr(mgr.active_state, "active")) {
@@ -727,7 +843,7 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
          * start job, so its result is what we wait for.
          */
         if (streq_ptr(svc.active_state, "active") || streq_ptr(svc.active_state, "reloading"))
-                method = unit_changed && mgr_was_active ? "RestartUnit" : NULL;
+                method = (unit_changed && mgr_was_active) || userns_restart ? "RestartUnit" : NULL;
         else
                 method = "StartUnit";
         if (streq_ptr(svc.active_state, "failed")) {
@@ -753,7 +869,7 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
                 log_debug("Timing: %s job of %s %.1f ms", method, UNIT_NAME, (double) (now_usec() - t0) / 1e3);
         }
         killpoint("daemon-waiting-for-ping");
-        r = docker_ping_wait(sock, u->uid, timeout, "the CI user's Docker", unit_still_starting, user_bus);
+        r = docker_ping_wait(sock, u->uid, timeout, "the CI user's Docker", unit_still_starting, user_bus, &peer);
         if (r < 0) {
                 log_error("%s's Docker did not answer GET /_ping on %s within %u s: %s", u->name, sock, timeout,
                           strerror(-r));
@@ -767,10 +883,29 @@ static int converge_user_daemon(Context *ctx, sd_bus *system_bus, const DaemonUs
                 method = "StartUnit";
         if (method)
                 report_changed(ctx, "daemon.service", streq(method, "StartUnit") ? ITEM_CREATE : ITEM_CHANGE,
-                               "%s %s's Docker; it answers on %s", streq(method, "StartUnit") ? "started" : "restarted",
-                               u->name, sock);
+                               "%s %s's Docker%s; it answers on %s", streq(method, "StartUnit") ? "started" : "restarted",
+                               u->name, userns_restart ? " (its user namespace was wrong)" : "", sock);
         else
                 report_item(ctx, "daemon.service", ITEM_OK, NULL, "%s's Docker answers on %s", u->name, sock);
+
+        /* The daemon that answers now: invariant I2 must hold for it. */
+        free(userns_msg);
+        userns_msg = NULL;
+        userns = inspect_userns(ctx, u, &peer, &userns_msg);
+        if (userns < 0)
+                return userns;
+        if (userns > 0) {
+                report_item(ctx, "daemon.userns", ITEM_OK, NULL, "%s", userns_msg);
+                return 0;
+        }
+        free(fix);
+        fix = NULL;
+        if (asprintf(&fix,
+                     "compare %s's lines in /etc/subuid and /etc/subgid with the map above, and see "
+                     "journalctl _UID=%u --user-unit=%s",
+                     u->name, (unsigned) u->uid, UNIT_NAME) < 0)
+                return -ENOMEM;
+        report_item(ctx, "daemon.userns", ITEM_FAIL, fix, "%s", userns_msg);
         return 0;
 }
 
@@ -815,14 +950,14 @@ static int plan_for_new_user(Context *ctx, const DaemonUser *u) {
         if (r < 0)
                 return r;
         report_item(ctx, "daemon.linger", ITEM_CREATE, NULL, "enable linger for %s (through logind)", u->name);
-        if (ctx->live && ctx->facts.systemd_running)
+        if (ctx->live && ctx->facts.systemd_running) {
                 report_item(ctx, "daemon.service", ITEM_CREATE, NULL,
                             "start %s's Docker in its own manager and wait for /run/user/UID/docker.sock to answer",
                             u->name);
-        else
-                report_item(ctx, "daemon.service", ITEM_SKIP, NULL,
-                            "%s: the daemon is started by the first apply on the live host",
-                            ctx->live ? "systemd is not running" : "offline tree");
+                report_item(ctx, "daemon.userns", ITEM_SKIP, NULL,
+                            "no daemon yet: apply starts it, then checks its user namespace");
+        } else
+                report_userns_offline(ctx);
         return 0;
 }
 
@@ -880,9 +1015,7 @@ static int daemon_run(Context *ctx) {
                 r = converge_linger(ctx, NULL, &u);
                 if (r < 0)
                         return r;
-                report_item(ctx, "daemon.service", ITEM_SKIP, NULL,
-                            "%s: the daemon is started by the first apply on the live host",
-                            ctx->live ? "systemd is not running" : "offline tree");
+                report_userns_offline(ctx);
                 return 0;
         }
 

@@ -459,7 +459,14 @@ static void format_line(char *buf, size_t size, const char *text, size_t len) {
 typedef struct SubIdResult {
         uint64_t start, count;
         bool settled;
+        SubIdRange *ranges;      /* every range of the user's after the change, start:count among them */
+        size_t n_ranges;
 } SubIdResult;
+
+static void subid_result_done(SubIdResult *r) {
+        free(r->ranges);
+        *r = (SubIdResult) {};
+}
 
 /*
  * /etc/subuid or /etc/subgid. Returns 1 when apply must take the account
@@ -539,6 +546,10 @@ static int user_ensure_subids(UserStep *s, SubIdKind kind, bool locked, uint64_t
                 log_error_errno(r, "Failed to plan %s: %m", display);
                 goto finish;
         }
+        subid_result_done(res);
+        r = subid_plan_ranges(&f, &plan, s->name, uid, &res->ranges, &res->n_ranges);
+        if (r < 0)
+                goto finish;
         res->start = plan.start;
         res->count = plan.count;
         res->settled = true;
@@ -780,7 +791,7 @@ static int user_check_sudoers(UserStep *s) {
 
 static int user_run(Context *ctx) {
         _cleanup_(user_step_done) UserStep s = { .ctx = ctx, .name = ctx->config->user_name };
-        SubIdResult uid_range = {}, gid_range = {};
+        _cleanup_(subid_result_done) SubIdResult uid_range = {}, gid_range = {};
         bool need_lock = false;
         int r;
 
@@ -858,10 +869,16 @@ static int user_run(Context *ctx) {
         if (uid_range.settled) {
                 ctx->facts.subuid_start = (uint32_t) uid_range.start;
                 ctx->facts.subuid_count = (uint32_t) uid_range.count;
+                free(ctx->facts.subuid_ranges);
+                ctx->facts.subuid_ranges = TAKE_PTR(uid_range.ranges);
+                ctx->facts.n_subuid_ranges = uid_range.n_ranges;
         }
         if (gid_range.settled) {
                 ctx->facts.subgid_start = (uint32_t) gid_range.start;
                 ctx->facts.subgid_count = (uint32_t) gid_range.count;
+                free(ctx->facts.subgid_ranges);
+                ctx->facts.subgid_ranges = TAKE_PTR(gid_range.ranges);
+                ctx->facts.n_subgid_ranges = gid_range.n_ranges;
         }
 
         return user_check_sudoers(&s);

@@ -66,7 +66,40 @@ static int wait_fd(int fd, short events, unsigned long long deadline) {
         }
 }
 
+void docker_peer_done(DockerPeer *p) {
+        p->proc_fd = safe_close(p->proc_fd);
+        p->pid = 0;
+}
+
+/*
+ * Who listens: SO_PEERCRED of a connected unix socket gives the credentials
+ * the listener had when it called listen() (its PID as our PID namespace
+ * sees it, 0 when it cannot). /proc/PID is opened now, before the request
+ * goes out: the fd keeps naming that very process (a reused PID gets a new
+ * directory), and the daemon answering afterwards proves it was alive then.
+ */
+static int get_peer(int fd, DockerPeer *ret) {
+        struct ucred cred = {};
+        socklen_t len = sizeof(cred);
+        char path[32];
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                return negative_errno();
+        *ret = (DockerPeer) { .pid = cred.pid, .uid = cred.uid, .gid = cred.gid, .proc_fd = -1, .proc_error = -ESRCH };
+        if (cred.pid <= 0)
+                return 0;
+        snprintf(path, sizeof(path), "/proc/%ld", (long) cred.pid);
+        ret->proc_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ret->proc_error = ret->proc_fd < 0 ? negative_errno() : 0;
+        return 0;
+}
+
 int docker_ping_once(const char *socket_path, uid_t owner, unsigned timeout_ms) {
+        return docker_ping_peer(socket_path, owner, timeout_ms, NULL);
+}
+
+int docker_ping_peer(const char *socket_path, uid_t owner, unsigned timeout_ms, DockerPeer *ret_peer) {
+        _cleanup_(docker_peer_done) DockerPeer peer = DOCKER_PEER_NULL;
         _cleanup_close_ int path_fd = -1, root_fd = -1, fd = -1;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         unsigned long long deadline = now_usec() + (unsigned long long) timeout_ms * 1000ULL;
@@ -108,6 +141,11 @@ int docker_ping_once(const char *socket_path, uid_t owner, unsigned timeout_ms) 
                 if (err)
                         return -err;
         }
+        if (ret_peer) {
+                r = get_peer(fd, &peer);
+                if (r < 0)
+                        return r;
+        }
 
         while (sent < strlen(DOCKER_PING_REQUEST)) {
                 ssize_t n = send(fd, &DOCKER_PING_REQUEST[sent], strlen(DOCKER_PING_REQUEST) - sent, MSG_NOSIGNAL);
@@ -141,11 +179,18 @@ int docker_ping_once(const char *socket_path, uid_t owner, unsigned timeout_ms) 
                         break;
                 got += (size_t) n;
         }
-        return docker_ping_parse(buf, got, NULL);
+        r = docker_ping_parse(buf, got, NULL);
+        if (r < 0)
+                return r;
+        if (ret_peer) {
+                *ret_peer = peer;
+                peer = DOCKER_PEER_NULL;
+        }
+        return 0;
 }
 
 int docker_ping_wait(const char *socket_path, uid_t owner, unsigned timeout_sec, const char *what,
-                     int (*still_hopeful)(void *userdata), void *userdata) {
+                     int (*still_hopeful)(void *userdata), void *userdata, DockerPeer *ret_peer) {
         unsigned long long start = now_usec(), deadline = start + (unsigned long long) timeout_sec * 1000000ULL;
         unsigned long long next_progress = start + PING_PROGRESS_EVERY_USEC, next_ask = start + 1000000ULL;
         int r;
@@ -153,7 +198,7 @@ int docker_ping_wait(const char *socket_path, uid_t owner, unsigned timeout_sec,
         for (;;) {
                 unsigned long long n;
 
-                r = docker_ping_once(socket_path, owner, 2000);
+                r = docker_ping_peer(socket_path, owner, 2000, ret_peer);
                 if (r >= 0) {
                         log_debug("%s answered GET /_ping after %.2f s", what, (double) (now_usec() - start) / 1e6);
                         return 0;

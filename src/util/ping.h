@@ -31,11 +31,36 @@ int docker_ping_parse(const char *buf, size_t size, unsigned *ret_status);
 int docker_ping_once(const char *socket_path, uid_t owner, unsigned timeout_ms);
 
 /*
+ * Who answered, from the connection itself (SO_PEERCRED): the process that
+ * listens on the socket — for rootless Docker, dockerd inside rootlesskit's
+ * namespaces — with its credentials as this process's namespaces see them.
+ */
+typedef struct DockerPeer {
+        pid_t pid;        /* 0: the listener is in a PID namespace this process cannot see */
+        uid_t uid;        /* its effective UID and GID when it called listen() */
+        gid_t gid;
+        int proc_fd;      /* /proc/PID (a directory fd), opened before the request was sent; -1 if not */
+        int proc_error;   /* why proc_fd is -1 (negative errno) */
+} DockerPeer;
+
+#define DOCKER_PEER_NULL ((DockerPeer) { .proc_fd = -1 })
+
+void docker_peer_done(DockerPeer *p);
+
+/*
+ * docker_ping_once() that also returns the listener in *ret_peer (may be
+ * NULL), from the same connection. *ret_peer is written only on success
+ * (overwritten, not released) and then released with docker_peer_done().
+ */
+int docker_ping_peer(const char *socket_path, uid_t owner, unsigned timeout_ms, DockerPeer *ret_peer);
+
+/*
  * Poll docker_ping_once() until it succeeds or timeout_sec passes, saying
  * every few seconds what it waits for. still_hopeful (may be NULL) is asked
  * about once a second; a negative answer ends the wait with that error (the
  * daemon's unit failed: no point waiting on). Returns 0, or the last error
  * (-ETIMEDOUT if the last attempt was a connection refusal or no socket).
+ * ret_peer (may be NULL) gets the listener of the attempt that succeeded.
  */
 int docker_ping_wait(const char *socket_path, uid_t owner, unsigned timeout_sec, const char *what,
-                     int (*still_hopeful)(void *userdata), void *userdata);
+                     int (*still_hopeful)(void *userdata), void *userdata, DockerPeer *ret_peer);

@@ -256,6 +256,25 @@ int subid_plan(const SubIdFile *f, const char *user, uid_t uid, const SubIdPolic
         return -ENOSPC;
 }
 
+int subid_plan_ranges(const SubIdFile *f, const SubIdPlan *p, const char *user, uid_t uid, SubIdRange **ret,
+                      size_t *ret_n) {
+        SubIdRange *r = calloc(f->n_lines + 1, sizeof(SubIdRange));
+        size_t n = 0;
+
+        if (!r)
+                return -ENOMEM;
+        for (size_t i = 0; i <= f->n_lines; i++) {
+                if (p->allocate && i == p->insert_at)
+                        r[n++] = (SubIdRange) { p->start, p->count };
+                if (i < f->n_lines && subid_line_is_users(&f->lines[i], user, uid) && !p->drop[i] &&
+                    p->verdict[i] == SUBID_OK)
+                        r[n++] = (SubIdRange) { f->lines[i].start, f->lines[i].count };
+        }
+        *ret = r;
+        *ret_n = n;
+        return 0;
+}
+
 int subid_render(const SubIdFile *f, const SubIdPlan *p, const char *user, char **ret, size_t *ret_size) {
         _cleanup_fclose_ FILE *out = NULL;
         char *buf = NULL;

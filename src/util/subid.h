@@ -20,6 +20,11 @@
 /* (uid_t) -1 is never an ID: a range ends at 2^32-2 at the latest. */
 #define SUBID_ID_MAX 0xfffffffeULL
 
+/* One range of subordinate IDs: start, start+1, ..., start+count-1. */
+typedef struct SubIdRange {
+        uint64_t start, count;
+} SubIdRange;
+
 typedef enum SubIdLineKind {
         SUBID_LINE_RANGE,      /* owner:start:count, parsed */
         SUBID_LINE_BLANK,      /* empty, only blanks, or a '#' comment */
@@ -86,6 +91,14 @@ typedef struct SubIdPlan {
 } SubIdPlan;
 
 void subid_plan_done(SubIdPlan *p);
+
+/*
+ * Every range the user has once the plan is carried out, in file order:
+ * each of its lines kept (valid, overlapping no one), or the new one.
+ * newuidmap, hence rootlesskit, maps them all, one after the other.
+ */
+int subid_plan_ranges(const SubIdFile *f, const SubIdPlan *p, const char *user, uid_t uid, SubIdRange **ret,
+                      size_t *ret_n);
 
 /*
  * Decide: keep the user's first valid line (dropping its bad ones), or

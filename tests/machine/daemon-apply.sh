@@ -2,6 +2,10 @@
 # daemon-apply: one apply on a fresh machine gives the CI user a working
 # rootless Docker run by its own systemd manager, takes the root daemon out
 # of reach, and a second apply changes nothing and does not restart it.
+# check's daemon.userns (invariant I2) matches what the kernel shows of
+# dockerd's user namespace; when the subordinate ranges move under a
+# running daemon, check fails on it and apply restarts the daemon; a second
+# range of the user's own, which newuidmap maps too, passes.
 #
 # Every step is the real one, the disk step included: a blank loop disk is
 # configured as Device= (the machine's own root is an overlayfs, on which
@@ -111,6 +115,24 @@ assert_eq 0 "$rc" "check passes after apply"
 assert_eq pass "$(jq -r '.items[] | select(.id == "daemon.root-sockets-unreachable") | .status' "$TEST_TMP/check.json")" \
 	"check finds no root-owned Docker/containerd socket the CI user can reach"
 
+# Invariant I2, as check sees it, against what the kernel says about the daemon.
+IFS=: read -r _ substart subcount <<<"$(in_machine grep "^$CI_USER:" /etc/subuid)"
+IFS=: read -r _ subgstart subgcount <<<"$(in_machine grep "^$CI_USER:" /etc/subgid)"
+dockerd=$(in_machine pgrep -u "$uid" -x dockerd)
+echo "# dockerd $dockerd: $(in_machine grep -E '^(Uid|Gid):' "/proc/$dockerd/status" | tr '\n\t' '  ')"
+echo "# uid_map: $(in_machine cat "/proc/$dockerd/uid_map" | tr -s ' \n' ' ')"
+echo "# gid_map: $(in_machine cat "/proc/$dockerd/gid_map" | tr -s ' \n' ' ')"
+assert_eq "0 $uid 1 1 $substart $subcount " "$(in_machine cat "/proc/$dockerd/uid_map" | tr -s ' \n' ' ' | sed 's/^ //')" \
+	"dockerd's uid_map: container root is $CI_USER, 1.. its subordinate range (the kernel's own view)"
+userns=$(jq -c '.items[] | select(.id == "daemon.userns")' "$TEST_TMP/check.json")
+echo "# $userns"
+assert_eq pass "$(jq -r .status <<<"$userns")" "check: daemon.userns passes"
+[[ $subgstart == "$substart" && $subgcount == "$subcount" ]] || fail "subuid and subgid ranges differ ($substart:$subcount, $subgstart:$subgcount)"
+assert_eq "$CI_USER's dockerd (PID $dockerd) runs in a user namespace: 0 → $uid, 1..$subcount → $substart..$((substart + subcount - 1)) (UIDs and GIDs alike)" \
+	"$(jq -r .message <<<"$userns")" "check: daemon.userns names dockerd's PID and its mapping"
+assert_eq ok "$(jq -r '.items[] | select(.id == "daemon.userns") | .status' "$TEST_TMP/apply2.json")" \
+	"a converged apply reports daemon.userns in place"
+
 # Drift: a changed unit is rewritten and the daemon restarted, once.
 in_machine sed -i 's/^RestartSec=.*/RestartSec=9s/' /etc/systemd/user/docker.service
 set +e
@@ -125,5 +147,68 @@ pid2=$(ci_docker_pid)
 [[ $pid2 != "$pid1" && $pid2 != 0 ]] || fail "the daemon was not restarted after its unit changed ($pid1 → $pid2)"
 ok "the daemon was restarted after its unit changed ($pid1 → $pid2)"
 assert_eq "hello" "$(as_ci docker run --rm rci-busybox echo hello)" "docker run works after the restart"
+
+# Drift: the subordinate ranges moved (an operator's edit) while the daemon
+# kept the old ones. check fails naming the range; apply restarts the
+# daemon, which maps the new ones; check passes again.
+newstart=$((substart + 10 * 65536))
+dockerd=$(in_machine pgrep -u "$uid" -x dockerd)
+in_machine sed -i "s/^$CI_USER:.*/$CI_USER:$newstart:$subcount/" /etc/subuid /etc/subgid
+set +e
+in_machine rootless-ci --json check >"$TEST_TMP/check-moved.json" 2>/dev/null
+rc=$?
+set -e
+jq -r '.items[] | select(.status == "fail") | "#   FAIL \(.id): \(.message) [fix: \(.fix)]"' "$TEST_TMP/check-moved.json"
+assert_eq 1 "$rc" "moved ranges: check exits 1"
+assert_eq "daemon.userns" "$(jq -r '[.items[] | select(.status == "fail") | .id] | join(" ")' "$TEST_TMP/check-moved.json")" \
+	"moved ranges: daemon.userns is the one failure"
+assert_contains "$(jq -r '.items[] | select(.id == "daemon.userns") | .message' "$TEST_TMP/check-moved.json")" \
+	"maps container UID 1..$subcount to host UID $substart..$((substart + subcount - 1)), outside $CI_USER's subordinate UID range $newstart..$((newstart + subcount - 1)) (/etc/subuid)" \
+	"moved ranges: check says which container IDs land outside which range"
+assert_contains "$(jq -r '.items[] | select(.id == "daemon.userns") | .fix' "$TEST_TMP/check-moved.json")" "rootless-ci apply" \
+	"moved ranges: the fix is apply"
+set +e
+in_machine rootless-ci --json apply >"$TEST_TMP/apply-moved.json" 2>"$TEST_TMP/apply-moved.err"
+rc=$?
+set -e
+sed 's/^/# stderr: /' "$TEST_TMP/apply-moved.err"
+assert_eq 0 "$rc" "moved ranges: apply exits 0"
+assert_eq "change true" "$(jq -r '.items[] | select(.id == "daemon.service") | "\(.status) \(.changed)"' "$TEST_TMP/apply-moved.json")" \
+	"moved ranges: apply restarts the daemon"
+dockerd2=$(in_machine pgrep -u "$uid" -x dockerd)
+[[ $dockerd2 != "$dockerd" ]] || fail "dockerd is still PID $dockerd"
+assert_eq "0 $uid 1 1 $newstart $subcount " "$(in_machine cat "/proc/$dockerd2/uid_map" | tr -s ' \n' ' ' | sed 's/^ //')" \
+	"moved ranges: the new dockerd maps the new range"
+assert_contains "$(jq -r '.items[] | select(.id == "daemon.userns") | "\(.status): \(.message)"' "$TEST_TMP/apply-moved.json")" \
+	"ok: $CI_USER's dockerd (PID $dockerd2) runs in a user namespace: 0 → $uid, 1..$subcount → $newstart.." \
+	"moved ranges: apply verifies the restarted daemon"
+set +e
+in_machine rootless-ci --json check >"$TEST_TMP/check-moved2.json" 2>/dev/null
+rc=$?
+set -e
+assert_eq "0 pass" "$rc $(jq -r '.items[] | select(.id == "daemon.userns") | .status' "$TEST_TMP/check-moved2.json")" \
+	"moved ranges: check passes after the repair"
+
+# A second line for the user in each file: newuidmap maps both, one after
+# the other, and both are the user's own. check passes, apply keeps the
+# daemon as it is.
+second=$((newstart + 2 * 65536))
+in_machine sh -c "echo $CI_USER:$second:$subcount >>/etc/subuid && echo $CI_USER:$second:$subcount >>/etc/subgid"
+in_machine systemctl --user -M "$CI_USER@" restart docker.service
+in_machine rootless-ci wait >/dev/null 2>&1 || fail "the daemon did not come back after its restart"
+dockerd3=$(in_machine pgrep -u "$uid" -x dockerd)
+assert_eq "0 $uid 1 1 $newstart $subcount $((subcount + 1)) $second $subcount " \
+	"$(in_machine cat "/proc/$dockerd3/uid_map" | tr -s ' \n' ' ' | sed 's/^ //')" \
+	"two ranges: dockerd maps both, one after the other"
+set +e
+in_machine rootless-ci --json check >"$TEST_TMP/check-two.json" 2>/dev/null
+rc=$?
+set -e
+jq -r '.items[] | select(.id == "daemon.userns" or .status == "fail") | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/check-two.json"
+assert_eq "0 pass" "$rc $(jq -r '.items[] | select(.id == "daemon.userns") | .status' "$TEST_TMP/check-two.json")" \
+	"two ranges: check passes"
+in_machine rootless-ci --json apply >"$TEST_TMP/apply-two.json" 2>/dev/null
+assert_eq "false $dockerd3" "$(jq -r .changed "$TEST_TMP/apply-two.json") $(in_machine pgrep -u "$uid" -x dockerd)" \
+	"two ranges: apply changes nothing and keeps the daemon"
 
 echo "PASS: $TEST_NAME"

@@ -96,6 +96,15 @@ drift_link_removed() { in_machine rm "/home/$CI/.local/share/docker"; }
 drift_link_repointed() { in_machine ln -sfn /var/lib/docker "/home/$CI/.local/share/docker"; }
 drift_storage_open() { in_machine chmod 0755 "/srv/rootless-ci/$CI/docker"; }
 drift_subuid_deleted() { in_machine sed -i "/^$CI:/d" /etc/subuid; }
+# The user's subordinate ranges moved ten blocks up (valid, so the user step
+# keeps them) while its daemon runs with the old ones: invariant I2 broken.
+drift_subids_moved() {
+	local f start
+	for f in /etc/subuid /etc/subgid; do
+		start=$(in_machine sed -n "s/^$CI:\([0-9]*\):.*/\1/p" "$f")
+		in_machine sed -i "s/^$CI:$start:/$CI:$((start + 655360)):/" "$f"
+	done
+}
 drift_agent_dropin() { in_machine rm /etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf; }
 drift_agent_chown() { in_machine chown -R "$CI" /etc/buildkite-agent; }
 
@@ -125,6 +134,7 @@ repair link-removed storage.home-link drift_link_removed
 repair link-repointed storage.home-link drift_link_repointed
 repair storage-0755 storage.docker drift_storage_open
 repair subuid-deleted user.subuid drift_subuid_deleted
+repair subids-moved daemon.userns drift_subids_moved
 repair agent-dropin-deleted agent.dropin drift_agent_dropin
 repair agent-config-chowned agent.config:/etc/buildkite-agent drift_agent_chown
 

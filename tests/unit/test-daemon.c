@@ -131,6 +131,24 @@ TEST(second_apply_changes_nothing_and_check_passes) {
         context_done(&ctx);
 }
 
+TEST(offline_the_user_namespace_is_skipped_with_the_reason) {
+        const char *root = test_tmpdir();
+        static const Verb verbs[] = { VERB_PLAN, VERB_APPLY, VERB_CHECK };
+        const Item *item;
+        Context ctx;
+
+        make_tree(root);
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                ASSERT_OK(run_verb(root, verbs[i], false, "overlay2", &ctx));
+                item = find_item(&ctx, "daemon.userns");
+                ASSERT_TRUE(item);
+                ASSERT_EQ(item->status, ITEM_SKIP);
+                ASSERT_CONTAINS(item->message, "offline tree");
+                ASSERT_CONTAINS(item->message, "checked on the live host");
+                context_done(&ctx);
+        }
+}
+
 TEST(drifted_unit_is_planned_checked_and_rewritten) {
         const char *root = test_tmpdir();
         Context ctx;

@@ -92,6 +92,52 @@ TEST(ping_once_talks_to_a_socket) {
         ASSERT_EQ(wait_child(pid), 0);  /* and it sent exactly the request */
 }
 
+/*
+ * The peer is whoever called listen() — here this process, before it forked
+ * the child that accepts and answers — with /proc/PID open on that process.
+ */
+TEST(ping_peer_names_the_listening_process) {
+        DockerPeer peer = DOCKER_PEER_NULL;
+        struct stat a, b;
+        char path[256], self[64];
+        pid_t pid;
+
+        snprintf(path, sizeof(path), "%s/peer.sock", test_tmpdir());
+        pid = serve_once(path, "HTTP/1.0 200 OK\r\n\r\nOK");
+        ASSERT_TRUE(pid > 0);
+        ASSERT_EQ(docker_ping_peer(path, getuid(), 2000, &peer), 0);
+        ASSERT_EQ(wait_child(pid), 0);
+        ASSERT_EQ(peer.pid, getpid());
+        ASSERT_EQ(peer.uid, geteuid());
+        ASSERT_EQ(peer.gid, getegid());
+        ASSERT_TRUE(peer.proc_fd >= 0);
+        snprintf(self, sizeof(self), "/proc/%d", (int) getpid());
+        ASSERT_EQ(fstat(peer.proc_fd, &a), 0);
+        ASSERT_EQ(stat(self, &b), 0);
+        ASSERT_TRUE(a.st_dev == b.st_dev && a.st_ino == b.st_ino);
+        docker_peer_done(&peer);
+        ASSERT_EQ(peer.proc_fd, -1);
+}
+
+TEST(ping_peer_leaves_the_peer_alone_on_failure) {
+        DockerPeer peer = DOCKER_PEER_NULL;
+        char path[256];
+        pid_t pid;
+
+        snprintf(path, sizeof(path), "%s/none.sock", test_tmpdir());
+        ASSERT_EQ(docker_ping_peer(path, getuid(), 500, &peer), -ENOENT);
+        ASSERT_EQ(peer.pid, 0);
+        ASSERT_EQ(peer.proc_fd, -1);
+
+        snprintf(path, sizeof(path), "%s/bad.sock", test_tmpdir());
+        pid = serve_once(path, "HTTP/1.0 503 Service Unavailable\r\n\r\n");
+        ASSERT_TRUE(pid > 0);
+        ASSERT_EQ(docker_ping_peer(path, getuid(), 2000, &peer), -EPROTO);
+        ASSERT_EQ(wait_child(pid), 0);
+        ASSERT_EQ(peer.pid, 0);
+        ASSERT_EQ(peer.proc_fd, -1);
+}
+
 TEST(ping_once_reports_a_bad_answer) {
         char path[256];
         pid_t pid;
@@ -129,7 +175,7 @@ TEST(ping_wait_times_out) {
         unsigned long long t0 = now_usec();
 
         snprintf(path, sizeof(path), "%s/never.sock", test_tmpdir());
-        ASSERT_EQ(docker_ping_wait(path, getuid(), 1, "nobody", NULL, NULL), -ETIMEDOUT);
+        ASSERT_EQ(docker_ping_wait(path, getuid(), 1, "nobody", NULL, NULL, NULL), -ETIMEDOUT);
         ASSERT_TRUE(now_usec() - t0 >= 1000000ULL);
         ASSERT_TRUE(now_usec() - t0 < 3000000ULL);
 }
@@ -145,7 +191,7 @@ TEST(ping_wait_stops_when_no_longer_hopeful) {
         int asked = 0;
 
         snprintf(path, sizeof(path), "%s/never.sock", test_tmpdir());
-        ASSERT_EQ(docker_ping_wait(path, getuid(), 30, "nobody", give_up, &asked), -ESRCH);
+        ASSERT_EQ(docker_ping_wait(path, getuid(), 30, "nobody", give_up, &asked, NULL), -ESRCH);
         ASSERT_EQ(asked, 1);
         ASSERT_TRUE(now_usec() - t0 < 3000000ULL);
 }

@@ -56,6 +56,35 @@ TEST(user_plan_adopts_existing_user_and_exports_facts) {
         fake_run_done(&run);
 }
 
+/* Every line of the user's that is kept reaches the facts, as newuidmap will map them all; a dropped one does not. */
+TEST(user_facts_hold_every_kept_range) {
+        const char *d = test_tmpdir();
+        FakeRun run = {};
+
+        fake_tree_populate(d, true);
+        test_write(d, "etc/subuid", "buildkite:300000:65536\nbuildkite:500000:100\nbuildkite:700000:65536\n");
+        test_write(d, "etc/subgid", "buildkite:300000:65536\n");
+        fake_run(&run, d, VERB_CHECK, false);
+        ASSERT_OK(run.r);
+        ASSERT_EQ(run.ctx.facts.subuid_start, 300000);
+        ASSERT_EQ(run.ctx.facts.n_subuid_ranges, 2);  /* 500000:100 is too small: apply drops it */
+        ASSERT_EQ(run.ctx.facts.subuid_ranges[0].start, 300000);
+        ASSERT_EQ(run.ctx.facts.subuid_ranges[1].start, 700000);
+        ASSERT_EQ(run.ctx.facts.subuid_ranges[1].count, 65536);
+        ASSERT_EQ(run.ctx.facts.n_subgid_ranges, 1);
+        ASSERT_EQ(run.ctx.facts.subgid_ranges[0].start, 300000);
+        fake_run_done(&run);
+
+        /* No line at all: the one apply allocates. */
+        test_write(d, "etc/subuid", "");
+        fake_run(&run, d, VERB_PLAN, false);
+        ASSERT_OK(run.r);
+        ASSERT_EQ(run.ctx.facts.n_subuid_ranges, 1);
+        ASSERT_EQ(run.ctx.facts.subuid_ranges[0].start, run.ctx.facts.subuid_start);
+        ASSERT_EQ(run.ctx.facts.subuid_ranges[0].count, 65536);
+        fake_run_done(&run);
+}
+
 TEST(user_system_account_is_refused_and_nothing_else_runs) {
         const char *d = test_tmpdir();
         FakeRun run = {};

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "subid.h"
+
+/*
+ * Which user namespace a process runs in, and how its IDs map onto the
+ * host's: /proc/PID/uid_map and gid_map ("inside outside count" per line,
+ * as the reading process's namespace sees the outside IDs), and the Uid:
+ * and Gid: lines of /proc/PID/status. Pure parsers and a judge of the
+ * rootless layout (container root → the CI user alone, every other mapped
+ * ID inside the CI user's subordinate range), plus one reader of a process
+ * through its /proc/PID directory fd.
+ */
+
+/* The kernel's limit on the lines of one map (since Linux 4.15). */
+#define IDMAP_EXTENTS_MAX 340
+/* A full map line is at most 3 × 10 digits, 2 blanks and a newline; the kernel pads to that. */
+#define IDMAP_TEXT_MAX (IDMAP_EXTENTS_MAX * 33)
+
+typedef struct IdMapExtent {
+        uint32_t inside;     /* the first ID in the namespace */
+        uint32_t outside;    /* what it is outside (on the host, for a reader there) */
+        uint32_t count;      /* >= 1 */
+} IdMapExtent;
+
+typedef struct IdMap {
+        IdMapExtent extents[IDMAP_EXTENTS_MAX];
+        size_t n;
+} IdMap;
+
+/*
+ * Parse the text of a uid_map or gid_map: each line three decimal numbers
+ * separated (and possibly preceded, as the kernel pads them) by blanks.
+ * Empty text is an empty map. -EBADMSG for a line that is not that, a
+ * count of 0, a range past 4294967295, or ranges that overlap inside or
+ * outside (the kernel accepts neither); -E2BIG for more than 340 lines.
+ * *ret_line (may be NULL) gets the 1-based line at fault.
+ */
+int idmap_parse(const char *text, size_t size, IdMap *ret, unsigned *ret_line);
+
+/* The whole 32-bit space mapped onto itself: the host's own namespace, no user namespace at all. */
+#define IDMAP_IDENTITY_COUNT 4294967295U
+
+/* "0 → 1000" (count 1) or "1..65536 → 100000..165535". */
+void idmap_extent_format(const IdMapExtent *e, char *buf, size_t size);
+
+/* Every extent, in the order of the map, joined by ", ". "nothing mapped" for an empty map. */
+int idmap_format(const IdMap *m, char **ret);
+
+/*
+ * /proc/PID/status: the four IDs (real, effective, saved, filesystem) of
+ * the line starting with key ("Uid:" or "Gid:"). -ENOENT without such a
+ * line, -EBADMSG when it is not four numbers.
+ */
+int proc_status_ids(const char *text, const char *key, uint32_t ret[4]);
+
+typedef struct ProcessIds {
+        char comm[17];               /* its command name ("dockerd"), for messages; "" when unknown */
+        uint32_t uids[4], gids[4];   /* real, effective, saved, filesystem, as this process sees them */
+        IdMap uid_map, gid_map;
+} ProcessIds;
+
+/*
+ * Read status (its Name:, Uid: and Gid: lines), uid_map and gid_map through proc_fd (an open /proc/PID).
+ * -ESRCH when the process has exited; -EBADMSG (or -E2BIG) when a file
+ * does not parse, with *ret_file (may be NULL) naming it.
+ */
+int process_ids_read(int proc_fd, ProcessIds *ret, const char **ret_file);
+
+/* The CI user as rootless Docker should run: its IDs and all its subordinate ranges (none: n = 0). */
+typedef struct RootlessIds {
+        uid_t uid;
+        gid_t gid;
+        const SubIdRange *subuids;
+        size_t n_subuids;
+        const SubIdRange *subgids;
+        size_t n_subgids;
+} RootlessIds;
+
+/*
+ * Does the process run the rootless way for the CI user? Its UIDs and GIDs
+ * on the host must all be the user's; in each map container ID 0 must map
+ * to the user's ID with a count of 1, and every other extent lie inside the
+ * user's subordinate ranges (their union: newuidmap maps each of the user's
+ * lines). Returns 1 when it does, with *ret_message describing the maps
+ * ("runs in a user namespace: 0 → 1000, …"); 0 when it does not, with
+ * *ret_message saying why ("runs with host UIDs 0 0 0 0 …"), to follow
+ * "PID N, which serves …'s Docker socket,"; -ENOMEM.
+ */
+int rootless_ids_judge(const ProcessIds *p, const char *user, const RootlessIds *want, char **ret_message);
