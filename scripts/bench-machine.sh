@@ -37,32 +37,41 @@ bm_run() {
 	"$HERE/scripts/machine" run "$BENCH_MACHINE" "$@"
 }
 
-# A timing loop run inside the machine by one bash (as root, or as the CI
-# user): every command is started the same way, fork and exec from that
-# shell, and timed with the shell's own clock ($EPOCHREALTIME, no date(1)).
-# Prints the median in ms.
-# BM_AS: a command prefix inside the machine (setpriv ... to run as the CI user).
-BM_AS=()
-bm_median_ms() {
+# A timing loop run inside the machine by one bash, as root: each round runs
+# every command once, the order rotated from round to round, so all of them
+# meet the same load (this host's load moves within seconds; timing one
+# command's runs after another's compared different moments). Every command
+# is started the same way, fork and exec from that shell (a command line
+# given as one string, run by eval), and timed with the shell's own clock
+# ($EPOCHREALTIME). Prints one median in ms per command, in order.
+bm_interleaved_ms() {
 	local runs=$1
 	shift
-	bm_run "${BM_AS[@]}" bash -s "$runs" "$@" <<'EOF'
+	bm_run bash -s "$runs" "$@" <<'EOF'
 runs=$1
 shift
+cmds=("$@")
+n=${#cmds[@]}
 t=()
 for ((i = 0; i < runs; i++)); do
-	s=$EPOCHREALTIME
-	"$@" >/dev/null 2>&1
-	e=$EPOCHREALTIME
-	t+=("$(( (${e/./} - ${s/./}) ))")
+	for ((k = 0; k < n; k++)); do
+		j=$(((i + k) % n))
+		s=$EPOCHREALTIME
+		eval "${cmds[j]}" >/dev/null 2>&1
+		e=$EPOCHREALTIME
+		t[j]+="$((${e/./} - ${s/./})) "
+	done
 done
-printf '%s\n' "${t[@]}" | sort -n | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f\n", m / 1000 }'
+for ((j = 0; j < n; j++)); do
+	# shellcheck disable=SC2086 # one number per word
+	printf '%s\n' ${t[j]} | sort -n | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f\n", m / 1000 }'
+done
 EOF
 }
 
 bench_noop() {
 	local uid as_ci apply check tool tool_full sysd truef truef_ci tool_rc tool_full_rc
-	echo "== noop (issue 7): a converged machine, median of $NOOP_RUNS runs each, ms =="
+	echo "== noop (issue 7): a converged machine, median of $NOOP_RUNS interleaved runs each, ms =="
 	bench_machine_build
 	bench_machine_start rci-bench-noop
 	bm_run rootless-ci apply >/dev/null 2>&1 || { echo "bench: the first apply failed" >&2; return 1; }
@@ -79,16 +88,24 @@ bench_noop() {
 	tool_full_rc=$?
 	set -e
 
-	apply=$(bm_median_ms "$NOOP_RUNS" rootless-ci apply)
-	check=$(bm_median_ms "$NOOP_RUNS" rootless-ci check)
-	sysd=$(bm_median_ms "$NOOP_RUNS" systemctl --user -M "$CI_USER@" is-active docker)
-	truef=$(bm_median_ms "$NOOP_RUNS" /bin/true)
-	# The CI user's own shell times the setuptool, as the user would run it.
-	BM_AS=("${as_ci[@]}")
-	tool=$(bm_median_ms "$NOOP_RUNS" "$SETUPTOOL" check)
-	tool_full=$(bm_median_ms "$NOOP_RUNS" "$SETUPTOOL" check --skip-iptables)
-	truef_ci=$(bm_median_ms "$NOOP_RUNS" /bin/true)
-	BM_AS=()
+	# The setuptool runs as the CI user, as that user would run it: through
+	# setpriv and env, whose own cost is measured as "as $CI_USER: /bin/true"
+	# and taken off its figures.
+	local as
+	as=$(printf '%q ' "${as_ci[@]}")
+	{
+		read -r apply
+		read -r check
+		read -r sysd
+		read -r truef
+		read -r tool
+		read -r tool_full
+		read -r truef_ci
+	} < <(bm_interleaved_ms "$NOOP_RUNS" "rootless-ci apply" "rootless-ci check" \
+		"systemctl --user -M $CI_USER@ is-active docker" /bin/true \
+		"$as $SETUPTOOL check" "$as $SETUPTOOL check --skip-iptables" "$as /bin/true")
+	read -r tool tool_full < <(awk -v t="$tool" -v tf="$tool_full" -v c="$truef_ci" -v f="$truef" \
+		'BEGIN { printf "%.2f %.2f\n", t - (c - f), tf - (c - f) }')
 
 	echo "kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); $(bm_run rootless-ci version)"
 	printf '  %-58s %9s\n' "rootless-ci apply (converged, no-op)" "$apply"
@@ -96,7 +113,7 @@ bench_noop() {
 	printf '  %-58s %9s   (exit %s)\n' "dockerd-rootless-setuptool.sh check, as $CI_USER" "$tool" "$tool_rc" \
 		"dockerd-rootless-setuptool.sh check --skip-iptables, as $CI_USER" "$tool_full" "$tool_full_rc"
 	printf '  %-58s %9s\n' "systemctl --user -M $CI_USER@ is-active docker" "$sysd"
-	printf '  %-58s %9s   (as %s: %s)\n' "/bin/true" "$truef" "$CI_USER" "$truef_ci"
+	printf '  %-58s %9s   (as %s through setpriv: %s, taken off the setuptool'"'"'s)\n' "/bin/true" "$truef" "$CI_USER" "$truef_ci"
 	awk -v a="$apply" -v c="$check" -v t="$tool" -v tf="$tool_full" -v s="$sysd" -v f="$truef" 'BEGIN {
 		printf "  ratios: setuptool check / apply = %.1fx (complete, --skip-iptables: %.1fx), setuptool check / check = %.1fx,\n", t / a, tf / a, t / c
 		printf "          systemctl is-active / apply = %.1fx, apply / true = %.1fx, apply - true = %.2f ms\n", s / a, a / f, a - f
