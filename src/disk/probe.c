@@ -333,7 +333,8 @@ int probe_partition_table(int fd, PartitionTable *ret) {
         return 0;
 }
 
-int probe_filesystem(int fd, uint64_t offset, uint64_t size, char **ret_type, char **ret_label, char **ret_uuid) {
+int probe_filesystem(int fd, uint64_t offset, uint64_t size, const char *only_type, char **ret_type, char **ret_label,
+                     char **ret_uuid) {
         _cleanup_(blkid_free_probep) blkid_probe pr = NULL;
         int r;
 
@@ -343,6 +344,9 @@ int probe_filesystem(int fd, uint64_t offset, uint64_t size, char **ret_type, ch
         if (blkid_probe_set_device(pr, fd, (blkid_loff_t) offset, (blkid_loff_t) size) < 0 ||
             blkid_probe_enable_superblocks(pr, 1) < 0 ||
             blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_LABEL | BLKID_SUBLKS_UUID) < 0)
+                return -EIO;
+        if (only_type &&
+            blkid_probe_filter_superblocks_type(pr, BLKID_FLTR_ONLYIN, (char *[]) { (char *) only_type, NULL }) < 0)
                 return -EIO;
         r = blkid_do_safeprobe(pr);
         if (r < 0)

@@ -87,5 +87,13 @@ void partition_table_done(PartitionTable *t);
  */
 int probe_partition_table(int fd, PartitionTable *ret);
 
-/* Probe one filesystem (the first superblock found) in a range: for verifying our own mkfs. */
-int probe_filesystem(int fd, uint64_t offset, uint64_t size, char **ret_type, char **ret_label, char **ret_uuid);
+/*
+ * Probe the one filesystem in a range (libblkid's safe probe: two
+ * signatures there are ambiguous, -EIO): for verifying our own mkfs.
+ * only_type (may be NULL) runs that type's prober alone, for a filesystem
+ * already known to be mounted as that type: the converged run, which writes
+ * nothing to the disk, skips the other probers (ZFS's alone reads four
+ * labels across the device and scans them: most of the step's time).
+ */
+int probe_filesystem(int fd, uint64_t offset, uint64_t size, const char *only_type, char **ret_type, char **ret_label,
+                     char **ret_uuid);

@@ -400,12 +400,12 @@ static int look_host(Context *ctx, DiskState *s) {
 /*
  * The converged disk, verified without the full signature hunt. Returns 1
  * when Device= holds our GPT (exactly one partition, ours by number, name
- * and type, where the kernel has it), that partition holds exactly one
- * filesystem (libblkid's safe probe: a second signature there makes it
- * ambiguous and fails it) of FileSystem= labelled ours, and it is the top
- * mount at MountPoint; s is then filled as look_disk() and look_host()
- * fill it, fstab included (a drifted fstab line is still repaired from
- * here). 0: anything else, and the caller starts over with the full look.
+ * and type, where the kernel has it), it is the top mount at MountPoint,
+ * and it holds a filesystem of FileSystem= labelled ours (found by that
+ * type's prober alone: the kernel mounted it as that type); s is then
+ * filled as look_disk() and look_host() fill it, fstab included (a drifted
+ * fstab line is still repaired from here). 0: anything else, and the
+ * caller starts over with the full look.
  *
  * What is not redone here is the hunt for every other signature on the
  * disk (look_disk()), which exists to refuse writing over someone else's
@@ -434,7 +434,9 @@ static int look_converged(Context *ctx, DiskState *s) {
         if (probe_partition_table(fd, &t) < 0 || !streq_ptr(t.type, "gpt") || t.n_parts != 1 ||
             !disk_partition_is_ours(&t.parts[0]) || t.parts[0].start != kp->start || t.parts[0].size != kp->size)
                 return 0;
-        if (probe_filesystem(fd, kp->start, kp->size, &type, &label, &uuid) < 0 || !streq_ptr(label, RCI_FS_LABEL) ||
+        /* It is mounted at MountPoint (above): only FileSystem='s own prober needs to look. */
+        if (probe_filesystem(fd, kp->start, kp->size, filesystem_to_string(c->filesystem), &type, &label, &uuid) < 0 ||
+            !streq_ptr(label, RCI_FS_LABEL) ||
             !uuid || filesystem_from_string(type) != c->filesystem)
                 return 0;
 
@@ -799,7 +801,7 @@ static int make_filesystem(Context *ctx, DiskState *s) {
 
         {
                 _cleanup_close_ int pfd = open_block_device(s->part_node, s->part_devnum, O_RDONLY);
-                r = pfd < 0 ? pfd : probe_filesystem(pfd, 0, 0, &type, &label, &uuid);
+                r = pfd < 0 ? pfd : probe_filesystem(pfd, 0, 0, NULL, &type, &label, &uuid);
         }
         if (r < 0 || !streq_ptr(type, filesystem_to_string(fs)) || !streq_ptr(label, RCI_FS_LABEL) ||
             !uuid || strcasecmp(uuid, s->fs_uuid) != 0)

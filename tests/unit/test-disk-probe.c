@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -173,10 +174,18 @@ TEST(mkfs_makes_our_filesystem_and_wipe_destroys_it) {
 
         fd = open(img, O_RDWR | O_CLOEXEC);
         ASSERT_TRUE(fd >= 0);
-        ASSERT_OK(probe_filesystem(fd, 0, 0, &type, &label, &fsuuid));
+        ASSERT_OK(probe_filesystem(fd, 0, 0, NULL, &type, &label, &fsuuid));
         ASSERT_STREQ(type, "ext4");
         ASSERT_STREQ(label, RCI_FS_LABEL);
         ASSERT_STREQ(fsuuid, uuid);
+        free(type), free(label), free(fsuuid);
+        /* The converged run's probe: ext4's prober alone finds it; another type's finds nothing. */
+        ASSERT_OK(probe_filesystem(fd, 0, 0, "ext4", &type, &label, &fsuuid));
+        ASSERT_STREQ(type, "ext4");
+        ASSERT_STREQ(fsuuid, uuid);
+        free(type), free(label), free(fsuuid);
+        ASSERT_EQ(probe_filesystem(fd, 0, 0, "xfs", &type, &label, &fsuuid), -ENODATA);
+        type = label = fsuuid = NULL;
         ASSERT_OK(probe_signatures(fd, 0, 0, img, &l));
         ASSERT_EQ(l.n, 1);
         ASSERT_STREQ(l.items[0].usage, "filesystem");
