@@ -7,10 +7,8 @@
 # guest prints on the serial console, and asserts on them here. The VM is
 # stopped however the test ends.
 #
-# Output is TAP (meson: protocol 'tap'): one line per assertion, so an
-# assertion that needs a provisioning step not built yet is reported as a
-# skip with that reason ("ok N - … # SKIP …") beside the ones that pass,
-# never as a pass. The plan line comes last.
+# Output is TAP (meson: protocol 'tap'): one line per assertion; the plan
+# line comes last.
 #
 # From meson (tests/vm/meson.build): RCI_SOURCE_DIR, RCI_BUILD_DIR,
 # RCI_PREFIX (must be /usr, as for the machine tier).
@@ -46,12 +44,6 @@ not_ok() {
 	TAP_N=$((TAP_N + 1))
 	TAP_FAILED=$((TAP_FAILED + 1))
 	echo "not ok $TAP_N - $*"
-}
-
-# skip DESCRIPTION REASON: an assertion not made, and why.
-skip() {
-	TAP_N=$((TAP_N + 1))
-	echo "ok $TAP_N - $1 # SKIP $2"
 }
 
 # bail REASON: the test cannot go on (the VM did not come up, …).
@@ -170,27 +162,6 @@ check_match() {
 	else
 		not_ok "$3"
 		echo "#   '$2' does not match /$1/"
-	fi
-}
-
-# The steps rootless-ci does not have yet, from its own plan in the guest
-# (boot 1). Until a step lands, what needs it is a skip.
-PENDING_STEPS=
-load_pending_steps() {
-	PENDING_STEPS=" $(json_fact 1 plan | jq -r '.pending_steps // [] | join(" ")') "
-	echo "# steps not built yet (rootless-ci plan):${PENDING_STEPS% }"
-}
-
-# needs "STEP..." DESCRIPTION: true when every STEP is built; else reports
-# DESCRIPTION as skipped, naming the missing steps, and is false.
-needs() {
-	local step missing=()
-	for step in $1; do
-		[[ $PENDING_STEPS != *" $step "* ]] || missing+=("$step")
-	done
-	if ((${#missing[@]})); then
-		skip "$2" "needs the ${missing[*]} step(s), not built yet (pending_steps of rootless-ci plan --json)"
-		return 1
 	fi
 }
 
