@@ -1,11 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "fs.h"
 #include "idmap.h"
 #include "macro.h"
 
@@ -176,34 +175,11 @@ static void proc_status_name(const char *status, char *buf, size_t size) {
         buf[j] = 0;
 }
 
-/* Read a /proc file of the process whole (NUL-terminated). A vanished process: -ESRCH. */
+/* Read a /proc file of the process whole (NUL-terminated). A vanished process: -ESRCH; larger than max: -E2BIG. */
 static int read_proc_file(int proc_fd, const char *name, size_t max, char **ret, size_t *ret_size) {
-        _cleanup_close_ int fd = -1;
-        _cleanup_free_ char *buf = NULL;
-        size_t got = 0;
+        int r = read_file_at(proc_fd, name, RESOLVE_POLICY_NO_SYMLINKS, max, ret, ret_size);
 
-        fd = openat(proc_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-                return errno == ENOENT ? -ESRCH : negative_errno();
-        buf = malloc(max + 1);
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t n = read(fd, buf + got, max + 1 - got);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return negative_errno();
-                if (n == 0)
-                        break;
-                got += (size_t) n;
-                if (got > max)
-                        return -E2BIG;
-        }
-        buf[got] = 0;
-        *ret = TAKE_PTR(buf);
-        *ret_size = got;
-        return 0;
+        return r == -ENOENT ? -ESRCH : r == -EFBIG ? -E2BIG : r;
 }
 
 int process_ids_read(int proc_fd, ProcessIds *ret, const char **ret_file) {
