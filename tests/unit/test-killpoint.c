@@ -56,8 +56,12 @@ TEST(stop_at_another_point_does_nothing) {
         ASSERT_EQ(WEXITSTATUS(status), 42);
 }
 
-/* Pass point p n times in a child with RCI_KILL_AT=spec; return how many passes it survived (n = all). */
-static int passes_survived(const char *spec, const char *point, int n) {
+/*
+ * Pass point n times in a child with RCI_KILL_AT=spec, with the details
+ * details[0..n) when details is not NULL; return how many passes it survived
+ * (n = all). Fewer than n must mean the killpoint's SIGKILL.
+ */
+static int passes_survived_at(const char *spec, const char *point, const char *const *details, int n) {
         int fds[2], status = 0, survived = 0;
         pid_t pid;
 
@@ -71,7 +75,10 @@ static int passes_survived(const char *spec, const char *point, int n) {
                 close(fds[0]);
                 setenv("RCI_KILL_AT", spec, 1);
                 for (int i = 0; i < n; i++) {
-                        killpoint(point);
+                        if (details)
+                                killpoint_at(point, details[i]);
+                        else
+                                killpoint(point);
                         if (write(fds[1], "x", 1) != 1)
                                 _exit(1);
                 }
@@ -86,6 +93,10 @@ static int passes_survived(const char *spec, const char *point, int n) {
         if (survived < n && !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
                 abort();
         return survived;
+}
+
+static int passes_survived(const char *spec, const char *point, int n) {
+        return passes_survived_at(spec, point, NULL, n);
 }
 
 TEST(kill_at_name_colon_n_kills_at_the_nth_pass_only) {
@@ -106,34 +117,9 @@ TEST(kill_at_a_longer_or_malformed_name_does_not_match) {
         ASSERT_EQ(passes_survived("p-done:1", "p", 3), 3);
 }
 
-/* Pass point p with details d[0..n) in a child with RCI_KILL_AT=spec; return how many passes survived. */
+/* The same, passing point p with details d[0..n). */
 static int detail_passes_survived(const char *spec, const char *const *details, int n) {
-        int fds[2], status = 0, survived = 0;
-        pid_t pid;
-
-        fflush(NULL); /* or the child's kill flushes our buffered output a second time */
-        if (pipe(fds) < 0)
-                abort();
-        pid = fork();
-        if (pid < 0)
-                abort();
-        if (pid == 0) {
-                close(fds[0]);
-                setenv("RCI_KILL_AT", spec, 1);
-                for (int i = 0; i < n; i++) {
-                        killpoint_at("p", details[i]);
-                        if (write(fds[1], "x", 1) != 1)
-                                _exit(1);
-                }
-                _exit(0);
-        }
-        close(fds[1]);
-        for (char c; read(fds[0], &c, 1) == 1;)
-                survived++;
-        close(fds[0]);
-        if (waitpid(pid, &status, 0) != pid)
-                abort();
-        return survived;
+        return passes_survived_at(spec, "p", details, n);
 }
 
 TEST(kill_at_name_at_detail_counts_the_passes_with_that_detail_only) {
