@@ -224,12 +224,6 @@ void context_done(Context *ctx) {
         *ctx = (Context) { .root_fd = -1 };
 }
 
-static double elapsed_ms(const struct timespec *start) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        return (double) (now.tv_sec - start->tv_sec) * 1e3 + (double) (now.tv_nsec - start->tv_nsec) / 1e6;
-}
-
 static void log_step_summary(const Context *ctx, size_t first_item, double ms) {
         size_t failed = 0, changes = 0, n = ctx->n_items - first_item;
 
@@ -253,15 +247,15 @@ int engine_run_steps(Context *ctx, const Step *const *steps, size_t n_steps) {
         for (size_t i = 0; i < n_steps; i++) {
                 const Step *s = steps[i];
                 size_t first = ctx->n_items;
-                struct timespec start;
+                unsigned long long start;
                 int r;
 
                 ctx->current_step = s->name;
                 log_set_step(s->name);
-                clock_gettime(CLOCK_MONOTONIC, &start);
+                start = now_usec();
 
                 r = s->run(ctx);
-                log_step_summary(ctx, first, elapsed_ms(&start));
+                log_step_summary(ctx, first, ms_since_usec(start));
                 if (r < 0) {
                         ctx->any_failed = true;
                         log_set_step(NULL);

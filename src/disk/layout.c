@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "disk/layout.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/macro.h"
@@ -262,15 +263,9 @@ int layout_kernel_del(int disk_fd, unsigned n) {
         return ioctl(disk_fd, BLKPG, &a) < 0 ? negative_errno() : 0;
 }
 
-static uint64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
-
 int layout_wait_partition(Disk *d, unsigned n, const PartitionGeometry *g, unsigned timeout_ms, char **ret_node,
                           dev_t *ret_devnum) {
-        uint64_t deadline = now_ms() + timeout_ms;
+        uint64_t deadline = now_usec() + (uint64_t) timeout_ms * 1000;
         int r;
 
         for (;;) {
@@ -297,7 +292,7 @@ int layout_wait_partition(Disk *d, unsigned n, const PartitionGeometry *g, unsig
                                 return 0;
                         }
                 }
-                if (now_ms() >= deadline)
+                if (now_usec() >= deadline)
                         return -ETIMEDOUT;
                 (void) nanosleep(&(struct timespec) { .tv_nsec = 10 * 1000 * 1000 }, NULL);
         }

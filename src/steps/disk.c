@@ -20,6 +20,7 @@
 #include "disk/probe.h"
 #include "steps.h"
 #include "util/bus.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/exec.h"
 #include "util/format.h"
@@ -129,12 +130,6 @@ static char *join(char **l, size_t n, const char *sep) {
                 strcat(s, l[i]);
         }
         return s;
-}
-
-static double ms_since(const struct timespec *t0) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return (double) (t.tv_sec - t0->tv_sec) * 1e3 + (double) (t.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
 /* Plan shows the change, check fails with the problem; apply reports once it is done. */
@@ -247,10 +242,10 @@ static int look_disk(Context *ctx, DiskState *s) {
         const Config *c = ctx->config;
         _cleanup_free_ char *reason = NULL;
         _cleanup_close_ int fd = -1;
-        struct timespec t0;
+        unsigned long long t0;
         int r;
 
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        t0 = now_usec();
         r = disk_identify(c->disk_device, &s->disk, &reason);
         if (r == -ERCI_USAGE) {
                 report_item(ctx, "disk.device", ITEM_FAIL, "set [Disk] Device= (or --disk=) to a whole, unused disk",
@@ -301,7 +296,7 @@ static int look_disk(Context *ctx, DiskState *s) {
                         s->kernel_sync = true;
         }
         s->make_fs = s->make_table || (s->c.verdict == DISK_OURS && !s->fs_type);
-        log_debug("Timing: identify and probe %.1f ms", ms_since(&t0));
+        log_debug("Timing: identify and probe %.1f ms", ms_since_usec(t0));
         return 0;
 }
 
@@ -419,10 +414,10 @@ static int look_converged(Context *ctx, DiskState *s) {
         _cleanup_(partition_table_done) PartitionTable t = {};
         _cleanup_close_ int fd = -1;
         const KernelPartition *kp;
-        struct timespec t0;
+        unsigned long long t0;
         int r;
 
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        t0 = now_usec();
         if (disk_identify(c->disk_device, &s->disk, &reason) < 0)
                 return 0;
         kp = disk_kernel_partition(&s->disk, 1);
@@ -456,7 +451,7 @@ static int look_converged(Context *ctx, DiskState *s) {
                 return r;
         if (!s->mounted || s->n_busy > 0)
                 return 0;
-        log_debug("Timing: identify and probe %.1f ms (converged: partition table and filesystem only)", ms_since(&t0));
+        log_debug("Timing: identify and probe %.1f ms (converged: partition table and filesystem only)", ms_since_usec(t0));
         return 1;
 }
 
@@ -593,18 +588,18 @@ static void describe(Context *ctx, DiskState *s) {
 
 /* flock(LOCK_EX) on the whole disk: udev and others that honour it keep off while we change it. */
 static int lock_disk(DiskState *s, int *lock_fd) {
-        struct timespec t0;
+        unsigned long long t0;
 
         if (*lock_fd >= 0)
                 return 0;
         *lock_fd = disk_open(&s->disk, O_RDONLY);
         if (*lock_fd < 0)
                 return log_error_errno(*lock_fd, "Failed to open %s: %m", s->disk.node);
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        t0 = now_usec();
         while (flock(*lock_fd, LOCK_EX | LOCK_NB) < 0) {
                 if (errno != EWOULDBLOCK)
                         return log_error_errno(negative_errno(), "Failed to lock %s: %m", s->disk.node);
-                if (ms_since(&t0) > DISK_FLOCK_WAIT_MS)
+                if (ms_since_usec(t0) > DISK_FLOCK_WAIT_MS)
                         return log_error_errno(-ETIMEDOUT, "%s stayed locked by another program for %u s.", s->disk.node,
                                                DISK_FLOCK_WAIT_MS / 1000);
                 (void) nanosleep(&(struct timespec) { .tv_nsec = 50 * 1000 * 1000 }, NULL);
@@ -613,10 +608,10 @@ static int lock_disk(DiskState *s, int *lock_fd) {
 }
 
 static int wait_partition(DiskState *s) {
-        struct timespec t0;
+        unsigned long long t0;
         int r;
 
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        t0 = now_usec();
         free(s->part_node);
         s->part_node = NULL;
         r = layout_wait_partition(&s->disk, 1, &s->part, PARTITION_WAIT_MS, &s->part_node, &s->part_devnum);
@@ -625,7 +620,7 @@ static int wait_partition(DiskState *s) {
                                        PARTITION_WAIT_MS / 1000);
         if (r < 0)
                 return log_error_errno(r, "Failed to wait for partition 1 of %s: %m", s->disk.node);
-        log_debug("Timing: partition node %s after %.1f ms", s->part_node, ms_since(&t0));
+        log_debug("Timing: partition node %s after %.1f ms", s->part_node, ms_since_usec(t0));
         return 0;
 }
 
@@ -662,7 +657,7 @@ static int kernel_partitions_match_gpt(DiskState *s, int fd) {
 static int make_table(Context *ctx, DiskState *s) {
         _cleanup_(signature_list_done) SignatureList now = {}, destroyed = {};
         _cleanup_close_ int excl = -1;
-        struct timespec t0;
+        unsigned long long t0;
         int r;
 
         excl = disk_open(&s->disk, O_RDWR | O_EXCL);
@@ -690,7 +685,7 @@ static int make_table(Context *ctx, DiskState *s) {
 
         if (s->wipe) {
                 _cleanup_free_ char *list = NULL;
-                clock_gettime(CLOCK_MONOTONIC, &t0);
+                t0 = now_usec();
                 /* Inside out: the partitions' contents (and the new partition's area), then the disk. */
                 for (size_t i = 0; i < s->c.table.n_parts && r >= 0; i++) {
                         char where[PATH_MAX];
@@ -719,15 +714,15 @@ static int make_table(Context *ctx, DiskState *s) {
                 list = signature_list_describe(&destroyed);
                 report_changed(ctx, "disk.wipe", ITEM_REMOVE, "wiped %s (%zu signatures erased); destroyed: %s",
                                s->disk.node, destroyed.n, strempty(list));
-                log_debug("Timing: wipe %.1f ms", ms_since(&t0));
+                log_debug("Timing: wipe %.1f ms", ms_since_usec(t0));
                 killpoint("disk-wiped");
         }
 
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        t0 = now_usec();
         r = layout_write(s->disk.node, ctx->config->filesystem, &s->part);
         if (r < 0)
                 return r;
-        log_debug("Timing: GPT written %.1f ms", ms_since(&t0));
+        log_debug("Timing: GPT written %.1f ms", ms_since_usec(t0));
         killpoint("disk-gpt-written");
         report_changed(ctx, "disk.partition-table", ITEM_CREATE, "created GPT on %s (%s) with partition 1 \"%s\" (Linux data)",
                        s->disk.node, s->size, RCI_PARTITION_NAME);
@@ -773,7 +768,7 @@ static int make_filesystem(Context *ctx, DiskState *s) {
         const FileSystem fs = ctx->config->filesystem;
         _cleanup_(signature_list_done) SignatureList now = {};
         _cleanup_free_ char *type = NULL, *label = NULL, *uuid = NULL;
-        struct timespec t0;
+        unsigned long long t0;
         int r;
 
         /* Right before mkfs: the partition itself must be blank (mke2fs would not ask). */
@@ -792,11 +787,11 @@ static int make_filesystem(Context *ctx, DiskState *s) {
                 return refuse(ctx, "disk.filesystem", FIX_DISK_CHANGED, msg);
         }
 
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        t0 = now_usec();
         r = mkfs_make(fs, s->part_node, s->fs_uuid);
         if (r < 0)
                 return r;
-        log_debug("Timing: %s %.1f ms", mkfs_program_name(fs), ms_since(&t0));
+        log_debug("Timing: %s %.1f ms", mkfs_program_name(fs), ms_since_usec(t0));
         killpoint("disk-mkfs-done");
 
         {
@@ -843,12 +838,12 @@ static int write_fstab(Context *ctx, DiskState *s) {
 static int mount_data(Context *ctx, DiskState *s) {
         const Config *c = ctx->config;
         _cleanup_close_ int dfd = -1;
-        struct timespec t0;
+        unsigned long long t0;
         int r;
 
         if (s->mounted)
                 return 0;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        t0 = now_usec();
         dfd = safe_mkdir_p(ctx->root_fd, c->mount_point, 0755, RESOLVE_POLICY_IN_ROOT);
         if (dfd < 0)
                 return log_error_errno(dfd, "Failed to create the mount point %s: %m", c->mount_point);
@@ -860,7 +855,7 @@ static int mount_data(Context *ctx, DiskState *s) {
                 return log_error_errno(r < 0 ? r : -ERCI_FAILED, "%s does not show as mounted at %s after mounting it.",
                                        s->part_node, c->mount_point);
         s->mounted = true;
-        log_debug("Timing: mount %.1f ms", ms_since(&t0));
+        log_debug("Timing: mount %.1f ms", ms_since_usec(t0));
         killpoint("disk-mounted");
         report_changed(ctx, "disk.mount", ITEM_CREATE, "mounted %s (%s) on %s%s", s->part_node, s->fs_type,
                        c->mount_point, s->mount_point_exists ? "" : " (created it, root-owned, 0755)");

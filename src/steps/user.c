@@ -11,6 +11,7 @@
 
 #include "files.h"
 #include "steps.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/groupfile.h"
@@ -125,7 +126,7 @@ static int reload_userdb(UserStep *s) {
 
 static int run_useradd(UserStep *s, const char *home, bool adopt_group) {
         _cleanup_free_ char *useradd = NULL, *err = NULL;
-        struct timespec t0, t1;
+        unsigned long long t0;
         const char *argv[32];
         size_t n = 0;
         int r, status;
@@ -168,13 +169,11 @@ static int run_useradd(UserStep *s, const char *home, bool adopt_group) {
         log_info("Creating user %s: %s%s%s ... %s", s->name, useradd, s->ctx->live ? "" : " --root ",
                  s->ctx->live ? "" : s->ctx->root, s->name);
         killpoint("user-before-useradd");
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        t0 = now_usec();
         r = exec_run(argv, &status, &err);
         if (r < 0)
                 return log_error_errno(r, "Failed to run %s: %m", useradd);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        log_debug("Timing: useradd %.1f ms",
-                  (double) (t1.tv_sec - t0.tv_sec) * 1e3 + (double) (t1.tv_nsec - t0.tv_nsec) / 1e6);
+        log_debug("Timing: useradd %.1f ms", ms_since_usec(t0));
         if (status != 0)
                 return log_error_errno(-ERCI_FAILED, "useradd exited with status %d; user %s was not created: %s",
                                        status, s->name, err && *err ? err : "(no message)");

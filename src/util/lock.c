@@ -15,12 +15,6 @@
 
 #define LOCK_PATH "run/rootless-ci.lock"
 
-static unsigned long long now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (unsigned long long) ts.tv_sec * 1000ULL + (unsigned long long) ts.tv_nsec / 1000000ULL;
-}
-
 static void describe_holder(int fd, char *buf, size_t size) {
         char pidbuf[32] = {}, comm[64] = {}, path[64];
         ssize_t n;
@@ -40,7 +34,7 @@ static void describe_holder(int fd, char *buf, size_t size) {
 
 int lock_acquire(int rootfd, bool exclusive, unsigned timeout_ms, int *ret_fd) {
         _cleanup_close_ int fd = -1;
-        unsigned long long deadline = now_ms() + timeout_ms;
+        unsigned long long deadline = now_usec() + timeout_ms * 1000ULL;
         bool announced = false;
 
         fd = safe_openat(rootfd, LOCK_PATH, O_RDWR | O_CREAT | O_NOFOLLOW, 0600, RESOLVE_POLICY_IN_ROOT);
@@ -60,7 +54,7 @@ int lock_acquire(int rootfd, bool exclusive, unsigned timeout_ms, int *ret_fd) {
                         return log_error_errno(negative_errno(), "Failed to take the lock: %m");
 
                 describe_holder(fd, holder, sizeof(holder));
-                if (now_ms() >= deadline)
+                if (now_usec() >= deadline)
                         return log_error_errno(-EWOULDBLOCK,
                                                "Gave up after %u s waiting for the lock held by %s.",
                                                timeout_ms / 1000, holder);
