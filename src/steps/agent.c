@@ -32,8 +32,10 @@
  *   /etc/systemd/system/<Unit>.d/zz-rootless-ci.conf
  *        User=/Group= the CI user, its HOME, DOCKER_HOST and XDG_RUNTIME_DIR,
  *        the builds and plugins paths on the data disk, the configuration
- *        file pinned to /etc, Requires=/After=user@UID.service and an
- *        ExecStartPre= "rootless-ci wait" until the daemon answers. Written
+ *        file pinned to /etc, Wants=/After=user@UID.service (never
+ *        Requires=: a restart of the manager must not restart the agent and
+ *        cancel its jobs) and an ExecStartPre= "rootless-ci wait" until the
+ *        daemon answers. Written
  *        whether or not the agent is installed; systemd applies it when the
  *        unit appears. When it changed: daemon-reload, and a running agent
  *        is restarted (and only then).

@@ -185,9 +185,13 @@ TEST(dropin_runs_the_agent_as_the_ci_user_against_its_daemon) {
         ASSERT_CONTAINS(text, "\nUser=buildkite\n");
         snprintf(want, sizeof(want), "\nGroup=%u\n", (unsigned) fake_ci_gid());
         ASSERT_CONTAINS(text, want);
-        snprintf(want, sizeof(want), "\nRequires=user@%u.service\nAfter=user@%u.service\n", (unsigned) fake_ci_uid(),
+        snprintf(want, sizeof(want), "\nWants=user@%u.service\nAfter=user@%u.service\n", (unsigned) fake_ci_uid(),
                  (unsigned) fake_ci_uid());
         ASSERT_CONTAINS(text, want);
+        /* A restart of the user's manager must not propagate to the agent (and cancel its jobs). */
+        ASSERT_NOT_CONTAINS(text, "\nRequires=user@");
+        ASSERT_NOT_CONTAINS(text, "\nBindsTo=");
+        ASSERT_NOT_CONTAINS(text, "\nPartOf=");
         ASSERT_CONTAINS(text, "\nEnvironment=HOME=/home/buildkite\n");
         snprintf(want, sizeof(want), "\nEnvironment=XDG_RUNTIME_DIR=/run/user/%u\n", (unsigned) fake_ci_uid());
         ASSERT_CONTAINS(text, want);
