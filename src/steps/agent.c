@@ -645,6 +645,7 @@ static int tree_walk_dir(TreeWalk *w, int dfd, const char *shown, unsigned depth
 static int converge_config_tree(Context *ctx) {
         _cleanup_free_ char *name = NULL, *shown = host_path(ctx, AGENT_CONFIG_DIR);
         _cleanup_close_ int parent = -1;
+        /* What path_join_root() puts before an in-root path, so the judge's paths compare with shown. */
         _cleanup_free_ char *prefix = strdup(ctx->root && !streq(ctx->root, "/") ? ctx->root : "");
         TreeWalk w = { .ctx = ctx, .gid = ctx->facts.user_gid };
         struct stat st;
@@ -652,8 +653,6 @@ static int converge_config_tree(Context *ctx) {
 
         if (!shown || !prefix)
                 return -ENOMEM;
-        while (prefix[0] && prefix[strlen(prefix) - 1] == '/')
-                prefix[strlen(prefix) - 1] = 0;
         w.tree = shown;
         w.prefix = prefix;
         if (fstat(ctx->root_fd, &w.root) < 0)
