@@ -1,10 +1,13 @@
 #!/bin/bash
 # agent-apply: with the agent installed (a stand-in, as the package ships
-# it) and running as its own user before apply, one apply makes it run as
-# the CI user against the CI user's rootless Docker, takes
-# /etc/buildkite-agent back from the package's user, and prints no token;
-# a second apply changes nothing and restarts nothing. rootless-ci wait
-# answers for the daemon both ways.
+# it) and running as its own user before apply, apply takes
+# /etc/buildkite-agent back from the package's user and fails on a hook
+# link the package's user planted (left alone, agent not restarted); once
+# the operator removed it, apply makes the agent run as the CI user against
+# the CI user's rootless Docker, and prints no token; a second apply changes
+# nothing and restarts nothing. A dangling hook link into the builds
+# directory (a job could create its target) fails check and apply.
+# rootless-ci wait answers for the daemon both ways.
 #
 # Every step is the real one: the data disk is a blank loop disk configured
 # as Device= (machine_data_disk), which apply partitions, formats and mounts.
@@ -40,18 +43,36 @@ set -e
 t1=$(date +%s%N)
 sed 's/^/# stderr: /' "$TEST_TMP/apply1.err"
 jq -r '.items[] | select(.step == "agent") | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/apply1.json"
-assert_eq 0 "$rc" "apply exits 0"
+assert_eq 1 "$rc" "apply exits 1: the planted link lets the package's user change a hook"
 echo "# first apply took $(((t1 - t0) / 1000000)) ms"
 uid=$(ci_uid)
+assert_eq fail "$(jq -r '.items[] | select(.id == "agent.config-link:/etc/buildkite-agent/hooks/pre-exit") | .status' \
+	"$TEST_TMP/apply1.json")" "the planted link is a FAIL"
+assert_contains "$(jq -r '.items[] | select(.id | startswith("agent.config-link:")) | .message' "$TEST_TMP/apply1.json")" \
+	"/var/lib/buildkite-agent is owned by UID $agent_uid" "the report says who can change where it leads"
+assert_contains "$(jq -r '.items[] | select(.id | startswith("agent.config-link:")) | .fix' "$TEST_TMP/apply1.json")" \
+	"rm /etc/buildkite-agent/hooks/pre-exit" "its fix says how"
+in_machine test -L /etc/buildkite-agent/hooks/pre-exit || fail "apply removed the operator's link"
+ok "apply left the link where it was"
+assert_eq "$agent_uid" "$(standin_uid)" "apply did not restart the agent on a tree it could not make safe"
 
-# The drop-in, and the agent restarted by apply because it ran and its drop-in changed.
+# The operator follows the fix; apply finishes the job.
+in_machine rm /etc/buildkite-agent/hooks/pre-exit
+set +e
+in_machine rootless-ci --json apply >"$TEST_TMP/apply1b.json" 2>"$TEST_TMP/apply1b.err"
+rc=$?
+set -e
+sed 's/^/# stderr: /' "$TEST_TMP/apply1b.err"
+assert_eq 0 "$rc" "apply exits 0 once the link is gone"
+
+# The drop-in, and the agent restarted by apply because it ran as the package's user.
 dropin=/etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf
 assert_eq "root 644" "$(in_machine stat -c '%U %a' "$dropin")" "the drop-in is root-owned 0644"
-assert_eq change "$(jq -r '.items[] | select(.id == "agent.service") | .status' "$TEST_TMP/apply1.json")" \
+assert_eq change "$(jq -r '.items[] | select(.id == "agent.service") | .status' "$TEST_TMP/apply1b.json")" \
 	"apply restarted the running agent"
 assert_eq "$uid" "$(standin_uid)" "after apply the agent runs as the CI user"
-assert_contains "$(in_machine systemctl show -p Requires -p After buildkite-agent.service)" "user@$uid.service" \
-	"the agent requires and is ordered after user@$uid.service"
+assert_contains "$(in_machine systemctl show -p Wants -p After buildkite-agent.service)" "user@$uid.service" \
+	"the agent wants and is ordered after user@$uid.service"
 
 # Secured, loudly.
 assert_contains "$(cat "$TEST_TMP/apply1.err")" "Secured /etc/buildkite-agent/hooks" "apply says it secured the hooks directory"
@@ -60,8 +81,6 @@ assert_eq "root:$CI_USER 640" "$(in_machine stat -c '%U:%G %a' /etc/buildkite-ag
 assert_eq "root:$CI_USER 755" "$(in_machine stat -c '%U:%G %a' /etc/buildkite-agent/hooks)" "the hooks directory is root:$CI_USER 0755"
 assert_eq "buildkite-agent 666" "$(in_machine stat -c '%U %a' /var/lib/buildkite-agent/planted)" \
 	"the planted link's target was not chowned or chmodded"
-assert_eq warn "$(jq -r '[.items[] | select(.id | startswith("agent.config-link:"))][0].status' "$TEST_TMP/apply1.json")" \
-	"the planted link is reported"
 assert_contains "$(jq -r '.items[] | select(.id | startswith("agent.config-link:")) | .message' "$TEST_TMP/apply1.json")" \
 	"/etc/buildkite-agent/hooks/pre-exit is a symlink" "the report names the planted link"
 
@@ -70,7 +89,8 @@ in_machine grep -qF "$STANDIN_TOKEN" /etc/buildkite-agent/buildkite-agent.cfg ||
 in_machine journalctl --no-pager -o verbose --after-cursor="$journal_cursor" >"$TEST_TMP/journal.txt"
 echo "# journal since apply began: $(wc -l <"$TEST_TMP/journal.txt") lines"
 grep -q 'RCI_STEP=agent' "$TEST_TMP/journal.txt" || fail "the control: apply's agent items are not in the journal"
-if grep -lF "$STANDIN_TOKEN" "$TEST_TMP/apply1.json" "$TEST_TMP/apply1.err" "$TEST_TMP/journal.txt"; then
+if grep -lF "$STANDIN_TOKEN" "$TEST_TMP/apply1.json" "$TEST_TMP/apply1.err" "$TEST_TMP/apply1b.json" \
+	"$TEST_TMP/apply1b.err" "$TEST_TMP/journal.txt"; then
 	fail "the token appears in apply's output or the journal"
 fi
 ok "the token appears in neither apply's stdout, its stderr, nor the journal"
@@ -117,6 +137,29 @@ assert_eq "root:$CI_USER 640" "$(in_machine stat -c '%U:%G %a' /etc/buildkite-ag
 	"apply secured the configuration again"
 assert_eq "$pid1" "$(in_machine systemctl show -p MainPID --value buildkite-agent.service)" \
 	"securing the tree alone does not restart the agent"
+
+# The issue's example: a dangling hook link into the builds directory,
+# whose target any later job can create. check and apply fail; the link stays.
+in_machine ln -s "/srv/rootless-ci/$CI_USER/builds/.h" /etc/buildkite-agent/hooks/pre-command
+set +e
+in_machine rootless-ci --json check >"$TEST_TMP/check3.json" 2>/dev/null
+rc=$?
+set -e
+assert_eq 1 "$rc" "check fails on a dangling hook link into the builds directory"
+assert_contains "$(jq -r '.items[] | select(.id == "agent.config-link:/etc/buildkite-agent/hooks/pre-command") | .message' \
+	"$TEST_TMP/check3.json")" "/srv/rootless-ci/$CI_USER/builds is owned by UID $uid" "and names the directory the CI user owns"
+as_ci touch "/srv/rootless-ci/$CI_USER/builds/.h" ||
+	fail "the control: the CI user cannot create the link's target"
+ok "the control: a job (the CI user) can create what the link leads to"
+set +e
+in_machine rootless-ci apply >/dev/null 2>"$TEST_TMP/apply4.err"
+rc=$?
+set -e
+assert_eq 1 "$rc" "apply fails on it too"
+in_machine test -L /etc/buildkite-agent/hooks/pre-command || fail "apply removed the operator's link"
+in_machine rm /etc/buildkite-agent/hooks/pre-command
+in_machine rootless-ci check >/dev/null 2>&1 || fail "check fails once the link is gone"
+ok "check passes once the operator removed the link"
 
 # wait: bounded, and honest both ways.
 set +e

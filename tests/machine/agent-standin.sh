@@ -9,7 +9,10 @@
 # does. Its ExecStart is a script that uses only the environment systemd
 # hands it: it writes `id -u`, DOCKER_HOST, BUILDKITE_BUILD_PATH and the
 # result of `docker run` of the imported busybox image to
-# /var/tmp/rci-standin/report.UID, then sleeps.
+# /var/tmp/rci-standin/report.UID, then sleeps. If a test wrote
+# /var/tmp/rci-standin/job.sh before the agent started, the stand-in runs it
+# in the background as a long "job" (its PID in job.pid) and, like the real
+# agent, cancels it when it is stopped ("cancelled" in job.log).
 
 STANDIN_TOKEN=rci-standin-token-7d1e5c93a04b
 
@@ -30,6 +33,16 @@ tmp=$out.tmp.$$
 	echo "container=$(docker run --rm rci-busybox sh -c 'echo ran-as-$(id -u)' 2>&1 | tr '\n' ' ')"
 } >"$tmp"
 mv "$tmp" "$out"
+# A job, when a test left one: run in the background as the real agent runs
+# its job, and cancelled when the agent is stopped, as the real agent does.
+job=/var/tmp/rci-standin/job.sh
+if [ -e "$job" ]; then
+	sh "$job" &
+	jobpid=$!
+	echo "$jobpid" >/var/tmp/rci-standin/job.pid
+	trap 'kill "$jobpid" 2>/dev/null; echo "cancelled: the agent was stopped" >>/var/tmp/rci-standin/job.log; exit 0' TERM
+	while :; do sleep 1; done
+fi
 exec sleep infinity
 AGENT
 chmod 0755 /usr/bin/buildkite-agent
