@@ -25,6 +25,7 @@ static const Step *const all_steps[] = {
         &step_storage,
         &step_daemon,
         &step_agent,
+        &step_credentials,
 };
 
 static const char *const item_status_table[_ITEM_STATUS_MAX] = {
@@ -203,6 +204,8 @@ static void host_facts_done(HostFacts *f) {
         free(f->user_home);
         free(f->subuid_ranges);
         free(f->subgid_ranges);
+        free(f->privileged_gids);
+        free(f->user_gids);
         free(f->storage_dir);
         free(f->docker_dir);
         free(f->builds_dir);
