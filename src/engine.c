@@ -268,7 +268,8 @@ int engine_run_steps(Context *ctx, const Step *const *steps, size_t n_steps) {
                 /* Nothing may change while a prerequisite is missing. */
                 if (ctx->verb == VERB_APPLY && ctx->any_failed) {
                         log_set_step(NULL);
-                        log_error("%s failed; stopping before anything is changed by later steps.", s->name);
+                        if (i + 1 < n_steps)
+                                log_error("%s failed; stopping before anything is changed by later steps.", s->name);
                         return -ERCI_FAILED;
                 }
         }
