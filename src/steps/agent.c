@@ -558,8 +558,10 @@ static int converge_service(Context *ctx, bool dropin_changed) {
                         return log_error_errno(-ERCI_FAILED, "%s still does not run as %s after its restart (UID %d)",
                                                unit, ctx->config->user_name, uid == (uid_t) -1 ? -1 : (int) uid);
                 }
-                report_changed(ctx, "agent.service", ITEM_CHANGE, "restarted %s: it runs as %s now", unit,
-                               ctx->config->user_name);
+                report_changed(ctx, "agent.service", ITEM_CHANGE,
+                               holds_group ? "restarted %s: it runs as %s, without the group that led to root"
+                                           : "restarted %s: it runs as %s now",
+                               unit, ctx->config->user_name);
         } else
                 report_item(ctx, "agent.service", ITEM_OK, NULL,
                             running ? "%s runs as %s" : "%s is not running; it runs as %s when started", unit,

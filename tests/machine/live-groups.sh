@@ -7,12 +7,16 @@
 # holds it too. check fails naming both. apply takes the user out of both
 # groups (disk2 by its GID), restarts user@UID itself, and fails naming
 # the leftover PID alone; check says the same; once the leftover is gone,
-# check passes. Then one source of account data: a membership NSS reports
-# (libnss-extrausers, a second source as LDAP or SSSD would be) and the
-# files do not fails check and apply, and apply changes nothing.
+# check passes. An agent (the stand-in) restarted while the user was in
+# disk is restarted by apply, and nothing else. Then one source of account
+# data: a membership NSS reports (libnss-extrausers, a second source as
+# LDAP or SSSD would be) and the files do not fails check and apply, and
+# apply changes nothing.
 
 # shellcheck source=tests/machine/lib.sh
 source "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/machine/agent-standin.sh
+source "$(dirname "$0")/agent-standin.sh"
 
 machine_begin
 machine_data_disk
@@ -98,6 +102,36 @@ rci "$TEST_TMP/check-3.txt" check
 [[ $rc == 0 ]] || sed 's/^/# check: /' "$TEST_TMP/check-3.txt" "$TEST_TMP/check-3.txt.err"
 assert_eq 0 "$rc" "check passes once the leftover is gone"
 assert_contains "$(cat "$TEST_TMP/check-3.txt")" "PASS credentials.groups: none of $CI_USER's" "check says why"
+
+# ---- the agent: started while the user was in disk, restarted by apply alone
+standin_install
+in_machine systemctl daemon-reload
+in_machine systemctl enable --now buildkite-agent.service >/dev/null 2>&1
+rci "$TEST_TMP/apply-agent-1.txt" apply
+[[ $rc == 0 ]] || sed 's/^/# apply: /' "$TEST_TMP/apply-agent-1.txt" "$TEST_TMP/apply-agent-1.txt.err"
+assert_eq 0 "$rc" "apply takes the agent over"
+in_machine usermod -aG disk "$CI_USER"
+# The stand-in's unit has KillMode=process, as the real package's: a restart
+# stops its main process alone, and children it had (the stand-in's docker
+# run) would live on holding the group, for the credentials step to name.
+# Restart it, and let it finish its report (it then runs sleep alone).
+in_machine rm -f "/var/tmp/rci-standin/report.$uid"
+in_machine systemctl restart buildkite-agent.service
+standin_report "$uid" | sed 's/^/#   agent in disk: /'
+old_agent=$(in_machine systemctl show --property=MainPID --value buildkite-agent.service)
+manager=$(manager_pid)
+holds_gid6 "$old_agent" || fail "the restarted agent does not hold GID 6"
+if holds_gid6 "$manager"; then fail "the user manager holds GID 6 too"; fi
+ok "the agent (PID $old_agent) holds GID 6, the user manager does not"
+rci "$TEST_TMP/apply-agent-2.txt" apply
+sed 's/^/# apply: /' "$TEST_TMP/apply-agent-2.txt" "$TEST_TMP/apply-agent-2.txt.err"
+assert_eq 0 "$rc" "apply exits 0: it restarts the agent, and nothing else holds the group"
+assert_contains "$(cat "$TEST_TMP/apply-agent-2.txt")" 	"restarted buildkite-agent.service: it runs as $CI_USER, without the group that led to root" "apply says why"
+new_agent=$(in_machine systemctl show --property=MainPID --value buildkite-agent.service)
+[[ $new_agent != "$old_agent" && $new_agent != 0 ]] || fail "the agent was not restarted ($old_agent → $new_agent)"
+if holds_gid6 "$new_agent"; then fail "the new agent still holds GID 6"; fi
+ok "the new agent (PID $new_agent) does not hold GID 6"
+assert_eq "$manager" "$(manager_pid)" "the user manager, which held nothing, was not restarted"
 
 # ---- one source of account data: a membership only NSS knows
 in_machine bash -s <<'EOF'
