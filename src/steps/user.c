@@ -712,7 +712,10 @@ static int privileged_memberships(const UserStep *s, const char *gshadow, Privil
         return 0;
 }
 
-/* "disk (membership there is root: ...)", or for another name of a privileged GID "disk2 (GID 6, as disk: ...)". */
+/*
+ * "disk (membership there is root: ...)", or for another name of a
+ * privileged GID "disk2 (GID 6, the GID of disk: ...)".
+ */
 static int membership_describe(const PrivilegedMembership *m, char **ret) {
         if (streq(m->group, m->priv->name))
                 return asprintf(ret, "%s (%s)", m->group, m->priv->reason) < 0 ? -ENOMEM : 0;
