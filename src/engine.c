@@ -25,6 +25,7 @@ static const Step *const all_steps[] = {
         &step_storage,
         &step_daemon,
         &step_agent,
+        &step_credentials,
 };
 
 static const char *const item_status_table[_ITEM_STATUS_MAX] = {
@@ -203,6 +204,8 @@ static void host_facts_done(HostFacts *f) {
         free(f->user_home);
         free(f->subuid_ranges);
         free(f->subgid_ranges);
+        free(f->privileged_gids);
+        free(f->user_gids);
         free(f->storage_dir);
         free(f->docker_dir);
         free(f->builds_dir);
@@ -265,7 +268,8 @@ int engine_run_steps(Context *ctx, const Step *const *steps, size_t n_steps) {
                 /* Nothing may change while a prerequisite is missing. */
                 if (ctx->verb == VERB_APPLY && ctx->any_failed) {
                         log_set_step(NULL);
-                        log_error("%s failed; stopping before anything is changed by later steps.", s->name);
+                        if (i + 1 < n_steps)
+                                log_error("%s failed; stopping before anything is changed by later steps.", s->name);
                         return -ERCI_FAILED;
                 }
         }

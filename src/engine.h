@@ -72,8 +72,10 @@ typedef struct HostFacts {
         size_t n_subuid_ranges;        /* it has several lines): what rootlesskit maps, one after the other */
         SubIdRange *subgid_ranges;
         size_t n_subgid_ranges;
-        bool user_groups_removed;      /* apply took it out of a privileged group: its running
-                                        * processes (its user manager) keep that group until restarted */
+        gid_t *privileged_gids;        /* every GID that leads to root (the user step's list, by GID): */
+        size_t n_privileged_gids;      /* a process holding one is root's equal, whatever /etc/group says now */
+        gid_t *user_gids;              /* the user's groups as the files say (after apply's edits), primary */
+        size_t n_user_gids;            /* first: the one source of account data (README, "User") */
 
         /* storage step */
         char *storage_dir;             /* <MountPoint>/<user>, root-owned */

@@ -1,30 +1,42 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <pwd.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "util/error.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/macro.h"
 #include "util/ping.h"
+#include "util/userdb.h"
 #include "wait.h"
 
 int wait_for_docker(const Config *c) {
-        struct passwd *pw;
+        _cleanup_(userdb_done) UserDb db = {};
+        _cleanup_close_ int root_fd = -1;
+        const PasswdEntry *pw;
         char sock[64];
         unsigned long long t0 = now_usec();
+        uid_t uid;
         int r;
 
-        errno = 0;
-        pw = getpwnam(c->user_name);
+        /* The account files, as every step reads them (README, "User"): one source of account data. */
+        root_fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (root_fd < 0)
+                return log_error_errno(negative_errno(), "Failed to open /: %m");
+        r = userdb_load(&db, root_fd);
+        if (r < 0)
+                return log_error_errno(-ERCI_FAILED, "Cannot read /etc/passwd and /etc/group: %s", strerror(-r));
+        pw = userdb_find_user(&db, c->user_name);
         if (!pw)
-                return log_error_errno(-ERCI_FAILED, "User %s does not exist%s%s (run rootless-ci apply first)",
-                                       c->user_name, errno ? ": " : "", errno ? strerror(errno) : "");
-        snprintf(sock, sizeof(sock), "/run/user/%u/docker.sock", (unsigned) pw->pw_uid);
+                return log_error_errno(-ERCI_FAILED, "User %s does not exist in /etc/passwd (run rootless-ci apply first)",
+                                       c->user_name);
+        uid = pw->uid;
+        snprintf(sock, sizeof(sock), "/run/user/%u/docker.sock", (unsigned) uid);
 
-        r = docker_ping_wait(sock, pw->pw_uid, c->ready_timeout_sec, "the CI user's Docker", NULL, NULL, NULL);
+        r = docker_ping_wait(sock, uid, c->ready_timeout_sec, "the CI user's Docker", NULL, NULL, NULL);
         if (r < 0)
                 return log_error_errno(-ERCI_FAILED,
                                        "%s's Docker did not answer GET /_ping on %s within %u s (%s); see: "
@@ -33,7 +45,7 @@ int wait_for_docker(const Config *c) {
                                        r == -ETIMEDOUT ? "no socket, or nobody listening"
                                        : r == -EPERM   ? "the path is not a socket owned by the user"
                                                        : strerror(-r),
-                                       (unsigned) pw->pw_uid);
+                                       (unsigned) uid);
         log_info("%s's Docker answers on %s (waited %.2f s)", c->user_name, sock, (double) (now_usec() - t0) / 1e6);
         return 0;
 }

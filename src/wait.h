@@ -9,6 +9,7 @@
  * agent's drop-in runs it as ExecStartPre=, so the agent (and its first job)
  * never starts before the daemon can answer. Changes nothing. Returns 0 when
  * the daemon answered; -ERCI_FAILED (exit 1) at the deadline or when the
- * user does not exist, with a message that says which.
+ * user is not in /etc/passwd (the account files are the one source of
+ * account data, as for every step), with a message that says which.
  */
 int wait_for_docker(const Config *c);

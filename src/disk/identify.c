@@ -20,11 +20,6 @@
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct libmnt_table *, mnt_unref_table)
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct libmnt_iter *, mnt_free_iter)
 
-static void closedirp(DIR **d) {
-        if (*d)
-                closedir(*d);
-}
-
 void disk_done(Disk *d) {
         free(d->given);
         free(d->node);

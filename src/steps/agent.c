@@ -21,6 +21,7 @@
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/homefs.h"
+#include "util/idmap.h"
 #include "util/killpoint.h"
 #include "util/log.h"
 #include "util/macro.h"
@@ -798,7 +799,7 @@ static int converge_service(Context *ctx, bool dropin_changed) {
         sd_bus *bus = NULL;
         const char *unit = ctx->config->agent_unit;
         UnitState s = {};
-        bool restart_owed, running;
+        bool restart_owed, running, holds_group = false;
         uid_t uid;
         int r;
 
@@ -837,11 +838,24 @@ static int converge_service(Context *ctx, bool dropin_changed) {
         /* A running agent that is not the CI user's is what this step exists to prevent: restart it too. */
         if (running && uid != (uid_t) -1 && uid != ctx->facts.user_uid)
                 restart_owed = true;
+        /* Started while the CI user was in a privileged group, it (and every job it runs) keeps the group. */
+        if (running && uid == ctx->facts.user_uid) {
+                r = pid_holds_gid((pid_t) s.main_pid, ctx->facts.privileged_gids, ctx->facts.n_privileged_gids, NULL);
+                if (r < 0) {
+                        unit_state_done(&s);
+                        return log_error_errno(r, "Failed to read the credentials of %s (PID %u): %m", unit,
+                                               (unsigned) s.main_pid);
+                }
+                holds_group = r > 0;
+                restart_owed |= holds_group;
+        }
 
         if (ctx->verb == VERB_PLAN) {
                 report_item(ctx, "agent.service", running && restart_owed ? ITEM_CHANGE : ITEM_OK, NULL,
-                            running ? (restart_owed ? "restart %s so it runs as %s with the new drop-in"
-                                                    : "%s runs as %s")
+                            running ? (holds_group    ? "restart %s: it runs as %s but holds a group that leads "
+                                                        "to root, left from before"
+                                       : restart_owed ? "restart %s so it runs as %s with the new drop-in"
+                                                      : "%s runs as %s")
                                     : "%s is not running (not started by rootless-ci; it runs as %s when started)",
                             unit, ctx->config->user_name);
                 unit_state_done(&s);
@@ -868,7 +882,9 @@ static int converge_service(Context *ctx, bool dropin_changed) {
                 _cleanup_free_ char *result = NULL;
                 unsigned long long deadline = now_usec() + (ctx->config->ready_timeout_sec + 90ULL) * 1000000ULL;
 
-                log_notice("Restarting %s so it runs as %s with the new drop-in", unit, ctx->config->user_name);
+                log_notice(holds_group ? "Restarting %s: it runs as %s but holds a group that leads to root"
+                                       : "Restarting %s so it runs as %s with the new drop-in",
+                           unit, ctx->config->user_name);
                 killpoint("agent-before-restart");
                 r = bus_unit_job(bus, "RestartUnit", unit, deadline, &result);
                 if (r < 0) {
@@ -882,8 +898,10 @@ static int converge_service(Context *ctx, bool dropin_changed) {
                         return log_error_errno(-ERCI_FAILED, "%s still does not run as %s after its restart (UID %d)",
                                                unit, ctx->config->user_name, uid == (uid_t) -1 ? -1 : (int) uid);
                 }
-                report_changed(ctx, "agent.service", ITEM_CHANGE, "restarted %s: it runs as %s now", unit,
-                               ctx->config->user_name);
+                report_changed(ctx, "agent.service", ITEM_CHANGE,
+                               holds_group ? "restarted %s: it runs as %s, without the group that led to root"
+                                           : "restarted %s: it runs as %s now",
+                               unit, ctx->config->user_name);
         } else
                 report_item(ctx, "agent.service", ITEM_OK, NULL,
                             running ? "%s runs as %s" : "%s is not running; it runs as %s when started", unit,

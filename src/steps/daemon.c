@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -453,17 +452,14 @@ static int remove_stale_root_sockets(Context *ctx) {
 
 /*
  * Can the CI user connect to path? Decided from the owners, modes and ACLs
- * on the way and of the socket, with the user's own groups (see
- * util/sockperm.h for why this is the kernel's own answer): no child that
- * becomes the user, so a converged run starts no process. 1 yes, 0 no, < 0 error.
+ * on the way and of the socket, with the user's groups as the files say
+ * (ctx->facts.user_gids; the user step fails when NSS knows more, see
+ * user.nss), see util/sockperm.h for why this is the kernel's own answer:
+ * no child that becomes the user, so a converged run starts no process.
+ * 1 yes, 0 no, < 0 error.
  */
-static int user_can_connect(const DaemonUser *u, int root_fd, const char *path) {
-        gid_t groups[NGROUPS_MAX];
-        int ngroups = NGROUPS_MAX;
-
-        if (getgrouplist(u->name, u->gid, groups, &ngroups) < 0)
-                return -E2BIG;
-        return unix_socket_reachable(root_fd, path, u->uid, groups, (size_t) ngroups);
+static int user_can_connect(Context *ctx, const DaemonUser *u, const char *path) {
+        return unix_socket_reachable(ctx->root_fd, path, u->uid, ctx->facts.user_gids, ctx->facts.n_user_gids);
 }
 
 /* Invariant I1: no root daemon's API socket (files.h: root_daemon_sockets) the CI user can connect to. */
@@ -482,7 +478,7 @@ static int check_root_sockets_unreachable(Context *ctx, const DaemonUser *u) {
                 if (lstat(root_daemon_sockets[i], &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_uid == u->uid)
                         continue;
                 present++;
-                r = user_can_connect(u, ctx->root_fd, root_daemon_sockets[i]);
+                r = user_can_connect(ctx, u, root_daemon_sockets[i]);
                 if (r < 0)
                         return log_error_errno(r, "Failed to test whether %s can connect to %s: %m", u->name,
                                                root_daemon_sockets[i]);
@@ -961,6 +957,22 @@ static int plan_for_new_user(Context *ctx, const DaemonUser *u) {
         return 0;
 }
 
+/*
+ * Invariant I1 in live credentials: a user manager started while the CI
+ * user was in a privileged group keeps that group, and so does everything
+ * it starts (the daemon, its containers), whatever /etc/group says now.
+ * Returns 1 when its main process holds one (*ret_gid), 0 when not (or it
+ * is gone), < 0 when its status cannot be read.
+ */
+static int user_manager_holds_privileged_group(Context *ctx, uint32_t main_pid, gid_t *ret_gid) {
+        int r = pid_holds_gid((pid_t) main_pid, ctx->facts.privileged_gids, ctx->facts.n_privileged_gids, ret_gid);
+
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the credentials of PID %u, the CI user's manager: %m",
+                                       (unsigned) main_pid);
+        return r;
+}
+
 /* ---- the step ------------------------------------------------------------------------------------------- */
 
 static int daemon_run(Context *ctx) {
@@ -968,6 +980,7 @@ static int daemon_run(Context *ctx) {
         sd_bus *system_bus = NULL;
         bool user_dropin_changed = false, system_reload = false, mgr_was_active = false, daemon_restart_owed = false,
              live;
+        _cleanup_free_ char *mgr_held_why = NULL;
         int r, unit_changed, link_changed, dropins_changed, apparmor_changed;
 
         r = daemon_user_from_facts(ctx, &u);
@@ -1035,7 +1048,20 @@ static int daemon_run(Context *ctx) {
                 /* Its files changed on disk but the manager has not reloaded (a run killed in between). */
                 if (s.need_daemon_reload)
                         system_reload = true;
+                if (mgr_was_active) {
+                        gid_t gid = (gid_t) -1;
+                        r = user_manager_holds_privileged_group(ctx, s.main_pid, &gid);
+                        if (r > 0 && asprintf(&mgr_held_why, "so it and what it runs drop GID %u, a group that leads "
+                                              "to root, which %s kept from before it left the group", (unsigned) gid,
+                                              u.name) < 0)
+                                r = -ENOMEM;
+                        if (r > 0 && ctx->verb == VERB_PLAN)
+                                report_item(ctx, "daemon.user-manager", ITEM_CHANGE, NULL, "restart %s %s", mgr,
+                                            mgr_held_why);
+                }
                 unit_state_done(&s);
+                if (r < 0)
+                        return r;
         }
         if (is_apply(ctx)) {
                 daemon_restart_owed = marker_exists(ctx, MARKER_DAEMON_RESTART);
@@ -1064,8 +1090,11 @@ static int daemon_run(Context *ctx) {
                                                strempty(result));
         }
 
-        /* Drop-ins of user@UID.service only take effect when it starts: restart a running one. */
-        if (is_apply(ctx) && user_dropin_changed) {
+        /*
+         * Drop-ins of user@UID.service only take effect when it starts, and
+         * a group it left is only dropped when it starts: restart a running one.
+         */
+        if (is_apply(ctx) && (user_dropin_changed || mgr_held_why)) {
                 _cleanup_free_ char *mgr = NULL, *result = NULL;
                 UnitState s = {};
 
@@ -1075,13 +1104,14 @@ static int daemon_run(Context *ctx) {
                 if (r < 0)
                         return r;
                 if (streq_ptr(s.active_state, "active")) {
-                        log_notice("Restarting %s so its new drop-ins take effect", mgr);
+                        const char *why = mgr_held_why ?: "for its new drop-ins";
+                        log_notice("Restarting %s %s", mgr, why);
                         r = bus_unit_job(system_bus, "RestartUnit", mgr, now_usec() + 90ULL * 1000000ULL, &result);
                         if (r < 0) {
                                 unit_state_done(&s);
                                 return log_error_errno(r, "Restarting %s ended with \"%s\"", mgr, strempty(result));
                         }
-                        report_changed(ctx, "daemon.user-manager", ITEM_CHANGE, "restarted %s for its new drop-ins", mgr);
+                        report_changed(ctx, "daemon.user-manager", ITEM_CHANGE, "restarted %s %s", mgr, why);
                         mgr_was_active = false; /* it now runs from the new files */
                 }
                 unit_state_done(&s);

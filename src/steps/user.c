@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -338,20 +341,52 @@ static int user_ensure_account(UserStep *s) {
         return 1;
 }
 
-/* Privileged groups: the fixed list, and the groups that own a root daemon's socket. */
+/* One privileged group, unless its GID (or, for a group that does not exist, its name) is listed already. */
+static int add_privileged(UserStep *s, const char *name, gid_t gid, const char *reason) {
+        Privileged *n;
+
+        for (size_t k = 0; k < s->n_priv; k++)
+                if (gid != (gid_t) -1 ? s->priv[k].gid == gid : streq(s->priv[k].name, name))
+                        return 0;
+        n = reallocarray(s->priv, s->n_priv + 1, sizeof(Privileged));
+        if (!n)
+                return -ENOMEM;
+        s->priv = n;
+        n = &s->priv[s->n_priv];
+        *n = (Privileged) { .name = strdup(name), .gid = gid, .reason = strdup(reason) };
+        s->n_priv++;
+        return n->name && n->reason ? 0 : -ENOMEM;
+}
+
+/*
+ * Privileged groups: the fixed list, and the groups that own a root
+ * daemon's socket. What makes a group privileged is its GID (the kernel
+ * knows no names): any other line with that GID ("disk2:x:6:") is judged
+ * the same (privileged_of_group()).
+ */
 static int collect_privileged(UserStep *s) {
         for (size_t i = 0; i < ELEMENTSOF(privileged_groups) + n_root_daemon_sockets; i++) {
                 const GroupEntry *g = NULL;
                 _cleanup_free_ char *name = NULL, *reason = NULL;
                 gid_t gid = (gid_t) -1;
-                Privileged *n;
-                bool dup = false;
+                bool found = false;
+                int r;
 
                 if (i < ELEMENTSOF(privileged_groups)) {
-                        g = userdb_find_group(&s->db, privileged_groups[i].name);
+                        /* Each GID a line of that name carries (two "docker" lines may differ): all privileged. */
+                        for (size_t k = 0; k < s->db.n_groups; k++) {
+                                if (!streq(s->db.groups[k].name, privileged_groups[i].name))
+                                        continue;
+                                r = add_privileged(s, privileged_groups[i].name, s->db.groups[k].gid,
+                                                   privileged_groups[i].reason);
+                                if (r < 0)
+                                        return r;
+                                found = true;
+                        }
+                        if (found)
+                                continue;
                         name = strdup(privileged_groups[i].name);
                         reason = strdup(privileged_groups[i].reason);
-                        gid = g ? g->gid : (gid_t) -1;
                 } else {
                         const char *sock = root_daemon_sockets[i - ELEMENTSOF(privileged_groups)];
                         _cleanup_close_ int fd = safe_openat(s->ctx->root_fd, sock, O_PATH | O_NOFOLLOW, 0,
@@ -375,16 +410,9 @@ static int collect_privileged(UserStep *s) {
                 }
                 if (!name || !reason)
                         return -ENOMEM;
-                for (size_t k = 0; k < s->n_priv; k++)
-                        if (streq(s->priv[k].name, name) || (gid != (gid_t) -1 && s->priv[k].gid == gid))
-                                dup = true;
-                if (dup)
-                        continue;
-                n = reallocarray(s->priv, s->n_priv + 1, sizeof(Privileged));
-                if (!n)
-                        return -ENOMEM;
-                s->priv = n;
-                n[s->n_priv++] = (Privileged) { .name = TAKE_PTR(name), .gid = gid, .reason = TAKE_PTR(reason) };
+                r = add_privileged(s, name, gid, reason);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
@@ -628,12 +656,73 @@ finish:
         return r;
 }
 
-/* Is the user listed in group (in /etc/group, or in /etc/gshadow as member or administrator)? */
+/* Is the user listed in group (on any /etc/group line of that name, or in /etc/gshadow as member or administrator)? */
 static bool user_in_group(const UserStep *s, const char *gshadow, const char *group) {
-        const GroupEntry *g = userdb_find_group(&s->db, group);
+        for (size_t i = 0; i < s->db.n_groups; i++)
+                if (streq(s->db.groups[i].name, group) && group_has_member(&s->db.groups[i], s->name))
+                        return true;
+        return gshadow && group_file_lists_user(gshadow, GROUP_FILE_GSHADOW, group, s->name);
+}
 
-        return (g && group_has_member(g, s->name)) ||
-               (gshadow && group_file_lists_user(gshadow, GROUP_FILE_GSHADOW, group, s->name));
+/* The privileged group a group line stands for: by its GID, else (no such GID known) by its name. NULL: harmless. */
+static const Privileged *privileged_of_group(const UserStep *s, const char *name, gid_t gid) {
+        const Privileged *p;
+
+        if (is_privileged_gid(s, gid, &p))
+                return p;
+        for (size_t i = 0; i < s->n_priv; i++)
+                if (s->priv[i].gid == (gid_t) -1 && streq(s->priv[i].name, name))
+                        return &s->priv[i];
+        return NULL;
+}
+
+typedef struct PrivilegedMembership {
+        const char *group;        /* the name on the lines to edit */
+        const Privileged *priv;   /* why it leads to root */
+} PrivilegedMembership;
+
+/*
+ * The user's memberships of privileged groups, each group name once: every
+ * line whose GID is privileged, whatever its name, and gshadow lines of the
+ * privileged names that have no group line. *ret has room for one more.
+ */
+static int privileged_memberships(const UserStep *s, const char *gshadow, PrivilegedMembership **ret,
+                                  size_t *ret_n) {
+        _cleanup_free_ PrivilegedMembership *m = calloc(s->db.n_groups + s->n_priv + 1, sizeof(PrivilegedMembership));
+        size_t n = 0;
+
+        if (!m)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->db.n_groups + s->n_priv; i++) {
+                const GroupEntry *g = i < s->db.n_groups ? &s->db.groups[i] : NULL;
+                const char *name = g ? g->name : s->priv[i - s->db.n_groups].name;
+                const Privileged *p = g ? privileged_of_group(s, g->name, g->gid) : &s->priv[i - s->db.n_groups];
+                bool dup = false;
+
+                if (!p || (!g && userdb_find_group(&s->db, name)))
+                        continue;  /* harmless, or a name the group lines above covered */
+                for (size_t k = 0; k < n; k++)
+                        dup |= streq(m[k].group, name);
+                if (dup || !user_in_group(s, gshadow, name))
+                        continue;
+                m[n++] = (PrivilegedMembership) { .group = name, .priv = p };
+        }
+        *ret = TAKE_PTR(m);
+        *ret_n = n;
+        return 0;
+}
+
+/*
+ * "disk (membership there is root: ...)", or for another name of a
+ * privileged GID "disk2 (GID 6, the GID of disk: ...)".
+ */
+static int membership_describe(const PrivilegedMembership *m, char **ret) {
+        if (streq(m->group, m->priv->name))
+                return asprintf(ret, "%s (%s)", m->group, m->priv->reason) < 0 ? -ENOMEM : 0;
+        return asprintf(ret, "%s (GID %u, the GID of %s: %s)", m->group, (unsigned) m->priv->gid, m->priv->name,
+                        m->priv->reason) < 0
+                       ? -ENOMEM
+                       : 0;
 }
 
 /*
@@ -644,6 +733,7 @@ static int user_ensure_groups(UserStep *s, bool locked) {
         Context *ctx = s->ctx;
         _cleanup_free_ char *group = NULL, *gshadow = NULL, *new_group = NULL, *new_gshadow = NULL;
         _cleanup_free_ const char **names = NULL;
+        _cleanup_free_ PrivilegedMembership *m = NULL;
         size_t group_size = 0, gshadow_size = 0, new_group_size = 0, new_gshadow_size = 0, n = 0;
         struct stat group_st = {}, gshadow_st = {};
         bool group_exists, gshadow_exists;
@@ -653,15 +743,9 @@ static int user_ensure_groups(UserStep *s, bool locked) {
         r = read_etc_file(ctx, "gshadow", &gshadow, &gshadow_size, &gshadow_st, &gshadow_exists);
         if (r < 0)
                 return log_error_errno(r, "Failed to read /etc/gshadow: %m");
-
-        names = calloc(s->n_priv + 1, sizeof(char *));
-        if (!names)
-                return -ENOMEM;
-        for (size_t i = 0; i < s->n_priv; i++) {
-                if (!user_in_group(s, gshadow_exists ? gshadow : NULL, s->priv[i].name))
-                        continue;
-                names[n++] = s->priv[i].name;
-        }
+        r = privileged_memberships(s, gshadow_exists ? gshadow : NULL, &m, &n);
+        if (r < 0)
+                return r;
 
         if (n == 0) {
                 if (!locked)
@@ -669,15 +753,22 @@ static int user_ensure_groups(UserStep *s, bool locked) {
                 return 0;
         }
         if (ctx->verb != VERB_APPLY) {
-                for (size_t i = 0; i < s->n_priv; i++)
-                        for (size_t k = 0; k < n; k++)
-                                if (names[k] == s->priv[i].name)
-                                        report_state(ctx, "user.groups", ITEM_REMOVE, "remove %s from group %s (%s)",
-                                                     s->name, s->priv[i].name, s->priv[i].reason);
+                for (size_t k = 0; k < n; k++) {
+                        _cleanup_free_ char *what = NULL;
+                        if (membership_describe(&m[k], &what) < 0)
+                                return -ENOMEM;
+                        report_state(ctx, "user.groups", ITEM_REMOVE, "remove %s from group %s", s->name, what);
+                }
                 return 0;
         }
         if (!locked)
                 return 1;
+
+        names = calloc(n + 1, sizeof(char *));
+        if (!names)
+                return -ENOMEM;
+        for (size_t k = 0; k < n; k++)
+                names[k] = m[k].group;
 
         r = read_etc_file(ctx, "group", &group, &group_size, &group_st, &group_exists);
         if (r < 0)
@@ -703,15 +794,18 @@ static int user_ensure_groups(UserStep *s, bool locked) {
                 killpoint("user-group-written");
         }
 
-        ctx->facts.user_groups_removed = true;
-        for (size_t i = 0; i < s->n_priv; i++)
-                for (size_t k = 0; k < n; k++)
-                        if (names[k] == s->priv[i].name) {
-                                log_warning("REMOVED %s from group %s: %s", s->name, s->priv[i].name,
-                                            s->priv[i].reason);
-                                report_changed(ctx, "user.groups", ITEM_REMOVE, "removed %s from group %s (%s)",
-                                               s->name, s->priv[i].name, s->priv[i].reason);
-                        }
+        /* Its running processes keep the group until they end: the daemon and agent steps restart theirs. */
+        for (size_t k = 0; k < n; k++) {
+                _cleanup_free_ char *what = NULL;
+                if (membership_describe(&m[k], &what) < 0)
+                        return -ENOMEM;
+                if (streq(m[k].group, m[k].priv->name))
+                        log_warning("REMOVED %s from group %s: %s", s->name, m[k].group, m[k].priv->reason);
+                else
+                        log_warning("REMOVED %s from group %s (GID %u, the GID of %s): %s", s->name, m[k].group,
+                                    (unsigned) m[k].priv->gid, m[k].priv->name, m[k].priv->reason);
+                report_changed(ctx, "user.groups", ITEM_REMOVE, "removed %s from group %s", s->name, what);
+        }
         return 0;
 }
 
@@ -740,14 +834,10 @@ static int user_check_sudoers(UserStep *s) {
         }
         for (size_t i = 0; i < s->db.n_groups; i++) {
                 const GroupEntry *g = &s->db.groups[i];
-                bool priv = false;
 
                 if (!group_has_member(g, s->name))
                         continue;
-                for (size_t k = 0; k < s->n_priv; k++)
-                        if (streq(s->priv[k].name, g->name))
-                                priv = true;
-                if (priv)
+                if (privileged_of_group(s, g->name, g->gid))
                         continue;  /* apply removes it; user.groups reports it */
                 groups[n_groups] = g->name;
                 gids[n_groups++] = g->gid;
@@ -788,6 +878,109 @@ static int user_check_sudoers(UserStep *s) {
         return 0;
 }
 
+/*
+ * One source of account data: the files (README, "User"). On a live host NSS
+ * (/etc/nsswitch.conf: LDAP, SSSD, nss-systemd, ...) is what hands the
+ * user's processes their groups at login and at every start of a unit with
+ * User=; what it knows and the files do not, rootless-ci can neither judge
+ * nor remove. Returns 1 to go on, 0 when the account itself is in doubt
+ * (reported: nothing more is decided on it), < 0 on error.
+ */
+static int user_compare_nss(UserStep *s) {
+        Context *ctx = s->ctx;
+        _cleanup_free_ gid_t *files = NULL, *nss = NULL;
+        _cleanup_free_ char *fix = NULL;
+        size_t n_files = 0, n_nss = 0, extra = 0;
+        struct passwd *pw;
+        int r;
+
+        if (!ctx->live)
+                return 1;  /* the host's NSS says nothing about a tree */
+        errno = 0;
+        pw = getpwnam(s->name);
+        if (!s->pw) {
+                if (!pw)
+                        return 1;
+                if (asprintf(&fix, "choose a name no other account source knows ([User] Name= or --user=), or "
+                             "give %s a line of its own in /etc/passwd and /etc/group", s->name) < 0)
+                        return -ENOMEM;
+                report_item(ctx, "user.nss", ITEM_FAIL, fix,
+                            "%s is not in /etc/passwd, but NSS knows it (UID %u, from another source in "
+                            "/etc/nsswitch.conf such as LDAP or SSSD): rootless-ci manages accounts of the local "
+                            "files only", s->name, (unsigned) pw->pw_uid);
+                return 0;
+        }
+        if (!pw || pw->pw_uid != s->pw->uid || pw->pw_gid != s->pw->gid) {
+                if (asprintf(&fix, "make getent passwd %s agree with /etc/passwd (files first for passwd and "
+                             "group in /etc/nsswitch.conf, or remove the other source's entry)", s->name) < 0)
+                        return -ENOMEM;
+                if (!pw)
+                        report_item(ctx, "user.nss", ITEM_FAIL, fix,
+                                    "/etc/passwd has %s (UID %u) but NSS does not find it%s%s", s->name,
+                                    (unsigned) s->pw->uid, errno ? ": " : "", errno ? strerror(errno) : "");
+                else
+                        report_item(ctx, "user.nss", ITEM_FAIL, fix,
+                                    "NSS resolves %s to UID %u, GID %u; /etc/passwd says UID %u, GID %u: its "
+                                    "processes would run as an account rootless-ci does not see", s->name,
+                                    (unsigned) pw->pw_uid, (unsigned) pw->pw_gid, (unsigned) s->pw->uid,
+                                    (unsigned) s->pw->gid);
+                return 0;
+        }
+
+        r = userdb_user_gids(&s->db, s->name, s->pw->gid, &files, &n_files);
+        if (r < 0)
+                return r;
+        r = nss_user_gids(s->name, s->pw->gid, &nss, &n_nss);
+        if (r < 0)
+                return log_error_errno(r, "Failed to look up the groups of %s through NSS: %m", s->name);
+        for (size_t i = 0; i < n_nss; i++) {
+                const GroupEntry *local = userdb_find_gid(&s->db, nss[i]);
+                const struct group *gr;
+                char name[64];
+
+                if (gid_list_contains(files, n_files, nss[i]))
+                        continue;
+                extra++;
+                gr = local ? NULL : getgrgid(nss[i]);
+                snprintf(name, sizeof(name), "%s", local ? local->name : gr ? gr->gr_name : "(no name)");
+                free(fix);
+                if (asprintf(&fix, "take %s out of group %s where NSS finds it (getent group %u; LDAP, SSSD, "
+                             "...), or list it in /etc/group if it belongs there; then run rootless-ci apply",
+                             s->name, name, (unsigned) nss[i]) < 0)
+                        return -ENOMEM;
+                report_item(ctx, "user.nss", ITEM_FAIL, fix,
+                            "NSS puts %s in group %s (GID %u), /etc/group does not: its processes get that group, "
+                            "which rootless-ci can neither judge nor remove", s->name, name, (unsigned) nss[i]);
+        }
+        if (extra == 0)
+                report_item(ctx, "user.nss", ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
+                            "NSS and the files agree on %s (UID %u, GID %u, %zu group%s)", s->name,
+                            (unsigned) s->pw->uid, (unsigned) s->pw->gid, n_nss, n_nss == 1 ? "" : "s");
+        return 1;
+}
+
+/* What later steps need of the groups: every privileged GID, and the user's groups as the files now say. */
+static int user_export_groups(UserStep *s) {
+        HostFacts *f = &s->ctx->facts;
+        size_t n = 0;
+
+        free(f->privileged_gids);
+        f->privileged_gids = calloc(s->n_priv + 1, sizeof(gid_t));
+        if (!f->privileged_gids)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->n_priv; i++)
+                if (s->priv[i].gid != (gid_t) -1 && !gid_list_contains(f->privileged_gids, n, s->priv[i].gid))
+                        f->privileged_gids[n++] = s->priv[i].gid;
+        f->n_privileged_gids = n;
+
+        free(f->user_gids);
+        f->user_gids = NULL;
+        f->n_user_gids = 0;
+        if (!s->pw)
+                return 0;
+        return userdb_user_gids(&s->db, s->name, s->pw->gid, &f->user_gids, &f->n_user_gids);
+}
+
 static int user_run(Context *ctx) {
         _cleanup_(user_step_done) UserStep s = { .ctx = ctx, .name = ctx->config->user_name };
         _cleanup_(subid_result_done) SubIdResult uid_range = {}, gid_range = {};
@@ -812,6 +1005,9 @@ static int user_run(Context *ctx) {
         if (r < 0)
                 return log_error_errno(r, "Failed to collect the privileged groups: %m");
 
+        r = user_compare_nss(&s);
+        if (r <= 0)
+                return r;
         r = user_ensure_account(&s);
         if (r <= 0)
                 return r;
@@ -880,6 +1076,9 @@ static int user_run(Context *ctx) {
                 ctx->facts.n_subgid_ranges = gid_range.n_ranges;
         }
 
+        r = user_export_groups(&s);
+        if (r < 0)
+                return r;
         return user_check_sudoers(&s);
 }
 

@@ -7,6 +7,7 @@
  * TAKE_PTR()/TAKE_FD().
  */
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -64,6 +65,12 @@ static inline void fclosep(FILE **f) {
         }
 }
 #define _cleanup_fclose_ _cleanup_(fclosep)
+
+static inline void closedirp(DIR **d) {
+        if (*d)
+                (void) closedir(*d);
+}
+#define _cleanup_closedir_ _cleanup_(closedirp)
 
 static inline void strv_free(char **l) {
         if (!l)

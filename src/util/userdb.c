@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
+#include <grp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,4 +241,51 @@ bool group_has_member(const GroupEntry *g, const char *user) {
                 if (streq(*m, user))
                         return true;
         return false;
+}
+
+bool gid_list_contains(const gid_t *gids, size_t n, gid_t gid) {
+        for (size_t i = 0; i < n; i++)
+                if (gids[i] == gid)
+                        return true;
+        return false;
+}
+
+int userdb_user_gids(const UserDb *db, const char *name, gid_t primary, gid_t **ret, size_t *ret_n) {
+        _cleanup_free_ gid_t *gids = calloc(db->n_groups + 1, sizeof(gid_t));
+        size_t n = 0;
+
+        if (!gids)
+                return -ENOMEM;
+        gids[n++] = primary;
+        for (size_t i = 0; i < db->n_groups; i++)
+                if (group_has_member(&db->groups[i], name) && !gid_list_contains(gids, n, db->groups[i].gid))
+                        gids[n++] = db->groups[i].gid;
+        *ret = TAKE_PTR(gids);
+        *ret_n = n;
+        return 0;
+}
+
+int nss_user_gids(const char *name, gid_t primary, gid_t **ret, size_t *ret_n) {
+        _cleanup_free_ gid_t *gids = NULL;
+        int n = 64;
+
+        /* getgrouplist() says how many there are when the buffer was too small; they may grow meanwhile. */
+        for (unsigned attempt = 0; attempt < 4; attempt++) {
+                gid_t *g = reallocarray(gids, (size_t) n, sizeof(gid_t));
+                int want = n;
+
+                if (!g)
+                        return -ENOMEM;
+                gids = g;
+                if (getgrouplist(name, primary, gids, &want) >= 0) {
+                        *ret = TAKE_PTR(gids);
+                        *ret_n = (size_t) want;
+                        return 0;
+                }
+                if (want <= n)
+                        n *= 2;
+                else
+                        n = want;
+        }
+        return -E2BIG;
 }

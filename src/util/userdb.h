@@ -8,7 +8,9 @@
 /*
  * The local account files (/etc/passwd, /etc/group), read below a root
  * directory. Only "files" accounts: a user from LDAP/NIS is not seen, the
- * same way useradd --root sees a tree. Lines that do not parse (and NIS
+ * same way useradd --root sees a tree. These files are rootless-ci's one
+ * source of account data (README, "User"); NSS is asked only to compare
+ * (nss_user_gids()), never to decide. Lines that do not parse (and NIS
  * "+"/"-" lines) are skipped; the files are never written from this struct.
  */
 
@@ -62,3 +64,20 @@ int parse_account_id(const char *s, size_t len, unsigned long *ret);
 
 /* Is name (of length len) in the comma-separated list? */
 bool comma_list_contains(const char *list, size_t len, const char *name);
+
+bool gid_list_contains(const gid_t *gids, size_t n, gid_t gid);
+
+/*
+ * The groups of user name as the files say: primary first, then every group
+ * line listing it, each GID once (*ret malloc'd). What its processes get
+ * when the files are the whole account database.
+ */
+int userdb_user_gids(const UserDb *db, const char *name, gid_t primary, gid_t **ret, size_t *ret_n);
+
+/*
+ * The same through NSS (getgrouplist(), what initgroups() and so systemd's
+ * User= hand a process): files, and LDAP, SSSD, nss-systemd, ... as
+ * /etc/nsswitch.conf of the host says. Live host only; -E2BIG if the list
+ * keeps growing.
+ */
+int nss_user_gids(const char *name, gid_t primary, gid_t **ret, size_t *ret_n);

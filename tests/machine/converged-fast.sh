@@ -70,7 +70,7 @@ echo "# converged apply, median of 20: $(sed -n 10p <<<"$times") µs (fastest $(
 in_machine rootless-ci --json check >"$TEST_TMP/check.json" 2>"$TEST_TMP/check.err"
 jq -e . "$TEST_TMP/check.json" >/dev/null || fail "check --json printed something besides JSON on stdout"
 ok "--json: stdout is JSON alone"
-assert_eq 6 "$(grep -c -E '^(preflight|disk|user|storage|daemon|agent): .*\([0-9.]+ ms\)$' "$TEST_TMP/check.err")" \
+assert_eq 7 "$(grep -c -E '^(preflight|disk|user|storage|daemon|agent|credentials): .*\([0-9.]+ ms\)$' "$TEST_TMP/check.err")" \
 	"--json: stderr still has one verdict line with its duration per step"
 
 # ---- plan on a drifted machine: one line per change, and nothing changes

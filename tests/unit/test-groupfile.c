@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
+#include <grp.h>
 #include <string.h>
 
 #include "tests.h"
 #include "util/groupfile.h"
+#include "util/macro.h"
 #include "util/userdb.h"
 
 static char *remove_user(const char *text, GroupFileKind kind, const char *const *groups, size_t n, const char *user,
@@ -115,4 +117,49 @@ TEST(userdb_parses_passwd_and_group_skipping_bad_lines) {
         ASSERT_TRUE(g != NULL && g->members[0] == NULL);
         ASSERT_TRUE(userdb_find_uid(&db, 1001, pw) == NULL);
         userdb_done(&db);
+}
+
+/*
+ * The files' side of the files-vs-NSS rule: the groups the files give a
+ * user, as initgroups() over "files" alone would: primary first, then each
+ * line listing it (every line of a name, and another name of the same GID),
+ * each GID once.
+ */
+TEST(userdb_user_gids_are_what_the_files_give) {
+        _cleanup_free_ gid_t *gids = NULL;
+        UserDb db = {};
+        size_t n = 0;
+
+        ASSERT_OK(userdb_parse_group(&db, "buildkite:x:1600:\n"
+                                          "video:x:44:alice,buildkite\n"
+                                          "kvm:x:104:\n"
+                                          "kvm:x:104:buildkite\n"
+                                          "disk:x:6:buildkite\n"
+                                          "disk2:x:6:buildkite\n"
+                                          "ci:x:1700:buildkitex\n"
+                                          "self:x:1600:buildkite\n"));
+        ASSERT_OK(userdb_user_gids(&db, "buildkite", 1600, &gids, &n));
+        ASSERT_EQ(n, 4);
+        ASSERT_EQ(gids[0], 1600);
+        ASSERT_EQ(gids[1], 44);
+        ASSERT_EQ(gids[2], 104);
+        ASSERT_EQ(gids[3], 6);
+        ASSERT_TRUE(gid_list_contains(gids, n, 6));
+        ASSERT_FALSE(gid_list_contains(gids, n, 1700));
+        userdb_done(&db);
+}
+
+/* NSS's side, on this host's own account database: the same list getgrouplist() gives, however long. */
+TEST(nss_user_gids_matches_getgrouplist) {
+        _cleanup_free_ gid_t *gids = NULL;
+        gid_t direct[1024];
+        int n_direct = 1024;
+        size_t n = 0;
+
+        ASSERT_OK(nss_user_gids("root", 0, &gids, &n));
+        ASSERT_TRUE(getgrouplist("root", 0, direct, &n_direct) >= 0);
+        ASSERT_EQ(n, (size_t) n_direct);
+        ASSERT_EQ(gids[0], 0);
+        for (size_t i = 0; i < n; i++)
+                ASSERT_EQ(gids[i], direct[i]);
 }

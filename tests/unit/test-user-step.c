@@ -181,12 +181,12 @@ TEST(user_apply_removes_only_the_user_from_privileged_groups) {
         ASSERT_OK(run.r);
         ASSERT_EQ(fake_count(&run, "user.groups", ITEM_REMOVE, "removed buildkite from group"), 3);
         ASSERT_EQ(fake_count(&run, "user.groups", ITEM_REMOVE, "group video"), 0);
-        ASSERT_TRUE(run.ctx.facts.user_groups_removed);
+        ASSERT_EQ(run.ctx.facts.n_user_gids, 2);  /* its own group and video */
         fake_run_done(&run);
 
         /* Nothing left to remove: the fact stays false. */
         fake_run(&run, d, VERB_APPLY, false);
-        ASSERT_FALSE(run.ctx.facts.user_groups_removed);
+        ASSERT_EQ(run.ctx.facts.n_user_gids, 2);
         fake_run_done(&run);
 
         fake_tree_write_ids(d, "etc/expected", group_after);
@@ -317,6 +317,89 @@ TEST(user_group_owning_a_root_daemon_socket_is_privileged) {
         ASSERT_EQ(fake_count(&run, "user.groups", ITEM_REMOVE, NULL), 0);
         fake_run_done(&run);
         close(fd);
+}
+
+static bool gids_contain(const gid_t *gids, size_t n, gid_t gid) {
+        for (size_t i = 0; i < n; i++)
+                if (gids[i] == gid)
+                        return true;
+        return false;
+}
+
+/*
+ * The kernel knows GIDs, not names: another line carrying disk's GID
+ * (disk2), a second "kvm" line, a second "docker" line with a GID of its
+ * own, a line with GID 0 are each as privileged as the first, and taken
+ * out like it.
+ */
+TEST(user_privileged_groups_are_judged_by_gid) {
+        const char *d = test_tmpdir();
+        FakeRun run = {};
+        const HostFacts *f = &run.ctx.facts;
+        char *expected;
+        char p[4096];
+
+        fake_tree_populate(d, true);
+        fake_tree_write_ids(d, "etc/group",
+                            "root:x:0:\n"
+                            "disk:x:6:\n"
+                            "disk2:x:6:buildkite,alice\n"
+                            "kvm:x:104:\n"
+                            "kvm:x:104:buildkite\n"
+                            "docker:x:999:\n"
+                            "docker:x:998:buildkite\n"
+                            "wheel0:x:0:buildkite\n"
+                            "video:x:44:buildkite\n"
+                            "buildkite:x:@GID@:\n");
+        test_write(d, "etc/gshadow", "root:*::\ndisk:!::\ndisk2:!:buildkite:buildkite,alice\nvideo:!::buildkite\n");
+        snprintf(p, sizeof(p), "%s/etc/gshadow", d);
+        ASSERT_OK(chmod(p, 0640));
+        /* A rule for disk2 reaches the user only until apply takes it out of disk2: not a sudoers failure. */
+        test_write(d, "etc/sudoers", "%disk2 ALL=(ALL) ALL\n");
+
+        fake_run(&run, d, VERB_CHECK, false);
+        ASSERT_EQ(fake_count(&run, "user.groups", ITEM_FAIL,
+                             "remove buildkite from group disk2 (GID 6, the GID of disk: membership there is root: "
+                             "the group reads and writes raw disks)"), 1);
+        ASSERT_EQ(fake_count(&run, "user.groups", ITEM_FAIL, "from group kvm (the group opens /dev/kvm"), 1);
+        ASSERT_EQ(fake_count(&run, "user.groups", ITEM_FAIL, "from group docker (membership there is root"), 1);
+        ASSERT_EQ(fake_count(&run, "user.groups", ITEM_FAIL, "from group wheel0 (GID 0, the GID of root:"), 1);
+        ASSERT_EQ(fake_count(&run, "user.groups", ITEM_FAIL, "video"), 0);
+        ASSERT_EQ(fake_count(&run, "user.sudoers", ITEM_FAIL, NULL), 0);
+        ASSERT_TRUE(gids_contain(f->privileged_gids, f->n_privileged_gids, 6));
+        ASSERT_TRUE(gids_contain(f->privileged_gids, f->n_privileged_gids, 998));
+        ASSERT_TRUE(gids_contain(f->privileged_gids, f->n_privileged_gids, 999));
+        ASSERT_FALSE(gids_contain(f->privileged_gids, f->n_privileged_gids, 44));
+        fake_run_done(&run);
+
+        fake_run(&run, d, VERB_APPLY, false);
+        ASSERT_OK(run.r);
+        ASSERT_EQ(fake_count(&run, "user.groups", ITEM_REMOVE, "removed buildkite from group"), 4);
+        /* What its processes get from now on: its own group and video. */
+        ASSERT_EQ(f->n_user_gids, 2);
+        ASSERT_EQ(f->user_gids[0], fake_ci_gid());
+        ASSERT_EQ(f->user_gids[1], 44);
+        fake_run_done(&run);
+
+        fake_tree_write_ids(d, "etc/expected",
+                            "root:x:0:\n"
+                            "disk:x:6:\n"
+                            "disk2:x:6:alice\n"
+                            "kvm:x:104:\n"
+                            "kvm:x:104:\n"
+                            "docker:x:999:\n"
+                            "docker:x:998:\n"
+                            "wheel0:x:0:\n"
+                            "video:x:44:buildkite\n"
+                            "buildkite:x:@GID@:\n");
+        expected = test_read(d, "etc/expected");
+        ASSERT_STREQ(test_read_kept(d, "etc/group"), expected);
+        free(expected);
+        ASSERT_STREQ(test_read_kept(d, "etc/gshadow"), "root:*::\ndisk:!::\ndisk2:!::alice\nvideo:!::buildkite\n");
+
+        fake_run(&run, d, VERB_CHECK, false);
+        ASSERT_FALSE(run.ctx.any_failed);
+        fake_run_done(&run);
 }
 
 TEST(user_killed_after_writing_subuid_is_completed_by_next_run) {

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "steps.h"
+#include "util/idmap.h"
+#include "util/log.h"
+#include "util/macro.h"
+
+/*
+ * The last step, invariant I1 in the live credentials: no process of the CI
+ * user holds a group that leads to root. The kernel judges a process by the
+ * groups it was given when it (or an ancestor) logged in, not by
+ * /etc/group: one started while the user was in disk or docker keeps that
+ * power after the user step took the user out (a tmux server, a job of an
+ * older agent, the user manager itself). The daemon and agent steps restart
+ * what rootless-ci runs when it holds one; this step, after them, reads
+ * the Groups: line of every process of the UID and fails naming each one
+ * that still does. It changes nothing: ending a process rootless-ci did
+ * not start is the operator's call.
+ */
+
+#define HOLDERS_SHOWN 20
+
+static int credentials_run(Context *ctx) {
+        const HostFacts *f = &ctx->facts;
+        const char *user = ctx->config->user_name;
+        _cleanup_free_ GroupHolder *holders = NULL;
+        _cleanup_free_ char *list = NULL, *pids = NULL, *fix = NULL;
+        _cleanup_close_ int proc_fd = -1;
+        size_t n = 0, seen = 0;
+        int r;
+
+        if (!ctx->live) {
+                report_item(ctx, "credentials.groups", ITEM_SKIP, NULL,
+                            "the groups of running processes are checked on the live host");
+                return 0;
+        }
+        if (!f->user_known) {
+                report_item(ctx, "credentials.groups", ITEM_SKIP, NULL, "user %s does not exist%s", user,
+                            f->user_planned ? " yet: it has no processes" : " or is not usable (see the user step)");
+                return 0;
+        }
+
+        proc_fd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (proc_fd < 0)
+                return log_error_errno(negative_errno(), "Failed to open /proc: %m");
+        r = group_holders_find(proc_fd, f->user_uid, f->privileged_gids, f->n_privileged_gids, &holders, &n, &seen);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the credentials of %s's processes in /proc: %m", user);
+        if (n == 0) {
+                report_item(ctx, "credentials.groups", ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
+                            "none of %s's %zu running process%s holds a group that leads to root", user, seen,
+                            seen == 1 ? "" : "es");
+                return 0;
+        }
+
+        {
+                size_t lsize = 0, psize = 0;
+                FILE *l = open_memstream(&list, &lsize), *p = open_memstream(&pids, &psize);
+
+                if (!l || !p) {
+                        if (l)
+                                fclose(l);
+                        if (p)
+                                fclose(p);
+                        return -ENOMEM;
+                }
+                for (size_t i = 0; i < n; i++) {
+                        if (i < HOLDERS_SHOWN)
+                                fprintf(l, "%sPID %ld (%s, GID %u)", i > 0 ? ", " : "", (long) holders[i].pid,
+                                        holders[i].comm[0] ? holders[i].comm : "?", (unsigned) holders[i].gid);
+                        fprintf(p, " %ld", (long) holders[i].pid);
+                }
+                if (n > HOLDERS_SHOWN)
+                        fprintf(l, " and %zu more", n - HOLDERS_SHOWN);
+                if (fclose(l) != 0 || fclose(p) != 0)
+                        return -ENOMEM;
+        }
+
+        if (ctx->verb == VERB_PLAN) {
+                report_item(ctx, "credentials.groups", ITEM_WARN, NULL,
+                            "%zu process%s of %s hold%s a group that leads to root: %s; apply restarts %s's manager "
+                            "and the agent when they hold one, and fails naming whatever else still does",
+                            n, n == 1 ? "" : "es", user, n == 1 ? "s" : "", list, user);
+                return 0;
+        }
+        if (asprintf(&fix, "end %s (kill%s) or the sessions that run %s; a new process gets only the groups "
+                     "/etc/group gives %s%s", n == 1 ? "it" : "them", pids, n == 1 ? "it" : "them", user,
+                     ctx->verb == VERB_CHECK ? " (rootless-ci apply restarts the user manager and the agent "
+                                               "itself when they hold one)"
+                                             : "") < 0)
+                return -ENOMEM;
+        report_item(ctx, "credentials.groups", ITEM_FAIL, fix,
+                    "%zu process%s of %s still hold%s a group that leads to root, and with it that power, "
+                    "whatever /etc/group says now: %s", n, n == 1 ? "" : "es", user, n == 1 ? "s" : "", list);
+        return 0;
+}
+
+const Step step_credentials = {
+        .name = "credentials",
+        .run = credentials_run,
+};
