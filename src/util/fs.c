@@ -321,19 +321,28 @@ static bool is_our_temp_name(const char *entry, const char *name, unsigned hex_d
         return true;
 }
 
-int remove_stale_temp_files(int dirfd, const char *name, unsigned hex_digits, mode_t type, uid_t owner) {
-        struct dirent *de;
-        int fd, removed = 0;
-        DIR *d;
+int opendir_at(int dirfd, DIR **ret) {
+        int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
-        fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return negative_errno();
-        d = fdopendir(fd);
-        if (!d) {
+        *ret = fdopendir(fd);
+        if (!*ret) {
+                int r = negative_errno();
                 safe_close(fd);
-                return -ENOMEM;
+                return r;
         }
+        return 0;
+}
+
+int remove_stale_temp_files(int dirfd, const char *name, unsigned hex_digits, mode_t type, uid_t owner) {
+        struct dirent *de;
+        int r, removed = 0;
+        DIR *d;
+
+        r = opendir_at(dirfd, &d);
+        if (r < 0)
+                return r;
         while ((de = readdir(d))) {
                 struct stat st;
 
@@ -674,17 +683,12 @@ restart:
 int dir_check_entries(int dirfd, const char *prefix, unsigned depth, uid_t trusted_uid, PathFinding *ret) {
         _cleanup_(closedirp) DIR *d = NULL;
         struct dirent *de;
-        int fd, r = 0;
+        int r;
 
         *ret = (PathFinding) {};
-        fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return negative_errno();
-        d = fdopendir(fd);
-        if (!d) {
-                safe_close(fd);
-                return -ENOMEM;
-        }
+        r = opendir_at(dirfd, &d);
+        if (r < 0)
+                return r;
         while (r == 0 && (de = readdir(d))) {
                 struct stat st;
                 PathProblem p;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/stat.h>
@@ -137,6 +138,9 @@ int path_check(int dirfd, const char *path, PathCheckFlags flags, uid_t trusted_
  * 1 with *ret at the first finding, 0 when none, or a negative errno.
  */
 int dir_check_entries(int dirfd, const char *prefix, unsigned depth, uid_t trusted_uid, PathFinding *ret);
+
+/* readdir() the directory dirfd (an O_PATH fd will do) refers to, from its start. */
+int opendir_at(int dirfd, DIR **ret);
 
 /* The path an fd refers to, as /proc/self/fd shows it. */
 int fd_get_path(int fd, char **ret);
