@@ -414,14 +414,26 @@ int config_check_root_tree(int root_fd, const char *root, char **ret_message) {
         uid_t us = geteuid();
         int r;
 
+        struct stat seen[ELEMENTSOF(root_tree_paths)];
+        size_t n_seen = 0;
+
         *ret_message = NULL;
         for (size_t i = 0; i < ELEMENTSOF(root_tree_paths); i++) {
                 _cleanup_close_ int fd = -1;
+                struct stat st;
+                bool again = false;
 
                 path_finding_done(&f);
                 r = path_check(root_fd, root_tree_paths[i].path, PATH_CHECK_FOLLOW | PATH_CHECK_TRUST, us, &f,
                                root_tree_paths[i].entries >= 0 ? &fd : NULL);
-                if (r == 0 && fd >= 0)
+                /* Merged /usr: lib/<multiarch> is usr/lib/<multiarch>; its thousands of entries once are enough. */
+                if (r == 0 && fd >= 0 && fstat(fd, &st) == 0) {
+                        for (size_t j = 0; j < n_seen && !again; j++)
+                                again = seen[j].st_dev == st.st_dev && seen[j].st_ino == st.st_ino;
+                        if (!again)
+                                seen[n_seen++] = st;
+                }
+                if (r == 0 && fd >= 0 && !again)
                         r = dir_check_entries(fd, root_tree_paths[i].path, (unsigned) root_tree_paths[i].entries, us, &f);
                 if (r != 0)
                         return r < 0 ? r : root_tree_finding(root, &f, true, ret_message);
