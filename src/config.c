@@ -290,8 +290,8 @@ int config_verify(const Config *c, const char **ret_error) {
         return 0;
 }
 
-/* "writable by its group and others (mode 1777: sticky counts)" */
-static const char *problem_text(const PathFinding *f, char *buf, size_t size) {
+/* "writable by its group and others (mode 1777<sticky_note>)" */
+static const char *problem_text(const PathFinding *f, const char *sticky_note, char *buf, size_t size) {
         if (f->problem == PATH_PROBLEM_OWNER)
                 snprintf(buf, size, "owned by UID %u, not root", (unsigned) f->st.st_uid);
         else
@@ -300,7 +300,7 @@ static const char *problem_text(const PathFinding *f, char *buf, size_t size) {
                          : (f->st.st_mode & 0020)       ? "its group"
                                                         : "others",
                          (unsigned) (f->st.st_mode & 07777),
-                         (f->st.st_mode & S_ISVTX) ? ": sticky counts, the path is used again at every boot" : "");
+                         (f->st.st_mode & S_ISVTX) ? sticky_note : "");
         return buf;
 }
 
@@ -340,7 +340,8 @@ int config_check_mount_point_path(const Config *c, int root_fd, const char *root
                              "way and put the data disk (and the CI user's storage) where they choose. Set "
                              "MountPoint= (--mount-point=) to a path whose every directory is root's and writable by "
                              "root only.", c->mount_point, streq(f.path, c->mount_point) ? "" : "on the way, ", shown,
-                             problem_text(&f, why, sizeof(why)));
+                             problem_text(&f, ": sticky counts, the path is used again at every boot", why,
+                                          sizeof(why)));
         if (r < 0)
                 return -ENOMEM;
         *ret_message = TAKE_PTR(msg);
@@ -398,12 +399,12 @@ static int root_tree_finding(const char *root, const PathFinding *f, bool inside
                              "it (sudo's CVE-2025-32463 is this bug): whoever can change them gets root. Make the tree, "
                              "its etc, usr and library directories root's and writable by root only (chown root:, "
                              "chmod go-w), or use plan and check, which run nothing from it.", root, shown,
-                             problem_text(f, why, sizeof(why)));
+                             problem_text(f, "", why, sizeof(why)));
         else
                 r = asprintf(ret_message, "--root=%s: %s, on the way to the tree, is %s; whoever can change it can "
                              "swap the tree while apply runs useradd --root in it. Keep the tree below directories "
                              "that are root's and writable by root only.", root, shown,
-                             problem_text(f, why, sizeof(why)));
+                             problem_text(f, "", why, sizeof(why)));
         return r < 0 ? -ENOMEM : -ERCI_USAGE;
 }
 
