@@ -7,8 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "build-config.h"
 #include "config.h"
 #include "util/error.h"
 #include "util/fs.h"
@@ -288,36 +290,182 @@ int config_verify(const Config *c, const char **ret_error) {
         return 0;
 }
 
+/* "writable by its group and others (mode 1777<sticky_note>)" */
+static const char *problem_text(const PathFinding *f, const char *sticky_note, char *buf, size_t size) {
+        if (f->problem == PATH_PROBLEM_OWNER)
+                snprintf(buf, size, "owned by UID %u, not root", (unsigned) f->st.st_uid);
+        else
+                snprintf(buf, size, "writable by %s (mode %04o%s)",
+                         (f->st.st_mode & 0022) == 0022 ? "its group and others"
+                         : (f->st.st_mode & 0020)       ? "its group"
+                                                        : "others",
+                         (unsigned) (f->st.st_mode & 07777),
+                         (f->st.st_mode & S_ISVTX) ? sticky_note : "");
+        return buf;
+}
+
 int config_check_mount_point_path(const Config *c, int root_fd, const char *root, char **ret_message) {
-        _cleanup_free_ char *link = NULL, *shown = NULL, *msg = NULL;
-        char target[PATH_MAX];
+        _cleanup_(path_finding_done) PathFinding f = {};
+        _cleanup_free_ char *shown = NULL, *msg = NULL;
+        char target[PATH_MAX], why[128];
+        struct stat root_st;
         ssize_t n;
         int r;
 
         *ret_message = NULL;
-        r = path_find_symlink(root_fd, c->mount_point, &link);
+        /* "root" is whoever owns the tree's root: root on a host, the test's user in a test tree. */
+        if (fstat(root_fd, &root_st) < 0)
+                return negative_errno();
+        r = path_check(root_fd, c->mount_point, PATH_CHECK_TRUST, root_st.st_uid, &f, NULL);
         if (r <= 0)
                 return r;
-        shown = path_join_root(root, link);
+        shown = path_join_root(root, f.path);
         if (!shown)
                 return -ENOMEM;
-        /* Every component before it is a real directory (path_find_symlink() walked them), so this reads that link. */
-        n = readlinkat(root_fd, link + strspn(link, "/"), target, sizeof(target) - 1);
-        target[n < 0 ? 0 : n] = 0;
-        r = asprintf(&msg, "MountPoint=%s %s %s (to %s); rootless-ci never follows a symlink there. Set MountPoint= "
-                     "(--mount-point=) to a path without symlinks.", c->mount_point,
-                     streq(link, c->mount_point) ? "is the symlink" : "goes through the symlink", shown,
-                     n < 0 ? "?" : target);
+        if (f.problem == PATH_PROBLEM_SYMLINK) {
+                /* Every component before it is a real directory (path_check() walked them), so this reads that link. */
+                n = readlinkat(root_fd, f.path + strspn(f.path, "/"), target, sizeof(target) - 1);
+                target[n < 0 ? 0 : n] = 0;
+                r = asprintf(&msg, "MountPoint=%s %s %s (to %s); rootless-ci never follows a symlink there. Set "
+                             "MountPoint= (--mount-point=) to a path without symlinks.", c->mount_point,
+                             streq(f.path, c->mount_point) ? "is the symlink" : "goes through the symlink", shown,
+                             n < 0 ? "?" : target);
+        } else
+                /*
+                 * Whoever can write a directory on the way can swap what comes
+                 * after it between rootless-ci's look and the mount, and at
+                 * every boot before systemd mounts the fstab line.
+                 */
+                r = asprintf(&msg, "MountPoint=%s: %s%s is %s; whoever can change it could swap a directory on the "
+                             "way and put the data disk (and the CI user's storage) where they choose. Set "
+                             "MountPoint= (--mount-point=) to a path whose every directory is root's and writable by "
+                             "root only.", c->mount_point, streq(f.path, c->mount_point) ? "" : "on the way, ", shown,
+                             problem_text(&f, ": sticky counts, the path is used again at every boot", why,
+                                          sizeof(why)));
         if (r < 0)
                 return -ENOMEM;
         *ret_message = TAKE_PTR(msg);
         return -ERCI_USAGE;
 }
 
-int config_verify_in_root(const Config *c, int root_fd, const char *root) {
-        _cleanup_free_ char *msg = NULL;
-        int r = config_check_mount_point_path(c, root_fd, root, &msg);
+/*
+ * What useradd --root DIR reads and runs as root once it has chrooted into
+ * DIR (shadow 4.13, glibc 2.36, seen with strace): etc/nsswitch.conf names
+ * the NSS modules, which are dlopen()ed through etc/ld.so.cache or else from
+ * lib/<multiarch>, usr/lib/<multiarch>, lib and usr/lib (and their
+ * glibc-hwcaps, tls and platform subdirectories); it runs usr/sbin/nscd and
+ * usr/sbin/sss_cache to flush caches, sbin/pam_tally2 when there, and the
+ * hooks in etc/shadow-maint/useradd-{pre,post}.d: programs that start
+ * through lib64's dynamic loader, with etc/ld.so.preload and the same
+ * library directories. Each path is walked from DIR, symlinks resolved
+ * inside DIR (merged /usr: lib is usr/lib), every directory on the way
+ * checked; entries: how many levels of each directory's entries too.
+ */
+static const struct {
+        const char *path;
+        int entries;  /* -1: not a directory whose entries count */
+} root_tree_paths[] = {
+        { "/", -1 },
+        { "/etc/nsswitch.conf", -1 },
+        { "/etc/ld.so.cache", -1 },
+        { "/etc/ld.so.preload", -1 },
+        { "/etc/shadow-maint/useradd-pre.d", 0 },
+        { "/etc/shadow-maint/useradd-post.d", 0 },
+        { "/usr/sbin/nscd", -1 },
+        { "/usr/sbin/sss_cache", -1 },
+        { "/sbin/pam_tally2", -1 },
+        { "/lib", 0 },
+        { "/lib64", 0 },
+        { "/usr/lib", 0 },
+        { "/usr/lib64", 0 },
+#ifdef MULTIARCH
+        { "/lib/" MULTIARCH, 2 },
+        { "/usr/lib/" MULTIARCH, 2 },
+#endif
+};
 
+/* f: below the tree (inside) or on the way to it from / (outside). */
+static int root_tree_finding(const char *root, const PathFinding *f, bool inside, char **ret_message) {
+        _cleanup_free_ char *shown = !inside || streq(f->path, "/") ? strdup(inside ? root : f->path)
+                                                                     : path_join_root(root, f->path);
+        char why[128];
+        int r;
+
+        if (!shown)
+                return -ENOMEM;
+        if (inside)
+                r = asprintf(ret_message, "--root=%s: %s is %s. apply runs useradd --root, which chroots into the tree "
+                             "and, as root, loads the NSS modules and libraries the tree names and runs programs from "
+                             "it (sudo's CVE-2025-32463 is this bug): whoever can change them gets root. Make the tree, "
+                             "its etc, usr and library directories root's and writable by root only (chown root:, "
+                             "chmod go-w), or use plan and check, which run nothing from it.", root, shown,
+                             problem_text(f, "", why, sizeof(why)));
+        else
+                r = asprintf(ret_message, "--root=%s: %s, on the way to the tree, is %s; whoever can change it can "
+                             "swap the tree while apply runs useradd --root in it. Keep the tree below directories "
+                             "that are root's and writable by root only.", root, shown,
+                             problem_text(f, "", why, sizeof(why)));
+        return r < 0 ? -ENOMEM : -ERCI_USAGE;
+}
+
+int config_check_root_tree(int root_fd, const char *root, char **ret_message) {
+        _cleanup_(path_finding_done) PathFinding f = {};
+        _cleanup_free_ char *real = NULL;
+        _cleanup_close_ int top = -1;
+        uid_t us = geteuid();
+        int r;
+
+        struct stat seen[ELEMENTSOF(root_tree_paths)];
+        size_t n_seen = 0;
+
+        *ret_message = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(root_tree_paths); i++) {
+                _cleanup_close_ int fd = -1;
+                struct stat st;
+                bool again = false;
+
+                path_finding_done(&f);
+                r = path_check(root_fd, root_tree_paths[i].path, PATH_CHECK_FOLLOW | PATH_CHECK_TRUST, us, &f,
+                               root_tree_paths[i].entries >= 0 ? &fd : NULL);
+                /* Merged /usr: lib/<multiarch> is usr/lib/<multiarch>; its thousands of entries once are enough. */
+                if (r == 0 && fd >= 0 && fstat(fd, &st) == 0) {
+                        for (size_t j = 0; j < n_seen && !again; j++)
+                                again = seen[j].st_dev == st.st_dev && seen[j].st_ino == st.st_ino;
+                        if (!again)
+                                seen[n_seen++] = st;
+                }
+                if (r == 0 && fd >= 0 && !again)
+                        r = dir_check_entries(fd, root_tree_paths[i].path, (unsigned) root_tree_paths[i].entries, us, &f);
+                if (r != 0)
+                        return r < 0 ? r : root_tree_finding(root, &f, true, ret_message);
+        }
+
+        /* The way to the tree, from / (the tree itself passed above): in a sticky directory (/tmp) a root-owned entry stays put. */
+        path_finding_done(&f);
+        r = fd_get_path(root_fd, &real);
+        if (r < 0)
+                return r;
+        top = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (top < 0)
+                return negative_errno();
+        r = path_check(top, real, PATH_CHECK_TRUST | PATH_CHECK_STICKY_PROTECTS, us, &f, NULL);
+        if (r != 0)
+                return r < 0 ? r : root_tree_finding(root, &f, false, ret_message);
+        return 0;
+}
+
+int config_verify_in_root(const Config *c, int root_fd, const char *root, bool runs_programs_in_root) {
+        _cleanup_free_ char *msg = NULL;
+        int r;
+
+        if (runs_programs_in_root) {
+                r = config_check_root_tree(root_fd, root, &msg);
+                if (r == -ERCI_USAGE)
+                        return log_error_errno(r, "%s Nothing was changed.", msg);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to look at the tree --root=%s: %m", root);
+        }
+        r = config_check_mount_point_path(c, root_fd, root, &msg);
         if (r == -ERCI_USAGE)
                 return log_error_errno(r, "Configuration: %s Nothing was changed.", msg);
         if (r < 0)

@@ -63,16 +63,38 @@ int config_verify(const Config *c, const char **ret_error);
  * root_fd (root: "/" or the --root directory, for messages): the kernel would
  * mount on the link's target while fstab and RequiresMountsFor= name the
  * literal path, and the storage directories would land wherever it points.
- * 0 when it does not; -ERCI_USAGE with *ret_message (malloc'd: the key, the
- * link and its target) when it does; another negative errno on failure.
+ * Nor may any directory on the way (root_fd's own, and MountPoint itself if
+ * it exists) be someone else's than the owner of root_fd (root on a host) or
+ * writable by group or others, sticky /tmp included: they could swap a
+ * component between the check and the mount, or before systemd mounts the
+ * fstab line at boot. 0 when it is fine; -ERCI_USAGE with *ret_message
+ * (malloc'd: the key, the component and what is wrong) when not; another
+ * negative errno on failure.
  */
 int config_check_mount_point_path(const Config *c, int root_fd, const char *root, char **ret_message);
 
+/* The fix a step reports with that refusal. */
+#define FIX_MOUNT_POINT_PATH                                                                                   \
+        "set MountPoint= to a path without symlinks whose every directory is root's and writable by root only"
+
+/*
+ * The tree of --root=DIR (root_fd) for apply, whose useradd --root chroots
+ * into it and, as root, loads its NSS modules and runs its programs: DIR,
+ * its etc, usr and library directories, the files that name what is loaded
+ * and what is run (see root_tree_paths in config.c), and every directory on
+ * the way to DIR must be root's (or the caller's, when not run as root) and
+ * not writable by group or others. 0, -ERCI_USAGE with *ret_message, or
+ * another negative errno.
+ */
+int config_check_root_tree(int root_fd, const char *root, char **ret_message);
+
 /*
  * The checks of the configuration that need the tree it is applied to (the
- * above), run before any step: logged, -ERCI_USAGE (exit 2), nothing changed.
+ * above; the --root tree only when runs_programs_in_root: apply offline),
+ * run before the lock and any step: logged, -ERCI_USAGE (exit 2), nothing
+ * changed.
  */
-int config_verify_in_root(const Config *c, int root_fd, const char *root);
+int config_verify_in_root(const Config *c, int root_fd, const char *root, bool runs_programs_in_root);
 
 const char *filesystem_to_string(FileSystem f);
 FileSystem filesystem_from_string(const char *s);

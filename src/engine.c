@@ -441,8 +441,12 @@ int engine_run(const EngineOptions *o, const Config *config) {
                 return exit_status_from_error(r);
         ctx.json = o->json;
 
-        /* Before any step: a user step that ran first would already have changed the host. */
-        r = config_verify_in_root(config, ctx.root_fd, ctx.root);
+        /*
+         * Before the lock and any step: a user step that ran first would
+         * already have changed the host. apply --root runs useradd --root,
+         * which runs code from the tree: it must be root's alone.
+         */
+        r = config_verify_in_root(config, ctx.root_fd, ctx.root, o->verb == VERB_APPLY && !ctx.live);
         if (r < 0) {
                 context_done(&ctx);
                 return exit_status_from_error(r);

@@ -16,8 +16,13 @@
 int mount_is_mounted_at(dev_t devnum, const char *target);
 
 /*
- * Mount node (a block device) on target with libmount. Nothing from fstab
- * is read: source, target, type and options are all given. Logs
- * libmount's own message on failure.
+ * Mount node (a block device) on the directory dir_fd (an O_PATH fd the
+ * caller opened without following symlinks and checked), never by a path
+ * that could be looked up again and lead elsewhere: with the new mount API
+ * (move_mount() onto the fd), else libmount on /proc/self/fd/N.
+ * RCI_FORCE_MOUNT_FALLBACK=1 forces the latter, so tests cover both. Nothing
+ * from fstab is read: source, type and options are all given; target names
+ * the directory in messages. Logs the kernel's or libmount's message on
+ * failure.
  */
-int mount_device(const char *node, const char *target, const char *fstype, const char *options);
+int mount_device_at(const char *node, int dir_fd, const char *target, const char *fstype, const char *options);

@@ -317,7 +317,7 @@ static int look_mount_point(Context *ctx, DiskState *s) {
          */
         r = config_check_mount_point_path(ctx->config, ctx->root_fd, ctx->root, &msg);
         if (r == -ERCI_USAGE) {
-                report_item(ctx, "disk.mount", ITEM_FAIL, "set MountPoint= to a path without symlinks", "%s", msg);
+                report_item(ctx, "disk.mount", ITEM_FAIL, FIX_MOUNT_POINT_PATH, "%s", msg);
                 return log_error_errno(r, "%s", msg);
         }
         if (r < 0)
@@ -837,23 +837,40 @@ static int write_fstab(Context *ctx, DiskState *s) {
 
 static int mount_data(Context *ctx, DiskState *s) {
         const Config *c = ctx->config;
+        _cleanup_free_ char *now_at = NULL;
         _cleanup_close_ int dfd = -1;
         unsigned long long t0;
+        struct stat st;
         int r;
 
         if (s->mounted)
                 return 0;
         t0 = now_usec();
+        /* Each component opened with O_NOFOLLOW: dfd is the directory the walk checked, whatever happens to the path. */
         dfd = safe_mkdir_p(ctx->root_fd, c->mount_point, 0755, RESOLVE_POLICY_IN_ROOT);
         if (dfd < 0)
                 return log_error_errno(dfd, "Failed to create the mount point %s: %m", c->mount_point);
-        r = mount_device(s->part_node, c->mount_point, s->fs_type, RCI_MOUNT_OPTIONS);
+        if (fstat(dfd, &st) < 0)
+                return log_error_errno(negative_errno(), "Failed to look at the mount point %s: %m", c->mount_point);
+        if (!S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 0022))
+                return log_error_errno(-ERCI_FAILED, "The mount point %s changed while rootless-ci looked at it (now "
+                                       "UID %u, mode %04o): it must be root's and writable by root only; nothing was "
+                                       "mounted.", c->mount_point, (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777));
+        killpoint("disk-mount-point-checked");
+        /* Onto that directory by its fd: a path looked up again could lead elsewhere by now. */
+        r = mount_device_at(s->part_node, dfd, c->mount_point, s->fs_type, RCI_MOUNT_OPTIONS);
         if (r < 0)
                 return r;
         r = mount_is_mounted_at(s->part_devnum, c->mount_point);
-        if (r <= 0)
-                return log_error_errno(r < 0 ? r : -ERCI_FAILED, "%s does not show as mounted at %s after mounting it.",
-                                       s->part_node, c->mount_point);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the mount table: %m");
+        if (r == 0) {
+                (void) fd_get_path(dfd, &now_at);
+                return log_error_errno(-ERCI_FAILED, "%s was mounted on the directory checked as %s, but that "
+                                       "directory is now %s: something moved it meanwhile. The disk stays there; "
+                                       "find out what moved it before running rootless-ci apply again.", s->part_node,
+                                       c->mount_point, now_at ? now_at : "elsewhere");
+        }
         s->mounted = true;
         log_debug("Timing: mount %.1f ms", ms_since_usec(t0));
         killpoint("disk-mounted");

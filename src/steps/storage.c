@@ -119,7 +119,7 @@ static int storage_ensure_mount_point(StorageStep *s) {
                 _cleanup_free_ char *msg = NULL;
                 int r = config_check_mount_point_path(ctx->config, ctx->root_fd, ctx->root, &msg);
                 if (r == -ERCI_USAGE) {
-                        report_item(ctx, "storage.mount-point", ITEM_FAIL, "set MountPoint= to a path without symlinks",
+                        report_item(ctx, "storage.mount-point", ITEM_FAIL, FIX_MOUNT_POINT_PATH,
                                     "%s", msg);
                         s->dirs_blocked = true;
                         return log_error_errno(r, "%s", msg);

@@ -141,6 +141,21 @@ static int run_useradd(UserStep *s, const char *home, bool adopt_group) {
         if (r < 0)
                 return log_error_errno(r, "Failed to look for useradd: %m");
 
+        if (!s->ctx->live) {
+                _cleanup_free_ char *msg = NULL;
+
+                /* The engine refused an untrusted tree before any step; the same judgement right before useradd chroots there. */
+                r = config_check_root_tree(s->ctx->root_fd, s->ctx->root, &msg);
+                if (r == -ERCI_USAGE) {
+                        report_item(s->ctx, "user.account", ITEM_FAIL,
+                                    "make the tree, its etc, usr and library directories root's and writable by root "
+                                    "only, then run rootless-ci apply --root again", "%s", msg);
+                        return log_error_errno(r, "%s", msg);
+                }
+                if (r < 0)
+                        return log_error_errno(r, "Failed to look at the tree %s: %m", s->ctx->root);
+        }
+
         argv[n++] = useradd;
         if (!s->ctx->live) {
                 argv[n++] = "--root";

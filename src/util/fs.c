@@ -321,19 +321,28 @@ static bool is_our_temp_name(const char *entry, const char *name, unsigned hex_d
         return true;
 }
 
-int remove_stale_temp_files(int dirfd, const char *name, unsigned hex_digits, mode_t type, uid_t owner) {
-        struct dirent *de;
-        int fd, removed = 0;
-        DIR *d;
+int opendir_at(int dirfd, DIR **ret) {
+        int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
-        fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return negative_errno();
-        d = fdopendir(fd);
-        if (!d) {
+        *ret = fdopendir(fd);
+        if (!*ret) {
+                int r = negative_errno();
                 safe_close(fd);
-                return -ENOMEM;
+                return r;
         }
+        return 0;
+}
+
+int remove_stale_temp_files(int dirfd, const char *name, unsigned hex_digits, mode_t type, uid_t owner) {
+        struct dirent *de;
+        int r, removed = 0;
+        DIR *d;
+
+        r = opendir_at(dirfd, &d);
+        if (r < 0)
+                return r;
         while ((de = readdir(d))) {
                 struct stat st;
 
@@ -511,41 +520,207 @@ char *path_join_root(const char *root, const char *path) {
         return s;
 }
 
-int path_find_symlink(int dirfd, const char *path, char **ret_prefix) {
-        _cleanup_free_ char *copy = strdup(path);
-        _cleanup_close_ int cur = -1;
-        char *p, *save = NULL;
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir)
 
-        *ret_prefix = NULL;
-        if (!copy)
+void path_finding_done(PathFinding *f) {
+        free(f->path);
+        *f = (PathFinding) {};
+}
+
+static bool uid_trusted(uid_t uid, uid_t trusted_uid) {
+        return uid == 0 || uid == trusted_uid;
+}
+
+static int finding(PathFinding *ret, PathProblem problem, const char *dir, const char *name, const struct stat *st) {
+        _cleanup_free_ char *p = NULL;
+
+        if (asprintf(&p, "%s%s%s", dir, name && !streq(dir, "/") ? "/" : "", strempty(name)) < 0)
                 return -ENOMEM;
-        cur = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
-        if (cur < 0)
-                return negative_errno();
+        ret->problem = problem;
+        ret->path = TAKE_PTR(p);
+        ret->st = *st;
+        return 1;
+}
 
-        for (p = strtok_r(copy, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
+/* A component, as the last one of its path (its content counts) or as one passed to next (NULL: the last). */
+static PathProblem judge(const struct stat *st, const struct stat *next, PathCheckFlags flags, uid_t trusted_uid) {
+        if (!uid_trusted(st->st_uid, trusted_uid))
+                return PATH_PROBLEM_OWNER;
+        if (!(st->st_mode & 0022))
+                return PATH_PROBLEM_NONE;
+        /* In a sticky directory only an entry's owner (and the directory's) can rename or remove it. */
+        if (next && (flags & PATH_CHECK_STICKY_PROTECTS) && S_ISDIR(st->st_mode) && (st->st_mode & S_ISVTX) &&
+            uid_trusted(next->st_uid, trusted_uid))
+                return PATH_PROBLEM_NONE;
+        return PATH_PROBLEM_WRITABLE;
+}
+
+int path_check(int dirfd, const char *path, PathCheckFlags flags, uid_t trusted_uid, PathFinding *ret, int *ret_fd) {
+        _cleanup_free_ char *todo = strdup(path), *at = strdup("/");
+        _cleanup_close_ int cur = -1;
+        bool trust = flags & PATH_CHECK_TRUST;
+        struct stat cur_st;
+        unsigned hops = 0;
+        PathProblem p;
+
+        *ret = (PathFinding) {};
+        if (ret_fd)
+                *ret_fd = -1;
+        if (!todo || !at)
+                return -ENOMEM;
+
+restart:
+        safe_close(cur);
+        cur = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+        if (cur < 0 || fstat(cur, &cur_st) < 0)
+                return negative_errno();
+        if (trust && !uid_trusted(cur_st.st_uid, trusted_uid))
+                return finding(ret, PATH_PROBLEM_OWNER, "/", NULL, &cur_st);
+        free(at);
+        at = strdup("/");
+        if (!at)
+                return -ENOMEM;
+
+        for (char *p_ = todo;;) {
+                char *slash, *name;
                 struct stat st;
                 int next;
 
-                if (fstatat(cur, p, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        return errno == ENOENT ? 0 : negative_errno();
-                if (S_ISLNK(st.st_mode)) {
-                        /* copy is cut at each '/' by strtok_r: the prefix is path up to this component. */
-                        *ret_prefix = strndup(path, (size_t) (p - copy) + strlen(p));
-                        return *ret_prefix ? 1 : -ENOMEM;
-                }
-                if (!S_ISDIR(st.st_mode))
+                p_ += strspn(p_, "/");
+                if (*p_ == 0) {
+                        /* The end: what the path names. */
+                        if (trust && (p = judge(&cur_st, NULL, flags, trusted_uid)) != PATH_PROBLEM_NONE)
+                                return finding(ret, p, at, NULL, &cur_st);
+                        if (ret_fd)
+                                *ret_fd = TAKE_FD(cur);
                         return 0;
-                next = openat(cur, p, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                }
+                name = p_;
+                slash = strchr(p_, '/');
+                if (slash)
+                        *slash = 0;
+                p_ = slash ? slash + 1 : p_ + strlen(p_);
+
+                if (streq(name, "."))
+                        continue;
+                if (streq(name, "..")) {
+                        char *rest, *cut;
+
+                        if (!(flags & PATH_CHECK_FOLLOW))
+                                return -EINVAL;
+                        /* at has no symlinks (each was a real directory), so its parent is textual. */
+                        cut = strrchr(at, '/');
+                        cut[cut == at ? 1 : 0] = 0;
+                        if (asprintf(&rest, "%s/%s", at, p_) < 0)
+                                return -ENOMEM;
+                        free(todo);
+                        todo = rest;
+                        goto restart;
+                }
+
+                if (fstatat(cur, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        if (errno != ENOENT)
+                                return negative_errno();
+                        /* Missing: made later in cur, which nobody else may be able to write then. */
+                        if (trust && (p = judge(&cur_st, NULL, flags, trusted_uid)) != PATH_PROBLEM_NONE)
+                                return finding(ret, p, at, NULL, &cur_st);
+                        return 0;
+                }
+                if (trust && (p = judge(&cur_st, &st, flags, trusted_uid)) != PATH_PROBLEM_NONE)
+                        return finding(ret, p, at, NULL, &cur_st);
+
+                if (S_ISLNK(st.st_mode)) {
+                        char target[PATH_MAX], *rest;
+                        ssize_t n;
+
+                        if (!(flags & PATH_CHECK_FOLLOW))
+                                return finding(ret, PATH_PROBLEM_SYMLINK, at, name, &st);
+                        if (++hops > MAX_SYMLINK_HOPS)
+                                return -ELOOP;
+                        n = readlinkat(cur, name, target, sizeof(target) - 1);
+                        if (n < 0)
+                                return negative_errno();
+                        target[n] = 0;
+                        /* Resolved below dirfd: an absolute target starts at it, a relative one at cur. */
+                        if (asprintf(&rest, "%s/%s/%s", target[0] == '/' ? "" : at, target, p_) < 0)
+                                return -ENOMEM;
+                        free(todo);
+                        todo = rest;
+                        goto restart;
+                }
+
+                if (trust && !uid_trusted(st.st_uid, trusted_uid))
+                        return finding(ret, PATH_PROBLEM_OWNER, at, name, &st);
+                if (!S_ISDIR(st.st_mode)) {
+                        if (p_[strspn(p_, "/")] != 0)
+                                return 0;  /* not a directory, yet the path goes on: the walk ends */
+                        if (trust && (p = judge(&st, NULL, flags, trusted_uid)) != PATH_PROBLEM_NONE)
+                                return finding(ret, p, at, name, &st);
+                        if (ret_fd) {
+                                *ret_fd = openat(cur, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+                                if (*ret_fd < 0)
+                                        return negative_errno();
+                        }
+                        return 0;
+                }
+
+                next = openat(cur, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (next < 0)
                         return negative_errno();
                 safe_close(cur);
                 cur = next;
+                cur_st = st;
+                {
+                        char *n_at;
+                        if (asprintf(&n_at, "%s%s%s", at, streq(at, "/") ? "" : "/", name) < 0)
+                                return -ENOMEM;
+                        free(at);
+                        at = n_at;
+                }
         }
-        return 0;
 }
 
-static int fd_path(int fd, char **ret) {
+int dir_check_entries(int dirfd, const char *prefix, unsigned depth, uid_t trusted_uid, PathFinding *ret) {
+        _cleanup_(closedirp) DIR *d = NULL;
+        struct dirent *de;
+        int r;
+
+        *ret = (PathFinding) {};
+        r = opendir_at(dirfd, &d);
+        if (r < 0)
+                return r;
+        while (r == 0 && (de = readdir(d))) {
+                struct stat st;
+                PathProblem p;
+
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        if (errno == ENOENT)
+                                continue;
+                        return negative_errno();
+                }
+                /* A symlink's own mode means nothing; replacing it needs the directory, checked already. */
+                if (S_ISLNK(st.st_mode))
+                        continue;
+                p = judge(&st, NULL, 0, trusted_uid);
+                if (p != PATH_PROBLEM_NONE)
+                        return finding(ret, p, prefix, de->d_name, &st);
+                if (S_ISDIR(st.st_mode) && depth > 0) {
+                        _cleanup_close_ int sub = openat(dirfd, de->d_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        _cleanup_free_ char *sub_prefix = NULL;
+
+                        if (sub < 0)
+                                return negative_errno();
+                        if (asprintf(&sub_prefix, "%s/%s", prefix, de->d_name) < 0)
+                                return -ENOMEM;
+                        r = dir_check_entries(sub, sub_prefix, depth - 1, trusted_uid, ret);
+                }
+        }
+        return r;
+}
+
+int fd_get_path(int fd, char **ret) {
         char link[64], buf[PATH_MAX];
         ssize_t n;
 
@@ -569,9 +744,9 @@ int resolve_in_root(int root_fd, const char *path, char **ret) {
         fd = safe_openat(root_fd, path, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
         if (fd < 0)
                 return fd;
-        r = fd_path(root_fd, &root);
+        r = fd_get_path(root_fd, &root);
         if (r >= 0)
-                r = fd_path(fd, &full);
+                r = fd_get_path(fd, &full);
         if (r < 0)
                 return r;
         if (streq(root, "/")) {

@@ -127,17 +127,12 @@ static int give_dir(int fd, mode_t mode, uid_t uid, gid_t gid) {
 static int fd_dir_is_empty(int fd) {
         DIR *d;
         struct dirent *de;
-        int dfd, r = 1;
+        int r;
 
-        dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
-                return negative_errno();
-        d = fdopendir(dfd);
-        if (!d) {
-                r = negative_errno();
-                safe_close(dfd);
+        r = opendir_at(fd, &d);
+        if (r < 0)
                 return r;
-        }
+        r = 1;
         while ((de = readdir(d)))
                 if (!streq(de->d_name, ".") && !streq(de->d_name, "..")) {
                         r = 0;

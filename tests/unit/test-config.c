@@ -635,3 +635,110 @@ TEST(config_mount_point_that_is_or_goes_through_a_symlink_is_a_usage_error) {
         ASSERT_EQ(check_mount_point(d, "/srv/rootless-ci", &msg), 0);
         ASSERT_TRUE(msg == NULL);
 }
+
+TEST(config_mount_point_on_ground_someone_else_can_write_is_a_usage_error) {
+        const char *d = test_tmpdir();
+        char p[4096];
+        char *msg = NULL;
+
+        test_write(d, "srv/shared/.keep", "");
+        test_write(d, "srv/tmp/ci/.keep", "");
+        test_write(d, "srv/group/.keep", "");
+        test_write(d, "srv/fine/ci/.keep", "");
+        test_write(d, "srv/open/ci/.keep", "");
+        ASSERT_OK(chmod(test_path(d, "srv/shared"), 0777));
+        ASSERT_OK(chmod(test_path(d, "srv/tmp"), 01777));
+        ASSERT_OK(chmod(test_path(d, "srv/group"), 0775));
+        ASSERT_OK(chmod(test_path(d, "srv/open/ci"), 0757));
+
+        ASSERT_EQ(check_mount_point(d, "/srv/shared/ci", &msg), -ERCI_USAGE);
+        snprintf(p, sizeof(p), "MountPoint=/srv/shared/ci: on the way, %s/srv/shared is writable by its group and "
+                 "others (mode 0777)", d);
+        ASSERT_CONTAINS(msg, p);
+        ASSERT_CONTAINS(msg, "could swap a directory on the way and put the data disk");
+        ASSERT_CONTAINS(msg, "whose every directory is root's and writable by root only");
+        free(msg);
+
+        /* Sticky counts: fstab mounts the path again at every boot, when /tmp/ci may not be there. */
+        ASSERT_EQ(check_mount_point(d, "/srv/tmp/ci", &msg), -ERCI_USAGE);
+        ASSERT_CONTAINS(msg, "/srv/tmp is writable by its group and others (mode 1777: sticky counts");
+        free(msg);
+
+        ASSERT_EQ(check_mount_point(d, "/srv/group/new/ci", &msg), -ERCI_USAGE);
+        ASSERT_CONTAINS(msg, "/srv/group is writable by its group (mode 0775)");
+        free(msg);
+
+        /* The mount point itself. */
+        ASSERT_EQ(check_mount_point(d, "/srv/open/ci", &msg), -ERCI_USAGE);
+        snprintf(p, sizeof(p), "MountPoint=/srv/open/ci: %s/srv/open/ci is writable by others (mode 0757)", d);
+        ASSERT_CONTAINS(msg, p);
+        free(msg);
+
+        if (getuid() == 0) {
+                test_write(d, "home/buildkite/data/.keep", "");
+                ASSERT_OK(chown(test_path(d, "home/buildkite"), 1001, 1001));
+                ASSERT_EQ(check_mount_point(d, "/home/buildkite/data", &msg), -ERCI_USAGE);
+                ASSERT_CONTAINS(msg, "/home/buildkite is owned by UID 1001, not root");
+                free(msg);
+        }
+
+        msg = NULL;
+        ASSERT_EQ(check_mount_point(d, "/srv/fine/ci", &msg), 0);
+        ASSERT_EQ(check_mount_point(d, "/srv/fine/new/ci", &msg), 0);
+        ASSERT_TRUE(msg == NULL);
+}
+
+/* config_check_root_tree() on d: the result, the message in *ret. */
+static int check_root_tree(const char *d, char **ret) {
+        _cleanup_close_ int fd = open(d, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        return fd < 0 ? -errno : config_check_root_tree(fd, d, ret);
+}
+
+TEST(config_root_tree_that_someone_else_can_change_is_a_usage_error) {
+        const char *d = test_tmpdir();
+        char *msg = NULL;
+
+        test_write(d, "etc/nsswitch.conf", "passwd: files\n");
+        test_write(d, "usr/lib/libnss_files.so.2", "");
+        test_write(d, "usr/sbin/nscd", "");
+        ASSERT_OK(symlink("usr/lib", test_path(d, "lib")));
+        ASSERT_EQ(check_root_tree(d, &msg), 0);
+        ASSERT_TRUE(msg == NULL);
+
+        /* Reached through merged /usr's lib -> usr/lib: named where it really is. */
+        ASSERT_OK(chmod(test_path(d, "usr/lib"), 0775));
+        ASSERT_EQ(check_root_tree(d, &msg), -ERCI_USAGE);
+        ASSERT_CONTAINS(msg, "/usr/lib is writable by its group (mode 0775)");
+        ASSERT_CONTAINS(msg, "useradd --root, which chroots into the tree");
+        ASSERT_CONTAINS(msg, "CVE-2025-32463");
+        free(msg);
+        ASSERT_OK(chmod(test_path(d, "usr/lib"), 0755));
+
+        ASSERT_OK(chmod(test_path(d, "usr/lib/libnss_files.so.2"), 0666));
+        ASSERT_EQ(check_root_tree(d, &msg), -ERCI_USAGE);
+        ASSERT_CONTAINS(msg, "/lib/libnss_files.so.2 is writable by its group and others (mode 0666)");
+        free(msg);
+        ASSERT_OK(chmod(test_path(d, "usr/lib/libnss_files.so.2"), 0644));
+
+        ASSERT_OK(chmod(test_path(d, "usr/sbin/nscd"), 0646));
+        ASSERT_EQ(check_root_tree(d, &msg), -ERCI_USAGE);
+        ASSERT_CONTAINS(msg, "/usr/sbin/nscd is writable by others (mode 0646)");
+        free(msg);
+        ASSERT_OK(chmod(test_path(d, "usr/sbin/nscd"), 0755));
+
+        ASSERT_OK(chmod(test_path(d, "etc"), 0775));
+        ASSERT_EQ(check_root_tree(d, &msg), -ERCI_USAGE);
+        ASSERT_CONTAINS(msg, "/etc is writable by its group (mode 0775)");
+        free(msg);
+        ASSERT_OK(chmod(test_path(d, "etc"), 0755));
+
+        if (getuid() == 0) {
+                ASSERT_OK(chown(test_path(d, "usr"), 1001, 1001));
+                ASSERT_EQ(check_root_tree(d, &msg), -ERCI_USAGE);
+                ASSERT_CONTAINS(msg, "/usr is owned by UID 1001, not root");
+                free(msg);
+                ASSERT_OK(chown(test_path(d, "usr"), 0, 0));
+        }
+        msg = NULL;
+        ASSERT_EQ(check_root_tree(d, &msg), 0);
+}

@@ -694,3 +694,113 @@ TEST(shadow_lock_remove_stale_removes_only_locks_of_gone_processes) {
         ASSERT_EQ(faccessat(rootfd, "etc/subgid.lock", F_OK, AT_SYMLINK_NOFOLLOW), 0);
         ASSERT_EQ(faccessat(rootfd, "etc/group.lock", F_OK, AT_SYMLINK_NOFOLLOW), 0);
 }
+
+/* path_check() on d/rel: the result, and the finding's path and problem. */
+static int check_path(const char *d, const char *rel, PathCheckFlags flags, PathFinding *f) {
+        _cleanup_close_ int fd = open(d, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        return fd < 0 ? -errno : path_check(fd, rel, flags, getuid(), f, NULL);
+}
+
+TEST(path_check_reports_the_first_symlink_unless_it_follows_it) {
+        const char *d = test_tmpdir();
+        _cleanup_(path_finding_done) PathFinding f = {};
+
+        mkdirs(d, "usr/lib/x");
+        ASSERT_OK(make_symlink("usr/lib", d, "lib"));
+        ASSERT_EQ(check_path(d, "/lib/x", 0, &f), 1);
+        ASSERT_EQ((int) f.problem, (int) PATH_PROBLEM_SYMLINK);
+        ASSERT_STREQ(f.path, "/lib");
+        path_finding_done(&f);
+        ASSERT_EQ(check_path(d, "/usr/lib/x", PATH_CHECK_TRUST, &f), 0);
+        ASSERT_EQ(check_path(d, "/lib/x", PATH_CHECK_FOLLOW | PATH_CHECK_TRUST, &f), 0);
+        ASSERT_EQ(check_path(d, "/usr/lib/../lib/x", 0, &f), -EINVAL);
+}
+
+TEST(path_check_follows_symlinks_inside_the_root_and_checks_where_they_lead) {
+        const char *d = test_tmpdir();
+        _cleanup_(path_finding_done) PathFinding f = {};
+        static const char *const ways[] = { "/lib/x", "/abs/x", "/up/usr/lib/x", "/usr/lib/../lib/x" };
+
+        mkdirs(d, "usr/lib/x");
+        mkdirs(d, "a");
+        ASSERT_OK(make_symlink("usr/lib", d, "lib"));              /* merged /usr */
+        ASSERT_OK(make_symlink("/usr/lib", d, "abs"));             /* absolute: from the root, not the host's / */
+        ASSERT_OK(make_symlink("../../../../..", d, "a/up"));      /* ".." stops at the root */
+        ASSERT_OK(make_symlink("a/up", d, "up"));
+        ASSERT_OK(chmod(test_path(d, "usr/lib"), 0775));
+        for (size_t i = 0; i < ELEMENTSOF(ways); i++) {
+                ASSERT_EQ(check_path(d, ways[i], PATH_CHECK_FOLLOW | PATH_CHECK_TRUST, &f), 1);
+                ASSERT_EQ((int) f.problem, (int) PATH_PROBLEM_WRITABLE);
+                ASSERT_STREQ(f.path, "/usr/lib");
+                ASSERT_EQ((int) (f.st.st_mode & 07777), 0775);
+                path_finding_done(&f);
+        }
+        /* The last component counts by itself; a missing one by the directory it would be made in. */
+        ASSERT_OK(chmod(test_path(d, "usr/lib"), 0755));
+        ASSERT_OK(chmod(test_path(d, "usr/lib/x"), 0757));
+        ASSERT_EQ(check_path(d, "/lib/x", PATH_CHECK_FOLLOW | PATH_CHECK_TRUST, &f), 1);
+        ASSERT_STREQ(f.path, "/usr/lib/x");
+        path_finding_done(&f);
+        ASSERT_EQ(check_path(d, "/lib/x/missing/deeper", PATH_CHECK_FOLLOW | PATH_CHECK_TRUST, &f), 1);
+        ASSERT_STREQ(f.path, "/usr/lib/x");
+        path_finding_done(&f);
+        ASSERT_EQ(check_path(d, "/lib/missing", PATH_CHECK_FOLLOW | PATH_CHECK_TRUST, &f), 0);
+        /* A writable file at the end, and the start directory itself. */
+        test_write(d, "etc/nsswitch.conf", "passwd: files\n");
+        ASSERT_OK(chmod(test_path(d, "etc/nsswitch.conf"), 0664));
+        ASSERT_EQ(check_path(d, "/etc/nsswitch.conf", PATH_CHECK_TRUST, &f), 1);
+        ASSERT_STREQ(f.path, "/etc/nsswitch.conf");
+        path_finding_done(&f);
+        ASSERT_OK(chmod(d, 0770));
+        ASSERT_EQ(check_path(d, "/", PATH_CHECK_TRUST, &f), 1);
+        ASSERT_STREQ(f.path, "/");
+        ASSERT_OK(chmod(d, 0700));
+}
+
+TEST(path_check_sticky_directories_protect_trusted_entries_only_when_asked) {
+        const char *d = test_tmpdir();
+        _cleanup_(path_finding_done) PathFinding f = {};
+
+        mkdirs(d, "tmp/ours");
+        ASSERT_OK(chmod(test_path(d, "tmp"), 01777));
+        /* MountPoint=: sticky /tmp is writable by others (the path is used again at every boot). */
+        ASSERT_EQ(check_path(d, "/tmp/ours", PATH_CHECK_TRUST, &f), 1);
+        ASSERT_EQ((int) f.problem, (int) PATH_PROBLEM_WRITABLE);
+        ASSERT_STREQ(f.path, "/tmp");
+        path_finding_done(&f);
+        /* The way to a --root tree: nobody else can rename or remove our entry there. */
+        ASSERT_EQ(check_path(d, "/tmp/ours", PATH_CHECK_TRUST | PATH_CHECK_STICKY_PROTECTS, &f), 0);
+        /* But a missing entry could be made by anyone first. */
+        ASSERT_EQ(check_path(d, "/tmp/missing", PATH_CHECK_TRUST | PATH_CHECK_STICKY_PROTECTS, &f), 1);
+        ASSERT_STREQ(f.path, "/tmp");
+        path_finding_done(&f);
+        if (getuid() == 0) {
+                ASSERT_OK(chown(test_path(d, "tmp/ours"), 1001, 1001));
+                ASSERT_EQ(check_path(d, "/tmp/ours", PATH_CHECK_TRUST | PATH_CHECK_STICKY_PROTECTS, &f), 1);
+                ASSERT_STREQ(f.path, "/tmp");
+                path_finding_done(&f);
+                ASSERT_OK(chmod(test_path(d, "tmp"), 0755));
+                ASSERT_EQ(check_path(d, "/tmp/ours/x", PATH_CHECK_TRUST, &f), 1);
+                ASSERT_EQ((int) f.problem, (int) PATH_PROBLEM_OWNER);
+                ASSERT_STREQ(f.path, "/tmp/ours");
+                ASSERT_EQ((int) f.st.st_uid, 1001);
+        }
+}
+
+TEST(dir_check_entries_finds_a_writable_entry_below) {
+        const char *d = test_tmpdir();
+        _cleanup_(path_finding_done) PathFinding f = {};
+        _cleanup_close_ int fd = -1;
+
+        test_write(d, "lib/libnss_files.so.2", "");
+        test_write(d, "lib/glibc-hwcaps/x86-64-v3/libnss_evil.so.2", "");
+        ASSERT_OK(make_symlink("/anywhere", d, "lib/link"));  /* a symlink's mode means nothing */
+        fd = open_dir(d, "lib");
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_EQ(dir_check_entries(fd, "/lib", 2, getuid(), &f), 0);
+        ASSERT_OK(chmod(test_path(d, "lib/glibc-hwcaps/x86-64-v3/libnss_evil.so.2"), 0646));
+        ASSERT_EQ(dir_check_entries(fd, "/lib", 1, getuid(), &f), 0);  /* two levels down: not looked at */
+        ASSERT_EQ(dir_check_entries(fd, "/lib", 2, getuid(), &f), 1);
+        ASSERT_EQ((int) f.problem, (int) PATH_PROBLEM_WRITABLE);
+        ASSERT_STREQ(f.path, "/lib/glibc-hwcaps/x86-64-v3/libnss_evil.so.2");
+}

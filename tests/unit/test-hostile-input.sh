@@ -7,7 +7,8 @@
 # a leading dash, mount points in or on system directories. Each must end
 # with exit 2, a message naming the option (or file:line and key), and the
 # tree exactly as it was. Then a mount point that is or goes through a
-# symlink (/srv/link -> /etc): exit 2 too, for every verb, nothing written.
+# symlink (/srv/link -> /etc), or below a directory others can write: exit
+# 2 too, for every verb, nothing written.
 # Devices that are partitions, files or character devices are the host
 # tier's (tests/host/disk-refuse.sh).
 #
@@ -121,6 +122,29 @@ for kind in bare fresh complete; do
         done
         expect 2 "MountPoint through a symlink ($kind tree), check --json" --in "$T2" --err "goes through the symlink" \
                 -- --config="$TMP/link-below.conf" --root="$T2" --json check
+done
+
+# --- a mount point on ground someone else can write: exit 2 for every verb,
+# before any step (they could swap a directory between the check and the
+# mount, or before systemd mounts the fstab line at boot), nothing written.
+
+W=$TMP/writable
+make_tree "$W" debian
+mkdir -p "$W/srv/shared" "$W/srv/tmp" "$W/srv/group" "$W/srv/own/ci"
+chmod 0777 "$W/srv/shared"
+chmod 1777 "$W/srv/tmp"
+chmod 0775 "$W/srv/group"
+chmod 0757 "$W/srv/own/ci"
+for c in "/srv/shared/ci|on the way, $W/srv/shared is writable by its group and others (mode 0777)" \
+        "/srv/tmp/ci|on the way, $W/srv/tmp is writable by its group and others (mode 1777: sticky counts" \
+        "/srv/group/new/ci|on the way, $W/srv/group is writable by its group (mode 0775)" \
+        "/srv/own/ci|$W/srv/own/ci is writable by others (mode 0757)"; do
+        mp=${c%%|*}
+        for verb in apply plan check; do
+                expect 2 "MountPoint=$mp on writable ground, $verb" --in "$W" \
+                        --err "Configuration: MountPoint=$mp: ${c#*|}" --err "Nothing was changed" \
+                        -- --config="$TMP/empty.conf" --root="$W" "$verb" --mount-point="$mp"
+        done
 done
 
 finish

@@ -206,7 +206,8 @@ TEST(storage_accepts_dockerd_0710_and_repairs_other_modes) {
         ASSERT_TRUE(has_mode(d, "srv/rootless-ci/buildkite/builds", 0700, fake_ci_uid()));
 }
 
-TEST(storage_mount_point_writable_by_others_is_a_failure) {
+/* The engine refuses it before any step (config_verify_in_root); the step judges it again before acting. */
+TEST(storage_mount_point_writable_by_others_is_a_configuration_error) {
         const char *d = test_tmpdir();
         FakeRun run = {};
 
@@ -214,7 +215,8 @@ TEST(storage_mount_point_writable_by_others_is_a_failure) {
         test_write(d, "srv/rootless-ci/.keep", "");
         ASSERT_OK(chmod(P(d, "srv/rootless-ci"), 0777));
         fake_run(&run, d, VERB_APPLY, true);
-        ASSERT_EQ(fake_count(&run, "storage.mount-point", ITEM_FAIL, "is writable by someone other than root"), 1);
+        ASSERT_EQ(run.r, -ERCI_USAGE);
+        ASSERT_EQ(fake_count(&run, "storage.mount-point", ITEM_FAIL, "is writable by its group and others (mode 0777)"), 1);
         fake_run_done(&run);
         ASSERT_TRUE(access(P(d, "srv/rootless-ci/buildkite"), F_OK) < 0);
 }
