@@ -146,7 +146,7 @@ static int cmp_partition(const void *a, const void *b) {
 }
 
 int disk_read_partitions(Disk *d) {
-        _cleanup_(closedirp) DIR *dir = NULL;
+        _cleanup_closedir_ DIR *dir = NULL;
         KernelPartition *parts = NULL;
         size_t n = 0;
         struct dirent *de;
@@ -478,7 +478,7 @@ static int usage_swaps(const Disk *d, DiskUsage *u) {
 }
 
 static int usage_holders_of(const char *sysdir, const char *dev, DiskUsage *u) {
-        _cleanup_(closedirp) DIR *dir = NULL;
+        _cleanup_closedir_ DIR *dir = NULL;
         char path[PATH_MAX];
         struct dirent *de;
 

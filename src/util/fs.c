@@ -520,8 +520,6 @@ char *path_join_root(const char *root, const char *path) {
         return s;
 }
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir)
-
 void path_finding_done(PathFinding *f) {
         free(f->path);
         *f = (PathFinding) {};
@@ -681,7 +679,7 @@ restart:
 }
 
 int dir_check_entries(int dirfd, const char *prefix, unsigned depth, uid_t trusted_uid, PathFinding *ret) {
-        _cleanup_(closedirp) DIR *d = NULL;
+        _cleanup_closedir_ DIR *d = NULL;
         struct dirent *de;
         int r;
 
