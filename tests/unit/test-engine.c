@@ -298,3 +298,26 @@ TEST(engine_a_failure_without_a_fix_is_an_internal_error) {
         ASSERT_CONTAINS(log, "Internal error: first.emptyfix failed without a fix");
         ASSERT_NOT_CONTAINS(log, "first.fine");
 }
+
+/* A run the test hook RCI_ONLY_STEPS limited never passes for a whole one: human and JSON reports say so. */
+TEST(engine_report_marks_a_partial_run) {
+        _cleanup_(config_done) Config config = {};
+        _cleanup_free_ char *human = NULL, *json = NULL, *whole_human = NULL, *whole_json = NULL;
+        Context ctx;
+
+        ASSERT_EQ(run_steps(VERB_CHECK, &first_fails, &ctx, &config), 0);
+        whole_human = print_report(&ctx, false);
+        whole_json = print_report(&ctx, true);
+        ctx.only_steps = "first,second";
+        human = print_report(&ctx, false);
+        json = print_report(&ctx, true);
+        context_done(&ctx);
+
+        ASSERT_NOT_CONTAINS(whole_human, "PARTIAL");
+        ASSERT_CONTAINS(whole_json, "\"partial\":false,\"items\":[");
+        ASSERT_NOT_CONTAINS(whole_json, "only_steps");
+        ASSERT_CONTAINS(human, "\nPARTIAL run: only the steps first,second ran (a test hook); "
+                               "this says nothing about the rest.\n");
+        ASSERT_JSON_VALID(json);
+        ASSERT_CONTAINS(json, "\"partial\":true,\"only_steps\":[\"first\",\"second\"],\"items\":[");
+}
