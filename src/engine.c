@@ -117,7 +117,7 @@ static void report_add(Context *ctx, const char *id, ItemStatus status, const ch
          */
         if (ctx->verb != VERB_APPLY || changed || status == ITEM_FAIL || status == ITEM_WARN)
                 log_journal_event(status == ITEM_FAIL ? LOG_ERR : status == ITEM_WARN ? LOG_WARNING : LOG_INFO,
-                                  ctx->current_step, id, item_status_to_string(status), it->message);
+                                  ctx->current_step, it->id, item_status_to_string(status), it->message);
 }
 
 void report_item(Context *ctx, const char *id, ItemStatus status, const char *fix, const char *fmt, ...) {
