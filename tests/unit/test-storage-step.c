@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
 #include <signal.h>
@@ -514,6 +515,55 @@ TEST(storage_existing_docker_data_is_moved_onto_the_disk) {
         fake_run(&run, d, VERB_APPLY, true);
         ASSERT_FALSE(run.ctx.any_changed);
         fake_run_done(&run);
+}
+
+/*
+ * A race in the move on one filesystem: right after the exchange (stopped
+ * there), the disk's docker directory is replaced and the home's one taken
+ * away, so the swap back fails too. apply says so, naming both, and the
+ * user's data is wherever the race put it, untouched.
+ */
+TEST(storage_move_raced_and_its_rollback_failing_is_said) {
+        const char *d = test_tmpdir();
+        char err_path[4096], raced[4096];
+        _cleanup_free_ char *err = NULL;
+        FakeRun run = {};
+        int status;
+        pid_t pid;
+
+        populate(d);
+        mkdir_in_home(d, "home/buildkite/.local");
+        mkdir_in_home(d, "home/buildkite/.local/share");
+        test_write(d, "home/buildkite/.local/share/docker/image/overlay2/repositories.json", "{}\n");
+        give_to_ci(d, "home/buildkite/.local/share/docker");
+        snprintf(err_path, sizeof(err_path), "%s/apply.err", d);
+        fflush(stdout);
+        pid = fork();
+        ASSERT_OK(pid);
+        if (pid == 0) {
+                int fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                if (fd < 0 || dup2(fd, STDERR_FILENO) < 0)
+                        _exit(2);
+                setenv("RCI_STOP_AT", "storage-exchanged", 1);
+                fake_run(&run, d, VERB_APPLY, true);
+                fflush(stderr);
+                _exit(run.r < 0 ? 1 : 0);
+        }
+        ASSERT_OK(waitpid(pid, &status, WUNTRACED));
+        ASSERT_TRUE(WIFSTOPPED(status));
+        /* Swapped: the data is on the disk, our empty directory in the home. Now the race. */
+        snprintf(raced, sizeof(raced), "%s", P(d, "srv/rootless-ci/buildkite/docker.raced"));
+        ASSERT_OK(rename(P(d, "srv/rootless-ci/buildkite/docker"), raced));
+        ASSERT_OK(mkdir(P(d, "srv/rootless-ci/buildkite/docker"), 0700));
+        ASSERT_OK(rmdir(P(d, "home/buildkite/.local/share/docker")));
+        ASSERT_OK(kill(pid, SIGCONT));
+        ASSERT_OK(waitpid(pid, &status, 0));
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+
+        err = test_read("", err_path);
+        ASSERT_CONTAINS(err, "changed while it was being moved to ");
+        ASSERT_CONTAINS(err, "and swapping the two back failed: No such file or directory. Both are as the race left them");
+        ASSERT_STREQ(test_read_kept(d, "srv/rootless-ci/buildkite/docker.raced/image/overlay2/repositories.json"), "{}\n");
 }
 
 TEST(storage_data_in_both_places_is_refused_with_exit_3) {
