@@ -118,7 +118,7 @@ static void report_add(Context *ctx, const char *id, ItemStatus status, const ch
          */
         if (ctx->verb != VERB_APPLY || changed || status == ITEM_FAIL || status == ITEM_WARN)
                 log_journal_event(status == ITEM_FAIL ? LOG_ERR : status == ITEM_WARN ? LOG_WARNING : LOG_INFO,
-                                  ctx->current_step, id, item_status_to_string(status), it->message);
+                                  ctx->current_step, it->id, item_status_to_string(status), it->message);
 }
 
 void report_item(Context *ctx, const char *id, ItemStatus status, const char *fix, const char *fmt, ...) {
@@ -322,6 +322,23 @@ static void report_print_json(const Context *ctx, int exit_status, FILE *f) {
         fprintf(f, "{\"schema\":1,\"verb\":\"%s\",\"exit\":%d,\"changed\":%s,\"root\":",
                 verb_to_string(ctx->verb), exit_status, ctx->any_changed ? "true" : "false");
         print_json_string(f, root);
+        /* A run limited by a test hook is never mistaken for a whole one. */
+        fprintf(f, ",\"partial\":%s", ctx->only_steps ? "true" : "false");
+        if (ctx->only_steps) {
+                fputs(",\"only_steps\":[", f);
+                for (const char *p = ctx->only_steps; *p;) {
+                        size_t l = strcspn(p, ",");
+                        _cleanup_free_ char *name = strndup(p, l);
+
+                        if (!name)
+                                abort();
+                        if (p != ctx->only_steps)
+                                fputc(',', f);
+                        print_json_string(f, name);
+                        p += l + (p[l] == ',');
+                }
+                fputc(']', f);
+        }
         fputs(",\"items\":[", f);
         for (size_t i = 0; i < ctx->n_items; i++) {
                 const Item *it = &ctx->items[i];
@@ -355,7 +372,11 @@ static void report_print_human(const Context *ctx, int exit_status, FILE *f) {
         }
 
         if (ctx->verb == VERB_APPLY && exit_status == EXIT_OK && !ctx->any_changed)
-                fputs("Nothing changed: the host is converged.\n", f);
+                fputs(ctx->only_steps ? "Nothing changed in the steps that ran.\n"
+                                      : "Nothing changed: the host is converged.\n", f);
+        if (ctx->only_steps)
+                fprintf(f, "PARTIAL run: only the steps %s ran (a test hook); this says nothing about the rest.\n",
+                        ctx->only_steps);
         (void) shown;
 }
 
@@ -368,13 +389,12 @@ void report_print(const Context *ctx, int exit_status, FILE *f) {
 }
 
 /*
- * RCI_ONLY_STEPS=disk[,user,...] runs only the steps named, in their usual
- * order. A testing aid: the host tests run the disk step alone on machines
- * where preflight stops apply (no systemd, no Docker). It only ever leaves
- * steps out, and says so on stderr.
+ * only: "disk[,user,...]", the steps to run in their usual order (the test
+ * hook RCI_ONLY_STEPS, read in main.c), or NULL for all. The host tests run
+ * the disk step alone on machines where preflight stops apply (no systemd,
+ * no Docker). It only ever leaves steps out.
  */
-static int select_steps(const Step **ret, size_t *ret_n) {
-        const char *only = getenv("RCI_ONLY_STEPS");
+static int select_steps(const char *only, const Step **ret, size_t *ret_n) {
         size_t n = 0;
 
         if (!only) {
@@ -384,15 +404,18 @@ static int select_steps(const Step **ret, size_t *ret_n) {
                 return 0;
         }
 
-        for (const char *p = only; *p;) {
+        for (const char *p = only;; p++) {
                 size_t l = strcspn(p, ",");
                 bool known = false;
 
                 for (size_t i = 0; i < ELEMENTSOF(all_steps); i++)
                         known = known || (strlen(all_steps[i]->name) == l && strncmp(all_steps[i]->name, p, l) == 0);
                 if (!known)
-                        return log_error_errno(-ERCI_USAGE, "RCI_ONLY_STEPS=%s: unknown step '%.*s'.", only, (int) l, p);
-                p += l + (p[l] == ',');
+                        return log_error_errno(-ERCI_USAGE, "Steps to run only: '%s' names no step ('%.*s').", only,
+                                               (int) l, p);
+                p += l;
+                if (*p == 0)
+                        break;
         }
         for (size_t i = 0; i < ELEMENTSOF(all_steps); i++) {
                 const char *name = all_steps[i]->name;
@@ -403,7 +426,7 @@ static int select_steps(const Step **ret, size_t *ret_n) {
                                 break;
                         }
         }
-        log_warning("RCI_ONLY_STEPS=%s: running only these steps (a testing aid).", only);
+        log_warning("Running only the steps %s (a test hook): a partial run.", only);
         *ret_n = n;
         return 0;
 }
@@ -432,7 +455,7 @@ int engine_run(const EngineOptions *o, const Config *config) {
         Context ctx;
         int r, status;
 
-        r = select_steps(steps, &n_steps);
+        r = select_steps(o->only_steps, steps, &n_steps);
         if (r < 0)
                 return exit_status_from_error(r);
 
@@ -440,6 +463,7 @@ int engine_run(const EngineOptions *o, const Config *config) {
         if (r < 0)
                 return exit_status_from_error(r);
         ctx.json = o->json;
+        ctx.only_steps = o->only_steps;
 
         /*
          * Before the lock and any step: a user step that ran first would

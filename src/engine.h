@@ -94,6 +94,8 @@ typedef struct Context {
         int root_fd;
         bool live;             /* root is "/": live-only steps run */
         bool json;
+        /* Only these steps ran (comma-separated; a test hook, see EngineOptions), or NULL: the report says so. */
+        const char *only_steps;
 
         const char *current_step;
         Item *items;
@@ -164,6 +166,12 @@ typedef struct EngineOptions {
         const char *root;
         bool json;
         unsigned lock_timeout_ms;
+        /*
+         * Run only these steps (comma-separated names), in their usual order;
+         * NULL runs them all. Set only from the test hook RCI_ONLY_STEPS
+         * (main.c, util/testhooks.h); the report marks such a run as partial.
+         */
+        const char *only_steps;
 } EngineOptions;
 
 /* Run a verb over all steps; returns the process exit status. */

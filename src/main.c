@@ -11,11 +11,13 @@
 #include "util/error.h"
 #include "units.h"
 #include "util/log.h"
+#include "util/testhooks.h"
 #include "wait.h"
 
 static int run(int argc, char *argv[]) {
         _cleanup_(config_done) Config config = {};
         const char *err;
+        const char *only_steps = NULL;
         Cli cli;
         int r;
 
@@ -26,16 +28,23 @@ static int run(int argc, char *argv[]) {
         if (cli.verbose)
                 log_set_max_level(LOG_DEBUG);
 
+#if TEST_HOOKS
+        /* Test hooks (util/testhooks.h): a build without -Dtest_hooks=true never reads them. */
         /* Run from a build tree (tests, development): use the source's templates. */
         if (getenv("RCI_UNITS_DIR"))
                 units_set_dir(getenv("RCI_UNITS_DIR"));
+        /* The host tests run the disk step alone (engine.c: select_steps()). */
+        only_steps = getenv("RCI_ONLY_STEPS");
+#endif
 
         switch (cli.verb) {
         case CLI_VERB_HELP:
                 cli_help();
                 return EXIT_OK;
         case CLI_VERB_VERSION:
-                printf("rootless-ci %s\n", PACKAGE_VERSION);
+                /* A test build says so: its hooks let the environment steer a root program. */
+                printf("rootless-ci %s%s\n", PACKAGE_VERSION,
+                       TEST_HOOKS ? " (test build: test hooks compiled in; not for production)" : "");
                 return EXIT_OK;
         default:
                 break;
@@ -81,6 +90,7 @@ static int run(int argc, char *argv[]) {
                 .root = cli.root,
                 .json = cli.json,
                 .lock_timeout_ms = cli_lock_timeout_sec(&cli, config.ready_timeout_sec) * 1000U,
+                .only_steps = only_steps,
         }, &config);
 }
 

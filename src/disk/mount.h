@@ -20,8 +20,8 @@ int mount_is_mounted_at(dev_t devnum, const char *target);
  * caller opened without following symlinks and checked), never by a path
  * that could be looked up again and lead elsewhere: with the new mount API
  * (move_mount() onto the fd), else libmount on /proc/self/fd/N.
- * RCI_FORCE_MOUNT_FALLBACK=1 forces the latter, so tests cover both. Nothing
- * from fstab is read: source, type and options are all given; target names
+ * In test builds (-Dtest_hooks=true) RCI_FORCE_MOUNT_FALLBACK=1 forces the
+ * latter, so tests cover both. Nothing from fstab is read: source, type and options are all given; target names
  * the directory in messages. Logs the kernel's or libmount's message on
  * failure.
  */

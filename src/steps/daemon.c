@@ -154,8 +154,10 @@ static int converge_symlink(Context *ctx, const char *id, const char *path, cons
                 safe_close(parent);
                 parent = d;
         }
-        snprintf(tmp, sizeof(tmp), ".#%.200s.%08x", name, (unsigned) random());
-        (void) remove_stale_temp_files(parent, name, 8, S_IFLNK, (uid_t) -1);
+        r = temp_name_random(name, tmp);
+        if (r < 0)
+                return log_error_errno(r, "Failed to name a link beside %s: %m", shown);
+        (void) remove_stale_temp_files(parent, name, S_IFLNK, (uid_t) -1);
         if (symlinkat(target, parent, tmp) < 0)
                 return log_error_errno(negative_errno(), "Failed to create a link beside %s: %m", shown);
         killpoint_at("link-before-rename", name);

@@ -481,10 +481,15 @@ static int move_docker_data(StorageStep *s, int share_fd, const char *src_path, 
                 /* One filesystem: exchange the data directory with the empty one, atomically. */
                 if (renameat2(share_fd, "docker", s->dir_fd, "docker", RENAME_EXCHANGE) < 0)
                         return log_error_errno(negative_errno(), "Failed to move %s to %s: %m", src_shown, dst_shown);
+                killpoint("storage-exchanged");
                 if (fstatat(s->dir_fd, "docker", &now, AT_SYMLINK_NOFOLLOW) < 0 || now.st_ino != src_st->st_ino ||
                     now.st_dev != src_st->st_dev) {
                         /* Something else was swapped in at the last moment: put everything back. */
-                        (void) renameat2(share_fd, "docker", s->dir_fd, "docker", RENAME_EXCHANGE);
+                        if (renameat2(share_fd, "docker", s->dir_fd, "docker", RENAME_EXCHANGE) < 0)
+                                return log_error_errno(negative_errno(),
+                                                       "%s changed while it was being moved to %s, and swapping the two "
+                                                       "back failed: %m. Both are as the race left them; look at them "
+                                                       "before running apply again.", src_shown, dst_shown);
                         return log_error_errno(-EBUSY, "%s changed while it was being moved; nothing was moved.",
                                                src_shown);
                 }
@@ -555,7 +560,11 @@ static int move_docker_data(StorageStep *s, int share_fd, const char *src_path, 
                 }
                 if (fstatat(share_fd, name, &now, AT_SYMLINK_NOFOLLOW) < 0 || now.st_ino != src_st->st_ino ||
                     now.st_dev != src_st->st_dev) {
-                        (void) renameat2(share_fd, name, share_fd, "docker", RENAME_NOREPLACE);
+                        if (renameat2(share_fd, name, share_fd, "docker", RENAME_NOREPLACE) < 0)
+                                return log_error_errno(negative_errno(),
+                                                       "%s changed while it was being moved, and renaming %s back to "
+                                                       "it failed: %m. What was renamed is still %s beside it.",
+                                                       src_shown, name, name);
                         return log_error_errno(-EBUSY, "%s changed while it was being moved.", src_shown);
                 }
                 *ret_kept = strdup(name);

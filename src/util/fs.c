@@ -307,13 +307,25 @@ static int write_all(int fd, const void *data, size_t size) {
         return 0;
 }
 
-static bool is_our_temp_name(const char *entry, const char *name, unsigned hex_digits) {
+int temp_name_random(const char *name, char ret[static NAME_MAX + 1]) {
+        uint64_t rnd;
+
+        if (strchr(name, '/') || strlen(name) > NAME_MAX - TEMP_NAME_EXTRA)
+                return -ENAMETOOLONG;
+        /* Unpredictable, so nobody can plant every name we would try. */
+        if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd))
+                return negative_errno();
+        snprintf(ret, NAME_MAX + 1, ".#%s.%0*" PRIx64, name, TEMP_NAME_HEX_DIGITS, rnd);
+        return 0;
+}
+
+static bool is_our_temp_name(const char *entry, const char *name) {
         size_t len = strlen(name);
 
         if (strncmp(entry, ".#", 2) != 0 || strncmp(entry + 2, name, len) != 0 || entry[2 + len] != '.')
                 return false;
         entry += 3 + len;
-        if (strlen(entry) != hex_digits)
+        if (strlen(entry) != TEMP_NAME_HEX_DIGITS)
                 return false;
         for (; *entry; entry++)
                 if (!((*entry >= '0' && *entry <= '9') || (*entry >= 'a' && *entry <= 'f')))
@@ -335,7 +347,7 @@ int opendir_at(int dirfd, DIR **ret) {
         return 0;
 }
 
-int remove_stale_temp_files(int dirfd, const char *name, unsigned hex_digits, mode_t type, uid_t owner) {
+int remove_stale_temp_files(int dirfd, const char *name, mode_t type, uid_t owner) {
         struct dirent *de;
         int r, removed = 0;
         DIR *d;
@@ -346,7 +358,7 @@ int remove_stale_temp_files(int dirfd, const char *name, unsigned hex_digits, mo
         while ((de = readdir(d))) {
                 struct stat st;
 
-                if (!is_our_temp_name(de->d_name, name, hex_digits))
+                if (!is_our_temp_name(de->d_name, name))
                         continue;
                 if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || (st.st_mode & S_IFMT) != type ||
                     (st.st_uid != 0 && (owner == (uid_t) -1 || st.st_uid != owner)))
@@ -369,15 +381,12 @@ int write_file_atomic_at(int parentfd, const char *name, const void *data, size_
         if (strchr(name, '/') || strlen(name) > NAME_MAX - 20)
                 return -EINVAL;
 
-        (void) remove_stale_temp_files(parentfd, name, 16, S_IFREG, uid);
+        (void) remove_stale_temp_files(parentfd, name, S_IFREG, uid);
 
         for (unsigned attempt = 0;; attempt++) {
-                uint64_t rnd;
-
-                /* Unpredictable, so nobody can plant every name we would try. */
-                if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd))
-                        return negative_errno();
-                snprintf(tmp, sizeof(tmp), ".#%s.%016" PRIx64, name, rnd);
+                r = temp_name_random(name, tmp);
+                if (r < 0)
+                        return r;
                 fd = openat(parentfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
                 if (fd >= 0)
                         break;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <dirent.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/stat.h>
@@ -58,14 +59,24 @@ int write_file_atomic(int dirfd, const char *path, const void *data, size_t size
                       mode_t mode, uid_t uid, gid_t gid, ResolvePolicy policy);
 
 /*
+ * The one scheme for our temp names, beside a target NAME: ".#NAME." and 16
+ * lowercase hex digits from getrandom(), so nobody can plant every name we
+ * would try. ret must hold NAME_MAX + 1 bytes; -ENAMETOOLONG when NAME is
+ * longer than NAME_MAX - TEMP_NAME_EXTRA (or has a '/').
+ */
+#define TEMP_NAME_HEX_DIGITS 16
+#define TEMP_NAME_EXTRA (3 + TEMP_NAME_HEX_DIGITS)
+int temp_name_random(const char *name, char ret[static NAME_MAX + 1]);
+
+/*
  * Remove what a killed run of ours left beside name in dirfd: entries named
- * exactly ".#NAME." plus hex_digits lowercase hex digits, of the given type
+ * as temp_name_random() names them, of the given type
  * (S_IFREG or S_IFLNK), owned by root or by owner (the owner our temp file
  * is given; (uid_t) -1 for none). Nothing is followed: only names in
  * dirfd are unlinked, which the caller opened under its resolve policy.
  * Best effort; returns how many were removed.
  */
-int remove_stale_temp_files(int dirfd, const char *name, unsigned hex_digits, mode_t type, uid_t owner);
+int remove_stale_temp_files(int dirfd, const char *name, mode_t type, uid_t owner);
 
 /* Same, with the parent directory already open and name a plain file name. */
 int write_file_atomic_at(int parentfd, const char *name, const void *data, size_t size,

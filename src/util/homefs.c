@@ -210,31 +210,6 @@ static int open_own_symlink(int dirfd, const char *name, const char *target) {
         return TAKE_FD(fd);
 }
 
-/* Remove our temporary symlinks for name that a killed run left behind (symlinks only). */
-static void remove_stale_temporaries(int dirfd, const char *name) {
-        char prefix[NAME_MAX + 1];
-        _cleanup_close_ int fd = -1;
-        struct dirent *de;
-        DIR *d;
-
-        snprintf(prefix, sizeof(prefix), ".#%s.rootless-ci.", name);
-        fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return;
-        d = fdopendir(fd);
-        if (!d)
-                return;
-        fd = -1;
-        while ((de = readdir(d))) {
-                struct stat st;
-                if (!startswith(de->d_name, prefix))
-                        continue;
-                if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISLNK(st.st_mode))
-                        (void) unlinkat(dirfd, de->d_name, 0);
-        }
-        closedir(d);
-}
-
 int home_put_symlink(int dirfd, const char *name, const char *target, uid_t uid, gid_t gid) {
         _cleanup_close_ int fd = -1;
         HomeEntry old = {};
@@ -251,11 +226,15 @@ int home_put_symlink(int dirfd, const char *name, const char *target, uid_t uid,
                 home_entry_done(&old);
                 return -EEXIST;
         }
-        remove_stale_temporaries(dirfd, name);
+        /* Left by a killed run: ours (root's, or given to the user already), symlinks only. */
+        (void) remove_stale_temp_files(dirfd, name, S_IFLNK, uid);
 
         for (unsigned attempt = 0;; attempt++) {
-                snprintf(tmp, sizeof(tmp), ".#%s.rootless-ci.%08lx", name,
-                         ((unsigned long) random() ^ (unsigned long) getpid()) & 0xffffffffUL);
+                r = temp_name_random(name, tmp);
+                if (r < 0) {
+                        home_entry_done(&old);
+                        return r;
+                }
                 if (symlinkat(target, dirfd, tmp) >= 0)
                         break;
                 if (errno != EEXIST || attempt > 16) {

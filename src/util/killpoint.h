@@ -2,8 +2,10 @@
 #pragma once
 
 /*
- * Test hook on the production path: when RCI_KILL_AT names this point,
- * the process kills itself with SIGKILL right here, so tests can prove that
+ * Test hook on the production path, compiled in only with meson's
+ * -Dtest_hooks=true (util/testhooks.h; without it a point does nothing and
+ * nothing is read): when RCI_KILL_AT names this point, the process kills
+ * itself with SIGKILL right here, so tests can prove that
  * a run killed at any point is completed by the next one. RCI_KILL_AT=list
  * prints every point passed (to stderr) instead. A point can be passed
  * more than once in a run (write-before-rename, for every file written):

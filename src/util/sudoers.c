@@ -56,47 +56,63 @@ static bool word_is(const char *p, const char *word) {
 }
 
 /*
- * Read one list entry at *pp into buf (quotes removed, backslash escapes
- * resolved), stopping at blanks, ',', '=' , ':' or the end.
+ * Read one list entry at *pp (quotes removed, backslash escapes resolved),
+ * stopping at blanks, ',', '=' , ':' or the end, into *ret (malloc'd). Any
+ * length: an entry cut short would end the list there, and the entries
+ * after it would go unseen. Returns 1, 0 for an empty entry, or -ENOMEM.
  */
-static bool read_entry(const char **pp, char *buf, size_t size) {
+static int read_entry(const char **pp, char **ret) {
+        _cleanup_fclose_ FILE *out = NULL;
+        _cleanup_free_ char *buf = NULL;
         const char *p = skip_ws(*pp);
-        size_t n = 0;
+        size_t size = 0;
 
-        while (*p == '!' && n + 1 < size) {
-                buf[n++] = '!';
+        out = open_memstream(&buf, &size);
+        if (!out)
+                return -ENOMEM;
+        while (*p == '!') {
+                fputc('!', out);
                 p = skip_ws(p + 1);
         }
-        while (*p && !strchr(" \t,=:", *p) && n + 1 < size) {
+        while (*p && !strchr(" \t,=:", *p)) {
                 if (*p == '"') {
-                        for (p++; *p && *p != '"' && n + 1 < size; p++)
-                                buf[n++] = *p;
+                        for (p++; *p && *p != '"'; p++)
+                                fputc(*p, out);
                         if (*p == '"')
                                 p++;
                 } else if (*p == '\\' && p[1]) {
-                        buf[n++] = p[1];
+                        fputc(p[1], out);
                         p += 2;
                 } else
-                        buf[n++] = *p++;
+                        fputc(*p++, out);
         }
-        buf[n] = 0;
+        if (fclose(TAKE_PTR(out)) != 0)
+                return -ENOMEM;
         *pp = p;
-        return n > 0;
+        if (size == 0)
+                return 0;
+        *ret = TAKE_PTR(buf);
+        return 1;
 }
 
-/* Parse "a, b ,c" at *pp into a canonical "a,b,c"; *pp is left after the list. */
+/* Parse "a, b ,c" at *pp into a canonical "a,b,c"; *pp is left after the list. NULL: out of memory. */
 static char *read_list(const char **pp) {
         _cleanup_fclose_ FILE *out = NULL;
-        char *buf = NULL, entry[1024];
-        size_t size = 0;
+        _cleanup_free_ char *buf = NULL;
         const char *p = *pp;
+        size_t size = 0;
         bool first = true;
 
         out = open_memstream(&buf, &size);
         if (!out)
                 return NULL;
         for (;;) {
-                if (!read_entry(&p, entry, sizeof(entry)))
+                _cleanup_free_ char *entry = NULL;
+                int r = read_entry(&p, &entry);
+
+                if (r < 0)
+                        return NULL;
+                if (r == 0)
                         break;
                 fprintf(out, "%s%s", first ? "" : ",", entry);
                 first = false;
@@ -105,9 +121,10 @@ static char *read_list(const char **pp) {
                         break;
                 p++;
         }
-        fclose(TAKE_PTR(out));
+        if (fclose(TAKE_PTR(out)) != 0)
+                return NULL;
         *pp = p;
-        return buf;
+        return TAKE_PTR(buf);
 }
 
 static int add_include(Sudoers *s, const char *from, const char *arg, bool dir) {
@@ -176,16 +193,18 @@ static int add_rule(Sudoers *s, const char *path, unsigned line, char *users) {
 /* "NAME = list : NAME2 = list2" */
 static int parse_user_alias(Sudoers *s, const char *p) {
         for (;;) {
-                char name[256];
+                _cleanup_free_ char *name = NULL, *list = NULL;
                 size_t n = 0;
-                _cleanup_free_ char *list = NULL;
                 int r;
 
+                /* Any length: an alias cut short would be dropped, and the rules naming it unseen. */
                 p = skip_ws(p);
-                while ((isupper((unsigned char) *p) || isdigit((unsigned char) *p) || *p == '_') && n + 1 < sizeof(name))
-                        name[n++] = *p++;
-                name[n] = 0;
-                p = skip_ws(p);
+                while (isupper((unsigned char) p[n]) || isdigit((unsigned char) p[n]) || p[n] == '_')
+                        n++;
+                name = strndup(p, n);
+                if (!name)
+                        return -ENOMEM;
+                p = skip_ws(p + n);
                 if (n == 0 || *p != '=')
                         return 0;
                 p++;
@@ -369,19 +388,20 @@ static Tristate entry_matches(const Sudoers *s, const SudoersIdentity *id, const
 static Tristate list_matches(const Sudoers *s, const SudoersIdentity *id, const char *list, unsigned depth,
                              char **via) {
         _cleanup_free_ char *copy = strdup(list);
-        char *entries[256];
-        size_t n = 0;
 
         if (!copy)
                 return MATCH_UNSPEC;
-        for (char *save = NULL, *e = strtok_r(copy, ",", &save); e && n < ELEMENTSOF(entries);
-             e = strtok_r(NULL, ",", &save))
-                entries[n++] = e;
-
-        for (size_t i = n; i > 0; i--) {
-                const char *e = entries[i - 1];
+        /* From the last entry back, however many there are (a cap would drop the deciding one). */
+        for (size_t end = strlen(copy); end > 0;) {
+                char *comma = memrchr(copy, ',', end);
+                const char *e = comma ? comma + 1 : copy;
                 bool negated = false;
                 Tristate t;
+
+                copy[end] = 0;
+                end = comma ? (size_t) (comma - copy) : 0;
+                if (*e == 0)
+                        continue;
 
                 while (*e == '!') {
                         negated = !negated;

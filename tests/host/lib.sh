@@ -26,6 +26,8 @@ skip() {
 command -v unshare >/dev/null || skip "unshare (util-linux) not installed"
 : "${RCI:?set RCI to the rootless-ci binary}"
 [ -x "$RCI" ] || { echo "FAIL: $RCI is not executable"; exit 1; }
+# Every host test runs the disk step alone through the test hook RCI_ONLY_STEPS.
+"$RCI" version | grep -q "test build" || skip "needs a build with -Dtest_hooks=true (RCI_ONLY_STEPS; scripts/test sets it)"
 
 if [ -z "${RCI_HOST_TEST_NS:-}" ]; then
         export RCI_HOST_TEST_NS=1

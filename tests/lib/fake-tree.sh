@@ -150,7 +150,9 @@ make_setuid() {
 }
 
 # finish: compare the content of every tree a case ran on, print the TAP
-# plan and the counts, and exit 0 (pass), 1 (a failure) or 77 (all skipped).
+# plan and the counts, and exit 0, or 1 when a case failed. A skip is a TAP
+# SKIP with its reason (meson counts the test as skipped when every case
+# is; scripts/test lists each skipped case).
 finish() {
         # Content, byte for byte, of every tree a case ran on.
         for tree in "${!snapshots[@]}"; do
@@ -172,8 +174,7 @@ finish() {
                 failed=$((failed + 1))
         fi
         echo "1..$((passed + failed + skipped))"
-        echo "$passed passed, $failed failed, $skipped skipped"
+        echo "# $passed passed, $failed failed, $skipped skipped"
         [ "$failed" -eq 0 ] || exit 1
-        [ "$passed" -gt 0 ] || exit 77
         exit 0
 }

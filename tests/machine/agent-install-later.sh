@@ -13,6 +13,7 @@ source "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/machine/agent-standin.sh
 source "$(dirname "$0")/agent-standin.sh"
 
+need_test_hooks
 machine_begin
 machine_data_disk
 

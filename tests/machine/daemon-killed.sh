@@ -11,6 +11,7 @@
 # shellcheck source=tests/machine/lib.sh
 source "$(dirname "$0")/lib.sh"
 
+need_test_hooks
 machine_begin
 machine_data_disk
 

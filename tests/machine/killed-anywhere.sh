@@ -138,6 +138,7 @@ converged() {
 }
 
 machine_requirements
+need_test_hooks
 "$MACHINE" gc
 trap machine_cleanup EXIT
 trap 'exit 130' INT

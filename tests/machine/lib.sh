@@ -74,6 +74,15 @@ machine_requirements() {
 			"(scripts/test does)"
 }
 
+# need_test_hooks: a test that steers rootless-ci through its test hooks
+# (RCI_KILL_AT, RCI_STOP_AT) skips, saying so, with a build that has none
+# (-Dtest_hooks=false, the default; scripts/test turns them on). Call it
+# before machine_begin.
+need_test_hooks() {
+	"$RCI_BUILD_DIR/src/rootless-ci" version 2>/dev/null | grep -q "test build" ||
+		skip "needs a build with -Dtest_hooks=true (RCI_KILL_AT, RCI_STOP_AT; scripts/test sets it)"
+}
+
 # Stop the machine whatever the test's fate. The stop runs in its own
 # session with its output in a file: meson answers a timeout with SIGTERM to
 # the test's process group and SIGKILL half a second later, and the stop

@@ -1,12 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
+#include <sched.h>
+#include <stdarg.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <systemd/sd-journal.h>
 #include <unistd.h>
 
 #include "json-check.h"
 #include "tests.h"
 #include "engine.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/macro.h"
 
 static unsigned ran_first, ran_second;
@@ -297,4 +305,125 @@ TEST(engine_a_failure_without_a_fix_is_an_internal_error) {
         ASSERT_CONTAINS(log, "Internal error: first.nofix failed without a fix");
         ASSERT_CONTAINS(log, "Internal error: first.emptyfix failed without a fix");
         ASSERT_NOT_CONTAINS(log, "first.fine");
+}
+
+/* A run the test hook RCI_ONLY_STEPS limited never passes for a whole one: human and JSON reports say so. */
+TEST(engine_report_marks_a_partial_run) {
+        _cleanup_(config_done) Config config = {};
+        _cleanup_free_ char *human = NULL, *json = NULL, *whole_human = NULL, *whole_json = NULL;
+        Context ctx;
+
+        ASSERT_EQ(run_steps(VERB_CHECK, &first_fails, &ctx, &config), 0);
+        whole_human = print_report(&ctx, false);
+        whole_json = print_report(&ctx, true);
+        ctx.only_steps = "first,second";
+        human = print_report(&ctx, false);
+        json = print_report(&ctx, true);
+        context_done(&ctx);
+
+        ASSERT_NOT_CONTAINS(whole_human, "PARTIAL");
+        ASSERT_CONTAINS(whole_json, "\"partial\":false,\"items\":[");
+        ASSERT_NOT_CONTAINS(whole_json, "only_steps");
+        ASSERT_CONTAINS(human, "\nPARTIAL run: only the steps first,second ran (a test hook); "
+                               "this says nothing about the rest.\n");
+        ASSERT_JSON_VALID(json);
+        ASSERT_CONTAINS(json, "\"partial\":true,\"only_steps\":[\"first\",\"second\"],\"items\":[");
+}
+
+/*
+ * This binary's own sd_journal_send_with_location() (what log.c's
+ * sd_journal_send() calls), which wins over libsystemd's: each
+ * record's fields, one per line, into journal_out (when a test opened it).
+ * Only the conversions log.c uses: %s and %i.
+ */
+static FILE *journal_out;
+int sd_journal_send_with_location(const char *file, const char *line, const char *func, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        for (const char *f = format; f; f = va_arg(ap, const char *)) {
+                for (const char *c = f; *c; c++) {
+                        if (c[0] == '%' && c[1] == 's') {
+                                const char *v = va_arg(ap, const char *);
+                                if (journal_out)
+                                        fputs(v, journal_out);
+                                c++;
+                        } else if (c[0] == '%' && c[1] == 'i') {
+                                int v = va_arg(ap, int);
+                                if (journal_out)
+                                        fprintf(journal_out, "%i", v);
+                                c++;
+                        } else if (journal_out)
+                                fputc(*c, journal_out);
+                }
+                if (journal_out)
+                        fputc('\n', journal_out);
+        }
+        va_end(ap);
+        return 0;
+}
+
+/* In a child with a private /run holding a journal socket, so log.c talks to "journald": the fields it sent. */
+static void journal_of_hostile_check(void) {
+        _cleanup_(config_done) Config config = {};
+        _cleanup_free_ char *fields = NULL;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        size_t size = 0;
+        Context ctx;
+        int fd;
+
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+            mount("rci-test-run", "/run", "tmpfs", 0, "mode=0755") < 0)
+                _exit(77);
+        strcpy(sa.sun_path, "/run/systemd/journal/socket");
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (mkdir("/run/systemd", 0755) < 0 || mkdir("/run/systemd/journal", 0755) < 0 || fd < 0 ||
+            bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                _exit(2);
+        log_open_journal(true);
+        journal_out = open_memstream(&fields, &size);
+        if (!journal_out || run_steps(VERB_CHECK, &first_hostile, &ctx, &config) < 0)
+                _exit(2);
+        context_done(&ctx);
+        fclose(journal_out);
+        journal_out = NULL;
+        fputs(fields, stdout);
+        fflush(stdout);
+        _exit(0);
+}
+
+/* The journal's RCI_OBJECT= carries the item id escaped, as the report does, never the raw host text. */
+TEST(engine_journal_object_is_the_escaped_id) {
+        _cleanup_free_ char *fields = NULL;
+        int pipefd[2], status;
+        FILE *in;
+        size_t size = 0;
+        pid_t pid;
+
+        (void) test_tmpdir();    /* made here, so the runner removes it */
+        ASSERT_OK(pipe(pipefd));
+        fflush(stdout);
+        pid = fork();
+        ASSERT_OK(pid);
+        if (pid == 0) {
+                dup2(pipefd[1], STDOUT_FILENO);
+                close(pipefd[0]);
+                journal_of_hostile_check();
+        }
+        close(pipefd[1]);
+        in = fdopen(pipefd[0], "r");
+        ASSERT_TRUE(in);
+        ASSERT_TRUE(getdelim(&fields, &size, 0, in) >= 0 || feof(in));
+        fclose(in);
+        ASSERT_OK(waitpid(pid, &status, 0));
+        ASSERT_TRUE(WIFEXITED(status));
+        if (WEXITSTATUS(status) == 77) {
+                test_skip("needs root for a private /run with a journal socket");
+                return;
+        }
+        ASSERT_EQ(WEXITSTATUS(status), 0);
+        ASSERT_CONTAINS(fields, "\nRCI_OBJECT=first.link:/home/b/" HOSTILE_ESCAPED "\nRCI_CHANGE=fail\n");
+        ASSERT_CONTAINS(fields, "MESSAGE=/home/b/x is a symlink to " HOSTILE_ESCAPED "\n");
+        ASSERT_NOT_CONTAINS(fields, "PASS forged\t");
+        ASSERT_NOT_CONTAINS(fields, "\nPASS forged");
 }

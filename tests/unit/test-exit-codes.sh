@@ -4,7 +4,8 @@
 # The real binary on --root fake trees: the exit status contract (0 done,
 # 1 failed, 2 usage or configuration) and that no run changes anything in
 # the tree it was pointed at. No root needed; the one case that needs a
-# setuid-root file (a complete tree) is skipped without it.
+# setuid-root file (a complete tree) is skipped without it, and without the
+# test hooks (-Dtest_hooks=true: RCI_UNITS_DIR shows the binary units/).
 #
 # Usage: test-exit-codes.sh PATH-TO-ROOTLESS-CI (meson passes the built binary)
 
@@ -82,11 +83,31 @@ rm "$FED/usr/bin/newuidmap" "$FED/usr/bin/newgidmap"
 expect 1 "plan, Fedora without shadow-utils" --in "$FED" --out "dnf install shadow-utils" -- --root="$FED" plan
 expect 1 "apply, Fedora without shadow-utils" --in "$FED" --out "dnf install shadow-utils" -- apply --root="$FED"
 
+# --- the test hook RCI_ONLY_STEPS: a partial run is marked as one ------------
+
+if "$BIN" version | grep -q "test build"; then
+        RCI_ONLY_STEPS=no-such-step expect 2 "RCI_ONLY_STEPS naming no step" --in "$DEB" \
+                --err "'no-such-step' names no step" -- --root="$DEB" plan
+        RCI_ONLY_STEPS='' expect 2 "RCI_ONLY_STEPS empty (it would run nothing)" --in "$DEB" --err "names no step" \
+                -- --root="$DEB" plan
+        RCI_ONLY_STEPS=preflight, expect 2 "RCI_ONLY_STEPS with an empty name" --in "$DEB" --err "names no step" \
+                -- --root="$DEB" plan
+        RCI_ONLY_STEPS=preflight expect 1 "RCI_ONLY_STEPS=preflight: the report says partial" --in "$DEB" \
+                --out "PARTIAL run: only the steps preflight ran" --err "Running only the steps preflight" \
+                -- --root="$DEB" check
+        RCI_ONLY_STEPS=user,preflight expect 1 "RCI_ONLY_STEPS: the JSON says partial, and which steps" --in "$DEB" \
+                --out '"partial":true,"only_steps":["user","preflight"],"items"' -- --root="$DEB" --json check
+fi
+expect 1 "a whole run: the JSON says not partial" --in "$DEB" --out '"partial":false,"items"' -- --root="$DEB" --json check
+
 # --- a complete tree: 0, nothing changed -------------------------------------
 
 OK=$TMP/complete
 make_tree "$OK" debian
-if make_setuid "$OK" && make_ci_user "$OK"; then
+if ! "$BIN" version | grep -q "test build"; then
+        # A build-tree binary finds units/ only through the test hook RCI_UNITS_DIR.
+        skip "plan, check and apply, complete tree" "needs a build with -Dtest_hooks=true (RCI_UNITS_DIR)"
+elif make_setuid "$OK" && make_ci_user "$OK"; then
         expect 0 "plan, complete tree" --in "$OK" --out "PASS preflight.newuidmap" --out "SKIP preflight.systemd" \
                 -- --root="$OK" plan
         expect 1 "check, complete tree before apply" --in "$OK" --out "FAIL daemon.unit" -- --root="$OK" check

@@ -649,20 +649,43 @@ TEST(write_file_atomic_removes_our_stale_temp_files_and_nothing_else) {
         ASSERT_STREQ(test_read_kept(tmp, "a.conf"), "new\n");
 }
 
+/* The one temp-name scheme: ".#NAME." and 16 hex digits, a new draw every time (getrandom, not random()). */
+TEST(temp_name_random_is_the_one_scheme_and_never_repeats) {
+        char a[NAME_MAX + 1], b[NAME_MAX + 1], longname[NAME_MAX + 1];
+
+        ASSERT_OK(temp_name_random("docker.service", a));
+        ASSERT_OK(temp_name_random("docker.service", b));
+        ASSERT_EQ(strlen(a), strlen(".#docker.service.") + 16);
+        ASSERT_TRUE(strncmp(a, ".#docker.service.", strlen(".#docker.service.")) == 0);
+        ASSERT_EQ(strspn(a + strlen(".#docker.service."), "0123456789abcdef"), 16);
+        ASSERT_FALSE(strcmp(a, b) == 0);
+
+        memset(longname, 'n', NAME_MAX - TEMP_NAME_EXTRA);
+        longname[NAME_MAX - TEMP_NAME_EXTRA] = 0;
+        ASSERT_OK(temp_name_random(longname, a));
+        ASSERT_EQ(strlen(a), NAME_MAX);
+        longname[NAME_MAX - TEMP_NAME_EXTRA] = 'n';
+        longname[NAME_MAX - TEMP_NAME_EXTRA + 1] = 0;
+        ASSERT_EQ(temp_name_random(longname, a), -ENAMETOOLONG);
+        ASSERT_EQ(temp_name_random("a/b", a), -ENAMETOOLONG);
+}
+
 /* Someone else's file with our temp name is left alone: only root's or the target's owner's go. */
 TEST(remove_stale_temp_files_keeps_other_owners_files) {
         const char *tmp = test_tmpdir();
         _cleanup_close_ int dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
-        if (getuid() != 0)
+        if (getuid() != 0) {
                 test_skip("needs root to give a file another owner");
+                return;
+        }
         ASSERT_TRUE(dfd >= 0);
         test_write(tmp, ".#a.conf.0123456789abcdef", "theirs");
         ASSERT_EQ(fchownat(dfd, ".#a.conf.0123456789abcdef", 4242, 4242, 0), 0);
-        ASSERT_EQ(remove_stale_temp_files(dfd, "a.conf", 16, S_IFREG, (uid_t) -1), 0);
-        ASSERT_EQ(remove_stale_temp_files(dfd, "a.conf", 16, S_IFREG, 1000), 0);
+        ASSERT_EQ(remove_stale_temp_files(dfd, "a.conf", S_IFREG, (uid_t) -1), 0);
+        ASSERT_EQ(remove_stale_temp_files(dfd, "a.conf", S_IFREG, 1000), 0);
         ASSERT_EQ(faccessat(dfd, ".#a.conf.0123456789abcdef", F_OK, AT_SYMLINK_NOFOLLOW), 0);
-        ASSERT_EQ(remove_stale_temp_files(dfd, "a.conf", 16, S_IFREG, 4242), 1);
+        ASSERT_EQ(remove_stale_temp_files(dfd, "a.conf", S_IFREG, 4242), 1);
         ASSERT_EQ(faccessat(dfd, ".#a.conf.0123456789abcdef", F_OK, AT_SYMLINK_NOFOLLOW), -1);
 }
 

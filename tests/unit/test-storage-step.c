@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -516,6 +519,55 @@ TEST(storage_existing_docker_data_is_moved_onto_the_disk) {
         fake_run_done(&run);
 }
 
+/*
+ * A race in the move on one filesystem: right after the exchange (stopped
+ * there), the disk's docker directory is replaced and the home's one taken
+ * away, so the swap back fails too. apply says so, naming both, and the
+ * user's data is wherever the race put it, untouched.
+ */
+TEST(storage_move_raced_and_its_rollback_failing_is_said) {
+        const char *d = test_tmpdir();
+        char err_path[4096], raced[4096];
+        _cleanup_free_ char *err = NULL;
+        FakeRun run = {};
+        int status;
+        pid_t pid;
+
+        populate(d);
+        mkdir_in_home(d, "home/buildkite/.local");
+        mkdir_in_home(d, "home/buildkite/.local/share");
+        test_write(d, "home/buildkite/.local/share/docker/image/overlay2/repositories.json", "{}\n");
+        give_to_ci(d, "home/buildkite/.local/share/docker");
+        snprintf(err_path, sizeof(err_path), "%s/apply.err", d);
+        fflush(stdout);
+        pid = fork();
+        ASSERT_OK(pid);
+        if (pid == 0) {
+                int fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                if (fd < 0 || dup2(fd, STDERR_FILENO) < 0)
+                        _exit(2);
+                setenv("RCI_STOP_AT", "storage-exchanged", 1);
+                fake_run(&run, d, VERB_APPLY, true);
+                fflush(stderr);
+                _exit(run.r < 0 ? 1 : 0);
+        }
+        ASSERT_OK(waitpid(pid, &status, WUNTRACED));
+        ASSERT_TRUE(WIFSTOPPED(status));
+        /* Swapped: the data is on the disk, our empty directory in the home. Now the race. */
+        snprintf(raced, sizeof(raced), "%s", P(d, "srv/rootless-ci/buildkite/docker.raced"));
+        ASSERT_OK(rename(P(d, "srv/rootless-ci/buildkite/docker"), raced));
+        ASSERT_OK(mkdir(P(d, "srv/rootless-ci/buildkite/docker"), 0700));
+        ASSERT_OK(rmdir(P(d, "home/buildkite/.local/share/docker")));
+        ASSERT_OK(kill(pid, SIGCONT));
+        ASSERT_OK(waitpid(pid, &status, 0));
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+
+        err = test_read("", err_path);
+        ASSERT_CONTAINS(err, "changed while it was being moved to ");
+        ASSERT_CONTAINS(err, "and swapping the two back failed: No such file or directory. Both are as the race left them");
+        ASSERT_STREQ(test_read_kept(d, "srv/rootless-ci/buildkite/docker.raced/image/overlay2/repositories.json"), "{}\n");
+}
+
 TEST(storage_data_in_both_places_is_refused_with_exit_3) {
         const char *d = test_tmpdir();
         FakeRun run = {};
@@ -546,6 +598,30 @@ TEST(storage_data_in_both_places_is_refused_with_exit_3) {
         free(disk_after);
 }
 
+/* Entries of dir named ".#NAME." and 16 lowercase hex digits, symlinks only; -1 for anything else like it. */
+static int count_temp_links(const char *dir, const char *name) {
+        char prefix[NAME_MAX + 1];
+        struct dirent *de;
+        DIR *dp = opendir(dir);
+        int n = 0;
+
+        if (!dp)
+                return -1;
+        snprintf(prefix, sizeof(prefix), ".#%s.", name);
+        while ((de = readdir(dp))) {
+                const char *rest = de->d_name + strlen(prefix);
+                if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+                        continue;
+                if (de->d_type != DT_LNK || strlen(rest) != 16 || strspn(rest, "0123456789abcdef") != 16) {
+                        n = -1;
+                        break;
+                }
+                n++;
+        }
+        closedir(dp);
+        return n;
+}
+
 TEST(storage_killed_before_symlink_rename_is_completed_by_next_run) {
         const char *d = test_tmpdir();
         FakeRun run = {};
@@ -567,6 +643,8 @@ TEST(storage_killed_before_symlink_rename_is_completed_by_next_run) {
         }
         ASSERT_OK(waitpid(pid, &status, 0));
         ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        /* The dead run left its temporary symlink, named in the one scheme (util/fs.h: temp_name_random()). */
+        ASSERT_EQ(count_temp_links(P(d, "home/buildkite/.local/share"), "docker"), 1);
 
         fake_run(&run, d, VERB_APPLY, true);
         ASSERT_OK(run.r);
@@ -574,7 +652,7 @@ TEST(storage_killed_before_symlink_rename_is_completed_by_next_run) {
         ASSERT_TRUE(link_is(d, "home/buildkite/.local/share/docker", "/srv/rootless-ci/buildkite/docker"));
         /* The dead run's temporary symlink is gone too. */
         listing = snapshot(P(d, "home/buildkite/.local/share"));
-        ASSERT_TRUE(strstr(listing, ".#docker.rootless-ci.") == NULL);
+        ASSERT_TRUE(strstr(listing, ".#docker.") == NULL);
         free(listing);
 }
 

@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "tests.h"
 #include "util/fs.h"
+#include "util/macro.h"
 #include "util/sudoers.h"
 
 static const char *const ci_groups[] = { "buildkite", "ci" };
@@ -82,6 +86,55 @@ TEST(sudoers_lists_with_spaces_and_negation_follow_last_match) {
         ASSERT_EQ(count_matches("!buildkite, ALL ALL=ALL\n", NULL, NULL, 0), 1);
         ASSERT_EQ(count_matches("%ci, !%ci ALL=ALL\n", NULL, NULL, 0), 0);
         ASSERT_EQ(count_matches("! ! buildkite ALL=ALL\n", NULL, NULL, 0), 1);
+}
+
+/* A rule naming the CI user in a long list: sudo reads every entry, and so must we (no false negative). */
+TEST(sudoers_long_lists_are_read_to_the_end) {
+        _cleanup_free_ char *text = NULL, *alias = NULL;
+        char via[64];
+        FILE *f;
+        size_t size = 0;
+
+        f = open_memstream(&text, &size);
+        ASSERT_TRUE(f);
+        for (unsigned i = 0; i < 1000; i++)
+                fprintf(f, "user%u, ", i);
+        fputs("buildkite ALL=(ALL) NOPASSWD: ALL\n", f);
+        fclose(f);
+        ASSERT_EQ(count_matches(text, NULL, via, sizeof(via)), 1);
+        ASSERT_STREQ(via, "buildkite");
+        free(text);
+        text = NULL;
+
+        /* The last entry decides: one entry past the thousandth takes the rule away again. */
+        f = open_memstream(&text, &size);
+        ASSERT_TRUE(f);
+        fputs("buildkite", f);
+        for (unsigned i = 0; i < 1000; i++)
+                fprintf(f, ", user%u", i);
+        fputs(", !buildkite ALL=ALL\n", f);
+        fclose(f);
+        ASSERT_EQ(count_matches(text, NULL, NULL, 0), 0);
+        free(text);
+        text = NULL;
+
+        /* An entry longer than any buffer does not end the list, nor does an alias name. */
+        f = open_memstream(&text, &size);
+        ASSERT_TRUE(f);
+        for (unsigned i = 0; i < 3000; i++)
+                fputc('x', f);
+        fputs(", buildkite ALL=ALL\n", f);
+        fclose(f);
+        ASSERT_EQ(count_matches(text, NULL, NULL, 0), 1);
+        free(text);
+        text = NULL;
+
+        alias = malloc(501);
+        ASSERT_TRUE(alias);
+        memset(alias, 'A', 500);
+        alias[500] = 0;
+        ASSERT_TRUE(asprintf(&text, "User_Alias %s = buildkite\n%s ALL=ALL\n", alias, alias) > 0);
+        ASSERT_EQ(count_matches(text, NULL, NULL, 0), 1);
 }
 
 TEST(sudoers_user_alias_is_resolved_recursively) {

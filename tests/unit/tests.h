@@ -5,7 +5,10 @@
  * A tiny TAP test runner. TEST(name) { ... } registers a test; the program
  * runs all of them (or those whose name contains argv[1]) and prints TAP.
  * A test fails through the ASSERT_* macros; it skips by calling
- * test_skip("reason"). Exit: 0 all passed, 1 a failure, 77 all skipped.
+ * test_skip("reason") and returning: "ok N - name # SKIP reason", which
+ * meson counts as a skipped subtest and scripts/test lists with its reason.
+ * Exit: 1 when a test failed, else 0 (TAP; meson reports the binary as
+ * skipped when every test in it skipped).
  */
 
 #include <inttypes.h>
