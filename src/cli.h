@@ -13,6 +13,7 @@ typedef enum CliVerb {
         CLI_VERB_PLAN = VERB_PLAN,
         CLI_VERB_CHECK = VERB_CHECK,
         CLI_VERB_WAIT,
+        CLI_VERB_RECLAIM,
         CLI_VERB_VERSION,
         CLI_VERB_HELP,
 } CliVerb;
@@ -34,6 +35,10 @@ typedef struct Cli {
         unsigned lock_timeout_sec;     /* CLI_LOCK_TIMEOUT_DEFAULT: cli_lock_timeout_sec() decides */
         CliSetting settings[16];
         unsigned n_settings;
+        /* reclaim: its own option and its PATHs (into argv) */
+        const char *builds_dir;
+        char **paths;
+        unsigned n_paths;
 } Cli;
 
 #define CLI_LOCK_TIMEOUT_DEFAULT UINT_MAX

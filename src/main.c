@@ -9,6 +9,7 @@
 #include "config.h"
 #include "engine.h"
 #include "explain.h"
+#include "reclaim.h"
 #include "util/error.h"
 #include "units.h"
 #include "util/log.h"
@@ -45,6 +46,12 @@ static int run(int argc, char *argv[]) {
         default:
                 break;
         }
+
+        /* The CI user's command, in every job: no configuration, no lock, no daemon. */
+        if (cli.verb == CLI_VERB_RECLAIM)
+                return exit_status_from_error(reclaim_main(&(ReclaimOptions) {
+                        .builds_dir = cli.builds_dir, .paths = cli.paths, .n_paths = cli.n_paths,
+                }));
 
         if (cli.root && cli.verb == CLI_VERB_WAIT) {
                 log_error("wait looks at the live host's Docker; it takes no --root.");
