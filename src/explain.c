@@ -270,10 +270,12 @@ int explain_plugins(const char *plugins_json, const ExplainIds *ids, char **ret_
 static uint64_t own_subuid_start(uid_t uid) {
         _cleanup_(subid_file_done) SubIdFile file = {};
         _cleanup_free_ char *text = NULL;
+        _cleanup_close_ int root_fd = open_root(NULL);
         struct passwd *pw = getpwuid(uid);
         size_t size;
 
-        if (!pw || read_file_at(AT_FDCWD, "/etc/subuid", RESOLVE_POLICY_IN_ROOT, 16U << 20, &text, &size) < 0 ||
+        /* An absolute path is taken below the fd: "/" itself, not the job's working directory. */
+        if (!pw || root_fd < 0 || read_file_at(root_fd, "/etc/subuid", RESOLVE_POLICY_IN_ROOT, 16U << 20, &text, &size) < 0 ||
             subid_file_parse(&file, text, size) < 0)
                 return 0;
         for (size_t i = 0; i < file.n_lines; i++)

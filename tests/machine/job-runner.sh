@@ -235,46 +235,56 @@ run_hook() {
 	)
 }
 
-# hooks PHASE forward|reverse: every hook of a phase in the agent's order.
+# hooks PHASE forward|reverse: every hook of a phase in the agent's order
+# (hooks.go): global, local, plugin; reversed: plugin, local, global. The
+# global hooks keep their own order either way (hooks-path, then each
+# additional path: executeGlobalHook).
 hooks() {
-	local phase=$1 order=$2 h list=()
-	while IFS= read -r h; do list+=("global:$h"); done < <(global_hooks "$phase")
-	if $checked_out; then list+=("local:$BUILDKITE_BUILD_CHECKOUT_PATH/.buildkite/hooks/$phase"); fi
-	[[ -z ${RCI_PLUGIN_DIR:-} ]] || list+=("plugin:$RCI_PLUGIN_DIR/hooks/$phase")
+	local phase=$1 order=$2 h list=() global=() local_=() plugin=()
+	while IFS= read -r h; do global+=("global:$h"); done < <(global_hooks "$phase")
+	if $checked_out; then local_+=("local:$BUILDKITE_BUILD_CHECKOUT_PATH/.buildkite/hooks/$phase"); fi
+	[[ -z ${RCI_PLUGIN_DIR:-} ]] || plugin+=("plugin:$RCI_PLUGIN_DIR/hooks/$phase")
 	if [[ $order == reverse ]]; then
-		local rev=()
-		for ((i = ${#list[@]} - 1; i >= 0; i--)); do rev+=("${list[i]}"); done
-		list=("${rev[@]}")
+		list=("${plugin[@]}" "${local_[@]}" "${global[@]}")
+	else
+		list=("${global[@]}" "${local_[@]}" "${plugin[@]}")
 	fi
 	for h in "${list[@]}"; do
 		run_hook "${h%%:*}" "$phase" "${h#*:}" || return
 	done
 }
 
-checkout() {
+# One try at the agent's checkout: an existing clone is cleaned, fetched,
+# checked out and cleaned again; anything else is cloned into.
+checkout_once() {
 	local co=$BUILDKITE_BUILD_CHECKOUT_PATH
-	echo "~~~ Preparing working directory"
 	mkdir -p "$co" && cd "$co" || return
 	if [[ -d .git ]]; then
 		echo "\$ git clean $BUILDKITE_GIT_CLEAN_FLAGS && git fetch && git checkout -f FETCH_HEAD && git clean"
 		# shellcheck disable=SC2086 # flags are words
-		if git remote set-url origin "$BUILDKITE_REPO" && git clean $BUILDKITE_GIT_CLEAN_FLAGS &&
+		git remote set-url origin "$BUILDKITE_REPO" && git clean $BUILDKITE_GIT_CLEAN_FLAGS &&
 			git fetch $BUILDKITE_GIT_FETCH_FLAGS -- origin "$BUILDKITE_BRANCH" &&
-			git checkout -f FETCH_HEAD && git clean $BUILDKITE_GIT_CLEAN_FLAGS; then
+			git checkout -f FETCH_HEAD && git clean $BUILDKITE_GIT_CLEAN_FLAGS &&
 			echo "RCI-CHECKOUT=reused"
-			return 0
-		fi
-		echo "checkout failed, removing $co and cloning again"
-		cd / || return
-		if ! rm -rf "$co"; then
-			echo "RCI-CHECKOUT=failed (the checkout cannot be removed)"
-			return 1
-		fi
-		mkdir -p "$co" && cd "$co" || return
+		return
 	fi
 	# shellcheck disable=SC2086
 	git clone $BUILDKITE_GIT_CLONE_FLAGS -- "$BUILDKITE_REPO" . && git checkout -f "$BUILDKITE_BRANCH" &&
 		echo "RCI-CHECKOUT=cloned"
+}
+
+# The agent's checkout phase: when a try fails, the checkout is removed and tried again.
+checkout() {
+	local co=$BUILDKITE_BUILD_CHECKOUT_PATH
+	echo "~~~ Preparing working directory"
+	checkout_once && return
+	echo "checkout failed, removing $co and trying again"
+	cd / || return
+	if ! rm -rf "$co"; then
+		echo "RCI-CHECKOUT=failed (the checkout cannot be removed)"
+		return 1
+	fi
+	checkout_once
 }
 
 command_phase() {
