@@ -219,26 +219,16 @@ static const char *field_value(const char *line, const char *name) {
         return line + strspn(line, " \t");
 }
 
-int dpkg_status_installed_version(const char *text, const char *package, char **ret) {
-        bool in_package = false, installed = false;
+/* The stanza's Version when its Status says installed: 1 and *ret, else 0. stanza starts at its Package: line. */
+static int stanza_installed_version(const char *stanza, char **ret) {
+        bool installed = false;
         const char *version = NULL;
         size_t version_len = 0;
 
-        /* Stanzas are separated by blank lines; a stanza ends at one or at the end of the text. */
-        for (const char *line = text;; ) {
+        for (const char *line = stanza; *line && *line != '\n';) {
                 const char *eol = strchrnul(line, '\n'), *v;
-                size_t len = (size_t) (eol - line);
 
-                if (len == 0 || *line == '\0') {
-                        if (in_package && installed && version) {
-                                *ret = strndup(version, version_len);
-                                return *ret ? 1 : -ENOMEM;
-                        }
-                        in_package = installed = false;
-                        version = NULL;
-                } else if ((v = field_value(line, "Package")))
-                        in_package = (size_t) (eol - v) == strlen(package) && strncmp(v, package, strlen(package)) == 0;
-                else if ((v = field_value(line, "Status")))
+                if ((v = field_value(line, "Status")))
                         /* "want flag status": only "installed" means the files are there as that version. */
                         installed = (size_t) (eol - v) >= 10 && strncmp(eol - 10, " installed", 10) == 0;
                 else if ((v = field_value(line, "Version"))) {
@@ -247,15 +237,36 @@ int dpkg_status_installed_version(const char *text, const char *package, char **
                         while (version_len > 0 && isspace((unsigned char) version[version_len - 1]))
                                 version_len--;
                 }
-                if (*eol == '\0')
-                        break;
-                line = eol + 1;
+                line = *eol ? eol + 1 : eol;
         }
-        if (in_package && installed && version) {
-                *ret = strndup(version, version_len);
-                return *ret ? 1 : -ENOMEM;
-        }
+        if (!installed || !version)
+                return 0;
+        *ret = strndup(version, version_len);
+        return *ret ? 1 : -ENOMEM;
+}
+
+int dpkg_status_installed_version(const char *text, const char *package, char **ret) {
+        _cleanup_free_ char *needle = NULL;
+        size_t n;
+
         *ret = NULL;
+        /* dpkg writes "Package: NAME" as each stanza's first line: look for that line alone (the file can be
+         * megabytes; the other stanzas are never parsed). */
+        if (asprintf(&needle, "\nPackage: %s\n", package) < 0)
+                return -ENOMEM;
+        n = strlen(needle);
+        if (strncmp(text, needle + 1, n - 1) == 0)
+                return stanza_installed_version(text, ret);
+        for (const char *p = text; (p = strstr(p, needle)); p += n - 1) {
+                int r;
+
+                /* Only at the start of a stanza: a blank line before it. */
+                if (p > text && p[-1] != '\n')
+                        continue;
+                r = stanza_installed_version(p + 1, ret);
+                if (r != 0)
+                        return r;
+        }
         return 0;
 }
 

@@ -612,6 +612,15 @@ TEST(dpkg_status_gives_the_installed_version_only) {
         ASSERT_STREQ(v, "3.95.0");
         free(v);
         ASSERT_EQ(dpkg_status_installed_version("", "buildkite-agent", &v), 0);
+        /* Only a stanza's own Package: line counts, not one in another package's description. */
+        ASSERT_EQ(dpkg_status_installed_version("Package: zsh\nStatus: install ok installed\nVersion: 5.9\n"
+                                                "Description: x\n Package: buildkite-agent\n\n",
+                                                "buildkite-agent", &v), 0);
+        ASSERT_EQ(dpkg_status_installed_version("Package: zsh\nVersion: 5.9\n\nPackage: buildkite-agent\n"
+                                                "Version: 3.91.0\nStatus: install ok installed\n\nPackage: z\n",
+                                                "buildkite-agent", &v), 1);
+        ASSERT_STREQ(v, "3.91.0");
+        free(v);
 }
 
 TEST(an_agent_too_old_for_the_hooks_is_named) {
