@@ -472,7 +472,7 @@ out:
 
 typedef struct Reclaim {
         const char *builds_dir;
-        char *const *paths;
+        const char *const *paths;
         char **rels;
         size_t n_paths;
         const char *user;
@@ -527,10 +527,18 @@ static int reclaim_in_userns(void *userdata) {
         if (r < 0)
                 return r == -ERCI_USAGE ? EXIT_USAGE : EXIT_FAILED;
 
-        log_info("%s: %" PRIu64 " entries re-owned to %s, %" PRIu64 " directories opened, of %" PRIu64
-                 " looked at in %zu of %zu paths (%.1f ms)",
-                 rc->n_paths == 1 ? rc->paths[0] : "reclaimed", stats.reowned, rc->user, stats.opened, stats.entries,
-                 done, rc->n_paths, ms_since_usec(rc->t0));
+        if (done == 0)
+                log_info("%s: %s, nothing to do (%.1f ms)", rc->n_paths == 1 ? rc->paths[0] : "no PATH",
+                         rc->n_paths == 1 ? "does not exist" : "exists", ms_since_usec(rc->t0));
+        else if (rc->n_paths == 1)
+                log_info("%s: re-owned %" PRIu64 " of %" PRIu64 " entries to %s, opened %" PRIu64
+                         " directories (%.1f ms)",
+                         rc->paths[0], stats.reowned, stats.entries, rc->user, stats.opened, ms_since_usec(rc->t0));
+        else
+                log_info("%zu of %zu paths: re-owned %" PRIu64 " of %" PRIu64 " entries to %s, opened %" PRIu64
+                         " directories (%.1f ms)",
+                         done, rc->n_paths, stats.reowned, stats.entries, rc->user, stats.opened,
+                         ms_since_usec(rc->t0));
         if (stats.foreign > 0)
                 log_warning("Left %" PRIu64 " entries owned by IDs that are neither %s's nor its subordinate IDs "
                             "(first: %s).",
