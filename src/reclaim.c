@@ -540,17 +540,17 @@ static int reclaim_in_userns(void *userdata) {
                          done, rc->n_paths, stats.reowned, stats.entries, rc->user, stats.opened,
                          ms_since_usec(rc->t0));
         if (stats.foreign > 0)
-                log_warning("Left %" PRIu64 " entries owned by IDs that are neither %s's nor its subordinate IDs "
+                log_warning("Left %" PRIu64 " %s owned by IDs that are neither %s's nor its subordinate IDs "
                             "(first: %s).",
-                            stats.foreign, rc->user, stats.first_foreign);
+                            stats.foreign, stats.foreign == 1 ? "entry" : "entries", rc->user, stats.first_foreign);
         if (stats.hardlinked > 0)
-                log_warning("Left %" PRIu64 " files of subordinate IDs that have other names, maybe outside the "
-                            "checkout (first: %s); deleting them needs only their directory.",
-                            stats.hardlinked, stats.first_hardlinked);
+                log_warning("Left %" PRIu64 " %s of subordinate IDs with other names, maybe outside the checkout "
+                            "(first: %s); removing one needs only its directory.",
+                            stats.hardlinked, stats.hardlinked == 1 ? "file" : "files", stats.first_hardlinked);
         if (stats.mounts > 0)
-                log_warning("Did not enter %" PRIu64 " mounts below (first: %s): reclaim never crosses into "
-                            "another mount.",
-                            stats.mounts, stats.first_mount);
+                log_warning("Did not enter %" PRIu64 " %s below (first: %s): reclaim never crosses into another "
+                            "mount.",
+                            stats.mounts, stats.mounts == 1 ? "mount" : "mounts", stats.first_mount);
         if (stats.errors > 0) {
                 log_error("%" PRIu64 " entries could not be given back%s.", stats.errors,
                           stats.errors > ERRORS_LOGGED ? " (the first ones are above)" : " (above)");
