@@ -480,6 +480,32 @@ typedef struct Reclaim {
         unsigned long long t0;
 } Reclaim;
 
+static void log_nothing_there(const Reclaim *rc) {
+        log_info("%s: %s, nothing to do (%.1f ms)", rc->n_paths == 1 ? rc->paths[0] : "no PATH",
+                 rc->n_paths == 1 ? "does not exist" : "exists", ms_since_usec(rc->t0));
+}
+
+/*
+ * Before any namespace (the first job of a pipeline has no checkout yet):
+ * is every PATH missing, as the user sees it? Only a plain "no such file"
+ * all along counts; anything else (a symlink, a directory closed to the
+ * user) is for the checks in the namespace to judge.
+ */
+static bool nothing_there(const Reclaim *rc) {
+        _cleanup_close_ int builds_fd = open(rc->builds_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+        if (builds_fd < 0)
+                return errno == ENOENT;
+        for (size_t i = 0; i < rc->n_paths; i++) {
+                int fd = safe_openat(builds_fd, rc->rels[i], O_PATH, 0, RESOLVE_POLICY_NO_SYMLINKS);
+                if (fd != -ENOENT) {
+                        safe_close(fd);
+                        return false;
+                }
+        }
+        return true;
+}
+
 /* In the user namespace: check every PATH first (a refusal changes nothing), then walk them. */
 static int reclaim_in_userns(void *userdata) {
         Reclaim *rc = userdata;
@@ -528,8 +554,7 @@ static int reclaim_in_userns(void *userdata) {
                 return r == -ERCI_USAGE ? EXIT_USAGE : EXIT_FAILED;
 
         if (done == 0)
-                log_info("%s: %s, nothing to do (%.1f ms)", rc->n_paths == 1 ? rc->paths[0] : "no PATH",
-                         rc->n_paths == 1 ? "does not exist" : "exists", ms_since_usec(rc->t0));
+                log_nothing_there(rc);
         else if (rc->n_paths == 1)
                 log_info("%s: re-owned %" PRIu64 " of %" PRIu64 " entries to %s, opened %" PRIu64
                          " directories (%.1f ms)",
@@ -626,6 +651,10 @@ int reclaim_main(const ReclaimOptions *o) {
         for (size_t i = 0; i < o->n_paths && r >= 0; i++)
                 r = reclaim_path_below(rc.builds_dir, o->paths[i], &rels[i]);
         rc.rels = rels;
+        if (r >= 0 && nothing_there(&rc)) {
+                log_nothing_there(&rc);
+                goto out;
+        }
         if (r >= 0) {
                 /* As newuidmap finds the user: by its real UID. */
                 errno = 0;

@@ -19,15 +19,6 @@
  * are the machine test's (tests/machine/reclaim.sh).
  */
 
-static const char *P(const char *d, const char *rel) {
-        static char bufs[4][4096];
-        static unsigned i;
-        char *b = bufs[i++ % 4];
-
-        snprintf(b, sizeof(bufs[0]), "%s/%s", d, rel);
-        return b;
-}
-
 static int below(const char *dir, const char *path, char **ret_rel, char **ret_log) {
         int r;
 
@@ -113,45 +104,45 @@ TEST(reclaim_refuses_a_symlink_on_the_way_and_what_is_not_a_directory) {
         char *log;
         int fd;
 
-        ASSERT_OK(mkdir(P(d, "builds"), 0700));
-        ASSERT_OK(mkdir(P(d, "builds/agent"), 0755));
-        ASSERT_OK(mkdir(P(d, "builds/agent/org"), 0755));
-        ASSERT_OK(mkdir(P(d, "builds/agent/org/pipe"), 0755));
-        ASSERT_OK(mkdir(P(d, "elsewhere"), 0755));
-        ASSERT_OK(mkdir(P(d, "elsewhere/pipe"), 0755));
-        ASSERT_OK(symlink(P(d, "elsewhere"), P(d, "builds/agent/linked")));
-        ASSERT_OK(symlink(P(d, "elsewhere/pipe"), P(d, "builds/agent/org/pipe-link")));
-        ASSERT_OK(symlink(P(d, "nowhere"), P(d, "builds/agent/org/dangling")));
+        ASSERT_OK(mkdir(test_path(d, "builds"), 0700));
+        ASSERT_OK(mkdir(test_path(d, "builds/agent"), 0755));
+        ASSERT_OK(mkdir(test_path(d, "builds/agent/org"), 0755));
+        ASSERT_OK(mkdir(test_path(d, "builds/agent/org/pipe"), 0755));
+        ASSERT_OK(mkdir(test_path(d, "elsewhere"), 0755));
+        ASSERT_OK(mkdir(test_path(d, "elsewhere/pipe"), 0755));
+        ASSERT_OK(symlink("../../elsewhere", test_path(d, "builds/agent/linked")));
+        ASSERT_OK(symlink("../../../elsewhere/pipe", test_path(d, "builds/agent/org/pipe-link")));
+        ASSERT_OK(symlink("../../../nowhere", test_path(d, "builds/agent/org/dangling")));
         test_write(d, "builds/agent/org/file", "x");
 
-        ASSERT_OK(open_checkout(P(d, "builds"), "agent/org/pipe", &fd, &log));
+        ASSERT_OK(open_checkout(test_path(d, "builds"), "agent/org/pipe", &fd, &log));
         ASSERT_TRUE(fd >= 0);
         close(fd);
         free(log);
 
         /* Missing: nothing to do. */
-        ASSERT_OK(open_checkout(P(d, "builds"), "agent/org/new-pipe", &fd, &log));
+        ASSERT_OK(open_checkout(test_path(d, "builds"), "agent/org/new-pipe", &fd, &log));
         ASSERT_EQ(fd, -1);
         free(log);
-        ASSERT_OK(open_checkout(P(d, "builds"), "agent/missing/pipe", &fd, &log));
+        ASSERT_OK(open_checkout(test_path(d, "builds"), "agent/missing/pipe", &fd, &log));
         ASSERT_EQ(fd, -1);
         free(log);
 
         /* The checkout itself a symlink, a component below the builds dir one, a dangling one. */
-        ASSERT_EQ(open_checkout(P(d, "builds"), "agent/org/pipe-link", &fd, &log), -ERCI_USAGE);
+        ASSERT_EQ(open_checkout(test_path(d, "builds"), "agent/org/pipe-link", &fd, &log), -ERCI_USAGE);
         ASSERT_CONTAINS(log, "builds/agent/org/pipe-link is a symlink, and reclaim never follows one");
         free(log);
-        ASSERT_EQ(open_checkout(P(d, "builds"), "agent/linked/pipe", &fd, &log), -ERCI_USAGE);
+        ASSERT_EQ(open_checkout(test_path(d, "builds"), "agent/linked/pipe", &fd, &log), -ERCI_USAGE);
         ASSERT_CONTAINS(log, "Refusing ");
         ASSERT_CONTAINS(log, "builds/agent/linked/pipe: ");
         ASSERT_CONTAINS(log, "builds/agent/linked is a symlink");
         free(log);
-        ASSERT_EQ(open_checkout(P(d, "builds"), "agent/org/dangling", &fd, &log), -ERCI_USAGE);
+        ASSERT_EQ(open_checkout(test_path(d, "builds"), "agent/org/dangling", &fd, &log), -ERCI_USAGE);
         ASSERT_CONTAINS(log, "dangling is a symlink");
         free(log);
-        ASSERT_EQ(open_checkout(P(d, "builds"), "agent/org/dangling/x", &fd, &log), -ERCI_USAGE);
+        ASSERT_EQ(open_checkout(test_path(d, "builds"), "agent/org/dangling/x", &fd, &log), -ERCI_USAGE);
         free(log);
-        ASSERT_EQ(open_checkout(P(d, "builds"), "agent/org/file", &fd, &log), -ERCI_USAGE);
+        ASSERT_EQ(open_checkout(test_path(d, "builds"), "agent/org/file", &fd, &log), -ERCI_USAGE);
         ASSERT_CONTAINS(log, "it is not a directory");
         free(log);
 }
@@ -174,30 +165,30 @@ TEST(reclaim_opens_up_the_users_directories) {
         int fd;
 
         /* What a container running as the user (its root) leaves: closed and read-only directories. */
-        ASSERT_OK(mkdir(P(d, "co"), 0755));
-        ASSERT_OK(mkdir(P(d, "co/ro"), 0755));
-        ASSERT_OK(mkdir(P(d, "co/ro/closed"), 0755));
-        ASSERT_OK(mkdir(P(d, "co/ro/closed/inner"), 0755));
+        ASSERT_OK(mkdir(test_path(d, "co"), 0755));
+        ASSERT_OK(mkdir(test_path(d, "co/ro"), 0755));
+        ASSERT_OK(mkdir(test_path(d, "co/ro/closed"), 0755));
+        ASSERT_OK(mkdir(test_path(d, "co/ro/closed/inner"), 0755));
         test_write(d, "co/ro/closed/inner/f", "x");
-        ASSERT_OK(mkfifo(P(d, "co/ro/fifo"), 0600));
-        ASSERT_OK(chmod(P(d, "co/ro/closed/inner"), 0500));
-        ASSERT_OK(chmod(P(d, "co/ro/closed"), 0000));
-        ASSERT_OK(chmod(P(d, "co/ro"), 02555));
-        ASSERT_OK(chmod(P(d, "co"), 0555));
+        ASSERT_OK(mkfifo(test_path(d, "co/ro/fifo"), 0600));
+        ASSERT_OK(chmod(test_path(d, "co/ro/closed/inner"), 0500));
+        ASSERT_OK(chmod(test_path(d, "co/ro/closed"), 0000));
+        ASSERT_OK(chmod(test_path(d, "co/ro"), 02555));
+        ASSERT_OK(chmod(test_path(d, "co"), 0555));
 
-        fd = open(P(d, "co"), O_PATH | O_DIRECTORY | O_CLOEXEC);
+        fd = open(test_path(d, "co"), O_PATH | O_DIRECTORY | O_CLOEXEC);
         ASSERT_TRUE(fd >= 0);
         test_capture_stderr_begin();
-        ASSERT_OK(reclaim_tree(fd, P(d, "co"), &ids, &stats));
+        ASSERT_OK(reclaim_tree(fd, test_path(d, "co"), &ids, &stats));
         free(test_capture_stderr_end());
         close(fd);
 
-        ASSERT_EQ(mode_of(P(d, "co")), 0755);
-        ASSERT_EQ(mode_of(P(d, "co/ro")), 02755);           /* only u+rwx added */
-        ASSERT_EQ(mode_of(P(d, "co/ro/closed")), 0700);
-        ASSERT_EQ(mode_of(P(d, "co/ro/closed/inner")), 0700);
-        ASSERT_EQ(mode_of(P(d, "co/ro/closed/inner/f")), 0644);  /* files: their directory is what matters */
-        ASSERT_EQ(mode_of(P(d, "co/ro/fifo")), 0600);
+        ASSERT_EQ(mode_of(test_path(d, "co")), 0755);
+        ASSERT_EQ(mode_of(test_path(d, "co/ro")), 02755);           /* only u+rwx added */
+        ASSERT_EQ(mode_of(test_path(d, "co/ro/closed")), 0700);
+        ASSERT_EQ(mode_of(test_path(d, "co/ro/closed/inner")), 0700);
+        ASSERT_EQ(mode_of(test_path(d, "co/ro/closed/inner/f")), 0644);  /* files: their directory is what matters */
+        ASSERT_EQ(mode_of(test_path(d, "co/ro/fifo")), 0600);
         ASSERT_EQ(stats.opened, 4);
         ASSERT_EQ(stats.entries, 6);
         ASSERT_EQ(stats.reowned, 0);
@@ -206,8 +197,8 @@ TEST(reclaim_opens_up_the_users_directories) {
 
         /* Again: nothing left to do. */
         reclaim_stats_done(&stats);
-        fd = open(P(d, "co"), O_PATH | O_DIRECTORY | O_CLOEXEC);
-        ASSERT_OK(reclaim_tree(fd, P(d, "co"), &ids, &stats));
+        fd = open(test_path(d, "co"), O_PATH | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_OK(reclaim_tree(fd, test_path(d, "co"), &ids, &stats));
         close(fd);
         ASSERT_EQ(stats.opened, 0);
         ASSERT_EQ(stats.entries, 6);
@@ -219,36 +210,39 @@ TEST(reclaim_never_follows_a_symlink) {
         ReclaimIds ids = own_ids();
         ReclaimStats stats = {};
         struct stat before, after, link_before, link_after;
+        char target[4096];
         int fd;
 
         /* A closed directory outside the checkout, and links to it a job planted inside. */
-        ASSERT_OK(mkdir(P(d, "outside"), 0755));
-        ASSERT_OK(mkdir(P(d, "outside/sub"), 0500));
-        ASSERT_OK(chmod(P(d, "outside"), 0500));
-        ASSERT_OK(mkdir(P(d, "co"), 0755));
-        ASSERT_OK(symlink(P(d, "outside"), P(d, "co/link")));
-        ASSERT_OK(symlink("../outside/sub", P(d, "co/relative")));
-        ASSERT_OK(lstat(P(d, "outside"), &before));
-        ASSERT_OK(lstat(P(d, "co/link"), &link_before));
+        ASSERT_OK(mkdir(test_path(d, "outside"), 0755));
+        ASSERT_OK(mkdir(test_path(d, "outside/sub"), 0500));
+        ASSERT_OK(chmod(test_path(d, "outside"), 0500));
+        ASSERT_OK(mkdir(test_path(d, "co"), 0755));
+        /* Absolute, as planted by a job that knows where the checkout is; and relative. */
+        snprintf(target, sizeof(target), "%s/outside", d);
+        ASSERT_OK(symlink(target, test_path(d, "co/link")));
+        ASSERT_OK(symlink("../outside/sub", test_path(d, "co/relative")));
+        ASSERT_OK(lstat(test_path(d, "outside"), &before));
+        ASSERT_OK(lstat(test_path(d, "co/link"), &link_before));
 
-        fd = open(P(d, "co"), O_PATH | O_DIRECTORY | O_CLOEXEC);
+        fd = open(test_path(d, "co"), O_PATH | O_DIRECTORY | O_CLOEXEC);
         test_capture_stderr_begin();
-        ASSERT_OK(reclaim_tree(fd, P(d, "co"), &ids, &stats));
+        ASSERT_OK(reclaim_tree(fd, test_path(d, "co"), &ids, &stats));
         free(test_capture_stderr_end());
         close(fd);
 
-        ASSERT_OK(lstat(P(d, "outside"), &after));
+        ASSERT_OK(lstat(test_path(d, "outside"), &after));
         ASSERT_EQ(after.st_mode, before.st_mode);
         ASSERT_EQ(after.st_ctim.tv_sec, before.st_ctim.tv_sec);
         ASSERT_EQ(after.st_ctim.tv_nsec, before.st_ctim.tv_nsec);
-        ASSERT_EQ(mode_of(P(d, "outside/sub")), 0500);
-        ASSERT_OK(lstat(P(d, "co/link"), &link_after));
+        ASSERT_EQ(mode_of(test_path(d, "outside/sub")), 0500);
+        ASSERT_OK(lstat(test_path(d, "co/link"), &link_after));
         ASSERT_TRUE(S_ISLNK(link_after.st_mode));
         ASSERT_EQ(stats.entries, 3);
         ASSERT_EQ(stats.opened, 0);
         reclaim_stats_done(&stats);
-        ASSERT_OK(chmod(P(d, "outside"), 0755));
-        ASSERT_OK(chmod(P(d, "outside/sub"), 0755));
+        ASSERT_OK(chmod(test_path(d, "outside"), 0755));
+        ASSERT_OK(chmod(test_path(d, "outside/sub"), 0755));
 }
 
 #define DEEP 400
@@ -306,8 +300,8 @@ TEST(reclaim_walks_a_very_deep_tree_with_few_fds) {
         int status;
         pid_t pid;
 
-        ASSERT_OK(mkdir(P(d, "co"), 0755));
-        ASSERT_OK(make_deep(P(d, "co")));
+        ASSERT_OK(mkdir(test_path(d, "co"), 0755));
+        ASSERT_OK(make_deep(test_path(d, "co")));
 
         /* Far fewer fds than levels: a walk that held one per level would fail with EMFILE. */
         pid = fork();
@@ -320,8 +314,8 @@ TEST(reclaim_walks_a_very_deep_tree_with_few_fds) {
 
                 if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
                         _exit(10);
-                fd = open(P(d, "co"), O_PATH | O_DIRECTORY | O_CLOEXEC);
-                r = reclaim_tree(fd, P(d, "co"), &ids, &stats);
+                fd = open(test_path(d, "co"), O_PATH | O_DIRECTORY | O_CLOEXEC);
+                r = reclaim_tree(fd, test_path(d, "co"), &ids, &stats);
                 if (r < 0)
                         _exit(11);
                 if (stats.errors != 0)
@@ -335,5 +329,5 @@ TEST(reclaim_walks_a_very_deep_tree_with_few_fds) {
         ASSERT_EQ(waitpid(pid, &status, 0), pid);
         ASSERT_TRUE(WIFEXITED(status));
         ASSERT_EQ(WEXITSTATUS(status), 0);
-        ASSERT_EQ(count_open_levels(P(d, "co")), DEEP);
+        ASSERT_EQ(count_open_levels(test_path(d, "co")), DEEP);
 }
