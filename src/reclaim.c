@@ -577,7 +577,8 @@ static int reclaim_in_userns(void *userdata) {
                             "mount.",
                             stats.mounts, stats.mounts == 1 ? "mount" : "mounts", stats.first_mount);
         if (stats.errors > 0) {
-                log_error("%" PRIu64 " entries could not be given back%s.", stats.errors,
+                log_error("%" PRIu64 " %s could not be given back%s.", stats.errors,
+                          stats.errors == 1 ? "entry" : "entries",
                           stats.errors > ERRORS_LOGGED ? " (the first ones are above)" : " (above)");
                 return EXIT_FAILED;
         }

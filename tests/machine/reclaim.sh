@@ -47,7 +47,7 @@ chown -R buildkite:buildkite "$B"/agent-1
 for f in src/deep/a/b/c/file src/one out/ro/result mixed/file; do echo data >"$C/$f"; done
 mkfifo "$C"/src/fifo
 ln -s /var/tmp/target "$C"/src/escape
-ln -s ../../../../../../../../var/tmp/target/inner "$C"/src/deep/relative-escape
+ln -s "$(printf '../%.0s' $(seq 20))var/tmp/target/inner" "$C"/src/deep/relative-escape
 echo linked >"$B"/agent-1/org/other/hard
 ln "$B"/agent-1/org/other/hard "$C"/src/hard
 chown -R "$A:$A" "$C"/src
@@ -85,6 +85,8 @@ EOF
 manifest >"$TEST_TMP/before"
 sed 's/^/# before: /' "$TEST_TMP/before"
 grep -q "^$C/out/ro d $S:$S 555 " "$TEST_TMP/before" || fail "the test tree is not as meant"
+in_machine test -f "$C"/src/deep/relative-escape/keep || fail "the relative symlink does not reach outside"
+in_machine test -f "$C"/src/escape/inner/keep || fail "the absolute symlink does not reach outside"
 
 # Without reclaim the user cannot clean up: a file in the read-only directory of a subordinate ID.
 if as_ci rm -f "$C"/out/ro/result 2>/dev/null; then fail "the CI user could delete below a read-only directory of a subordinate ID"; fi
