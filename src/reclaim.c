@@ -242,6 +242,8 @@ static ReclaimVerdict give_back(Walk *w, int dirfd, const char *name, const stru
                         w->stats->reowned++;
                         return RECLAIM_CHOWN;
                 }
+                if (errno == ENOENT)  /* removed meanwhile (a container still at work): nothing to give back */
+                        return RECLAIM_KEEP;
                 if (errno != EPERM && errno != EINVAL) {
                         count_error(w, negative_errno(), "give back", shown);
                         return RECLAIM_FOREIGN;
