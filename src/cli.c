@@ -80,18 +80,10 @@ static int add_setting(Cli *cli, const char *option, const char *section, const 
         return 0;
 }
 
-/* reclaim's PATHs are argv's own words, in order (argv outlives the Cli). */
-static int add_path(Cli *cli, char *argv[], int i) {
-        if (!cli->paths)
-                cli->paths = argv + i;
-        else if (cli->paths + cli->n_paths != argv + i)
-                /* Options between PATHs: getopt has permuted nothing ("+"), so move the word next to the others. */
-                for (int j = i; &argv[j] > cli->paths + cli->n_paths; j--) {
-                        char *t = argv[j];
-                        argv[j] = argv[j - 1];
-                        argv[j - 1] = t;
-                }
-        cli->n_paths++;
+static int add_path(Cli *cli, const char *path) {
+        if (cli->n_paths >= ELEMENTSOF(cli->paths))
+                return log_error_errno(-ERCI_USAGE, "reclaim takes at most %zu PATHs.", ELEMENTSOF(cli->paths));
+        cli->paths[cli->n_paths++] = path;
         return 0;
 }
 
@@ -135,7 +127,7 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
         };
         Cli cli = { .verb = CLI_VERB_HELP, .lock_timeout_sec = CLI_LOCK_TIMEOUT_DEFAULT };
         bool want_version = false, lock_timeout_set = false;
-        int c, r;
+        int c, r, consumed = 0;
 
         opterr = 0;
         optind = 0;
@@ -144,11 +136,20 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                (optind < argc && argv[optind][0] != '-')) {
                 /* Options may come before and after the verb: step over the verb and go on. */
                 if (c < 0) {
+                        /*
+                         * After "--", getopt points optind back at the first word that
+                         * followed it each time it is called again: taken already.
+                         */
+                        if (optind < consumed) {
+                                optind = consumed;
+                                break;
+                        }
                         /* reclaim's PATHs: every word after the verb. */
                         if (cli.verb == CLI_VERB_RECLAIM) {
-                                r = add_path(&cli, argv, optind++);
+                                r = add_path(&cli, argv[optind++]);
                                 if (r < 0)
                                         return r;
+                                consumed = optind;
                                 continue;
                         }
                         if (cli.verb != CLI_VERB_HELP || want_version)
@@ -170,7 +171,7 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                                 return 0;
                         } else
                                 return log_error_errno(-ERCI_USAGE, "Unknown verb '%s'. Verbs: apply, plan, check, wait, reclaim, version.", argv[optind]);
-                        optind++;
+                        consumed = ++optind;
                         continue;
                 }
 

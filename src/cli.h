@@ -18,6 +18,9 @@ typedef enum CliVerb {
         CLI_VERB_HELP,
 } CliVerb;
 
+/* reclaim's PATHs: a job passes its checkout, and maybe a few more places. */
+#define CLI_PATHS_MAX 32
+
 /* One option given on the command line, applied on top of the files. */
 typedef struct CliSetting {
         const char *option;   /* "--disk" for messages */
@@ -35,9 +38,9 @@ typedef struct Cli {
         unsigned lock_timeout_sec;     /* CLI_LOCK_TIMEOUT_DEFAULT: cli_lock_timeout_sec() decides */
         CliSetting settings[16];
         unsigned n_settings;
-        /* reclaim: its own option and its PATHs (into argv) */
+        /* reclaim: its own option and its PATHs (argv's strings) */
         const char *builds_dir;
-        char **paths;
+        const char *paths[CLI_PATHS_MAX];
         unsigned n_paths;
 } Cli;
 

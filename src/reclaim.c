@@ -242,6 +242,8 @@ static ReclaimVerdict give_back(Walk *w, int dirfd, const char *name, const stru
                         w->stats->reowned++;
                         return RECLAIM_CHOWN;
                 }
+                if (errno == ENOENT)  /* removed meanwhile (a container still at work): nothing to give back */
+                        return RECLAIM_KEEP;
                 if (errno != EPERM && errno != EINVAL) {
                         count_error(w, negative_errno(), "give back", shown);
                         return RECLAIM_FOREIGN;
@@ -472,13 +474,39 @@ out:
 
 typedef struct Reclaim {
         const char *builds_dir;
-        char *const *paths;
+        const char *const *paths;
         char **rels;
         size_t n_paths;
         const char *user;
         ReclaimIds ids;
         unsigned long long t0;
 } Reclaim;
+
+static void log_nothing_there(const Reclaim *rc) {
+        log_info("%s: %s, nothing to do (%.1f ms)", rc->n_paths == 1 ? rc->paths[0] : "no PATH",
+                 rc->n_paths == 1 ? "does not exist" : "exists", ms_since_usec(rc->t0));
+}
+
+/*
+ * Before any namespace (the first job of a pipeline has no checkout yet):
+ * is every PATH missing, as the user sees it? Only a plain "no such file"
+ * all along counts; anything else (a symlink, a directory closed to the
+ * user) is for the checks in the namespace to judge.
+ */
+static bool nothing_there(const Reclaim *rc) {
+        _cleanup_close_ int builds_fd = open(rc->builds_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+        if (builds_fd < 0)
+                return errno == ENOENT;
+        for (size_t i = 0; i < rc->n_paths; i++) {
+                int fd = safe_openat(builds_fd, rc->rels[i], O_PATH, 0, RESOLVE_POLICY_NO_SYMLINKS);
+                if (fd != -ENOENT) {
+                        safe_close(fd);
+                        return false;
+                }
+        }
+        return true;
+}
 
 /* In the user namespace: check every PATH first (a refusal changes nothing), then walk them. */
 static int reclaim_in_userns(void *userdata) {
@@ -527,24 +555,32 @@ static int reclaim_in_userns(void *userdata) {
         if (r < 0)
                 return r == -ERCI_USAGE ? EXIT_USAGE : EXIT_FAILED;
 
-        log_info("%s: %" PRIu64 " entries re-owned to %s, %" PRIu64 " directories opened, of %" PRIu64
-                 " looked at in %zu of %zu paths (%.1f ms)",
-                 rc->n_paths == 1 ? rc->paths[0] : "reclaimed", stats.reowned, rc->user, stats.opened, stats.entries,
-                 done, rc->n_paths, ms_since_usec(rc->t0));
+        if (done == 0)
+                log_nothing_there(rc);
+        else if (rc->n_paths == 1)
+                log_info("%s: re-owned %" PRIu64 " of %" PRIu64 " entries to %s, opened %" PRIu64
+                         " directories (%.1f ms)",
+                         rc->paths[0], stats.reowned, stats.entries, rc->user, stats.opened, ms_since_usec(rc->t0));
+        else
+                log_info("%zu of %zu paths: re-owned %" PRIu64 " of %" PRIu64 " entries to %s, opened %" PRIu64
+                         " directories (%.1f ms)",
+                         done, rc->n_paths, stats.reowned, stats.entries, rc->user, stats.opened,
+                         ms_since_usec(rc->t0));
         if (stats.foreign > 0)
-                log_warning("Left %" PRIu64 " entries owned by IDs that are neither %s's nor its subordinate IDs "
+                log_warning("Left %" PRIu64 " %s owned by IDs that are neither %s's nor its subordinate IDs "
                             "(first: %s).",
-                            stats.foreign, rc->user, stats.first_foreign);
+                            stats.foreign, stats.foreign == 1 ? "entry" : "entries", rc->user, stats.first_foreign);
         if (stats.hardlinked > 0)
-                log_warning("Left %" PRIu64 " files of subordinate IDs that have other names, maybe outside the "
-                            "checkout (first: %s); deleting them needs only their directory.",
-                            stats.hardlinked, stats.first_hardlinked);
+                log_warning("Left %" PRIu64 " %s of subordinate IDs with other names, maybe outside the checkout "
+                            "(first: %s); removing one needs only its directory.",
+                            stats.hardlinked, stats.hardlinked == 1 ? "file" : "files", stats.first_hardlinked);
         if (stats.mounts > 0)
-                log_warning("Did not enter %" PRIu64 " mounts below (first: %s): reclaim never crosses into "
-                            "another mount.",
-                            stats.mounts, stats.first_mount);
+                log_warning("Did not enter %" PRIu64 " %s below (first: %s): reclaim never crosses into another "
+                            "mount.",
+                            stats.mounts, stats.mounts == 1 ? "mount" : "mounts", stats.first_mount);
         if (stats.errors > 0) {
-                log_error("%" PRIu64 " entries could not be given back%s.", stats.errors,
+                log_error("%" PRIu64 " %s could not be given back%s.", stats.errors,
+                          stats.errors == 1 ? "entry" : "entries",
                           stats.errors > ERRORS_LOGGED ? " (the first ones are above)" : " (above)");
                 return EXIT_FAILED;
         }
@@ -618,6 +654,10 @@ int reclaim_main(const ReclaimOptions *o) {
         for (size_t i = 0; i < o->n_paths && r >= 0; i++)
                 r = reclaim_path_below(rc.builds_dir, o->paths[i], &rels[i]);
         rc.rels = rels;
+        if (r >= 0 && nothing_there(&rc)) {
+                log_nothing_there(&rc);
+                goto out;
+        }
         if (r >= 0) {
                 /* As newuidmap finds the user: by its real UID. */
                 errno = 0;

@@ -35,7 +35,7 @@
 
 typedef struct ReclaimOptions {
         const char *builds_dir;   /* NULL: $BUILDKITE_BUILD_PATH */
-        char *const *paths;
+        const char *const *paths;
         size_t n_paths;
 } ReclaimOptions;
 
