@@ -112,7 +112,7 @@ run_job() {
 	JOB_LOG=$TEST_TMP/job-$JOB_SEQ-$name.log
 	uid=$(ci_uid)
 	case $plugin in
-	docker-buildkite-plugin) location="github.com/buildkite-plugins/docker-buildkite-plugin#v5.12.0" prefix=BUILDKITE_PLUGIN_DOCKER ;;
+	docker-buildkite-plugin) location="github.com/buildkite-plugins/docker-buildkite-plugin#v5.13.0" prefix=BUILDKITE_PLUGIN_DOCKER ;;
 	docker-compose-buildkite-plugin) location="github.com/buildkite-plugins/docker-compose-buildkite-plugin#v5.5.0" prefix=BUILDKITE_PLUGIN_DOCKER_COMPOSE ;;
 	'') location='' prefix='' ;;
 	*) fail "run_job: unknown plugin $plugin" ;;
