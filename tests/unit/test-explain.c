@@ -138,3 +138,22 @@ TEST(host_text_in_a_finding_cannot_forge_a_log_section) {
         ASSERT_CONTAINS(t, "user: 1000\\x0a+++ :tada: all good\n");
         free(t);
 }
+
+TEST(the_verb_exits_0_with_nothing_to_say_and_2_on_bad_input) {
+        char *argv_plain[] = { (char *) "explain", NULL }, *argv_extra[] = { (char *) "explain", (char *) "--fix", NULL };
+        char *err;
+
+        unsetenv("BUILDKITE_PLUGINS");
+        ASSERT_EQ(explain_main(1, argv_plain), 0);
+        setenv("BUILDKITE_PLUGINS", "[{\"docker#v5\":{\"image\":\"i\"}}]", 1);
+        ASSERT_EQ(explain_main(1, argv_plain), 0);
+        test_capture_stderr_begin();
+        ASSERT_EQ(explain_main(2, argv_extra), 2);
+        setenv("BUILDKITE_PLUGINS", "[{\"docker#v5\":{\"image\":\"i\"}},]", 1);
+        ASSERT_EQ(explain_main(1, argv_plain), 2);
+        err = test_capture_stderr_end();
+        ASSERT_CONTAINS(err, "explain takes no arguments");
+        ASSERT_CONTAINS(err, "BUILDKITE_PLUGINS cannot be read: a ',' before ']' at byte 29. Nothing explained.");
+        free(err);
+        unsetenv("BUILDKITE_PLUGINS");
+}
