@@ -22,6 +22,7 @@ enum {
         OPT_READY_TIMEOUT,
         OPT_LOCK_TIMEOUT,
         OPT_VERSION,
+        OPT_BUILDS_DIR,
 };
 
 void cli_help(void) {
@@ -36,6 +37,14 @@ void cli_help(void) {
                "  wait      wait (at most ReadyTimeoutSec) until the CI user's Docker answers GET /_ping;\n"
                "            exit 0 when it does, 1 when it did not; changes nothing (the agent's\n"
                "            drop-in runs it before the agent starts)\n"
+               "  explain   (run by rootless-ci's pre-command agent hook, as the CI user) explain in the job\n"
+               "            log the job's docker plugin options that mean something else under rootless\n"
+               "            Docker, from BUILDKITE_PLUGINS; changes nothing (rootless-ci explain --help)\n"
+               "  reclaim [--builds-dir=DIR] PATH...\n"
+               "            run as the CI user (not root): give what its containers' subordinate IDs\n"
+               "            own below each job checkout PATH (below DIR, default $BUILDKITE_BUILD_PATH)\n"
+               "            back to it and open its directories, so the next job can clean or remove\n"
+               "            them; takes no lock, reads no configuration (the agent's hooks run it)\n"
                "  version   print the version\n"
                "\n"
                "Options (each but the first five is also a configuration key; the command line wins):\n"
@@ -71,6 +80,32 @@ static int add_setting(Cli *cli, const char *option, const char *section, const 
         return 0;
 }
 
+static int add_path(Cli *cli, const char *path) {
+        if (cli->n_paths >= ELEMENTSOF(cli->paths))
+                return log_error_errno(-ERCI_USAGE, "reclaim takes at most %zu PATHs.", ELEMENTSOF(cli->paths));
+        cli->paths[cli->n_paths++] = path;
+        return 0;
+}
+
+/*
+ * reclaim is run by the CI user in every job: it reads no configuration and
+ * takes no lock, so the options of the root verbs mean nothing to it, and
+ * --builds-dir means nothing to them.
+ */
+static int check_verb_options(const Cli *cli) {
+        if (cli->verb == CLI_VERB_RECLAIM) {
+                if (cli->config_path || cli->root || cli->json || cli->n_settings > 0 ||
+                    cli->lock_timeout_sec != CLI_LOCK_TIMEOUT_DEFAULT)
+                        return log_error_errno(-ERCI_USAGE,
+                                               "reclaim takes only --builds-dir=DIR, -v and PATHs (it reads no "
+                                               "configuration). See --help.");
+                if (cli->n_paths == 0)
+                        return log_error_errno(-ERCI_USAGE, "reclaim needs at least one PATH (a job's checkout).");
+        } else if (cli->builds_dir)
+                return log_error_errno(-ERCI_USAGE, "--builds-dir is an option of reclaim only.");
+        return 0;
+}
+
 int cli_parse(int argc, char *argv[], Cli *ret) {
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -87,11 +122,12 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                 { "user", required_argument, NULL, OPT_USER },
                 { "agent-unit", required_argument, NULL, OPT_AGENT_UNIT },
                 { "ready-timeout", required_argument, NULL, OPT_READY_TIMEOUT },
+                { "builds-dir", required_argument, NULL, OPT_BUILDS_DIR },
                 {}
         };
         Cli cli = { .verb = CLI_VERB_HELP, .lock_timeout_sec = CLI_LOCK_TIMEOUT_DEFAULT };
         bool want_version = false, lock_timeout_set = false;
-        int c, r;
+        int c, r, consumed = 0;
 
         opterr = 0;
         optind = 0;
@@ -100,6 +136,22 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                (optind < argc && argv[optind][0] != '-')) {
                 /* Options may come before and after the verb: step over the verb and go on. */
                 if (c < 0) {
+                        /*
+                         * After "--", getopt points optind back at the first word that
+                         * followed it each time it is called again: taken already.
+                         */
+                        if (optind < consumed) {
+                                optind = consumed;
+                                break;
+                        }
+                        /* reclaim's PATHs: every word after the verb. */
+                        if (cli.verb == CLI_VERB_RECLAIM) {
+                                r = add_path(&cli, argv[optind++]);
+                                if (r < 0)
+                                        return r;
+                                consumed = optind;
+                                continue;
+                        }
                         if (cli.verb != CLI_VERB_HELP || want_version)
                                 return log_error_errno(-ERCI_USAGE, "Unexpected argument '%s'. See --help.", argv[optind]);
                         if (streq(argv[optind], "apply"))
@@ -110,14 +162,16 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                                 cli.verb = CLI_VERB_CHECK;
                         else if (streq(argv[optind], "wait"))
                                 cli.verb = CLI_VERB_WAIT;
+                        else if (streq(argv[optind], "reclaim"))
+                                cli.verb = CLI_VERB_RECLAIM;
                         else if (streq(argv[optind], "version"))
                                 want_version = true;
                         else if (streq(argv[optind], "help")) {
                                 ret->verb = CLI_VERB_HELP;
                                 return 0;
                         } else
-                                return log_error_errno(-ERCI_USAGE, "Unknown verb '%s'. Verbs: apply, plan, check, wait, version.", argv[optind]);
-                        optind++;
+                                return log_error_errno(-ERCI_USAGE, "Unknown verb '%s'. Verbs: apply, plan, check, wait, reclaim, version.", argv[optind]);
+                        consumed = ++optind;
                         continue;
                 }
 
@@ -191,6 +245,13 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                         if (r < 0)
                                 return r;
                         break;
+                case OPT_BUILDS_DIR:
+                        if (cli.builds_dir)
+                                return log_error_errno(-ERCI_USAGE, "--builds-dir given more than once.");
+                        if (!*optarg)
+                                return log_error_errno(-ERCI_USAGE, "--builds-dir= needs a directory.");
+                        cli.builds_dir = optarg;
+                        break;
                 case OPT_READY_TIMEOUT:
                         r = add_setting(&cli, "--ready-timeout", "Daemon", "ReadyTimeoutSec", optarg);
                         if (r < 0)
@@ -215,8 +276,11 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                         return log_error_errno(-ERCI_USAGE, "'version' takes no other verb.");
                 cli.verb = CLI_VERB_VERSION;
         } else if (cli.verb == CLI_VERB_HELP)
-                return log_error_errno(-ERCI_USAGE, "No verb given. Verbs: apply, plan, check, wait, version. See --help.");
+                return log_error_errno(-ERCI_USAGE, "No verb given. Verbs: apply, plan, check, wait, reclaim, version. See --help.");
 
+        r = check_verb_options(&cli);
+        if (r < 0)
+                return r;
         *ret = cli;
         return 0;
 }

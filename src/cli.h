@@ -13,9 +13,13 @@ typedef enum CliVerb {
         CLI_VERB_PLAN = VERB_PLAN,
         CLI_VERB_CHECK = VERB_CHECK,
         CLI_VERB_WAIT,
+        CLI_VERB_RECLAIM,
         CLI_VERB_VERSION,
         CLI_VERB_HELP,
 } CliVerb;
+
+/* reclaim's PATHs: a job passes its checkout, and maybe a few more places. */
+#define CLI_PATHS_MAX 32
 
 /* One option given on the command line, applied on top of the files. */
 typedef struct CliSetting {
@@ -34,6 +38,10 @@ typedef struct Cli {
         unsigned lock_timeout_sec;     /* CLI_LOCK_TIMEOUT_DEFAULT: cli_lock_timeout_sec() decides */
         CliSetting settings[16];
         unsigned n_settings;
+        /* reclaim: its own option and its PATHs (argv's strings) */
+        const char *builds_dir;
+        const char *paths[CLI_PATHS_MAX];
+        unsigned n_paths;
 } Cli;
 
 #define CLI_LOCK_TIMEOUT_DEFAULT UINT_MAX

@@ -8,6 +8,8 @@
 #include "cli.h"
 #include "config.h"
 #include "engine.h"
+#include "explain.h"
+#include "reclaim.h"
 #include "util/error.h"
 #include "units.h"
 #include "util/log.h"
@@ -20,6 +22,10 @@ static int run(int argc, char *argv[]) {
         const char *only_steps = NULL;
         Cli cli;
         int r;
+
+        /* Run by an agent hook as the CI user: no configuration, no global options, its own arguments. */
+        if (argc > 1 && streq(argv[1], "explain"))
+                return explain_main(argc - 1, argv + 1);
 
         r = cli_parse(argc, argv, &cli);
         if (r < 0)
@@ -49,6 +55,12 @@ static int run(int argc, char *argv[]) {
         default:
                 break;
         }
+
+        /* The CI user's command, in every job: no configuration, no lock, no daemon. */
+        if (cli.verb == CLI_VERB_RECLAIM)
+                return exit_status_from_error(reclaim_main(&(ReclaimOptions) {
+                        .builds_dir = cli.builds_dir, .paths = cli.paths, .n_paths = cli.n_paths,
+                }));
 
         if (cli.root && cli.verb == CLI_VERB_WAIT) {
                 log_error("wait looks at the live host's Docker; it takes no --root.");

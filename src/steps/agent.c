@@ -116,6 +116,7 @@ int agent_dropin_render(const Context *ctx, char **ret) {
                 { "PLUGINS_PATH", plugins },
                 { "AGENT_CONFIG", AGENT_CONFIG_FILE },
                 { "SBINDIR", SBINDIR },
+                { "HOOKS_DIR", HOOKS_DIR },
                 { "READY_TIMEOUT", ready },
                 { "START_TIMEOUT", start },
         };
@@ -947,6 +948,12 @@ static int agent_run(Context *ctx) {
                 return r;
         killpoint("agent-config-secured");
         r = check_home_config(ctx);
+        if (r < 0)
+                return r;
+        r = agent_check_hooks(ctx);
+        if (r < 0)
+                return r;
+        r = agent_check_version(ctx);
         if (r < 0)
                 return r;
 

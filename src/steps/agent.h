@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "engine.h"
@@ -29,3 +30,30 @@ int agent_dropin_render(const Context *ctx, char **ret);
  * holds the registration token, is 0640 whatever it was.
  */
 mode_t agent_config_wanted_mode(mode_t have, bool is_config_file);
+
+/* ---- agent-hooks.c: what rootless-ci gives every job through the agent ---- */
+
+/* The hooks rootless-ci installs into HOOKS_DIR, NULL-terminated. */
+extern const char *const agent_hook_names[];
+
+/*
+ * Why the CI user can change an entry on the way to rootless-ci's hooks
+ * (owned by it, writable by everyone, or by a group other than root's), or
+ * NULL when it cannot.
+ */
+const char *agent_hooks_writable_by(const struct stat *st, uid_t ci_uid);
+
+/* agent.hooks: HOOKS_DIR, each component and each hook root's and unwritable by others. */
+int agent_check_hooks(Context *ctx);
+
+/* agent.version: the installed agent (dpkg's record) reads BUILDKITE_ADDITIONAL_HOOKS_PATHS. */
+int agent_check_version(Context *ctx);
+
+/* Compare two Debian-style versions by epoch, the first three numbers and a "~" pre-release: <0, 0, >0. */
+int agent_version_compare(const char *a, const char *b);
+
+/*
+ * The Version of package in dpkg's status text when its Status is
+ * "installed": 1 and *ret (malloc'd), 0 and NULL when it is not, -ENOMEM.
+ */
+int dpkg_status_installed_version(const char *text, const char *package, char **ret);

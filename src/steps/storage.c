@@ -431,8 +431,9 @@ static UserNsIdentity user_identity(const StorageStep *s) {
         const HostFacts *f = &s->ctx->facts;
         return (UserNsIdentity) {
                 .uid = s->uid, .gid = s->gid,
-                .subuid_start = f->subuid_start, .subuid_count = f->subuid_count,
-                .subgid_start = f->subgid_start, .subgid_count = f->subgid_count,
+                /* Every range the user has, as its daemon maps them: data of any of them is copied. */
+                .subuids = f->subuid_ranges, .n_subuids = f->n_subuid_ranges,
+                .subgids = f->subgid_ranges, .n_subgids = f->n_subgid_ranges,
         };
 }
 

@@ -125,6 +125,27 @@ bool subid_line_is_users(const SubIdLine *l, const char *user, uid_t uid) {
         return streq(l->owner, buf);
 }
 
+int subid_file_user_ranges(const SubIdFile *f, const char *user, uid_t uid, SubIdRange **ret, size_t *ret_n) {
+        _cleanup_free_ SubIdRange *r = NULL;
+        size_t n = 0;
+
+        for (size_t i = 0; i < f->n_lines; i++) {
+                const SubIdLine *l = &f->lines[i];
+                SubIdRange *nr;
+
+                if (!subid_line_is_users(l, user, uid) || l->count == 0)
+                        continue;
+                nr = reallocarray(r, n + 1, sizeof(SubIdRange));
+                if (!nr)
+                        return -ENOMEM;
+                r = nr;
+                r[n++] = (SubIdRange) { l->start, l->count };
+        }
+        *ret = TAKE_PTR(r);
+        *ret_n = n;
+        return 0;
+}
+
 static bool overlaps(uint64_t a, uint64_t an, uint64_t b, uint64_t bn) {
         return an > 0 && bn > 0 && a < b + bn && b < a + an;
 }

@@ -53,6 +53,14 @@ void subid_file_done(SubIdFile *f);
 /* Is this RANGE line the user's (by name, or by numeric UID when uid is not (uid_t) -1)? */
 bool subid_line_is_users(const SubIdLine *l, const char *user, uid_t uid);
 
+/*
+ * Every range of the user's lines, in file order, as newuidmap and
+ * newgidmap accept them when the user asks for a map: each line owned by its
+ * name or its numeric UID, whatever apply would think of it (a count of 0
+ * is no range). None: *ret NULL, *ret_n 0.
+ */
+int subid_file_user_ranges(const SubIdFile *f, const char *user, uid_t uid, SubIdRange **ret, size_t *ret_n);
+
 /* Why one of the user's lines cannot be kept; SUBID_OK when it can. */
 typedef enum SubIdVerdict {
         SUBID_OK,

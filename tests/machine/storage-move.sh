@@ -5,8 +5,8 @@
 # no change while the
 # user's daemon runs; refused without loss when the data holds a file the
 # user does not own (a hard link to /etc/shadow); else copied with the
-# user's powers only, ownership by subordinate IDs, modes, hard links and
-# symlinks kept, the original kept beside it, the symlink put in its place.
+# user's powers only, ownership by subordinate IDs (of two ranges), modes,
+# hard links and symlinks kept, the original kept beside it, the symlink put in its place.
 #
 # apply is the whole of it, every step. The copy is compared with the
 # original while that apply is stopped between the storage and the daemon
@@ -30,6 +30,10 @@ assert_eq 0 "$rc" "first apply converges"
 assert_eq "${DATA_DISK}p1" "$(in_machine findmnt -n -o SOURCE --mountpoint /srv/rootless-ci)" \
 	"the data disk is mounted at /srv/rootless-ci"
 IFS=: read -r _ sstart _ < <(in_machine grep '^buildkite:' /etc/subuid)
+# A second subordinate range, as an operator may add one: apply keeps it, the
+# daemon maps it after the first, and the copy must map it too (issue 13 item 13).
+second=500000000
+in_machine sh -c "echo buildkite:$second:65536 >>/etc/subuid && echo buildkite:$second:65536 >>/etc/subgid"
 
 # That apply started the CI user's daemon, which made its data on the disk.
 # The user stops it (as it may), and that data goes: rootless-ci moves data
@@ -57,6 +61,15 @@ runuser -u buildkite -- unshare --map-auto --map-root-user sh -eu -c '
 	chmod 0710 $d
 '
 EOF
+# A container ID of the second range: 65537 and above (the root of the machine makes it, as that daemon would).
+in_machine bash -s "$second" <<'EOF'
+set -euo pipefail
+d=/home/buildkite/.local/share/docker/volumes/second/_data
+mkdir -p "$d"
+echo second >"$d/data"
+chown -R "$(($1 + 41)):$(($1 + 41))" /home/buildkite/.local/share/docker/volumes/second
+chmod 0700 "$d"
+EOF
 manifest() {
 	in_machine bash -s "$1" <<'EOF'
 set -euo pipefail
@@ -72,7 +85,9 @@ manifest /home/buildkite/.local/share/docker >"$TEST_TMP/data.manifest"
 sed 's/^/# data: /' "$TEST_TMP/data.manifest"
 grep -q "volumes/app/_data/data f $((sstart + 999)):$((sstart + 999)) 600" "$TEST_TMP/data.manifest" ||
 	fail "the test data is not owned by the subordinate ID $((sstart + 999))"
-ok "test data owned by the user and by its subordinate IDs"
+grep -q "volumes/second/_data/data f $((second + 41)):$((second + 41)) 644" "$TEST_TMP/data.manifest" ||
+	fail "the test data is not owned by the second range's ID $((second + 41))"
+ok "test data owned by the user and by its subordinate IDs of both ranges"
 
 # ---- the daemon is running: refused, nothing changes
 # A stand-in named like the daemon, run as the user (setpriv execs it: $! is its PID).

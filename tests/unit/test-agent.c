@@ -205,6 +205,7 @@ TEST(dropin_runs_the_agent_as_the_ci_user_against_its_daemon) {
         ASSERT_CONTAINS(text, "\nRequiresMountsFor=/srv/rootless-ci/buildkite/builds\n");
         ASSERT_CONTAINS(text, "\nExecStartPre=+" SBINDIR "/rootless-ci wait --user=buildkite --ready-timeout=120\n");
         ASSERT_CONTAINS(text, "\nTimeoutStartSec=180s\n");
+        ASSERT_CONTAINS(text, "\nEnvironment=BUILDKITE_ADDITIONAL_HOOKS_PATHS=" HOOKS_DIR "\n");
         for (const char *a = strchr(text, '@'); a; a = strchr(a + 1, '@'))
                 ASSERT_FALSE(a[1] >= 'A' && a[1] <= 'Z'); /* nothing left unfilled */
         free(text);
@@ -699,4 +700,173 @@ TEST(a_missing_user_is_a_skip_in_plan) {
         ASSERT_TRUE(access(P(root, "etc"), F_OK) < 0);
         context_done(&ctx);
         config_done(&c);
+}
+
+/* ---- rootless-ci's own hooks, and the agent that must run them ------------------------------------------ */
+
+/* HOOKS_DIR in the fake tree as the package installs it (owned by whoever runs the test). */
+static void make_hooks(const char *root) {
+        char rel[256];
+
+        for (const char *const *n = agent_hook_names; *n; n++) {
+                snprintf(rel, sizeof(rel), "%s/%s", HOOKS_DIR + 1, *n);
+                test_write(root, rel, "#!/bin/sh\n");
+                ASSERT_OK(chmod(P(root, rel), 0755));
+        }
+}
+
+static const Item *find_item(const Run *run, const char *id) {
+        for (size_t i = 0; i < run->ctx.n_items; i++)
+                if (streq(run->ctx.items[i].id, id))
+                        return &run->ctx.items[i];
+        return NULL;
+}
+
+TEST(hooks_writable_by_judges_owner_other_and_non_root_group) {
+        struct stat st = { .st_uid = 0, .st_gid = 0, .st_mode = S_IFDIR | 0755 };
+
+        ASSERT_TRUE(agent_hooks_writable_by(&st, 1001) == NULL);
+        st.st_mode = S_IFDIR | 0775; /* root's group may write: the CI user is never in it */
+        ASSERT_TRUE(agent_hooks_writable_by(&st, 1001) == NULL);
+        st.st_gid = 1001;
+        ASSERT_CONTAINS(agent_hooks_writable_by(&st, 1001), "group");
+        st.st_mode = S_IFDIR | 01777;
+        st.st_gid = 0;
+        ASSERT_CONTAINS(agent_hooks_writable_by(&st, 1001), "every user");
+        st.st_mode = S_IFREG | 0555;
+        st.st_uid = 1001;
+        ASSERT_CONTAINS(agent_hooks_writable_by(&st, 1001), "owned by the CI user");
+}
+
+TEST(hooks_missing_offline_is_a_warning_naming_the_directory) {
+        const char *root = test_tmpdir();
+        Run run;
+
+        make_home(root);
+        run_agent(&run, root, VERB_CHECK, NULL);
+        ASSERT_EQ(count(&run, "agent.hooks", ITEM_WARN, "does not exist"), 1);
+        ASSERT_EQ(count(&run, "agent.hooks", ITEM_FAIL, NULL), 0);
+        run_done(&run);
+}
+
+TEST(hooks_installed_by_root_pass_and_a_writable_component_fails) {
+        const char *root = test_tmpdir();
+        char rel[256];
+        Run run;
+
+        make_home(root);
+        make_hooks(root);
+        if (getuid() == 0) {
+                /* As the package leaves them: root's, 0755. */
+                run_agent(&run, root, VERB_CHECK, NULL);
+                if (count(&run, "agent.hooks", ITEM_PASS, NULL) != 1)
+                        dump(&run);
+                ASSERT_EQ(count(&run, "agent.hooks", ITEM_PASS, "root's and writable by nobody else"), 1);
+                ASSERT_EQ(count(&run, "agent.hooks", ITEM_FAIL, NULL), 0);
+                run_done(&run);
+        }
+
+        /* A component on the way (usr/share) writable by everyone: FAIL naming it, in check and apply alike. */
+        ASSERT_OK(chmod(P(root, "usr/share"), 0777));
+        run_agent(&run, root, VERB_CHECK, NULL);
+        ASSERT_EQ(count(&run, "agent.hooks", ITEM_FAIL, "every user can write it"), 1);
+        {
+                char id[PATH_MAX + 32];
+                snprintf(id, sizeof(id), "agent.hooks:%s/usr/share", root);
+                ASSERT_TRUE(find_item(&run, id) != NULL);
+        }
+        ASSERT_TRUE(run.ctx.any_failed);
+        run_done(&run);
+        ASSERT_OK(chmod(P(root, "usr/share"), 0755));
+
+        /* A hook the CI user owns. */
+        snprintf(rel, sizeof(rel), "%s/pre-exit", HOOKS_DIR + 1);
+        if (getuid() == 0)
+                ASSERT_OK(chown(P(root, rel), fake_ci_uid(), fake_ci_gid()));
+        run_agent(&run, root, VERB_APPLY, NULL);
+        ASSERT_EQ(count(&run, "agent.hooks", ITEM_FAIL, "owned by the CI user"), getuid() == 0 ? 1 : 4 + 3);
+        run_done(&run);
+
+        /* A hook replaced by a symlink: never followed, a FAIL of its own. */
+        ASSERT_OK(unlink(P(root, rel)));
+        ASSERT_OK(symlink("/tmp/planted", P(root, rel)));
+        run_agent(&run, root, VERB_CHECK, NULL);
+        ASSERT_EQ(count(&run, "agent.hooks", ITEM_FAIL, "a symlink"), 1);
+        run_done(&run);
+}
+
+TEST(version_compare_knows_epochs_numbers_and_pre_releases) {
+        ASSERT_EQ(agent_version_compare("3.89.0", "3.89.0"), 0);
+        ASSERT_TRUE(agent_version_compare("3.88.1", "3.89.0") < 0);
+        ASSERT_TRUE(agent_version_compare("3.100.0", "3.89.0") > 0);
+        ASSERT_TRUE(agent_version_compare("3.9.0", "3.89.0") < 0);
+        ASSERT_TRUE(agent_version_compare("4.0", "3.89.0") > 0);
+        ASSERT_TRUE(agent_version_compare("3.89.0-1", "3.89.0") == 0);
+        ASSERT_TRUE(agent_version_compare("3.89.0~beta.1", "3.89.0") < 0);
+        ASSERT_TRUE(agent_version_compare("1:2.0.0", "3.89.0") > 0);
+        ASSERT_TRUE(agent_version_compare("", "3.89.0") < 0);
+        ASSERT_TRUE(agent_version_compare("garbage", "3.89.0") < 0);
+        ASSERT_TRUE(agent_version_compare("99999999999999999999999.0", "3.89.0") > 0);
+}
+
+TEST(dpkg_status_gives_the_installed_version_only) {
+        char *v = NULL;
+        const char *text =
+                "Package: buildkite-agent-extra\nStatus: install ok installed\nVersion: 9.9.9\n\n"
+                "Package: buildkite-agent\nStatus: install ok installed\nArchitecture: amd64\nVersion: 3.88.1-5678\n"
+                "Description: x\n continued\n\n"
+                "Package: zsh\nStatus: install ok installed\nVersion: 5.9\n";
+
+        ASSERT_EQ(dpkg_status_installed_version(text, "buildkite-agent", &v), 1);
+        ASSERT_STREQ(v, "3.88.1-5678");
+        free(v);
+        ASSERT_EQ(dpkg_status_installed_version("Package: buildkite-agent\nStatus: deinstall ok config-files\nVersion: 3.90.0\n",
+                                                "buildkite-agent", &v), 0);
+        ASSERT_TRUE(v == NULL);
+        ASSERT_EQ(dpkg_status_installed_version("Package: buildkite-agent\nStatus: install ok half-installed\nVersion: 3.90.0",
+                                                "buildkite-agent", &v), 0);
+        ASSERT_EQ(dpkg_status_installed_version("Package: buildkite-agent\nVersion: 3.95.0\nStatus: install ok installed",
+                                                "buildkite-agent", &v), 1);
+        ASSERT_STREQ(v, "3.95.0");
+        free(v);
+        ASSERT_EQ(dpkg_status_installed_version("", "buildkite-agent", &v), 0);
+        /* Only a stanza's own Package: line counts, not one in another package's description. */
+        ASSERT_EQ(dpkg_status_installed_version("Package: zsh\nStatus: install ok installed\nVersion: 5.9\n"
+                                                "Description: x\n Package: buildkite-agent\n\n",
+                                                "buildkite-agent", &v), 0);
+        ASSERT_EQ(dpkg_status_installed_version("Package: zsh\nVersion: 5.9\n\nPackage: buildkite-agent\n"
+                                                "Version: 3.91.0\nStatus: install ok installed\n\nPackage: z\n",
+                                                "buildkite-agent", &v), 1);
+        ASSERT_STREQ(v, "3.91.0");
+        free(v);
+}
+
+TEST(an_agent_too_old_for_the_hooks_is_named) {
+        const char *root = test_tmpdir();
+        const Item *it;
+        Run run;
+
+        make_home(root);
+        run_agent(&run, root, VERB_CHECK, NULL);
+        ASSERT_EQ(count(&run, "agent.version", ITEM_PASS, "not installed"), 1);
+        run_done(&run);
+
+        test_write(root, "usr/bin/buildkite-agent", "#!/bin/sh\n");
+        run_agent(&run, root, VERB_CHECK, NULL);
+        ASSERT_EQ(count(&run, "agent.version", ITEM_WARN, "version is unknown"), 1);
+        run_done(&run);
+
+        test_write(root, "var/lib/dpkg/status", "Package: buildkite-agent\nStatus: install ok installed\nVersion: 3.88.1\n");
+        run_agent(&run, root, VERB_CHECK, NULL);
+        it = find_item(&run, "agent.version");
+        ASSERT_TRUE(it != NULL);
+        ASSERT_EQ(it->status, ITEM_FAIL);
+        ASSERT_CONTAINS(it->message, "buildkite-agent 3.88.1 (dpkg) is older than 3.89.0");
+        ASSERT_CONTAINS(it->fix, "upgrade buildkite-agent");
+        run_done(&run);
+
+        test_write(root, "var/lib/dpkg/status", "Package: buildkite-agent\nStatus: install ok installed\nVersion: 3.120.2\n");
+        run_agent(&run, root, VERB_CHECK, NULL);
+        ASSERT_EQ(count(&run, "agent.version", ITEM_PASS, "3.120.2 reads BUILDKITE_ADDITIONAL_HOOKS_PATHS"), 1);
+        run_done(&run);
 }

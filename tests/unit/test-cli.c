@@ -295,3 +295,35 @@ TEST(cli_parse_can_run_twice) {
         ASSERT_EQ(cli.n_settings, 1);
         ASSERT_STREQ(cli.settings[0].option, "--user");
 }
+
+TEST(cli_reclaim_takes_paths_and_its_own_option_only) {
+        Cli cli;
+
+        ASSERT_PARSES(&cli, "reclaim", "/b/a/o/p");
+        ASSERT_EQ(cli.verb, CLI_VERB_RECLAIM);
+        ASSERT_EQ(cli.n_paths, 1);
+        ASSERT_STREQ(cli.paths[0], "/b/a/o/p");
+        ASSERT_TRUE(cli.builds_dir == NULL);
+
+        ASSERT_PARSES(&cli, "-v", "reclaim", "--builds-dir=/b", "/b/x", "-v", "/b/y", "--", "/b/z");
+        ASSERT_EQ(cli.n_paths, 3);
+        ASSERT_STREQ(cli.builds_dir, "/b");
+        ASSERT_STREQ(cli.paths[0], "/b/x");
+        ASSERT_STREQ(cli.paths[1], "/b/y");
+        ASSERT_STREQ(cli.paths[2], "/b/z");
+        ASSERT_EQ(cli.verbose, 2);
+        ASSERT_PARSES(&cli, "reclaim", "/b/x", "--builds-dir", "/b");
+        ASSERT_STREQ(cli.builds_dir, "/b");
+
+        ASSERT_USAGE_ERROR("reclaim needs at least one PATH", "reclaim");
+        ASSERT_USAGE_ERROR("reclaim needs at least one PATH", "reclaim", "--builds-dir=/b");
+        ASSERT_USAGE_ERROR("reclaim takes only --builds-dir=DIR, -v and PATHs", "--root=/img", "reclaim", "/b/x");
+        ASSERT_USAGE_ERROR("reclaim takes only", "reclaim", "/b/x", "--config=/x.conf");
+        ASSERT_USAGE_ERROR("reclaim takes only", "reclaim", "/b/x", "--json");
+        ASSERT_USAGE_ERROR("reclaim takes only", "reclaim", "/b/x", "--user=ci");
+        ASSERT_USAGE_ERROR("reclaim takes only", "reclaim", "/b/x", "--lock-timeout=5");
+        ASSERT_USAGE_ERROR("--builds-dir given more than once", "reclaim", "--builds-dir=/a", "--builds-dir=/b", "/b/x");
+        ASSERT_USAGE_ERROR("--builds-dir= needs a directory", "reclaim", "--builds-dir=", "/b/x");
+        ASSERT_USAGE_ERROR("--builds-dir is an option of reclaim only", "apply", "--builds-dir=/b");
+        ASSERT_USAGE_ERROR("Unexpected argument 'reclaim'", "plan", "reclaim");
+}

@@ -30,6 +30,18 @@ expect 2 "stray argument" --err "Unexpected argument" -- plan -- extra
 expect 2 "--root not a directory" --err "not a directory" -- --root="$TMP/missing" plan
 expect 2 "wait takes no --root" --err "wait looks at the live host" -- --root="$TMP" wait
 expect 1 "wait for a user that does not exist" --err "User rci-no-such-user does not exist" -- wait --user=rci-no-such-user
+expect 2 "reclaim without a PATH" --err "reclaim needs at least one PATH" -- reclaim --builds-dir="$TMP"
+expect 2 "reclaim takes no --root" --err "reclaim takes only --builds-dir=DIR, -v and PATHs" -- --root="$TMP" reclaim "$TMP/x"
+expect 2 "--builds-dir on another verb" --err "--builds-dir is an option of reclaim only" -- plan --builds-dir="$TMP"
+mkdir -p "$TMP/reclaim-builds/co"
+if [ "$(id -u)" = 0 ]; then
+        # The CI user's command: root is refused before anything is looked at.
+        expect 2 "reclaim as root" --in "$TMP/reclaim-builds" --err "reclaim is the CI user's own command" \
+                -- reclaim --builds-dir="$TMP/reclaim-builds" "$TMP/reclaim-builds/co"
+else
+        expect 2 "reclaim of a PATH outside the builds dir" --in "$TMP/reclaim-builds" --err "is not below the builds directory" \
+                -- reclaim --builds-dir="$TMP/reclaim-builds/co" "$TMP/reclaim-builds"
+fi
 
 # --- configuration errors: 2, file:line, nothing changed ---------------------
 

@@ -314,3 +314,32 @@ TEST(login_defs_defaults_are_shadows) {
         ASSERT_EQ(d.sub_gid_min, 100000);
         ASSERT_EQ(d.bad_line, 0);
 }
+
+TEST(subid_user_ranges_are_every_line_of_the_users_as_newuidmap_reads_them) {
+        /* By name and by numeric UID, in file order, bad ones too (newuidmap checks only ownership); count 0 is none. */
+        static const char text[] = "ci:300000:65536\n"
+                                   "other:100000:65536\n"
+                                   "# ci:1:2\n"
+                                   "1000:700000:100\n"
+                                   "ci:900000:0\n"
+                                   "ci:garbage\n"
+                                   "ci:165536:65536";
+        SubIdFile f;
+        SubIdRange *r = NULL;
+        size_t n = 99;
+
+        ASSERT_OK(subid_file_parse(&f, text, strlen(text)));
+        ASSERT_OK(subid_file_user_ranges(&f, "ci", 1000, &r, &n));
+        ASSERT_EQ(n, 3);
+        ASSERT_EQ(r[0].start, 300000);
+        ASSERT_EQ(r[0].count, 65536);
+        ASSERT_EQ(r[1].start, 700000);
+        ASSERT_EQ(r[1].count, 100);
+        ASSERT_EQ(r[2].start, 165536);
+        free(r);
+
+        ASSERT_OK(subid_file_user_ranges(&f, "nobody-here", 4242, &r, &n));
+        ASSERT_EQ(n, 0);
+        ASSERT_TRUE(r == NULL);
+        subid_file_done(&f);
+}
