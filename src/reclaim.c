@@ -178,9 +178,18 @@ typedef struct Level {
         size_t shown_len;        /* length of its name in Walk.shown */
 } Level;
 
+/* A file of subordinate IDs with several names, and how many of them the walk has met. */
+typedef struct Linked {
+        uint64_t ino;            /* every entry given back is on the PATH's mount: the inode says which */
+        uint32_t nlink, seen;    /* seen 0: a free slot */
+        char *first;             /* its first name met, for the message when it is left */
+} Linked;
+
 typedef struct Walk {
         const ReclaimIds *ids;
         ReclaimStats *stats;
+        Linked *linked;          /* open addressing, a power of two of slots, at most half full */
+        size_t n_linked_slots, n_linked;
         struct statx root;       /* the PATH: every entry must be on its mount */
         Level *levels;
         size_t depth, allocated;
@@ -224,6 +233,62 @@ static void count_error(Walk *w, int r, const char *what, const char *shown) {
                 log_error_errno(r, "Failed to %s %s: %m", what, shown);
 }
 
+static size_t linked_slot(const Linked *t, size_t n_slots, uint64_t ino) {
+        size_t i = (size_t) ((ino * 0x9e3779b97f4a7c15ULL) >> 17) & (n_slots - 1);
+
+        while (t[i].seen && t[i].ino != ino)
+                i = (i + 1) & (n_slots - 1);
+        return i;
+}
+
+/*
+ * Meet one name of a file with several: 1 when every name of it has now been
+ * met below the PATH (it can be given back through this one), 0 when not yet.
+ */
+static int linked_meet(Walk *w, const struct statx *st, const char *shown) {
+        Linked *l;
+
+        if ((w->n_linked + 1) * 2 > w->n_linked_slots) {
+                size_t n = w->n_linked_slots ? w->n_linked_slots * 2 : 1024;
+                Linked *t = calloc(n, sizeof(Linked));
+                if (!t)
+                        return -ENOMEM;
+                for (size_t i = 0; i < w->n_linked_slots; i++)
+                        if (w->linked[i].seen)
+                                t[linked_slot(t, n, w->linked[i].ino)] = w->linked[i];
+                free(w->linked);
+                w->linked = t;
+                w->n_linked_slots = n;
+        }
+        l = &w->linked[linked_slot(w->linked, w->n_linked_slots, st->stx_ino)];
+        if (!l->seen) {
+                l->first = strdup(shown);
+                if (!l->first)
+                        return -ENOMEM;
+                l->ino = st->stx_ino;
+                w->n_linked++;
+        }
+        l->seen++;
+        l->nlink = st->stx_nlink;
+        return l->seen >= l->nlink;
+}
+
+/* After the walk: what has a name that was not met below the PATH is left, and reported. */
+static void linked_done(Walk *w) {
+        for (size_t i = 0; i < w->n_linked_slots; i++) {
+                Linked *l = &w->linked[i];
+                if (l->seen && l->seen < l->nlink) {
+                        w->stats->hardlinked++;
+                        if (!w->stats->first_hardlinked)
+                                w->stats->first_hardlinked = TAKE_PTR(l->first);
+                }
+                free(l->first);
+        }
+        free(w->linked);
+        w->linked = NULL;
+        w->n_linked_slots = w->n_linked = 0;
+}
+
 /*
  * Give one entry back: chown through dirfd/name without following it (name
  * "" with AT_EMPTY_PATH: dirfd itself). Returns the verdict that held.
@@ -232,10 +297,18 @@ static ReclaimVerdict give_back(Walk *w, int dirfd, const char *name, const stru
         ReclaimVerdict v = reclaim_judge_owner(w->ids, st->stx_uid, st->stx_gid);
 
         if (v == RECLAIM_CHOWN && !S_ISDIR(st->stx_mode) && st->stx_nlink > 1) {
-                /* Another name may be outside the checkout: leave it (deleting this one needs only the directory). */
-                w->stats->hardlinked++;
-                remember(&w->stats->first_hardlinked, shown);
-                return RECLAIM_FOREIGN;
+                /*
+                 * Another name may be outside the PATH: given back only once every
+                 * name has been met below it, else left (removing this name needs
+                 * only its directory).
+                 */
+                int r = linked_meet(w, st, shown);
+                if (r < 0) {
+                        count_error(w, r, "keep track of", shown);
+                        return RECLAIM_FOREIGN;
+                }
+                if (r == 0)
+                        return RECLAIM_KEEP;
         }
         if (v == RECLAIM_CHOWN) {
                 if (fchownat(dirfd, name, w->ids->self_uid, w->ids->self_gid,
@@ -466,6 +539,7 @@ int reclaim_tree(int fd, const char *shown, const ReclaimIds *ids, ReclaimStats 
 out:
         while (w.depth > 0)
                 level_done(&w.levels[--w.depth]);
+        linked_done(&w);
         free(w.levels);
         free(w.shown);
         return r < 0 ? r : 0;
@@ -572,8 +646,8 @@ static int reclaim_in_userns(void *userdata) {
                             "(first: %s).",
                             stats.foreign, stats.foreign == 1 ? "entry" : "entries", rc->user, stats.first_foreign);
         if (stats.hardlinked > 0)
-                log_warning("Left %" PRIu64 " %s of subordinate IDs with other names, maybe outside the checkout "
-                            "(first: %s); removing one needs only its directory.",
+                log_warning("Left %" PRIu64 " %s of subordinate IDs with names outside what was walked (first: "
+                            "%s); removing one needs only its directory.",
                             stats.hardlinked, stats.hardlinked == 1 ? "file" : "files", stats.first_hardlinked);
         if (stats.mounts > 0)
                 log_warning("Did not enter %" PRIu64 " %s below (first: %s): reclaim never crosses into another "

@@ -21,8 +21,9 @@
  *   - a directory of the user's gets u+rwx, so the user can empty and
  *     remove it;
  *   - a symlink is chowned itself and never followed;
- *   - a file with more than one name is left as it is (its other name may be
- *     outside the checkout); it does not stop its removal, which needs
+ *   - a file with more than one name is given back once the walk has met
+ *     every name of it below PATH, else left as it is (another name may be
+ *     outside the checkout); that does not stop its removal, which needs
  *     only its directory;
  *   - another filesystem, or a mount of the same one, below PATH is not
  *     entered (nor is what is mounted there touched);
@@ -87,7 +88,7 @@ typedef struct ReclaimStats {
         uint64_t reowned;         /* chowned to the user */
         uint64_t opened;          /* directories given u+rwx */
         uint64_t foreign;         /* left: owned by IDs outside the user's */
-        uint64_t hardlinked;      /* left: subordinate-owned, with more than one name */
+        uint64_t hardlinked;      /* left: subordinate-owned, with a name not met below the PATH */
         uint64_t mounts;          /* not entered: another mount */
         uint64_t errors;          /* could not be done (logged, the first few) */
         char *first_foreign, *first_hardlinked, *first_mount;

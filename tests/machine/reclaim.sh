@@ -7,7 +7,8 @@
 # subordinate IDs of TWO ranges (the user's first, and a second one added
 # to /etc/subuid and /etc/subgid as an operator may), a read-only and a
 # closed directory, a fifo, a planted symlink to a subordinate-owned
-# directory outside the checkout, a file hard-linked to a name outside it,
+# directory outside the checkout, a file hard-linked to a name outside it
+# (left) and one with both names inside (given back),
 # and three mounts below it (a tmpfs, a bind mount from the root
 # filesystem, a bind mount from the data disk itself: same device, another
 # mount). Bad input first — as root, a PATH outside the builds dir, a
@@ -50,6 +51,7 @@ ln -s /var/tmp/target "$C"/src/escape
 ln -s "$(printf '../%.0s' $(seq 20))var/tmp/target/inner" "$C"/src/deep/relative-escape
 echo linked >"$B"/agent-1/org/other/hard
 ln "$B"/agent-1/org/other/hard "$C"/src/hard
+ln "$C"/src/one "$C"/src/deep/one-again
 chown -R "$A:$A" "$C"/src
 chown -h "$A:$A" "$C"/src/escape "$C"/src/deep/relative-escape
 chown -R "$S:$S" "$C"/out
@@ -131,7 +133,8 @@ sed 's/^/# reclaim: /' "$TEST_TMP/reclaim.txt"
 assert_eq 0 "$rc" "reclaim exits 0"
 assert_contains "$(cat "$TEST_TMP/reclaim.txt")" "reclaim: $C: re-owned" "one summary line"
 assert_contains "$(cat "$TEST_TMP/reclaim.txt")" "Did not enter 3 mounts below" "it names the mounts it left"
-assert_contains "$(cat "$TEST_TMP/reclaim.txt")" "Left 1 file of subordinate IDs with other names" "it names the hard-linked file it left"
+assert_contains "$(cat "$TEST_TMP/reclaim.txt")" "Left 1 file of subordinate IDs with names outside what was walked" \
+	"it names the hard-linked file it left"
 manifest >"$TEST_TMP/after"
 sed 's/^/# after: /' "$TEST_TMP/after"
 
@@ -143,6 +146,8 @@ in_machine find "$C" \( -path "$C/mnt-*" -prune \) -o \! -group buildkite -print
 assert_eq "$C/src/hard $A:$A" "$(cat "$TEST_TMP/not-group")" "and the user's group, the mixed ones too"
 assert_eq "" "$(in_machine find "$C" \( -path "$C/mnt-*" -prune \) -o -type d \! -perm -0700 -print)" \
 	"every directory is open to the user"
+assert_eq "buildkite 2" "$(in_machine stat -c '%U %h' "$C"/src/deep/one-again)" \
+	"a file whose two names are both in the checkout is given back"
 assert_eq "l buildkite" "$(in_machine stat -c '%F %U' "$C"/src/escape | sed 's/^symbolic link/l/')" \
 	"the planted symlink is the user's itself"
 for p in /var/tmp/target /var/tmp/bind-src "$B"/agent-1/org/other "$C"/mnt-; do

@@ -331,3 +331,56 @@ TEST(reclaim_walks_a_very_deep_tree_with_few_fds) {
         ASSERT_EQ(WEXITSTATUS(status), 0);
         ASSERT_EQ(count_open_levels(test_path(d, "co")), DEEP);
 }
+
+#define PAIRS 600
+
+TEST(reclaim_gives_back_a_hard_linked_file_only_once_every_name_was_met) {
+        /*
+         * The test's own files stand for a subordinate ID's: "self" is another
+         * ID. PAIRS files have both names in the checkout (more than the
+         * table's first size, so it grows), one has a name outside: only that
+         * one is left. Without root the chown is refused (counted foreign);
+         * as root it happens, and is checked.
+         */
+        const char *d = test_tmpdir();
+        uid_t owner = geteuid() ? geteuid() : 1000;
+        ReclaimIds ids = {
+                .self_uid = owner + 1, .self_gid = owner + 1, .uid_max = 4000000000U, .gid_max = 4000000000U,
+                .overflow_uid = 65534, .overflow_gid = 65534,
+        };
+        ReclaimStats stats = {};
+        char a[64], b[64];
+        struct stat st;
+        int fd;
+
+        ASSERT_OK(mkdir(test_path(d, "co"), 0755));
+        ASSERT_OK(mkdir(test_path(d, "co/x"), 0755));
+        ASSERT_OK(mkdir(test_path(d, "co/y"), 0755));
+        fd = open(test_path(d, "co"), O_PATH | O_DIRECTORY | O_CLOEXEC);
+        for (unsigned i = 0; i < PAIRS; i++) {
+                snprintf(a, sizeof(a), "x/f%u", i);
+                snprintf(b, sizeof(b), "y/g%u", i);
+                close(openat(fd, a, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+                ASSERT_OK(linkat(fd, a, fd, b, 0));
+                ASSERT_OK(fchownat(fd, a, owner, owner, AT_SYMLINK_NOFOLLOW));
+        }
+        test_write(d, "co/y/shared", "x");
+        ASSERT_OK(linkat(fd, "y/shared", AT_FDCWD, test_path(d, "outside"), 0));
+        ASSERT_OK(fchownat(fd, "y/shared", owner, owner, AT_SYMLINK_NOFOLLOW));
+
+        test_capture_stderr_begin();
+        ASSERT_OK(reclaim_tree(fd, test_path(d, "co"), &ids, &stats));
+        free(test_capture_stderr_end());
+        ASSERT_EQ(stats.hardlinked, 1);
+        ASSERT_CONTAINS(stats.first_hardlinked, "co/y/shared");
+        ASSERT_OK(lstat(test_path(d, "outside"), &st));
+        ASSERT_EQ(st.st_uid, owner);
+        if (geteuid() == 0) {
+                ASSERT_EQ(stats.reowned, PAIRS);
+                ASSERT_OK(fstatat(fd, "y/g7", &st, AT_SYMLINK_NOFOLLOW));
+                ASSERT_EQ(st.st_uid, owner + 1);
+        } else
+                ASSERT_TRUE(stats.foreign >= PAIRS);  /* every pair was tried: the kernel refused */
+        close(fd);
+        reclaim_stats_done(&stats);
+}
