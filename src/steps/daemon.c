@@ -262,7 +262,69 @@ static int converge_delegate(Context *ctx, const char *pending_marker) {
         if (r < 0)
                 return r;
         return converge_file(ctx, "daemon.delegate", DELEGATE_DROPIN_PATH, text,
-                             "cgroup delegation (cpu cpuset io memory pids) for user managers:", pending_marker);
+                             "cgroup delegation (" DELEGATED_CONTROLLERS ") for user managers:", pending_marker);
+}
+
+/*
+ * What Delegate= is for, judged where it lands: on cgroup v2 the CI user's
+ * manager offers its units (the daemon) every delegated controller. Its
+ * cgroup.controllers lists what its parent enabled for it; read under the
+ * root, no bus. restart_pending (plan): apply restarts the manager for a
+ * drop-in it writes, which delegates what is missing now.
+ */
+static int check_delegation(Context *ctx, const DaemonUser *u, bool restart_pending) {
+        _cleanup_free_ char *path = NULL, *have = NULL, *top = NULL, *fix = NULL;
+        char missing[CONTROLLERS_MISSING_MAX], top_missing[CONTROLLERS_MISSING_MAX];
+        unsigned uid = (unsigned) u->uid;
+        int r;
+
+        if (ctx->facts.cgroup != CGROUP_V2) {
+                report_item(ctx, "daemon.delegation", ITEM_SKIP, NULL,
+                            ctx->facts.cgroup == CGROUP_V1
+                                    ? "cgroup v1: there is no controller to delegate (preflight.cgroup says which limits do not hold)"
+                                    : "the delegation of cgroup controllers is checked on the live host");
+                return 0;
+        }
+        if (asprintf(&path, "/sys/fs/cgroup/user.slice/user-%u.slice/user@%u.service/cgroup.controllers", uid, uid) < 0)
+                return -ENOMEM;
+        r = read_one_line_at(ctx->root_fd, path, &have);
+        if (r == -ENOENT) {
+                report_item(ctx, "daemon.delegation", ITEM_SKIP, NULL,
+                            "user@%u.service has no cgroup: it is not running (see daemon.user-manager)", uid);
+                return 0;
+        }
+        if (r < 0)
+                return log_error_errno(r, "Failed to read %s: %m", path);
+        delegated_controllers_missing(have, missing);
+        if (!missing[0]) {
+                report_item(ctx, "daemon.delegation", ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
+                            "user@%u.service has the cgroup controllers " DELEGATED_CONTROLLERS
+                            " delegated: docker run --memory, --cpus and --pids-limit hold", uid);
+                return 0;
+        }
+        if (ctx->verb == VERB_PLAN && restart_pending) {
+                report_item(ctx, "daemon.delegation", ITEM_CHANGE, NULL,
+                            "delegate %s to user@%u.service (its restart for the new drop-ins does)", missing, uid);
+                return 0;
+        }
+        if (read_one_line_at(ctx->root_fd, "/sys/fs/cgroup/cgroup.controllers", &top) < 0)
+                top = NULL;
+        delegated_controllers_missing(top, top_missing);
+        if (top_missing[0])
+                r = asprintf(&fix, "boot a kernel that offers the %s controller (preflight.cgroup warns of it)", top_missing);
+        else
+                r = asprintf(&fix,
+                             "systemctl daemon-reload, then systemctl restart user@%u.service: a manager takes Delegate= "
+                             "from " DELEGATE_DROPIN_PATH " only when it starts (the restart stops the CI user's Docker "
+                             "and its running jobs)",
+                             uid);
+        if (r < 0)
+                return -ENOMEM;
+        report_item(ctx, "daemon.delegation", ITEM_FAIL, fix,
+                    "user@%u.service lacks the cgroup controllers %s (its cgroup.controllers: \"%s\"): docker run limits "
+                    "on them do not hold",
+                    uid, missing, have);
+        return 0;
 }
 
 /* Returns 1 when a file the system manager reads changed. */
@@ -1016,7 +1078,7 @@ static int daemon_run(Context *ctx) {
                 if (r < 0)
                         return r;
                 report_userns_offline(ctx);
-                return 0;
+                return check_delegation(ctx, &u, user_dropin_changed);
         }
 
         r = context_system_bus(ctx, &system_bus);
@@ -1107,6 +1169,9 @@ static int daemon_run(Context *ctx) {
         }
         killpoint("daemon-started");
 
+        r = check_delegation(ctx, &u, user_dropin_changed);
+        if (r < 0)
+                return r;
         return check_root_sockets_unreachable(ctx, &u);
 }
 

@@ -4,11 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "files.h"
 #include "steps.h"
 #include "util/fs.h"
 #include "util/log.h"
@@ -396,6 +399,51 @@ static void check_apparmor(Context *ctx) {
                             "AppArmor does not restrict unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=0)");
 }
 
+/*
+ * The cgroup hierarchy, from /sys/fs/cgroup under the root: cgroup2 there
+ * (its file system magic, or in a tree its cgroup.controllers) is v2; any
+ * other hierarchy is v1 or hybrid, where the controllers stay on v1 and
+ * Delegate= gives a user's manager none of them.
+ */
+static void check_cgroup(Context *ctx) {
+        _cleanup_close_ int fd = safe_openat(ctx->root_fd, "/sys/fs/cgroup", O_PATH | O_DIRECTORY, 0, RESOLVE_POLICY_IN_ROOT);
+        _cleanup_free_ char *offered = NULL;
+        char missing[CONTROLLERS_MISSING_MAX];
+        struct statfs sfs;
+        bool hybrid;
+
+        if (fd < 0 && !ctx->live) {
+                report_item(ctx, "preflight.cgroup", ITEM_SKIP, NULL, "the cgroup hierarchy is checked on the live host");
+                return;
+        }
+        if (fd >= 0 && ((fstatfs(fd, &sfs) >= 0 && sfs.f_type == CGROUP2_SUPER_MAGIC) ||
+                        faccessat(fd, "cgroup.controllers", F_OK, AT_SYMLINK_NOFOLLOW) >= 0)) {
+                ctx->facts.cgroup = CGROUP_V2;
+                /* What the kernel offers at the top is all a user's manager can ever be given. */
+                if (read_one_line_at(fd, "cgroup.controllers", &offered) < 0)
+                        offered = NULL;
+                delegated_controllers_missing(offered, missing);
+                if (missing[0])
+                        report_item(ctx, "preflight.cgroup", ITEM_WARN,
+                                    "boot a kernel with these cgroup v2 controllers (Debian's and Ubuntu's have them all)",
+                                    "cgroup v2, but the kernel offers no %s controller (/sys/fs/cgroup/cgroup.controllers: "
+                                    "%s): the matching docker run limits do not hold", missing, strempty(offered));
+                else
+                        report_item(ctx, "preflight.cgroup", ITEM_PASS, NULL,
+                                    "cgroup v2: " DELEGATED_CONTROLLERS " can be delegated to the CI user's manager "
+                                    "(daemon.delegation checks that they are)");
+                return;
+        }
+        ctx->facts.cgroup = CGROUP_V1;
+        hybrid = fd >= 0 && faccessat(fd, "unified/cgroup.controllers", F_OK, AT_SYMLINK_NOFOLLOW) >= 0;
+        report_item(ctx, "preflight.cgroup", ITEM_WARN,
+                    "boot with cgroup v2: add systemd.unified_cgroup_hierarchy=1 to the kernel command line (on Debian "
+                    "GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub) and reboot",
+                    "cgroup %s: Delegate= gives the CI user's manager no controller, so docker run --memory, --cpus "
+                    "and --pids-limit (and any per-tenant limit) do not hold: its containers run without resource limits",
+                    fd < 0 ? "file system missing at /sys/fs/cgroup" : hybrid ? "v1 (hybrid)" : "v1");
+}
+
 static int preflight_run(Context *ctx) {
         Distro distro = detect_distro(ctx);
 
@@ -415,6 +463,7 @@ static int preflight_run(Context *ctx) {
         check_systemd(ctx);
         check_kernel(ctx, distro);
         check_apparmor(ctx);
+        check_cgroup(ctx);
         return 0;
 }
 

@@ -24,6 +24,9 @@ static void make_tree(const char *root) {
         test_write(root, "usr/bin/rootlesskit", "#!/bin/sh\n");
 }
 
+/* The cgroup hierarchy preflight would have found (tests that care set it). */
+static CgroupHierarchy test_cgroup = CGROUP_UNKNOWN;
+
 static int run_verb(const char *root, Verb verb, bool apparmor, const char *storage, Context *ret) {
         static Config c;
         int r;
@@ -39,6 +42,7 @@ static int run_verb(const char *root, Verb verb, bool apparmor, const char *stor
         ret->facts.network_driver = strdup("slirp4netns");
         ret->facts.storage_driver = storage ? strdup(storage) : NULL;
         ret->facts.apparmor_restricts_userns = apparmor;
+        ret->facts.cgroup = test_cgroup;
         /* What the user step would have found in the tree. */
         if (strstr(test_read_kept(root, "etc/passwd") ?: "", "buildkite:")) {
                 ret->facts.user_known = true;
@@ -295,4 +299,67 @@ TEST(missing_user_is_reported_not_guessed) {
         ASSERT_TRUE(run_verb(root, VERB_APPLY, false, "overlay2", &ctx) < 0);
         context_done(&ctx);
         ASSERT_TRUE(test_read_kept(root, "etc/systemd/user/docker.service") == NULL);
+}
+
+#define USER_MANAGER_CONTROLLERS "sys/fs/cgroup/user.slice/user-1001.slice/user@1001.service/cgroup.controllers"
+
+TEST(delegation_on_cgroup_v2_is_checked_where_it_lands) {
+        const char *root = test_tmpdir();
+        const Item *it;
+        Context ctx;
+
+        make_tree(root);
+        test_cgroup = CGROUP_V2;
+        test_write(root, "sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n");
+        ASSERT_OK(run_verb(root, VERB_APPLY, false, "overlay2", &ctx));
+        context_done(&ctx);
+
+        /* The manager has them all. */
+        test_write(root, USER_MANAGER_CONTROLLERS, "cpuset cpu io memory pids\n");
+        ASSERT_OK(run_verb(root, VERB_CHECK, false, "overlay2", &ctx));
+        ASSERT_EQ(find_item(&ctx, "daemon.delegation")->status, ITEM_PASS);
+        ASSERT_FALSE(ctx.any_failed);
+        context_done(&ctx);
+
+        /* Started before the drop-in (only memory and pids, systemd's defaults): a failure that says to restart it. */
+        test_write(root, USER_MANAGER_CONTROLLERS, "memory pids\n");
+        ASSERT_OK(run_verb(root, VERB_CHECK, false, "overlay2", &ctx));
+        it = find_item(&ctx, "daemon.delegation");
+        ASSERT_EQ(it->status, ITEM_FAIL);
+        ASSERT_CONTAINS(it->message, "lacks the cgroup controllers cpu cpuset io");
+        ASSERT_CONTAINS(it->fix, "systemctl restart user@1001.service");
+        ASSERT_TRUE(ctx.any_failed);
+        context_done(&ctx);
+
+        /* The kernel has no io controller at all: the fix says so, not a restart. */
+        test_write(root, "sys/fs/cgroup/cgroup.controllers", "cpuset cpu memory pids\n");
+        test_write(root, USER_MANAGER_CONTROLLERS, "cpuset cpu memory pids\n");
+        ASSERT_OK(run_verb(root, VERB_CHECK, false, "overlay2", &ctx));
+        it = find_item(&ctx, "daemon.delegation");
+        ASSERT_EQ(it->status, ITEM_FAIL);
+        ASSERT_CONTAINS(it->fix, "offers the io controller");
+        context_done(&ctx);
+
+        /* No cgroup for the manager: it does not run; daemon.user-manager says so on a live host. */
+        ASSERT_OK(unlink(test_path(root, USER_MANAGER_CONTROLLERS)));
+        ASSERT_OK(run_verb(root, VERB_CHECK, false, "overlay2", &ctx));
+        ASSERT_EQ(find_item(&ctx, "daemon.delegation")->status, ITEM_SKIP);
+        context_done(&ctx);
+        test_cgroup = CGROUP_UNKNOWN;
+}
+
+TEST(delegation_on_cgroup_v1_is_skipped_with_the_reason) {
+        const char *root = test_tmpdir();
+        const Item *it;
+        Context ctx;
+
+        make_tree(root);
+        test_cgroup = CGROUP_V1;
+        test_write(root, USER_MANAGER_CONTROLLERS, "\n");
+        ASSERT_OK(run_verb(root, VERB_CHECK, false, "overlay2", &ctx));
+        test_cgroup = CGROUP_UNKNOWN;
+        it = find_item(&ctx, "daemon.delegation");
+        ASSERT_EQ(it->status, ITEM_SKIP);
+        ASSERT_CONTAINS(it->message, "cgroup v1");
+        context_done(&ctx);
 }

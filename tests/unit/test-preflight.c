@@ -159,7 +159,8 @@ TEST(preflight_complete_tree_passes) {
         ASSERT_ITEM(&f.ctx, "preflight.systemd", ITEM_SKIP);
         ASSERT_ITEM(&f.ctx, "preflight.kernel", ITEM_PASS);
         ASSERT_ITEM(&f.ctx, "preflight.apparmor", ITEM_PASS);
-        ASSERT_EQ(f.ctx.n_items, 12);
+        ASSERT_ITEM(&f.ctx, "preflight.cgroup", ITEM_SKIP);
+        ASSERT_EQ(f.ctx.n_items, 13);
         for (size_t i = 0; i < f.ctx.n_items; i++) {
                 ASSERT_TRUE(f.ctx.items[i].fix == NULL);
                 ASSERT_FALSE(f.ctx.items[i].changed);
@@ -203,6 +204,8 @@ TEST(preflight_empty_tree_names_every_missing_package) {
         ASSERT_ITEM(&f.ctx, "preflight.systemd", ITEM_SKIP);
         ASSERT_ITEM(&f.ctx, "preflight.kernel", ITEM_SKIP);
         ASSERT_ITEM(&f.ctx, "preflight.apparmor", ITEM_SKIP);
+        ASSERT_ITEM(&f.ctx, "preflight.cgroup", ITEM_SKIP);
+        ASSERT_EQ(f.ctx.facts.cgroup, CGROUP_UNKNOWN);
         ASSERT_FALSE(f.ctx.facts.apparmor_restricts_userns);
         ASSERT_TRUE(f.ctx.facts.storage_driver == NULL);
         ASSERT_TRUE(f.ctx.facts.network_driver == NULL);
@@ -658,8 +661,64 @@ TEST(preflight_reports_the_same_under_every_verb) {
                 ASSERT_OK(config_init(&f.config));
                 ASSERT_OK(context_init(&f.ctx, verbs[v], root, &f.config));
                 ASSERT_OK(step_preflight.run(&f.ctx));
-                ASSERT_EQ(f.ctx.n_items, 12);
+                ASSERT_EQ(f.ctx.n_items, 13);
                 ASSERT_ITEM(&f.ctx, "preflight.newuidmap", ITEM_FAIL);
                 ASSERT_FALSE(f.ctx.any_changed);
+        }
+}
+
+#define CGROUP2_TOP "cpuset cpu io memory hugetlb pids rdma misc\n"
+
+TEST(preflight_cgroup_v2_with_every_controller_passes) {
+        const char *root = test_tmpdir();
+        _cleanup_(fixture_done) Fixture f = FIXTURE_INIT;
+
+        make_tree(root, OS_DEBIAN);
+        test_write(root, "sys/fs/cgroup/cgroup.controllers", CGROUP2_TOP);
+        ASSERT_OK(run_preflight(&f, root));
+        ASSERT_ITEM(&f.ctx, "preflight.cgroup", ITEM_PASS);
+        ASSERT_CONTAINS(ITEM(&f.ctx, "preflight.cgroup")->message, "cgroup v2");
+        ASSERT_EQ(f.ctx.facts.cgroup, CGROUP_V2);
+}
+
+TEST(preflight_cgroup_v2_without_a_controller_warns_naming_it) {
+        const char *root = test_tmpdir();
+        _cleanup_(fixture_done) Fixture f = FIXTURE_INIT;
+        const Item *it;
+
+        make_tree(root, OS_DEBIAN);
+        test_write(root, "sys/fs/cgroup/cgroup.controllers", "cpu memory pids\n");
+        ASSERT_OK(run_preflight(&f, root));
+        ASSERT_ITEM(&f.ctx, "preflight.cgroup", ITEM_WARN);
+        it = ITEM(&f.ctx, "preflight.cgroup");
+        ASSERT_CONTAINS(it->message, "no cpuset io controller");
+        ASSERT_TRUE(it->fix != NULL);
+        ASSERT_EQ(f.ctx.facts.cgroup, CGROUP_V2);
+}
+
+/* v1 and hybrid: a warning naming what does not hold, never a failure (Docker runs, without limits). */
+TEST(preflight_cgroup_v1_warns_that_limits_do_not_hold) {
+        static const char *const kinds[] = { "v1", "hybrid" };
+        const char *root = test_tmpdir();
+
+        for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
+                _cleanup_(fixture_done) Fixture f = FIXTURE_INIT;
+                SUBTREE(t, root, kinds[i]);
+                const Item *it;
+
+                make_tree(t, OS_DEBIAN);
+                mkdirs(t, "sys/fs/cgroup/memory");
+                mkdirs(t, "sys/fs/cgroup/cpu,cpuacct");
+                test_write(t, "sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n");
+                if (i == 1)
+                        test_write(t, "sys/fs/cgroup/unified/cgroup.controllers", "\n");
+                ASSERT_OK(run_preflight(&f, t));
+                ASSERT_ITEM(&f.ctx, "preflight.cgroup", ITEM_WARN);
+                it = ITEM(&f.ctx, "preflight.cgroup");
+                ASSERT_CONTAINS(it->message, i == 1 ? "cgroup v1 (hybrid)" : "cgroup v1:");
+                ASSERT_CONTAINS(it->message, "--memory, --cpus and --pids-limit");
+                ASSERT_CONTAINS(it->message, "per-tenant limit");
+                ASSERT_CONTAINS(it->fix, "systemd.unified_cgroup_hierarchy=1");
+                ASSERT_EQ(f.ctx.facts.cgroup, CGROUP_V1);
         }
 }
