@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "apparmor.h"
 #include "files.h"
 #include "steps.h"
 #include "units.h"
@@ -49,7 +50,8 @@
 #define USER_UNIT_PATH "/etc/systemd/user/" UNIT_NAME
 #define USER_UNIT_ENABLE_LINK "/etc/systemd/user/default.target.wants/" UNIT_NAME
 #define DELEGATE_DROPIN_PATH "/etc/systemd/system/user@.service.d/rootless-ci-delegate.conf"
-#define APPARMOR_PROFILE_PATH "/etc/apparmor.d/rootless-ci-rootlesskit"
+#define APPARMOR_PROFILE_NAME "rootless-ci-rootlesskit"
+#define APPARMOR_PROFILE_PATH "/etc/apparmor.d/" APPARMOR_PROFILE_NAME
 #define LINGER_DIR "/var/lib/systemd/linger"
 #define JOURNAL_LINES 20
 #define MARKER_DAEMON_RESTART "daemon-restart-pending"
@@ -364,8 +366,127 @@ static int converge_system_dropins(Context *ctx, const DaemonUser *u, bool *ret_
         return changed;
 }
 
-/* Returns 1 when the profile changed. */
+/*
+ * The profile as this version writes it for the rootlesskit at real: with
+ * AppArmor 4 (abi/4.0 in the tree) the 4.0 ABI and its userns rule; with
+ * AppArmor 3 neither, as its parser knows neither (policy of the 3.0 ABI is
+ * not subject to the user namespace restriction).
+ */
+static int render_apparmor_profile(const char *real, bool abi_4_0, char **ret) {
+        UnitValue values[] = {
+                { "ROOTLESSKIT", real },
+                { "ABI", abi_4_0 ? "abi <abi/4.0>,"
+                                 : "# AppArmor 3 here (no /etc/apparmor.d/abi/4.0): no abi line, no userns rule" },
+                { "USERNS_RULE", abi_4_0 ? "userns," : "# (the userns rule needs AppArmor 4)" },
+        };
+        return render("apparmor-rootlesskit.in", values, ELEMENTSOF(values), ret);
+}
+
+/* Take our profile out of the kernel (live) and off the disk. */
+static int remove_our_apparmor_profile(Context *ctx, const char *shown) {
+        _cleanup_free_ char *name = NULL;
+        _cleanup_close_ int parent = -1, dfd = -1;
+        int r;
+
+        if (ctx->live) {
+                _cleanup_close_ int fd = open("/sys/kernel/security/apparmor/.remove", O_WRONLY | O_CLOEXEC);
+                if (fd >= 0 && write(fd, APPARMOR_PROFILE_NAME, strlen(APPARMOR_PROFILE_NAME)) < 0 && errno != ENOENT)
+                        return log_error_errno(negative_errno(), "Failed to unload the AppArmor profile %s: %m",
+                                               APPARMOR_PROFILE_NAME);
+        }
+        parent = safe_open_parent(ctx->root_fd, APPARMOR_PROFILE_PATH, RESOLVE_POLICY_IN_ROOT, &name);
+        if (parent < 0)
+                return log_error_errno(parent, "Failed to open the directory of %s: %m", shown);
+        dfd = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return log_error_errno(negative_errno(), "Failed to open the directory of %s: %m", shown);
+        if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
+                return log_error_errno(negative_errno(), "Failed to remove %s: %m", shown);
+        r = fsync_dir(dfd);
+        if (r < 0)
+                return log_error_errno(r, "Failed to sync the directory of %s: %m", shown);
+        return 0;
+}
+
+/*
+ * Another profile attaches to rootlesskit already (Ubuntu's apparmor ships
+ * one, Docker's rootless extras another): a second for the same path makes
+ * exec ambiguous, so it is used and ours is not written. Ours, written by
+ * an earlier run, is removed, but only while it is byte for byte what
+ * rootless-ci writes; edited, it is the operator's, and left.
+ */
+static int use_existing_apparmor_profile(Context *ctx, const char *real, const AppArmorProfile *other) {
+        _cleanup_free_ char *ours = NULL, *with_abi = NULL, *without_abi = NULL, *fix = NULL,
+                            *shown = path_join_root(ctx->root, APPARMOR_PROFILE_PATH);
+        size_t size = 0;
+        int r;
+
+        if (!shown)
+                return -ENOMEM;
+        r = read_file_at(ctx->root_fd, APPARMOR_PROFILE_PATH, RESOLVE_POLICY_IN_ROOT, 256 * 1024, &ours, &size);
+        if (r == -ENOENT) {
+                if (other->userns)
+                        report_item(ctx, "daemon.apparmor", ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
+                                    "rootlesskit (%s) has the AppArmor profile %s (%s), which allows user namespaces: "
+                                    "rootless-ci uses it and writes none of its own",
+                                    real, other->name, other->file);
+                else {
+                        if (asprintf(&fix, "if the daemon cannot create its user namespace, add \"userns,\" to profile %s "
+                                     "(in %s, or its local/ include), then reload it: apparmor_parser -r %s",
+                                     other->name, other->file, other->file) < 0)
+                                return -ENOMEM;
+                        report_item(ctx, "daemon.apparmor", ITEM_WARN, fix,
+                                    "rootlesskit (%s) has the AppArmor profile %s (%s): rootless-ci uses it and writes "
+                                    "none of its own, but its block in that file has no userns rule (an include may "
+                                    "give it)",
+                                    real, other->name, other->file);
+                }
+                return 0;
+        }
+        if (r < 0 && r != -EFBIG && r != -EBADFD)
+                return log_error_errno(r, "Failed to read %s: %m", shown);
+        r = render_apparmor_profile(real, true, &with_abi);
+        if (r >= 0)
+                r = render_apparmor_profile(real, false, &without_abi);
+        if (r < 0)
+                return r;
+        if (!ours || !(streq(ours, with_abi) || streq(ours, without_abi)) || strlen(ours) != size) {
+                if (asprintf(&fix, "keep one profile for %s: remove %s (apparmor_parser -R %s, then rm it) or profile %s "
+                             "in %s, then run rootless-ci apply",
+                             real, shown, shown, other->name, other->file) < 0)
+                        return -ENOMEM;
+                report_item(ctx, "daemon.apparmor", ITEM_FAIL, fix,
+                            "two AppArmor profiles attach to rootlesskit (%s): %s in %s, and %s, which differs from "
+                            "what rootless-ci writes (edited?) and is left alone",
+                            real, other->name, other->file, shown);
+                return 0;
+        }
+        switch (ctx->verb) {
+        case VERB_PLAN:
+                report_item(ctx, "daemon.apparmor", ITEM_REMOVE, NULL,
+                            "remove rootless-ci's AppArmor profile %s: profile %s (%s) attaches to %s", shown,
+                            other->name, other->file, real);
+                return 0;
+        case VERB_CHECK:
+                report_item(ctx, "daemon.apparmor", ITEM_FAIL, "rootless-ci apply (it removes its own profile)",
+                            "two AppArmor profiles attach to rootlesskit (%s): %s in %s, and rootless-ci's %s", real,
+                            other->name, other->file, shown);
+                return 0;
+        case VERB_APPLY:
+                break;
+        }
+        r = remove_our_apparmor_profile(ctx, shown);
+        if (r < 0)
+                return r;
+        report_changed(ctx, "daemon.apparmor", ITEM_REMOVE,
+                       "removed rootless-ci's AppArmor profile %s: profile %s (%s) attaches to %s and is used", shown,
+                       other->name, other->file, real);
+        return 0;
+}
+
+/* Returns 1 when our profile changed (apparmor.service is to load it). */
 static int converge_apparmor(Context *ctx) {
+        _cleanup_(apparmor_profile_done) AppArmorProfile other = {};
         _cleanup_free_ char *text = NULL, *real = NULL;
         int r;
 
@@ -380,8 +501,12 @@ static int converge_apparmor(Context *ctx) {
         r = resolve_in_root(ctx->root_fd, ctx->facts.rootlesskit_path, &real);
         if (r < 0)
                 return log_error_errno(r, "Failed to resolve %s for its AppArmor profile: %m", ctx->facts.rootlesskit_path);
-        UnitValue values[] = { { "ROOTLESSKIT", real } };
-        r = render("apparmor-rootlesskit.in", values, ELEMENTSOF(values), &text);
+        r = apparmor_find_attaching(ctx->root_fd, real, APPARMOR_PROFILE_PATH, &other);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the AppArmor profiles in /etc/apparmor.d: %m");
+        if (r > 0)
+                return use_existing_apparmor_profile(ctx, real, &other);
+        r = render_apparmor_profile(real, apparmor_has_abi_4_0(ctx->root_fd), &text);
         if (r < 0)
                 return r;
         return converge_file(ctx, "daemon.apparmor", APPARMOR_PROFILE_PATH, text,
