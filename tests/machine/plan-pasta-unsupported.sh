@@ -30,12 +30,6 @@ disk_hash() { in_machine sha256sum "$disk" | cut -d' ' -f1; }
 disk_before=$(disk_hash)
 machine_snapshot "$TEST_TMP/before"
 
-# item JSON ID FIELD: one field of one item ("missing" / "N items" otherwise).
-item() {
-	jq -r --arg id "$2" --arg f "$3" '[.items[] | select(.id == $id)] |
-		if length == 1 then (.[0][$f] | tostring) elif length == 0 then "missing"
-		else "\(length) items" end' "$1"
-}
 
 # ---- plan and apply: preflight fails on the network driver alone
 for verb in plan apply; do
