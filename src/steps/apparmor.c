@@ -301,7 +301,10 @@ static int parse_profile_file(const char *text, const char *file, const char *pa
 
                         p = line;
                         tok = next_token(&p);
-                        if (tok && startswith(tok, "@{") && strchr(line, '=')) {
+                        /* "@{x} = …" defines a variable; "@{x} flags=(…) {" is a header attaching to it. */
+                        const char *after = p + strspn(p, " \t");
+                        if (tok && startswith(tok, "@{") &&
+                            (strchr(tok, '=') || after[0] == '=' || startswith(after, "+="))) {
                                 parse_var(line, vars, &n_vars);
                         } else if (tok && streq(tok, "profile")) {
                                 name = next_token(&p);

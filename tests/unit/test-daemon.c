@@ -429,6 +429,15 @@ TEST(apparmor_existing_profile_for_rootlesskit_is_used_not_doubled) {
         Context ctx;
 
         make_apparmor4_tree(root);
+        /* A header attaching to a variable (flags=… on the line is no assignment), in a file of its own. */
+        test_write(root, "etc/apparmor.d/rootlesskit",
+                   "@{exec_path} = /usr/bin/rootlesskit\n@{exec_path} flags=(unconfined) {\n  userns,\n}\n");
+        ASSERT_OK(run_verb(root, VERB_CHECK, true, "overlay2", &ctx));
+        it = find_item(&ctx, "daemon.apparmor");
+        ASSERT_EQ(it->status, ITEM_PASS);
+        ASSERT_CONTAINS(it->message, "has the AppArmor profile @{exec_path} (/etc/apparmor.d/rootlesskit)");
+        context_done(&ctx);
+
         test_write(root, "etc/apparmor.d/rootlesskit", UBUNTU_ROOTLESSKIT_PROFILE);
         static const Verb verbs[] = { VERB_PLAN, VERB_APPLY, VERB_CHECK };
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
