@@ -42,6 +42,13 @@ typedef struct Item {
         bool changed;    /* apply: this run changed the host */
 } Item;
 
+/* The cgroup hierarchy preflight found: only v2 delegates controllers to a user's manager. */
+typedef enum CgroupHierarchy {
+        CGROUP_UNKNOWN,  /* offline tree without sys/fs/cgroup: the first boot tells */
+        CGROUP_V1,       /* v1, or hybrid (v1 controllers, an empty v2 tree beside them) */
+        CGROUP_V2,       /* unified: /sys/fs/cgroup is cgroup2 */
+} CgroupHierarchy;
+
 /* Facts one step learns and later steps use; only the engine's context carries them. */
 typedef struct HostFacts {
         char *os_id;                   /* os-release ID ("debian", "ubuntu", ...) */
@@ -52,6 +59,7 @@ typedef struct HostFacts {
         char *storage_driver;          /* "overlay2" or "fuse-overlayfs" */
         bool apparmor_restricts_userns;
         bool systemd_running;
+        CgroupHierarchy cgroup;        /* what /sys/fs/cgroup under the root is (preflight.cgroup) */
 
         /* The data disk (disk step). */
         bool data_mounted;             /* its filesystem is mounted at MountPoint now */

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "apparmor.h"
 #include "files.h"
 #include "steps.h"
 #include "units.h"
@@ -48,7 +49,8 @@
 #define USER_UNIT_PATH "/etc/systemd/user/" UNIT_NAME
 #define USER_UNIT_ENABLE_LINK "/etc/systemd/user/default.target.wants/" UNIT_NAME
 #define DELEGATE_DROPIN_PATH "/etc/systemd/system/user@.service.d/rootless-ci-delegate.conf"
-#define APPARMOR_PROFILE_PATH "/etc/apparmor.d/rootless-ci-rootlesskit"
+#define APPARMOR_PROFILE_NAME "rootless-ci-rootlesskit"
+#define APPARMOR_PROFILE_PATH "/etc/apparmor.d/" APPARMOR_PROFILE_NAME
 #define LINGER_DIR "/var/lib/systemd/linger"
 #define JOURNAL_LINES 20
 #define MARKER_DAEMON_RESTART "daemon-restart-pending"
@@ -263,7 +265,69 @@ static int converge_delegate(Context *ctx, const char *pending_marker) {
         if (r < 0)
                 return r;
         return converge_file(ctx, "daemon.delegate", DELEGATE_DROPIN_PATH, text,
-                             "cgroup delegation (cpu cpuset io memory pids) for user managers:", pending_marker);
+                             "cgroup delegation (" DELEGATED_CONTROLLERS ") for user managers:", pending_marker);
+}
+
+/*
+ * What Delegate= is for, judged where it lands: on cgroup v2 the CI user's
+ * manager offers its units (the daemon) every delegated controller. Its
+ * cgroup.controllers lists what its parent enabled for it; read under the
+ * root, no bus. restart_pending (plan): apply restarts the manager for a
+ * drop-in it writes, which delegates what is missing now.
+ */
+static int check_delegation(Context *ctx, const DaemonUser *u, bool restart_pending) {
+        _cleanup_free_ char *path = NULL, *have = NULL, *top = NULL, *fix = NULL;
+        char missing[CONTROLLERS_MISSING_MAX], top_missing[CONTROLLERS_MISSING_MAX];
+        unsigned uid = (unsigned) u->uid;
+        int r;
+
+        if (ctx->facts.cgroup != CGROUP_V2) {
+                report_item(ctx, "daemon.delegation", ITEM_SKIP, NULL,
+                            ctx->facts.cgroup == CGROUP_V1
+                                    ? "cgroup v1: there is no controller to delegate (preflight.cgroup says which limits do not hold)"
+                                    : "the delegation of cgroup controllers is checked on the live host");
+                return 0;
+        }
+        if (asprintf(&path, "/sys/fs/cgroup/user.slice/user-%u.slice/user@%u.service/cgroup.controllers", uid, uid) < 0)
+                return -ENOMEM;
+        r = read_one_line_at(ctx->root_fd, path, &have);
+        if (r == -ENOENT) {
+                report_item(ctx, "daemon.delegation", ITEM_SKIP, NULL,
+                            "user@%u.service has no cgroup: it is not running (see daemon.user-manager)", uid);
+                return 0;
+        }
+        if (r < 0)
+                return log_error_errno(r, "Failed to read %s: %m", path);
+        delegated_controllers_missing(have, missing);
+        if (!missing[0]) {
+                report_item(ctx, "daemon.delegation", ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
+                            "user@%u.service has the cgroup controllers " DELEGATED_CONTROLLERS
+                            " delegated: docker run --memory, --cpus and --pids-limit hold", uid);
+                return 0;
+        }
+        if (ctx->verb == VERB_PLAN && restart_pending) {
+                report_item(ctx, "daemon.delegation", ITEM_CHANGE, NULL,
+                            "delegate %s to user@%u.service (its restart for the new drop-ins does)", missing, uid);
+                return 0;
+        }
+        if (read_one_line_at(ctx->root_fd, "/sys/fs/cgroup/cgroup.controllers", &top) < 0)
+                top = NULL;
+        delegated_controllers_missing(top, top_missing);
+        if (top_missing[0])
+                r = asprintf(&fix, "boot a kernel that offers the %s controller (preflight.cgroup warns of it)", top_missing);
+        else
+                r = asprintf(&fix,
+                             "systemctl daemon-reload, then systemctl restart user@%u.service: a manager takes Delegate= "
+                             "from " DELEGATE_DROPIN_PATH " only when it starts (the restart stops the CI user's Docker "
+                             "and its running jobs)",
+                             uid);
+        if (r < 0)
+                return -ENOMEM;
+        report_item(ctx, "daemon.delegation", ITEM_FAIL, fix,
+                    "user@%u.service lacks the cgroup controllers %s (its cgroup.controllers: \"%s\"): docker run limits "
+                    "on them do not hold",
+                    uid, missing, have);
+        return 0;
 }
 
 /* Returns 1 when a file the system manager reads changed. */
@@ -303,8 +367,127 @@ static int converge_system_dropins(Context *ctx, const DaemonUser *u, bool *ret_
         return changed;
 }
 
-/* Returns 1 when the profile changed. */
+/*
+ * The profile as this version writes it for the rootlesskit at real: with
+ * AppArmor 4 (abi/4.0 in the tree) the 4.0 ABI and its userns rule; with
+ * AppArmor 3 neither, as its parser knows neither (policy of the 3.0 ABI is
+ * not subject to the user namespace restriction).
+ */
+static int render_apparmor_profile(const char *real, bool abi_4_0, char **ret) {
+        UnitValue values[] = {
+                { "ROOTLESSKIT", real },
+                { "ABI", abi_4_0 ? "abi <abi/4.0>,"
+                                 : "# AppArmor 3 here (no /etc/apparmor.d/abi/4.0): no abi line, no userns rule" },
+                { "USERNS_RULE", abi_4_0 ? "userns," : "# (the userns rule needs AppArmor 4)" },
+        };
+        return render("apparmor-rootlesskit.in", values, ELEMENTSOF(values), ret);
+}
+
+/* Take our profile out of the kernel (live) and off the disk. */
+static int remove_our_apparmor_profile(Context *ctx, const char *shown) {
+        _cleanup_free_ char *name = NULL;
+        _cleanup_close_ int parent = -1, dfd = -1;
+        int r;
+
+        if (ctx->live) {
+                _cleanup_close_ int fd = open("/sys/kernel/security/apparmor/.remove", O_WRONLY | O_CLOEXEC);
+                if (fd >= 0 && write(fd, APPARMOR_PROFILE_NAME, strlen(APPARMOR_PROFILE_NAME)) < 0 && errno != ENOENT)
+                        return log_error_errno(negative_errno(), "Failed to unload the AppArmor profile %s: %m",
+                                               APPARMOR_PROFILE_NAME);
+        }
+        parent = safe_open_parent(ctx->root_fd, APPARMOR_PROFILE_PATH, RESOLVE_POLICY_IN_ROOT, &name);
+        if (parent < 0)
+                return log_error_errno(parent, "Failed to open the directory of %s: %m", shown);
+        dfd = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return log_error_errno(negative_errno(), "Failed to open the directory of %s: %m", shown);
+        if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
+                return log_error_errno(negative_errno(), "Failed to remove %s: %m", shown);
+        r = fsync_dir(dfd);
+        if (r < 0)
+                return log_error_errno(r, "Failed to sync the directory of %s: %m", shown);
+        return 0;
+}
+
+/*
+ * Another profile attaches to rootlesskit already (Ubuntu's apparmor ships
+ * one, Docker's rootless extras another): a second for the same path makes
+ * exec ambiguous, so it is used and ours is not written. Ours, written by
+ * an earlier run, is removed, but only while it is byte for byte what
+ * rootless-ci writes; edited, it is the operator's, and left.
+ */
+static int use_existing_apparmor_profile(Context *ctx, const char *real, const AppArmorProfile *other) {
+        _cleanup_free_ char *ours = NULL, *with_abi = NULL, *without_abi = NULL, *fix = NULL,
+                            *shown = path_join_root(ctx->root, APPARMOR_PROFILE_PATH);
+        size_t size = 0;
+        int r;
+
+        if (!shown)
+                return -ENOMEM;
+        r = read_file_at(ctx->root_fd, APPARMOR_PROFILE_PATH, RESOLVE_POLICY_IN_ROOT, 256 * 1024, &ours, &size);
+        if (r == -ENOENT) {
+                if (other->userns)
+                        report_item(ctx, "daemon.apparmor", ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
+                                    "rootlesskit (%s) has the AppArmor profile %s (%s), which allows user namespaces: "
+                                    "rootless-ci uses it and writes none of its own",
+                                    real, other->name, other->file);
+                else {
+                        if (asprintf(&fix, "if the daemon cannot create its user namespace, add \"userns,\" to profile %s "
+                                     "(in %s, or its local/ include), then reload it: apparmor_parser -r %s",
+                                     other->name, other->file, other->file) < 0)
+                                return -ENOMEM;
+                        report_item(ctx, "daemon.apparmor", ITEM_WARN, fix,
+                                    "rootlesskit (%s) has the AppArmor profile %s (%s): rootless-ci uses it and writes "
+                                    "none of its own, but its block in that file has no userns rule (an include may "
+                                    "give it)",
+                                    real, other->name, other->file);
+                }
+                return 0;
+        }
+        if (r < 0 && r != -EFBIG && r != -EBADFD)
+                return log_error_errno(r, "Failed to read %s: %m", shown);
+        r = render_apparmor_profile(real, true, &with_abi);
+        if (r >= 0)
+                r = render_apparmor_profile(real, false, &without_abi);
+        if (r < 0)
+                return r;
+        if (!ours || !(streq(ours, with_abi) || streq(ours, without_abi)) || strlen(ours) != size) {
+                if (asprintf(&fix, "keep one profile for %s: remove %s (apparmor_parser -R %s, then rm it) or profile %s "
+                             "in %s, then run rootless-ci apply",
+                             real, shown, shown, other->name, other->file) < 0)
+                        return -ENOMEM;
+                report_item(ctx, "daemon.apparmor", ITEM_FAIL, fix,
+                            "two AppArmor profiles attach to rootlesskit (%s): %s in %s, and %s, which differs from "
+                            "what rootless-ci writes (edited?) and is left alone",
+                            real, other->name, other->file, shown);
+                return 0;
+        }
+        switch (ctx->verb) {
+        case VERB_PLAN:
+                report_item(ctx, "daemon.apparmor", ITEM_REMOVE, NULL,
+                            "remove rootless-ci's AppArmor profile %s: profile %s (%s) attaches to %s", shown,
+                            other->name, other->file, real);
+                return 0;
+        case VERB_CHECK:
+                report_item(ctx, "daemon.apparmor", ITEM_FAIL, "rootless-ci apply (it removes its own profile)",
+                            "two AppArmor profiles attach to rootlesskit (%s): %s in %s, and rootless-ci's %s", real,
+                            other->name, other->file, shown);
+                return 0;
+        case VERB_APPLY:
+                break;
+        }
+        r = remove_our_apparmor_profile(ctx, shown);
+        if (r < 0)
+                return r;
+        report_changed(ctx, "daemon.apparmor", ITEM_REMOVE,
+                       "removed rootless-ci's AppArmor profile %s: profile %s (%s) attaches to %s and is used", shown,
+                       other->name, other->file, real);
+        return 0;
+}
+
+/* Returns 1 when our profile changed (apparmor.service is to load it). */
 static int converge_apparmor(Context *ctx) {
+        _cleanup_(apparmor_profile_done) AppArmorProfile other = {};
         _cleanup_free_ char *text = NULL, *real = NULL;
         int r;
 
@@ -319,8 +502,12 @@ static int converge_apparmor(Context *ctx) {
         r = resolve_in_root(ctx->root_fd, ctx->facts.rootlesskit_path, &real);
         if (r < 0)
                 return log_error_errno(r, "Failed to resolve %s for its AppArmor profile: %m", ctx->facts.rootlesskit_path);
-        UnitValue values[] = { { "ROOTLESSKIT", real } };
-        r = render("apparmor-rootlesskit.in", values, ELEMENTSOF(values), &text);
+        r = apparmor_find_attaching(ctx->root_fd, real, APPARMOR_PROFILE_PATH, &other);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the AppArmor profiles in /etc/apparmor.d: %m");
+        if (r > 0)
+                return use_existing_apparmor_profile(ctx, real, &other);
+        r = render_apparmor_profile(real, apparmor_has_abi_4_0(ctx->root_fd), &text);
         if (r < 0)
                 return r;
         return converge_file(ctx, "daemon.apparmor", APPARMOR_PROFILE_PATH, text,
@@ -1031,7 +1218,7 @@ static int daemon_run(Context *ctx) {
                 if (r < 0)
                         return r;
                 report_userns_offline(ctx);
-                return 0;
+                return check_delegation(ctx, &u, user_dropin_changed);
         }
 
         r = context_system_bus(ctx, &system_bus);
@@ -1139,6 +1326,9 @@ static int daemon_run(Context *ctx) {
         }
         killpoint("daemon-started");
 
+        r = check_delegation(ctx, &u, user_dropin_changed);
+        if (r < 0)
+                return r;
         return check_root_sockets_unreachable(ctx, &u);
 }
 

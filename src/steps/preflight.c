@@ -4,12 +4,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "files.h"
+#include "preflight.h"
 #include "steps.h"
+#include "util/exec.h"
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/macro.h"
@@ -41,6 +46,11 @@ static const Package pkg_dockerd_rootless = {
 static const Package pkg_rootlesskit = { "rootlesskit", "rootlesskit (or docker-ce-rootless-extras)", "docker-ce-rootless-extras" };
 static const Package pkg_uidmap = { "newuidmap and newgidmap", "uidmap", "shadow-utils" };
 static const Package pkg_network = { "slirp4netns or pasta", "slirp4netns (or passt)", "slirp4netns (or passt)" };
+static const Package pkg_slirp4netns = {
+        "slirp4netns (this rootlesskit cannot drive pasta)",
+        "slirp4netns (this rootlesskit cannot drive pasta)",
+        "slirp4netns (this rootlesskit cannot drive pasta)",
+};
 static const Package pkg_dbus_user = { "the D-Bus user session", "dbus-user-session", "dbus-daemon" };
 static const Package pkg_iptables = { "iptables", "iptables", "iptables-nft" };
 static const Package pkg_fuse_overlayfs = { "fuse-overlayfs", "fuse-overlayfs", "fuse-overlayfs" };
@@ -185,20 +195,210 @@ static void check_id_mapper(Context *ctx, Distro distro, const char *id, const c
         report_item(ctx, id, ITEM_FAIL, fix, "%s is neither setuid root nor has file capabilities", path);
 }
 
-static void check_network(Context *ctx, Distro distro) {
-        static const char *const drivers[] = { "slirp4netns", "pasta" };
-        _cleanup_free_ char *fix = NULL;
+/*
+ * The network driver, and whether the installed rootlesskit can drive it.
+ * slirp4netns, when installed, is the choice and settles it: every
+ * rootlesskit release has driven it (Debian 12's 1.1.0 lists host,
+ * slirp4netns, vpnkit, lxc-user-nic). pasta is the choice only without
+ * slirp4netns, and only if rootlesskit lists it under --net in its --help
+ * (2.0 and later): rootlesskit is asked, as nobody, on the live host, never
+ * in a --root tree, whose programs rootless-ci does not run. The answer is
+ * recorded (apply, once the preflight passes) in /run/rootless-ci, keyed on
+ * the binary's path, device, inode, size, mtime and ctime, so a converged
+ * host asks once per boot and per rootlesskit installed, and a converged
+ * apply starts no process.
+ */
+#define NET_ANSWER_PATH "/run/rootless-ci/rootlesskit-net-drivers"
+#define NET_ANSWER_HEADER "# rootless-ci: the --net drivers \"rootlesskit --help\" listed, for the binary on the next line\n"
+#define ASK_TIMEOUT_MS 10000
+#define NOBODY 65534
 
-        for (size_t i = 0; i < ELEMENTSOF(drivers); i++) {
-                _cleanup_free_ char *path = find_executable(ctx, drivers[i], NULL, NULL);
-                if (path) {
-                        ctx->facts.network_driver = strdup(drivers[i]);
-                        report_item(ctx, "preflight.network", ITEM_PASS, NULL, "network driver %s (%s)", drivers[i], path);
-                        return;
+typedef struct NetAnswer {
+        char *key;      /* the rootlesskit asked: "PATH DEV:INO SIZE MTIME CTIME" */
+        char *drivers;  /* "host slirp4netns vpnkit lxc-user-nic" */
+        bool fresh;     /* asked in this run: apply records it once the preflight passes */
+} NetAnswer;
+
+static void net_answer_done(NetAnswer *a) {
+        free(a->key);
+        free(a->drivers);
+}
+
+int rootlesskit_net_drivers_parse(const char *help, char **ret) {
+        for (const char *line = help; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+                size_t line_len = strcspn(line, "\n");
+                const char *opt = memmem(line, line_len, "--net ", 6), *open, *close;
+                _cleanup_free_ char *out = NULL;
+                size_t n = 0;
+
+                if (!opt || !(open = memchr(opt, '[', line_len - (size_t) (opt - line))) ||
+                    !(close = memchr(open, ']', line_len - (size_t) (open - line))))
+                        continue;
+                out = malloc((size_t) (close - open) + 1);
+                if (!out)
+                        return -ENOMEM;
+                /* "host, pasta(experimental), slirp4netns" → "host pasta slirp4netns" */
+                for (const char *p = open + 1; p < close;) {
+                        size_t word;
+
+                        p += strspn(p, " ,");
+                        word = strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789-_");
+                        if (word == 0) {
+                                p += strcspn(p, ",]");
+                                continue;
+                        }
+                        if (n)
+                                out[n++] = ' ';
+                        memcpy(out + n, p, word);
+                        n += word;
+                        p += word;
+                        p += strcspn(p, ",]");
                 }
+                out[n] = 0;
+                if (n == 0)
+                        return -ENOENT;
+                *ret = TAKE_PTR(out);
+                return 0;
+        }
+        return -ENOENT;
+}
+
+/* The identity of the rootlesskit at path (symlinks resolved in the root): a new install changes it. */
+static int rootlesskit_key(Context *ctx, const char *path, char **ret) {
+        _cleanup_close_ int fd = safe_openat(ctx->root_fd, path, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
+        struct stat st;
+
+        if (fd < 0)
+                return fd;
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        return asprintf(ret, "%s %lu:%lu %lld %lld.%09ld %lld.%09ld", path, (unsigned long) st.st_dev,
+                        (unsigned long) st.st_ino, (long long) st.st_size, (long long) st.st_mtim.tv_sec,
+                        st.st_mtim.tv_nsec, (long long) st.st_ctim.tv_sec, st.st_ctim.tv_nsec) < 0
+                       ? -ENOMEM
+                       : 0;
+}
+
+/* The recorded answer for key, if there is one. */
+static char *net_answer_recorded(Context *ctx, const char *key) {
+        _cleanup_free_ char *text = NULL;
+        const char *rest, *end;
+
+        if (read_file_at(ctx->root_fd, NET_ANSWER_PATH, RESOLVE_POLICY_IN_ROOT, 4096, &text, NULL) < 0)
+                return NULL;
+        rest = startswith(text, NET_ANSWER_HEADER);
+        if (!rest || !(rest = startswith(rest, key)) || *rest != '\n')
+                return NULL;
+        rest++;
+        end = strchr(rest, '\n');
+        return end && end > rest ? strndup(rest, (size_t) (end - rest)) : NULL;
+}
+
+static int net_answer_record(Context *ctx, const NetAnswer *a) {
+        _cleanup_free_ char *text = NULL;
+        _cleanup_close_ int dfd = -1;
+        int r;
+
+        if (asprintf(&text, NET_ANSWER_HEADER "%s\n%s\n", a->key, a->drivers) < 0)
+                return -ENOMEM;
+        dfd = safe_mkdir_p(ctx->root_fd, "/run/rootless-ci", 0755, RESOLVE_POLICY_IN_ROOT);
+        if (dfd < 0)
+                return log_error_errno(dfd, "Failed to create /run/rootless-ci: %m");
+        r = write_file_atomic(ctx->root_fd, NET_ANSWER_PATH, text, strlen(text), 0644, (uid_t) -1, (gid_t) -1,
+                              RESOLVE_POLICY_IN_ROOT);
+        if (r < 0)
+                return log_error_errno(r, "Failed to write %s: %m", NET_ANSWER_PATH);
+        return 0;
+}
+
+/*
+ * The --net drivers of the rootlesskit at path: recorded, or asked (live
+ * only). 0 with a->drivers set; -EOPNOTSUPP offline without a record; other
+ * < 0 with *ret_why saying what went wrong.
+ */
+static int rootlesskit_net_drivers(Context *ctx, const char *path, NetAnswer *a, char **ret_why) {
+        const char *argv[] = { path, "--help", NULL };
+        _cleanup_free_ char *output = NULL;
+        int r, status;
+
+        r = rootlesskit_key(ctx, path, &a->key);
+        if (r < 0)
+                return asprintf(ret_why, "cannot look at %s: %s", path, strerror(-r)) < 0 ? -ENOMEM : r;
+        a->drivers = net_answer_recorded(ctx, a->key);
+        if (a->drivers)
+                return 0;
+        if (!ctx->live)
+                return -EOPNOTSUPP;
+        r = exec_capture_as(argv, NOBODY, NOBODY, ASK_TIMEOUT_MS, &status, &output);
+        if (r < 0)
+                return asprintf(ret_why, "cannot run %s --help: %s", path, strerror(-r)) < 0 ? -ENOMEM : r;
+        if (status != 0) {
+                output[strcspn(output, "\n")] = 0;
+                return asprintf(ret_why, "%s --help as nobody exited with status %d%s%s", path, status,
+                                output[0] ? ": " : "", output) < 0
+                               ? -ENOMEM
+                               : -EIO;
+        }
+        r = rootlesskit_net_drivers_parse(output, &a->drivers);
+        if (r == -ENOENT)
+                return asprintf(ret_why, "%s --help lists no --net drivers", path) < 0 ? -ENOMEM : -EBADMSG;
+        if (r < 0)
+                return r;
+        a->fresh = true;
+        return 0;
+}
+
+static void check_network(Context *ctx, Distro distro, NetAnswer *answer) {
+        _cleanup_free_ char *slirp = find_executable(ctx, "slirp4netns", NULL, NULL), *fix = NULL, *why = NULL;
+        _cleanup_free_ char *pasta = NULL;
+        const char *rootlesskit = ctx->facts.rootlesskit_path;
+        int r;
+
+        if (slirp) {
+                ctx->facts.network_driver = strdup("slirp4netns");
+                report_item(ctx, "preflight.network", ITEM_PASS, NULL,
+                            "network driver slirp4netns (%s), which every rootlesskit drives", slirp);
+                return;
         }
         fix = package_fix(distro, &pkg_network);
-        report_item(ctx, "preflight.network", ITEM_FAIL, fix, "neither slirp4netns nor pasta is installed");
+        pasta = find_executable(ctx, "pasta", NULL, NULL);
+        if (!pasta) {
+                report_item(ctx, "preflight.network", ITEM_FAIL, fix, "neither slirp4netns nor pasta is installed");
+                return;
+        }
+        if (!rootlesskit) {
+                report_item(ctx, "preflight.network", ITEM_SKIP, NULL,
+                            "pasta is installed (%s); whether rootlesskit drives it is asked once rootlesskit is "
+                            "(see preflight.rootlesskit)", pasta);
+                return;
+        }
+        free(fix);
+        fix = package_fix(distro, &pkg_slirp4netns);
+        r = rootlesskit_net_drivers(ctx, rootlesskit, answer, &why);
+        if (r == -EOPNOTSUPP) {
+                report_item(ctx, "preflight.network", ITEM_SKIP, NULL,
+                            "pasta is installed (%s), slirp4netns is not: whether this tree's %s drives pasta is asked on "
+                            "the live host (rootless-ci runs no program of a --root tree)", pasta, rootlesskit);
+                return;
+        }
+        if (r == -ENOMEM)
+                return (void) log_error_errno(r, "Out of memory");
+        if (r < 0) {
+                report_item(ctx, "preflight.network", ITEM_FAIL, fix,
+                            "slirp4netns is not installed and it cannot be told whether %s drives pasta: %s",
+                            rootlesskit, strempty(why));
+                return;
+        }
+        if (!word_in_list(answer->drivers, "pasta")) {
+                report_item(ctx, "preflight.network", ITEM_FAIL, fix,
+                            "slirp4netns is not installed, and pasta (%s) cannot be used: %s drives only %s (rootlesskit "
+                            "--help, --net); pasta needs rootlesskit 2.0 or later",
+                            pasta, rootlesskit, answer->drivers);
+                return;
+        }
+        ctx->facts.network_driver = strdup("pasta");
+        report_item(ctx, "preflight.network", ITEM_PASS, NULL, "network driver pasta (%s): %s drives %s", pasta,
+                    rootlesskit, answer->drivers);
 }
 
 static void check_tun(Context *ctx) {
@@ -396,8 +596,55 @@ static void check_apparmor(Context *ctx) {
                             "AppArmor does not restrict unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=0)");
 }
 
+/*
+ * The cgroup hierarchy, from /sys/fs/cgroup under the root: cgroup2 there
+ * (its file system magic, or in a tree its cgroup.controllers) is v2; any
+ * other hierarchy is v1 or hybrid, where the controllers stay on v1 and
+ * Delegate= gives a user's manager none of them.
+ */
+static void check_cgroup(Context *ctx) {
+        _cleanup_close_ int fd = safe_openat(ctx->root_fd, "/sys/fs/cgroup", O_PATH | O_DIRECTORY, 0, RESOLVE_POLICY_IN_ROOT);
+        _cleanup_free_ char *offered = NULL;
+        char missing[CONTROLLERS_MISSING_MAX];
+        struct statfs sfs;
+        bool hybrid;
+
+        if (fd < 0 && !ctx->live) {
+                report_item(ctx, "preflight.cgroup", ITEM_SKIP, NULL, "the cgroup hierarchy is checked on the live host");
+                return;
+        }
+        if (fd >= 0 && ((fstatfs(fd, &sfs) >= 0 && sfs.f_type == CGROUP2_SUPER_MAGIC) ||
+                        faccessat(fd, "cgroup.controllers", F_OK, AT_SYMLINK_NOFOLLOW) >= 0)) {
+                ctx->facts.cgroup = CGROUP_V2;
+                /* What the kernel offers at the top is all a user's manager can ever be given. */
+                if (read_one_line_at(fd, "cgroup.controllers", &offered) < 0)
+                        offered = NULL;
+                delegated_controllers_missing(offered, missing);
+                if (missing[0])
+                        report_item(ctx, "preflight.cgroup", ITEM_WARN,
+                                    "boot a kernel with these cgroup v2 controllers (Debian's and Ubuntu's have them all)",
+                                    "cgroup v2, but the kernel offers no %s controller (/sys/fs/cgroup/cgroup.controllers: "
+                                    "%s): the matching docker run limits do not hold", missing, strempty(offered));
+                else
+                        report_item(ctx, "preflight.cgroup", ITEM_PASS, NULL,
+                                    "cgroup v2: " DELEGATED_CONTROLLERS " can be delegated to the CI user's manager "
+                                    "(daemon.delegation checks that they are)");
+                return;
+        }
+        ctx->facts.cgroup = CGROUP_V1;
+        hybrid = fd >= 0 && faccessat(fd, "unified/cgroup.controllers", F_OK, AT_SYMLINK_NOFOLLOW) >= 0;
+        report_item(ctx, "preflight.cgroup", ITEM_WARN,
+                    "boot with cgroup v2: add systemd.unified_cgroup_hierarchy=1 to the kernel command line (on Debian "
+                    "GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub) and reboot",
+                    "cgroup %s: Delegate= gives the CI user's manager no controller, so docker run --memory, --cpus "
+                    "and --pids-limit (and any per-tenant limit) do not hold: its containers run without resource limits",
+                    fd < 0 ? "file system missing at /sys/fs/cgroup" : hybrid ? "v1 (hybrid)" : "v1");
+}
+
 static int preflight_run(Context *ctx) {
+        _cleanup_(net_answer_done) NetAnswer answer = {};
         Distro distro = detect_distro(ctx);
+        int r;
 
         log_debug("Detected distribution: %s (like: %s)", strempty(ctx->facts.os_id), strempty(ctx->facts.os_id_like));
 
@@ -407,7 +654,7 @@ static int preflight_run(Context *ctx) {
                              &ctx->facts.rootlesskit_path);
         check_id_mapper(ctx, distro, "preflight.newuidmap", "newuidmap");
         check_id_mapper(ctx, distro, "preflight.newgidmap", "newgidmap");
-        check_network(ctx, distro);
+        check_network(ctx, distro, &answer);
         check_package_binary(ctx, distro, "preflight.iptables", "iptables", NULL, &pkg_iptables, NULL);
         check_tun(ctx);
         check_userns(ctx);
@@ -415,6 +662,14 @@ static int preflight_run(Context *ctx) {
         check_systemd(ctx);
         check_kernel(ctx, distro);
         check_apparmor(ctx);
+        check_cgroup(ctx);
+
+        /* Only an apply that goes on changes the host, and only then is the answer recorded. */
+        if (ctx->verb == VERB_APPLY && answer.fresh && !ctx->any_failed) {
+                r = net_answer_record(ctx, &answer);
+                if (r < 0)
+                        return r;
+        }
         return 0;
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 /*
  * Running the few external programs rootless-ci needs (mkfs.ext4, mkfs.xfs),
@@ -24,3 +25,15 @@ int exec_find_program(const char *name, char **ret_path);
  * the last 8 KiB of what it wrote to stderr (trailing newlines stripped).
  */
 int exec_run(const char *const *argv, int *ret_status, char **ret_stderr);
+
+/*
+ * Ask a program about itself ("rootlesskit --help") without trusting it with
+ * root: argv[0] (an absolute path) runs as uid/gid with no supplementary
+ * groups (when the caller is root; anyone else has nothing to give up) and
+ * no_new_privs (a setuid bit gains it nothing), in the clean
+ * environment, stdin /dev/null; what it writes to stdout and stderr is
+ * collected, the first 64 KiB. After timeout_ms it is killed (*ret_status
+ * 128 + SIGKILL). Returns < 0 only when it could not be started or waited for.
+ */
+int exec_capture_as(const char *const *argv, uid_t uid, gid_t gid, unsigned timeout_ms, int *ret_status,
+                    char **ret_output);

@@ -107,6 +107,18 @@ static inline const char *startswith(const char *s, const char *prefix) {
         return strncmp(s, prefix, l) == 0 ? s + l : NULL;
 }
 
+/* Is word one of the whitespace-separated words of list ("cpu io memory pids")? */
+static inline bool word_in_list(const char *list, const char *word) {
+        size_t n = strlen(word);
+
+        if (n == 0)
+                return false;
+        for (const char *p = list; (p = strstr(p, word)); p += n)
+                if ((p == list || strchr(" \t\n", p[-1])) && strchr(" \t\n", p[n]))
+                        return true;
+        return false;
+}
+
 static inline int negative_errno(void) {
         return errno > 0 ? -errno : -EIO;
 }

@@ -208,6 +208,15 @@ rci_continue() {
 	return "$rc"
 }
 
+# item JSON ID FIELD: one field of the one item ID in a --json report
+# (file JSON); "missing" when there is no such item, "N items" when there
+# are several.
+item() {
+	jq -r --arg id "$2" --arg f "$3" '[.items[] | select(.id == $id)] |
+		if length == 1 then (.[0][$f] | tostring) elif length == 0 then "missing"
+		else "\(length) items" end' "$1"
+}
+
 # machine_snapshot FILE: the manifest of the machine's state (see
 # scripts/machine snapshot) into FILE.
 machine_snapshot() {

@@ -23,14 +23,6 @@ disk_before=$(disk_hash)
 
 machine_snapshot "$TEST_TMP/before"
 
-# item JSON ID FIELD: one field of one item, "missing" when there is no
-# such item, "N items" when there are several.
-item() {
-	jq -r --arg id "$2" --arg f "$3" '[.items[] | select(.id == $id)] |
-		if length == 1 then (.[0][$f] | tostring) elif length == 0 then "missing"
-		else "\(length) items" end' "$1"
-}
-
 # Every check that does not depend on uidmap still passes.
 others_pass() {
 	jq -r '.items[] | select(.step == "preflight" and .status == "fail" and

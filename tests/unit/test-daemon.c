@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "engine.h"
+#include "steps/apparmor.h"
 #include "steps/steps.h"
 #include "tests.h"
 #include "units.h"
@@ -24,6 +25,9 @@ static void make_tree(const char *root) {
         test_write(root, "usr/bin/rootlesskit", "#!/bin/sh\n");
 }
 
+/* The cgroup hierarchy preflight would have found (tests that care set it). */
+static CgroupHierarchy test_cgroup = CGROUP_UNKNOWN;
+
 static int run_verb(const char *root, Verb verb, bool apparmor, const char *storage, Context *ret) {
         static Config c;
         int r;
@@ -39,6 +43,7 @@ static int run_verb(const char *root, Verb verb, bool apparmor, const char *stor
         ret->facts.network_driver = strdup("slirp4netns");
         ret->facts.storage_driver = storage ? strdup(storage) : NULL;
         ret->facts.apparmor_restricts_userns = apparmor;
+        ret->facts.cgroup = test_cgroup;
         /* What the user step would have found in the tree. */
         if (strstr(test_read_kept(root, "etc/passwd") ?: "", "buildkite:")) {
                 ret->facts.user_known = true;
@@ -213,6 +218,7 @@ TEST(apparmor_profile_only_where_userns_is_restricted) {
         char *s;
 
         make_tree(root);
+        test_write(root, "etc/apparmor.d/abi/4.0", "# AppArmor 4.0's policy ABI\n");
         ASSERT_OK(run_verb(root, VERB_APPLY, true, "overlay2", &ctx));
         ASSERT_FALSE(ctx.any_failed);
         context_done(&ctx);
@@ -295,4 +301,247 @@ TEST(missing_user_is_reported_not_guessed) {
         ASSERT_TRUE(run_verb(root, VERB_APPLY, false, "overlay2", &ctx) < 0);
         context_done(&ctx);
         ASSERT_TRUE(test_read_kept(root, "etc/systemd/user/docker.service") == NULL);
+}
+
+#define USER_MANAGER_CONTROLLERS "sys/fs/cgroup/user.slice/user-1001.slice/user@1001.service/cgroup.controllers"
+
+TEST(delegation_on_cgroup_v2_is_checked_where_it_lands) {
+        const char *root = test_tmpdir();
+        const Item *it;
+        Context ctx;
+
+        make_tree(root);
+        test_cgroup = CGROUP_V2;
+        test_write(root, "sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n");
+        ASSERT_OK(run_verb(root, VERB_APPLY, false, "overlay2", &ctx));
+        context_done(&ctx);
+
+        /* The manager has them all. */
+        test_write(root, USER_MANAGER_CONTROLLERS, "cpuset cpu io memory pids\n");
+        ASSERT_OK(run_verb(root, VERB_CHECK, false, "overlay2", &ctx));
+        ASSERT_EQ(find_item(&ctx, "daemon.delegation")->status, ITEM_PASS);
+        ASSERT_FALSE(ctx.any_failed);
+        context_done(&ctx);
+
+        /* Started before the drop-in (only memory and pids, systemd's defaults): a failure that says to restart it. */
+        test_write(root, USER_MANAGER_CONTROLLERS, "memory pids\n");
+        ASSERT_OK(run_verb(root, VERB_CHECK, false, "overlay2", &ctx));
+        it = find_item(&ctx, "daemon.delegation");
+        ASSERT_EQ(it->status, ITEM_FAIL);
+        ASSERT_CONTAINS(it->message, "lacks the cgroup controllers cpu cpuset io");
+        ASSERT_CONTAINS(it->fix, "systemctl restart user@1001.service");
+        ASSERT_TRUE(ctx.any_failed);
+        context_done(&ctx);
+
+        /* The kernel has no io controller at all: the fix says so, not a restart. */
+        test_write(root, "sys/fs/cgroup/cgroup.controllers", "cpuset cpu memory pids\n");
+        test_write(root, USER_MANAGER_CONTROLLERS, "cpuset cpu memory pids\n");
+        ASSERT_OK(run_verb(root, VERB_CHECK, false, "overlay2", &ctx));
+        it = find_item(&ctx, "daemon.delegation");
+        ASSERT_EQ(it->status, ITEM_FAIL);
+        ASSERT_CONTAINS(it->fix, "offers the io controller");
+        context_done(&ctx);
+
+        /* No cgroup for the manager: it does not run; daemon.user-manager says so on a live host. */
+        ASSERT_OK(unlink(test_path(root, USER_MANAGER_CONTROLLERS)));
+        ASSERT_OK(run_verb(root, VERB_CHECK, false, "overlay2", &ctx));
+        ASSERT_EQ(find_item(&ctx, "daemon.delegation")->status, ITEM_SKIP);
+        context_done(&ctx);
+        test_cgroup = CGROUP_UNKNOWN;
+}
+
+TEST(delegation_on_cgroup_v1_is_skipped_with_the_reason) {
+        const char *root = test_tmpdir();
+        const Item *it;
+        Context ctx;
+
+        make_tree(root);
+        test_cgroup = CGROUP_V1;
+        test_write(root, USER_MANAGER_CONTROLLERS, "\n");
+        ASSERT_OK(run_verb(root, VERB_CHECK, false, "overlay2", &ctx));
+        test_cgroup = CGROUP_UNKNOWN;
+        it = find_item(&ctx, "daemon.delegation");
+        ASSERT_EQ(it->status, ITEM_SKIP);
+        ASSERT_CONTAINS(it->message, "cgroup v1");
+        context_done(&ctx);
+}
+
+/* The profile main's rootless-ci wrote (AppArmor 4), byte for byte: what "ours" means. */
+static const char *const our_profile_4_0 =
+        "# Installed by rootless-ci as /etc/apparmor.d/rootless-ci-rootlesskit.\n";
+
+#define UBUNTU_ROOTLESSKIT_PROFILE                                                                  \
+        "# This profile allows everything and only exists to give the\n"                            \
+        "# application a name instead of having the label \"unconfined\"\n"                         \
+        "\n"                                                                                        \
+        "abi <abi/4.0>,\n"                                                                          \
+        "include <tunables/global>\n"                                                               \
+        "\n"                                                                                        \
+        "profile rootlesskit /usr/bin/rootlesskit flags=(unconfined) {\n"                           \
+        "  userns,\n"                                                                               \
+        "\n"                                                                                        \
+        "  # Site-specific additions and overrides. See local/README for details.\n"                \
+        "  include if exists <local/rootlesskit>\n"                                                 \
+        "}\n"
+
+static void make_apparmor4_tree(const char *root) {
+        make_tree(root);
+        test_write(root, "etc/apparmor.d/abi/4.0", "# AppArmor 4.0's policy ABI\n");
+        test_write(root, "etc/apparmor.d/tunables/global", "# tunables\n");
+        test_write(root, "etc/apparmor.d/usr.sbin.cupsd", "#include <tunables/global>\n/usr/sbin/cupsd flags=(attach_disconnected) {\n  /** r,\n}\n");
+}
+
+TEST(apparmor_3_tree_gets_no_abi_4_0_line) {
+        const char *root = test_tmpdir();
+        Context ctx;
+        char *s;
+
+        /* Ubuntu 22.04: AppArmor 3, abi/3.0 only. */
+        make_tree(root);
+        test_write(root, "etc/apparmor.d/abi/3.0", "# AppArmor 3.0's policy ABI\n");
+        ASSERT_OK(run_verb(root, VERB_APPLY, true, "overlay2", &ctx));
+        ASSERT_FALSE(ctx.any_failed);
+        context_done(&ctx);
+        s = test_read(root, "etc/apparmor.d/rootless-ci-rootlesskit");
+        ASSERT_TRUE(s != NULL);
+        ASSERT_TRUE(strstr(s, "abi <abi/4.0>") == NULL);
+        ASSERT_TRUE(strstr(s, "\n  userns,") == NULL);
+        ASSERT_CONTAINS(s, "profile rootless-ci-rootlesskit /usr/bin/rootlesskit flags=(unconfined) {\n");
+        free(s);
+        ASSERT_OK(run_verb(root, VERB_CHECK, true, "overlay2", &ctx));
+        ASSERT_EQ(find_item(&ctx, "daemon.apparmor")->status, ITEM_PASS);
+        context_done(&ctx);
+
+        /* AppArmor 4 installed since: the profile is rewritten with the 4.0 ABI and its userns rule. */
+        test_write(root, "etc/apparmor.d/abi/4.0", "# AppArmor 4.0's policy ABI\n");
+        ASSERT_OK(run_verb(root, VERB_APPLY, true, "overlay2", &ctx));
+        ASSERT_EQ(find_item(&ctx, "daemon.apparmor")->status, ITEM_CHANGE);
+        context_done(&ctx);
+        s = test_read(root, "etc/apparmor.d/rootless-ci-rootlesskit");
+        ASSERT_CONTAINS(s, "\nabi <abi/4.0>,\ninclude <tunables/global>\n");
+        ASSERT_CONTAINS(s, "flags=(unconfined) {\n  userns,\n");
+        free(s);
+}
+
+TEST(apparmor_existing_profile_for_rootlesskit_is_used_not_doubled) {
+        const char *root = test_tmpdir();
+        const Item *it;
+        Context ctx;
+
+        make_apparmor4_tree(root);
+        /* A header attaching to a variable (flags=… on the line is no assignment), in a file of its own. */
+        test_write(root, "etc/apparmor.d/rootlesskit",
+                   "@{exec_path} = /usr/bin/rootlesskit\n@{exec_path} flags=(unconfined) {\n  userns,\n}\n");
+        ASSERT_OK(run_verb(root, VERB_CHECK, true, "overlay2", &ctx));
+        it = find_item(&ctx, "daemon.apparmor");
+        ASSERT_EQ(it->status, ITEM_PASS);
+        ASSERT_CONTAINS(it->message, "has the AppArmor profile @{exec_path} (/etc/apparmor.d/rootlesskit)");
+        context_done(&ctx);
+
+        test_write(root, "etc/apparmor.d/rootlesskit", UBUNTU_ROOTLESSKIT_PROFILE);
+        static const Verb verbs[] = { VERB_PLAN, VERB_APPLY, VERB_CHECK };
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                ASSERT_OK(run_verb(root, verbs[i], true, "overlay2", &ctx));
+                it = find_item(&ctx, "daemon.apparmor");
+                ASSERT_EQ(it->status, verbs[i] == VERB_CHECK ? ITEM_PASS : ITEM_OK);
+                ASSERT_CONTAINS(it->message, "has the AppArmor profile rootlesskit (/etc/apparmor.d/rootlesskit)");
+                ASSERT_CONTAINS(it->message, "writes none of its own");
+                context_done(&ctx);
+        }
+        ASSERT_TRUE(test_read(root, "etc/apparmor.d/rootless-ci-rootlesskit") == NULL);
+
+        /* One without a userns rule in its block: still used (two would be worse), with a warning that says what to add. */
+        test_write(root, "etc/apparmor.d/rootlesskit", "profile rootlesskit /usr/bin/rootlesskit {\n  include <abstractions/base>\n}\n");
+        ASSERT_OK(run_verb(root, VERB_CHECK, true, "overlay2", &ctx));
+        it = find_item(&ctx, "daemon.apparmor");
+        ASSERT_EQ(it->status, ITEM_WARN);
+        ASSERT_CONTAINS(it->fix, "add \"userns,\" to profile rootlesskit");
+        context_done(&ctx);
+        ASSERT_TRUE(test_read(root, "etc/apparmor.d/rootless-ci-rootlesskit") == NULL);
+}
+
+TEST(apparmor_our_earlier_profile_is_removed_only_while_it_is_ours) {
+        const char *root = test_tmpdir();
+        const Item *it;
+        Context ctx;
+        char *ours;
+
+        make_apparmor4_tree(root);
+        /* An earlier run wrote ours; then Docker's rootless extras brought one of its own (named by glob). */
+        ASSERT_OK(run_verb(root, VERB_APPLY, true, "overlay2", &ctx));
+        context_done(&ctx);
+        ours = test_read(root, "etc/apparmor.d/rootless-ci-rootlesskit");
+        ASSERT_TRUE(ours && startswith(ours, our_profile_4_0));
+        test_write(root, "etc/apparmor.d/docker-rootlesskit",
+                   "abi <abi/4.0>,\ninclude <tunables/global>\n\n@{bin} = /usr/bin /usr/local/bin\n"
+                   "profile docker-rootlesskit @{bin}/rootless{kit,kit-docker-proxy} flags=(unconfined) {\n"
+                   "  allow userns,\n}\n");
+
+        /* An edited copy of ours is the operator's: a failure naming both, nothing removed. */
+        test_write(root, "etc/apparmor.d/rootless-ci-rootlesskit", "# mine now\n");
+        ASSERT_TRUE(run_verb(root, VERB_APPLY, true, "overlay2", &ctx) < 0);
+        it = find_item(&ctx, "daemon.apparmor");
+        ASSERT_EQ(it->status, ITEM_FAIL);
+        ASSERT_CONTAINS(it->message, "two AppArmor profiles attach to rootlesskit");
+        ASSERT_CONTAINS(it->message, "docker-rootlesskit in /etc/apparmor.d/docker-rootlesskit");
+        context_done(&ctx);
+        ASSERT_STREQ(test_read_kept(root, "etc/apparmor.d/rootless-ci-rootlesskit"), "# mine now\n");
+
+        /* Byte for byte ours: plan says it goes, check fails, apply removes it, then all is well. */
+        test_write(root, "etc/apparmor.d/rootless-ci-rootlesskit", ours);
+        free(ours);
+        ASSERT_OK(run_verb(root, VERB_PLAN, true, "overlay2", &ctx));
+        ASSERT_EQ(find_item(&ctx, "daemon.apparmor")->status, ITEM_REMOVE);
+        context_done(&ctx);
+        ASSERT_TRUE(test_read_kept(root, "etc/apparmor.d/rootless-ci-rootlesskit") != NULL);
+        ASSERT_OK(run_verb(root, VERB_CHECK, true, "overlay2", &ctx));
+        ASSERT_EQ(find_item(&ctx, "daemon.apparmor")->status, ITEM_FAIL);
+        context_done(&ctx);
+        ASSERT_OK(run_verb(root, VERB_APPLY, true, "overlay2", &ctx));
+        it = find_item(&ctx, "daemon.apparmor");
+        ASSERT_EQ(it->status, ITEM_REMOVE);
+        ASSERT_TRUE(it->changed);
+        context_done(&ctx);
+        ASSERT_TRUE(test_read_kept(root, "etc/apparmor.d/rootless-ci-rootlesskit") == NULL);
+        ASSERT_OK(run_verb(root, VERB_CHECK, true, "overlay2", &ctx));
+        ASSERT_EQ(find_item(&ctx, "daemon.apparmor")->status, ITEM_PASS);
+        ASSERT_FALSE(ctx.any_failed);
+        context_done(&ctx);
+}
+
+/* Profiles that do not attach to it, or are not loaded, change nothing: ours is written. */
+TEST(apparmor_profiles_for_other_paths_or_disabled_do_not_count) {
+        const char *root = test_tmpdir();
+        Context ctx;
+        char *s;
+
+        make_apparmor4_tree(root);
+        test_write(root, "etc/apparmor.d/home.rootlesskit", "profile home-rk @{HOME}/bin/rootlesskit flags=(unconfined) {\n userns,\n}\n");
+        test_write(root, "etc/apparmor.d/other", "profile rootlesskit-named-only flags=(unconfined) {\n userns,\n}\n"
+                                                 "/usr/bin/rootlesskit2 {\n}\n# /usr/bin/rootlesskit {\n");
+        test_write(root, "etc/apparmor.d/rootlesskit", UBUNTU_ROOTLESSKIT_PROFILE);
+        test_write(root, "etc/apparmor.d/disable/rootlesskit", "");
+        test_write(root, "etc/apparmor.d/rootlesskit.dpkg-old", UBUNTU_ROOTLESSKIT_PROFILE);
+        ASSERT_OK(run_verb(root, VERB_APPLY, true, "overlay2", &ctx));
+        ASSERT_EQ(find_item(&ctx, "daemon.apparmor")->status, ITEM_CREATE);
+        context_done(&ctx);
+        s = test_read(root, "etc/apparmor.d/rootless-ci-rootlesskit");
+        ASSERT_TRUE(s && strstr(s, "profile rootless-ci-rootlesskit /usr/bin/rootlesskit"));
+        free(s);
+}
+
+TEST(apparmor_attachment_globs) {
+        ASSERT_TRUE(apparmor_glob_match("/usr/bin/rootlesskit", "/usr/bin/rootlesskit"));
+        ASSERT_FALSE(apparmor_glob_match("/usr/bin/rootlesskit", "/usr/bin/rootlesskit2"));
+        ASSERT_TRUE(apparmor_glob_match("/{usr/,usr/local/,}bin/rootlesskit", "/usr/local/bin/rootlesskit"));
+        ASSERT_TRUE(apparmor_glob_match("/{usr/,usr/local/,}bin/rootlesskit", "/bin/rootlesskit"));
+        ASSERT_TRUE(apparmor_glob_match("/usr/{lib/{x,rootlesskit},bin}/rootlesskit", "/usr/lib/rootlesskit/rootlesskit"));
+        ASSERT_TRUE(apparmor_glob_match("/usr/bin/rootless*", "/usr/bin/rootlesskit"));
+        ASSERT_FALSE(apparmor_glob_match("/usr/*/rootlesskit", "/usr/lib/x/rootlesskit"));
+        ASSERT_TRUE(apparmor_glob_match("/usr/**/rootlesskit", "/usr/lib/x/rootlesskit"));
+        ASSERT_TRUE(apparmor_glob_match("/usr/bin/rootlessk?t", "/usr/bin/rootlesskit"));
+        ASSERT_TRUE(apparmor_glob_match("/usr/bin/rootless[a-k]it", "/usr/bin/rootlesskit"));
+        ASSERT_FALSE(apparmor_glob_match("/usr/bin/rootless[^k]it", "/usr/bin/rootlesskit"));
+        ASSERT_FALSE(apparmor_glob_match("/usr/bin/rootless{kit", "/usr/bin/rootlesskit"));
+        ASSERT_TRUE(apparmor_glob_match("/usr/bin/rootless\\kit", "/usr/bin/rootlesskit"));
 }

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "disk/identify.h"
 #include "disk/layout.h"
 #include "disk/mkfs.h"
 #include "tests.h"
+#include "util/clock.h"
 #include "util/exec.h"
 #include "util/format.h"
 
@@ -144,4 +146,48 @@ TEST(exec_refuses_a_relative_program) {
         const char *argv[] = { "sh", NULL };
         int status;
         ASSERT_EQ(exec_run(argv, &status, NULL), -EINVAL);
+}
+
+TEST(exec_capture_collects_stdout_and_stderr_as_nobody) {
+        const char *argv[] = { "/bin/sh", "-c", "echo \"out $(id -u):$(id -g) groups=$(id -G) HOME=$HOME\"; echo err >&2", NULL };
+        char *out = NULL, want[128];
+        int status = -1;
+
+        setenv("HOME", "/nonexistent-home", 1);
+        ASSERT_OK(exec_capture_as(argv, 65534, 65534, 10000, &status, &out));
+        ASSERT_EQ(status, 0);
+        /* As root it gives up root and every group; anyone else runs it as themselves. */
+        if (geteuid() == 0)
+                snprintf(want, sizeof(want), "out 65534:65534 groups=65534 HOME=\nerr\n");
+        else
+                snprintf(want, sizeof(want), "out %u:%u groups=", (unsigned) getuid(), (unsigned) getgid());
+        if (geteuid() == 0)
+                ASSERT_STREQ(out, want);
+        else
+                ASSERT_TRUE(strncmp(out, want, strlen(want)) == 0);
+        free(out);
+}
+
+TEST(exec_capture_gains_nothing_from_a_setuid_bit) {
+        const char *argv[] = { "/bin/sh", "-c", "grep NoNewPrivs /proc/self/status", NULL };
+        char *out = NULL;
+        int status = -1;
+
+        ASSERT_OK(exec_capture_as(argv, 65534, 65534, 10000, &status, &out));
+        ASSERT_EQ(status, 0);
+        ASSERT_CONTAINS(out, "NoNewPrivs:\t1");
+        free(out);
+}
+
+TEST(exec_capture_kills_a_program_that_hangs) {
+        const char *argv[] = { "/bin/sh", "-c", "echo started; exec sleep 30", NULL };
+        unsigned long long t0 = now_usec();
+        char *out = NULL;
+        int status = -1;
+
+        ASSERT_OK(exec_capture_as(argv, 65534, 65534, 300, &status, &out));
+        ASSERT_EQ(status, 128 + 9);
+        ASSERT_STREQ(out, "started\n");
+        ASSERT_TRUE(now_usec() - t0 < 5ULL * 1000000ULL);
+        free(out);
 }

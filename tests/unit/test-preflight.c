@@ -9,6 +9,7 @@
 #include "tests.h"
 #include "config.h"
 #include "engine.h"
+#include "steps/preflight.h"
 #include "steps/steps.h"
 #include "util/macro.h"
 
@@ -159,7 +160,8 @@ TEST(preflight_complete_tree_passes) {
         ASSERT_ITEM(&f.ctx, "preflight.systemd", ITEM_SKIP);
         ASSERT_ITEM(&f.ctx, "preflight.kernel", ITEM_PASS);
         ASSERT_ITEM(&f.ctx, "preflight.apparmor", ITEM_PASS);
-        ASSERT_EQ(f.ctx.n_items, 12);
+        ASSERT_ITEM(&f.ctx, "preflight.cgroup", ITEM_SKIP);
+        ASSERT_EQ(f.ctx.n_items, 13);
         for (size_t i = 0; i < f.ctx.n_items; i++) {
                 ASSERT_TRUE(f.ctx.items[i].fix == NULL);
                 ASSERT_FALSE(f.ctx.items[i].changed);
@@ -203,6 +205,8 @@ TEST(preflight_empty_tree_names_every_missing_package) {
         ASSERT_ITEM(&f.ctx, "preflight.systemd", ITEM_SKIP);
         ASSERT_ITEM(&f.ctx, "preflight.kernel", ITEM_SKIP);
         ASSERT_ITEM(&f.ctx, "preflight.apparmor", ITEM_SKIP);
+        ASSERT_ITEM(&f.ctx, "preflight.cgroup", ITEM_SKIP);
+        ASSERT_EQ(f.ctx.facts.cgroup, CGROUP_UNKNOWN);
         ASSERT_FALSE(f.ctx.facts.apparmor_restricts_userns);
         ASSERT_TRUE(f.ctx.facts.storage_driver == NULL);
         ASSERT_TRUE(f.ctx.facts.network_driver == NULL);
@@ -418,14 +422,26 @@ TEST(preflight_network_driver) {
         const char *root = test_tmpdir();
 
         {
+                /* slirp4netns settles it (every rootlesskit drives it), pasta or not. */
+                _cleanup_(fixture_done) Fixture f = FIXTURE_INIT;
+                SUBTREE(t, root, "both");
+                make_tree(t, OS_DEBIAN);
+                exe(t, "usr/bin/pasta");
+                ASSERT_OK(run_preflight(&f, t));
+                ASSERT_ITEM(&f.ctx, "preflight.network", ITEM_PASS);
+                ASSERT_STREQ(f.ctx.facts.network_driver, "slirp4netns");
+        }
+        {
+                /* pasta alone: offline, rootlesskit cannot be asked (a tree's programs never run). */
                 _cleanup_(fixture_done) Fixture f = FIXTURE_INIT;
                 SUBTREE(t, root, "pasta");
                 make_tree(t, OS_DEBIAN);
                 ASSERT_OK(unlink(test_path(t, "usr/bin/slirp4netns")));
                 exe(t, "usr/bin/pasta");
                 ASSERT_OK(run_preflight(&f, t));
-                ASSERT_ITEM(&f.ctx, "preflight.network", ITEM_PASS);
-                ASSERT_STREQ(f.ctx.facts.network_driver, "pasta");
+                ASSERT_ITEM(&f.ctx, "preflight.network", ITEM_SKIP);
+                ASSERT_CONTAINS(ITEM(&f.ctx, "preflight.network")->message, "asked on the live host");
+                ASSERT_TRUE(f.ctx.facts.network_driver == NULL);
         }
         {
                 _cleanup_(fixture_done) Fixture f = FIXTURE_INIT;
@@ -435,6 +451,104 @@ TEST(preflight_network_driver) {
                 ASSERT_OK(run_preflight(&f, t));
                 ASSERT_ITEM(&f.ctx, "preflight.network", ITEM_FAIL);
                 ASSERT_STREQ(ITEM(&f.ctx, "preflight.network")->fix, "dnf install slirp4netns (or passt)");
+                ASSERT_TRUE(f.ctx.facts.network_driver == NULL);
+        }
+}
+
+/* The Network section of Debian 12's rootlesskit 1.1.0 --help, as it prints it, and 2.x's --net line. */
+#define HELP_1_1_0                                                                                                       \
+        "OPTIONS:\n"                                                                                                     \
+        "  Misc:                          \n"                                                                            \
+        "    --debug                      debug mode (default: false)\n"                                                 \
+        "  Network:                       \n"                                                                            \
+        "    --net value                  network driver [host, slirp4netns, vpnkit, lxc-user-nic(experimental)] "       \
+        "(default: \"host\")\n"                                                                                          \
+        "    --mtu value                  MTU for non-host network (default: 65520 for slirp4netns, 1500 for others) "   \
+        "(default: 0)\n"                                                                                                 \
+        "  Port:                          \n"                                                                            \
+        "    --port-driver value          port driver for non-host network. [none, builtin, slirp4netns] (default: "     \
+        "\"none\")\n"
+#define NET_LINE_2_X \
+        "   --net value  network driver [host, pasta(experimental), slirp4netns, vpnkit, lxc-user-nic(experimental)] (default: \"host\")\n"
+
+TEST(rootlesskit_net_drivers_are_read_from_its_help) {
+        char *d = NULL;
+
+        ASSERT_OK(rootlesskit_net_drivers_parse(HELP_1_1_0, &d));
+        ASSERT_STREQ(d, "host slirp4netns vpnkit lxc-user-nic");
+        free(d);
+        ASSERT_OK(rootlesskit_net_drivers_parse("NAME:\n   rootlesskit\n" NET_LINE_2_X "   --mtu value\n", &d));
+        ASSERT_STREQ(d, "host pasta slirp4netns vpnkit lxc-user-nic");
+        free(d);
+        /* Other bracketed lists, --netns-type, no --net at all: nothing. */
+        d = NULL;
+        ASSERT_EQ(rootlesskit_net_drivers_parse("  --port-driver value  [none, builtin]\n  --netns-type [path]\n", &d),
+                  -ENOENT);
+        ASSERT_EQ(rootlesskit_net_drivers_parse("", &d), -ENOENT);
+        ASSERT_EQ(rootlesskit_net_drivers_parse("  --net value   network driver [] \n", &d), -ENOENT);
+        ASSERT_TRUE(d == NULL);
+}
+
+/* The answer a live apply recorded for the tree's rootlesskit (the key is its identity). */
+static void record_net_answer(const char *root, const char *drivers) {
+        char text[1024];
+        struct stat st;
+
+        ASSERT_OK(stat(test_path(root, "usr/bin/rootlesskit"), &st));
+        snprintf(text, sizeof(text),
+                 "# rootless-ci: the --net drivers \"rootlesskit --help\" listed, for the binary on the next line\n"
+                 "/usr/bin/rootlesskit %lu:%lu %lld %lld.%09ld %lld.%09ld\n%s\n",
+                 (unsigned long) st.st_dev, (unsigned long) st.st_ino, (long long) st.st_size,
+                 (long long) st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (long long) st.st_ctim.tv_sec, st.st_ctim.tv_nsec,
+                 drivers);
+        test_write(root, "run/rootless-ci/rootlesskit-net-drivers", text);
+}
+
+static void make_pasta_tree(const char *root) {
+        make_tree(root, OS_DEBIAN);
+        ASSERT_OK(unlink(test_path(root, "usr/bin/slirp4netns")));
+        exe(root, "usr/bin/pasta");
+}
+
+TEST(preflight_pasta_only_with_a_rootlesskit_that_drives_it) {
+        const char *root = test_tmpdir();
+
+        {
+                /* Debian 12's rootlesskit: no pasta. A failure naming what it drives and the package. */
+                _cleanup_(fixture_done) Fixture f = FIXTURE_INIT;
+                const Item *it;
+                SUBTREE(t, root, "old");
+                make_pasta_tree(t);
+                record_net_answer(t, "host slirp4netns vpnkit lxc-user-nic");
+                ASSERT_OK(run_preflight(&f, t));
+                ASSERT_ITEM(&f.ctx, "preflight.network", ITEM_FAIL);
+                it = ITEM(&f.ctx, "preflight.network");
+                ASSERT_CONTAINS(it->message, "/usr/bin/rootlesskit drives only host slirp4netns vpnkit lxc-user-nic");
+                ASSERT_CONTAINS(it->message, "pasta (/usr/bin/pasta) cannot be used");
+                ASSERT_STREQ(it->fix, "apt-get install slirp4netns (this rootlesskit cannot drive pasta)");
+                ASSERT_TRUE(f.ctx.facts.network_driver == NULL);
+        }
+        {
+                _cleanup_(fixture_done) Fixture f = FIXTURE_INIT;
+                SUBTREE(t, root, "new");
+                make_pasta_tree(t);
+                record_net_answer(t, "host pasta slirp4netns vpnkit lxc-user-nic");
+                ASSERT_OK(run_preflight(&f, t));
+                ASSERT_ITEM(&f.ctx, "preflight.network", ITEM_PASS);
+                ASSERT_CONTAINS(ITEM(&f.ctx, "preflight.network")->message, "drives host pasta slirp4netns");
+                ASSERT_STREQ(f.ctx.facts.network_driver, "pasta");
+        }
+        {
+                /* Another rootlesskit since (a package upgrade): the record is not its answer, so it is asked anew. */
+                _cleanup_(fixture_done) Fixture f = FIXTURE_INIT;
+                SUBTREE(t, root, "upgraded");
+                make_pasta_tree(t);
+                record_net_answer(t, "host pasta slirp4netns vpnkit lxc-user-nic");
+                ASSERT_OK(unlink(test_path(t, "usr/bin/rootlesskit")));
+                test_write(t, "usr/bin/rootlesskit", "#!/bin/sh\n# another build\n");
+                ASSERT_OK(chmod(test_path(t, "usr/bin/rootlesskit"), 0755));
+                ASSERT_OK(run_preflight(&f, t));
+                ASSERT_ITEM(&f.ctx, "preflight.network", ITEM_SKIP);
                 ASSERT_TRUE(f.ctx.facts.network_driver == NULL);
         }
 }
@@ -658,8 +772,64 @@ TEST(preflight_reports_the_same_under_every_verb) {
                 ASSERT_OK(config_init(&f.config));
                 ASSERT_OK(context_init(&f.ctx, verbs[v], root, &f.config));
                 ASSERT_OK(step_preflight.run(&f.ctx));
-                ASSERT_EQ(f.ctx.n_items, 12);
+                ASSERT_EQ(f.ctx.n_items, 13);
                 ASSERT_ITEM(&f.ctx, "preflight.newuidmap", ITEM_FAIL);
                 ASSERT_FALSE(f.ctx.any_changed);
+        }
+}
+
+#define CGROUP2_TOP "cpuset cpu io memory hugetlb pids rdma misc\n"
+
+TEST(preflight_cgroup_v2_with_every_controller_passes) {
+        const char *root = test_tmpdir();
+        _cleanup_(fixture_done) Fixture f = FIXTURE_INIT;
+
+        make_tree(root, OS_DEBIAN);
+        test_write(root, "sys/fs/cgroup/cgroup.controllers", CGROUP2_TOP);
+        ASSERT_OK(run_preflight(&f, root));
+        ASSERT_ITEM(&f.ctx, "preflight.cgroup", ITEM_PASS);
+        ASSERT_CONTAINS(ITEM(&f.ctx, "preflight.cgroup")->message, "cgroup v2");
+        ASSERT_EQ(f.ctx.facts.cgroup, CGROUP_V2);
+}
+
+TEST(preflight_cgroup_v2_without_a_controller_warns_naming_it) {
+        const char *root = test_tmpdir();
+        _cleanup_(fixture_done) Fixture f = FIXTURE_INIT;
+        const Item *it;
+
+        make_tree(root, OS_DEBIAN);
+        test_write(root, "sys/fs/cgroup/cgroup.controllers", "cpu memory pids\n");
+        ASSERT_OK(run_preflight(&f, root));
+        ASSERT_ITEM(&f.ctx, "preflight.cgroup", ITEM_WARN);
+        it = ITEM(&f.ctx, "preflight.cgroup");
+        ASSERT_CONTAINS(it->message, "no cpuset io controller");
+        ASSERT_TRUE(it->fix != NULL);
+        ASSERT_EQ(f.ctx.facts.cgroup, CGROUP_V2);
+}
+
+/* v1 and hybrid: a warning naming what does not hold, never a failure (Docker runs, without limits). */
+TEST(preflight_cgroup_v1_warns_that_limits_do_not_hold) {
+        static const char *const kinds[] = { "v1", "hybrid" };
+        const char *root = test_tmpdir();
+
+        for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
+                _cleanup_(fixture_done) Fixture f = FIXTURE_INIT;
+                SUBTREE(t, root, kinds[i]);
+                const Item *it;
+
+                make_tree(t, OS_DEBIAN);
+                mkdirs(t, "sys/fs/cgroup/memory");
+                mkdirs(t, "sys/fs/cgroup/cpu,cpuacct");
+                test_write(t, "sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n");
+                if (i == 1)
+                        test_write(t, "sys/fs/cgroup/unified/cgroup.controllers", "\n");
+                ASSERT_OK(run_preflight(&f, t));
+                ASSERT_ITEM(&f.ctx, "preflight.cgroup", ITEM_WARN);
+                it = ITEM(&f.ctx, "preflight.cgroup");
+                ASSERT_CONTAINS(it->message, i == 1 ? "cgroup v1 (hybrid)" : "cgroup v1:");
+                ASSERT_CONTAINS(it->message, "--memory, --cpus and --pids-limit");
+                ASSERT_CONTAINS(it->message, "per-tenant limit");
+                ASSERT_CONTAINS(it->fix, "systemd.unified_cgroup_hierarchy=1");
+                ASSERT_EQ(f.ctx.facts.cgroup, CGROUP_V1);
         }
 }

@@ -94,7 +94,11 @@ TEST(shipped_docker_unit_renders) {
 
 TEST(shipped_dropins_and_profile_render) {
         const UnitValue mount[] = { { "UID", "1001" }, { "MOUNT_POINT", "/srv/rootless-ci" } };
-        const UnitValue aa[] = { { "ROOTLESSKIT", "/usr/bin/rootlesskit" } };
+        const UnitValue aa[] = {
+                { "ROOTLESSKIT", "/usr/bin/rootlesskit" },
+                { "ABI", "abi <abi/4.0>," },
+                { "USERNS_RULE", "userns," },
+        };
         char *out = NULL;
 
         ASSERT_OK(unit_template_render(UNITS_SOURCE_DIR, "user-mount.conf.in", mount, 2, &out));
@@ -108,7 +112,8 @@ TEST(shipped_dropins_and_profile_render) {
         free(out);
         out = NULL;
 
-        ASSERT_OK(unit_template_render(UNITS_SOURCE_DIR, "apparmor-rootlesskit.in", aa, 1, &out));
+        ASSERT_OK(unit_template_render(UNITS_SOURCE_DIR, "apparmor-rootlesskit.in", aa, 3, &out));
+        ASSERT_TRUE(strstr(out, "\nabi <abi/4.0>,\ninclude <tunables/global>\n"));
         ASSERT_TRUE(strstr(out, "profile rootless-ci-rootlesskit /usr/bin/rootlesskit flags=(unconfined) {\n  userns,\n"));
         free(out);
 }
