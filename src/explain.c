@@ -146,16 +146,22 @@ static void explain_propagate(Findings *f, const char *plugin, const char *value
                 "\"0:0\" if the image sets another USER).\n");
 }
 
-static void explain_docker(Findings *f, const JsonValue *config) {
-        const char *t;
-        bool mounts_checkout = !option_text(config, "mount-checkout") ||
+/*
+ * The options of the docker plugin, or of the docker-compose plugin (which
+ * has only propagate-uid-gid and user of them), in the plugin's order.
+ */
+static void explain_plugin(Findings *f, const char *plugin, const JsonValue *config) {
+        bool docker = streq(plugin, "docker");
+        /* docker-compose: the checkout is mounted where the service's volumes say; taken as mounted. */
+        bool mounts_checkout = !docker || !option_text(config, "mount-checkout") ||
                                option_on(config, "mount-checkout");
+        const char *t;
 
-        /* The docker plugin tests this one with [[ -n ... ]]: set at all means applied. */
+        /* The docker plugin tests this one with [[ -n ... ]] (set at all means applied), docker-compose for "true". */
         t = option_text(config, "propagate-uid-gid");
-        if (t && *t)
-                explain_propagate(f, "docker", t, true);
-        if (option_on(config, "chown") && mounts_checkout) {
+        if (t && (docker ? *t != 0 : streq(t, "true")))
+                explain_propagate(f, plugin, t, docker);
+        if (docker && option_on(config, "chown") && mounts_checkout) {
                 finding_begin(f, "docker", "chown", option_text(config, "chown"));
                 fprintf(f->out, "After the job the plugin runs a container with --userns host that chowns the "
                         "checkout to %u:%u. Rootless Docker has no host user namespace to give it, so that chown "
@@ -167,7 +173,9 @@ static void explain_docker(Findings *f, const JsonValue *config) {
         }
         t = option_text(config, "user");
         if (t && *t && !user_is_root(t))
-                explain_user(f, "docker", "user", t, mounts_checkout);
+                explain_user(f, plugin, "user", t, mounts_checkout);
+        if (!docker)
+                return;
         t = option_text(config, "userns");
         if (t && streq(t, "host")) {
                 finding_begin(f, "docker", "userns", t);
@@ -184,18 +192,6 @@ static void explain_docker(Findings *f, const JsonValue *config) {
                         "  Instead: drop privileged and add only the capabilities the step needs (add-caps); run "
                         "what needs root on the host on a separate, trusted agent pool.\n");
         }
-}
-
-static void explain_docker_compose(Findings *f, const JsonValue *config) {
-        const char *t;
-
-        /* The docker-compose plugin tests this one for "true" exactly. */
-        t = option_text(config, "propagate-uid-gid");
-        if (t && streq(t, "true"))
-                explain_propagate(f, "docker-compose", t, false);
-        t = option_text(config, "user");
-        if (t && *t && !user_is_root(t))
-                explain_user(f, "docker-compose", "user", t, true);
 }
 
 /* ---- the list ------------------------------------------------------------------------------------------- */
@@ -250,10 +246,8 @@ int explain_plugins(const char *plugins_json, const ExplainIds *ids, char **ret_
                                 fclose(f.out);
                                 return bad_shape(ret_error, "a plugin's configuration", json_type_name(config->type));
                         }
-                        if (streq(name, "docker"))
-                                explain_docker(&f, config);
-                        else if (streq(name, "docker-compose"))
-                                explain_docker_compose(&f, config);
+                        if (streq(name, "docker") || streq(name, "docker-compose"))
+                                explain_plugin(&f, name, config);
                 }
         }
         if (f.n > 0)
