@@ -369,18 +369,12 @@ static bool profile_name(const struct dirent *de) {
 }
 
 int apparmor_find_attaching(int root_fd, const char *path, const char *skip, AppArmorProfile *ret) {
-        _cleanup_close_ int fd = -1;
         _cleanup_(strv_freep) char **names = NULL;
         size_t n = 0;
         int r = 0;
 
         *ret = (AppArmorProfile) {};
-        fd = safe_openat(root_fd, APPARMOR_DIR, O_RDONLY | O_DIRECTORY, 0, RESOLVE_POLICY_IN_ROOT);
-        if (fd == -ENOENT || fd == -ENOTDIR)
-                return 0;
-        if (fd < 0)
-                return fd;
-        r = dir_list_sorted(fd, profile_name, &names, &n);
+        r = dir_list_sorted_at(root_fd, APPARMOR_DIR, RESOLVE_POLICY_IN_ROOT, profile_name, &names, &n);
         if (r < 0)
                 return r;
 

@@ -391,6 +391,20 @@ int dir_list_sorted(int dirfd, bool (*keep)(const struct dirent *de), char ***re
         return 0;
 }
 
+int dir_list_sorted_at(int dirfd, const char *path, ResolvePolicy policy, bool (*keep)(const struct dirent *de),
+                       char ***ret, size_t *ret_n) {
+        _cleanup_close_ int fd = safe_openat(dirfd, path, O_RDONLY | O_DIRECTORY, 0, policy);
+
+        if (fd == -ENOENT || fd == -ENOTDIR) {
+                *ret = calloc(1, sizeof(char *));
+                *ret_n = 0;
+                return *ret ? 0 : -ENOMEM;
+        }
+        if (fd < 0)
+                return fd;
+        return dir_list_sorted(fd, keep, ret, ret_n);
+}
+
 int remove_stale_temp_files(int dirfd, const char *name, mode_t type, uid_t owner) {
         struct dirent *de;
         int r, removed = 0;

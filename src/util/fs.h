@@ -161,6 +161,13 @@ int opendir_at(int dirfd, DIR **ret);
  */
 int dir_list_sorted(int dirfd, bool (*keep)(const struct dirent *de), char ***ret, size_t *ret_n);
 
+/*
+ * The same for the directory path below dirfd (resolved by policy); a path
+ * that does not exist or is not a directory gives an empty list.
+ */
+int dir_list_sorted_at(int dirfd, const char *path, ResolvePolicy policy, bool (*keep)(const struct dirent *de),
+                       char ***ret, size_t *ret_n);
+
 /* The path an fd refers to, as /proc/self/fd shows it. */
 int fd_get_path(int fd, char **ret);
 

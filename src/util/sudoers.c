@@ -480,17 +480,11 @@ static bool included_name(const struct dirent *de) {
 
 /* The files of dir in lexical order, as sudo reads them. */
 static int load_dir(Sudoers *s, int root_fd, const char *dir) {
-        _cleanup_close_ int fd = -1;
         _cleanup_strv_free_ char **names = NULL;
         size_t n = 0;
         int r;
 
-        fd = safe_openat(root_fd, dir, O_RDONLY | O_DIRECTORY, 0, RESOLVE_POLICY_IN_ROOT);
-        if (fd == -ENOENT || fd == -ENOTDIR)
-                return 0;
-        if (fd < 0)
-                return fd;
-        r = dir_list_sorted(fd, included_name, &names, &n);
+        r = dir_list_sorted_at(root_fd, dir, RESOLVE_POLICY_IN_ROOT, included_name, &names, &n);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n && r >= 0; i++) {

@@ -867,3 +867,24 @@ TEST(dir_list_sorted_lists_what_the_filter_keeps_in_order) {
         ASSERT_EQ(n, 0u);
         ASSERT_TRUE(names && !names[0]);
 }
+
+TEST(dir_list_sorted_at_gives_an_empty_list_for_no_directory) {
+        const char *d = test_tmpdir();
+        _cleanup_strv_free_ char **names = NULL;
+        _cleanup_close_ int root = open(d, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        size_t n = 99;
+
+        test_write(d, "file", "");
+        test_write(d, "dir/z", "");
+        test_write(d, "dir/y", "");
+        ASSERT_OK(dir_list_sorted_at(root, "/missing", RESOLVE_POLICY_IN_ROOT, NULL, &names, &n));
+        ASSERT_TRUE(n == 0 && names && !names[0]);
+        strv_free(TAKE_PTR(names));
+        ASSERT_OK(dir_list_sorted_at(root, "/file", RESOLVE_POLICY_IN_ROOT, NULL, &names, &n));
+        ASSERT_TRUE(n == 0 && names && !names[0]);
+        strv_free(TAKE_PTR(names));
+        ASSERT_OK(dir_list_sorted_at(root, "/dir", RESOLVE_POLICY_IN_ROOT, NULL, &names, &n));
+        ASSERT_EQ(n, 2u);
+        ASSERT_STREQ(names[0], "y");
+        ASSERT_STREQ(names[1], "z");
+}
