@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <stdbool.h>
@@ -81,10 +82,10 @@ static bool option_on(const JsonValue *config, const char *key) {
         return t && (streq(t, "true") || streq(t, "on") || streq(t, "1"));
 }
 
-/* A user: option naming someone other than root ("0", "root", "0:GID", "root:GROUP" are root). */
+/* A user: option naming root ("0", "00" (docker reads a number), "root", "0:GID", "root:GROUP"). */
 static bool user_is_root(const char *user) {
         size_t n = strcspn(user, ":");
-        return (n == 1 && user[0] == '0') || (n == 4 && strncmp(user, "root", 4) == 0);
+        return (n > 0 && strspn(user, "0") >= n) || (n == 4 && strncmp(user, "root", 4) == 0);
 }
 
 /* "host UID X" for container UID n (n >= 1), or a formula when the range is unknown. */
@@ -112,13 +113,19 @@ static void finding_begin(Findings *f, const char *plugin, const char *option, c
 }
 
 static void explain_user(Findings *f, const char *plugin, const char *option, const char *user, bool mounts_checkout) {
-        char *end;
-        unsigned long long n = strtoull(user, &end, 10);
-        bool numeric = end != user && (*end == 0 || *end == ':') && isdigit((unsigned char) user[0]);
+        size_t digits = strspn(user, "0123456789");
+        bool numeric = digits > 0 && (user[digits] == 0 || user[digits] == ':');
+        unsigned long long n;
 
+        errno = 0;
+        n = strtoull(user, NULL, 10);
         finding_begin(f, plugin, option, user);
         fprintf(f->out, "The container runs as ");
-        if (numeric && n > 0)
+        if (numeric && (errno == ERANGE || n >= UINT32_MAX))
+                /* Past every ID a user namespace can map (the last is 2^32-2): no host ID to name. */
+                fprintf(f->out, "UID %.*s, which no user namespace maps (the container cannot start)", (int) digits,
+                        user);
+        else if (numeric && n > 0)
                 print_host_id(f, n);
         else
                 fprintf(f->out, "a user other than root, i.e. one of the CI user's subordinate IDs");
