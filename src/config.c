@@ -615,16 +615,17 @@ static int config_parse_file_at(Config *c, int dirfd, const char *path, const ch
         return config_parse_text(c, display, text, size);
 }
 
-static int cmp_str(const void *a, const void *b) {
-        return strcmp(*(char *const *) a, *(char *const *) b);
+/* A drop-in: NAME.conf, not hidden. */
+static bool dropin_name(const struct dirent *de) {
+        size_t l = strlen(de->d_name);
+        return de->d_name[0] != '.' && l > 5 && streq(de->d_name + l - 5, ".conf");
 }
 
 int config_load(Config *c, const char *root, const char *explicit_path) {
         _cleanup_close_ int rootfd = -1, dfd = -1;
         _cleanup_free_ char *main_display = NULL, *dropin_display = NULL;
-        char **names = NULL;
+        _cleanup_strv_free_ char **names = NULL;
         size_t n_names = 0;
-        DIR *d;
         int r;
 
         if (explicit_path) {
@@ -667,27 +668,11 @@ int config_load(Config *c, const char *root, const char *explicit_path) {
         if (dfd < 0)
                 return log_error_errno(dfd, "%s: cannot open: %m", dropin_display);
 
-        d = fdopendir(dfd);
-        if (!d)
-                return log_error_errno(negative_errno(), "%s: cannot read: %m", dropin_display);
-        dfd = -1; /* owned by d now */
-        for (struct dirent *de; (de = readdir(d)); ) {
-                size_t l = strlen(de->d_name);
-                char **nn;
-
-                if (de->d_name[0] == '.' || l <= 5 || !streq(de->d_name + l - 5, ".conf"))
-                        continue;
-                nn = reallocarray(names, n_names + 1, sizeof(char *));
-                if (!nn || !(nn[n_names] = strdup(de->d_name))) {
-                        free(nn ? nn : names);
-                        closedir(d);
-                        return -ENOMEM;
-                }
-                names = nn;
-                n_names++;
-        }
-        if (n_names > 1) /* an empty drop-in directory: qsort() wants a non-NULL array */
-                qsort(names, n_names, sizeof(char *), cmp_str);
+        r = dir_list_sorted(dfd, dropin_name, &names, &n_names);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return log_error_errno(r, "%s: cannot read: %m", dropin_display);
 
         r = 0;
         for (size_t i = 0; i < n_names && r >= 0; i++) {
@@ -698,9 +683,5 @@ int config_load(Config *c, const char *root, const char *explicit_path) {
                 else
                         r = config_parse_file_at(c, rootfd, rel, display, true);
         }
-        for (size_t i = 0; i < n_names; i++)
-                free(names[i]);
-        free(names);
-        closedir(d);
         return r;
 }

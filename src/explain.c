@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <stdbool.h>
@@ -81,10 +82,10 @@ static bool option_on(const JsonValue *config, const char *key) {
         return t && (streq(t, "true") || streq(t, "on") || streq(t, "1"));
 }
 
-/* A user: option naming someone other than root ("0", "root", "0:GID", "root:GROUP" are root). */
+/* A user: option naming root ("0", "00" (docker reads a number), "root", "0:GID", "root:GROUP"). */
 static bool user_is_root(const char *user) {
         size_t n = strcspn(user, ":");
-        return (n == 1 && user[0] == '0') || (n == 4 && strncmp(user, "root", 4) == 0);
+        return (n > 0 && strspn(user, "0") >= n) || (n == 4 && strncmp(user, "root", 4) == 0);
 }
 
 /* "host UID X" for container UID n (n >= 1), or a formula when the range is unknown. */
@@ -112,13 +113,19 @@ static void finding_begin(Findings *f, const char *plugin, const char *option, c
 }
 
 static void explain_user(Findings *f, const char *plugin, const char *option, const char *user, bool mounts_checkout) {
-        char *end;
-        unsigned long long n = strtoull(user, &end, 10);
-        bool numeric = end != user && (*end == 0 || *end == ':') && isdigit((unsigned char) user[0]);
+        size_t digits = strspn(user, "0123456789");
+        bool numeric = digits > 0 && (user[digits] == 0 || user[digits] == ':');
+        unsigned long long n;
 
+        errno = 0;
+        n = strtoull(user, NULL, 10);
         finding_begin(f, plugin, option, user);
         fprintf(f->out, "The container runs as ");
-        if (numeric && n > 0)
+        if (numeric && (errno == ERANGE || n >= UINT32_MAX))
+                /* Past every ID a user namespace can map (the last is 2^32-2): no host ID to name. */
+                fprintf(f->out, "UID %.*s, which no user namespace maps (the container cannot start)", (int) digits,
+                        user);
+        else if (numeric && n > 0)
                 print_host_id(f, n);
         else
                 fprintf(f->out, "a user other than root, i.e. one of the CI user's subordinate IDs");
@@ -146,16 +153,22 @@ static void explain_propagate(Findings *f, const char *plugin, const char *value
                 "\"0:0\" if the image sets another USER).\n");
 }
 
-static void explain_docker(Findings *f, const JsonValue *config) {
-        const char *t;
-        bool mounts_checkout = !option_text(config, "mount-checkout") ||
+/*
+ * The options of the docker plugin, or of the docker-compose plugin (which
+ * has only propagate-uid-gid and user of them), in the plugin's order.
+ */
+static void explain_plugin(Findings *f, const char *plugin, const JsonValue *config) {
+        bool docker = streq(plugin, "docker");
+        /* docker-compose: the checkout is mounted where the service's volumes say; taken as mounted. */
+        bool mounts_checkout = !docker || !option_text(config, "mount-checkout") ||
                                option_on(config, "mount-checkout");
+        const char *t;
 
-        /* The docker plugin tests this one with [[ -n ... ]]: set at all means applied. */
+        /* The docker plugin tests this one with [[ -n ... ]] (set at all means applied), docker-compose for "true". */
         t = option_text(config, "propagate-uid-gid");
-        if (t && *t)
-                explain_propagate(f, "docker", t, true);
-        if (option_on(config, "chown") && mounts_checkout) {
+        if (t && (docker ? *t != 0 : streq(t, "true")))
+                explain_propagate(f, plugin, t, docker);
+        if (docker && option_on(config, "chown") && mounts_checkout) {
                 finding_begin(f, "docker", "chown", option_text(config, "chown"));
                 fprintf(f->out, "After the job the plugin runs a container with --userns host that chowns the "
                         "checkout to %u:%u. Rootless Docker has no host user namespace to give it, so that chown "
@@ -167,7 +180,9 @@ static void explain_docker(Findings *f, const JsonValue *config) {
         }
         t = option_text(config, "user");
         if (t && *t && !user_is_root(t))
-                explain_user(f, "docker", "user", t, mounts_checkout);
+                explain_user(f, plugin, "user", t, mounts_checkout);
+        if (!docker)
+                return;
         t = option_text(config, "userns");
         if (t && streq(t, "host")) {
                 finding_begin(f, "docker", "userns", t);
@@ -184,18 +199,6 @@ static void explain_docker(Findings *f, const JsonValue *config) {
                         "  Instead: drop privileged and add only the capabilities the step needs (add-caps); run "
                         "what needs root on the host on a separate, trusted agent pool.\n");
         }
-}
-
-static void explain_docker_compose(Findings *f, const JsonValue *config) {
-        const char *t;
-
-        /* The docker-compose plugin tests this one for "true" exactly. */
-        t = option_text(config, "propagate-uid-gid");
-        if (t && streq(t, "true"))
-                explain_propagate(f, "docker-compose", t, false);
-        t = option_text(config, "user");
-        if (t && *t && !user_is_root(t))
-                explain_user(f, "docker-compose", "user", t, true);
 }
 
 /* ---- the list ------------------------------------------------------------------------------------------- */
@@ -250,10 +253,8 @@ int explain_plugins(const char *plugins_json, const ExplainIds *ids, char **ret_
                                 fclose(f.out);
                                 return bad_shape(ret_error, "a plugin's configuration", json_type_name(config->type));
                         }
-                        if (streq(name, "docker"))
-                                explain_docker(&f, config);
-                        else if (streq(name, "docker-compose"))
-                                explain_docker_compose(&f, config);
+                        if (streq(name, "docker") || streq(name, "docker-compose"))
+                                explain_plugin(&f, name, config);
                 }
         }
         if (f.n > 0)

@@ -558,8 +558,10 @@ typedef struct Reclaim {
 } Reclaim;
 
 static void log_nothing_there(const Reclaim *rc) {
-        log_info("%s: %s, nothing to do (%.1f ms)", rc->n_paths == 1 ? rc->paths[0] : "no PATH",
-                 rc->n_paths == 1 ? "does not exist" : "exists", ms_since_usec(rc->t0));
+        if (rc->n_paths == 1)
+                log_info("%s: does not exist, nothing to do (%.1f ms)", rc->paths[0], ms_since_usec(rc->t0));
+        else
+                log_info("None of the %zu PATHs exists, nothing to do (%.1f ms)", rc->n_paths, ms_since_usec(rc->t0));
 }
 
 /*

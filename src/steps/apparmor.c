@@ -363,49 +363,20 @@ static bool skipped_name(const char *n) {
         return false;
 }
 
-static int cmp_str(const void *a, const void *b) {
-        return strcmp(*(char *const *) a, *(char *const *) b);
+/* What apparmor_parser reads: regular files (or of a type readdir() does not tell) it does not pass over. */
+static bool profile_name(const struct dirent *de) {
+        return !skipped_name(de->d_name) && (de->d_type == DT_REG || de->d_type == DT_UNKNOWN);
 }
 
 int apparmor_find_attaching(int root_fd, const char *path, const char *skip, AppArmorProfile *ret) {
-        _cleanup_close_ int fd = -1;
         _cleanup_(strv_freep) char **names = NULL;
         size_t n = 0;
-        struct dirent *de;
-        DIR *d;
         int r = 0;
 
         *ret = (AppArmorProfile) {};
-        fd = safe_openat(root_fd, APPARMOR_DIR, O_RDONLY | O_DIRECTORY, 0, RESOLVE_POLICY_IN_ROOT);
-        if (fd == -ENOENT || fd == -ENOTDIR)
-                return 0;
-        if (fd < 0)
-                return fd;
-        d = fdopendir(fd);
-        if (!d)
-                return negative_errno();
-        fd = -1; /* owned by d now */
-        while ((de = readdir(d))) {
-                char **nn;
-                if (skipped_name(de->d_name) || (de->d_type != DT_REG && de->d_type != DT_UNKNOWN))
-                        continue;
-                nn = reallocarray(names, n + 2, sizeof(char *));
-                if (!nn) {
-                        closedir(d);
-                        return -ENOMEM;
-                }
-                names = nn;
-                names[n] = strdup(de->d_name);
-                names[n + 1] = NULL;
-                if (!names[n]) {
-                        closedir(d);
-                        return -ENOMEM;
-                }
-                n++;
-        }
-        closedir(d);
-        if (n > 0)
-                qsort(names, n, sizeof(char *), cmp_str);
+        r = dir_list_sorted_at(root_fd, APPARMOR_DIR, RESOLVE_POLICY_IN_ROOT, profile_name, &names, &n);
+        if (r < 0)
+                return r;
 
         for (size_t i = 0; i < n; i++) {
                 _cleanup_free_ char *file = NULL, *disabled = NULL, *text = NULL;

@@ -347,6 +347,64 @@ int opendir_at(int dirfd, DIR **ret) {
         return 0;
 }
 
+static int compare_names(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+int dir_list_sorted(int dirfd, bool (*keep)(const struct dirent *de), char ***ret, size_t *ret_n) {
+        _cleanup_closedir_ DIR *d = NULL;
+        _cleanup_strv_free_ char **names = NULL;
+        struct dirent *de;
+        size_t n = 0;
+        int r;
+
+        r = opendir_at(dirfd, &d);
+        if (r < 0)
+                return r;
+        while ((errno = 0, de = readdir(d))) {
+                char **nn;
+
+                if (streq(de->d_name, ".") || streq(de->d_name, "..") || (keep && !keep(de)))
+                        continue;
+                nn = reallocarray(names, n + 2, sizeof(char *));
+                if (!nn)
+                        return -ENOMEM;
+                names = nn;
+                names[n] = strdup(de->d_name);
+                names[n + 1] = NULL;
+                if (!names[n])
+                        return -ENOMEM;
+                n++;
+        }
+        if (errno != 0)
+                return negative_errno();
+        if (n > 1)
+                qsort(names, n, sizeof(char *), compare_names);
+        if (!names) {
+                /* An empty directory: an empty list, never NULL. */
+                names = calloc(1, sizeof(char *));
+                if (!names)
+                        return -ENOMEM;
+        }
+        *ret = TAKE_PTR(names);
+        *ret_n = n;
+        return 0;
+}
+
+int dir_list_sorted_at(int dirfd, const char *path, ResolvePolicy policy, bool (*keep)(const struct dirent *de),
+                       char ***ret, size_t *ret_n) {
+        _cleanup_close_ int fd = safe_openat(dirfd, path, O_RDONLY | O_DIRECTORY, 0, policy);
+
+        if (fd == -ENOENT || fd == -ENOTDIR) {
+                *ret = calloc(1, sizeof(char *));
+                *ret_n = 0;
+                return *ret ? 0 : -ENOMEM;
+        }
+        if (fd < 0)
+                return fd;
+        return dir_list_sorted(fd, keep, ret, ret_n);
+}
+
 int remove_stale_temp_files(int dirfd, const char *name, mode_t type, uid_t owner) {
         struct dirent *de;
         int r, removed = 0;

@@ -153,6 +153,21 @@ int dir_check_entries(int dirfd, const char *prefix, unsigned depth, uid_t trust
 /* readdir() the directory dirfd (an O_PATH fd will do) refers to, from its start. */
 int opendir_at(int dirfd, DIR **ret);
 
+/*
+ * The names of the entries of the directory dirfd refers to (an O_PATH fd
+ * will do; it stays the caller's) that keep() accepts, "." and ".." never,
+ * sorted by strcmp(): a NULL-terminated list in *ret (free with strv_free()),
+ * its length in *ret_n. keep NULL: every entry.
+ */
+int dir_list_sorted(int dirfd, bool (*keep)(const struct dirent *de), char ***ret, size_t *ret_n);
+
+/*
+ * The same for the directory path below dirfd (resolved by policy); a path
+ * that does not exist or is not a directory gives an empty list.
+ */
+int dir_list_sorted_at(int dirfd, const char *path, ResolvePolicy policy, bool (*keep)(const struct dirent *de),
+                       char ***ret, size_t *ret_n);
+
 /* The path an fd refers to, as /proc/self/fd shows it. */
 int fd_get_path(int fd, char **ret);
 

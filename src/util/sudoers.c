@@ -472,59 +472,30 @@ static int load_file(Sudoers *s, int root_fd, const char *path) {
         return sudoers_parse_text(s, path, text);
 }
 
-static int cmp_str(const void *a, const void *b) {
-        return strcmp(*(char *const *) a, *(char *const *) b);
+/* Like sudo: the files of an includedir, skipping names with a '.' or ending in '~'. */
+static bool included_name(const struct dirent *de) {
+        size_t l = strlen(de->d_name);
+        return !strchr(de->d_name, '.') && !(l > 0 && de->d_name[l - 1] == '~');
 }
 
-/* Like sudo: the files of dir in lexical order, skipping names with a '.' or ending in '~'. */
+/* The files of dir in lexical order, as sudo reads them. */
 static int load_dir(Sudoers *s, int root_fd, const char *dir) {
-        _cleanup_close_ int fd = -1;
-        DIR *d;
-        struct dirent *de;
-        char **names = NULL;
+        _cleanup_strv_free_ char **names = NULL;
         size_t n = 0;
-        int r = 0;
+        int r;
 
-        fd = safe_openat(root_fd, dir, O_RDONLY | O_DIRECTORY, 0, RESOLVE_POLICY_IN_ROOT);
-        if (fd == -ENOENT || fd == -ENOTDIR)
-                return 0;
-        if (fd < 0)
-                return fd;
-        d = fdopendir(fd);
-        if (!d)
-                return negative_errno();
-        fd = -1; /* owned by d now */
-
-        while ((de = readdir(d))) {
-                size_t l = strlen(de->d_name);
-                char **nn;
-
-                if (strchr(de->d_name, '.') || (l > 0 && de->d_name[l - 1] == '~'))
-                        continue;
-                nn = reallocarray(names, n + 1, sizeof(char *));
-                if (!nn) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-                names = nn;
-                if (asprintf(&names[n], "%s/%s", dir, de->d_name) < 0) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-                n++;
-        }
-        if (n > 0)
-                qsort(names, n, sizeof(char *), cmp_str);
+        r = dir_list_sorted_at(root_fd, dir, RESOLVE_POLICY_IN_ROOT, included_name, &names, &n);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < n && r >= 0; i++) {
-                r = load_file(s, root_fd, names[i]);
+                _cleanup_free_ char *path = NULL;
+
+                if (asprintf(&path, "%s/%s", dir, names[i]) < 0)
+                        return -ENOMEM;
+                r = load_file(s, root_fd, path);
                 if (r == -EISDIR || r == -EBADFD)
                         r = 0;  /* not a regular file: sudo skips it too */
         }
-out:
-        for (size_t i = 0; i < n; i++)
-                free(names[i]);
-        free(names);
-        closedir(d);
         return r;
 }
 

@@ -41,6 +41,9 @@ if [ "$(id -u)" = 0 ]; then
 else
         expect 2 "reclaim of a PATH outside the builds dir" --in "$TMP/reclaim-builds" --err "is not below the builds directory" \
                 -- reclaim --builds-dir="$TMP/reclaim-builds/co" "$TMP/reclaim-builds"
+        expect 0 "reclaim of PATHs that do not exist" --in "$TMP/reclaim-builds" \
+                --err "None of the 2 PATHs exists, nothing to do" \
+                -- reclaim --builds-dir="$TMP/reclaim-builds" "$TMP/reclaim-builds/x" "$TMP/reclaim-builds/y"
 fi
 
 # --- configuration errors: 2, file:line, nothing changed ---------------------

@@ -157,3 +157,26 @@ TEST(the_verb_exits_0_with_nothing_to_say_and_2_on_bad_input) {
         free(err);
         unsetenv("BUILDKITE_PLUGINS");
 }
+
+TEST(a_user_option_is_read_as_docker_reads_it) {
+        /* "00" and "000:0" are UID 0 to docker (a number, leading zeros and all): root, nothing to say. */
+        static const char *const root_users[] = {
+                "[{\"docker#v5\":{\"image\":\"i\",\"user\":\"00\"}}]",
+                "[{\"docker-compose#v5\":{\"run\":\"app\",\"user\":\"000:0\"}}]",
+        };
+        char *t;
+
+        for (size_t i = 0; i < ELEMENTSOF(root_users); i++) {
+                t = explain(root_users[i]);
+                ASSERT_TRUE(t != NULL && *t == 0);
+                free(t);
+        }
+        /* A UID past any ID (2^64, 2^32) names no host ID: never a wrapped-around number. */
+        t = explain("[{\"docker#v5\":{\"image\":\"i\",\"user\":\"18446744073709551616\"}},"
+                    "{\"docker-compose#v5\":{\"run\":\"app\",\"user\":\"4294967296:0\"}}]");
+        ASSERT_TRUE(t != NULL);
+        ASSERT_TRUE(!strstr(t, "host UID"));
+        ASSERT_CONTAINS(t, "UID 18446744073709551616, which no user namespace maps");
+        ASSERT_CONTAINS(t, "UID 4294967296, which no user namespace maps");
+        free(t);
+}

@@ -827,3 +827,64 @@ TEST(dir_check_entries_finds_a_writable_entry_below) {
         ASSERT_EQ((int) f.problem, (int) PATH_PROBLEM_WRITABLE);
         ASSERT_STREQ(f.path, "/lib/glibc-hwcaps/x86-64-v3/libnss_evil.so.2");
 }
+
+static bool no_tilde(const struct dirent *de) {
+        return !strchr(de->d_name, '~');
+}
+
+TEST(dir_list_sorted_lists_what_the_filter_keeps_in_order) {
+        const char *d = test_tmpdir();
+        _cleanup_strv_free_ char **names = NULL;
+        _cleanup_close_ int fd = -1;
+        size_t n = 99;
+
+        test_write(d, "list/b", "");
+        test_write(d, "list/a~", "");
+        test_write(d, "list/C", "");
+        test_write(d, "list/a", "");
+        test_write(d, "list/sub/x", "");
+        fd = open_dir(d, "list");
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(dir_list_sorted(fd, no_tilde, &names, &n));
+        ASSERT_EQ(n, 4u);
+        ASSERT_STREQ(names[0], "C");
+        ASSERT_STREQ(names[1], "a");
+        ASSERT_STREQ(names[2], "b");
+        ASSERT_STREQ(names[3], "sub");
+        ASSERT_TRUE(names[4] == NULL);
+        strv_free(TAKE_PTR(names));
+        /* No filter: every entry but "." and ".."; the fd stays usable (the list reads its own). */
+        ASSERT_OK(dir_list_sorted(fd, NULL, &names, &n));
+        ASSERT_EQ(n, 5u);
+        ASSERT_STREQ(names[1], "a");
+        ASSERT_STREQ(names[2], "a~");
+        strv_free(TAKE_PTR(names));
+        /* An empty directory: an empty list, not NULL. */
+        fd = safe_close(fd);
+        ASSERT_OK(mkdir(test_path(d, "empty"), 0755));
+        fd = open_dir(d, "empty");
+        ASSERT_OK(dir_list_sorted(fd, NULL, &names, &n));
+        ASSERT_EQ(n, 0u);
+        ASSERT_TRUE(names && !names[0]);
+}
+
+TEST(dir_list_sorted_at_gives_an_empty_list_for_no_directory) {
+        const char *d = test_tmpdir();
+        _cleanup_strv_free_ char **names = NULL;
+        _cleanup_close_ int root = open(d, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        size_t n = 99;
+
+        test_write(d, "file", "");
+        test_write(d, "dir/z", "");
+        test_write(d, "dir/y", "");
+        ASSERT_OK(dir_list_sorted_at(root, "/missing", RESOLVE_POLICY_IN_ROOT, NULL, &names, &n));
+        ASSERT_TRUE(n == 0 && names && !names[0]);
+        strv_free(TAKE_PTR(names));
+        ASSERT_OK(dir_list_sorted_at(root, "/file", RESOLVE_POLICY_IN_ROOT, NULL, &names, &n));
+        ASSERT_TRUE(n == 0 && names && !names[0]);
+        strv_free(TAKE_PTR(names));
+        ASSERT_OK(dir_list_sorted_at(root, "/dir", RESOLVE_POLICY_IN_ROOT, NULL, &names, &n));
+        ASSERT_EQ(n, 2u);
+        ASSERT_STREQ(names[0], "y");
+        ASSERT_STREQ(names[1], "z");
+}
