@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "engine.h"
+#include "engine/internal.h"
 #include "steps/steps.h"
 #include "util/bus.h"
 #include "util/clock.h"
@@ -66,18 +67,41 @@ const char *verb_to_string(Verb v) {
         return NULL;
 }
 
-static void report_add(Context *ctx, const char *id, ItemStatus status, const char *fix, bool changed,
-                       const char *fmt, va_list ap) _printf_(6, 0);
-static void report_add(Context *ctx, const char *id, ItemStatus status, const char *fix, bool changed,
-                       const char *fmt, va_list ap) {
-        _cleanup_free_ char *raw = NULL;
-        Item *n, *it;
+/* A place in the report for an item apply will report later (engine/run.c): never printed unless filled. */
+size_t report_reserve(Context *ctx) {
+        Item *n = reallocarray(ctx->items, ctx->n_items + 1, sizeof(Item));
 
-        n = reallocarray(ctx->items, ctx->n_items + 1, sizeof(Item));
         if (!n)
                 abort(); /* a report we cannot record is a report we must not pretend to have */
         ctx->items = n;
-        it = &ctx->items[ctx->n_items++];
+        ctx->items[ctx->n_items] = (Item) {};
+        return ctx->n_items++;
+}
+
+/* Drop the places reserved at or after first that were never filled. */
+void report_drop_reserved(Context *ctx, size_t first) {
+        size_t k = first;
+
+        for (size_t i = first; i < ctx->n_items; i++)
+                if (ctx->items[i].id)
+                        ctx->items[k++] = ctx->items[i];
+        ctx->n_items = k;
+}
+
+void report_put(Context *ctx, size_t at, const char *id, ItemStatus status, const char *fix, bool changed,
+                const char *fmt, va_list ap) {
+        _cleanup_free_ char *raw = NULL;
+        Item *it;
+
+        /* At a reserved place, or inserted before the item at `at` (the end: appended). */
+        if (at >= ctx->n_items || ctx->items[at].id) {
+                size_t end = report_reserve(ctx);
+
+                if (at > end)
+                        at = end;
+                memmove(&ctx->items[at + 1], &ctx->items[at], (end - at) * sizeof(Item));
+        }
+        it = &ctx->items[at];
         /*
          * Items carry host text (file names, link targets, lines of /etc
          * files), much of it the CI user's to choose: escaped here, once, so
@@ -124,7 +148,7 @@ static void report_add(Context *ctx, const char *id, ItemStatus status, const ch
 void report_item(Context *ctx, const char *id, ItemStatus status, const char *fix, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        report_add(ctx, id, status, fix, false, fmt, ap);
+        report_put(ctx, ctx->n_items, id, status, fix, false, fmt, ap);
         va_end(ap);
 }
 
@@ -139,14 +163,14 @@ void report_state(Context *ctx, const char *id, ItemStatus change, const char *f
                         fix = "rootless-ci apply";
         }
         va_start(ap, fmt);
-        report_add(ctx, id, status, fix, false, fmt, ap);
+        report_put(ctx, ctx->n_items, id, status, fix, false, fmt, ap);
         va_end(ap);
 }
 
 void report_changed(Context *ctx, const char *id, ItemStatus status, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        report_add(ctx, id, status, NULL, true, fmt, ap);
+        report_put(ctx, ctx->n_items, id, status, NULL, true, fmt, ap);
         va_end(ap);
 }
 
@@ -257,7 +281,7 @@ int engine_run_steps(Context *ctx, const Step *const *steps, size_t n_steps) {
                 log_set_step(s->name);
                 start = now_usec();
 
-                r = s->run(ctx);
+                r = step_run(ctx, s);
                 log_step_summary(ctx, first, ms_since_usec(start));
                 if (r < 0) {
                         ctx->any_failed = true;
@@ -278,7 +302,7 @@ int engine_run_steps(Context *ctx, const Step *const *steps, size_t n_steps) {
 }
 
 /*
- * s must be valid UTF-8: the items are (report_add() escaped them), and
+ * s must be valid UTF-8: the items are (report_put() escaped them), and
  * anything else passes through escape_host_text() first. Only JSON's own
  * escaping is done here; the control characters cannot occur in escaped
  * text and are handled anyway.

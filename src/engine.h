@@ -34,7 +34,8 @@ typedef enum ItemStatus {
 } ItemStatus;
 
 typedef struct Item {
-        char *id;        /* "preflight.newuidmap", "disk.fstab", ... */
+        char *id;        /* "preflight.newuidmap", "disk.fstab", ...; NULL only inside a part's
+                          * apply: the place a pending Change keeps (engine/run.c) */
         const char *step;
         ItemStatus status;
         char *message;
@@ -119,16 +120,33 @@ typedef struct Context {
         bool system_reload_owed;
 } Context;
 
+typedef struct Part Part;   /* engine/step.h: the step contract */
+
 typedef struct Step {
         const char *name;
         /*
-         * Each step looks at the host, reports what it finds as items, and
-         * when ctx->verb is VERB_APPLY makes the change and verifies it. It
+         * A converted step (engine/step.h): its parts, in order. Each part
+         * looks and describes; the engine plans, checks or applies what
+         * it described.
+         */
+        const Part *parts;
+        size_t n_parts;
+        bool per_account;        /* its parts get the Account they work for */
+        size_t state_size;       /* run_state(): zeroed for each run of the step */
+        void (*state_done)(void *state);
+        const char *refusal;     /* logged by item_stop() in the verbs it stops: "... (see %s) ..." (the id) */
+        /*
+         * Transition (until every step is converted): an old-style step
+         * looks at the host, reports what it finds as items, and when
+         * ctx->verb is VERB_APPLY makes the change and verifies it. It
          * returns < 0 only when it could not go on (the error is logged);
          * failed checks are items with ITEM_FAIL.
          */
         int (*run)(Context *ctx);
 } Step;
+
+/* Run one step in ctx: its parts, or (transition) its run(). Exported for tests. */
+int step_run(Context *ctx, const Step *s);
 
 /*
  * The system manager's bus (as root its own socket, else the system bus;
