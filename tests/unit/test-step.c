@@ -1,0 +1,339 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <errno.h>
+
+#include "tests.h"
+#include "engine.h"
+#include "engine/step.h"
+#include "util/error.h"
+#include "util/macro.h"
+
+/*
+ * The step contract (engine/step.h): a step that only looks and describes,
+ * and the engine's plan, check and apply of that description.
+ */
+
+/* What the fake host holds, and what the step's callbacks saw. */
+static bool have_b, have_d, fail_a, give_up_c;
+static unsigned applied, begun, ended, settled, committed;
+
+static int apply_b(StepRun *run, Change *c) {
+        applied++;
+        have_b = true;
+        change_done(run, c->id, c->state, "wrote b");
+        /* A second item of the same apply goes right after the first. */
+        change_done(run, "fake.b-extra", ITEM_CHANGE, "and its link");
+        return 0;
+}
+
+static int apply_d(StepRun *run, Change *c) {
+        applied++;
+        if (give_up_c)
+                return -EIO;
+        have_d = true;
+        change_done(run, c->id, c->state, "wrote d");
+        return 0;
+}
+
+static int apply_fails(StepRun *run, Change *c) {
+        applied++;
+        change_failed(run, c->id, "remove the thing in the way", "cannot make e: something else appeared");
+        return 0;
+}
+
+static int look_files(StepRun *run, Account *a) {
+        item_ok(run, "fake.a", "a is in place");
+        item_change(run, &(Change) {
+                .id = "fake.b",
+                .state = have_b ? ITEM_OK : ITEM_CREATE,
+                .plan = have_b ? "b is up to date" : "write b",
+                .problem = "b is missing",
+                .apply = apply_b,
+        });
+        item_ok(run, "fake.c", "c is in place");
+        item_change(run, &(Change) {
+                .id = "fake.d",
+                .state = have_d ? ITEM_OK : ITEM_CHANGE,
+                .plan = have_d ? "d is up to date" : "rewrite d",
+                .check_fix = "rootless-ci apply (it rewrites d)",
+                .apply = apply_d,
+        });
+        return 0;
+}
+
+static int begin_lock(StepRun *run, Account *a) {
+        begun++;
+        return 0;
+}
+
+static void end_lock(StepRun *run, Account *a) {
+        ended++;
+}
+
+static int settle_count(StepRun *run, Account *a) {
+        settled++;
+        return 0;
+}
+
+static int commit_count(StepRun *run, Account *a) {
+        committed++;
+        return 0;
+}
+
+static int look_findings(StepRun *run, Account *a) {
+        item_finding(run, "fake.pass", ITEM_PASS, NULL, "fine");
+        item_finding_ex(run, &(Finding) {
+                .id = "fake.groups",
+                .status = ITEM_FAIL,
+                .message = "held",
+                .fix = "end them",
+                .in_plan = &(Verdict) { ITEM_WARN, "held; apply restarts what it runs", NULL },
+                .in_check = &(Verdict) { ITEM_FAIL, "held", "end them (apply restarts its own)" },
+        });
+        if (fail_a)
+                item_finding(run, "fake.broken", ITEM_FAIL, "fix it", "broken");
+        return 0;
+}
+
+static const Part fake_parts[] = {
+        { .name = "files", .look = look_files, .begin = begin_lock, .end = end_lock, .settle = settle_count },
+        { .name = "findings", .look = look_findings, .commit = commit_count },
+};
+
+static const Step step_fake = {
+        .name = "fake",
+        .parts = fake_parts,
+        .n_parts = ELEMENTSOF(fake_parts),
+};
+
+static int look_refuses(StepRun *run, Account *a) {
+        item_ok(run, "fake.before", "looked");
+        return item_stop(run, "fake.refused", STOP_NOT_CHECK, -ERCI_REFUSED, "free the disk", "the disk is in use");
+}
+
+static int look_after_refusal(StepRun *run, Account *a) {
+        item_ok(run, "fake.after", "looked on");
+        return 0;
+}
+
+static const Part refusing_parts[] = {
+        { .name = "refuse", .look = look_refuses },
+        { .name = "after", .look = look_after_refusal },
+};
+
+static const Step step_refusing = {
+        .name = "fake",
+        .parts = refusing_parts,
+        .n_parts = ELEMENTSOF(refusing_parts),
+        .refusal = "Refusing to touch the fake disk (see %s); nothing was changed.",
+};
+
+static int run_fake(Verb verb, const Step *s, Context *ctx, Config *config, char **ret_log) {
+        const Step *const steps[] = { s };
+        _cleanup_free_ char *log = NULL;
+        int r;
+
+        applied = begun = ended = settled = committed = 0;
+        r = config_init(config);
+        if (r < 0)
+                return r;
+        r = context_init(ctx, verb, test_tmpdir(), config);
+        if (r < 0)
+                return r;
+        test_capture_stderr_begin();
+        r = engine_run_steps(ctx, steps, ELEMENTSOF(steps));
+        log = test_capture_stderr_end();
+        if (ret_log)
+                *ret_log = TAKE_PTR(log);
+        return r;
+}
+
+#define ASSERT_ITEM(ctx, i, want_id, want_status, want_message, want_fix, want_changed) \
+        do {                                                                             \
+                ASSERT_TRUE((i) < (ctx).n_items);                                        \
+                ASSERT_STREQ((ctx).items[i].id, want_id);                                \
+                ASSERT_STREQ(item_status_to_string((ctx).items[i].status),               \
+                             item_status_to_string(want_status));                        \
+                ASSERT_STREQ((ctx).items[i].message, want_message);                      \
+                if (want_fix)                                                            \
+                        ASSERT_STREQ((ctx).items[i].fix, (const char *) (want_fix));     \
+                else                                                                     \
+                        ASSERT_TRUE((ctx).items[i].fix == NULL);                         \
+                ASSERT_EQ((ctx).items[i].changed, want_changed);                         \
+        } while (0)
+
+TEST(step_plan_reports_the_description) {
+        _cleanup_(config_done) Config config = {};
+        Context ctx;
+
+        have_b = have_d = fail_a = give_up_c = false;
+        ASSERT_EQ(run_fake(VERB_PLAN, &step_fake, &ctx, &config, NULL), 0);
+        ASSERT_EQ(ctx.n_items, 6);
+        ASSERT_ITEM(ctx, 0, "fake.a", ITEM_OK, "a is in place", NULL, false);
+        ASSERT_ITEM(ctx, 1, "fake.b", ITEM_CREATE, "write b", NULL, false);
+        ASSERT_ITEM(ctx, 2, "fake.c", ITEM_OK, "c is in place", NULL, false);
+        ASSERT_ITEM(ctx, 3, "fake.d", ITEM_CHANGE, "rewrite d", NULL, false);
+        ASSERT_ITEM(ctx, 4, "fake.pass", ITEM_PASS, "fine", NULL, false);
+        ASSERT_ITEM(ctx, 5, "fake.groups", ITEM_WARN, "held; apply restarts what it runs", NULL, false);
+        /* plan changes nothing and runs no apply-only callback */
+        ASSERT_EQ(applied + begun + ended + settled + committed, 0);
+        ASSERT_FALSE(have_b || have_d);
+        ASSERT_FALSE(ctx.any_failed);
+        context_done(&ctx);
+}
+
+TEST(step_check_judges_the_description) {
+        _cleanup_(config_done) Config config = {};
+        Context ctx;
+
+        have_b = have_d = fail_a = give_up_c = false;
+        ASSERT_EQ(run_fake(VERB_CHECK, &step_fake, &ctx, &config, NULL), 0);
+        ASSERT_EQ(ctx.n_items, 6);
+        ASSERT_ITEM(ctx, 0, "fake.a", ITEM_PASS, "a is in place", NULL, false);
+        ASSERT_ITEM(ctx, 1, "fake.b", ITEM_FAIL, "b is missing", "rootless-ci apply", false);
+        ASSERT_ITEM(ctx, 2, "fake.c", ITEM_PASS, "c is in place", NULL, false);
+        ASSERT_ITEM(ctx, 3, "fake.d", ITEM_FAIL, "rewrite d", "rootless-ci apply (it rewrites d)", false);
+        ASSERT_ITEM(ctx, 4, "fake.pass", ITEM_PASS, "fine", NULL, false);
+        ASSERT_ITEM(ctx, 5, "fake.groups", ITEM_FAIL, "held", "end them (apply restarts its own)", false);
+        ASSERT_EQ(applied + begun + ended + settled + committed, 0);
+        ASSERT_TRUE(ctx.any_failed);
+        context_done(&ctx);
+}
+
+TEST(step_apply_reports_each_result_where_its_look_found_it) {
+        _cleanup_(config_done) Config config = {};
+        Context ctx;
+
+        have_b = have_d = fail_a = give_up_c = false;
+        ASSERT_EQ(run_fake(VERB_APPLY, &step_fake, &ctx, &config, NULL), -ERCI_FAILED);
+        ASSERT_EQ(ctx.n_items, 7);
+        ASSERT_ITEM(ctx, 0, "fake.a", ITEM_OK, "a is in place", NULL, false);
+        ASSERT_ITEM(ctx, 1, "fake.b", ITEM_CREATE, "wrote b", NULL, true);
+        ASSERT_ITEM(ctx, 2, "fake.b-extra", ITEM_CHANGE, "and its link", NULL, true);
+        ASSERT_ITEM(ctx, 3, "fake.c", ITEM_OK, "c is in place", NULL, false);
+        ASSERT_ITEM(ctx, 4, "fake.d", ITEM_CHANGE, "wrote d", NULL, true);
+        ASSERT_ITEM(ctx, 5, "fake.pass", ITEM_PASS, "fine", NULL, false);
+        ASSERT_ITEM(ctx, 6, "fake.groups", ITEM_FAIL, "held", "end them", false);
+        ASSERT_EQ(applied, 2);
+        ASSERT_EQ(begun, 1);
+        ASSERT_EQ(ended, 1);
+        ASSERT_EQ(settled, 1);
+        /* the step failed an item: nothing is recorded */
+        ASSERT_EQ(committed, 0);
+        ASSERT_TRUE(have_b && have_d);
+        ASSERT_TRUE(ctx.any_changed);
+        context_done(&ctx);
+}
+
+TEST(step_converged_apply_applies_nothing_and_takes_no_lock) {
+        _cleanup_(config_done) Config config = {};
+        Context ctx;
+
+        have_b = have_d = true;
+        fail_a = give_up_c = false;
+        ASSERT_EQ(run_fake(VERB_APPLY, &step_fake, &ctx, &config, NULL), -ERCI_FAILED);
+        ASSERT_EQ(ctx.n_items, 6);
+        ASSERT_ITEM(ctx, 1, "fake.b", ITEM_OK, "b is up to date", NULL, false);
+        ASSERT_ITEM(ctx, 3, "fake.d", ITEM_OK, "d is up to date", NULL, false);
+        ASSERT_EQ(applied + begun + ended, 0);
+        /* settle runs after every part in apply, changes or not (it pays a killed run's markers) */
+        ASSERT_EQ(settled, 1);
+        ASSERT_FALSE(ctx.any_changed);
+        context_done(&ctx);
+}
+
+TEST(step_an_apply_that_gives_up_leaves_no_place_behind) {
+        _cleanup_(config_done) Config config = {};
+        Context ctx;
+
+        have_b = true;
+        have_d = fail_a = false;
+        give_up_c = true;
+        ASSERT_EQ(run_fake(VERB_APPLY, &step_fake, &ctx, &config, NULL), -EIO);
+        ASSERT_EQ(ctx.n_items, 3);
+        for (size_t i = 0; i < ctx.n_items; i++)
+                ASSERT_TRUE(ctx.items[i].id != NULL);
+        ASSERT_STREQ(ctx.items[2].id, "fake.c");
+        /* end is paid even when an apply gave up; settle is not */
+        ASSERT_EQ(begun, 1);
+        ASSERT_EQ(ended, 1);
+        ASSERT_EQ(settled, 0);
+        context_done(&ctx);
+}
+
+static int look_one_pending(StepRun *run, Account *a) {
+        item_change(run, &(Change) { .id = "fake.e", .state = ITEM_CREATE, .plan = "make e", .apply = apply_fails });
+        item_change(run, &(Change) { .id = "fake.start", .state = ITEM_CHANGE, .plan = "start it",
+                                     .gate = GATE_CLEAN, .apply = apply_d });
+        return 0;
+}
+
+static const Part gated_parts[] = {
+        { .name = "gated", .look = look_one_pending, .commit = commit_count },
+};
+
+static const Step step_gated = {
+        .name = "fake",
+        .parts = gated_parts,
+        .n_parts = ELEMENTSOF(gated_parts),
+};
+
+TEST(step_change_failed_is_a_failed_item_and_gate_clean_holds) {
+        _cleanup_(config_done) Config config = {};
+        Context ctx;
+
+        have_b = have_d = fail_a = give_up_c = false;
+        ASSERT_EQ(run_fake(VERB_APPLY, &step_gated, &ctx, &config, NULL), -ERCI_FAILED);
+        ASSERT_EQ(ctx.n_items, 1);
+        ASSERT_ITEM(ctx, 0, "fake.e", ITEM_FAIL, "cannot make e: something else appeared",
+                    "remove the thing in the way", false);
+        /* the start is not applied on a half-made set-up */
+        ASSERT_EQ(applied, 1);
+        ASSERT_FALSE(have_d);
+        ASSERT_EQ(committed, 0);
+        context_done(&ctx);
+}
+
+TEST(step_commit_only_in_an_apply_that_failed_nothing) {
+        _cleanup_(config_done) Config config = {};
+        Context ctx;
+
+        have_b = have_d = true;
+        fail_a = give_up_c = false;
+        /* fake.groups fails in apply; a step without failures commits */
+        {
+                static const Part parts[] = { { .name = "clean", .look = look_after_refusal, .commit = commit_count } };
+                static const Step s = { .name = "fake", .parts = parts, .n_parts = ELEMENTSOF(parts) };
+
+                ASSERT_EQ(run_fake(VERB_APPLY, &s, &ctx, &config, NULL), 0);
+                ASSERT_EQ(committed, 1);
+                context_done(&ctx);
+                config_done(&config);
+                ASSERT_EQ(run_fake(VERB_PLAN, &s, &ctx, &config, NULL), 0);
+                ASSERT_EQ(committed, 0);
+                context_done(&ctx);
+        }
+}
+
+TEST(step_item_stop_stops_its_verbs_and_is_a_failed_check_in_the_others) {
+        _cleanup_(config_done) Config config = {};
+        _cleanup_free_ char *log = NULL;
+        Context ctx;
+
+        ASSERT_EQ(run_fake(VERB_PLAN, &step_refusing, &ctx, &config, &log), -ERCI_REFUSED);
+        ASSERT_EQ(ctx.n_items, 2);
+        ASSERT_ITEM(ctx, 1, "fake.refused", ITEM_FAIL, "the disk is in use", "free the disk", false);
+        ASSERT_CONTAINS(log, "Refusing to touch the fake disk (see fake.refused); nothing was changed.");
+        ASSERT_EQ(exit_status_from_error(-ERCI_REFUSED), 3);
+        context_done(&ctx);
+        config_done(&config);
+        free(log);
+        log = NULL;
+
+        ASSERT_EQ(run_fake(VERB_CHECK, &step_refusing, &ctx, &config, &log), 0);
+        ASSERT_EQ(ctx.n_items, 3);
+        ASSERT_STREQ(ctx.items[2].id, "fake.after");
+        ASSERT_TRUE(ctx.any_failed);
+        ASSERT_FALSE(strstr(log, "Refusing"));
+        context_done(&ctx);
+}
