@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/step.h"
 #include "steps.h"
 #include "util/idmap.h"
 #include "util/log.h"
@@ -25,36 +26,38 @@
 
 #define HOLDERS_SHOWN 20
 
-static int credentials_run(Context *ctx) {
-        const HostFacts *f = &ctx->facts;
-        const char *user = ctx->config->user_name;
+static int credentials_look(StepRun *run, Account *a) {
+        const HostFacts *f = run_facts(run);
+        const char *user = a->name;
         _cleanup_free_ GroupHolder *holders = NULL;
-        _cleanup_free_ char *list = NULL, *pids = NULL, *fix = NULL;
+        _cleanup_free_ char *list = NULL, *pids = NULL, *fix = NULL, *check_fix = NULL, *plan_message = NULL,
+                            *message = NULL;
         _cleanup_close_ int proc_fd = -1;
         size_t n = 0, seen = 0;
         int r;
 
-        if (!ctx->live) {
-                report_item(ctx, "credentials.groups", ITEM_SKIP, NULL,
-                            "the groups of running processes are checked on the live host");
+        if (!run_live(run)) {
+                item_finding(run, "credentials.groups", ITEM_SKIP, NULL,
+                             "the groups of running processes are checked on the live host");
                 return 0;
         }
-        if (!f->user_known) {
-                report_item(ctx, "credentials.groups", ITEM_SKIP, NULL, "user %s does not exist%s", user,
-                            f->user_planned ? " yet: it has no processes" : " or is not usable (see the user step)");
+        if (a->state != ACCOUNT_KNOWN) {
+                item_finding(run, "credentials.groups", ITEM_SKIP, NULL, "user %s does not exist%s", user,
+                             a->state == ACCOUNT_PLANNED ? " yet: it has no processes"
+                                                         : " or is not usable (see the user step)");
                 return 0;
         }
 
         proc_fd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (proc_fd < 0)
                 return log_error_errno(negative_errno(), "Failed to open /proc: %m");
-        r = group_holders_find(proc_fd, f->user_uid, f->privileged_gids, f->n_privileged_gids, &holders, &n, &seen);
+        r = group_holders_find(proc_fd, a->uid, f->privileged_gids, f->n_privileged_gids, &holders, &n, &seen);
         if (r < 0)
                 return log_error_errno(r, "Failed to read the credentials of %s's processes in /proc: %m", user);
         if (n == 0) {
-                report_item(ctx, "credentials.groups", ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
-                            "none of %s's %zu running process%s holds a group that leads to root", user, seen,
-                            seen == 1 ? "" : "es");
+                item_ok(run, "credentials.groups",
+                        "none of %s's %zu running process%s holds a group that leads to root", user, seen,
+                        seen == 1 ? "" : "es");
                 return 0;
         }
 
@@ -81,26 +84,35 @@ static int credentials_run(Context *ctx) {
                         return -ENOMEM;
         }
 
-        if (ctx->verb == VERB_PLAN) {
-                report_item(ctx, "credentials.groups", ITEM_WARN, NULL,
-                            "%zu process%s of %s hold%s a group that leads to root: %s; apply restarts %s's manager "
-                            "and the agent when they hold one, and fails naming whatever else still does",
-                            n, n == 1 ? "" : "es", user, n == 1 ? "s" : "", list, user);
-                return 0;
-        }
-        if (asprintf(&fix, "end %s (kill%s) or the sessions that run %s; a new process gets only the groups "
-                     "/etc/group gives %s%s", n == 1 ? "it" : "them", pids, n == 1 ? "it" : "them", user,
-                     ctx->verb == VERB_CHECK ? " (rootless-ci apply restarts the user manager and the agent "
-                                               "itself when they hold one)"
-                                             : "") < 0)
+        /* plan warns what apply will do about them; check and apply fail, check's fix says apply restarts its own. */
+        if (asprintf(&plan_message, "%zu process%s of %s hold%s a group that leads to root: %s; apply restarts %s's "
+                     "manager and the agent when they hold one, and fails naming whatever else still does",
+                     n, n == 1 ? "" : "es", user, n == 1 ? "s" : "", list, user) < 0 ||
+            asprintf(&message, "%zu process%s of %s still hold%s a group that leads to root, and with it that power, "
+                     "whatever /etc/group says now: %s", n, n == 1 ? "" : "es", user, n == 1 ? "s" : "", list) < 0 ||
+            asprintf(&fix, "end %s (kill%s) or the sessions that run %s; a new process gets only the groups "
+                     "/etc/group gives %s", n == 1 ? "it" : "them", pids, n == 1 ? "it" : "them", user) < 0 ||
+            asprintf(&check_fix, "%s (rootless-ci apply restarts the user manager and the agent itself when they "
+                     "hold one)", fix) < 0)
                 return -ENOMEM;
-        report_item(ctx, "credentials.groups", ITEM_FAIL, fix,
-                    "%zu process%s of %s still hold%s a group that leads to root, and with it that power, "
-                    "whatever /etc/group says now: %s", n, n == 1 ? "" : "es", user, n == 1 ? "s" : "", list);
+        item_finding_ex(run, &(Finding) {
+                .id = "credentials.groups",
+                .status = ITEM_FAIL,
+                .message = message,
+                .fix = fix,
+                .in_plan = &(Verdict) { ITEM_WARN, plan_message, NULL },
+                .in_check = &(Verdict) { ITEM_FAIL, message, check_fix },
+        });
         return 0;
 }
 
+static const Part credentials_parts[] = {
+        { .name = "groups", .look = credentials_look },
+};
+
 const Step step_credentials = {
         .name = "credentials",
-        .run = credentials_run,
+        .parts = credentials_parts,
+        .n_parts = ELEMENTSOF(credentials_parts),
+        .per_account = true,
 };
