@@ -11,6 +11,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "engine/step.h"
 #include "files.h"
 #include "preflight.h"
 #include "steps.h"
@@ -60,12 +61,13 @@ static const char *const bin_dirs[] = {
         "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin",
 };
 
-static Distro detect_distro(Context *ctx) {
+static Distro detect_distro(StepRun *run) {
         static const char *const files[] = { "/etc/os-release", "/usr/lib/os-release" };
+        HostFacts *f = run_facts(run);
         _cleanup_free_ char *text = NULL;
 
         for (size_t i = 0; i < ELEMENTSOF(files) && !text; i++)
-                if (read_file_at(ctx->root_fd, files[i], RESOLVE_POLICY_IN_ROOT, 64 * 1024, &text, NULL) < 0)
+                if (read_file_at(run_root_fd(run), files[i], RESOLVE_POLICY_IN_ROOT, 64 * 1024, &text, NULL) < 0)
                         text = NULL;
         if (text) {
                 for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
@@ -73,9 +75,9 @@ static Distro detect_distro(Context *ctx) {
                         const char *v;
 
                         if ((v = startswith(line, "ID=")))
-                                field = &ctx->facts.os_id;
+                                field = &f->os_id;
                         else if ((v = startswith(line, "ID_LIKE=")))
-                                field = &ctx->facts.os_id_like;
+                                field = &f->os_id_like;
                         if (!field)
                                 continue;
                         free(*field);
@@ -83,7 +85,7 @@ static Distro detect_distro(Context *ctx) {
                 }
         }
 
-        for (const char *s = ctx->facts.os_id; s; s = (s == ctx->facts.os_id ? ctx->facts.os_id_like : NULL)) {
+        for (const char *s = f->os_id; s; s = (s == f->os_id ? f->os_id_like : NULL)) {
                 if (strstr(s, "debian") || strstr(s, "ubuntu"))
                         return DISTRO_DEBIAN;
                 if (strstr(s, "fedora") || strstr(s, "rhel") || strstr(s, "centos"))
@@ -109,8 +111,8 @@ static char *package_fix(Distro d, const Package *p) {
         return r < 0 ? NULL : s;
 }
 
-static bool is_executable_file(Context *ctx, const char *path, struct stat *ret_st) {
-        _cleanup_close_ int fd = safe_openat(ctx->root_fd, path, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
+static bool is_executable_file(StepRun *run, const char *path, struct stat *ret_st) {
+        _cleanup_close_ int fd = safe_openat(run_root_fd(run), path, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
         struct stat st;
 
         if (fd < 0 || fstat(fd, &st) < 0)
@@ -123,7 +125,7 @@ static bool is_executable_file(Context *ctx, const char *path, struct stat *ret_
 }
 
 /* Find name in the usual bin dirs, then extra_dir (if any). */
-static char *find_executable(Context *ctx, const char *name, const char *extra_dir, struct stat *ret_st) {
+static char *find_executable(StepRun *run, const char *name, const char *extra_dir, struct stat *ret_st) {
         const char *dirs[ELEMENTSOF(bin_dirs) + 1];
         size_t n = 0;
 
@@ -142,49 +144,49 @@ static char *find_executable(Context *ctx, const char *name, const char *extra_d
                 char *p;
                 if (asprintf(&p, "%s/%s", dirs[i], name) < 0)
                         return NULL;
-                if (is_executable_file(ctx, p, ret_st))
+                if (is_executable_file(run, p, ret_st))
                         return p;
                 free(p);
         }
         return NULL;
 }
 
-static void check_package_binary(Context *ctx, Distro distro, const char *id, const char *name,
+static void check_package_binary(StepRun *run, Distro distro, const char *id, const char *name,
                                  const char *extra_dir, const Package *pkg, char **ret_path) {
-        _cleanup_free_ char *path = find_executable(ctx, name, extra_dir, NULL);
+        _cleanup_free_ char *path = find_executable(run, name, extra_dir, NULL);
         _cleanup_free_ char *fix = NULL;
 
         if (path) {
-                report_item(ctx, id, ITEM_PASS, NULL, "%s found at %s", name, path);
+                item_finding(run, id, ITEM_PASS, NULL, "%s found at %s", name, path);
                 if (ret_path)
                         *ret_path = TAKE_PTR(path);
                 return;
         }
         fix = package_fix(distro, pkg);
-        report_item(ctx, id, ITEM_FAIL, fix, "%s not found (looked in /usr/local/sbin, /usr/local/bin, /usr/sbin, /usr/bin, /sbin, /bin%s%s)",
-                    name, extra_dir ? " and " : "", strempty(extra_dir));
+        item_finding(run, id, ITEM_FAIL, fix, "%s not found (looked in /usr/local/sbin, /usr/local/bin, /usr/sbin, /usr/bin, /sbin, /bin%s%s)",
+                     name, extra_dir ? " and " : "", strempty(extra_dir));
 }
 
 /* newuidmap/newgidmap write the maps of another process: they need setuid root or file capabilities. */
-static void check_id_mapper(Context *ctx, Distro distro, const char *id, const char *name) {
+static void check_id_mapper(StepRun *run, Distro distro, const char *id, const char *name) {
         _cleanup_free_ char *fix = NULL;
         struct stat st;
-        _cleanup_free_ char *path = find_executable(ctx, name, NULL, &st);
+        _cleanup_free_ char *path = find_executable(run, name, NULL, &st);
 
         if (!path) {
                 fix = package_fix(distro, &pkg_uidmap);
-                report_item(ctx, id, ITEM_FAIL, fix, "%s not found", name);
+                item_finding(run, id, ITEM_FAIL, fix, "%s not found", name);
                 return;
         }
         if ((st.st_mode & S_ISUID) && st.st_uid == 0) {
-                report_item(ctx, id, ITEM_PASS, NULL, "%s is setuid root", path);
+                item_finding(run, id, ITEM_PASS, NULL, "%s is setuid root", path);
                 return;
         }
 
         {
-                _cleanup_close_ int fd = safe_openat(ctx->root_fd, path, O_RDONLY, 0, RESOLVE_POLICY_IN_ROOT);
+                _cleanup_close_ int fd = safe_openat(run_root_fd(run), path, O_RDONLY, 0, RESOLVE_POLICY_IN_ROOT);
                 if (fd >= 0 && fgetxattr(fd, "security.capability", NULL, 0) > 0) {
-                        report_item(ctx, id, ITEM_PASS, NULL, "%s has file capabilities", path);
+                        item_finding(run, id, ITEM_PASS, NULL, "%s has file capabilities", path);
                         return;
                 }
         }
@@ -192,7 +194,7 @@ static void check_id_mapper(Context *ctx, Distro distro, const char *id, const c
         if (asprintf(&fix, "reinstall the package that ships %s (%s) so it is setuid root again", path,
                      distro == DISTRO_FEDORA ? pkg_uidmap.fedora : pkg_uidmap.debian) < 0)
                 fix = NULL;
-        report_item(ctx, id, ITEM_FAIL, fix, "%s is neither setuid root nor has file capabilities", path);
+        item_finding(run, id, ITEM_FAIL, fix, "%s is neither setuid root nor has file capabilities", path);
 }
 
 /*
@@ -264,8 +266,8 @@ int rootlesskit_net_drivers_parse(const char *help, char **ret) {
 }
 
 /* The identity of the rootlesskit at path (symlinks resolved in the root): a new install changes it. */
-static int rootlesskit_key(Context *ctx, const char *path, char **ret) {
-        _cleanup_close_ int fd = safe_openat(ctx->root_fd, path, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
+static int rootlesskit_key(StepRun *run, const char *path, char **ret) {
+        _cleanup_close_ int fd = safe_openat(run_root_fd(run), path, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
         struct stat st;
 
         if (fd < 0)
@@ -280,11 +282,11 @@ static int rootlesskit_key(Context *ctx, const char *path, char **ret) {
 }
 
 /* The recorded answer for key, if there is one. */
-static char *net_answer_recorded(Context *ctx, const char *key) {
+static char *net_answer_recorded(StepRun *run, const char *key) {
         _cleanup_free_ char *text = NULL;
         const char *rest, *end;
 
-        if (read_file_at(ctx->root_fd, NET_ANSWER_PATH, RESOLVE_POLICY_IN_ROOT, 4096, &text, NULL) < 0)
+        if (read_file_at(run_root_fd(run), NET_ANSWER_PATH, RESOLVE_POLICY_IN_ROOT, 4096, &text, NULL) < 0)
                 return NULL;
         rest = startswith(text, NET_ANSWER_HEADER);
         if (!rest || !(rest = startswith(rest, key)) || *rest != '\n')
@@ -294,17 +296,17 @@ static char *net_answer_recorded(Context *ctx, const char *key) {
         return end && end > rest ? strndup(rest, (size_t) (end - rest)) : NULL;
 }
 
-static int net_answer_record(Context *ctx, const NetAnswer *a) {
+static int net_answer_record(StepRun *run, const NetAnswer *a) {
         _cleanup_free_ char *text = NULL;
         _cleanup_close_ int dfd = -1;
         int r;
 
         if (asprintf(&text, NET_ANSWER_HEADER "%s\n%s\n", a->key, a->drivers) < 0)
                 return -ENOMEM;
-        dfd = safe_mkdir_p(ctx->root_fd, "/run/rootless-ci", 0755, RESOLVE_POLICY_IN_ROOT);
+        dfd = safe_mkdir_p(run_root_fd(run), "/run/rootless-ci", 0755, RESOLVE_POLICY_IN_ROOT);
         if (dfd < 0)
                 return log_error_errno(dfd, "Failed to create /run/rootless-ci: %m");
-        r = write_file_atomic(ctx->root_fd, NET_ANSWER_PATH, text, strlen(text), 0644, (uid_t) -1, (gid_t) -1,
+        r = write_file_atomic(run_root_fd(run), NET_ANSWER_PATH, text, strlen(text), 0644, (uid_t) -1, (gid_t) -1,
                               RESOLVE_POLICY_IN_ROOT);
         if (r < 0)
                 return log_error_errno(r, "Failed to write %s: %m", NET_ANSWER_PATH);
@@ -316,18 +318,18 @@ static int net_answer_record(Context *ctx, const NetAnswer *a) {
  * only). 0 with a->drivers set; -EOPNOTSUPP offline without a record; other
  * < 0 with *ret_why saying what went wrong.
  */
-static int rootlesskit_net_drivers(Context *ctx, const char *path, NetAnswer *a, char **ret_why) {
+static int rootlesskit_net_drivers(StepRun *run, const char *path, NetAnswer *a, char **ret_why) {
         const char *argv[] = { path, "--help", NULL };
         _cleanup_free_ char *output = NULL;
         int r, status;
 
-        r = rootlesskit_key(ctx, path, &a->key);
+        r = rootlesskit_key(run, path, &a->key);
         if (r < 0)
                 return asprintf(ret_why, "cannot look at %s: %s", path, strerror(-r)) < 0 ? -ENOMEM : r;
-        a->drivers = net_answer_recorded(ctx, a->key);
+        a->drivers = net_answer_recorded(run, a->key);
         if (a->drivers)
                 return 0;
-        if (!ctx->live)
+        if (!run_live(run))
                 return -EOPNOTSUPP;
         r = exec_capture_as(argv, NOBODY, NOBODY, ASK_TIMEOUT_MS, &status, &output);
         if (r < 0)
@@ -348,90 +350,90 @@ static int rootlesskit_net_drivers(Context *ctx, const char *path, NetAnswer *a,
         return 0;
 }
 
-static void check_network(Context *ctx, Distro distro, NetAnswer *answer) {
-        _cleanup_free_ char *slirp = find_executable(ctx, "slirp4netns", NULL, NULL), *fix = NULL, *why = NULL;
+static void check_network(StepRun *run, Distro distro, NetAnswer *answer) {
+        _cleanup_free_ char *slirp = find_executable(run, "slirp4netns", NULL, NULL), *fix = NULL, *why = NULL;
         _cleanup_free_ char *pasta = NULL;
-        const char *rootlesskit = ctx->facts.rootlesskit_path;
+        const char *rootlesskit = run_facts(run)->rootlesskit_path;
         int r;
 
         if (slirp) {
-                ctx->facts.network_driver = strdup("slirp4netns");
-                report_item(ctx, "preflight.network", ITEM_PASS, NULL,
-                            "network driver slirp4netns (%s), which every rootlesskit drives", slirp);
+                run_facts(run)->network_driver = strdup("slirp4netns");
+                item_finding(run, "preflight.network", ITEM_PASS, NULL,
+                             "network driver slirp4netns (%s), which every rootlesskit drives", slirp);
                 return;
         }
         fix = package_fix(distro, &pkg_network);
-        pasta = find_executable(ctx, "pasta", NULL, NULL);
+        pasta = find_executable(run, "pasta", NULL, NULL);
         if (!pasta) {
-                report_item(ctx, "preflight.network", ITEM_FAIL, fix, "neither slirp4netns nor pasta is installed");
+                item_finding(run, "preflight.network", ITEM_FAIL, fix, "neither slirp4netns nor pasta is installed");
                 return;
         }
         if (!rootlesskit) {
-                report_item(ctx, "preflight.network", ITEM_SKIP, NULL,
-                            "pasta is installed (%s); whether rootlesskit drives it is asked once rootlesskit is "
-                            "(see preflight.rootlesskit)", pasta);
+                item_finding(run, "preflight.network", ITEM_SKIP, NULL,
+                             "pasta is installed (%s); whether rootlesskit drives it is asked once rootlesskit is "
+                             "(see preflight.rootlesskit)", pasta);
                 return;
         }
         free(fix);
         fix = package_fix(distro, &pkg_slirp4netns);
-        r = rootlesskit_net_drivers(ctx, rootlesskit, answer, &why);
+        r = rootlesskit_net_drivers(run, rootlesskit, answer, &why);
         if (r == -EOPNOTSUPP) {
-                report_item(ctx, "preflight.network", ITEM_SKIP, NULL,
-                            "pasta is installed (%s), slirp4netns is not: whether this tree's %s drives pasta is asked on "
-                            "the live host (rootless-ci runs no program of a --root tree)", pasta, rootlesskit);
+                item_finding(run, "preflight.network", ITEM_SKIP, NULL,
+                             "pasta is installed (%s), slirp4netns is not: whether this tree's %s drives pasta is asked on "
+                             "the live host (rootless-ci runs no program of a --root tree)", pasta, rootlesskit);
                 return;
         }
         if (r == -ENOMEM)
                 return (void) log_error_errno(r, "Out of memory");
         if (r < 0) {
-                report_item(ctx, "preflight.network", ITEM_FAIL, fix,
-                            "slirp4netns is not installed and it cannot be told whether %s drives pasta: %s",
-                            rootlesskit, strempty(why));
+                item_finding(run, "preflight.network", ITEM_FAIL, fix,
+                             "slirp4netns is not installed and it cannot be told whether %s drives pasta: %s",
+                             rootlesskit, strempty(why));
                 return;
         }
         if (!word_in_list(answer->drivers, "pasta")) {
-                report_item(ctx, "preflight.network", ITEM_FAIL, fix,
-                            "slirp4netns is not installed, and pasta (%s) cannot be used: %s drives only %s (rootlesskit "
-                            "--help, --net); pasta needs rootlesskit 2.0 or later",
-                            pasta, rootlesskit, answer->drivers);
+                item_finding(run, "preflight.network", ITEM_FAIL, fix,
+                             "slirp4netns is not installed, and pasta (%s) cannot be used: %s drives only %s (rootlesskit "
+                             "--help, --net); pasta needs rootlesskit 2.0 or later",
+                             pasta, rootlesskit, answer->drivers);
                 return;
         }
-        ctx->facts.network_driver = strdup("pasta");
-        report_item(ctx, "preflight.network", ITEM_PASS, NULL, "network driver pasta (%s): %s drives %s", pasta,
-                    rootlesskit, answer->drivers);
+        run_facts(run)->network_driver = strdup("pasta");
+        item_finding(run, "preflight.network", ITEM_PASS, NULL, "network driver pasta (%s): %s drives %s", pasta,
+                     rootlesskit, answer->drivers);
 }
 
-static void check_tun(Context *ctx) {
-        _cleanup_close_ int fd = safe_openat(ctx->root_fd, "/dev/net/tun", O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
+static void check_tun(StepRun *run) {
+        _cleanup_close_ int fd = safe_openat(run_root_fd(run), "/dev/net/tun", O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
         struct stat st;
 
-        if (fd < 0 && !ctx->live) {
-                report_item(ctx, "preflight.tun", ITEM_SKIP, NULL, "/dev/net/tun is checked on the live host");
+        if (fd < 0 && !run_live(run)) {
+                item_finding(run, "preflight.tun", ITEM_SKIP, NULL, "/dev/net/tun is checked on the live host");
                 return;
         }
         if (fd < 0 || fstat(fd, &st) < 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 10 || minor(st.st_rdev) != 200) {
-                report_item(ctx, "preflight.tun", ITEM_FAIL, "modprobe tun",
-                            "/dev/net/tun is missing or not the TUN device (the network driver needs it)");
+                item_finding(run, "preflight.tun", ITEM_FAIL, "modprobe tun",
+                             "/dev/net/tun is missing or not the TUN device (the network driver needs it)");
                 return;
         }
         if ((st.st_mode & 0006) != 0006) {
-                report_item(ctx, "preflight.tun", ITEM_FAIL,
-                            "chmod 0666 /dev/net/tun (udev normally does this; make it stick with a udev rule or tmpfiles.d)",
-                            "/dev/net/tun has mode %04o: the CI user cannot open it", (unsigned) (st.st_mode & 07777));
+                item_finding(run, "preflight.tun", ITEM_FAIL,
+                             "chmod 0666 /dev/net/tun (udev normally does this; make it stick with a udev rule or tmpfiles.d)",
+                             "/dev/net/tun has mode %04o: the CI user cannot open it", (unsigned) (st.st_mode & 07777));
                 return;
         }
-        report_item(ctx, "preflight.tun", ITEM_PASS, NULL, "/dev/net/tun is usable by unprivileged users");
+        item_finding(run, "preflight.tun", ITEM_PASS, NULL, "/dev/net/tun is usable by unprivileged users");
 }
 
 /* Read a sysctl below the root; -ENOENT when the tree has no proc. */
-static int read_sysctl_long(Context *ctx, const char *name, long *ret) {
+static int read_sysctl_long(StepRun *run, const char *name, long *ret) {
         _cleanup_free_ char *v = NULL, *path = NULL;
         char *end;
         int r;
 
         if (asprintf(&path, "/proc/sys/%s", name) < 0)
                 return -ENOMEM;
-        r = read_one_line_at(ctx->root_fd, path, &v);
+        r = read_one_line_at(run_root_fd(run), path, &v);
         if (r < 0)
                 return r;
         errno = 0;
@@ -441,41 +443,41 @@ static int read_sysctl_long(Context *ctx, const char *name, long *ret) {
         return 0;
 }
 
-static void check_userns(Context *ctx) {
+static void check_userns(StepRun *run) {
         long max = 0, clone = 1;
         int r;
 
-        r = read_sysctl_long(ctx, "user/max_user_namespaces", &max);
-        if (r == -ENOENT && !ctx->live) {
-                report_item(ctx, "preflight.userns", ITEM_SKIP, NULL, "user namespaces are checked on the live host");
+        r = read_sysctl_long(run, "user/max_user_namespaces", &max);
+        if (r == -ENOENT && !run_live(run)) {
+                item_finding(run, "preflight.userns", ITEM_SKIP, NULL, "user namespaces are checked on the live host");
                 return;
         }
         if (r < 0) {
-                report_item(ctx, "preflight.userns", ITEM_FAIL,
-                            "boot a kernel built with user namespaces (CONFIG_USER_NS=y, as Debian's and Ubuntu's "
-                            "are) with /proc mounted, then run rootless-ci apply",
-                            "cannot read user.max_user_namespaces: %s (is the kernel built with CONFIG_USER_NS?)",
-                            strerror(-r));
+                item_finding(run, "preflight.userns", ITEM_FAIL,
+                             "boot a kernel built with user namespaces (CONFIG_USER_NS=y, as Debian's and Ubuntu's "
+                             "are) with /proc mounted, then run rootless-ci apply",
+                             "cannot read user.max_user_namespaces: %s (is the kernel built with CONFIG_USER_NS?)",
+                             strerror(-r));
                 return;
         }
         if (max <= 0) {
-                report_item(ctx, "preflight.userns", ITEM_FAIL,
-                            "sysctl -w user.max_user_namespaces=28633, and persist it in /etc/sysctl.d/",
-                            "user namespaces are disabled (user.max_user_namespaces=%ld)", max);
+                item_finding(run, "preflight.userns", ITEM_FAIL,
+                             "sysctl -w user.max_user_namespaces=28633, and persist it in /etc/sysctl.d/",
+                             "user namespaces are disabled (user.max_user_namespaces=%ld)", max);
                 return;
         }
         /* Debian's and older Ubuntu kernels have an extra switch. */
-        r = read_sysctl_long(ctx, "kernel/unprivileged_userns_clone", &clone);
+        r = read_sysctl_long(run, "kernel/unprivileged_userns_clone", &clone);
         if (r >= 0 && clone != 1) {
-                report_item(ctx, "preflight.userns", ITEM_FAIL,
-                            "sysctl -w kernel.unprivileged_userns_clone=1, and persist it in /etc/sysctl.d/",
-                            "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=%ld)", clone);
+                item_finding(run, "preflight.userns", ITEM_FAIL,
+                             "sysctl -w kernel.unprivileged_userns_clone=1, and persist it in /etc/sysctl.d/",
+                             "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=%ld)", clone);
                 return;
         }
-        report_item(ctx, "preflight.userns", ITEM_PASS, NULL, "user namespaces enabled (user.max_user_namespaces=%ld)", max);
+        item_finding(run, "preflight.userns", ITEM_PASS, NULL, "user namespaces enabled (user.max_user_namespaces=%ld)", max);
 }
 
-static void check_dbus_user_session(Context *ctx, Distro distro) {
+static void check_dbus_user_session(StepRun *run, Distro distro) {
         static const char *const units[] = {
                 "/usr/lib/systemd/user/dbus.socket",
                 "/lib/systemd/user/dbus.socket",
@@ -484,39 +486,39 @@ static void check_dbus_user_session(Context *ctx, Distro distro) {
         _cleanup_free_ char *fix = NULL;
 
         for (size_t i = 0; i < ELEMENTSOF(units); i++) {
-                _cleanup_close_ int fd = safe_openat(ctx->root_fd, units[i], O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
+                _cleanup_close_ int fd = safe_openat(run_root_fd(run), units[i], O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
                 if (fd >= 0) {
-                        report_item(ctx, "preflight.dbus-user-session", ITEM_PASS, NULL,
-                                    "the user's D-Bus socket unit is installed (%s)", units[i]);
+                        item_finding(run, "preflight.dbus-user-session", ITEM_PASS, NULL,
+                                     "the user's D-Bus socket unit is installed (%s)", units[i]);
                         return;
                 }
         }
         fix = package_fix(distro, &pkg_dbus_user);
-        report_item(ctx, "preflight.dbus-user-session", ITEM_FAIL, fix,
-                    "no D-Bus session bus for user managers (dbus.socket user unit missing); "
-                    "the rootless daemon's manager needs it");
+        item_finding(run, "preflight.dbus-user-session", ITEM_FAIL, fix,
+                     "no D-Bus session bus for user managers (dbus.socket user unit missing); "
+                     "the rootless daemon's manager needs it");
 }
 
-static void check_systemd(Context *ctx) {
+static void check_systemd(StepRun *run) {
         _cleanup_close_ int fd = -1;
 
         /* An image tree's run/systemd/system says nothing about the host it will boot on. */
-        if (!ctx->live) {
-                ctx->facts.systemd_running = false;
-                report_item(ctx, "preflight.systemd", ITEM_SKIP, NULL,
-                            "offline tree: starting services is left to the first boot");
+        if (!run_live(run)) {
+                run_facts(run)->systemd_running = false;
+                item_finding(run, "preflight.systemd", ITEM_SKIP, NULL,
+                             "offline tree: starting services is left to the first boot");
                 return;
         }
 
-        fd = safe_openat(ctx->root_fd, "/run/systemd/system", O_PATH | O_DIRECTORY, 0, RESOLVE_POLICY_IN_ROOT);
-        ctx->facts.systemd_running = fd >= 0;
+        fd = safe_openat(run_root_fd(run), "/run/systemd/system", O_PATH | O_DIRECTORY, 0, RESOLVE_POLICY_IN_ROOT);
+        run_facts(run)->systemd_running = fd >= 0;
         if (fd >= 0)
-                report_item(ctx, "preflight.systemd", ITEM_PASS, NULL, "systemd is running");
+                item_finding(run, "preflight.systemd", ITEM_PASS, NULL, "systemd is running");
         else
-                report_item(ctx, "preflight.systemd", ITEM_FAIL,
-                            "boot the host with systemd as init (apt-get install systemd-sysv), or prepare an image "
-                            "offline with rootless-ci apply --root=DIR and run apply at its first boot",
-                            "systemd is not running as the init system; rootless-ci needs it for the user's manager");
+                item_finding(run, "preflight.systemd", ITEM_FAIL,
+                             "boot the host with systemd as init (apt-get install systemd-sysv), or prepare an image "
+                             "offline with rootless-ci apply --root=DIR and run apply at its first boot",
+                             "systemd is not running as the init system; rootless-ci needs it for the user's manager");
 }
 
 /* Parse "5.11.0-foo" into 5011; 0 when unreadable. */
@@ -527,73 +529,73 @@ static unsigned kernel_version_code(const char *release) {
         return major * 1000 + minor;
 }
 
-static void check_kernel(Context *ctx, Distro distro) {
+static void check_kernel(StepRun *run, Distro distro) {
         _cleanup_free_ char *release = NULL, *fuse = NULL, *fix = NULL;
         int r;
 
-        r = read_one_line_at(ctx->root_fd, "/proc/sys/kernel/osrelease", &release);
-        if (r < 0 && !ctx->live) {
-                report_item(ctx, "preflight.kernel", ITEM_SKIP, NULL, "the kernel is checked on the live host");
+        r = read_one_line_at(run_root_fd(run), "/proc/sys/kernel/osrelease", &release);
+        if (r < 0 && !run_live(run)) {
+                item_finding(run, "preflight.kernel", ITEM_SKIP, NULL, "the kernel is checked on the live host");
                 return;
         }
         if (r < 0) {
-                report_item(ctx, "preflight.kernel", ITEM_FAIL, "mount /proc (mount -t proc proc /proc), then run "
-                            "rootless-ci apply", "cannot read the kernel release: %s", strerror(-r));
+                item_finding(run, "preflight.kernel", ITEM_FAIL, "mount /proc (mount -t proc proc /proc), then run "
+                             "rootless-ci apply", "cannot read the kernel release: %s", strerror(-r));
                 return;
         }
         /* Native overlay2 inside a user namespace needs 5.11. */
         if (kernel_version_code(release) >= 5011) {
-                ctx->facts.storage_driver = strdup("overlay2");
-                report_item(ctx, "preflight.kernel", ITEM_PASS, NULL, "kernel %s: overlay2 works in a user namespace", release);
+                run_facts(run)->storage_driver = strdup("overlay2");
+                item_finding(run, "preflight.kernel", ITEM_PASS, NULL, "kernel %s: overlay2 works in a user namespace", release);
                 return;
         }
-        fuse = find_executable(ctx, "fuse-overlayfs", NULL, NULL);
+        fuse = find_executable(run, "fuse-overlayfs", NULL, NULL);
         if (fuse) {
-                ctx->facts.storage_driver = strdup("fuse-overlayfs");
-                report_item(ctx, "preflight.kernel", ITEM_PASS, NULL,
-                            "kernel %s is older than 5.11: the fuse-overlayfs driver (%s) will be used", release, fuse);
+                run_facts(run)->storage_driver = strdup("fuse-overlayfs");
+                item_finding(run, "preflight.kernel", ITEM_PASS, NULL,
+                             "kernel %s is older than 5.11: the fuse-overlayfs driver (%s) will be used", release, fuse);
                 return;
         }
         fix = package_fix(distro, &pkg_fuse_overlayfs);
-        report_item(ctx, "preflight.kernel", ITEM_FAIL, fix,
-                    "kernel %s is older than 5.11 and fuse-overlayfs is missing: Docker would fall back to the vfs "
-                    "driver, which copies every layer and fills the disk", release);
+        item_finding(run, "preflight.kernel", ITEM_FAIL, fix,
+                     "kernel %s is older than 5.11 and fuse-overlayfs is missing: Docker would fall back to the vfs "
+                     "driver, which copies every layer and fills the disk", release);
 }
 
-static void check_apparmor(Context *ctx) {
+static void check_apparmor(StepRun *run) {
         long restrict_userns = 0;
         int r;
 
-        r = read_sysctl_long(ctx, "kernel/apparmor_restrict_unprivileged_userns", &restrict_userns);
-        if (r == -ENOENT && !ctx->live) {
+        r = read_sysctl_long(run, "kernel/apparmor_restrict_unprivileged_userns", &restrict_userns);
+        if (r == -ENOENT && !run_live(run)) {
                 /* An image tree without proc/ says nothing about the kernel it will boot. */
-                _cleanup_close_ int fd = safe_openat(ctx->root_fd, "/proc/sys/kernel", O_PATH | O_DIRECTORY, 0,
+                _cleanup_close_ int fd = safe_openat(run_root_fd(run), "/proc/sys/kernel", O_PATH | O_DIRECTORY, 0,
                                                      RESOLVE_POLICY_IN_ROOT);
                 if (fd < 0) {
-                        report_item(ctx, "preflight.apparmor", ITEM_SKIP, NULL,
-                                    "AppArmor's user namespace restriction is checked on the live host");
+                        item_finding(run, "preflight.apparmor", ITEM_SKIP, NULL,
+                                     "AppArmor's user namespace restriction is checked on the live host");
                         return;
                 }
         }
         if (r == -ENOENT) {
-                report_item(ctx, "preflight.apparmor", ITEM_PASS, NULL, "AppArmor does not restrict unprivileged user namespaces here");
+                item_finding(run, "preflight.apparmor", ITEM_PASS, NULL, "AppArmor does not restrict unprivileged user namespaces here");
                 return;
         }
         if (r < 0) {
-                report_item(ctx, "preflight.apparmor", ITEM_FAIL,
-                            "make sure /proc is mounted and sysctl kernel.apparmor_restrict_unprivileged_userns "
-                            "prints 0 or 1, then run rootless-ci apply",
-                            "cannot read kernel.apparmor_restrict_unprivileged_userns: %s", strerror(-r));
+                item_finding(run, "preflight.apparmor", ITEM_FAIL,
+                             "make sure /proc is mounted and sysctl kernel.apparmor_restrict_unprivileged_userns "
+                             "prints 0 or 1, then run rootless-ci apply",
+                             "cannot read kernel.apparmor_restrict_unprivileged_userns: %s", strerror(-r));
                 return;
         }
-        ctx->facts.apparmor_restricts_userns = restrict_userns != 0;
+        run_facts(run)->apparmor_restricts_userns = restrict_userns != 0;
         if (restrict_userns)
-                report_item(ctx, "preflight.apparmor", ITEM_PASS, NULL,
-                            "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1): "
-                            "apply installs a profile for rootlesskit only and keeps the restriction on");
+                item_finding(run, "preflight.apparmor", ITEM_PASS, NULL,
+                             "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1): "
+                             "apply installs a profile for rootlesskit only and keeps the restriction on");
         else
-                report_item(ctx, "preflight.apparmor", ITEM_PASS, NULL,
-                            "AppArmor does not restrict unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=0)");
+                item_finding(run, "preflight.apparmor", ITEM_PASS, NULL,
+                             "AppArmor does not restrict unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=0)");
 }
 
 /*
@@ -602,78 +604,89 @@ static void check_apparmor(Context *ctx) {
  * other hierarchy is v1 or hybrid, where the controllers stay on v1 and
  * Delegate= gives a user's manager none of them.
  */
-static void check_cgroup(Context *ctx) {
-        _cleanup_close_ int fd = safe_openat(ctx->root_fd, "/sys/fs/cgroup", O_PATH | O_DIRECTORY, 0, RESOLVE_POLICY_IN_ROOT);
+static void check_cgroup(StepRun *run) {
+        _cleanup_close_ int fd = safe_openat(run_root_fd(run), "/sys/fs/cgroup", O_PATH | O_DIRECTORY, 0,
+                                             RESOLVE_POLICY_IN_ROOT);
         _cleanup_free_ char *offered = NULL;
         char missing[CONTROLLERS_MISSING_MAX];
         struct statfs sfs;
         bool hybrid;
 
-        if (fd < 0 && !ctx->live) {
-                report_item(ctx, "preflight.cgroup", ITEM_SKIP, NULL, "the cgroup hierarchy is checked on the live host");
+        if (fd < 0 && !run_live(run)) {
+                item_finding(run, "preflight.cgroup", ITEM_SKIP, NULL, "the cgroup hierarchy is checked on the live host");
                 return;
         }
         if (fd >= 0 && ((fstatfs(fd, &sfs) >= 0 && sfs.f_type == CGROUP2_SUPER_MAGIC) ||
                         faccessat(fd, "cgroup.controllers", F_OK, AT_SYMLINK_NOFOLLOW) >= 0)) {
-                ctx->facts.cgroup = CGROUP_V2;
+                run_facts(run)->cgroup = CGROUP_V2;
                 /* What the kernel offers at the top is all a user's manager can ever be given. */
                 if (read_one_line_at(fd, "cgroup.controllers", &offered) < 0)
                         offered = NULL;
                 delegated_controllers_missing(offered, missing);
                 if (missing[0])
-                        report_item(ctx, "preflight.cgroup", ITEM_WARN,
-                                    "boot a kernel with these cgroup v2 controllers (Debian's and Ubuntu's have them all)",
-                                    "cgroup v2, but the kernel offers no %s controller (/sys/fs/cgroup/cgroup.controllers: "
-                                    "%s): the matching docker run limits do not hold", missing, strempty(offered));
+                        item_finding(run, "preflight.cgroup", ITEM_WARN,
+                                     "boot a kernel with these cgroup v2 controllers (Debian's and Ubuntu's have them all)",
+                                     "cgroup v2, but the kernel offers no %s controller (/sys/fs/cgroup/cgroup.controllers: "
+                                     "%s): the matching docker run limits do not hold", missing, strempty(offered));
                 else
-                        report_item(ctx, "preflight.cgroup", ITEM_PASS, NULL,
-                                    "cgroup v2: " DELEGATED_CONTROLLERS " can be delegated to the CI user's manager "
-                                    "(daemon.delegation checks that they are)");
+                        item_finding(run, "preflight.cgroup", ITEM_PASS, NULL,
+                                     "cgroup v2: " DELEGATED_CONTROLLERS " can be delegated to the CI user's manager "
+                                     "(daemon.delegation checks that they are)");
                 return;
         }
-        ctx->facts.cgroup = CGROUP_V1;
+        run_facts(run)->cgroup = CGROUP_V1;
         hybrid = fd >= 0 && faccessat(fd, "unified/cgroup.controllers", F_OK, AT_SYMLINK_NOFOLLOW) >= 0;
-        report_item(ctx, "preflight.cgroup", ITEM_WARN,
-                    "boot with cgroup v2: add systemd.unified_cgroup_hierarchy=1 to the kernel command line (on Debian "
-                    "GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub) and reboot",
-                    "cgroup %s: Delegate= gives the CI user's manager no controller, so docker run --memory, --cpus "
-                    "and --pids-limit (and any per-tenant limit) do not hold: its containers run without resource limits",
-                    fd < 0 ? "file system missing at /sys/fs/cgroup" : hybrid ? "v1 (hybrid)" : "v1");
+        item_finding(run, "preflight.cgroup", ITEM_WARN,
+                     "boot with cgroup v2: add systemd.unified_cgroup_hierarchy=1 to the kernel command line (on Debian "
+                     "GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub) and reboot",
+                     "cgroup %s: Delegate= gives the CI user's manager no controller, so docker run --memory, --cpus "
+                     "and --pids-limit (and any per-tenant limit) do not hold: its containers run without resource limits",
+                     fd < 0 ? "file system missing at /sys/fs/cgroup" : hybrid ? "v1 (hybrid)" : "v1");
 }
 
-static int preflight_run(Context *ctx) {
-        _cleanup_(net_answer_done) NetAnswer answer = {};
-        Distro distro = detect_distro(ctx);
-        int r;
+static void preflight_state_done(void *state) {
+        net_answer_done(state);
+}
 
-        log_debug("Detected distribution: %s (like: %s)", strempty(ctx->facts.os_id), strempty(ctx->facts.os_id_like));
+static int preflight_look(StepRun *run, Account *a) {
+        HostFacts *f = run_facts(run);
+        Distro distro = detect_distro(run);
 
-        check_package_binary(ctx, distro, "preflight.dockerd-rootless", "dockerd-rootless.sh",
-                             "/usr/share/docker.io/contrib", &pkg_dockerd_rootless, &ctx->facts.dockerd_rootless_path);
-        check_package_binary(ctx, distro, "preflight.rootlesskit", "rootlesskit", NULL, &pkg_rootlesskit,
-                             &ctx->facts.rootlesskit_path);
-        check_id_mapper(ctx, distro, "preflight.newuidmap", "newuidmap");
-        check_id_mapper(ctx, distro, "preflight.newgidmap", "newgidmap");
-        check_network(ctx, distro, &answer);
-        check_package_binary(ctx, distro, "preflight.iptables", "iptables", NULL, &pkg_iptables, NULL);
-        check_tun(ctx);
-        check_userns(ctx);
-        check_dbus_user_session(ctx, distro);
-        check_systemd(ctx);
-        check_kernel(ctx, distro);
-        check_apparmor(ctx);
-        check_cgroup(ctx);
+        log_debug("Detected distribution: %s (like: %s)", strempty(f->os_id), strempty(f->os_id_like));
 
-        /* Only an apply that goes on changes the host, and only then is the answer recorded. */
-        if (ctx->verb == VERB_APPLY && answer.fresh && !ctx->any_failed) {
-                r = net_answer_record(ctx, &answer);
-                if (r < 0)
-                        return r;
-        }
+        check_package_binary(run, distro, "preflight.dockerd-rootless", "dockerd-rootless.sh",
+                             "/usr/share/docker.io/contrib", &pkg_dockerd_rootless, &f->dockerd_rootless_path);
+        check_package_binary(run, distro, "preflight.rootlesskit", "rootlesskit", NULL, &pkg_rootlesskit,
+                             &f->rootlesskit_path);
+        check_id_mapper(run, distro, "preflight.newuidmap", "newuidmap");
+        check_id_mapper(run, distro, "preflight.newgidmap", "newgidmap");
+        check_network(run, distro, run_state(run));
+        check_package_binary(run, distro, "preflight.iptables", "iptables", NULL, &pkg_iptables, NULL);
+        check_tun(run);
+        check_userns(run);
+        check_dbus_user_session(run, distro);
+        check_systemd(run);
+        check_kernel(run, distro);
+        check_apparmor(run);
+        check_cgroup(run);
         return 0;
 }
 
+/* Only an apply that goes on changes the host (the engine commits then), and only then is the answer recorded. */
+static int preflight_commit(StepRun *run, Account *a) {
+        const NetAnswer *answer = run_state(run);
+
+        return answer->fresh ? net_answer_record(run, answer) : 0;
+}
+
+static const Part preflight_parts[] = {
+        { .name = "checks", .look = preflight_look, .commit = preflight_commit },
+};
+
 const Step step_preflight = {
         .name = "preflight",
-        .run = preflight_run,
+        .parts = preflight_parts,
+        .n_parts = ELEMENTSOF(preflight_parts),
+        .state_size = sizeof(NetAnswer),    /* the rootlesskit answer, recorded by commit */
+        .state_done = preflight_state_done,
 };

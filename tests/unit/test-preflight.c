@@ -41,7 +41,7 @@ static int run_preflight(Fixture *f, const char *root) {
         if (r < 0)
                 return r;
         f->ctx.current_step = "preflight";
-        return step_preflight.run(&f->ctx);
+        return step_run(&f->ctx, &step_preflight);
 }
 
 static const Item *find_item(const Context *ctx, const char *id) {
@@ -771,7 +771,7 @@ TEST(preflight_reports_the_same_under_every_verb) {
 
                 ASSERT_OK(config_init(&f.config));
                 ASSERT_OK(context_init(&f.ctx, verbs[v], root, &f.config));
-                ASSERT_OK(step_preflight.run(&f.ctx));
+                ASSERT_OK(step_run(&f.ctx, &step_preflight));
                 ASSERT_EQ(f.ctx.n_items, 13);
                 ASSERT_ITEM(&f.ctx, "preflight.newuidmap", ITEM_FAIL);
                 ASSERT_FALSE(f.ctx.any_changed);
