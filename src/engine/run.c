@@ -356,6 +356,8 @@ int step_run(Context *ctx, const Step *s) {
                 free(c->plan);
                 free(c->problem);
                 free(c->check_fix);
+                if (c->c.data_free)
+                        c->c.data_free(c->c.data);
                 free(c);
         }
         free(run.changes);

@@ -110,7 +110,8 @@ struct Change {
         Gate gate;
         int (*apply)(StepRun *run, Change *c);        /* make it; report with change_done()/change_failed() */
         int (*verify)(StepRun *run, const Change *c); /* read it back; NULL: apply verified it itself */
-        void *data;                 /* what apply needs (owned by the step's state, not by the Change) */
+        void *data;                 /* what apply needs: owned by the step's state, unless data_free */
+        void (*data_free)(void *data);  /* set: the engine frees data with the run (generic items) */
 };
 
 /* ---- describing: the only way a converted step reports ---- */
@@ -142,6 +143,21 @@ Change *item_change(StepRun *run, const Change *c);
 void change_done(StepRun *run, const char *id, ItemStatus status, const char *fmt, ...) _printf_(4, 5);
 /* A problem apply met that is not an error: a FAIL item in the change's place; the run fails, apply goes on. */
 void change_failed(StepRun *run, const char *id, const char *fix, const char *fmt, ...) _printf_(4, 5);
+
+/* ---- generic items (engine/items.c): what tmpfiles calls item types ---- */
+
+/* A root-owned file (mode 0644) that holds text: today's converge_file as look + Change. */
+typedef struct FileWant {
+        const char *id;
+        const char *path;           /* in the root */
+        const char *text;
+        const char *what;           /* names it in messages: "the user unit" */
+        const char *marker;         /* a restart a change of it owes, or NULL */
+        unsigned effects;           /* EFFECT_SYSTEM_RELOAD for what the system manager reads */
+} FileWant;
+
+/* Describe it: 0 in place, 1 a change (plan, check: described; apply: applied by the engine), < 0 logged. */
+int item_file(StepRun *run, const FileWant *w);
 
 /* ---- restarts and reloads owed ---- */
 

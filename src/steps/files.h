@@ -21,6 +21,17 @@ int converge_file(Context *ctx, const char *id, const char *path, const char *wa
                   const char *pending_marker);
 
 /*
+ * The pieces of converge_file, shared with the step contract's item_file
+ * (engine/items.c). file_look: does path hold want, root-owned, mode 0644?
+ * (logged < 0 when it cannot tell). file_make_dir: its directory, made.
+ * file_write_verified: write it atomically and read it back. shown is the
+ * path as the host sees it, for messages.
+ */
+int file_look(int root_fd, const char *path, const char *shown, const char *want, bool *ret_exists, bool *ret_same);
+int file_make_dir(int root_fd, const char *path, const char *shown);
+int file_write_verified(int root_fd, const char *path, const char *shown, const char *want);
+
+/*
  * API sockets of daemons that run as root and act for whoever connects —
  * Docker, containerd (its own and Docker's bundled one), BuildKit, Podman,
  * CRI-O, libvirt, LXD, Incus: each is root for its clients. The user step

@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "tests.h"
 #include "engine.h"
 #include "engine/step.h"
+#include "steps/files.h"
 #include "util/error.h"
 #include "util/macro.h"
 
@@ -336,4 +341,98 @@ TEST(step_item_stop_stops_its_verbs_and_is_a_failed_check_in_the_others) {
         ASSERT_TRUE(ctx.any_failed);
         ASSERT_FALSE(strstr(log, "Refusing"));
         context_done(&ctx);
+}
+
+/* item_file against converge_file, the old step helper it replaces: the same report and the same file. */
+#define EXAMPLE_TEXT "x=1\n"
+
+static int old_file_run(Context *ctx) {
+        int r = converge_file(ctx, "example.conf", "/etc/example/example.conf", EXAMPLE_TEXT, "the example file", NULL);
+        return r < 0 ? r : 0;
+}
+
+static int new_file_look(StepRun *run, Account *a) {
+        int r = item_file(run, &(FileWant) { .id = "example.conf", .path = "/etc/example/example.conf",
+                                             .text = EXAMPLE_TEXT, .what = "the example file" });
+        return r < 0 ? r : 0;
+}
+
+static const Step old_file_step = { .name = "example", .run = old_file_run };
+static const Part new_file_parts[] = { { .name = "conf", .look = new_file_look } };
+static const Step new_file_step = { .name = "example", .parts = new_file_parts, .n_parts = ELEMENTSOF(new_file_parts) };
+
+static void example_tree(const char *root, const char *content) {
+        if (!content)
+                return;
+        test_write(root, "etc/example/example.conf", content);
+        if (chmod(test_path(root, "etc/example/example.conf"), 0644) < 0)
+                abort();
+}
+
+static int run_in(Verb verb, const Step *s, const char *root, Context *ctx, Config *config) {
+        const Step *const steps[] = { s };
+        _cleanup_free_ char *log = NULL;
+        int r = config_init(config);
+
+        if (r < 0)
+                return r;
+        r = context_init(ctx, verb, root, config);
+        if (r < 0)
+                return r;
+        test_capture_stderr_begin();
+        r = engine_run_steps(ctx, steps, ELEMENTSOF(steps));
+        log = test_capture_stderr_end();
+        return r;
+}
+
+TEST(step_item_file_reports_and_writes_as_converge_file) {
+        static const Verb verbs[] = { VERB_PLAN, VERB_CHECK, VERB_APPLY };
+        static const char *const contents[] = { NULL, "x=2\n", EXAMPLE_TEXT };
+        const char *base = test_tmpdir();
+
+        for (size_t v = 0; v < ELEMENTSOF(verbs); v++)
+                for (size_t c = 0; c < ELEMENTSOF(contents); c++) {
+                        _cleanup_(config_done) Config config_old = {}, config_new = {};
+                        _cleanup_free_ char *old_root = NULL, *new_root = NULL, *old_text = NULL, *new_text = NULL;
+                        Context old, new;
+                        int r_old, r_new;
+
+                        ASSERT_TRUE(asprintf(&old_root, "%s/old-%zu-%zu", base, v, c) > 0);
+                        ASSERT_TRUE(asprintf(&new_root, "%s/new-%zu-%zu", base, v, c) > 0);
+                        ASSERT_OK(mkdir(old_root, 0755));
+                        ASSERT_OK(mkdir(new_root, 0755));
+                        example_tree(old_root, contents[c]);
+                        example_tree(new_root, contents[c]);
+
+                        r_old = run_in(verbs[v], &old_file_step, old_root, &old, &config_old);
+                        r_new = run_in(verbs[v], &new_file_step, new_root, &new, &config_new);
+                        ASSERT_EQ(r_old, r_new);
+                        ASSERT_EQ(old.n_items, new.n_items);
+                        for (size_t i = 0; i < old.n_items; i++) {
+                                /* the messages name the tree, which differs by its last component */
+                                _cleanup_free_ char *want = strdup(old.items[i].message);
+                                char *p;
+                                ASSERT_TRUE(want != NULL);
+                                while ((p = strstr(want, "/old-")))
+                                        memcpy(p, "/new-", 5);
+                                ASSERT_STREQ(new.items[i].id, old.items[i].id);
+                                ASSERT_EQ(new.items[i].status, old.items[i].status);
+                                ASSERT_STREQ(new.items[i].message, want);
+                                ASSERT_TRUE((new.items[i].fix == NULL) == (old.items[i].fix == NULL));
+                                if (old.items[i].fix)
+                                        ASSERT_STREQ(new.items[i].fix, old.items[i].fix);
+                                ASSERT_EQ(new.items[i].changed, old.items[i].changed);
+                        }
+                        old_text = test_read(old_root, "etc/example/example.conf");
+                        new_text = test_read(new_root, "etc/example/example.conf");
+                        ASSERT_TRUE((old_text == NULL) == (new_text == NULL));
+                        if (old_text)
+                                ASSERT_STREQ(new_text, old_text);
+                        if (verbs[v] == VERB_APPLY)
+                                ASSERT_STREQ(new_text, EXAMPLE_TEXT);
+                        else
+                                ASSERT_TRUE(contents[c] ? streq(new_text, contents[c]) : new_text == NULL);
+                        context_done(&old);
+                        context_done(&new);
+                }
 }
