@@ -133,16 +133,15 @@ static const Step step_refusing = {
         .refusal = "Refusing to touch the fake disk (see %s); nothing was changed.",
 };
 
-static int run_fake(Verb verb, const Step *s, Context *ctx, Config *config, char **ret_log) {
+/* Run the one step s in a fresh context on root; *ret_log (may be NULL): what it logged. */
+static int run_in(Verb verb, const Step *s, const char *root, Context *ctx, Config *config, char **ret_log) {
         const Step *const steps[] = { s };
         _cleanup_free_ char *log = NULL;
-        int r;
+        int r = config_init(config);
 
-        applied = begun = ended = settled = committed = 0;
-        r = config_init(config);
         if (r < 0)
                 return r;
-        r = context_init(ctx, verb, test_tmpdir(), config);
+        r = context_init(ctx, verb, root, config);
         if (r < 0)
                 return r;
         test_capture_stderr_begin();
@@ -151,6 +150,11 @@ static int run_fake(Verb verb, const Step *s, Context *ctx, Config *config, char
         if (ret_log)
                 *ret_log = TAKE_PTR(log);
         return r;
+}
+
+static int run_fake(Verb verb, const Step *s, Context *ctx, Config *config, char **ret_log) {
+        applied = begun = ended = settled = committed = 0;
+        return run_in(verb, s, test_tmpdir(), ctx, config, ret_log);
 }
 
 #define ASSERT_ITEM(ctx, i, want_id, want_status, want_message, want_fix, want_changed) \
@@ -369,22 +373,6 @@ static void example_tree(const char *root, const char *content) {
                 abort();
 }
 
-static int run_in(Verb verb, const Step *s, const char *root, Context *ctx, Config *config) {
-        const Step *const steps[] = { s };
-        _cleanup_free_ char *log = NULL;
-        int r = config_init(config);
-
-        if (r < 0)
-                return r;
-        r = context_init(ctx, verb, root, config);
-        if (r < 0)
-                return r;
-        test_capture_stderr_begin();
-        r = engine_run_steps(ctx, steps, ELEMENTSOF(steps));
-        log = test_capture_stderr_end();
-        return r;
-}
-
 TEST(step_item_file_reports_and_writes_as_converge_file) {
         static const Verb verbs[] = { VERB_PLAN, VERB_CHECK, VERB_APPLY };
         static const char *const contents[] = { NULL, "x=2\n", EXAMPLE_TEXT };
@@ -404,8 +392,8 @@ TEST(step_item_file_reports_and_writes_as_converge_file) {
                         example_tree(old_root, contents[c]);
                         example_tree(new_root, contents[c]);
 
-                        r_old = run_in(verbs[v], &old_file_step, old_root, &old, &config_old);
-                        r_new = run_in(verbs[v], &new_file_step, new_root, &new, &config_new);
+                        r_old = run_in(verbs[v], &old_file_step, old_root, &old, &config_old, NULL);
+                        r_new = run_in(verbs[v], &new_file_step, new_root, &new, &config_new, NULL);
                         ASSERT_EQ(r_old, r_new);
                         ASSERT_EQ(old.n_items, new.n_items);
                         for (size_t i = 0; i < old.n_items; i++) {
