@@ -381,8 +381,6 @@ static void report_print_json(const Context *ctx, int exit_status, FILE *f) {
 }
 
 static void report_print_human(const Context *ctx, int exit_status, FILE *f) {
-        size_t shown = 0;
-
         for (size_t i = 0; i < ctx->n_items; i++) {
                 const Item *it = &ctx->items[i];
 
@@ -392,7 +390,6 @@ static void report_print_human(const Context *ctx, int exit_status, FILE *f) {
                 fprintf(f, "%-4s %s: %s\n", item_status_symbol[it->status], it->id, it->message);
                 if (it->fix && (it->status == ITEM_FAIL || it->status == ITEM_WARN || ctx->verb != VERB_CHECK))
                         fprintf(f, "     fix: %s\n", it->fix);
-                shown++;
         }
 
         if (ctx->verb == VERB_APPLY && exit_status == EXIT_OK && !ctx->any_changed)
@@ -401,7 +398,6 @@ static void report_print_human(const Context *ctx, int exit_status, FILE *f) {
         if (ctx->only_steps)
                 fprintf(f, "PARTIAL run: only the steps %s ran (a test hook); this says nothing about the rest.\n",
                         ctx->only_steps);
-        (void) shown;
 }
 
 void report_print(const Context *ctx, int exit_status, FILE *f) {
