@@ -6,7 +6,7 @@
 #include <stdbool.h>
 
 #include "config.h"
-#include "engine.h"
+#include "engine/engine.h"
 
 typedef enum CliVerb {
         CLI_VERB_APPLY = VERB_APPLY,

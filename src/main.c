@@ -7,7 +7,7 @@
 #include "build-config.h"
 #include "cli.h"
 #include "config.h"
-#include "engine.h"
+#include "engine/engine.h"
 #include "explain.h"
 #include "reclaim.h"
 #include "util/error.h"
@@ -39,7 +39,7 @@ static int run(int argc, char *argv[]) {
         /* Run from a build tree (tests, development): use the source's templates. */
         if (getenv("RCI_UNITS_DIR"))
                 units_set_dir(getenv("RCI_UNITS_DIR"));
-        /* The host tests run the disk step alone (engine.c: select_steps()). */
+        /* The host tests run the disk step alone (engine/run.c: select_steps()). */
         only_steps = getenv("RCI_ONLY_STEPS");
 #endif
 

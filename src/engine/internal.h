@@ -3,9 +3,10 @@
 
 #include <stdarg.h>
 
-#include "engine.h"
+#include "engine/engine.h"
+#include "engine/step.h"
 
-/* Between engine.c (the report) and engine/run.c (the parts): not for steps. */
+/* Between engine/report.c (the report) and engine/run.c (the loop): not for steps. */
 
 /*
  * Put an item into the report at index at: into the place reserved there
@@ -16,3 +17,25 @@ void report_put(Context *ctx, size_t at, const char *id, ItemStatus status, cons
                 const char *fmt, va_list ap) _printf_(7, 0);
 size_t report_reserve(Context *ctx);
 void report_drop_reserved(Context *ctx, size_t first);
+
+typedef struct StoredChange {
+        Change c;                 /* first: a Change * is a StoredChange * */
+        char *id, *plan, *problem, *check_fix;
+        Verdict in_check;
+        size_t place;             /* apply: its place in the report (reserved at look) */
+        size_t next;              /* apply: where its next item goes */
+        bool reserved;
+} StoredChange;
+
+struct StepRun {
+        Context *ctx;
+        const Step *step;
+        void *state;
+        size_t first_item;        /* the step's first item */
+        StoredChange **changes;
+        size_t n_changes;
+        StoredChange *applying;   /* the Change whose apply() runs now */
+};
+
+/* The verb as its IN_* bit (engine/step.h). */
+unsigned verb_bit(Verb v);

@@ -1,45 +1,116 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 
 #include "engine/internal.h"
 #include "engine/step.h"
 #include "steps/files.h"
+#include "steps/steps.h"
+#include "util/bus.h"
+#include "util/clock.h"
 #include "util/error.h"
+#include "util/fs.h"
+#include "util/lock.h"
 #include "util/log.h"
-#include "util/manager.h"
 #include "util/macro.h"
+#include "util/manager.h"
 
 /*
- * The step contract's engine side (engine/step.h): the one place that knows
- * the verb. A part looks and describes; plan and check report the
- * description as it is, apply applies each pending Change in look order.
+ * The engine's loop, the one place that knows the verb: the run's context,
+ * the steps in order, and each converted step's parts (engine/step.h). A
+ * part looks and describes (engine/report.c reports it per verb); apply
+ * then applies each pending Change in look order.
  */
 
-typedef struct StoredChange {
-        Change c;                 /* first: a Change * is a StoredChange * */
-        char *id, *plan, *problem, *check_fix;
-        Verdict in_check;
-        size_t place;             /* apply: its place in the report (reserved at look) */
-        size_t next;              /* apply: where its next item goes */
-        bool reserved;
-} StoredChange;
-
-struct StepRun {
-        Context *ctx;
-        const Step *step;
-        void *state;
-        size_t first_item;        /* the step's first item */
-        StoredChange **changes;
-        size_t n_changes;
-        StoredChange *applying;   /* the Change whose apply() runs now */
+static const Step *const all_steps[] = {
+        &step_preflight,
+        &step_disk,
+        &step_user,
+        &step_storage,
+        &step_daemon,
+        &step_agent,
+        &step_credentials,
 };
 
-static unsigned verb_bit(Verb v) {
-        return v == VERB_PLAN ? IN_PLAN : v == VERB_CHECK ? IN_CHECK : IN_APPLY;
+int context_init(Context *ctx, Verb verb, const char *root, const Config *config) {
+        *ctx = (Context) {
+                .verb = verb,
+                .config = config,
+                .root = root ? root : "/",
+                .root_fd = -1,
+        };
+        ctx->root_fd = open_root(ctx->root);
+        if (ctx->root_fd < 0)
+                return log_error_errno(ctx->root_fd, "Failed to open root directory %s: %m", ctx->root);
+
+        /* --root=// or --root=/tmp/.. is the live host, and is treated as such. */
+        struct stat st_root, st_given;
+        if (stat("/", &st_root) < 0 || fstat(ctx->root_fd, &st_given) < 0)
+                return log_error_errno(negative_errno(), "Failed to stat root directory %s: %m", ctx->root);
+        ctx->live = st_root.st_dev == st_given.st_dev && st_root.st_ino == st_given.st_ino;
+        return 0;
+}
+
+int context_system_bus(Context *ctx, sd_bus **ret) {
+        if (!ctx->system_bus) {
+                int r = bus_open_system_manager(&ctx->system_bus);
+                if (r < 0)
+                        return r;
+        }
+        *ret = ctx->system_bus;
+        return 0;
+}
+
+int context_reload_system(Context *ctx, bool caller_changed) {
+        sd_bus *bus = NULL;
+        int r;
+
+        if (!ctx->system_reload_owed && !caller_changed)
+                return 0;
+        r = context_system_bus(ctx, &bus);
+        if (r >= 0)
+                r = bus_manager_reload(bus);
+        if (r < 0)
+                return r;
+        ctx->system_reload_owed = false;
+        return 0;
+}
+
+static void host_facts_done(HostFacts *f) {
+        free(f->os_id);
+        free(f->os_id_like);
+        free(f->dockerd_rootless_path);
+        free(f->rootlesskit_path);
+        free(f->network_driver);
+        free(f->storage_driver);
+        free(f->user_home);
+        free(f->subuid_ranges);
+        free(f->subgid_ranges);
+        free(f->privileged_gids);
+        free(f->user_gids);
+        free(f->storage_dir);
+        free(f->docker_dir);
+        free(f->builds_dir);
+        free(f->data_device);
+        free(f->data_fs_type);
+        free(f->data_fs_uuid);
+}
+
+void context_done(Context *ctx) {
+        for (size_t i = 0; i < ctx->n_items; i++) {
+                free(ctx->items[i].id);
+                free(ctx->items[i].message);
+                free(ctx->items[i].fix);
+        }
+        free(ctx->items);
+        host_facts_done(&ctx->facts);
+        sd_bus_flush_close_unref(ctx->system_bus);
+        safe_close(ctx->root_fd);
+        *ctx = (Context) { .root_fd = -1 };
 }
 
 const Config *run_config(const StepRun *run) {
@@ -68,159 +139,6 @@ void *run_state(StepRun *run) {
 
 int run_system_bus(StepRun *run, struct sd_bus **ret) {
         return context_system_bus(run->ctx, ret);
-}
-
-static void put(StepRun *run, size_t at, const char *id, ItemStatus status, const char *fix, bool changed,
-                const char *fmt, ...) _printf_(7, 8);
-static void put(StepRun *run, size_t at, const char *id, ItemStatus status, const char *fix, bool changed,
-                const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        report_put(run->ctx, at, id, status, fix, changed, fmt, ap);
-        va_end(ap);
-}
-
-void item_ok(StepRun *run, const char *id, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        report_put(run->ctx, run->ctx->n_items, id, run->ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
-                   false, fmt, ap);
-        va_end(ap);
-}
-
-void item_finding(StepRun *run, const char *id, ItemStatus status, const char *fix, const char *fmt, ...) {
-        va_list ap;
-
-        if (status == ITEM_OK && run->ctx->verb == VERB_CHECK)
-                status = ITEM_PASS;
-        va_start(ap, fmt);
-        report_put(run->ctx, run->ctx->n_items, id, status, fix, false, fmt, ap);
-        va_end(ap);
-}
-
-void item_finding_ex(StepRun *run, const Finding *f) {
-        Verb verb = run->ctx->verb;
-        Verdict v = { f->status, f->message, f->fix };
-
-        if (f->hidden_in & verb_bit(verb))
-                return;
-        if (verb == VERB_PLAN && f->in_plan)
-                v = *f->in_plan;
-        else if (verb == VERB_CHECK && f->in_check)
-                v = *f->in_check;
-        item_finding(run, f->id, v.status, v.fix, "%s", v.message);
-}
-
-int item_stop(StepRun *run, const char *id, StopWhen when, int error, const char *fix, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        report_put(run->ctx, run->ctx->n_items, id, ITEM_FAIL, fix, false, fmt, ap);
-        va_end(ap);
-        if (!(when & verb_bit(run->ctx->verb)))
-                return 0;
-        /* The item says why; stderr just says what happened. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-        log_error(run->step->refusal ?: "Refusing to go on (see %s); nothing was changed.", id);
-#pragma GCC diagnostic pop
-        return error;
-}
-
-static char *strdup_or_null(const char *s) {
-        char *c;
-
-        if (!s)
-                return NULL;
-        c = strdup(s);
-        if (!c)
-                abort(); /* as report_put(): a description we cannot record must not be half applied */
-        return c;
-}
-
-Change *item_change(StepRun *run, const Change *c) {
-        Context *ctx = run->ctx;
-        StoredChange *s, **n;
-
-        s = calloc(1, sizeof(StoredChange));
-        n = reallocarray(run->changes, run->n_changes + 1, sizeof(StoredChange *));
-        if (!s || !n)
-                abort();
-        run->changes = n;
-        run->changes[run->n_changes++] = s;
-        s->c = *c;
-        s->c.id = s->id = strdup_or_null(c->id);
-        s->c.plan = s->plan = strdup_or_null(c->plan ?: "");
-        s->c.problem = s->problem = strdup_or_null(c->problem);
-        s->c.check_fix = s->check_fix = strdup_or_null(c->check_fix);
-        if (c->in_check) {
-                s->in_check = *c->in_check;
-                s->c.in_check = &s->in_check;
-        }
-
-        if (c->hidden_in & verb_bit(ctx->verb))
-                return &s->c;
-        switch (ctx->verb) {
-        case VERB_PLAN:
-                put(run, ctx->n_items, s->id, c->state, NULL, false, "%s", s->plan);
-                break;
-        case VERB_CHECK:
-                if (c->in_check)
-                        put(run, ctx->n_items, s->id, c->in_check->status, c->in_check->fix, false, "%s",
-                            c->in_check->message ?: s->plan);
-                else if (c->state == ITEM_OK)
-                        put(run, ctx->n_items, s->id, ITEM_PASS, NULL, false, "%s", s->plan);
-                else
-                        put(run, ctx->n_items, s->id, ITEM_FAIL, s->check_fix ?: "rootless-ci apply", false, "%s",
-                            s->problem ?: s->plan);
-                break;
-        case VERB_APPLY:
-                if (c->state == ITEM_OK)
-                        put(run, ctx->n_items, s->id, ITEM_OK, NULL, false, "%s", s->plan);
-                else {
-                        /* Apply reports what it did where the look found it: ok, result, ok, ... */
-                        s->place = s->next = report_reserve(ctx);
-                        s->reserved = true;
-                }
-                break;
-        }
-        return &s->c;
-}
-
-/* The index the next item of the Change being applied goes to (the end outside an apply()). */
-static size_t change_place(StepRun *run) {
-        StoredChange *a = run->applying;
-        size_t at;
-
-        if (!a || !a->reserved)
-                return run->ctx->n_items;
-        at = a->next++;
-        /* A second item of the same apply goes right after the first: the later places move on by one. */
-        if (at > a->place)
-                for (size_t i = 0; i < run->n_changes; i++)
-                        if (run->changes[i] != a && run->changes[i]->reserved && run->changes[i]->place >= at) {
-                                run->changes[i]->place++;
-                                run->changes[i]->next++;
-                        }
-        return at;
-}
-
-void change_done(StepRun *run, const char *id, ItemStatus status, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        report_put(run->ctx, change_place(run), id, status, NULL, true, fmt, ap);
-        va_end(ap);
-}
-
-void change_failed(StepRun *run, const char *id, const char *fix, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        report_put(run->ctx, change_place(run), id, ITEM_FAIL, fix, false, fmt, ap);
-        va_end(ap);
 }
 
 bool owed(StepRun *run, const char *marker) {
@@ -362,4 +280,168 @@ int step_run(Context *ctx, const Step *s) {
         }
         free(run.changes);
         return r;
+}
+
+static void log_step_summary(const Context *ctx, size_t first_item, double ms) {
+        size_t failed = 0, changes = 0, n = ctx->n_items - first_item;
+
+        for (size_t i = first_item; i < ctx->n_items; i++) {
+                ItemStatus s = ctx->items[i].status;
+                if (s == ITEM_FAIL)
+                        failed++;
+                else if (s == ITEM_CREATE || s == ITEM_CHANGE || s == ITEM_REMOVE)
+                        changes++;
+        }
+        if (failed)
+                log_info("%zu of %zu items failed (%.1f ms)", failed, n, ms);
+        else if (changes)
+                log_info("%zu %s (%.1f ms)", changes,
+                         ctx->verb == VERB_APPLY ? "changed" : (ctx->verb == VERB_PLAN ? "to change" : "out of date"), ms);
+        else
+                log_info("%zu items in place (%.1f ms)", n, ms);
+}
+
+int engine_run_steps(Context *ctx, const Step *const *steps, size_t n_steps) {
+        for (size_t i = 0; i < n_steps; i++) {
+                const Step *s = steps[i];
+                size_t first = ctx->n_items;
+                unsigned long long start;
+                int r;
+
+                ctx->current_step = s->name;
+                log_set_step(s->name);
+                start = now_usec();
+
+                r = step_run(ctx, s);
+                log_step_summary(ctx, first, ms_since_usec(start));
+                if (r < 0) {
+                        ctx->any_failed = true;
+                        log_set_step(NULL);
+                        return r;
+                }
+
+                /* Nothing may change while a prerequisite is missing. */
+                if (ctx->verb == VERB_APPLY && ctx->any_failed) {
+                        log_set_step(NULL);
+                        if (i + 1 < n_steps)
+                                log_error("%s failed; stopping before anything is changed by later steps.", s->name);
+                        return -ERCI_FAILED;
+                }
+        }
+        log_set_step(NULL);
+        return 0;
+}
+
+/*
+ * only: "disk[,user,...]", the steps to run in their usual order (the test
+ * hook RCI_ONLY_STEPS, read in main.c), or NULL for all. The host tests run
+ * the disk step alone on machines where preflight stops apply (no systemd,
+ * no Docker). It only ever leaves steps out.
+ */
+static int select_steps(const char *only, const Step **ret, size_t *ret_n) {
+        size_t n = 0;
+
+        if (!only) {
+                for (size_t i = 0; i < ELEMENTSOF(all_steps); i++)
+                        ret[n++] = all_steps[i];
+                *ret_n = n;
+                return 0;
+        }
+
+        for (const char *p = only;; p++) {
+                size_t l = strcspn(p, ",");
+                bool known = false;
+
+                for (size_t i = 0; i < ELEMENTSOF(all_steps); i++)
+                        known = known || (strlen(all_steps[i]->name) == l && strncmp(all_steps[i]->name, p, l) == 0);
+                if (!known)
+                        return log_error_errno(-ERCI_USAGE, "Steps to run only: '%s' names no step ('%.*s').", only,
+                                               (int) l, p);
+                p += l;
+                if (*p == 0)
+                        break;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(all_steps); i++) {
+                const char *name = all_steps[i]->name;
+                size_t l = strlen(name);
+                for (const char *p = only; (p = strstr(p, name)); p += l)
+                        if ((p == only || p[-1] == ',') && (p[l] == ',' || p[l] == 0)) {
+                                ret[n++] = all_steps[i];
+                                break;
+                        }
+        }
+        log_warning("Running only the steps %s (a test hook): a partial run.", only);
+        *ret_n = n;
+        return 0;
+}
+
+/*
+ * -v: where the run's time went. Waiting is what clock.h accounts for: the
+ * calls to systemd, logind and dockerd and the children run (mkfs, useradd);
+ * the rest is rootless-ci's own work, its CPU and its own I/O (fsync above
+ * all). scripts/bench reads this line.
+ */
+static void log_run_account(void) {
+        struct rusage ru = {};
+        double total = (double) run_elapsed_usec() / 1e3, waited = (double) waited_total_usec() / 1e3;
+
+        (void) getrusage(RUSAGE_SELF, &ru);
+        log_debug("Timing: run %.1f ms, waiting for other processes %.1f ms, own %.1f ms (CPU %.1f ms)", total, waited,
+                  total - waited,
+                  (double) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+                          (double) (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3);
+}
+
+int engine_run(const EngineOptions *o, const Config *config) {
+        _cleanup_close_ int lock_fd = -1;
+        const Step *steps[ELEMENTSOF(all_steps)];
+        size_t n_steps = 0;
+        Context ctx;
+        int r, status;
+
+        r = select_steps(o->only_steps, steps, &n_steps);
+        if (r < 0)
+                return exit_status_from_error(r);
+
+        r = context_init(&ctx, o->verb, o->root, config);
+        if (r < 0)
+                return exit_status_from_error(r);
+        ctx.json = o->json;
+        ctx.only_steps = o->only_steps;
+
+        /*
+         * Before the lock and any step: a user step that ran first would
+         * already have changed the host. apply --root runs useradd --root,
+         * which runs code from the tree: it must be root's alone.
+         */
+        r = config_verify_in_root(config, ctx.root_fd, ctx.root, o->verb == VERB_APPLY && !ctx.live);
+        if (r < 0) {
+                context_done(&ctx);
+                return exit_status_from_error(r);
+        }
+
+        log_open_journal(ctx.live);
+
+        r = lock_acquire(ctx.root_fd, o->verb == VERB_APPLY, o->lock_timeout_ms, &lock_fd);
+        if (r < 0) {
+                context_done(&ctx);
+                return EXIT_FAILED;
+        }
+
+        r = engine_run_steps(&ctx, steps, n_steps);
+        /* A step that owed a reload and no later step that paid it (it failed, or had nothing to start). */
+        if (ctx.verb == VERB_APPLY) {
+                int k = context_reload_system(&ctx, false);
+                if (r >= 0 && k < 0)
+                        r = k;
+        }
+        if (r < 0)
+                status = exit_status_from_error(r);
+        else
+                status = ctx.any_failed ? EXIT_FAILED : EXIT_OK;
+
+        log_run_account();
+        report_print(&ctx, status, stdout);
+        context_done(&ctx);
+        return status;
 }

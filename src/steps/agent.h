@@ -5,7 +5,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-#include "engine.h"
+#include "engine/engine.h"
 
 /* The agent step's pieces that tests look at directly. */
 

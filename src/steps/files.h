@@ -3,7 +3,7 @@
 
 #include <stdbool.h>
 
-#include "engine.h"
+#include "engine/engine.h"
 
 /*
  * What several steps do with the files they own: converge a root-owned file

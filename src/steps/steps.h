@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-#include "engine.h"
+#include "engine/engine.h"
 
 /* The steps of apply, in order. Each lives in its own file under steps/. */
 extern const Step step_preflight;

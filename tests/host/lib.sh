@@ -93,7 +93,7 @@ need() {
 }
 
 # rci ARGS...: run the disk step alone; output in $WORK/out, exit status in $RC.
-# A FAIL item without a fix (engine.c logs "Internal error:") fails the test
+# A FAIL item without a fix (engine/report.c logs "Internal error:") fails the test
 # whatever it is about.
 rci() {
         set +e

@@ -71,7 +71,7 @@ expect() {
                 fail "$name: exit status $status, want $want (rootless-ci $*)"
                 return
         fi
-        # engine.c says so when a FAIL item comes without a fix: a bug, whatever the test is about.
+        # engine/report.c says so when a FAIL item comes without a fix: a bug, whatever the test is about.
         if [[ $err == *"Internal error:"* ]]; then
                 fail "$name: $(grep -m1 'Internal error:' "$TMP/err")"
                 return

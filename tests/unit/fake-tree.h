@@ -5,7 +5,7 @@
 #include <sys/types.h>
 
 #include "config.h"
-#include "engine.h"
+#include "engine/engine.h"
 
 /*
  * Fake --root trees for the user and storage steps, usable without root: the

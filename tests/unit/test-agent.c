@@ -10,7 +10,7 @@
 
 #include "build-config.h"
 #include "config.h"
-#include "engine.h"
+#include "engine/engine.h"
 #include "fake-tree.h"
 #include "steps/agent.h"
 #include "steps/steps.h"

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "engine.h"
+#include "engine/engine.h"
 #include "steps/apparmor.h"
 #include "steps/steps.h"
 #include "tests.h"

@@ -12,7 +12,7 @@
 
 #include "json-check.h"
 #include "tests.h"
-#include "engine.h"
+#include "engine/engine.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/macro.h"

@@ -8,7 +8,7 @@
 
 #include "tests.h"
 #include "config.h"
-#include "engine.h"
+#include "engine/engine.h"
 #include "steps/preflight.h"
 #include "steps/steps.h"
 #include "util/macro.h"

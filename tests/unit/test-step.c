@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 
 #include "tests.h"
-#include "engine.h"
+#include "engine/engine.h"
 #include "engine/step.h"
 #include "steps/files.h"
 #include "util/error.h"
