@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "engine/report.h"
 #include "util/macro.h"
 #include "util/subid.h"
 
@@ -16,32 +17,6 @@ typedef enum Verb {
         VERB_CHECK,
 } Verb;
 
-/*
- * What one item of a step reports. Plan/apply items say what changes
- * (ok "=", create "+", change "~", remove "-"); checks give a verdict
- * (pass, fail, warn, skip). In JSON these are the lower-case names.
- */
-typedef enum ItemStatus {
-        ITEM_OK,
-        ITEM_CREATE,
-        ITEM_CHANGE,
-        ITEM_REMOVE,
-        ITEM_PASS,
-        ITEM_FAIL,
-        ITEM_WARN,
-        ITEM_SKIP,
-        _ITEM_STATUS_MAX,
-} ItemStatus;
-
-typedef struct Item {
-        char *id;        /* "preflight.newuidmap", "disk.fstab", ...; NULL only inside a part's
-                          * apply: the place a pending Change keeps (engine/run.c) */
-        const char *step;
-        ItemStatus status;
-        char *message;
-        char *fix;       /* NULL when there is nothing to do */
-        bool changed;    /* apply: this run changed the host */
-} Item;
 
 /* The cgroup hierarchy preflight found: only v2 delegates controllers to a user's manager. */
 typedef enum CgroupHierarchy {
@@ -184,7 +159,6 @@ void report_state(Context *ctx, const char *id, ItemStatus change, const char *f
 /* Apply made a change: like report_item with changed=true. */
 void report_changed(Context *ctx, const char *id, ItemStatus status, const char *fmt, ...) _printf_(4, 5);
 
-const char *item_status_to_string(ItemStatus s);
 const char *verb_to_string(Verb v);
 
 typedef struct EngineOptions {

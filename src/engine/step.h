@@ -19,8 +19,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "engine/engine.h"
 #include "engine/account.h"
+#include "engine/engine.h"   /* Config, HostFacts; transition: Step and Context, until no step has run() */
+#include "engine/report.h"   /* ItemStatus */
 
 struct sd_bus;
 
