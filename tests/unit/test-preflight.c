@@ -9,7 +9,7 @@
 #include "tests.h"
 #include "config.h"
 #include "engine/engine.h"
-#include "steps/preflight.h"
+#include "steps/preflight/preflight.h"
 #include "steps/steps.h"
 #include "util/macro.h"
 

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "engine/step.h"
-#include "steps.h"
+#include "steps/steps.h"
 #include "util/idmap.h"
 #include "util/log.h"
 #include "util/macro.h"
