@@ -8,7 +8,7 @@
 
 #include "engine/internal.h"
 #include "engine/step.h"
-#include "steps/files.h"
+#include "engine/markers.h"
 #include "steps/steps.h"
 #include "util/bus.h"
 #include "util/clock.h"

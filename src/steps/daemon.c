@@ -13,6 +13,7 @@
 #include "steps.h"
 #include "units.h"
 #include "util/bus.h"
+#include "util/cgroup.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/fs.h"
@@ -22,6 +23,7 @@
 #include "util/log.h"
 #include "util/macro.h"
 #include "util/ping.h"
+#include "util/root-sockets.h"
 #include "util/sockperm.h"
 
 /*

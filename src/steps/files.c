@@ -13,74 +13,6 @@
 #include "util/macro.h"
 
 #define UNIT_FILE_MAX (256 * 1024)
-#define MARKER_DIR "/run/rootless-ci"
-
-static int marker_path(const char *name, char **ret) {
-        return asprintf(ret, MARKER_DIR "/%s", name) < 0 ? -ENOMEM : 0;
-}
-
-int marker_set(Context *ctx, const char *name) {
-        _cleanup_free_ char *path = NULL;
-        _cleanup_close_ int dfd = -1;
-        int r;
-
-        if (!ctx->live || !name)
-                return 0;
-        /* Set already (by an earlier item of this run, or a run killed before it cleared it). */
-        if (marker_exists(ctx, name))
-                return 0;
-        dfd = safe_mkdir_p(ctx->root_fd, MARKER_DIR, 0755, RESOLVE_POLICY_IN_ROOT);
-        if (dfd < 0)
-                return log_error_errno(dfd, "Failed to create %s: %m", MARKER_DIR);
-        r = marker_path(name, &path);
-        if (r < 0)
-                return r;
-        r = write_file_atomic(ctx->root_fd, path, "", 0, 0644, (uid_t) -1, (gid_t) -1, RESOLVE_POLICY_IN_ROOT);
-        if (r < 0)
-                return log_error_errno(r, "Failed to write %s: %m", path);
-        return 0;
-}
-
-bool marker_exists(Context *ctx, const char *name) {
-        _cleanup_free_ char *path = NULL;
-        _cleanup_close_ int fd = -1;
-
-        if (!ctx->live || marker_path(name, &path) < 0)
-                return false;
-        fd = safe_openat(ctx->root_fd, path, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
-        return fd >= 0;
-}
-
-int marker_clear(Context *ctx, const char *name) {
-        _cleanup_free_ char *fname = NULL;
-        _cleanup_close_ int parent = -1;
-        _cleanup_free_ char *path = NULL;
-        int r;
-
-        if (!ctx->live)
-                return 0;
-        r = marker_path(name, &path);
-        if (r < 0)
-                return r;
-        parent = safe_open_parent(ctx->root_fd, path, RESOLVE_POLICY_IN_ROOT, &fname);
-        if (parent == -ENOENT)
-                return 0;
-        if (parent < 0)
-                return parent;
-        /* No marker, nothing to clear: a converged run writes nothing, not even a directory sync. */
-        if (faccessat(parent, fname, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
-                return 0;
-        {
-                int d = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (d < 0)
-                        return negative_errno();
-                safe_close(parent);
-                parent = d;
-        }
-        if (unlinkat(parent, fname, 0) < 0 && errno != ENOENT)
-                return log_error_errno(negative_errno(), "Failed to remove %s: %m", path);
-        return fsync_dir(parent);
-}
 
 int file_look(int root_fd, const char *path, const char *shown, const char *want, bool *ret_exists, bool *ret_same) {
         _cleanup_free_ char *have = NULL;
@@ -181,35 +113,4 @@ int converge_file(Context *ctx, const char *id, const char *path, const char *wa
         report_changed(ctx, id, exists ? ITEM_CHANGE : ITEM_CREATE, "%s %s %s", exists ? "rewrote" : "wrote", what,
                        shown);
         return 1;
-}
-
-const char *const root_daemon_sockets[] = {
-        "/run/docker.sock",
-        "/var/run/docker.sock",
-        "/run/containerd/containerd.sock",
-        "/run/containerd/containerd.sock.ttrpc",
-        "/run/containerd/debug.sock",
-        "/run/docker/containerd/containerd.sock",
-        "/var/run/docker/containerd/containerd.sock",
-        "/run/buildkit/buildkitd.sock",
-        "/run/podman/podman.sock",
-        "/run/crio/crio.sock",
-        "/run/libvirt/libvirt-sock",
-        "/var/lib/lxd/unix.socket",
-        "/var/snap/lxd/common/lxd/unix.socket",
-        "/var/lib/incus/unix.socket",
-};
-const size_t n_root_daemon_sockets = ELEMENTSOF(root_daemon_sockets);
-
-void delegated_controllers_missing(const char *have, char buf[static CONTROLLERS_MISSING_MAX]) {
-        static const char *const wanted[] = { "cpu", "cpuset", "io", "memory", "pids" };
-
-        buf[0] = 0;
-        for (size_t i = 0; i < ELEMENTSOF(wanted); i++) {
-                if (have && word_in_list(have, wanted[i]))
-                        continue;
-                if (buf[0])
-                        strcat(buf, " ");
-                strcat(buf, wanted[i]);
-        }
 }

@@ -4,10 +4,13 @@
 #include <stdbool.h>
 
 #include "engine/engine.h"
+#include "engine/markers.h"
 
 /*
  * What several steps do with the files they own: converge a root-owned file
- * to its wanted text, and remember a restart that is owed.
+ * to its wanted text (the old steps' converge_file, and the pieces the step
+ * contract's item_file shares with it). The restart markers are
+ * engine/markers.h.
  */
 
 /*
@@ -30,37 +33,3 @@ int converge_file(Context *ctx, const char *id, const char *path, const char *wa
 int file_look(int root_fd, const char *path, const char *shown, const char *want, bool *ret_exists, bool *ret_same);
 int file_make_dir(int root_fd, const char *path, const char *shown);
 int file_write_verified(int root_fd, const char *path, const char *shown, const char *want);
-
-/*
- * API sockets of daemons that run as root and act for whoever connects —
- * Docker, containerd (its own and Docker's bundled one), BuildKit, Podman,
- * CRI-O, libvirt, LXD, Incus: each is root for its clients. The user step
- * treats a group that can write one as privileged; the daemon step's check
- * fails when the CI user can connect to one (invariant I1).
- */
-extern const char *const root_daemon_sockets[];
-extern const size_t n_root_daemon_sockets;
-
-/*
- * The cgroup v2 controllers user managers are given (Delegate= in
- * units/user-delegate.conf.in names the same): preflight says whether the
- * kernel offers them, the daemon step that the CI user's manager has them.
- */
-#define DELEGATED_CONTROLLERS "cpu cpuset io memory pids"
-/*
- * Those of them that have (a cgroup.controllers line; NULL: none) lacks, as
- * "cpuset io", into buf ("" when it has them all).
- */
-#define CONTROLLERS_MISSING_MAX sizeof(DELEGATED_CONTROLLERS)
-void delegated_controllers_missing(const char *have, char buf[static CONTROLLERS_MISSING_MAX]);
-
-/*
- * "Restart pending" markers, for a run killed between rewriting a unit and
- * restarting what runs it: the next run finds the file up to date, so
- * only the marker tells it the restart is still owed. They live in
- * /run/rootless-ci, which a reboot empties, and a reboot starts everything
- * from the new files anyway. Live host only (no-ops under --root).
- */
-int marker_set(Context *ctx, const char *name);
-bool marker_exists(Context *ctx, const char *name);
-int marker_clear(Context *ctx, const char *name);

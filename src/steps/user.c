@@ -22,6 +22,7 @@
 #include "util/log.h"
 #include "util/logindefs.h"
 #include "util/macro.h"
+#include "util/root-sockets.h"
 #include "util/shadowlock.h"
 #include "util/exec.h"
 #include "util/subid.h"

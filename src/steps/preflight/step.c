@@ -13,8 +13,8 @@
 
 #include "engine/step.h"
 #include "preflight.h"
-#include "steps/files.h"
 #include "steps/steps.h"
+#include "util/cgroup.h"
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/macro.h"
