@@ -5,7 +5,6 @@
 
 #include "engine/step.h"
 #include "steps/files.h"
-#include "util/fs.h"
 #include "util/log.h"
 #include "util/macro.h"
 
@@ -44,7 +43,7 @@ static int file_apply(StepRun *run, Change *c) {
 }
 
 int item_file(StepRun *run, const FileWant *w) {
-        _cleanup_free_ char *shown = path_join_root(run_root(run), w->path), *plan = NULL, *problem = NULL;
+        _cleanup_free_ char *shown = run_shown(run, w->path), *plan = NULL, *problem = NULL;
         FileChange *f;
         bool exists, same;
         int r;

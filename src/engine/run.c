@@ -137,6 +137,10 @@ void *run_state(StepRun *run) {
         return run->state;
 }
 
+char *run_shown(const StepRun *run, const char *path) {
+        return path_join_root(run->ctx->root, path);
+}
+
 int run_system_bus(StepRun *run, struct sd_bus **ret) {
         return context_system_bus(run->ctx, ret);
 }

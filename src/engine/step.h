@@ -35,6 +35,7 @@ const char *run_root(const StepRun *run);   /* "/" or --root's DIR */
 bool run_live(const StepRun *run);
 HostFacts *run_facts(StepRun *run);         /* host-wide facts, written by the step that learns them */
 void *run_state(StepRun *run);              /* the step's own state: Step.state_size bytes, zeroed */
+char *run_shown(const StepRun *run, const char *path);  /* path as the host sees it (--root's DIR first), malloc'd */
 int run_system_bus(StepRun *run, struct sd_bus **ret);  /* shared, opened on first use; never unref it */
 
 /* ---- the descriptors ---- */
