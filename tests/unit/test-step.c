@@ -424,3 +424,44 @@ TEST(step_item_file_reports_and_writes_as_converge_file) {
                         context_done(&new);
                 }
 }
+
+/* The transition: old-style steps (Step.run) and converted ones run in one engine, in order. */
+static int old_failing_run(Context *ctx) {
+        report_item(ctx, "old.thing", ITEM_FAIL, "fix it", "broken");
+        return 0;
+}
+
+TEST(step_old_and_converted_steps_run_together) {
+        static const Step old_failing = { .name = "old", .run = old_failing_run };
+        const Step *const steps[] = { &old_failing, &step_refusing };
+        _cleanup_(config_done) Config config = {};
+        _cleanup_free_ char *log = NULL;
+        Context ctx;
+        int r;
+
+        /* check: every step runs, the converted one after the old one */
+        ASSERT_OK(config_init(&config));
+        ASSERT_OK(context_init(&ctx, VERB_CHECK, test_tmpdir(), &config));
+        test_capture_stderr_begin();
+        r = engine_run_steps(&ctx, steps, ELEMENTSOF(steps));
+        log = test_capture_stderr_end();
+        ASSERT_EQ(r, 0);
+        ASSERT_EQ(ctx.n_items, 4);
+        ASSERT_STREQ(ctx.items[0].id, "old.thing");
+        ASSERT_STREQ(ctx.items[0].step, "old");
+        ASSERT_STREQ(ctx.items[1].id, "fake.before");
+        ASSERT_STREQ(ctx.items[1].step, "fake");
+        ASSERT_STREQ(ctx.items[3].id, "fake.after");
+        context_done(&ctx);
+        free(log);
+
+        /* apply: a failed old step stops the run before the converted step looks at anything */
+        ASSERT_OK(context_init(&ctx, VERB_APPLY, test_tmpdir(), &config));
+        test_capture_stderr_begin();
+        r = engine_run_steps(&ctx, steps, ELEMENTSOF(steps));
+        log = test_capture_stderr_end();
+        ASSERT_EQ(r, -ERCI_FAILED);
+        ASSERT_EQ(ctx.n_items, 1);
+        ASSERT_CONTAINS(log, "old failed; stopping before anything is changed by later steps.");
+        context_done(&ctx);
+}
