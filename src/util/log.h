@@ -12,7 +12,6 @@
  */
 
 void log_set_max_level(int level);
-int log_get_max_level(void);
 void log_open_journal(bool enable);
 
 /* Prefix for messages of the step that is running ("disk", "user", ...). */

@@ -26,7 +26,7 @@ TEST(log_errno_expands_percent_m_and_returns_the_error) {
 
 TEST(log_step_prefix_and_levels) {
         _cleanup_free_ char *log = NULL;
-        int saved = log_get_max_level(), r;
+        int r;
 
         log_set_max_level(LOG_INFO);
         test_capture_stderr_begin();
@@ -36,7 +36,7 @@ TEST(log_step_prefix_and_levels) {
         log_warning("no step");
         r = log_debug_errno(-EIO, "hidden: %m");
         log = test_capture_stderr_end();
-        log_set_max_level(saved);
+        log_set_max_level(test_log_level());
 
         ASSERT_STREQ(log, "disk: probing /dev/vdb\nno step\n");
         /* Below the level nothing is printed, but the error still comes back. */

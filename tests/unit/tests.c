@@ -172,10 +172,14 @@ char *test_capture_stderr_end(void) {
         return buf;
 }
 
+int test_log_level(void) {
+        return getenv("RCI_TEST_VERBOSE") ? LOG_DEBUG : LOG_WARNING;
+}
+
 int main(int argc, char *argv[]) {
         int n = 0, failed = 0, ran = 0;
 
-        log_set_max_level(getenv("RCI_TEST_VERBOSE") ? LOG_DEBUG : LOG_WARNING);
+        log_set_max_level(test_log_level());
 
         for (const TestCase *t = __start_rci_tests; t < __stop_rci_tests; t++)
                 if (argc < 2 || strstr(t->name, argv[1]))

@@ -53,6 +53,9 @@ const char *test_path(const char *dir, const char *relpath);
 void test_capture_stderr_begin(void);
 char *test_capture_stderr_end(void);
 
+/* The log level every test starts with (debug when RCI_TEST_VERBOSE is set), to return to after changing it. */
+int test_log_level(void);
+
 #define ASSERT_TRUE(expr)                                                        \
         do {                                                                     \
                 if (!(expr)) {                                                   \
