@@ -401,7 +401,12 @@ static size_t change_place(StepRun *run) {
         if (!a || !a->reserved)
                 return run->ctx->n_items;
         at = a->next++;
-        /* A second item of the same apply goes right after the first: the later places move on by one. */
+        /*
+         * A second item of the same apply goes right after the first: the later places move on by one.
+         * Reserved places are interchangeable: if the one right after is a later change's, this item
+         * takes it (report_put fills a reserved place) and that change then takes or inserts the next,
+         * so the order holds and no place is left over (test-step: adjacent and silent changes).
+         */
         if (at > a->place)
                 for (size_t i = 0; i < run->n_changes; i++)
                         if (run->changes[i] != a && run->changes[i]->reserved && run->changes[i]->place >= at) {

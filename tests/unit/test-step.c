@@ -465,3 +465,55 @@ TEST(step_old_and_converted_steps_run_together) {
         ASSERT_CONTAINS(log, "old failed; stopping before anything is changed by later steps.");
         context_done(&ctx);
 }
+
+/* Two pending changes side by side: the first one's second item must not take the second one's place. */
+static int look_adjacent(StepRun *run, Account *a) {
+        item_change(run, &(Change) { .id = "fake.b", .state = ITEM_CREATE, .plan = "write b", .apply = apply_b });
+        item_change(run, &(Change) { .id = "fake.d", .state = ITEM_CHANGE, .plan = "rewrite d", .apply = apply_d });
+        item_ok(run, "fake.z", "z is in place");
+        return 0;
+}
+
+TEST(step_adjacent_changes_keep_their_order) {
+        static const Part parts[] = { { .name = "adjacent", .look = look_adjacent } };
+        static const Step s = { .name = "fake", .parts = parts, .n_parts = ELEMENTSOF(parts) };
+        _cleanup_(config_done) Config config = {};
+        Context ctx;
+
+        have_b = have_d = fail_a = give_up_c = false;
+        ASSERT_EQ(run_fake(VERB_APPLY, &s, &ctx, &config, NULL), 0);
+        ASSERT_EQ(ctx.n_items, 4);
+        ASSERT_ITEM(ctx, 0, "fake.b", ITEM_CREATE, "wrote b", NULL, true);
+        ASSERT_ITEM(ctx, 1, "fake.b-extra", ITEM_CHANGE, "and its link", NULL, true);
+        ASSERT_ITEM(ctx, 2, "fake.d", ITEM_CHANGE, "wrote d", NULL, true);
+        ASSERT_ITEM(ctx, 3, "fake.z", ITEM_OK, "z is in place", NULL, false);
+        context_done(&ctx);
+}
+
+/* A change whose apply reports nothing, beside one that reports twice: no empty place, nothing lost. */
+static int apply_silent(StepRun *run, Change *c) {
+        applied++;
+        return 0;
+}
+
+static int look_silent_then_two(StepRun *run, Account *a) {
+        item_change(run, &(Change) { .id = "fake.q", .state = ITEM_CREATE, .plan = "quietly", .apply = apply_silent });
+        item_change(run, &(Change) { .id = "fake.b", .state = ITEM_CREATE, .plan = "write b", .apply = apply_b });
+        item_change(run, &(Change) { .id = "fake.q2", .state = ITEM_CREATE, .plan = "quietly", .apply = apply_silent });
+        return 0;
+}
+
+TEST(step_silent_changes_leave_no_place) {
+        static const Part parts[] = { { .name = "silent", .look = look_silent_then_two } };
+        static const Step s = { .name = "fake", .parts = parts, .n_parts = ELEMENTSOF(parts) };
+        _cleanup_(config_done) Config config = {};
+        Context ctx;
+
+        have_b = have_d = fail_a = give_up_c = false;
+        ASSERT_EQ(run_fake(VERB_APPLY, &s, &ctx, &config, NULL), 0);
+        ASSERT_EQ(applied, 3);
+        ASSERT_EQ(ctx.n_items, 2);
+        ASSERT_STREQ(ctx.items[0].id, "fake.b");
+        ASSERT_STREQ(ctx.items[1].id, "fake.b-extra");
+        context_done(&ctx);
+}
