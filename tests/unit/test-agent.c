@@ -709,7 +709,7 @@ static void make_hooks(const char *root) {
         char rel[256];
 
         for (const char *const *n = agent_hook_names; *n; n++) {
-                snprintf(rel, sizeof(rel), "%s/%s", HOOKS_DIR + 1, *n);
+                snprintf(rel, sizeof(rel), "%s/%s", &HOOKS_DIR[1], *n);
                 test_write(root, rel, "#!/bin/sh\n");
                 ASSERT_OK(chmod(P(root, rel), 0755));
         }
@@ -780,7 +780,7 @@ TEST(hooks_installed_by_root_pass_and_a_writable_component_fails) {
         ASSERT_OK(chmod(P(root, "usr/share"), 0755));
 
         /* A hook the CI user owns. */
-        snprintf(rel, sizeof(rel), "%s/pre-exit", HOOKS_DIR + 1);
+        snprintf(rel, sizeof(rel), "%s/pre-exit", &HOOKS_DIR[1]);
         if (getuid() == 0)
                 ASSERT_OK(chown(P(root, rel), fake_ci_uid(), fake_ci_gid()));
         run_agent(&run, root, VERB_APPLY, NULL);
