@@ -18,6 +18,7 @@
 #include "util/log.h"
 #include "util/macro.h"
 #include "util/subid.h"
+#include "util/userns.h"
 
 char *explain_plugin_name(const char *location) {
         _cleanup_free_ char *loc = strdup(location);
@@ -88,15 +89,31 @@ static bool user_is_root(const char *user) {
         return (n > 0 && strspn(user, "0") >= n) || (n == 4 && strncmp(user, "root", 4) == 0);
 }
 
-/* "host UID X" for container UID n (n >= 1), or a formula when the range is unknown. */
+/*
+ * "host UID X" for container UID n (1 <= n < 2^32-1) as the daemon's map has it, or a formula when the
+ * ranges are unknown.
+ */
 static void print_host_id(Findings *f, unsigned long long n) {
-        if (n == 0)
+        IdMap map;
+        uint32_t inside_max;
+
+        if (n == 0) {
                 fprintf(f->out, "the CI user itself (container root)");
-        else if (f->ids->subuid_start > 0)
-                fprintf(f->out, "host UID %llu, one of the CI user's subordinate IDs",
-                        (unsigned long long) f->ids->subuid_start + n - 1);
-        else
+                return;
+        }
+        if (f->ids->n_subuids == 0 ||
+            userns_map_build((uint32_t) f->ids->uid, f->ids->subuids, f->ids->n_subuids, &map, &inside_max) < 0) {
                 fprintf(f->out, "the CI user's subordinate ID number %llu (its range's start + %llu)", n, n - 1);
+                return;
+        }
+        for (size_t i = 0; i < map.n; i++)
+                if (n >= map.extents[i].inside && n - map.extents[i].inside < map.extents[i].count) {
+                        fprintf(f->out, "host UID %llu, one of the CI user's subordinate IDs",
+                                (unsigned long long) map.extents[i].outside + (n - map.extents[i].inside));
+                        return;
+                }
+        fprintf(f->out, "UID %llu, which the CI user's subordinate IDs do not reach (they map container UIDs up to "
+                "%u; the container cannot start)", n, (unsigned) inside_max);
 }
 
 static void finding_begin(Findings *f, const char *plugin, const char *option, const char *value) {
@@ -106,8 +123,8 @@ static void finding_begin(Findings *f, const char *plugin, const char *option, c
         if (f->n++ == 0)
                 fprintf(f->out, "+++ :warning: rootless-ci: plugin options that mean something else on this host\n"
                         "This agent runs Docker rootless, as the CI user (UID %u): container UID 0 is the CI user, "
-                        "container UID n is subordinate host ID start+n-1. Nothing below was changed; the step runs "
-                        "as written.\n",
+                        "container UID n is the n-th of its subordinate host IDs (its /etc/subuid ranges, lowest "
+                        "first). Nothing below was changed; the step runs as written.\n",
                         (unsigned) f->ids->uid);
         fprintf(f->out, "\n* %s plugin, %s: %s\n  ", plugin, option, shown ? shown : "(?)");
 }
@@ -267,26 +284,30 @@ int explain_plugins(const char *plugins_json, const ExplainIds *ids, char **ret_
 
 /* ---- the verb ------------------------------------------------------------------------------------------- */
 
-/* The start of the CI user's first subordinate UID range (/etc/subuid), or 0 when it cannot be told. */
-static uint64_t own_subuid_start(uid_t uid) {
+/*
+ * The CI user's subordinate UID ranges (/etc/subuid), every one of them as newuidmap reads them (the
+ * daemon's map is built from all of them): *ret NULL and *ret_n 0 when they cannot be told.
+ */
+static void own_subuid_ranges(uid_t uid, SubIdRange **ret, size_t *ret_n) {
         _cleanup_(subid_file_done) SubIdFile file = {};
         _cleanup_free_ char *text = NULL;
         _cleanup_close_ int root_fd = open_root(NULL);
         struct passwd *pw = getpwuid(uid);
         size_t size;
 
+        *ret = NULL;
+        *ret_n = 0;
         /* An absolute path is taken below the fd: "/" itself, not the job's working directory. */
         if (!pw || root_fd < 0 || read_file_at(root_fd, "/etc/subuid", RESOLVE_POLICY_IN_ROOT, 16U << 20, &text, &size) < 0 ||
-            subid_file_parse(&file, text, size) < 0)
-                return 0;
-        for (size_t i = 0; i < file.n_lines; i++)
-                if (file.lines[i].kind == SUBID_LINE_RANGE && subid_line_is_users(&file.lines[i], pw->pw_name, uid))
-                        return file.lines[i].start;
-        return 0;
+            subid_file_parse(&file, text, size) < 0 || subid_file_user_ranges(&file, pw->pw_name, uid, ret, ret_n) < 0) {
+                *ret = NULL;
+                *ret_n = 0;
+        }
 }
 
 int explain_main(int argc, char *argv[]) {
         _cleanup_free_ char *text = NULL, *error = NULL;
+        _cleanup_free_ SubIdRange *subuids = NULL;
         ExplainIds ids = { .uid = getuid(), .gid = getgid() };
         const char *plugins;
         int r;
@@ -307,7 +328,8 @@ int explain_main(int argc, char *argv[]) {
         if (!plugins || !*plugins)
                 return EXIT_OK;
 
-        ids.subuid_start = own_subuid_start(ids.uid);
+        own_subuid_ranges(ids.uid, &subuids, &ids.n_subuids);
+        ids.subuids = subuids;
         r = explain_plugins(plugins, &ids, &text, &error);
         if (r == -ENOMEM)
                 return log_error_errno(r, "Failed to explain the job's plugins: %m"), EXIT_FAILED;

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "util/subid.h"
 
 /*
  * rootless-ci explain: run by rootless-ci's pre-command agent hook as the
@@ -13,11 +16,17 @@
  * Docker: what happens here, and what to write instead. Changes nothing.
  */
 
-/* The IDs the explanation names: the CI user's, and the first host ID of its subordinate range (0: unknown). */
+/*
+ * The IDs the explanation names: the CI user's, and its subordinate UID
+ * ranges in any order (none: unknown). Container UID n is the host ID the
+ * rootless daemon's map gives it (userns_map_build: the ranges sorted by
+ * start, one after the other).
+ */
 typedef struct ExplainIds {
         uid_t uid;
         gid_t gid;
-        uint64_t subuid_start;
+        const SubIdRange *subuids;
+        size_t n_subuids;
 } ExplainIds;
 
 /*

@@ -106,15 +106,19 @@ int reclaim_open_checkout(int builds_fd, const char *path, const char *rel, int 
         }
         if (fd == -ELOOP) {
                 _cleanup_(path_finding_done) PathFinding f = {};
-                size_t below = strlen(path) - strlen(rel);
+                _cleanup_free_ char *simple = path_simplify(path);
+                size_t below;
 
-                /* The symlink by the path given: path is the builds directory, '/', then rel (simplified);
-                 * f.path is "/rel-prefix". */
+                if (!simple)
+                        return -ENOMEM;
+                /* The symlink by the path given, simplified: that is the builds directory (simplified), '/',
+                 * then rel (as reclaim_path_below() made it); f.path is "/rel-prefix". */
+                below = strlen(simple) - strlen(rel);
                 if (path_check(builds_fd, rel, 0, 0, &f, NULL) > 0 && f.problem == PATH_PROBLEM_SYMLINK)
                         return log_error_errno(-ERCI_USAGE,
                                                "Refusing %s: %.*s%s is a symlink, and reclaim never follows one. "
                                                "Nothing was changed.",
-                                               path, (int) below - 1, path, f.path);
+                                               path, (int) below - 1, simple, f.path);
                 return log_error_errno(-ERCI_USAGE,
                                        "Refusing %s: a symlink is on its way below the builds directory, and reclaim "
                                        "never follows one. Nothing was changed.",

@@ -3,8 +3,11 @@
 # Two applies started together on one blank disk: the second waits for the
 # first's lock and says whose it is, then finds the work done. Both exit 0,
 # and the result is one partition, one filesystem, one fstab line, one mount.
-# The first run is frozen (SIGSTOP) while it holds the lock, so the second
-# always arrives while the first is mid-way, whatever the machine's speed.
+# The first run stops itself (the test hook RCI_STOP_AT) right after writing
+# the partition table, holding the lock, so the second always arrives while
+# the first is mid-way, whatever the machine's speed. (Freezing it from
+# outside once its PID was in the lock file raced with a fast machine: the
+# first run could finish between two polls.)
 # ok() always succeeds, so "test && ok ... || fail ..." is an if-then-else here.
 # shellcheck disable=SC2015
 # shellcheck source=tests/host/lib.sh
@@ -30,13 +33,17 @@ lock_holder_is() {
         [ "$(tr -d ' \n' </run/rootless-ci.lock 2>/dev/null)" = "$1" ]
 }
 
-RCI_ONLY_STEPS=disk "$RCI" --disk="$L" --mount-point="$MP" apply >"$WORK/a.out" 2>&1 &
+# shellcheck disable=SC2317 # called through wait_for
+stopped() {
+        [ "$(cut -d ' ' -f 3 "/proc/$1/stat" 2>/dev/null)" = T ]
+}
+
+RCI_STOP_AT=disk-gpt-written RCI_ONLY_STEPS=disk "$RCI" --disk="$L" --mount-point="$MP" apply >"$WORK/a.out" 2>&1 &
 A=$!
-if wait_for 30 lock_holder_is "$A"; then
-        kill -STOP "$A"
-        ok "the first run holds the lock (PID $A); frozen"
+if wait_for 30 stopped "$A" && lock_holder_is "$A"; then
+        ok "the first run holds the lock (PID $A); stopped at disk-gpt-written"
 else
-        fail "the first run (PID $A) never took the lock"
+        fail "the first run (PID $A) never took the lock; it said: $(cat "$WORK/a.out")"
 fi
 
 RCI_ONLY_STEPS=disk "$RCI" --disk="$L" --mount-point="$MP" apply >"$WORK/b.out" 2>&1 &

@@ -19,6 +19,13 @@ gid_t fake_ci_gid(void) {
         return getuid() == 0 ? 1001 : getgid();
 }
 
+const char *fake_ci_uid_unusable(void) {
+        if (fake_ci_uid() == 65534)
+                return "the fake CI user has the test's own UID, and 65534 (nobody) is the overflow UID the user "
+                       "step refuses: run as root or as another user";
+        return NULL;
+}
+
 void fake_tree_write_ids(const char *dir, const char *relpath, const char *fmt) {
         char buf[8192];
         size_t j = 0;

@@ -16,6 +16,23 @@
 uid_t fake_ci_uid(void);
 gid_t fake_ci_gid(void);
 
+/*
+ * Why the test's own UID cannot be the fake CI user (run as nobody: 65534 is
+ * the overflow UID, which the user step refuses for the CI user), or NULL.
+ * Root is never refused (the CI user is then 1001).
+ */
+const char *fake_ci_uid_unusable(void);
+
+/* First in a test that needs the CI user in the tree to be usable: skip it, saying why, when it cannot be. */
+#define FAKE_SKIP_UNLESS_CI_USER_USABLE()                                \
+        do {                                                             \
+                const char *_why = fake_ci_uid_unusable();               \
+                if (_why) {                                              \
+                        test_skip(_why);                                 \
+                        return;                                          \
+                }                                                        \
+        } while (0)
+
 /* A Debian-like tree: passwd (root, alice, buildkite unless !with_user), group, gshadow, login.defs, empty subuid/subgid, home. */
 void fake_tree_populate(const char *dir, bool with_user);
 

@@ -15,7 +15,8 @@
  * for options that work as written, nothing for other plugins).
  */
 
-static const ExplainIds ids = { .uid = 1001, .gid = 1001, .subuid_start = 100000 };
+static const SubIdRange one_range[] = { { 100000, 65536 } };
+static const ExplainIds ids = { .uid = 1001, .gid = 1001, .subuids = one_range, .n_subuids = 1 };
 
 static char *explain(const char *json) {
         char *text = NULL, *err = NULL;
@@ -178,5 +179,32 @@ TEST(a_user_option_is_read_as_docker_reads_it) {
         ASSERT_TRUE(!strstr(t, "host UID"));
         ASSERT_CONTAINS(t, "UID 18446744073709551616, which no user namespace maps");
         ASSERT_CONTAINS(t, "UID 4294967296, which no user namespace maps");
+        free(t);
+}
+
+TEST(host_ids_are_counted_through_the_ranges_lowest_first_as_the_daemon_maps_them) {
+        /* /etc/subuid lists the higher range first; the daemon's map (userns_map_build) sorts by start. */
+        static const SubIdRange ranges[] = { { 300000, 65536 }, { 100000, 65536 } };
+        const ExplainIds two = { .uid = 1001, .gid = 1001, .subuids = ranges, .n_subuids = 2 };
+        char *t = NULL, *err = NULL;
+
+        ASSERT_OK(explain_plugins("[{\"docker#v5\":{\"image\":\"i\",\"propagate-uid-gid\":true}}]", &two, &t, &err));
+        ASSERT_CONTAINS(t, "host UID 101000, one of");
+        ASSERT_TRUE(!strstr(t, "host UID 301000"));
+        free(t);
+        t = NULL;
+        /* Container UID 65536 is the lower range's last ID, 65537 the higher range's first. */
+        ASSERT_OK(explain_plugins("[{\"docker#v5\":{\"image\":\"i\",\"user\":\"65536\"}},"
+                                  "{\"docker-compose#v5\":{\"run\":\"app\",\"user\":\"65537:0\"}}]",
+                                  &two, &t, &err));
+        ASSERT_CONTAINS(t, "runs as host UID 165535, one of");
+        ASSERT_CONTAINS(t, "runs as host UID 300000, one of");
+        free(t);
+        t = NULL;
+        /* Past both ranges (2 × 65536 container UIDs): no host ID to name. */
+        ASSERT_OK(explain_plugins("[{\"docker#v5\":{\"image\":\"i\",\"user\":\"131073\"}}]", &two, &t, &err));
+        ASSERT_TRUE(!strstr(t, "host UID"));
+        ASSERT_CONTAINS(t, "UID 131073, which the CI user's subordinate IDs do not reach (they map container UIDs "
+                           "up to 131072; the container cannot start)");
         free(t);
 }

@@ -84,6 +84,7 @@ TEST(every_failure_on_a_tree_broken_everywhere_has_a_fix) {
         char p[4096];
         Tally t = {};
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         fake_tree_populate(d, true);
         /* user: privileged groups, a sudoers rule, no subordinate IDs */
         fake_tree_write_ids(d, "etc/group",

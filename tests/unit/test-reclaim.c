@@ -147,6 +147,31 @@ TEST(reclaim_refuses_a_symlink_on_the_way_and_what_is_not_a_directory) {
         free(log);
 }
 
+TEST(reclaim_names_the_symlink_by_the_simplified_path) {
+        const char *d = test_tmpdir();
+        _cleanup_close_ int builds_fd = -1;
+        char builds[4096], path[4096 + 64], want[4096 + 64];
+        char *log;
+        int fd;
+
+        ASSERT_OK(mkdir(test_path(d, "builds"), 0700));
+        ASSERT_OK(mkdir(test_path(d, "builds/agent"), 0755));
+        ASSERT_OK(mkdir(test_path(d, "elsewhere"), 0755));
+        ASSERT_OK(symlink("../elsewhere", test_path(d, "builds/agent/linked")));
+        snprintf(builds, sizeof(builds), "%s", test_path(d, "builds"));
+        builds_fd = open(builds, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_TRUE(builds_fd >= 0);
+
+        /* PATH with a doubled and a trailing slash: reclaim_path_below() gives rel "agent/linked/pipe". */
+        snprintf(path, sizeof(path), "%s//agent//linked/pipe/", builds);
+        snprintf(want, sizeof(want), ": %s/agent/linked is a symlink, and reclaim never follows one", builds);
+        test_capture_stderr_begin();
+        ASSERT_EQ(reclaim_open_checkout(builds_fd, path, "agent/linked/pipe", &fd), -ERCI_USAGE);
+        log = test_capture_stderr_end();
+        ASSERT_CONTAINS(log, want);
+        free(log);
+}
+
 static ReclaimIds own_ids(void) {
         return (ReclaimIds) { .self_uid = geteuid(), .self_gid = getegid(), .overflow_uid = 65534, .overflow_gid = 65534 };
 }

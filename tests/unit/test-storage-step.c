@@ -127,6 +127,7 @@ TEST(storage_plan_describes_every_item) {
         const char *d = test_tmpdir();
         FakeRun run = {};
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         fake_run(&run, d, VERB_PLAN, true);
         ASSERT_OK(run.r);
@@ -149,6 +150,7 @@ TEST(storage_apply_makes_layout_with_owners_and_modes_then_nothing) {
         FakeRun run = {};
         uid_t root_uid = getuid();
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         fake_run(&run, d, VERB_APPLY, true);
         ASSERT_OK(run.r);
@@ -183,6 +185,7 @@ TEST(storage_accepts_dockerd_0710_and_repairs_other_modes) {
         const char *d = test_tmpdir();
         FakeRun run = {};
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         fake_run(&run, d, VERB_APPLY, true);
         fake_run_done(&run);
@@ -214,6 +217,7 @@ TEST(storage_mount_point_writable_by_others_is_a_configuration_error) {
         const char *d = test_tmpdir();
         FakeRun run = {};
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         test_write(d, "srv/rootless-ci/.keep", "");
         ASSERT_OK(chmod(P(d, "srv/rootless-ci"), 0777));
@@ -228,6 +232,7 @@ TEST(storage_offline_with_data_disk_defers_directories_but_links) {
         const char *d = test_tmpdir();
         FakeRun run = { .disk_device = "/dev/disk/by-id/virtio-data" };
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         fake_run(&run, d, VERB_APPLY, true);
         ASSERT_OK(run.r);
@@ -242,6 +247,7 @@ TEST(storage_live_data_disk_not_mounted_by_the_disk_step_blocks_the_directories)
         const char *d = test_tmpdir();
         FakeRun run = { .disk_device = "/dev/disk/by-id/virtio-data", .live = true };
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         /* A plain directory where the disk should be: the root disk, which must not get Docker's data. */
         ASSERT_OK(mkdir(P(d, "srv"), 0755));
@@ -260,6 +266,7 @@ TEST(storage_live_data_disk_mounted_by_the_disk_step_gets_the_layout) {
         const char *d = test_tmpdir();
         FakeRun run = { .disk_device = "/dev/disk/by-id/virtio-data", .live = true, .data_mounted = true };
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         ASSERT_OK(mkdir(P(d, "srv"), 0755));
         ASSERT_OK(mkdir(P(d, "srv/rootless-ci"), 0755));
@@ -280,6 +287,7 @@ TEST(storage_live_plan_follows_the_disk_step) {
         const char *d = test_tmpdir();
         FakeRun run = { .disk_device = "/dev/disk/by-id/virtio-data", .live = true, .data_mount_planned = true };
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         fake_run(&run, d, VERB_PLAN, true);
         ASSERT_OK(run.r);
@@ -318,6 +326,7 @@ static void hostile_case(const char *d, const char *target_rel, const char *id, 
 TEST(hostile_local_symlink_to_etc_is_refused_and_etc_untouched) {
         const char *d = test_tmpdir();
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         symlink_in_home(d, "home/buildkite/.local", "etc");
         hostile_case(d, "etc", "storage.home-local", ITEM_FAIL, "/home/buildkite/.local is a symlink to");
@@ -327,6 +336,7 @@ TEST(hostile_local_symlink_to_etc_is_refused_and_etc_untouched) {
 TEST(hostile_local_share_symlink_to_root_is_refused_and_root_untouched) {
         const char *d = test_tmpdir();
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         mkdir_in_home(d, "home/buildkite/.local");
         symlink_in_home(d, "home/buildkite/.local/share", "root");
@@ -337,6 +347,7 @@ TEST(hostile_local_share_symlink_to_root_is_refused_and_root_untouched) {
 TEST(hostile_docker_symlink_to_var_lib_docker_is_replaced_not_followed) {
         const char *d = test_tmpdir();
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         mkdir_in_home(d, "home/buildkite/.local");
         mkdir_in_home(d, "home/buildkite/.local/share");
@@ -348,6 +359,7 @@ TEST(hostile_docker_symlink_to_var_lib_docker_is_replaced_not_followed) {
 TEST(hostile_docker_symlink_to_another_home_is_replaced_not_followed) {
         const char *d = test_tmpdir();
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         mkdir_in_home(d, "home/buildkite/.local");
         mkdir_in_home(d, "home/buildkite/.local/share");
@@ -359,6 +371,7 @@ TEST(hostile_docker_symlink_to_another_home_is_replaced_not_followed) {
 TEST(hostile_docker_hard_link_to_shadow_is_refused_and_shadow_untouched) {
         const char *d = test_tmpdir();
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         mkdir_in_home(d, "home/buildkite/.local");
         mkdir_in_home(d, "home/buildkite/.local/share");
@@ -371,6 +384,7 @@ TEST(hostile_config_symlinks_are_not_touched) {
         FakeRun run = {};
         char *before, *after;
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         /* ~/.config -> etc, and ~/.local/.config-like decoys: nothing of storage goes there. */
         symlink_in_home(d, "home/buildkite/.config", "etc/systemd");
@@ -390,6 +404,7 @@ TEST(hostile_home_replaced_by_symlink_is_refused) {
         FakeRun run = {};
         char *before, *after;
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         ASSERT_OK(rename(P(d, "home/buildkite"), P(d, "home/buildkite.real")));
         symlink_in_home(d, "home/buildkite", "home/alice");
@@ -411,6 +426,7 @@ TEST(hostile_link_target_forges_no_report_line_and_keeps_json_valid) {
         static const Verb verbs[] = { VERB_PLAN, VERB_CHECK, VERB_APPLY };
         const char *d = test_tmpdir();
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         mkdir_in_home(d, "home/buildkite/.local");
         mkdir_in_home(d, "home/buildkite/.local/share");
@@ -445,6 +461,7 @@ TEST(storage_mount_point_through_a_symlink_is_a_usage_error_for_every_verb) {
         const char *d = test_tmpdir();
         char *before, *after;
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         /* MountPoint=/srv/rootless-ci, with /srv -> /etc */
         ASSERT_OK(symlink("/etc", P(d, "srv")));
@@ -467,6 +484,7 @@ TEST(storage_empty_docker_directory_becomes_the_symlink) {
         const char *d = test_tmpdir();
         FakeRun run = {};
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         mkdir_in_home(d, "home/buildkite/.local");
         mkdir_in_home(d, "home/buildkite/.local/share");
@@ -485,6 +503,7 @@ TEST(storage_existing_docker_data_is_moved_onto_the_disk) {
         FakeRun run = {};
         char *before, *after;
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         mkdir_in_home(d, "home/buildkite/.local");
         mkdir_in_home(d, "home/buildkite/.local/share");
@@ -533,6 +552,7 @@ TEST(storage_move_raced_and_its_rollback_failing_is_said) {
         int status;
         pid_t pid;
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         mkdir_in_home(d, "home/buildkite/.local");
         mkdir_in_home(d, "home/buildkite/.local/share");
@@ -573,6 +593,7 @@ TEST(storage_data_in_both_places_is_refused_with_exit_3) {
         FakeRun run = {};
         char *home_before, *disk_before, *home_after, *disk_after;
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         fake_run(&run, d, VERB_APPLY, true);  /* layout in place */
         fake_run_done(&run);
@@ -629,6 +650,7 @@ TEST(storage_killed_before_symlink_rename_is_completed_by_next_run) {
         int status;
         char *listing;
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         mkdir_in_home(d, "home/buildkite/.local");
         mkdir_in_home(d, "home/buildkite/.local/share");
@@ -662,6 +684,7 @@ TEST(storage_killed_between_mkdir_and_chown_in_the_home_is_completed_by_next_run
         pid_t pid;
         int status;
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         populate(d);
         fflush(stdout);
         pid = fork();

@@ -38,6 +38,7 @@ TEST(user_plan_adopts_existing_user_and_exports_facts) {
         const char *d = test_tmpdir();
         FakeRun run = {};
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         fake_tree_populate(d, true);
         test_write(d, "etc/subuid", "buildkite:300000:65536\n");
         test_write(d, "etc/subgid", "buildkite:300000:65536\n");
@@ -61,6 +62,7 @@ TEST(user_facts_hold_every_kept_range) {
         const char *d = test_tmpdir();
         FakeRun run = {};
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         fake_tree_populate(d, true);
         test_write(d, "etc/subuid", "buildkite:300000:65536\nbuildkite:500000:100\nbuildkite:700000:65536\n");
         test_write(d, "etc/subgid", "buildkite:300000:65536\n");
@@ -89,6 +91,7 @@ TEST(user_system_account_is_refused_and_nothing_else_runs) {
         const char *d = test_tmpdir();
         FakeRun run = {};
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         fake_tree_populate(d, true);
         test_write(d, "etc/login.defs", "UID_MIN 60001\n");
         fake_run(&run, d, VERB_APPLY, true);
@@ -104,6 +107,7 @@ TEST(user_root_and_shared_uid_are_refused) {
         const char *d = test_tmpdir();
         FakeRun run = {};
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         fake_tree_populate(d, true);
         test_write(d, "etc/passwd", "root:x:0:0:root:/root:/bin/bash\nbuildkite:x:0:0::/home/buildkite:/bin/bash\n");
         fake_run(&run, d, VERB_CHECK, false);
@@ -171,6 +175,7 @@ TEST(user_apply_removes_only_the_user_from_privileged_groups) {
         struct stat st;
         char p[4096];
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         fake_tree_populate(d, true);
         fake_tree_write_ids(d, "etc/group", group_before);
         test_write(d, "etc/gshadow", "root:*::\nsudo:*:buildkite:alice,buildkite\ndocker:!:alice:buildkite,alice\nvideo:!::buildkite\n");
@@ -206,6 +211,7 @@ TEST(user_apply_writes_ranges_keeps_malformed_lines_and_is_idempotent) {
         const char *d = test_tmpdir();
         FakeRun run = {};
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         fake_tree_populate(d, true);
         test_write(d, "etc/subuid", "alice:100000:65536\nnot a range\nbuildkite:120000:65536\n");
         test_write(d, "etc/subgid", "alice:100000:65536");
@@ -234,6 +240,7 @@ TEST(user_check_reports_drift_with_the_fix) {
         const char *d = test_tmpdir();
         FakeRun run = {};
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         fake_tree_populate(d, true);
         fake_tree_write_ids(d, "etc/group", group_before);
         fake_run(&run, d, VERB_CHECK, false);
@@ -253,6 +260,7 @@ TEST(user_sudoers_rule_fails_apply_with_file_and_line) {
         const char *d = test_tmpdir();
         FakeRun run = {};
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         fake_tree_populate(d, true);
         fake_tree_write_ids(d, "etc/group", "root:x:0:\nci:x:1500:buildkite\nbuildkite:x:@GID@:\n");
         test_write(d, "etc/sudoers.d/ci", "# CI may restart things\n%ci ALL=(root) NOPASSWD: /bin/systemctl\n");
@@ -269,6 +277,7 @@ TEST(user_privileged_primary_group_fails_and_is_not_changed) {
         const char *d = test_tmpdir();
         FakeRun run = {};
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         fake_tree_populate(d, true);
         fake_tree_write_ids(d, "etc/passwd", "root:x:0:0:root:/root:/bin/bash\nbuildkite:x:@UID@:999::/home/buildkite:/bin/bash\n");
         fake_tree_write_ids(d, "etc/group", group_before);
@@ -339,6 +348,7 @@ TEST(user_privileged_groups_are_judged_by_gid) {
         char *expected;
         char p[4096];
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         fake_tree_populate(d, true);
         fake_tree_write_ids(d, "etc/group",
                             "root:x:0:\n"
@@ -408,6 +418,7 @@ TEST(user_killed_after_writing_subuid_is_completed_by_next_run) {
         pid_t pid;
         int status;
 
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
         fake_tree_populate(d, true);
         fake_tree_write_ids(d, "etc/group", group_before);
         fflush(stdout);

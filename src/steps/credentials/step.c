@@ -63,15 +63,10 @@ static int credentials_look(StepRun *run, Account *a) {
 
         {
                 size_t lsize = 0, psize = 0;
-                FILE *l = open_memstream(&list, &lsize), *p = open_memstream(&pids, &psize);
+                _cleanup_fclose_ FILE *l = open_memstream(&list, &lsize), *p = open_memstream(&pids, &psize);
 
-                if (!l || !p) {
-                        if (l)
-                                fclose(l);
-                        if (p)
-                                fclose(p);
+                if (!l || !p)
                         return -ENOMEM;
-                }
                 for (size_t i = 0; i < n; i++) {
                         if (i < HOLDERS_SHOWN)
                                 fprintf(l, "%sPID %ld (%s, GID %u)", i > 0 ? ", " : "", (long) holders[i].pid,
@@ -80,8 +75,12 @@ static int credentials_look(StepRun *run, Account *a) {
                 }
                 if (n > HOLDERS_SHOWN)
                         fprintf(l, " and %zu more", n - HOLDERS_SHOWN);
-                if (fclose(l) != 0 || fclose(p) != 0)
-                        return -ENOMEM;
+                /* Both are closed, whatever the first gives; its error is the one returned. */
+                r = fclose(TAKE_PTR(l)) != 0 ? negative_errno() : 0;
+                if (fclose(TAKE_PTR(p)) != 0 && r == 0)
+                        r = negative_errno();
+                if (r < 0)
+                        return r;
         }
 
         /* plan warns what apply will do about them; check and apply fail, check's fix says apply restarts its own. */
