@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "util/subid.h"
+#include "steps/user/subid-plan.h"
 
 static const char *const users[] = { "buildkite", "ci", "a-b_c$", "_x" };
 static const uint32_t used[] = { 0, 1000, 65534, 165536, 300000, 4294967294u };

@@ -10,7 +10,7 @@
 
 #include "tests.h"
 #include "util/fs.h"
-#include "util/shadowlock.h"
+#include "steps/user/shadowlock.h"
 #include "util/macro.h"
 
 /*

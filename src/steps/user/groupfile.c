@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "groupfile.h"
-#include "macro.h"
-#include "userdb.h"
+#include "util/macro.h"
+#include "util/userdb.h"
 
 #define GROUP_FIELDS 4
 

@@ -8,8 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "fs.h"
-#include "macro.h"
+#include "util/fs.h"
+#include "util/macro.h"
 #include "sudoers.h"
 
 #define SUDOERS_FILE_MAX (16 * 1024 * 1024)

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "logindefs.h"
-#include "macro.h"
+#include "util/macro.h"
 
 void login_defs_init(LoginDefs *d) {
         /* shadow's compiled-in defaults (useradd(8), login.defs(5)) */

@@ -9,9 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fs.h"
-#include "log.h"
-#include "macro.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "util/macro.h"
 #include "shadowlock.h"
 
 #define LOCK_TRIES 15

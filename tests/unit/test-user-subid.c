@@ -2,8 +2,8 @@
 #include <string.h>
 
 #include "tests.h"
-#include "util/logindefs.h"
-#include "util/subid.h"
+#include "steps/user/logindefs.h"
+#include "steps/user/subid-plan.h"
 
 static const SubIdPolicy default_policy = {
         .min = 100000,

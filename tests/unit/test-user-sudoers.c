@@ -9,7 +9,7 @@
 #include "tests.h"
 #include "util/fs.h"
 #include "util/macro.h"
-#include "util/sudoers.h"
+#include "steps/user/sudoers.h"
 
 static const char *const ci_groups[] = { "buildkite", "ci" };
 static const gid_t ci_gids[] = { 1001, 1002 };

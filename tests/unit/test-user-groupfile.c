@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "tests.h"
-#include "util/groupfile.h"
+#include "steps/user/groupfile.h"
 #include "util/macro.h"
 #include "util/userdb.h"
 

@@ -12,21 +12,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "files.h"
-#include "steps.h"
+#include "steps/files.h"
+#include "steps/steps.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/fs.h"
-#include "util/groupfile.h"
+#include "steps/user/groupfile.h"
 #include "util/killpoint.h"
 #include "util/log.h"
-#include "util/logindefs.h"
+#include "steps/user/logindefs.h"
 #include "util/macro.h"
 #include "util/root-sockets.h"
-#include "util/shadowlock.h"
+#include "steps/user/shadowlock.h"
 #include "util/exec.h"
-#include "util/subid.h"
-#include "util/sudoers.h"
+#include "steps/user/subid-plan.h"
+#include "steps/user/sudoers.h"
 #include "util/userdb.h"
 
 /*
