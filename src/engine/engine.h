@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "engine/account.h"
 #include "engine/report.h"
 #include "util/macro.h"
 #include "util/subid.h"
@@ -88,6 +89,9 @@ typedef struct Context {
         bool any_changed;
 
         HostFacts facts;
+        /* The CI user's account (engine/account.h): written by the user step, read by the later steps. */
+        Account account;
+        bool account_written;  /* the step that writes it has run (else: transition, from the facts) */
 
         /* One connection to the system manager for every step (context_system_bus()), opened on first use. */
         struct sd_bus *system_bus;
@@ -107,6 +111,7 @@ typedef struct Step {
         const Part *parts;
         size_t n_parts;
         bool per_account;        /* its parts get the Account they work for */
+        bool writes_account;     /* the user step: its parts write the Account the later steps get */
         size_t state_size;       /* run_state(): zeroed for each run of the step */
         void (*state_done)(void *state);
         const char *refusal;     /* logged by item_stop() in the verbs it stops: "... (see %s) ..." (the id) */

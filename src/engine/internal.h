@@ -35,7 +35,11 @@ struct StepRun {
         StoredChange **changes;
         size_t n_changes;
         StoredChange *applying;   /* the Change whose apply() runs now */
+        bool relooking;           /* Part.relook's second look: report only what is new */
+        size_t part_first_item;   /* the current part's first item (what a relook does not report again) */
 };
+
+void stored_change_free(StoredChange *c);
 
 /* The verb as its IN_* bit (engine/step.h). */
 unsigned verb_bit(Verb v);

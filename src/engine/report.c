@@ -285,9 +285,43 @@ static void put(StepRun *run, size_t at, const char *id, ItemStatus status, cons
         va_end(ap);
 }
 
+/* An item the current part reported already: the same id, status and text. */
+static bool seen_in_part(const StepRun *run, const char *id, ItemStatus status, const char *fmt, va_list ap)
+        _printf_(4, 0);
+static bool seen_in_part(const StepRun *run, const char *id, ItemStatus status, const char *fmt, va_list ap) {
+        _cleanup_free_ char *raw = NULL, *message = NULL, *eid = NULL;
+
+        if (vasprintf(&raw, fmt, ap) < 0 || !(message = escape_host_text(raw, NULL)) ||
+            !(eid = escape_host_text(id, NULL)))
+                abort(); /* as report_put() */
+        for (size_t i = run->part_first_item; i < run->ctx->n_items; i++) {
+                const Item *it = &run->ctx->items[i];
+                if (it->id && it->status == status && streq(it->id, eid) && streq(it->message, message))
+                        return true;
+        }
+        return false;
+}
+
+/* Part.relook's look: is this finding one the part's first look reported already? */
+static bool relook_seen(const StepRun *run, const char *id, ItemStatus status, const char *fmt, va_list ap)
+        _printf_(4, 0);
+static bool relook_seen(const StepRun *run, const char *id, ItemStatus status, const char *fmt, va_list ap) {
+        va_list aq;
+        bool seen;
+
+        if (!run->relooking)
+                return false;
+        va_copy(aq, ap);
+        seen = seen_in_part(run, id, status, fmt, aq);
+        va_end(aq);
+        return seen;
+}
+
 void item_ok(StepRun *run, const char *id, const char *fmt, ...) {
         va_list ap;
 
+        if (run->relooking)
+                return;  /* in place: the first look said so */
         va_start(ap, fmt);
         report_put(run->ctx, run->ctx->n_items, id, run->ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
                    false, fmt, ap);
@@ -300,7 +334,8 @@ void item_finding(StepRun *run, const char *id, ItemStatus status, const char *f
         if (status == ITEM_OK && run->ctx->verb == VERB_CHECK)
                 status = ITEM_PASS;
         va_start(ap, fmt);
-        report_put(run->ctx, run->ctx->n_items, id, status, fix, false, fmt, ap);
+        if (!relook_seen(run, id, status, fmt, ap))
+                report_put(run->ctx, run->ctx->n_items, id, status, fix, false, fmt, ap);
         va_end(ap);
 }
 
@@ -321,7 +356,8 @@ int item_stop(StepRun *run, const char *id, StopWhen when, int error, const char
         va_list ap;
 
         va_start(ap, fmt);
-        report_put(run->ctx, run->ctx->n_items, id, ITEM_FAIL, fix, false, fmt, ap);
+        if (!relook_seen(run, id, ITEM_FAIL, fmt, ap))
+                report_put(run->ctx, run->ctx->n_items, id, ITEM_FAIL, fix, false, fmt, ap);
         va_end(ap);
         if (!(when & verb_bit(run->ctx->verb)))
                 return 0;
@@ -381,8 +417,10 @@ Change *item_change(StepRun *run, const Change *c) {
                             s->problem ?: s->plan);
                 break;
         case VERB_APPLY:
-                if (c->state == ITEM_OK)
-                        put(run, ctx->n_items, s->id, ITEM_OK, NULL, false, "%s", s->plan);
+                if (c->state == ITEM_OK) {
+                        if (!run->relooking)  /* a relook's OK: the first look reported it, or it was pending */
+                                put(run, ctx->n_items, s->id, ITEM_OK, NULL, false, "%s", s->plan);
+                }
                 else {
                         /* Apply reports what it did where the look found it: ok, result, ok, ... */
                         s->place = s->next = report_reserve(ctx);

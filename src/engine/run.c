@@ -206,12 +206,44 @@ static int apply_changes(StepRun *run, size_t first) {
         return 0;
 }
 
+void stored_change_free(StoredChange *c) {
+        if (!c)
+                return;
+        free(c->id);
+        free(c->plan);
+        free(c->problem);
+        free(c->check_fix);
+        if (c->c.data_free)
+                c->c.data_free(c->c.data);
+        free(c);
+}
+
+/*
+ * Part.relook: under begin's locks, look again and apply that description
+ * instead of the first (engine/step.h). The first look's places were never
+ * filled: they go with its Changes.
+ */
+static int relook(StepRun *run, const Part *p, Account *a, size_t first_change) {
+        int r;
+
+        for (size_t i = first_change; i < run->n_changes; i++)
+                stored_change_free(run->changes[i]);
+        run->n_changes = first_change;
+        report_drop_reserved(run->ctx, run->part_first_item);
+
+        run->relooking = true;
+        r = p->look(run, a);
+        run->relooking = false;
+        return r;
+}
+
 static int run_part(StepRun *run, const Part *p, Account *a) {
         Context *ctx = run->ctx;
         size_t first_change = run->n_changes, first_item = ctx->n_items;
         bool pending = false;
         int r;
 
+        run->part_first_item = first_item;
         r = p->look(run, a);
         if (r < 0 || ctx->verb != VERB_APPLY)
                 goto finish;    /* plan and check: the description is the report */
@@ -222,6 +254,8 @@ static int run_part(StepRun *run, const Part *p, Account *a) {
         /* begin/end only when something changes: a converged apply takes no lock. */
         if (pending && p->begin)
                 r = p->begin(run, a);
+        if (pending && r >= 0 && p->relook)
+                r = relook(run, p, a, first_change);
         if (pending && r >= 0)
                 r = apply_changes(run, first_change);
         if (pending && p->begin && p->end)
@@ -236,9 +270,14 @@ finish:
         return r;
 }
 
-/* Transition: the account of today's one user, from the facts the user step wrote. */
-static void account_from_facts(const Context *ctx, Account *a) {
+/*
+ * Transition: the account of today's one user, from the facts, before each
+ * per-account step. Once the user step (Step.writes_account) has run, what it
+ * wrote into the account is kept rather than the facts' copy of it.
+ */
+static void account_from_facts(Context *ctx, Account *a) {
         const HostFacts *f = &ctx->facts;
+        Account written = *a;
 
         *a = (Account) {
                 .name = ctx->config->user_name,
@@ -247,12 +286,29 @@ static void account_from_facts(const Context *ctx, Account *a) {
                 .uid = f->user_known ? f->user_uid : (uid_t) -1,
                 .gid = f->user_known ? f->user_gid : (gid_t) -1,
                 .home = f->user_home,
+                .subuids = f->subuid_ranges,
+                .n_subuids = f->n_subuid_ranges,
+                .subgids = f->subgid_ranges,
+                .n_subgids = f->n_subgid_ranges,
+                .gids = f->user_gids,
+                .n_gids = f->n_user_gids,
         };
+        if (ctx->account_written) {
+                a->state = written.state;
+                a->uid = written.uid;
+                a->gid = written.gid;
+                a->home = written.home;
+                a->subuids = written.subuids;
+                a->n_subuids = written.n_subuids;
+                a->subgids = written.subgids;
+                a->n_subgids = written.n_subgids;
+                a->gids = written.gids;
+                a->n_gids = written.n_gids;
+        }
 }
 
 int step_run(Context *ctx, const Step *s) {
         StepRun run = { .ctx = ctx, .step = s, .first_item = ctx->n_items };
-        Account account = {};
         int r = 0;
 
         if (s->run)
@@ -263,25 +319,20 @@ int step_run(Context *ctx, const Step *s) {
                 if (!run.state)
                         return log_error_errno(-ENOMEM, "Failed to allocate the state of step %s: %m", s->name);
         }
-        if (s->per_account)
-                account_from_facts(ctx, &account);
+        if (s->per_account) {
+                account_from_facts(ctx, &ctx->account);
+                if (s->writes_account)
+                        ctx->account_written = true;
+        }
         /* Each part in order: a later look sees what earlier parts applied. */
         for (size_t i = 0; i < s->n_parts && r >= 0; i++)
-                r = run_part(&run, &s->parts[i], s->per_account ? &account : NULL);
+                r = run_part(&run, &s->parts[i], s->per_account ? &ctx->account : NULL);
 
         if (s->state_done && run.state)
                 s->state_done(run.state);
         free(run.state);
-        for (size_t i = 0; i < run.n_changes; i++) {
-                StoredChange *c = run.changes[i];
-                free(c->id);
-                free(c->plan);
-                free(c->problem);
-                free(c->check_fix);
-                if (c->c.data_free)
-                        c->c.data_free(c->c.data);
-                free(c);
-        }
+        for (size_t i = 0; i < run.n_changes; i++)
+                stored_change_free(run.changes[i]);
         free(run.changes);
         return r;
 }

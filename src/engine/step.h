@@ -178,6 +178,15 @@ struct Part {
         /* Apply only, when a Change of the part is pending: before its changes (locks) and after. */
         int (*begin)(StepRun *run, Account *a);
         void (*end)(StepRun *run, Account *a);
+        /*
+         * Apply only, after begin: look again under begin's locks (another
+         * tool may have changed the host meanwhile) and apply what that look
+         * describes instead. The first look's Changes are dropped; the
+         * relook's are reported after the part's items (where apply's results
+         * went before the contract), its item_ok and OK Changes not at all,
+         * and a finding only if the first look did not report it already.
+         */
+        bool relook;
         /* Apply only, after the part's changes, even when there were none: pay what is owed. */
         int (*settle)(StepRun *run, Account *a);
         /* Apply only, when no item of the step has failed: record a cache (preflight's rootlesskit answer). */

@@ -517,3 +517,140 @@ TEST(step_silent_changes_leave_no_place) {
         ASSERT_STREQ(ctx.items[1].id, "fake.b-extra");
         context_done(&ctx);
 }
+
+/*
+ * Part.relook: apply looks again under begin's locks and applies what that
+ * look describes (the user step: another tool may edit /etc/subuid between
+ * the look and the lock). Here begin plays that tool: x is made meanwhile,
+ * y is spoiled.
+ */
+static bool have_x, have_y;
+static unsigned looked;
+
+static int apply_x(StepRun *run, Change *c) {
+        applied++;
+        have_x = true;
+        change_done(run, c->id, c->state, "wrote x");
+        return 0;
+}
+
+static int apply_y(StepRun *run, Change *c) {
+        applied++;
+        have_y = true;
+        change_done(run, c->id, c->state, "wrote y");
+        return 0;
+}
+
+static int look_relooked(StepRun *run, Account *a) {
+        looked++;
+        item_change(run, &(Change) { .id = "fake.x", .state = have_x ? ITEM_OK : ITEM_CREATE,
+                                     .plan = have_x ? "x is in place" : "write x", .apply = apply_x });
+        item_finding(run, "fake.w", ITEM_WARN, NULL, "a line kept as it is");
+        item_change(run, &(Change) { .id = "fake.y", .state = have_y ? ITEM_OK : ITEM_CHANGE,
+                                     .plan = have_y ? "y is in place" : "rewrite y", .apply = apply_y });
+        item_ok(run, "fake.z", "z is in place");
+        if (looked > 1)
+                item_finding(run, "fake.new", ITEM_WARN, NULL, "appeared meanwhile");
+        return 0;
+}
+
+static int begin_meanwhile(StepRun *run, Account *a) {
+        begun++;
+        have_x = true;
+        have_y = false;
+        return 0;
+}
+
+TEST(step_relook_applies_what_the_look_under_the_lock_describes) {
+        static const Part parts[] = { { .name = "relooked", .look = look_relooked, .begin = begin_meanwhile,
+                                        .end = end_lock, .relook = true } };
+        static const Step s = { .name = "fake", .parts = parts, .n_parts = ELEMENTSOF(parts) };
+        _cleanup_(config_done) Config config = {};
+        Context ctx;
+
+        have_x = false;
+        have_y = true;
+        looked = 0;
+        ASSERT_EQ(run_fake(VERB_APPLY, &s, &ctx, &config, NULL), 0);
+        ASSERT_EQ(looked, 2);
+        ASSERT_EQ(begun, 1);
+        ASSERT_EQ(ended, 1);
+        /* x was made meanwhile: not applied, not reported; y is, after the part's items (as before the contract) */
+        ASSERT_EQ(applied, 1);
+        ASSERT_EQ(ctx.n_items, 5);
+        ASSERT_ITEM(ctx, 0, "fake.w", ITEM_WARN, "a line kept as it is", NULL, false);
+        ASSERT_ITEM(ctx, 1, "fake.y", ITEM_OK, "y is in place", NULL, false);
+        ASSERT_ITEM(ctx, 2, "fake.z", ITEM_OK, "z is in place", NULL, false);
+        ASSERT_ITEM(ctx, 3, "fake.y", ITEM_CHANGE, "wrote y", NULL, true);
+        /* a finding only the relook made is reported (in relook order); the first look's are not, twice */
+        ASSERT_ITEM(ctx, 4, "fake.new", ITEM_WARN, "appeared meanwhile", NULL, false);
+        context_done(&ctx);
+
+        /* converged: one look, no lock, no relook */
+        have_x = have_y = true;
+        looked = 0;
+        ASSERT_EQ(run_fake(VERB_APPLY, &s, &ctx, &config, NULL), 0);
+        ASSERT_EQ(looked, 1);
+        ASSERT_EQ(begun + ended + applied, 0);
+        ASSERT_EQ(ctx.n_items, 4);
+        context_done(&ctx);
+
+        /* plan and check never relook */
+        have_x = false;
+        looked = 0;
+        ASSERT_EQ(run_fake(VERB_PLAN, &s, &ctx, &config, NULL), 0);
+        ASSERT_EQ(looked, 1);
+        ASSERT_EQ(begun, 0);
+        context_done(&ctx);
+}
+
+/* The account: what the step that writes it (the user step) wrote is what a later per-account step gets. */
+static uid_t seen_uid;
+static size_t seen_n_gids;
+
+static int look_writes_account(StepRun *run, Account *a) {
+        static const gid_t gids[] = { 4242, 27 };
+
+        a->state = ACCOUNT_KNOWN;
+        a->uid = 4242;
+        a->gid = 4242;
+        a->gids = gids;
+        a->n_gids = ELEMENTSOF(gids);
+        return 0;
+}
+
+static int look_reads_account(StepRun *run, Account *a) {
+        seen_uid = a->state == ACCOUNT_KNOWN ? a->uid : (uid_t) -1;
+        seen_n_gids = a->n_gids;
+        return 0;
+}
+
+TEST(step_account_written_by_the_user_step_reaches_later_steps) {
+        static const Part writer_parts[] = { { .name = "account", .look = look_writes_account } };
+        static const Part reader_parts[] = { { .name = "read", .look = look_reads_account } };
+        static const Step writer = { .name = "fake-user", .parts = writer_parts, .n_parts = 1, .per_account = true,
+                                     .writes_account = true };
+        static const Step reader = { .name = "fake", .parts = reader_parts, .n_parts = 1, .per_account = true };
+        const Step *const steps[] = { &writer, &reader };
+        _cleanup_(config_done) Config config = {};
+        Context ctx;
+
+        ASSERT_OK(config_init(&config));
+        ASSERT_OK(context_init(&ctx, VERB_PLAN, test_tmpdir(), &config));
+        /* the facts say otherwise: the account is the user step's */
+        ctx.facts.user_known = true;
+        ctx.facts.user_uid = 1;
+        ASSERT_EQ(engine_run_steps(&ctx, steps, 2), 0);
+        ASSERT_EQ(seen_uid, 4242);
+        ASSERT_EQ(seen_n_gids, 2);
+        context_done(&ctx);
+
+        /* transition: a later step run alone gets the account from the facts (tests that set them) */
+        ASSERT_OK(context_init(&ctx, VERB_PLAN, test_tmpdir(), &config));
+        ctx.facts.user_known = true;
+        ctx.facts.user_uid = 1;
+        ASSERT_EQ(engine_run_steps(&ctx, steps + 1, 1), 0);
+        ASSERT_EQ(seen_uid, 1);
+        ASSERT_EQ(seen_n_gids, 0);
+        context_done(&ctx);
+}
