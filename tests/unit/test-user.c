@@ -450,3 +450,48 @@ TEST(user_killed_after_writing_subuid_is_completed_by_next_run) {
         ASSERT_FALSE(run.ctx.any_failed);
         fake_run_done(&run);
 }
+
+/* The step writes the Account the later steps get (issue 15): the same as the facts it still fills. */
+TEST(user_writes_the_account) {
+        const char *d = test_tmpdir();
+        const Account *a;
+        FakeRun run = {};
+
+        fake_tree_populate(d, false);
+        fake_run(&run, d, VERB_PLAN, false);
+        ASSERT_OK(run.r);
+        a = &run.ctx.account;
+        ASSERT_TRUE(run.ctx.account_written);
+        ASSERT_EQ(a->state, ACCOUNT_PLANNED);
+        ASSERT_STREQ(a->name, "buildkite");
+        ASSERT_STREQ(a->home, "/home/buildkite");
+        ASSERT_EQ(a->n_subuids, 1);
+        ASSERT_EQ(a->subuids[0].start, 100000);
+        ASSERT_EQ(a->n_gids, 0);
+        fake_run_done(&run);
+
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
+        fake_tree_populate(d, true);
+        test_write(d, "etc/subuid", "buildkite:300000:65536\nbuildkite:700000:65536\n");
+        test_write(d, "etc/subgid", "buildkite:400000:65536\n");
+        fake_run(&run, d, VERB_CHECK, false);
+        a = &run.ctx.account;
+        ASSERT_EQ(a->state, ACCOUNT_KNOWN);
+        ASSERT_EQ(a->uid, fake_ci_uid());
+        ASSERT_EQ(a->gid, fake_ci_gid());
+        ASSERT_STREQ(a->home, "/home/buildkite");
+        ASSERT_EQ(a->n_subuids, 2);
+        ASSERT_EQ(a->subuids[1].start, 700000);
+        ASSERT_EQ(a->n_subgids, 1);
+        ASSERT_EQ(a->subgids[0].start, 400000);
+        ASSERT_EQ(a->n_gids, 1);
+        ASSERT_EQ(a->gids[0], fake_ci_gid());
+        fake_run_done(&run);
+
+        /* refused: unusable, nothing more decided */
+        test_write(d, "etc/passwd", "root:x:0:0:root:/root:/bin/bash\nbuildkite:x:0:0::/home/buildkite:/bin/bash\n");
+        fake_run(&run, d, VERB_PLAN, false);
+        ASSERT_EQ(run.ctx.account.state, ACCOUNT_UNUSABLE);
+        ASSERT_EQ(run.ctx.account.n_subuids, 0);
+        fake_run_done(&run);
+}
