@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "reclaim.h"
+#include "reclaim/reclaim.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/fs.h"
