@@ -67,16 +67,47 @@ void cli_help(void) {
                "existing data (nothing changed).\n");
 }
 
-static int add_setting(Cli *cli, const char *option, const char *section, const char *key, const char *value) {
+/* The options that are also configuration keys: --disk=DEVICE is [Disk] Device=DEVICE. */
+static const struct {
+        int code;
+        const char *option, *section, *key;
+        const char *value;        /* the value of an option that takes none */
+} setting_options[] = {
+        { OPT_DISK, "--disk", "Disk", "Device" },
+        { OPT_FILESYSTEM, "--filesystem", "Disk", "FileSystem" },
+        { OPT_MOUNT_POINT, "--mount-point", "Disk", "MountPoint" },
+        { OPT_WIPE, "--wipe", "Disk", "Wipe", "yes" },
+        { OPT_USER, "--user", "User", "Name" },
+        { OPT_AGENT_UNIT, "--agent-unit", "Agent", "Unit" },
+        { OPT_READY_TIMEOUT, "--ready-timeout", "Daemon", "ReadyTimeoutSec" },
+};
+
+/* The option of code c, one in setting_options, given value (NULL when it takes none). */
+static int add_setting(Cli *cli, int c, const char *value) {
+        size_t o = 0;
+
+        while (setting_options[o].code != c)
+                o++;
         if (cli->n_settings >= ELEMENTSOF(cli->settings))
                 return log_error_errno(-ERCI_USAGE, "Too many options.");
         /* The same option twice is as suspicious on the command line as in a file. */
         for (unsigned i = 0; i < cli->n_settings; i++)
-                if (streq(cli->settings[i].option, option))
-                        return log_error_errno(-ERCI_USAGE, "%s given more than once.", option);
+                if (streq(cli->settings[i].option, setting_options[o].option))
+                        return log_error_errno(-ERCI_USAGE, "%s given more than once.", setting_options[o].option);
         cli->settings[cli->n_settings++] = (CliSetting) {
-                .option = option, .section = section, .key = key, .value = value,
+                .option = setting_options[o].option, .section = setting_options[o].section,
+                .key = setting_options[o].key, .value = setting_options[o].value ?: value,
         };
+        return 0;
+}
+
+/* --config=, --root=, --builds-dir=: each at most once, never empty. */
+static int set_once(const char **slot, const char *option, const char *needs, const char *value) {
+        if (*slot)
+                return log_error_errno(-ERCI_USAGE, "%s given more than once.", option);
+        if (!*value)
+                return log_error_errno(-ERCI_USAGE, "%s= needs %s.", option, needs);
+        *slot = value;
         return 0;
 }
 
@@ -175,6 +206,7 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                         continue;
                 }
 
+                r = 0;
                 switch (c) {
                 case 'h':
                         *ret = (Cli) { .verb = CLI_VERB_HELP };
@@ -186,18 +218,10 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                         want_version = true;
                         break;
                 case OPT_CONFIG:
-                        if (cli.config_path)
-                                return log_error_errno(-ERCI_USAGE, "--config given more than once.");
-                        if (!*optarg)
-                                return log_error_errno(-ERCI_USAGE, "--config= needs a file name.");
-                        cli.config_path = optarg;
+                        r = set_once(&cli.config_path, "--config", "a file name", optarg);
                         break;
                 case OPT_ROOT:
-                        if (cli.root)
-                                return log_error_errno(-ERCI_USAGE, "--root given more than once.");
-                        if (!*optarg)
-                                return log_error_errno(-ERCI_USAGE, "--root= needs a directory.");
-                        cli.root = optarg;
+                        r = set_once(&cli.root, "--root", "a directory", optarg);
                         break;
                 case OPT_JSON:
                         cli.json = true;
@@ -216,46 +240,16 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                         break;
                 }
                 case OPT_DISK:
-                        r = add_setting(&cli, "--disk", "Disk", "Device", optarg);
-                        if (r < 0)
-                                return r;
-                        break;
                 case OPT_FILESYSTEM:
-                        r = add_setting(&cli, "--filesystem", "Disk", "FileSystem", optarg);
-                        if (r < 0)
-                                return r;
-                        break;
                 case OPT_MOUNT_POINT:
-                        r = add_setting(&cli, "--mount-point", "Disk", "MountPoint", optarg);
-                        if (r < 0)
-                                return r;
-                        break;
                 case OPT_WIPE:
-                        r = add_setting(&cli, "--wipe", "Disk", "Wipe", "yes");
-                        if (r < 0)
-                                return r;
-                        break;
                 case OPT_USER:
-                        r = add_setting(&cli, "--user", "User", "Name", optarg);
-                        if (r < 0)
-                                return r;
-                        break;
                 case OPT_AGENT_UNIT:
-                        r = add_setting(&cli, "--agent-unit", "Agent", "Unit", optarg);
-                        if (r < 0)
-                                return r;
+                case OPT_READY_TIMEOUT:
+                        r = add_setting(&cli, c, optarg);
                         break;
                 case OPT_BUILDS_DIR:
-                        if (cli.builds_dir)
-                                return log_error_errno(-ERCI_USAGE, "--builds-dir given more than once.");
-                        if (!*optarg)
-                                return log_error_errno(-ERCI_USAGE, "--builds-dir= needs a directory.");
-                        cli.builds_dir = optarg;
-                        break;
-                case OPT_READY_TIMEOUT:
-                        r = add_setting(&cli, "--ready-timeout", "Daemon", "ReadyTimeoutSec", optarg);
-                        if (r < 0)
-                                return r;
+                        r = set_once(&cli.builds_dir, "--builds-dir", "a directory", optarg);
                         break;
                 case '?':
                         /* A long option is named as given; optopt holds its value code, not a character. */
@@ -265,6 +259,8 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                 default:
                         return log_error_errno(-ERCI_USAGE, "Option '%s' needs a value. See --help.", argv[optind - 1]);
                 }
+                if (r < 0)
+                        return r;
         }
 
         /* Whatever the loop stopped at ("-", anything after "--") is not silently dropped. */

@@ -82,6 +82,28 @@ static int wait_exit_status(pid_t pid, int *ret_status) {
         return 0;
 }
 
+/*
+ * What both runners need first: an absolute argv[0], a buffer for keep bytes
+ * of the child's output and its NUL, and the close-on-exec pipe it comes
+ * through.
+ */
+static int spawn_prepare(const char *const *argv, size_t keep, char **ret_buf, int *ret_pipe_r, int *ret_pipe_w) {
+        _cleanup_free_ char *buf = NULL;
+        int pipefd[2];
+
+        if (!argv || !argv[0] || argv[0][0] != '/')
+                return -EINVAL;
+        buf = malloc(keep + 1);
+        if (!buf)
+                return -ENOMEM;
+        if (pipe2(pipefd, O_CLOEXEC) < 0)
+                return negative_errno();
+        *ret_buf = TAKE_PTR(buf);
+        *ret_pipe_r = pipefd[0];
+        *ret_pipe_w = pipefd[1];
+        return 0;
+}
+
 int exec_run(const char *const *argv, int *ret_status, char **ret_stderr) {
         posix_spawn_file_actions_t actions_storage, *actions = NULL;
         posix_spawnattr_t attr_storage, *attr = NULL;
@@ -91,21 +113,13 @@ int exec_run(const char *const *argv, int *ret_status, char **ret_stderr) {
         _cleanup_free_ char *captured = NULL;
         size_t captured_len = 0;
         sigset_t none, all_default;
-        int pipefd[2], r;
         unsigned long long t0;
         pid_t pid;
+        int r;
 
-        if (!argv || !argv[0] || argv[0][0] != '/')
-                return -EINVAL;
-
-        captured = malloc(STDERR_KEEP + 1);
-        if (!captured)
-                return -ENOMEM;
-
-        if (pipe2(pipefd, O_CLOEXEC) < 0)
-                return negative_errno();
-        pipe_r = pipefd[0];
-        pipe_w = pipefd[1];
+        r = spawn_prepare(argv, STDERR_KEEP, &captured, &pipe_r, &pipe_w);
+        if (r < 0)
+                return r;
 
         r = posix_spawn_file_actions_init(&actions_storage);
         if (r != 0)
@@ -195,19 +209,13 @@ int exec_capture_as(const char *const *argv, uid_t uid, gid_t gid, unsigned time
         _cleanup_free_ char *out = NULL;
         unsigned long long deadline;
         size_t len = 0;
-        int pipefd[2], r;
         bool killed = false;
         pid_t pid;
+        int r;
 
-        if (!argv || !argv[0] || argv[0][0] != '/')
-                return -EINVAL;
-        out = malloc(OUTPUT_KEEP + 1);
-        if (!out)
-                return -ENOMEM;
-        if (pipe2(pipefd, O_CLOEXEC) < 0)
-                return negative_errno();
-        pipe_r = pipefd[0];
-        pipe_w = pipefd[1];
+        r = spawn_prepare(argv, OUTPUT_KEEP, &out, &pipe_r, &pipe_w);
+        if (r < 0)
+                return r;
 
         deadline = now_usec() + (unsigned long long) timeout_ms * 1000ULL;
         pid = fork();

@@ -18,17 +18,13 @@
 #include "killpoint.h"
 #include "log.h"
 #include "macro.h"
+#include "testhooks.h"
 
 #define MAX_SYMLINK_HOPS 40
 
 static int openat2_raw(int dirfd, const char *path, struct open_how *how) {
         long r = syscall(SYS_openat2, dirfd, path, how, sizeof(*how));
         return r < 0 ? negative_errno() : (int) r;
-}
-
-static bool use_fallback(void) {
-        const char *e = getenv("RCI_FORCE_RESOLVE_FALLBACK");
-        return e && streq(e, "1");
 }
 
 /*
@@ -203,7 +199,7 @@ int safe_openat(int dirfd, const char *path, int open_flags, mode_t mode, Resolv
         if (policy == RESOLVE_POLICY_NO_SYMLINKS)
                 how.flags &= ~(uint64_t) O_NOFOLLOW;
 
-        if (!use_fallback()) {
+        if (!test_hook_resolve_fallback()) {
                 r = openat2_raw(dirfd, path, &how);
                 if (r != -ENOSYS && r != -EPERM)  /* EPERM: a seccomp filter that blocks openat2 */
                         return r;

@@ -35,16 +35,11 @@ assert_contains "$(in_machine stat -c %U /etc/buildkite-agent/hooks)" buildkite-
 	"before apply the package's user owns /etc/buildkite-agent/hooks"
 
 journal_cursor=$(in_machine journalctl -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p')
-t0=$(date +%s%N)
-set +e
-in_machine rootless-ci --json apply >"$TEST_TMP/apply1.json" 2>"$TEST_TMP/apply1.err"
-rc=$?
-set -e
-t1=$(date +%s%N)
+run_json apply1 apply
 sed 's/^/# stderr: /' "$TEST_TMP/apply1.err"
 jq -r '.items[] | select(.step == "agent") | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/apply1.json"
 assert_eq 1 "$rc" "apply exits 1: the planted link lets the package's user change a hook"
-echo "# first apply took $(((t1 - t0) / 1000000)) ms"
+echo "# first apply took $ms ms"
 uid=$(ci_uid)
 assert_eq fail "$(jq -r '.items[] | select(.id == "agent.config-link:/etc/buildkite-agent/hooks/pre-exit") | .status' \
 	"$TEST_TMP/apply1.json")" "the planted link is a FAIL"
@@ -58,10 +53,7 @@ assert_eq "$agent_uid" "$(standin_uid)" "apply did not restart the agent on a tr
 
 # The operator follows the fix; apply finishes the job.
 in_machine rm /etc/buildkite-agent/hooks/pre-exit
-set +e
-in_machine rootless-ci --json apply >"$TEST_TMP/apply1b.json" 2>"$TEST_TMP/apply1b.err"
-rc=$?
-set -e
+run_json apply1b apply
 sed 's/^/# stderr: /' "$TEST_TMP/apply1b.err"
 assert_eq 0 "$rc" "apply exits 0 once the link is gone"
 
@@ -102,20 +94,15 @@ assert_etc_not_writable_by_ci
 
 # A second apply: nothing to do; the agent keeps running untouched.
 pid1=$(in_machine systemctl show -p MainPID --value buildkite-agent.service)
-t0=$(date +%s%N)
-in_machine rootless-ci --json apply >"$TEST_TMP/apply2.json" 2>"$TEST_TMP/apply2.err" ||
-	{ sed 's/^/# /' "$TEST_TMP/apply2.err"; fail "second apply failed"; }
-t1=$(date +%s%N)
-echo "# second apply took $(((t1 - t0) / 1000000)) ms"
+run_json apply2 apply
+[[ $rc -eq 0 ]] || { sed 's/^/# /' "$TEST_TMP/apply2.err"; fail "second apply failed"; }
+echo "# second apply took $ms ms"
 sed "s/^/# stderr: /" "$TEST_TMP/apply2.err"
 assert_eq false "$(jq -r .changed "$TEST_TMP/apply2.json")" "a second apply changes nothing"
 assert_eq "$pid1" "$(in_machine systemctl show -p MainPID --value buildkite-agent.service)" \
 	"the agent was not restarted (MainPID $pid1)"
 
-set +e
-in_machine rootless-ci --json check >"$TEST_TMP/check.json" 2>"$TEST_TMP/check.err"
-rc=$?
-set -e
+run_json check check
 jq -r '.items[] | select(.step == "agent") | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/check.json"
 assert_eq 0 "$rc" "check passes"
 assert_eq pass "$(jq -r '.items[] | select(.id == "agent.docker-host") | .status' "$TEST_TMP/check.json")" \
@@ -125,10 +112,7 @@ assert_contains "$(jq -r '.items[] | select(.id == "agent.docker-host") | .messa
 
 # Drift: the package's postinst runs again (an upgrade). check fails, apply fixes, no restart needed.
 in_machine chown -R buildkite-agent:buildkite-agent /etc/buildkite-agent
-set +e
-in_machine rootless-ci --json check >"$TEST_TMP/check2.json" 2>/dev/null
-rc=$?
-set -e
+run_json check2 check
 assert_eq 1 "$rc" "check fails once the package chowned /etc/buildkite-agent again"
 assert_eq fail "$(jq -r '[.items[] | select(.id | startswith("agent.config:"))][0].status' "$TEST_TMP/check2.json")" \
 	"check names agent.config"
@@ -141,10 +125,7 @@ assert_eq "$pid1" "$(in_machine systemctl show -p MainPID --value buildkite-agen
 # The issue's example: a dangling hook link into the builds directory,
 # whose target any later job can create. check and apply fail; the link stays.
 in_machine ln -s "/srv/rootless-ci/$CI_USER/builds/.h" /etc/buildkite-agent/hooks/pre-command
-set +e
-in_machine rootless-ci --json check >"$TEST_TMP/check3.json" 2>/dev/null
-rc=$?
-set -e
+run_json check3 check
 assert_eq 1 "$rc" "check fails on a dangling hook link into the builds directory"
 assert_contains "$(jq -r '.items[] | select(.id == "agent.config-link:/etc/buildkite-agent/hooks/pre-command") | .message' \
 	"$TEST_TMP/check3.json")" "/srv/rootless-ci/$CI_USER/builds is owned by UID $uid" "and names the directory the CI user owns"

@@ -17,10 +17,7 @@ need_test_hooks
 machine_begin
 machine_data_disk
 
-set +e
-in_machine rootless-ci --json apply >"$TEST_TMP/apply1.json" 2>"$TEST_TMP/apply1.err"
-rc=$?
-set -e
+run_json apply1 apply
 sed 's/^/# stderr: /' "$TEST_TMP/apply1.err"
 jq -r '.items[] | select(.step == "agent") | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/apply1.json"
 assert_eq 0 "$rc" "apply without the agent installed exits 0"
@@ -41,10 +38,7 @@ in_machine test ! -e "/var/tmp/rci-standin/report.$(in_machine id -u buildkite-a
 	fail "the stand-in ran as the package's user at some point"
 ok "the stand-in never ran as the package's user"
 
-set +e
-in_machine rootless-ci --json check >"$TEST_TMP/check1.json" 2>/dev/null
-rc=$?
-set -e
+run_json check1 check
 assert_eq 1 "$rc" "check fails while /etc/buildkite-agent belongs to the package's user"
 jq -r '.items[] | select(.step == "agent" and .status == "fail") | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/check1.json"
 assert_eq 0 "$(jq '[.items[] | select(.step != "agent" and .status == "fail")] | length' "$TEST_TMP/check1.json")" \
@@ -74,8 +68,8 @@ assert_eq 137 "$rc" "apply killed right after rewriting the drop-in"
 in_machine grep -q '^TimeoutStartSec=99s' "$dropin" && fail "the killed run did not rewrite the drop-in"
 assert_eq "$pid1" "$(in_machine systemctl show -p MainPID --value buildkite-agent.service)" \
 	"the killed run did not get to restart the agent"
-in_machine rootless-ci --json apply >"$TEST_TMP/after-kill.json" 2>"$TEST_TMP/after-kill.err" ||
-	{ sed 's/^/# /' "$TEST_TMP/after-kill.err"; fail "apply after the kill failed"; }
+run_json after-kill apply
+[[ $rc -eq 0 ]] || { sed 's/^/# /' "$TEST_TMP/after-kill.err"; fail "apply after the kill failed"; }
 assert_eq "" "$(jq -r '.items[] | select(.id == "agent.dropin" and .changed) | .id' "$TEST_TMP/after-kill.json")" \
 	"the next apply finds the drop-in in place"
 pid2=$(in_machine systemctl show -p MainPID --value buildkite-agent.service)

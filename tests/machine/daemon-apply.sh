@@ -20,15 +20,10 @@ machine_data_disk
 in_machine systemctl is-enabled docker.service >/dev/null 2>&1 && root_daemon_was=enabled || root_daemon_was=disabled
 echo "# the root daemon before apply: $root_daemon_was, $(in_machine systemctl is-active docker.service || true)"
 
-t0=$(date +%s%N)
-set +e
-in_machine rootless-ci --json apply >"$TEST_TMP/apply1.json" 2>"$TEST_TMP/apply1.err"
-rc=$?
-set -e
-t1=$(date +%s%N)
+run_json apply1 apply
 sed 's/^/# stderr: /' "$TEST_TMP/apply1.err"
 assert_eq 0 "$rc" "first apply exits 0"
-echo "# first apply took $(((t1 - t0) / 1000000)) ms"
+echo "# first apply took $ms ms"
 jq -r '.items[] | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/apply1.json"
 assert_eq true "$(jq -r .changed "$TEST_TMP/apply1.json")" "first apply reports changes"
 uid=$(ci_uid)
@@ -92,24 +87,16 @@ in_machine loginctl disable-linger rci-other
 # A second apply: nothing to do, the daemon keeps running untouched.
 pid1=$(ci_docker_pid)
 mtime1=$(in_machine stat -c %Y.%i /etc/systemd/user/docker.service)
-t0=$(date +%s%N)
-set +e
-in_machine rootless-ci --json apply >"$TEST_TMP/apply2.json" 2>"$TEST_TMP/apply2.err"
-rc=$?
-set -e
-t1=$(date +%s%N)
+run_json apply2 apply
 sed 's/^/# stderr: /' "$TEST_TMP/apply2.err"
 assert_eq 0 "$rc" "second apply exits 0"
-echo "# second apply took $(((t1 - t0) / 1000000)) ms"
+echo "# second apply took $ms ms"
 assert_eq false "$(jq -r .changed "$TEST_TMP/apply2.json")" "second apply changes nothing"
 assert_eq 0 "$(jq '[.items[] | select(.changed)] | length' "$TEST_TMP/apply2.json")" "no item is marked changed"
 assert_eq "$pid1" "$(ci_docker_pid)" "the daemon was not restarted (MainPID $pid1)"
 assert_eq "$mtime1" "$(in_machine stat -c %Y.%i /etc/systemd/user/docker.service)" "the unit file was not rewritten"
 
-set +e
-in_machine rootless-ci --json check >"$TEST_TMP/check.json" 2>"$TEST_TMP/check.err"
-rc=$?
-set -e
+run_json check check
 jq -r '.items[] | select(.step == "daemon") | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/check.json"
 assert_eq 0 "$rc" "check passes after apply"
 assert_eq pass "$(jq -r '.items[] | select(.id == "daemon.root-sockets-unreachable") | .status' "$TEST_TMP/check.json")" \
@@ -135,10 +122,7 @@ assert_eq ok "$(jq -r '.items[] | select(.id == "daemon.userns") | .status' "$TE
 
 # Drift: a changed unit is rewritten and the daemon restarted, once.
 in_machine sed -i 's/^RestartSec=.*/RestartSec=9s/' /etc/systemd/user/docker.service
-set +e
-in_machine rootless-ci --json apply >"$TEST_TMP/apply3.json" 2>"$TEST_TMP/apply3.err"
-rc=$?
-set -e
+run_json apply3 apply
 sed 's/^/# stderr: /' "$TEST_TMP/apply3.err"
 assert_eq 0 "$rc" "apply after drift exits 0"
 assert_eq change "$(jq -r '.items[] | select(.id == "daemon.unit") | .status' "$TEST_TMP/apply3.json")" \
@@ -154,10 +138,7 @@ assert_eq "hello" "$(as_ci docker run --rm rci-busybox echo hello)" "docker run 
 newstart=$((substart + 10 * 65536))
 dockerd=$(in_machine pgrep -u "$uid" -x dockerd)
 in_machine sed -i "s/^$CI_USER:.*/$CI_USER:$newstart:$subcount/" /etc/subuid /etc/subgid
-set +e
-in_machine rootless-ci --json check >"$TEST_TMP/check-moved.json" 2>/dev/null
-rc=$?
-set -e
+run_json check-moved check
 jq -r '.items[] | select(.status == "fail") | "#   FAIL \(.id): \(.message) [fix: \(.fix)]"' "$TEST_TMP/check-moved.json"
 assert_eq 1 "$rc" "moved ranges: check exits 1"
 assert_eq "daemon.userns" "$(jq -r '[.items[] | select(.status == "fail") | .id] | join(" ")' "$TEST_TMP/check-moved.json")" \
@@ -167,10 +148,7 @@ assert_contains "$(jq -r '.items[] | select(.id == "daemon.userns") | .message' 
 	"moved ranges: check says which container IDs land outside which range"
 assert_contains "$(jq -r '.items[] | select(.id == "daemon.userns") | .fix' "$TEST_TMP/check-moved.json")" "rootless-ci apply" \
 	"moved ranges: the fix is apply"
-set +e
-in_machine rootless-ci --json apply >"$TEST_TMP/apply-moved.json" 2>"$TEST_TMP/apply-moved.err"
-rc=$?
-set -e
+run_json apply-moved apply
 sed 's/^/# stderr: /' "$TEST_TMP/apply-moved.err"
 assert_eq 0 "$rc" "moved ranges: apply exits 0"
 assert_eq "change true" "$(jq -r '.items[] | select(.id == "daemon.service") | "\(.status) \(.changed)"' "$TEST_TMP/apply-moved.json")" \
@@ -182,10 +160,7 @@ assert_eq "0 $uid 1 1 $newstart $subcount " "$(in_machine cat "/proc/$dockerd2/u
 assert_contains "$(jq -r '.items[] | select(.id == "daemon.userns") | "\(.status): \(.message)"' "$TEST_TMP/apply-moved.json")" \
 	"ok: $CI_USER's dockerd (PID $dockerd2) runs in a user namespace: 0 → $uid, 1..$subcount → $newstart.." \
 	"moved ranges: apply verifies the restarted daemon"
-set +e
-in_machine rootless-ci --json check >"$TEST_TMP/check-moved2.json" 2>/dev/null
-rc=$?
-set -e
+run_json check-moved2 check
 assert_eq "0 pass" "$rc $(jq -r '.items[] | select(.id == "daemon.userns") | .status' "$TEST_TMP/check-moved2.json")" \
 	"moved ranges: check passes after the repair"
 
@@ -200,14 +175,12 @@ dockerd3=$(in_machine pgrep -u "$uid" -x dockerd)
 assert_eq "0 $uid 1 1 $newstart $subcount $((subcount + 1)) $second $subcount " \
 	"$(in_machine cat "/proc/$dockerd3/uid_map" | tr -s ' \n' ' ' | sed 's/^ //')" \
 	"two ranges: dockerd maps both, one after the other"
-set +e
-in_machine rootless-ci --json check >"$TEST_TMP/check-two.json" 2>/dev/null
-rc=$?
-set -e
+run_json check-two check
 jq -r '.items[] | select(.id == "daemon.userns" or .status == "fail") | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/check-two.json"
 assert_eq "0 pass" "$rc $(jq -r '.items[] | select(.id == "daemon.userns") | .status' "$TEST_TMP/check-two.json")" \
 	"two ranges: check passes"
-in_machine rootless-ci --json apply >"$TEST_TMP/apply-two.json" 2>/dev/null
+run_json apply-two apply
+[[ $rc -eq 0 ]] || { sed 's/^/# /' "$TEST_TMP/apply-two.err"; fail "two ranges: apply failed"; }
 assert_eq "false $dockerd3" "$(jq -r .changed "$TEST_TMP/apply-two.json") $(in_machine pgrep -u "$uid" -x dockerd)" \
 	"two ranges: apply changes nothing and keeps the daemon"
 

@@ -30,10 +30,7 @@ assert_contains "$err" "failed to mount overlay" "the journal lines show dockerd
 assert_contains "$err" "docker.service is" "apply says what state the unit is in"
 assert_contains "$err" "Likely cause: overlay2 does not work on the data root's filesystem" "apply names the likely cause"
 
-set +e
-in_machine rootless-ci --json check >"$TEST_TMP/check.json" 2>/dev/null
-rc=$?
-set -e
+run_json check check
 assert_eq 1 "$rc" "check fails while the daemon is down"
 assert_eq fail "$(jq -r '.items[] | select(.id == "daemon.service") | .status' "$TEST_TMP/check.json")" \
 	"check names daemon.service as the failure"

@@ -39,19 +39,13 @@ done
 as_ci systemctl --user stop docker.service
 kill_at daemon-before-start
 
-set +e
-in_machine rootless-ci --json apply >"$TEST_TMP/final.json" 2>"$TEST_TMP/final.err"
-rc=$?
-set -e
+run_json final apply
 sed 's/^/# stderr: /' "$TEST_TMP/final.err"
 assert_eq 0 "$rc" "the apply after the kills completes"
 out=$(as_ci sh -c 'docker import /var/lib/rootless-ci-test/busybox.tar rci-busybox >/dev/null && docker run --rm rci-busybox echo works')
 assert_eq works "$out" "Docker works as $CI_USER"
 
-set +e
-in_machine rootless-ci --json apply >"$TEST_TMP/again.json" 2>/dev/null
-rc=$?
-set -e
+run_json again apply
 assert_eq 0 "$rc" "one more apply exits 0"
 assert_eq false "$(jq -r .changed "$TEST_TMP/again.json")" "and changes nothing"
 
@@ -61,10 +55,7 @@ pid1=$(ci_docker_pid)
 in_machine sed -i 's/^RestartSec=.*/RestartSec=7s/' /etc/systemd/user/docker.service
 kill_at daemon-unit-written
 assert_eq "$pid1" "$(ci_docker_pid)" "the daemon still runs from before the kill (MainPID $pid1)"
-set +e
-in_machine rootless-ci --json apply >"$TEST_TMP/owed.json" 2>"$TEST_TMP/owed.err"
-rc=$?
-set -e
+run_json owed apply
 sed 's/^/# stderr: /' "$TEST_TMP/owed.err"
 assert_eq 0 "$rc" "the next apply exits 0"
 assert_eq ok "$(jq -r '.items[] | select(.id == "daemon.unit") | .status' "$TEST_TMP/owed.json")" \
@@ -72,9 +63,7 @@ assert_eq ok "$(jq -r '.items[] | select(.id == "daemon.unit") | .status' "$TEST
 pid2=$(ci_docker_pid)
 [[ $pid2 != "$pid1" && $pid2 != 0 ]] || fail "the owed restart was not done (MainPID $pid1 → $pid2)"
 ok "it restarts the daemon all the same (MainPID $pid1 → $pid2)"
-set +e
-in_machine rootless-ci --json apply >"$TEST_TMP/after-owed.json" 2>/dev/null
-set -e
+run_json after-owed apply
 assert_eq false "$(jq -r .changed "$TEST_TMP/after-owed.json")" "and the run after that changes nothing"
 assert_eq "$pid2" "$(ci_docker_pid)" "nor restarts the daemon again"
 

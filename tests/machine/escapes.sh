@@ -125,7 +125,7 @@ ns_before=$(root_namespaces)
 out=$(ctr_attempt rci-pwned)
 assert_eq "$ns_before" "$(root_namespaces)" "root's containerd socket: no namespace created through it"
 assert_contains "$out" "permission denied" "$CI_USER's ctr is refused at connect ($(head -n 1 <<<"$out" | cut -c 1-120))"
-in_machine rootless-ci --json check >"$TEST_TMP/check.json" 2>/dev/null || true
+run_json check check
 assert_eq pass "$(item_status "$TEST_TMP/check.json" daemon.root-sockets-unreachable)" \
 	"check: no root-owned Docker/containerd socket reachable"
 
@@ -175,8 +175,7 @@ for how in "${socket_openings[@]}"; do
 	primary-group) what="$CTR_SOCK given $CI_USER's primary group" expect=user.primary-group ;;
 	esac
 	open_socket "$how"
-	rc=0
-	in_machine rootless-ci --json check >"$TEST_TMP/check-$how.json" 2>/dev/null || rc=$?
+	run_json "check-$how" check
 	assert_eq 1 "$rc" "$what: check exits 1"
 	assert_eq "$expect" "$(failing_items "$TEST_TMP/check-$how.json")" "$what: the failing items are $expect"
 	assert_eq absent "$(item_status "$TEST_TMP/check-$how.json" daemon.root-sockets-unreachable)" \
@@ -187,7 +186,8 @@ for how in "${socket_openings[@]}"; do
 	in_machine ctr --address "$CTR_SOCK" namespaces rm "rci-via-$how" >/dev/null
 	close_socket "$how"
 	assert_eq "$orig" "$(sock_state)" "$what: restored to $orig"
-	in_machine rootless-ci --json check >"$TEST_TMP/check-$how.json" 2>/dev/null ||
+	run_json "check-$how" check
+	[[ $rc -eq 0 ]] ||
 		{ jq -c '.items[] | select(.status == "fail")' "$TEST_TMP/check-$how.json" | sed 's/^/# /'; fail "$what, restored: check fails"; }
 	assert_eq "pass pass" "$(item_status "$TEST_TMP/check-$how.json" daemon.root-sockets-unreachable) $(
 		item_status "$TEST_TMP/check-$how.json" agent.docker-host)" "$what, restored: check passes again"

@@ -50,7 +50,7 @@ as_ci docker import /var/lib/rootless-ci-test/busybox.tar rci-busybox >/dev/null
 
 assert_contains "$(in_machine systemctl show -p Environment --value buildkite-agent.service)" \
 	"BUILDKITE_ADDITIONAL_HOOKS_PATHS=/usr/share/rootless-ci/hooks" "the agent's unit names rootless-ci's hooks"
-in_machine rootless-ci --json check >"$TEST_TMP/check.json" 2>/dev/null || true
+run_json check check
 assert_eq pass "$(jq -r '.items[] | select(.id == "agent.hooks") | .status' "$TEST_TMP/check.json")" \
 	"check: rootless-ci's hooks are root's and unwritable by the CI user"
 assert_eq warn "$(jq -r '.items[] | select(.id == "agent.version") | .status' "$TEST_TMP/check.json")" \
@@ -157,10 +157,7 @@ job_log_has "RCI-CHECKOUT=reused" "propagate -> final: the next job's checkout s
 
 # ---- a hooks path the CI user could write ----------------------------------------------------------------------
 in_machine chmod o+w /usr/share/rootless-ci/hooks
-set +e
-in_machine rootless-ci --json check >"$TEST_TMP/check2.json" 2>/dev/null
-rc=$?
-set -e
+run_json check2 check
 assert_eq 1 "$rc" "check fails when the CI user could write rootless-ci's hooks directory"
 assert_eq fail "$(jq -r '.items[] | select(.id == "agent.hooks:/usr/share/rootless-ci/hooks") | .status' "$TEST_TMP/check2.json")" \
 	"check names agent.hooks:/usr/share/rootless-ci/hooks"
@@ -168,7 +165,7 @@ as_ci sh -c 'echo "#!/bin/sh" >/usr/share/rootless-ci/hooks/environment' ||
 	fail "the control: the CI user cannot write the o+w directory after all"
 in_machine rm -f /usr/share/rootless-ci/hooks/environment
 in_machine chmod 0755 /usr/share/rootless-ci/hooks
-in_machine rootless-ci --json check >"$TEST_TMP/check3.json" 2>/dev/null || true
+run_json check3 check
 assert_eq pass "$(jq -r '.items[] | select(.id == "agent.hooks") | .status' "$TEST_TMP/check3.json")" \
 	"check passes agent.hooks again once the directory is root's alone"
 

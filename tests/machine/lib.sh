@@ -208,6 +208,24 @@ rci_continue() {
 	return "$rc"
 }
 
+# run_json NAME VERB [ARGS...]: `rootless-ci --json VERB ARGS...` inside,
+# its report (stdout) into $TEST_TMP/NAME.json and its stderr into
+# $TEST_TMP/NAME.err; sets rc to its exit status and ms to how long it took,
+# in milliseconds. It never fails the test itself: the caller asserts on rc.
+rc=
+ms=
+# shellcheck disable=SC2034 # ms is for the tests to read
+run_json() {
+	local name=$1 t0
+	shift
+	t0=$(date +%s%N)
+	set +e
+	in_machine rootless-ci --json "$@" >"$TEST_TMP/$name.json" 2>"$TEST_TMP/$name.err"
+	rc=$?
+	set -e
+	ms=$((($(date +%s%N) - t0) / 1000000))
+}
+
 # item JSON ID FIELD: one field of the one item ID in a --json report
 # (file JSON); "missing" when there is no such item, "N items" when there
 # are several.

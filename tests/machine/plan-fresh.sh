@@ -48,9 +48,8 @@ machine_data_disk 1G
 disk_before=$(sha256sum <"$DATA_DISK" | cut -d' ' -f1)
 machine_snapshot "$TEST_TMP/before"
 
+run_json plan plan
 set +e
-in_machine rootless-ci --json plan >"$TEST_TMP/plan.json" 2>"$TEST_TMP/plan.err"
-rc=$?
 in_machine rootless-ci plan >"$TEST_TMP/plan.txt" 2>&1
 rc_text=$?
 set -e

@@ -30,10 +30,7 @@ others_pass() {
 }
 
 # ---- plan
-set +e
-in_machine rootless-ci --json plan >"$TEST_TMP/plan.json" 2>"$TEST_TMP/plan.err"
-rc=$?
-set -e
+run_json plan plan
 sed 's/^/# stderr: /' "$TEST_TMP/plan.err"
 assert_eq 1 "$rc" "plan exits 1: apply would fail"
 jq -e . "$TEST_TMP/plan.json" >/dev/null || fail "plan --json did not print one JSON object"
@@ -59,10 +56,7 @@ assert_eq 1 "$rc" "plan without --json exits 1 too"
 assert_contains "$(cat "$TEST_TMP/plan.txt")" "apt-get install uidmap" "plan's report tells to apt-get install uidmap"
 
 # ---- apply: refuses, before the disk or anything else is touched
-set +e
-in_machine rootless-ci --json apply --disk="$disk" >"$TEST_TMP/apply.json" 2>"$TEST_TMP/apply.err"
-rc=$?
-set -e
+run_json apply apply --disk="$disk"
 sed 's/^/# stderr: /' "$TEST_TMP/apply.err"
 assert_eq 1 "$rc" "apply refuses with exit 1"
 jq -e . "$TEST_TMP/apply.json" >/dev/null || fail "apply --json did not print one JSON object"

@@ -35,10 +35,7 @@ machine_snapshot "$TEST_TMP/before"
 for verb in plan apply; do
 	args=("$verb")
 	[[ $verb == apply ]] && args+=("--disk=$disk")
-	set +e
-	in_machine rootless-ci --json "${args[@]}" >"$TEST_TMP/$verb.json" 2>"$TEST_TMP/$verb.err"
-	rc=$?
-	set -e
+	run_json "$verb" "${args[@]}"
 	sed 's/^/# stderr: /' "$TEST_TMP/$verb.err"
 	assert_eq 1 "$rc" "$verb exits 1"
 	jq -e . "$TEST_TMP/$verb.json" >/dev/null || fail "$verb --json did not print one JSON object"
@@ -75,16 +72,14 @@ asks() {
 	in_machine strace -f -qq -e trace=execve -o /tmp/asks.trace "$@" >/dev/null 2>&1 || true
 	in_machine cat /tmp/asks.trace | grep -o 'execve("[^"]*"' | grep -v '"/usr/sbin/rootless-ci"' | sort -u | tr '\n' ' ' || true
 }
-in_machine rootless-ci --json plan >"$TEST_TMP/plan2.json" 2>/dev/null || true
+run_json plan2 plan
 assert_eq pass "$(item "$TEST_TMP/plan2.json" preflight.network status)" "plan: pasta passes with a rootlesskit that lists it"
 assert_contains "$(item "$TEST_TMP/plan2.json" preflight.network message)" "drives host pasta slirp4netns" \
 	"plan: the message names what rootlesskit drives"
 assert_contains "$(asks rootless-ci plan)" 'execve("/usr/bin/rootlesskit"' "plan with no recorded answer asks rootlesskit"
 # An apply whose preflight passes records the answer; a Device= that does
 # not exist then stops it at the disk step, before it changes anything.
-set +e
-in_machine rootless-ci --json apply --disk=/dev/rci-no-such-disk >"$TEST_TMP/apply2.json" 2>"$TEST_TMP/apply2.err"
-set -e
+run_json apply2 apply --disk=/dev/rci-no-such-disk
 assert_eq pass "$(item "$TEST_TMP/apply2.json" preflight.network status)" "apply: preflight.network passes"
 assert_eq fail "$(item "$TEST_TMP/apply2.json" disk.device status)" "apply: then stops at the disk step (no such disk)"
 assert_contains "$(in_machine cat /run/rootless-ci/rootlesskit-net-drivers)" "host pasta slirp4netns" \

@@ -16,12 +16,6 @@ machine_data_disk
 in_machine install -d -m 0755 /etc/buildkite-agent/hooks
 printf 'token="xxx"\n' | in_machine install -m 0644 /dev/stdin /etc/buildkite-agent/buildkite-agent.cfg
 
-run_json() { # run_json NAME VERB: rootless-ci --json VERB, output in $TEST_TMP/NAME.json, status in $rc
-	set +e
-	in_machine rootless-ci --json "$2" >"$TEST_TMP/$1.json" 2>"$TEST_TMP/$1.err"
-	rc=$?
-	set -e
-}
 status_of() { # status_of NAME ID: the status of item ID ("" when absent, "N items" when not unique)
 	jq -r --arg id "$2" '[.items[] | select(.id == $id)] |
 		if length == 1 then .[0].status elif length == 0 then "" else "\(length) items" end' "$TEST_TMP/$1.json"

@@ -60,7 +60,7 @@ sed 's/^/# stderr: /' "$TEST_TMP/apply.err"
 assert_eq 0 "$rc" "apply exits 0"
 
 assert_eq "$(in_machine getent passwd buildkite | cut -d: -f3)" 1600 "buildkite keeps UID 1600"
-in_machine rootless-ci --json plan >"$TEST_TMP/plan.json" 2>/dev/null || true
+run_json plan plan
 assert_contains "$(jq -r '.items[] | select(.id == "user.account") | .message' "$TEST_TMP/plan.json")" \
 	"exists (UID 1600, GID 1600, home /home/buildkite): adopted" "the user is adopted, and plan says so"
 

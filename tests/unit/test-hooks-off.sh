@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: MIT
 #
 # A build without -Dtest_hooks=true ignores the test hooks (RCI_ONLY_STEPS,
-# RCI_UNITS_DIR, RCI_KILL_AT, RCI_STOP_AT): their names are not even in the
-# binary, and setting them changes nothing. Every probe also runs on the
+# RCI_UNITS_DIR, RCI_KILL_AT, RCI_STOP_AT, RCI_FORCE_RESOLVE_FALLBACK): their
+# names are not even in the binary, and setting them changes nothing. Every probe also runs on the
 # build's own binary when that one has the hooks, where it must come out
 # the other way round: each assertion is shown to be able to fail.
 #
@@ -39,6 +39,12 @@ only_steps_makes_a_partial_run() {
 units_dir_is_read() {
         RCI_UNITS_DIR=$TMP/no-units "$1" --root="$TREE" plan >"$TMP/out" 2>&1
         grep -q -F "$TMP/no-units" "$TMP/out"
+}
+# The resolver's fallback walk never calls openat2(); without the hook plan opens every path with it.
+resolve_fallback_skips_openat2() {
+        RCI_FORCE_RESOLVE_FALLBACK=1 strace -f -qq -e trace=openat2 -o "$TMP/trace" \
+                "$1" --root="$TREE" plan >"$TMP/out" 2>&1
+        ! grep -q openat2 "$TMP/trace"
 }
 # apply on a fresh complete tree passes killpoints (user-before-useradd).
 fresh_tree() {
@@ -94,13 +100,18 @@ make_tree "$TREE" debian
 ROOT_OK=0
 make_setuid "$TREE" && ROOT_OK=1
 
-for name in RCI_ONLY_STEPS RCI_UNITS_DIR RCI_KILL_AT RCI_STOP_AT; do
+for name in RCI_ONLY_STEPS RCI_UNITS_DIR RCI_KILL_AT RCI_STOP_AT RCI_FORCE_RESOLVE_FALLBACK; do
         check "the name $name is not in the binary" name_in_binary "$name"
 done
 check "version does not say test build" version_says_test_build
 check "RCI_ONLY_STEPS=no-such-step is no usage error" only_steps_refuses_an_unknown_step
 check "RCI_ONLY_STEPS=preflight runs every step, not marked partial" only_steps_makes_a_partial_run
 check "RCI_UNITS_DIR does not move the templates" units_dir_is_read
+if strace -qq -e trace=openat2 -o /dev/null true 2>/dev/null; then
+        check "RCI_FORCE_RESOLVE_FALLBACK=1 still opens paths with openat2" resolve_fallback_skips_openat2
+else
+        tap_skip "RCI_FORCE_RESOLVE_FALLBACK ignored" "needs strace, which is missing or may not trace here"
+fi
 if [ "$ROOT_OK" = 1 ]; then
         check "RCI_KILL_AT=list prints no killpoint" kill_at_list_prints_points
         check "RCI_KILL_AT=user-before-useradd does not kill apply" kill_at_kills

@@ -8,7 +8,7 @@
 
 #include "json-check.h"
 #include "tests.h"
-#include "util/json.h"
+#include "explain/json.h"
 #include "util/macro.h"
 
 /*

@@ -6,7 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "reclaim.h"
+#include "reclaim/reclaim.h"
 #include "tests.h"
 #include "util/error.h"
 #include "util/macro.h"

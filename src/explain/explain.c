@@ -10,11 +10,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "explain.h"
+#include "explain/explain.h"
 #include "util/error.h"
 #include "util/escape.h"
 #include "util/fs.h"
-#include "util/json.h"
+#include "explain/json.h"
 #include "util/log.h"
 #include "util/macro.h"
 #include "util/subid.h"

@@ -82,6 +82,8 @@ typedef enum ReclaimVerdict {
 ReclaimVerdict reclaim_judge_owner(const ReclaimIds *ids, uint32_t uid, uint32_t gid);
 
 #define RECLAIM_FDS_KEPT 64
+/* Per-entry failures logged one by one; the rest only counted. */
+#define RECLAIM_ERRORS_LOGGED 10
 
 typedef struct ReclaimStats {
         uint64_t entries;         /* looked at, below the PATHs and the PATHs themselves */
@@ -103,3 +105,13 @@ void reclaim_stats_done(ReclaimStats *s);
  * or out of memory); per-entry failures are counted in stats->errors.
  */
 int reclaim_tree(int fd, const char *shown, const ReclaimIds *ids, ReclaimStats *stats);
+
+/*
+ * What the walk and the checkout's checks (reclaim.c) both ask of an entry:
+ * statx of fd itself, never followed (what the walk needs: type, mode,
+ * owner, links, inode, mount ID), 0 or a negative errno; and whether two
+ * entries are on the same mount.
+ */
+struct statx;
+int reclaim_statx_fd(int fd, struct statx *ret);
+bool reclaim_same_mount(const struct statx *a, const struct statx *b);

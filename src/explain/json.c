@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
-#include "macro.h"
+#include "explain/json.h"
+#include "util/macro.h"
 
 typedef struct Parser {
         const unsigned char *p, *start, *end;
