@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stddef.h>
 #include <sys/types.h>
+
+#include "util/subid.h"
 
 /*
  * The account a per-user step works for: the parameter of every part of a
@@ -31,4 +34,8 @@ typedef struct Account {
         uid_t uid;               /* valid when ACCOUNT_KNOWN */
         gid_t gid;
         const char *home;        /* borrowed from the facts during the transition */
+        const SubIdRange *subuids;   /* the user's subordinate ranges (borrowed, as home) */
+        size_t n_subuids;
+        const SubIdRange *subgids;
+        size_t n_subgids;
 } Account;

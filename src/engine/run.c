@@ -92,8 +92,6 @@ static void host_facts_done(HostFacts *f) {
         free(f->subgid_ranges);
         free(f->privileged_gids);
         free(f->user_gids);
-        free(f->storage_dir);
-        free(f->docker_dir);
         free(f->builds_dir);
         free(f->data_device);
         free(f->data_fs_type);
@@ -247,6 +245,10 @@ static void account_from_facts(const Context *ctx, Account *a) {
                 .uid = f->user_known ? f->user_uid : (uid_t) -1,
                 .gid = f->user_known ? f->user_gid : (gid_t) -1,
                 .home = f->user_home,
+                .subuids = f->subuid_ranges,
+                .n_subuids = f->n_subuid_ranges,
+                .subgids = f->subgid_ranges,
+                .n_subgids = f->n_subgid_ranges,
         };
 }
 

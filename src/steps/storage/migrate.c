@@ -52,7 +52,7 @@ pid_t find_user_daemon(uid_t uid, char comm[static 32]) {
         return found;
 }
 
-int read_move_marker(StorageStep *s, MoveMarker *ret) {
+int read_move_marker(StepRun *run, StorageState *s, MoveMarker *ret) {
         _cleanup_free_ char *text = NULL, *path = path_join(s->dir, MOVE_MARKER);
         char state[16];
         unsigned long long dev, ino;
@@ -61,7 +61,7 @@ int read_move_marker(StorageStep *s, MoveMarker *ret) {
         *ret = (MoveMarker) {};
         if (!path)
                 return -ENOMEM;
-        r = read_file_at(s->ctx->root_fd, path, RESOLVE_POLICY_IN_ROOT, 4096, &text, NULL);
+        r = read_file_at(run_root_fd(run), path, RESOLVE_POLICY_IN_ROOT, 4096, &text, NULL);
         if (r == -ENOENT)
                 return 0;
         if (r < 0)
@@ -72,7 +72,7 @@ int read_move_marker(StorageStep *s, MoveMarker *ret) {
         return 0;
 }
 
-static int write_move_marker(StorageStep *s, const char *state, const struct stat *src) {
+static int write_move_marker(StorageState *s, const char *state, const struct stat *src) {
         char buf[128];
         int n = snprintf(buf, sizeof(buf), "%s %llu %llu\n", state, (unsigned long long) src->st_dev,
                          (unsigned long long) src->st_ino);
@@ -80,27 +80,26 @@ static int write_move_marker(StorageStep *s, const char *state, const struct sta
         return write_file_atomic_at(s->dir_fd, MOVE_MARKER, buf, (size_t) n, 0600, (uid_t) -1, (gid_t) -1);
 }
 
-int remove_move_marker(StorageStep *s) {
+int remove_move_marker(StorageState *s) {
         if (unlinkat(s->dir_fd, MOVE_MARKER, 0) < 0 && errno != ENOENT)
                 return negative_errno();
         return fsync_dir(s->dir_fd);
 }
 
-static UserNsIdentity user_identity(const StorageStep *s) {
-        const HostFacts *f = &s->ctx->facts;
+static UserNsIdentity user_identity(const StorageState *s, const Account *a) {
         return (UserNsIdentity) {
                 .uid = s->uid, .gid = s->gid,
                 /* Every range the user has, as its daemon maps them: data of any of them is copied. */
-                .subuids = f->subuid_ranges, .n_subuids = f->n_subuid_ranges,
-                .subgids = f->subgid_ranges, .n_subgids = f->n_subgid_ranges,
+                .subuids = a->subuids, .n_subuids = a->n_subuids,
+                .subgids = a->subgids, .n_subgids = a->n_subgids,
         };
 }
 
 /* Empty the docker directory on the disk, as the user (it holds only our partial copy). */
-static int clear_docker_dir_as_user(StorageStep *s) {
-        _cleanup_free_ char *dst = host_path(s->ctx, s->docker);
+static int clear_docker_dir_as_user(StepRun *run, StorageState *s, const Account *a) {
+        _cleanup_free_ char *dst = run_shown(run, s->docker);
         char *argv[] = { (char *) "find", dst, (char *) "-mindepth", (char *) "1", (char *) "-delete", NULL };
-        UserNsIdentity id = user_identity(s);
+        UserNsIdentity id = user_identity(s, a);
         int r;
 
         if (!dst)
@@ -117,10 +116,9 @@ static int clear_docker_dir_as_user(StorageStep *s) {
  * disk. Same filesystem: swap it with the empty docker directory (one rename).
  * Else: copy it as the user, keep the original as docker.rootless-ci-old.
  */
-int move_docker_data(StorageStep *s, int share_fd, const char *src_path, const char *src_shown,
-                            const struct stat *src_st, char **ret_kept) {
-        Context *ctx = s->ctx;
-        _cleanup_free_ char *dst_shown = host_path(ctx, s->docker);
+int move_docker_data(StepRun *run, StorageState *s, const Account *a, int share_fd, const char *src_path,
+                     const char *src_shown, const struct stat *src_st, char **ret_kept) {
+        _cleanup_free_ char *dst_shown = run_shown(run, s->docker);
         _cleanup_close_ int dst_fd = -1;
         struct stat dst_st, now;
         MoveMarker marker;
@@ -163,20 +161,20 @@ int move_docker_data(StorageStep *s, int share_fd, const char *src_path, const c
         }
 
         /* Two filesystems: a copy made with the user's powers only. */
-        r = read_move_marker(s, &marker);
+        r = read_move_marker(run, s, &marker);
         if (r < 0)
                 return log_error_errno(r, "Failed to read %s/%s: %m", s->dir, MOVE_MARKER);
         if (marker.present && !(marker.copied && marker.dev == src_st->st_dev && marker.ino == src_st->st_ino)) {
                 /* An earlier run died while copying: what is on the disk is a partial copy. */
                 log_info("Removing the partial copy an interrupted run left in %s.", dst_shown);
-                r = clear_docker_dir_as_user(s);
+                r = clear_docker_dir_as_user(run, s, a);
                 if (r < 0)
                         return r;
                 marker.present = false;
         }
         if (!marker.present) {
-                _cleanup_free_ char *src = host_path(ctx, src_path), *dst = host_path(ctx, s->docker);
-                UserNsIdentity id = user_identity(s);
+                _cleanup_free_ char *src = run_shown(run, src_path), *dst = run_shown(run, s->docker);
+                UserNsIdentity id = user_identity(s, a);
                 char *argv[] = { (char *) "cp", (char *) "-a", (char *) "--no-target-directory", (char *) "--",
                                  src, dst, NULL };
 
@@ -195,7 +193,7 @@ int move_docker_data(StorageStep *s, int share_fd, const char *src_path, const c
                 if (r != 0) {
                         log_error("Copying %s to %s as %s failed (%s %d); the original is untouched.", src_shown,
                                   dst_shown, s->name, r < 0 ? "error" : "cp exited", r < 0 ? -r : r);
-                        if (clear_docker_dir_as_user(s) >= 0)
+                        if (clear_docker_dir_as_user(run, s, a) >= 0)
                                 (void) remove_move_marker(s);
                         return -ERCI_FAILED;
                 }
