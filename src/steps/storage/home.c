@@ -11,7 +11,6 @@
 #include "steps/storage/storage.h"
 #include "util/error.h"
 #include "util/fs.h"
-#include "util/homefs.h"
 #include "util/log.h"
 #include "util/macro.h"
 

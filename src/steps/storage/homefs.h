@@ -5,7 +5,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-#include "util/homefs.h"   /* home_open(), which the agent uses too */
+#include "util/fs.h"  /* home_open(), which the agent uses too */
 
 /*
  * Working as root inside a home the CI user controls. Every pull request runs
