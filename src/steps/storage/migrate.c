@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,42 +13,28 @@
 #include "util/killpoint.h"
 #include "util/log.h"
 #include "util/macro.h"
+#include "util/proc.h"
 #include "util/userns.h"
 
-pid_t find_user_daemon(uid_t uid, char comm[static 32]) {
-        DIR *d = opendir("/proc");
-        struct dirent *de;
-        pid_t found = 0;
+static int daemon_match(void *userdata, pid_t pid, int proc_fd, const ProcessCreds *c) {
+        char *comm = userdata;
 
-        if (!d)
+        if (!startswith(c->comm, "dockerd") && !startswith(c->comm, "rootlesskit") && !startswith(c->comm, "containerd"))
                 return 0;
-        while (!found && (de = readdir(d))) {
-                char path[300], buf[4096];
-                _cleanup_close_ int fd = -1;
-                const char *u;
-                ssize_t n;
-                unsigned long ruid;
+        snprintf(comm, 32, "%s", c->comm);
+        return (int) pid;  /* > 0: the scan stops with it */
+}
 
-                if (strspn(de->d_name, "0123456789") != strlen(de->d_name))
-                        continue;
-                snprintf(path, sizeof(path), "/proc/%s/status", de->d_name);
-                fd = open(path, O_RDONLY | O_CLOEXEC);
-                if (fd < 0)
-                        continue;
-                n = read(fd, buf, sizeof(buf) - 1);
-                if (n <= 0)
-                        continue;
-                buf[n] = 0;
-                u = strstr(buf, "\nUid:");
-                if (!u || sscanf(u + 5, "%lu", &ruid) != 1 || (uid_t) ruid != uid)
-                        continue;
-                if (sscanf(buf, "Name:\t%31s", comm) != 1)
-                        continue;
-                if (startswith(comm, "dockerd") || startswith(comm, "rootlesskit") || startswith(comm, "containerd"))
-                        found = (pid_t) strtol(de->d_name, NULL, 10);
-        }
-        closedir(d);
-        return found;
+/* A process of uid that is (part of) a Docker daemon: dockerd, rootlesskit, containerd. 0: none seen. */
+pid_t find_user_daemon(uid_t uid, char comm[static 32]) {
+        _cleanup_close_ int proc_fd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int r;
+
+        if (proc_fd < 0)
+                return 0;
+        r = proc_scan_uid(proc_fd, uid, daemon_match, comm);
+        /* An unreadable /proc is no daemon seen, as before; so is a status that does not parse (the kernel writes them). */
+        return r > 0 ? (pid_t) r : 0;
 }
 
 int read_move_marker(StepRun *run, StorageState *s, MoveMarker *ret) {
