@@ -38,7 +38,7 @@ pid_t find_user_daemon(uid_t uid, char comm[static 32]) {
 }
 
 int read_move_marker(StepRun *run, StorageState *s, MoveMarker *ret) {
-        _cleanup_free_ char *text = NULL, *path = path_join(s->dir, MOVE_MARKER);
+        _cleanup_free_ char *text = NULL, *path = storage_path_join(s->dir, MOVE_MARKER);
         char state[16];
         unsigned long long dev, ino;
         int r;

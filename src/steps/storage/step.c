@@ -39,7 +39,7 @@
  * directories are made at first boot, on the disk; the symlink is made now.
  */
 
-char *path_join(const char *a, const char *b) {
+char *storage_path_join(const char *a, const char *b) {
         char *s;
         return asprintf(&s, "%s/%s", a, b) < 0 ? NULL : s;
 }
@@ -108,9 +108,9 @@ static int storage_setup(StepRun *run, StorageState *s, const Account *a) {
         s->mp = strdup(run_config(run)->mount_point);
         if (!s->mp)
                 return -ENOMEM;
-        s->dir = path_join(s->mp, s->name);
-        s->docker = s->dir ? path_join(s->dir, "docker") : NULL;
-        s->builds = s->dir ? path_join(s->dir, "builds") : NULL;
+        s->dir = storage_path_join(s->mp, s->name);
+        s->docker = s->dir ? storage_path_join(s->dir, "docker") : NULL;
+        s->builds = s->dir ? storage_path_join(s->dir, "builds") : NULL;
         s->mp_shown = run_shown(run, s->mp);
         s->dir_shown = s->dir ? run_shown(run, s->dir) : NULL;
         s->data[0].sub = "docker";

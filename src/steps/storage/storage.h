@@ -57,7 +57,7 @@ typedef struct MoveMarker {
         ino_t ino;
 } MoveMarker;
 
-char *path_join(const char *a, const char *b);
+char *storage_path_join(const char *a, const char *b);
 int open_dir_nofollow(int dirfd, const char *name);
 int fix_owner_mode(int fd, uid_t uid, gid_t gid, mode_t mode);
 bool data_dir_mode_ok(const StorageState *s, const struct stat *st, bool docker);
