@@ -443,7 +443,7 @@ static void storage_state_done(void *p) {
 }
 
 /*
- * Parts, in today's order. mount-point, dir and data-dirs are apart because
+ * Parts, in the old step's order. mount-point, dir and data-dirs are apart because
  * each look needs the directory the previous apply makes (its fd); the home
  * part makes ~/.local, ~/.local/share and the link one after the other in
  * its applies, each in the directory the one before reached.
