@@ -63,8 +63,6 @@ typedef struct HostFacts {
         size_t n_user_gids;            /* first: the one source of account data (README, "User") */
 
         /* storage step */
-        char *storage_dir;             /* <MountPoint>/<user>, root-owned */
-        char *docker_dir;              /* <MountPoint>/<user>/docker, the daemon's data root */
         char *builds_dir;              /* <MountPoint>/<user>/builds, the agent's builds path */
 
         /* daemon step: can the CI user reach a root-owned Docker/containerd socket? (live only) */

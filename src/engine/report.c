@@ -469,3 +469,13 @@ void change_failed(StepRun *run, const char *id, const char *fix, const char *fm
         report_put(run->ctx, change_place(run), id, ITEM_FAIL, fix, false, fmt, ap);
         va_end(ap);
 }
+
+void change_note(StepRun *run, const char *id, ItemStatus status, const char *fix, const char *fmt, ...) {
+        va_list ap;
+
+        if (status == ITEM_OK && run->ctx->verb == VERB_CHECK)
+                status = ITEM_PASS;
+        va_start(ap, fmt);
+        report_put(run->ctx, change_place(run), id, status, fix, false, fmt, ap);
+        va_end(ap);
+}

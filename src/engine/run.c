@@ -92,8 +92,6 @@ static void host_facts_done(HostFacts *f) {
         free(f->subgid_ranges);
         free(f->privileged_gids);
         free(f->user_gids);
-        free(f->storage_dir);
-        free(f->docker_dir);
         free(f->builds_dir);
         free(f->data_device);
         free(f->data_fs_type);

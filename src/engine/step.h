@@ -145,6 +145,13 @@ Change *item_change(StepRun *run, const Change *c);
 void change_done(StepRun *run, const char *id, ItemStatus status, const char *fmt, ...) _printf_(4, 5);
 /* A problem apply met that is not an error: a FAIL item in the change's place; the run fails, apply goes on. */
 void change_failed(StepRun *run, const char *id, const char *fix, const char *fmt, ...) _printf_(4, 5);
+/*
+ * An item apply reports beside what it did, that changes nothing itself (a
+ * WARN: "the original stays at ..."), in the change's place; shown as
+ * item_finding() shows it (outside an apply: at the end, as item_finding()).
+ */
+void change_note(StepRun *run, const char *id, ItemStatus status, const char *fix, const char *fmt, ...)
+        _printf_(5, 6);
 
 /* ---- generic items (engine/items.c): what tmpfiles calls item types ---- */
 

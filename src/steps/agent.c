@@ -20,7 +20,6 @@
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/fs.h"
-#include "util/homefs.h"
 #include "util/idmap.h"
 #include "util/killpoint.h"
 #include "util/log.h"

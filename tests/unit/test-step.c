@@ -654,3 +654,38 @@ TEST(step_account_written_by_the_user_step_reaches_later_steps) {
         ASSERT_EQ(seen_n_gids, 0);
         context_done(&ctx);
 }
+
+/* An apply that reports what it did, a warning beside it, then more (storage.home-link's copy). */
+static int apply_noted(StepRun *run, Change *c) {
+        applied++;
+        change_done(run, c->id, ITEM_CHANGE, "copied n");
+        change_note(run, c->id, ITEM_WARN, NULL, "the original stays");
+        change_done(run, "fake.n-mode", ITEM_CHANGE, "and its mode");
+        return 0;
+}
+
+static int look_noted(StepRun *run, Account *a) {
+        item_change(run, &(Change) { .id = "fake.n", .state = ITEM_CHANGE, .plan = "copy n", .apply = apply_noted });
+        item_change(run, &(Change) { .id = "fake.b", .state = ITEM_CREATE, .plan = "write b", .apply = apply_b });
+        item_ok(run, "fake.z", "z is in place");
+        return 0;
+}
+
+/* storage.home-link: "copied", its WARN, then storage.docker's mode, in that order, the WARN unchanged. */
+TEST(step_change_note_goes_in_its_change_place_unchanged) {
+        static const Part parts[] = { { .name = "noted", .look = look_noted } };
+        static const Step s = { .name = "fake", .parts = parts, .n_parts = ELEMENTSOF(parts) };
+        _cleanup_(config_done) Config config = {};
+        Context ctx;
+
+        have_b = have_d = fail_a = give_up_c = false;
+        ASSERT_EQ(run_fake(VERB_APPLY, &s, &ctx, &config, NULL), 0);
+        ASSERT_EQ(ctx.n_items, 6);
+        ASSERT_ITEM(ctx, 0, "fake.n", ITEM_CHANGE, "copied n", NULL, true);
+        ASSERT_ITEM(ctx, 1, "fake.n", ITEM_WARN, "the original stays", NULL, false);
+        ASSERT_ITEM(ctx, 2, "fake.n-mode", ITEM_CHANGE, "and its mode", NULL, true);
+        ASSERT_ITEM(ctx, 3, "fake.b", ITEM_CREATE, "wrote b", NULL, true);
+        ASSERT_ITEM(ctx, 4, "fake.b-extra", ITEM_CHANGE, "and its link", NULL, true);
+        ASSERT_ITEM(ctx, 5, "fake.z", ITEM_OK, "z is in place", NULL, false);
+        context_done(&ctx);
+}

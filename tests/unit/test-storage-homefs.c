@@ -9,7 +9,7 @@
 
 #include "tests.h"
 #include "util/fs.h"
-#include "util/homefs.h"
+#include "steps/storage/homefs.h"
 
 /*
  * The hostile-home helpers on a temp tree, as whoever runs the tests: a
