@@ -72,6 +72,13 @@ static void run_agent(Run *run, const char *root, Verb verb, const char *agent_u
         test_capture_stderr_begin();
         run->r = engine_run_steps(&run->ctx, agent_only, 1);
         run->err = test_capture_stderr_end();
+        /* As fake_run: every item, for comparing two builds' logs (issue 15's guard). */
+        if (getenv("RCI_TEST_VERBOSE"))
+                for (size_t i = 0; i < run->ctx.n_items; i++)
+                        printf("# %s %-6s %s: %s%s%s\n", verb_to_string(verb),
+                               item_status_to_string(run->ctx.items[i].status), run->ctx.items[i].id,
+                               run->ctx.items[i].message, run->ctx.items[i].fix ? " | fix: " : "",
+                               run->ctx.items[i].fix ? run->ctx.items[i].fix : "");
 }
 
 static size_t count(const Run *run, const char *id, ItemStatus status, const char *needle) {
