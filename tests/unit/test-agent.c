@@ -12,7 +12,7 @@
 #include "config.h"
 #include "engine/engine.h"
 #include "fake-tree.h"
-#include "steps/agent.h"
+#include "steps/agent/agent.h"
 #include "steps/steps.h"
 #include "tests.h"
 #include "units.h"

@@ -13,8 +13,8 @@
 
 #include "agent.h"
 #include "build-config.h"
-#include "files.h"
-#include "steps.h"
+#include "steps/files.h"
+#include "steps/steps.h"
 #include "units.h"
 #include "util/bus.h"
 #include "util/clock.h"

@@ -31,7 +31,7 @@ int agent_dropin_render(const Context *ctx, char **ret);
  */
 mode_t agent_config_wanted_mode(mode_t have, bool is_config_file);
 
-/* ---- agent-hooks.c: what rootless-ci gives every job through the agent ---- */
+/* ---- hooks.c: what rootless-ci gives every job through the agent ---- */
 
 /* The hooks rootless-ci installs into HOOKS_DIR, NULL-terminated. */
 extern const char *const agent_hook_names[];
