@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 /*
@@ -31,4 +32,11 @@ typedef struct Account {
         uid_t uid;               /* valid when ACCOUNT_KNOWN */
         gid_t gid;
         const char *home;        /* borrowed from the facts during the transition */
+
+        /* What the storage step made: <MountPoint>/<user>/builds (borrowed from the facts, transition) */
+        const char *builds_dir;
+
+        /* The daemon step's verdict on root daemons' API sockets (I1, repeated by the agent as agent.docker-host) */
+        bool root_sockets_checked;
+        unsigned root_sockets_reachable;
 } Account;

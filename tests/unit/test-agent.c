@@ -238,21 +238,20 @@ TEST(dropin_follows_the_configured_unit_user_and_timeout) {
 
 TEST(dropin_render_refuses_a_home_that_cannot_stand_in_a_unit_file) {
         Config c;
-        Context ctx;
+        Account a;
         char *text = NULL;
 
         ASSERT_OK(config_init(&c));
         units_set_dir(UNITS_SOURCE_DIR);
-        ASSERT_OK(context_init(&ctx, VERB_PLAN, test_tmpdir(), &c));
-        ctx.facts.user_uid = 1001;
-        ctx.facts.user_gid = 1001;
-        ctx.facts.user_home = strdup("/home/build kite\nUser=root");
-        ctx.facts.builds_dir = strdup("/srv/rootless-ci/buildkite/builds");
+        a = (Account) { .name = c.user_name, .agent_unit = c.agent_unit, .state = ACCOUNT_KNOWN };
+        a.uid = 1001;
+        a.gid = 1001;
+        a.home = "/home/build kite\nUser=root";
+        a.builds_dir = "/srv/rootless-ci/buildkite/builds";
         test_capture_stderr_begin();
-        ASSERT_EQ(agent_dropin_render(&ctx, &text), -EINVAL);
+        ASSERT_EQ(agent_dropin_render(&c, &a, &text), -EINVAL);
         free(test_capture_stderr_end());
         ASSERT_TRUE(text == NULL);
-        context_done(&ctx);
         config_done(&c);
 }
 

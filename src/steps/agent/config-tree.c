@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,66 +11,36 @@
 #include <unistd.h>
 
 #include "agent.h"
-#include "build-config.h"
-#include "steps/files.h"
-#include "steps/steps.h"
-#include "units.h"
-#include "util/bus.h"
-#include "util/clock.h"
 #include "util/error.h"
 #include "util/fs.h"
-#include "util/homefs.h"
-#include "util/idmap.h"
 #include "util/killpoint.h"
 #include "util/log.h"
 #include "util/macro.h"
-#include "util/ping.h"
 
 /*
- * Step 6, agent: the Buildkite agent runs as the CI user against that
- * user's rootless Docker, and cannot change what it loads for later jobs.
+ * The agent step's config part, invariant I3: /etc/buildkite-agent (the
+ * package chowns it to its own user) becomes root's, with the CI user's
+ * group, writable by nobody else; the configuration file 0640. The look
+ * walks it without following a symlink and opens each entry once; every
+ * directory or file that is not as it should be is a Change of its own
+ * (agent.config:PATH) that apply makes through the fd the look opened and
+ * checked, never through a name. Symlinks, hard links and special files
+ * are not changed but judged: FAIL (in every verb, with the fix) where
+ * someone other than root could change what the agent loads through them
+ * (see judge_link()). The files' contents are never read: the
+ * configuration holds the registration token.
  *
- *   /etc/systemd/system/<Unit>.d/zz-rootless-ci.conf
- *        User=/Group= the CI user, its HOME, DOCKER_HOST and XDG_RUNTIME_DIR,
- *        the builds and plugins paths on the data disk, the configuration
- *        file pinned to /etc, Wants=/After=user@UID.service (never
- *        Requires=: a restart of the manager must not restart the agent and
- *        cancel its jobs) and an ExecStartPre= "rootless-ci wait" until the
- *        daemon answers. Written
- *        whether or not the agent is installed; systemd applies it when the
- *        unit appears. When it changed: daemon-reload, and a running agent
- *        is restarted (and only then).
- *   /etc/buildkite-agent (the package chowns it to its own user)
- *        every directory and file owned by root with the CI user's group,
- *        writable by nobody else; the configuration file 0640. Walked
- *        without following a symlink, each entry fixed through its own fd
- *        after its directory was fixed, so nothing can be swapped in behind
- *        the walk. Symlinks, hard links and special files are not changed
- *        but judged: FAIL (in every verb, with the fix) where someone other
- *        than root could change what the agent loads through them (see
- *        judge_link()). The files' contents are never read: the
- *        configuration holds the registration token.
- *   ~CI_USER/.buildkite-agent/buildkite-agent.cfg
- *        looked at (never read) without following a symlink: a warning when
- *        it exists, since the agent would prefer it to /etc without the
- *        pinned BUILDKITE_AGENT_CONFIG.
- *
- * Jobs can set DOCKER_HOST themselves; that is only safe because no
- * root-owned Docker socket is reachable, which the daemon step checked:
- * its verdict (ctx->facts) is repeated here as agent.docker-host.
+ * The look walks a directory before apply secures it (apply then secures
+ * in walk order, parents before children). So the walk's safety holds as
+ * when each directory was secured before its entries were opened: each fd
+ * is checked against the name's lstat when it is opened (the identity
+ * re-check), apply checks it again (a file must still have one name), and
+ * once a directory is secured, nobody but root can add to it: apply lists
+ * it again and refuses to go on if an entry appeared or was swapped since
+ * the look ("run apply again").
  */
 
-#define MARKER_AGENT_RESTART "agent-restart-pending"
 #define TREE_MAX_DEPTH 16
-
-static char *host_path(const Context *ctx, const char *path) {
-        return path_join_root(ctx->root, path);
-}
-
-char *agent_dropin_path(const char *unit) {
-        char *p;
-        return asprintf(&p, "/etc/systemd/system/%s.d/" AGENT_DROPIN_NAME, unit) < 0 ? NULL : p;
-}
 
 mode_t agent_config_wanted_mode(mode_t have, bool is_config_file) {
         mode_t owner = have & 0700;
@@ -81,81 +50,27 @@ mode_t agent_config_wanted_mode(mode_t have, bool is_config_file) {
         return owner | ((owner & 0500) >> 3) | (have & 0005);
 }
 
-/* ---- the drop-in ---------------------------------------------------------------------------------------- */
+/* What a directory held when the look listed it: apply compares after securing it. */
+typedef struct Seen {
+        char *name;
+        dev_t dev;
+        ino_t ino;
+} Seen;
 
-int agent_dropin_render(const Context *ctx, char **ret) {
-        const HostFacts *f = &ctx->facts;
-        _cleanup_free_ char *uid = NULL, *gid = NULL, *plugins = NULL, *ready = NULL, *start = NULL;
-        const struct { const char *what, *value; } plain[] = {
-                { "the user name", ctx->config->user_name },
-                { "the CI user's home", f->user_home },
-                { "the builds directory", f->builds_dir },
-        };
-
-        /* Each ends up in a directive; nothing that needs quoting or holds a specifier. */
-        for (size_t i = 0; i < ELEMENTSOF(plain); i++)
-                if (!unit_value_is_plain(plain[i].value))
-                        return log_error_errno(-EINVAL, "Cannot write the agent's drop-in: %s \"%s\" has characters "
-                                               "that cannot stand unquoted in a unit file",
-                                               plain[i].what, strempty(plain[i].value));
-
-        if (asprintf(&uid, "%u", (unsigned) f->user_uid) < 0 || asprintf(&gid, "%u", (unsigned) f->user_gid) < 0 ||
-            asprintf(&plugins, "%s/.plugins", f->builds_dir) < 0 ||
-            asprintf(&ready, "%u", ctx->config->ready_timeout_sec) < 0 ||
-            /* The wait, then the agent's own start, with room to spare. */
-            asprintf(&start, "%us", ctx->config->ready_timeout_sec + 60) < 0)
-                return -ENOMEM;
-
-        UnitValue values[] = {
-                { "AGENT_UNIT", ctx->config->agent_unit },
-                { "USER", ctx->config->user_name },
-                { "UID", uid },
-                { "GROUP", gid },
-                { "HOME", f->user_home },
-                { "BUILD_PATH", f->builds_dir },
-                { "PLUGINS_PATH", plugins },
-                { "AGENT_CONFIG", AGENT_CONFIG_FILE },
-                { "SBINDIR", SBINDIR },
-                { "HOOKS_DIR", HOOKS_DIR },
-                { "READY_TIMEOUT", ready },
-                { "START_TIMEOUT", start },
-        };
-        return unit_template_render(units_dir(), "agent-dropin.conf.in", values, ELEMENTSOF(values), ret);
-}
-
-/* Returns 1 when the drop-in changed (apply: was rewritten), 0 if not, < 0 on error. */
-static int converge_dropin(Context *ctx) {
-        _cleanup_free_ char *text = NULL, *path = agent_dropin_path(ctx->config->agent_unit), *fix = NULL;
-        int r;
-
-        if (!path)
-                return -ENOMEM;
-        if (!ctx->facts.builds_dir) {
-                report_item(ctx, "agent.dropin", ITEM_FAIL,
-                            "fix what the storage step reports failed, then run rootless-ci apply",
-                            "the builds directory is unknown (see the storage step): the agent's drop-in is not written");
-                return 0;
-        }
-        r = agent_dropin_render(ctx, &text);
-        if (r == -EINVAL) {
-                const char *u = ctx->config->user_name;
-                if (asprintf(&fix, "give %s a home whose path has only letters, digits and / . _ + - (usermod --home "
-                             "/home/%s --move-home %s), keep MountPoint= to those characters too, then run "
-                             "rootless-ci apply", u, u, u) < 0)
-                        return -ENOMEM;
-                report_item(ctx, "agent.dropin", ITEM_FAIL, fix, "the agent's drop-in cannot be written (see above)");
-                return 0;
-        }
-        if (r < 0)
-                return r;
-        return converge_file(ctx, "agent.dropin", path, text, "the agent's drop-in (runs it as the CI user):",
-                             MARKER_AGENT_RESTART);
-}
-
-/* ---- /etc/buildkite-agent ------------------------------------------------------------------------------- */
+/* One entry to secure: the fd the look opened and checked, and what it saw. */
+typedef struct EntryFix {
+        int fd;
+        char *shown;
+        gid_t gid;
+        bool is_config_file;
+        struct stat looked;
+        Seen *children;         /* a directory: its entries at the look */
+        size_t n_children;
+} EntryFix;
 
 typedef struct TreeWalk {
-        Context *ctx;
+        StepRun *run;
+        int root_fd;
         gid_t gid;
         const char *tree;       /* /etc/buildkite-agent as shown (under the root) */
         const char *prefix;     /* the root as shown before an in-root path: "" live, else --root's DIR */
@@ -346,7 +261,7 @@ static int judge_link(Judge *j, int dirfd, const char *name, const char *dir_sho
                 if (todo[0] == '/') {
                         /* Absolute: from the root, as the agent sees it. */
                         safe_close(cur);
-                        cur = fcntl(w->ctx->root_fd, F_DUPFD_CLOEXEC, 3);
+                        cur = fcntl(w->root_fd, F_DUPFD_CLOEXEC, 3);
                         if (cur < 0)
                                 return log_error_errno(negative_errno(), "Failed to duplicate the root fd: %m");
                         free(shown);
@@ -478,14 +393,14 @@ static int tree_judge_other(TreeWalk *w, int dirfd, const char *name, const char
                                      "the file, are owned by root and writable by nobody else; then run rootless-ci "
                                      "check", shown) < 0)
                                 return -ENOMEM;
-                        report_item(w->ctx, id, ITEM_FAIL, fix,
+                        item_finding(w->run, id, ITEM_FAIL, fix,
                                     "%s is a symlink to %s, and what it leads through or to is not root's alone: %s. "
                                     "The agent follows it in every job, so a build could decide what it runs; not "
                                     "changed",
                                     shown, n < 0 ? "(unreadable)" : target, j.why);
                 } else if (j.dangling) {
                         w->left_alone++;
-                        report_item(w->ctx, id, ITEM_WARN, "remove the link if nothing should be there",
+                        item_finding(w->run, id, ITEM_WARN, "remove the link if nothing should be there",
                                     "%s is a symlink to %s, where %s does not exist; only root can create it there",
                                     shown, target, j.dangling);
                 } else
@@ -498,7 +413,7 @@ static int tree_judge_other(TreeWalk *w, int dirfd, const char *name, const char
                         return r;
                 if (!j.why) {
                         w->left_alone++;
-                        report_item(w->ctx, id, ITEM_WARN, "replace the hard link with a copy",
+                        item_finding(w->run, id, ITEM_WARN, "replace the hard link with a copy",
                                     "%s has %ju hard links: not changed (its other names may be anywhere); it is "
                                     "root's and writable by nobody else, so no name of it can change it",
                                     shown, (uintmax_t) st->st_nlink);
@@ -508,7 +423,7 @@ static int tree_judge_other(TreeWalk *w, int dirfd, const char *name, const char
                 if (asprintf(&fix, "give it a name of its own, once you have read what it holds (cp %s %s.new && "
                              "mv %s.new %s), then run rootless-ci apply", shown, shown, shown, shown) < 0)
                         return -ENOMEM;
-                report_item(w->ctx, id, ITEM_FAIL, fix,
+                item_finding(w->run, id, ITEM_FAIL, fix,
                             "%s has %ju hard links and %s: its other names may be anywhere, one the CI user controls "
                             "included; not changed (apply never changes a file through a name it did not walk)",
                             shown, (uintmax_t) st->st_nlink, j.why + strlen(shown) + 1);
@@ -517,79 +432,133 @@ static int tree_judge_other(TreeWalk *w, int dirfd, const char *name, const char
         w->failed++;
         if (asprintf(&fix, "remove it (rm %s), then run rootless-ci check", shown) < 0)
                 return -ENOMEM;
-        report_item(w->ctx, id, ITEM_FAIL, fix,
+        item_finding(w->run, id, ITEM_FAIL, fix,
                     "%s is a %s: the agent's configuration holds only directories, files and symlinks to them, "
                     "and whoever can write to it could feed the agent; not removed", shown, type_name(st->st_mode));
         return 0;
 }
 
+static void entry_fix_free(void *p) {
+        EntryFix *e = p;
+
+        if (!e)
+                return;
+        safe_close(e->fd);
+        free(e->shown);
+        for (size_t i = 0; i < e->n_children; i++)
+                free(e->children[i].name);
+        free(e->children);
+        free(e);
+}
+
+/* Once a directory is secured only root can add to it: an entry not there at the look came in between. */
+static int entry_recheck_child(void *userdata, int dfd, const char *name) {
+        const EntryFix *e = userdata;
+        struct stat st;
+
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : log_error_errno(negative_errno(), "Failed to stat %s/%s: %m", e->shown, name);
+        for (size_t i = 0; i < e->n_children; i++)
+                if (streq(e->children[i].name, name) && e->children[i].dev == st.st_dev && e->children[i].ino == st.st_ino)
+                        return 0;
+        return log_error_errno(-EBUSY, "%s/%s appeared while %s was being secured; run apply again", e->shown, name,
+                               e->shown);
+}
+
+/* Apply: bring the entry the look opened to root:gid with its wanted mode, through its fd. */
+static int entry_fix_apply(StepRun *run, Change *c) {
+        const EntryFix *e = c->data;
+        struct stat st, now;
+        mode_t want;
+
+        /* The fd is the inode the look checked; a file must still have no other name. */
+        if (fstat(e->fd, &st) < 0)
+                return log_error_errno(negative_errno(), "Failed to stat %s: %m", e->shown);
+        if (st.st_dev != e->looked.st_dev || st.st_ino != e->looked.st_ino ||
+            (S_ISREG(st.st_mode) && st.st_nlink != 1))
+                return log_error_errno(-EBUSY, "%s changed while it was being looked at; run apply again", e->shown);
+        want = agent_config_wanted_mode(st.st_mode & 07777, e->is_config_file);
+        if (st.st_uid != 0 || st.st_gid != e->gid || (st.st_mode & 07777) != want) {
+                /* chown first: it clears setuid/setgid bits, and the mode is set explicitly afterwards. */
+                if (fchown(e->fd, 0, e->gid) < 0)
+                        return log_error_errno(negative_errno(), "Failed to chown %s to root: %m", e->shown);
+                if (fchmod(e->fd, want) < 0)
+                        return log_error_errno(negative_errno(), "Failed to chmod %s: %m", e->shown);
+                if (fstat(e->fd, &now) < 0 || now.st_uid != 0 || now.st_gid != e->gid || (now.st_mode & 07777) != want)
+                        return log_error_errno(-EIO, "%s is not root:%u %04o after fixing it", e->shown,
+                                               (unsigned) e->gid, (unsigned) want);
+                log_warning("Secured %s: it was %u:%u %04o, %s; now root:%u %04o", e->shown, (unsigned) st.st_uid,
+                            (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777),
+                            st.st_uid != 0 || (st.st_mode & 0022) ? "which let someone other than root change what "
+                                                                    "the agent loads for later jobs"
+                                                                  : "not the access rootless-ci gives the agent",
+                            (unsigned) e->gid, (unsigned) want);
+                change_done(run, c->id, ITEM_CHANGE, "secured %s (was %u:%u %04o, now root:%u %04o)", e->shown,
+                            (unsigned) st.st_uid, (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777),
+                            (unsigned) e->gid, (unsigned) want);
+        }
+        return S_ISDIR(st.st_mode) ? for_each_entry(e->fd, e->shown, entry_recheck_child, (void *) e) : 0;
+}
+
 /*
- * Bring the open entry fd (a directory or a regular file, already checked)
- * to root:gid with its wanted mode. Returns 0, or < 0 if it could not.
+ * The open entry fd (a directory or a regular file, already checked): in
+ * place, or a Change that brings it to root:gid with its wanted mode. The
+ * Change keeps the fd (*ret_fix, for a directory's entries to be added).
  */
-static int tree_fix_fd(TreeWalk *w, int fd, const char *shown, bool is_config_file) {
-        Context *ctx = w->ctx;
+static int tree_describe_fd(TreeWalk *w, int *fd, const char *shown, bool is_config_file, EntryFix **ret_fix) {
+        _cleanup_free_ char *plan = NULL, *problem = NULL;
         char id[PATH_MAX + 32];
         struct stat st;
         mode_t want;
+        EntryFix *e;
 
-        if (fstat(fd, &st) < 0)
+        *ret_fix = NULL;
+        if (fstat(*fd, &st) < 0)
                 return log_error_errno(negative_errno(), "Failed to stat %s: %m", shown);
         want = agent_config_wanted_mode(st.st_mode & 07777, is_config_file);
-        /* Each entry that is not as it should be is an item of its own: "agent.config:PATH". */
-        snprintf(id, sizeof(id), "agent.config:%s", shown);
         if (st.st_uid == 0 && st.st_gid == w->gid && (st.st_mode & 07777) == want) {
                 w->in_place++;
                 return 0;
         }
-        switch (ctx->verb) {
-        case VERB_PLAN:
-                report_item(ctx, id, ITEM_CHANGE, NULL, "secure %s: %u:%u %04o → root:%u %04o", shown,
-                            (unsigned) st.st_uid, (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777),
-                            (unsigned) w->gid, (unsigned) want);
-                w->changed++;
-                return 0;
-        case VERB_CHECK:
-                report_item(ctx, id, ITEM_FAIL, "rootless-ci apply",
-                            "%s is %u:%u %04o, not root:%u %04o: %s", shown, (unsigned) st.st_uid,
-                            (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777), (unsigned) w->gid,
-                            (unsigned) want,
-                            (st.st_uid != 0 || (st.st_mode & 0022)) ? "someone other than root can change what the agent loads"
-                                                                     : "its access differs from what rootless-ci sets");
-                w->changed++;
-                return 0;
-        case VERB_APPLY:
-                break;
+        /* Each entry that is not as it should be is an item of its own: "agent.config:PATH". */
+        snprintf(id, sizeof(id), "agent.config:%s", shown);
+        if (asprintf(&plan, "secure %s: %u:%u %04o → root:%u %04o", shown, (unsigned) st.st_uid,
+                     (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777), (unsigned) w->gid, (unsigned) want) < 0 ||
+            asprintf(&problem, "%s is %u:%u %04o, not root:%u %04o: %s", shown, (unsigned) st.st_uid,
+                     (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777), (unsigned) w->gid, (unsigned) want,
+                     (st.st_uid != 0 || (st.st_mode & 0022)) ? "someone other than root can change what the agent loads"
+                                                              : "its access differs from what rootless-ci sets") < 0)
+                return -ENOMEM;
+        e = calloc(1, sizeof(EntryFix));
+        if (!e || !(e->shown = strdup(shown))) {
+                free(e);
+                return -ENOMEM;
         }
-        /* chown first: it clears setuid/setgid bits, and the mode is set explicitly afterwards. */
-        if (fchown(fd, 0, w->gid) < 0)
-                return log_error_errno(negative_errno(), "Failed to chown %s to root: %m", shown);
-        if (fchmod(fd, want) < 0)
-                return log_error_errno(negative_errno(), "Failed to chmod %s: %m", shown);
-        {
-                struct stat now;
-                if (fstat(fd, &now) < 0 || now.st_uid != 0 || now.st_gid != w->gid || (now.st_mode & 07777) != want)
-                        return log_error_errno(-EIO, "%s is not root:%u %04o after fixing it", shown,
-                                               (unsigned) w->gid, (unsigned) want);
-        }
-        log_warning("Secured %s: it was %u:%u %04o, %s; now root:%u %04o", shown, (unsigned) st.st_uid,
-                    (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777),
-                    st.st_uid != 0 || (st.st_mode & 0022) ? "which let someone other than root change what the agent "
-                                                            "loads for later jobs"
-                                                          : "not the access rootless-ci gives the agent",
-                    (unsigned) w->gid, (unsigned) want);
-        report_changed(ctx, id, ITEM_CHANGE, "secured %s (was %u:%u %04o, now root:%u %04o)", shown,
-                       (unsigned) st.st_uid, (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777), (unsigned) w->gid,
-                       (unsigned) want);
+        e->fd = TAKE_FD(*fd);
+        e->gid = w->gid;
+        e->is_config_file = is_config_file;
+        e->looked = st;
+        item_change(w->run, &(Change) {
+                .id = id,
+                .state = ITEM_CHANGE,
+                .plan = plan,
+                .problem = problem,
+                .apply = entry_fix_apply,
+                .data = e,
+                .data_free = entry_fix_free,
+        });
         w->changed++;
+        *ret_fix = e;
         return 0;
 }
 
-static int tree_walk_dir(TreeWalk *w, int dfd, const char *shown, unsigned depth);
+static int tree_walk_dir(TreeWalk *w, int dfd, const char *shown, unsigned depth, EntryFix *dir_fix);
 
-/* One entry of a directory already secured: look without following, act through its own fd. */
-static int tree_visit(TreeWalk *w, int dirfd, const char *name, const char *shown, unsigned depth, bool top_level) {
+/* One entry of a directory: look without following, open it once, check the fd is what was looked at. */
+static int tree_visit(TreeWalk *w, int dirfd, const char *name, const char *shown, unsigned depth, bool top_level,
+                      EntryFix *parent_fix) {
         _cleanup_close_ int fd = -1;
+        EntryFix *fix = NULL;
         struct stat st, st2;
         bool is_dir;
         int r;
@@ -598,6 +567,15 @@ static int tree_visit(TreeWalk *w, int dirfd, const char *name, const char *show
                 if (errno == ENOENT)
                         return 0;
                 return log_error_errno(negative_errno(), "Failed to stat %s: %m", shown);
+        }
+        if (parent_fix) {
+                Seen *n = reallocarray(parent_fix->children, parent_fix->n_children + 1, sizeof(Seen));
+                if (!n)
+                        return -ENOMEM;
+                parent_fix->children = n;
+                n[parent_fix->n_children] = (Seen) { .name = strdup(name), .dev = st.st_dev, .ino = st.st_ino };
+                if (!n[parent_fix->n_children++].name)
+                        return -ENOMEM;
         }
         is_dir = S_ISDIR(st.st_mode);
         if (!is_dir && !(S_ISREG(st.st_mode) && st.st_nlink == 1)) {
@@ -613,13 +591,15 @@ static int tree_visit(TreeWalk *w, int dirfd, const char *name, const char *show
             (S_ISREG(st2.st_mode) && st2.st_nlink != 1))
                 return log_error_errno(-EBUSY, "%s changed while it was being looked at; run apply again", shown);
 
-        r = tree_fix_fd(w, fd, shown, top_level && S_ISREG(st2.st_mode) && streq(name, "buildkite-agent.cfg"));
+        r = tree_describe_fd(w, &fd, shown, top_level && S_ISREG(st2.st_mode) && streq(name, "buildkite-agent.cfg"),
+                             &fix);
         if (r < 0)
                 return r;
         if (is_dir) {
                 if (depth >= TREE_MAX_DEPTH)
                         return log_error_errno(-ELOOP, "%s is nested deeper than %u levels", shown, TREE_MAX_DEPTH);
-                return tree_walk_dir(w, fd, shown, depth + 1);
+                /* The Change keeps the fd it will secure; the walk goes on through it. */
+                return tree_walk_dir(w, fix ? fix->fd : fd, shown, depth + 1, fix);
         }
         return 0;
 }
@@ -628,6 +608,7 @@ typedef struct TreeDir {
         TreeWalk *w;
         const char *shown;
         unsigned depth;
+        EntryFix *fix;
 } TreeDir;
 
 static int tree_visit_entry(void *userdata, int dfd, const char *name) {
@@ -636,35 +617,38 @@ static int tree_visit_entry(void *userdata, int dfd, const char *name) {
 
         if (asprintf(&child, "%s/%s", td->shown, name) < 0)
                 return -ENOMEM;
-        return tree_visit(td->w, dfd, name, child, td->depth, td->depth == 1);
+        return tree_visit(td->w, dfd, name, child, td->depth, td->depth == 1, td->fix);
 }
 
-static int tree_walk_dir(TreeWalk *w, int dfd, const char *shown, unsigned depth) {
-        TreeDir td = { .w = w, .shown = shown, .depth = depth };
+static int tree_walk_dir(TreeWalk *w, int dfd, const char *shown, unsigned depth, EntryFix *dir_fix) {
+        TreeDir td = { .w = w, .shown = shown, .depth = depth, .fix = dir_fix };
         return for_each_entry(dfd, shown, tree_visit_entry, &td);
 }
 
-static int converge_config_tree(Context *ctx) {
-        _cleanup_free_ char *name = NULL, *shown = host_path(ctx, AGENT_CONFIG_DIR);
+int agent_config_look(StepRun *run, Account *a) {
+        AgentState *state = run_state(run);
+        _cleanup_free_ char *name = NULL, *shown = run_shown(run, AGENT_CONFIG_DIR);
         _cleanup_close_ int parent = -1;
-        /* What path_join_root() puts before an in-root path, so the judge's paths compare with shown. */
-        _cleanup_free_ char *prefix = strdup(ctx->root && !streq(ctx->root, "/") ? ctx->root : "");
-        TreeWalk w = { .ctx = ctx, .gid = ctx->facts.user_gid };
+        /* What run_shown() puts before an in-root path, so the judge's paths compare with shown. */
+        _cleanup_free_ char *prefix = strdup(!streq(run_root(run), "/") ? run_root(run) : "");
+        TreeWalk w = { .run = run, .root_fd = run_root_fd(run), .gid = a->gid };
         struct stat st;
         int r;
 
+        if (a->state != ACCOUNT_KNOWN)
+                return 0;
         if (!shown || !prefix)
                 return -ENOMEM;
         w.tree = shown;
         w.prefix = prefix;
-        if (fstat(ctx->root_fd, &w.root) < 0)
+        if (fstat(w.root_fd, &w.root) < 0)
                 return log_error_errno(negative_errno(), "Failed to stat the root directory: %m");
-        parent = safe_open_parent(ctx->root_fd, AGENT_CONFIG_DIR, RESOLVE_POLICY_IN_ROOT, &name);
+        parent = safe_open_parent(w.root_fd, AGENT_CONFIG_DIR, RESOLVE_POLICY_IN_ROOT, &name);
         if (parent < 0 && parent != -ENOENT)
                 return log_error_errno(parent, "Failed to open the directory of %s: %m", shown);
         if (parent == -ENOENT || (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)) {
-                report_item(ctx, "agent.config", ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
-                            "%s does not exist (the agent is not installed): apply secures it once it is", shown);
+                item_ok(run, "agent.config", "%s does not exist (the agent is not installed): apply secures it once it is",
+                        shown);
                 return 0;
         }
         if (S_ISLNK(st.st_mode)) {
@@ -676,299 +660,29 @@ static int converge_config_tree(Context *ctx) {
                 if (asprintf(&fix, "make %s a directory of its own, owned by root (cp -rT %s %s.new && rm %s && mv "
                              "%s.new %s), then run rootless-ci apply", shown, shown, shown, shown, shown, shown) < 0)
                         return -ENOMEM;
-                report_item(ctx, "agent.config", ITEM_FAIL, fix,
-                            "%s is a symlink to %s: the agent follows it, and rootless-ci secures only a directory "
-                            "of its own (it never changes what a symlink leads to); not changed", shown, target);
+                item_finding(run, "agent.config", ITEM_FAIL, fix,
+                             "%s is a symlink to %s: the agent follows it, and rootless-ci secures only a directory "
+                             "of its own (it never changes what a symlink leads to); not changed", shown, target);
                 return 0;
         }
         if (!S_ISDIR(st.st_mode)) {
-                report_item(ctx, "agent.config", ITEM_WARN, "remove it", "%s is not a directory: left alone", shown);
+                item_finding(run, "agent.config", ITEM_WARN, "remove it", "%s is not a directory: left alone", shown);
                 return 0;
         }
 
-        r = tree_visit(&w, parent, name, shown, 0, false);
+        r = tree_visit(&w, parent, name, shown, 0, false, NULL);
         if (r < 0)
                 return r;
+        state->tree_changed = w.changed > 0;
         if (w.changed == 0 && w.failed == 0)
-                report_item(ctx, "agent.config", ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
-                            "%s: %u entries owned by root, writable by nobody else%s%s", shown, w.in_place,
-                            w.links ? ", and symlinks that lead only to what root alone can change" : "",
-                            w.left_alone ? " (and what is warned about above, left alone)" : "");
+                item_ok(run, "agent.config", "%s: %u entries owned by root, writable by nobody else%s%s", shown,
+                        w.in_place, w.links ? ", and symlinks that lead only to what root alone can change" : "",
+                        w.left_alone ? " (and what is warned about above, left alone)" : "");
         return 0;
 }
 
-/* ---- the CI user's own agent configuration -------------------------------------------------------------- */
-
-static int check_home_config(Context *ctx) {
-        const char *home = ctx->facts.user_home, *rel = ".buildkite-agent/buildkite-agent.cfg";
-        _cleanup_close_ int hfd = -1, fd = -1;
-        _cleanup_free_ char *shown = NULL;
-
-        if (!home)
-                return 0;
-        if (asprintf(&shown, "%s/%s", home, rel) < 0)
-                return -ENOMEM;
-        hfd = home_open(ctx->root_fd, home, ctx->facts.user_uid, NULL);
-        if (hfd < 0) {
-                report_item(ctx, "agent.home-config", ITEM_SKIP, NULL, "%s not looked at: the home %s cannot be opened "
-                            "safely (%s; see the user step)", shown, home, strerror(-hfd));
-                return 0;
-        }
-        /* Only looked at, never read; a symlink anywhere on the way is itself the finding. */
-        fd = safe_openat(hfd, rel, O_PATH, 0, RESOLVE_POLICY_NO_SYMLINKS);
-        if (fd == -ENOENT || fd == -ENOTDIR) {
-                report_item(ctx, "agent.home-config", ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
-                            "no %s (the agent reads its configuration from %s only)", shown, AGENT_CONFIG_FILE);
-                return 0;
-        }
-        report_item(ctx, "agent.home-config", ITEM_WARN, "remove it (and ask where it came from)",
-                    fd == -ELOOP ? "%s leads through a symlink: builds control it; without the drop-in's "
-                                   "BUILDKITE_AGENT_CONFIG the agent would read it instead of %s"
-                                 : "%s exists: builds can write it; without the drop-in's BUILDKITE_AGENT_CONFIG the "
-                                   "agent would read it instead of %s",
-                    shown, AGENT_CONFIG_FILE);
-        return 0;
-}
-
-/* ---- DOCKER_HOST ---------------------------------------------------------------------------------------- */
-
-static void report_docker_host_safety(Context *ctx) {
-        const HostFacts *f = &ctx->facts;
-
-        if (!f->root_sockets_checked)
-                report_item(ctx, "agent.docker-host", ITEM_SKIP, NULL,
-                            "jobs can set DOCKER_HOST themselves: that is safe only while no root daemon's API socket "
-                            "is reachable, which %s",
-                            ctx->live ? "the daemon step could not check in this run (see its items)"
-                                      : "is checked on the live host");
-        else if (f->root_sockets_reachable > 0)
-                report_item(ctx, "agent.docker-host", ITEM_FAIL,
-                            "make each socket a daemon.root-socket-reachable item names unreachable (its fix says "
-                            "how), then run rootless-ci check",
-                            "jobs can set DOCKER_HOST themselves, and %u root daemon API socket%s "
-                            "reachable by the CI user: any job can become root on this host",
-                            f->root_sockets_reachable, f->root_sockets_reachable == 1 ? " is" : "s are");
-        else
-                report_item(ctx, "agent.docker-host", ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
-                            "jobs can set DOCKER_HOST themselves; that is safe only because no root-owned daemon API "
-                            "socket (Docker, containerd, ...) is reachable by the CI user (checked by the daemon step)");
-}
-
-/* ---- the running agent ---------------------------------------------------------------------------------- */
-
-/* The real UID of pid (from /proc), or (uid_t) -1. */
-static uid_t process_uid(uint32_t pid) {
-        _cleanup_fclose_ FILE *f = NULL;
-        char path[64], line[256];
-        unsigned long v;
-
-        if (pid == 0)
-                return (uid_t) -1;
-        snprintf(path, sizeof(path), "/proc/%u/status", (unsigned) pid);
-        f = fopen(path, "re");
-        if (!f)
-                return (uid_t) -1;
-        while (fgets(line, sizeof(line), f))
-                if (sscanf(line, "Uid: %lu", &v) == 1)
-                        return (uid_t) v;
-        return (uid_t) -1;
-}
-
-/*
- * The UID the unit's main process runs as. Right after a start, systemd's
- * forked child is still root until it drops to User= and execs: a UID of 0
- * (or no main PID yet) is asked again until settle_usec has passed.
- */
-static uid_t unit_main_uid(sd_bus *bus, const char *unit, unsigned long long settle_usec) {
-        unsigned long long deadline = now_usec() + settle_usec;
-        uid_t uid;
-
-        for (;;) {
-                UnitState s = {};
-
-                if (bus_get_unit_state(bus, unit, &s) < 0)
-                        return (uid_t) -1;
-                uid = process_uid(s.main_pid);
-                unit_state_done(&s);
-                if ((uid != 0 && uid != (uid_t) -1) || now_usec() >= deadline)
-                        return uid;
-                (void) WAITING(poll(NULL, 0, 50));
-        }
-}
-
-static int converge_service(Context *ctx, bool dropin_changed) {
-        sd_bus *bus = NULL;
-        const char *unit = ctx->config->agent_unit;
-        UnitState s = {};
-        bool restart_owed, running, holds_group = false;
-        uid_t uid;
-        int r;
-
-        if (!ctx->live || !ctx->facts.systemd_running) {
-                report_item(ctx, "agent.service", ITEM_SKIP, NULL, "%s: systemd applies the drop-in when %s starts",
-                            ctx->live ? "systemd is not running" : "offline tree", unit);
-                return 0;
-        }
-        r = context_system_bus(ctx, &bus);
-        if (r < 0)
-                return r;
-        restart_owed = dropin_changed || (ctx->verb == VERB_APPLY && marker_exists(ctx, MARKER_AGENT_RESTART));
-
-        r = bus_get_unit_state(bus, unit, &s);
-        if (r < 0)
-                return r;
-        /* need_daemon_reload also catches a run killed between writing the drop-in and reloading. */
-        if (ctx->verb == VERB_APPLY && (dropin_changed || s.need_daemon_reload || ctx->system_reload_owed)) {
-                unit_state_done(&s);
-                r = context_reload_system(ctx, true);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to reload the system manager for the agent's drop-in: %m");
-                r = bus_get_unit_state(bus, unit, &s);
-                if (r < 0)
-                        return r;
-        }
-        if (streq_ptr(s.load_state, "not-found")) {
-                report_item(ctx, "agent.service", ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
-                            "%s is not installed: the drop-in takes effect when it is", unit);
-                unit_state_done(&s);
-                return marker_clear(ctx, MARKER_AGENT_RESTART);
-        }
-        running = streq_ptr(s.active_state, "active") || streq_ptr(s.active_state, "reloading") ||
-                  streq_ptr(s.active_state, "activating");
-        uid = running ? unit_main_uid(bus, unit, 2000000ULL) : (uid_t) -1;
-        /* A running agent that is not the CI user's is what this step exists to prevent: restart it too. */
-        if (running && uid != (uid_t) -1 && uid != ctx->facts.user_uid)
-                restart_owed = true;
-        /* Started while the CI user was in a privileged group, it (and every job it runs) keeps the group. */
-        if (running && uid == ctx->facts.user_uid) {
-                r = pid_holds_gid((pid_t) s.main_pid, ctx->facts.privileged_gids, ctx->facts.n_privileged_gids, NULL);
-                if (r < 0) {
-                        unit_state_done(&s);
-                        return log_error_errno(r, "Failed to read the credentials of %s (PID %u): %m", unit,
-                                               (unsigned) s.main_pid);
-                }
-                holds_group = r > 0;
-                restart_owed |= holds_group;
-        }
-
-        if (ctx->verb == VERB_PLAN) {
-                report_item(ctx, "agent.service", running && restart_owed ? ITEM_CHANGE : ITEM_OK, NULL,
-                            running ? (holds_group    ? "restart %s: it runs as %s but holds a group that leads "
-                                                        "to root, left from before"
-                                       : restart_owed ? "restart %s so it runs as %s with the new drop-in"
-                                                      : "%s runs as %s")
-                                    : "%s is not running (not started by rootless-ci; it runs as %s when started)",
-                            unit, ctx->config->user_name);
-                unit_state_done(&s);
-                return 0;
-        }
-        if (ctx->verb == VERB_CHECK) {
-                if (s.need_daemon_reload)
-                        report_item(ctx, "agent.service", ITEM_FAIL, "rootless-ci apply",
-                                    "systemd has not loaded the current files of %s (daemon-reload pending)", unit);
-                else if (running && uid != (uid_t) -1 && uid != ctx->facts.user_uid)
-                        report_item(ctx, "agent.service", ITEM_FAIL, "rootless-ci apply",
-                                    "%s runs as UID %d, not as %s (UID %u): restart it", unit,
-                                    uid == (uid_t) -1 ? -1 : (int) uid, ctx->config->user_name,
-                                    (unsigned) ctx->facts.user_uid);
-                else
-                        report_item(ctx, "agent.service", ITEM_PASS, NULL,
-                                    running ? "%s runs as %s" : "%s is not running; it runs as %s when started", unit,
-                                    ctx->config->user_name);
-                unit_state_done(&s);
-                return 0;
-        }
-
-        if (running && restart_owed) {
-                _cleanup_free_ char *result = NULL;
-                unsigned long long deadline = now_usec() + (ctx->config->ready_timeout_sec + 90ULL) * 1000000ULL;
-
-                log_notice(holds_group ? "Restarting %s: it runs as %s but holds a group that leads to root"
-                                       : "Restarting %s so it runs as %s with the new drop-in",
-                           unit, ctx->config->user_name);
-                killpoint("agent-before-restart");
-                r = bus_unit_job(bus, "RestartUnit", unit, deadline, &result);
-                if (r < 0) {
-                        unit_state_done(&s);
-                        return log_error_errno(r == -EIO ? -ERCI_FAILED : r, "Restarting %s ended with \"%s\" (see: journalctl -u %s)",
-                                               unit, strempty(result), unit);
-                }
-                uid = unit_main_uid(bus, unit, 10000000ULL);
-                if (uid != ctx->facts.user_uid) {
-                        unit_state_done(&s);
-                        return log_error_errno(-ERCI_FAILED, "%s still does not run as %s after its restart (UID %d)",
-                                               unit, ctx->config->user_name, uid == (uid_t) -1 ? -1 : (int) uid);
-                }
-                report_changed(ctx, "agent.service", ITEM_CHANGE,
-                               holds_group ? "restarted %s: it runs as %s, without the group that led to root"
-                                           : "restarted %s: it runs as %s now",
-                               unit, ctx->config->user_name);
-        } else
-                report_item(ctx, "agent.service", ITEM_OK, NULL,
-                            running ? "%s runs as %s" : "%s is not running; it runs as %s when started", unit,
-                            ctx->config->user_name);
-        unit_state_done(&s);
-        return marker_clear(ctx, MARKER_AGENT_RESTART);
-}
-
-/* ---- the step ------------------------------------------------------------------------------------------- */
-
-static int agent_run(Context *ctx) {
-        int r, dropin_changed;
-
-        if (!ctx->facts.user_known) {
-                if (ctx->verb == VERB_APPLY)
-                        return log_error_errno(-ERCI_FAILED, "User %s does not exist (see the user step)",
-                                               ctx->config->user_name);
-                if (ctx->verb == VERB_PLAN && ctx->facts.user_planned) {
-                        /* Every change, one line each: the drop-in names the UID to come. */
-                        _cleanup_free_ char *path = agent_dropin_path(ctx->config->agent_unit);
-                        if (!path)
-                                return -ENOMEM;
-                        report_item(ctx, "agent.dropin", ITEM_CREATE, NULL,
-                                    "write %s (runs %s as %s, DOCKER_HOST=unix:///run/user/UID/docker.sock; UID "
-                                    "chosen when the user is created)",
-                                    path, ctx->config->agent_unit, ctx->config->user_name);
-                        report_item(ctx, "agent.config", ITEM_SKIP, NULL,
-                                    "/etc/buildkite-agent is judged against %s's groups once the user exists",
-                                    ctx->config->user_name);
-                } else
-                        report_item(ctx, "agent.user", ITEM_SKIP, NULL,
-                                    ctx->facts.user_planned ? "user %s does not exist yet (apply creates it first): the "
-                                                              "agent's drop-in and ownership depend on its UID"
-                                                            : "the CI user %s is not usable (see the user step)",
-                                    ctx->config->user_name);
-                report_docker_host_safety(ctx);
-                return 0;
-        }
-
-        /* Its configuration first: whatever the agent loads next is root's. */
-        r = converge_config_tree(ctx);
-        if (r < 0)
-                return r;
+/* Apply: the tree is secured (the killpoint between the configuration and the rest, as before). */
+int agent_config_settle(StepRun *run, Account *a) {
         killpoint("agent-config-secured");
-        r = check_home_config(ctx);
-        if (r < 0)
-                return r;
-        r = agent_check_hooks(ctx);
-        if (r < 0)
-                return r;
-        r = agent_check_version(ctx);
-        if (r < 0)
-                return r;
-
-        dropin_changed = converge_dropin(ctx);
-        if (dropin_changed < 0)
-                return dropin_changed;
-        killpoint("agent-dropin-written");
-
-        report_docker_host_safety(ctx);
-        if (ctx->verb == VERB_APPLY && ctx->any_failed)
-                return 0; /* the engine stops here; do not restart the agent on a half-made set-up */
-        return converge_service(ctx, dropin_changed > 0);
+        return 0;
 }
-
-const Step step_agent = {
-        .name = "agent",
-        .run = agent_run,
-};
