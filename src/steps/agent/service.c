@@ -9,7 +9,7 @@
 #include "agent.h"
 #include "util/clock.h"
 #include "util/error.h"
-#include "util/idmap.h"
+#include "util/proc.h"
 #include "util/killpoint.h"
 #include "util/log.h"
 #include "util/macro.h"
@@ -22,22 +22,13 @@
  * looked at in an apply that has failed, the restart is GATE_CLEAN.
  */
 
-/* The real UID of pid (from /proc), or (uid_t) -1. */
+/* The real UID of pid (util/proc's reader of /proc/PID/status), or (uid_t) -1. */
 static uid_t process_uid(uint32_t pid) {
-        _cleanup_fclose_ FILE *f = NULL;
-        char path[64], line[256];
-        unsigned long v;
+        _cleanup_(process_creds_done) ProcessCreds c = {};
 
-        if (pid == 0)
+        if (pid == 0 || process_creds_read_pid((pid_t) pid, &c) < 0)
                 return (uid_t) -1;
-        snprintf(path, sizeof(path), "/proc/%u/status", (unsigned) pid);
-        f = fopen(path, "re");
-        if (!f)
-                return (uid_t) -1;
-        while (fgets(line, sizeof(line), f))
-                if (sscanf(line, "Uid: %lu", &v) == 1)
-                        return (uid_t) v;
-        return (uid_t) -1;
+        return (uid_t) c.uids[0];
 }
 
 /*
