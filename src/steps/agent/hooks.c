@@ -43,6 +43,7 @@ const char *agent_hooks_writable_by(const struct stat *st, uid_t ci_uid) {
 typedef struct HooksLook {
         StepRun *run;
         uid_t ci_uid;
+        bool live;
         unsigned problems;
 } HooksLook;
 
@@ -75,61 +76,52 @@ static void hooks_judge(HooksLook *h, const char *shown, const struct stat *st) 
         }
 }
 
+/* Each component of HOOKS_DIR (path_walk, never following a symlink): a directory, judged; else stop there. */
+static int hooks_on_entry(void *userdata, const PathWalkStep *s) {
+        HooksLook *h = userdata;
+        _cleanup_free_ char *path = NULL, *shown = NULL;
+
+        if (asprintf(&path, "%s/%s", streq(s->dir_path, "/") ? "" : s->dir_path, s->name) < 0 ||
+            !(shown = run_shown(h->run, path)))
+                return -ENOMEM;
+        if (!s->st) {
+                item_finding(h->run, "agent.hooks", h->live ? ITEM_FAIL : ITEM_WARN,
+                             "reinstall rootless-ci (its package installs them), then run rootless-ci check",
+                             "%s does not exist: the agent finds none of rootless-ci's hooks (pre-checkout and "
+                             "pre-exit give back what containers leave under subordinate IDs, so the next "
+                             "checkout works)%s", shown, h->live ? "" : " (offline tree: install rootless-ci into it)");
+                return 1;
+        }
+        if (!S_ISDIR(s->st->st_mode)) {
+                hooks_problem(h, shown, ITEM_FAIL, "reinstall rootless-ci, then run rootless-ci check",
+                              S_ISLNK(s->st->st_mode) ? "a symlink on the way to rootless-ci's hooks: not followed"
+                                                      : "not a directory");
+                return 1;
+        }
+        hooks_judge(h, shown, s->st);
+        return 0;
+}
+
 static int agent_check_hooks(StepRun *run, const Account *a) {
         _cleanup_close_ int fd = -1;
-        HooksLook h = { .run = run, .ci_uid = a->uid };
-        const char *p = HOOKS_DIR;
         bool live = run_live(run);
+        HooksLook h = { .run = run, .ci_uid = a->uid, .live = live };
         struct stat st;
+        int r;
 
-        fd = fcntl(run_root_fd(run), F_DUPFD_CLOEXEC, 3);
-        if (fd < 0)
-                return log_error_errno(negative_errno(), "Failed to duplicate the root directory's fd: %m");
         /* Live, "/" itself is on the way; a --root tree's own directory is its builder's business. */
         if (live) {
-                if (fstat(fd, &st) < 0)
+                if (fstat(run_root_fd(run), &st) < 0)
                         return log_error_errno(negative_errno(), "Failed to stat /: %m");
                 hooks_judge(&h, "/", &st);
         }
 
         /* Every component, never following a symlink: whoever controls one controls what the agent runs. */
-        while (*p) {
-                _cleanup_free_ char *comp = NULL, *shown = NULL;
-                size_t n;
-                int next;
-
-                p += strspn(p, "/");
-                n = strcspn(p, "/");
-                if (n == 0)
-                        break;
-                comp = strndup(p, n);
-                shown = run_shown(run, strndupa(HOOKS_DIR, (size_t) (p - HOOKS_DIR) + n));
-                if (!comp || !shown)
-                        return -ENOMEM;
-                p += n;
-                if (fstatat(fd, comp, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                        if (errno != ENOENT)
-                                return log_error_errno(negative_errno(), "Failed to stat %s: %m", shown);
-                        item_finding(run, "agent.hooks", live ? ITEM_FAIL : ITEM_WARN,
-                                     "reinstall rootless-ci (its package installs them), then run rootless-ci check",
-                                     "%s does not exist: the agent finds none of rootless-ci's hooks (pre-checkout and "
-                                     "pre-exit give back what containers leave under subordinate IDs, so the next "
-                                     "checkout works)%s", shown, live ? "" : " (offline tree: install rootless-ci into it)");
-                        return 0;
-                }
-                if (!S_ISDIR(st.st_mode)) {
-                        hooks_problem(&h, shown, ITEM_FAIL, "reinstall rootless-ci, then run rootless-ci check",
-                                      S_ISLNK(st.st_mode) ? "a symlink on the way to rootless-ci's hooks: not followed"
-                                                          : "not a directory");
-                        return 0;
-                }
-                hooks_judge(&h, shown, &st);
-                next = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (next < 0)
-                        return log_error_errno(negative_errno(), "Failed to open %s: %m", shown);
-                close(fd);
-                fd = next;
-        }
+        r = path_walk(run_root_fd(run), HOOKS_DIR, 0, &(PathWalkVisitor) { .on_entry = hooks_on_entry }, &h, &fd);
+        if (r < 0)
+                return log_error_errno(r, "Failed to look at %s: %m", HOOKS_DIR);
+        if (r > 0)
+                return 0;
 
         for (const char *const *name = agent_hook_names; *name; name++) {
                 _cleanup_free_ char *rel = NULL, *shown = NULL;

@@ -10,7 +10,6 @@
 #include "steps/steps.h"
 #include "util/error.h"
 #include "util/fs.h"
-#include "util/homefs.h"
 #include "util/killpoint.h"
 #include "util/log.h"
 #include "util/macro.h"
