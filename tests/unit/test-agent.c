@@ -805,6 +805,34 @@ TEST(hooks_installed_by_root_pass_and_a_writable_component_fails) {
         run_done(&run);
 }
 
+TEST(hooks_a_symlink_or_a_file_on_the_way_stops_the_look_there) {
+        const char *root = test_tmpdir();
+        char rel[300], dir[256];
+        const char *slash;
+        Run run;
+
+        make_home(root);
+        make_hooks(root);
+        /* The hooks' directory's parent (usr/share/rootless-ci) moved aside and a symlink to it put in its place. */
+        slash = strrchr(HOOKS_DIR, '/');
+        snprintf(dir, sizeof(dir), "%.*s", (int) (slash - HOOKS_DIR - 1), &HOOKS_DIR[1]);
+        snprintf(rel, sizeof(rel), "%s.real", dir);
+        ASSERT_OK(rename(P(root, dir), P(root, rel)));
+        ASSERT_OK(symlink(strrchr(rel, '/') + 1, P(root, dir)));
+        run_agent(&run, root, VERB_CHECK, NULL);
+        ASSERT_EQ(count(&run, "agent.hooks", ITEM_FAIL, "a symlink on the way to rootless-ci's hooks: not followed"), 1);
+        ASSERT_EQ(count(&run, "agent.hooks", ITEM_FAIL, "pre-exit"), 0);
+        run_done(&run);
+
+        /* A file in its place: not a directory, and nothing below it is looked at. */
+        ASSERT_OK(unlink(P(root, dir)));
+        test_write(root, dir, "x\n");
+        run_agent(&run, root, VERB_CHECK, NULL);
+        ASSERT_EQ(count(&run, "agent.hooks", ITEM_FAIL, "not a directory"), 1);
+        ASSERT_EQ(count(&run, "agent.hooks", ITEM_FAIL, "pre-exit"), 0);
+        run_done(&run);
+}
+
 TEST(version_compare_knows_epochs_numbers_and_pre_releases) {
         ASSERT_EQ(agent_version_compare("3.89.0", "3.89.0"), 0);
         ASSERT_TRUE(agent_version_compare("3.88.1", "3.89.0") < 0);
