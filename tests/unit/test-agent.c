@@ -653,6 +653,65 @@ TEST(a_symlink_on_the_way_to_the_home_config_is_warned_about_not_followed) {
         run_done(&run);
 }
 
+/*
+ * Between the config part's look and its apply (the part's begin, which
+ * apply calls when something is pending), the package's user adds an
+ * entry to a directory the look walked: apply secures the directory, sees
+ * an entry it never looked at, and stops; the entry is left as it was.
+ */
+static const char *planted_root;
+
+static int plant_after_look(StepRun *run, Account *a) {
+        test_write(planted_root, "etc/buildkite-agent/hooks/planted", "#!/bin/sh\n");
+        if (chown(P(planted_root, "etc/buildkite-agent/hooks/planted"), 4242, 4242) < 0)
+                return -errno;
+        return 0;
+}
+
+static const Part planted_parts[] = {
+        { .name = "config", .look = agent_config_look, .begin = plant_after_look },
+};
+
+static const Step step_config_planted = {
+        .name = "agent",
+        .per_account = true,
+        .parts = planted_parts,
+        .n_parts = ELEMENTSOF(planted_parts),
+        .state_size = sizeof(AgentState),
+};
+
+TEST(config_an_entry_added_between_look_and_apply_stops_apply) {
+        const Step *const steps[] = { &step_config_planted };
+        const char *root = test_tmpdir();
+        Config c;
+        Context ctx;
+        char *err;
+
+        if (getuid() != 0) {
+                test_skip("chown to root needs root");
+                return;
+        }
+        make_home(root);
+        make_package_tree(root, 4242);
+        planted_root = root;
+        ASSERT_OK(config_init(&c));
+        ASSERT_OK(context_init(&ctx, VERB_APPLY, root, &c));
+        ctx.facts.user_known = true;
+        ctx.facts.user_uid = fake_ci_uid();
+        ctx.facts.user_gid = fake_ci_gid();
+        test_capture_stderr_begin();
+        ASSERT_EQ(engine_run_steps(&ctx, steps, 1), -EBUSY);
+        err = test_capture_stderr_end();
+        ASSERT_CONTAINS(err, "hooks/planted appeared while");
+        ASSERT_CONTAINS(err, "run apply again");
+        /* The directory is root's now (no other entry can come in), the planted file untouched. */
+        ASSERT_TRUE(owner_mode_is(root, "etc/buildkite-agent/hooks", 0, fake_ci_gid(), 0755));
+        ASSERT_TRUE(owner_mode_is(root, "etc/buildkite-agent/hooks/planted", 4242, 4242, 0644));
+        free(err);
+        context_done(&ctx);
+        config_done(&c);
+}
+
 /* ---- DOCKER_HOST ---------------------------------------------------------------------------------------- */
 
 TEST(docker_host_verdict_follows_the_daemon_steps_socket_check) {
