@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "util/subid.h"
@@ -48,4 +49,11 @@ typedef struct Account {
         size_t n_subgids;
         const gid_t *gids;
         size_t n_gids;
+
+        /* What the storage step made: <MountPoint>/<user>/builds (borrowed from the facts, transition) */
+        const char *builds_dir;
+
+        /* The daemon step's verdict on root daemons' API sockets (I1, repeated by the agent as agent.docker-host) */
+        bool root_sockets_checked;
+        unsigned root_sockets_reachable;
 } Account;

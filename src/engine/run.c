@@ -159,9 +159,16 @@ int owed_paid(StepRun *run, const char *marker) {
 }
 
 int system_reload_if_owed(StepRun *run, bool force) {
-        if (run->ctx->verb != VERB_APPLY)
+        int r;
+
+        if (run->ctx->verb != VERB_APPLY || (!run->ctx->system_reload_owed && !force))
                 return 0;
-        return context_reload_system(run->ctx, force);
+        r = context_reload_system(run->ctx, true);
+        return r < 0 ? r : 1;
+}
+
+bool run_gate_closed(const StepRun *run) {
+        return run->ctx->verb == VERB_APPLY && run->ctx->any_failed;
 }
 
 static bool failed_since(const Context *ctx, size_t first) {
@@ -290,6 +297,9 @@ static void account_from_facts(Context *ctx, Account *a) {
                 .n_subgids = f->n_subgid_ranges,
                 .gids = f->user_gids,
                 .n_gids = f->n_user_gids,
+                .builds_dir = f->builds_dir,
+                .root_sockets_checked = f->root_sockets_checked,
+                .root_sockets_reachable = f->root_sockets_reachable,
         };
         if (ctx->account_written) {
                 a->state = written.state;

@@ -174,8 +174,16 @@ int item_file(StepRun *run, const FileWant *w);
 bool owed(StepRun *run, const char *marker);
 /* Paid: clear the marker (apply; nothing in plan and check). */
 int owed_paid(StepRun *run, const char *marker);
-/* daemon-reload of the system manager if anything owes one, or force (apply only). */
+/* daemon-reload of the system manager if anything owes one, or force (apply only): 1 reloaded, 0 not. */
 int system_reload_if_owed(StepRun *run, bool force);
+
+/*
+ * Apply only: an item of the run has failed, so GATE_CLEAN changes are not
+ * applied and the engine stops after this step. A look that must not even
+ * look then (the agent's service on a half-made set-up) returns early.
+ * Always false in plan and check.
+ */
+bool run_gate_closed(const StepRun *run);
 
 /* ---- a step ---- */
 struct Part {

@@ -12,7 +12,7 @@
 #include "config.h"
 #include "engine/engine.h"
 #include "fake-tree.h"
-#include "steps/agent.h"
+#include "steps/agent/agent.h"
 #include "steps/steps.h"
 #include "tests.h"
 #include "units.h"
@@ -72,6 +72,13 @@ static void run_agent(Run *run, const char *root, Verb verb, const char *agent_u
         test_capture_stderr_begin();
         run->r = engine_run_steps(&run->ctx, agent_only, 1);
         run->err = test_capture_stderr_end();
+        /* As fake_run: every item, for comparing two builds' logs (issue 15's guard). */
+        if (getenv("RCI_TEST_VERBOSE"))
+                for (size_t i = 0; i < run->ctx.n_items; i++)
+                        printf("# %s %-6s %s: %s%s%s\n", verb_to_string(verb),
+                               item_status_to_string(run->ctx.items[i].status), run->ctx.items[i].id,
+                               run->ctx.items[i].message, run->ctx.items[i].fix ? " | fix: " : "",
+                               run->ctx.items[i].fix ? run->ctx.items[i].fix : "");
 }
 
 static size_t count(const Run *run, const char *id, ItemStatus status, const char *needle) {
@@ -231,21 +238,20 @@ TEST(dropin_follows_the_configured_unit_user_and_timeout) {
 
 TEST(dropin_render_refuses_a_home_that_cannot_stand_in_a_unit_file) {
         Config c;
-        Context ctx;
+        Account a;
         char *text = NULL;
 
         ASSERT_OK(config_init(&c));
         units_set_dir(UNITS_SOURCE_DIR);
-        ASSERT_OK(context_init(&ctx, VERB_PLAN, test_tmpdir(), &c));
-        ctx.facts.user_uid = 1001;
-        ctx.facts.user_gid = 1001;
-        ctx.facts.user_home = strdup("/home/build kite\nUser=root");
-        ctx.facts.builds_dir = strdup("/srv/rootless-ci/buildkite/builds");
+        a = (Account) { .name = c.user_name, .agent_unit = c.agent_unit, .state = ACCOUNT_KNOWN };
+        a.uid = 1001;
+        a.gid = 1001;
+        a.home = "/home/build kite\nUser=root";
+        a.builds_dir = "/srv/rootless-ci/buildkite/builds";
         test_capture_stderr_begin();
-        ASSERT_EQ(agent_dropin_render(&ctx, &text), -EINVAL);
+        ASSERT_EQ(agent_dropin_render(&c, &a, &text), -EINVAL);
         free(test_capture_stderr_end());
         ASSERT_TRUE(text == NULL);
-        context_done(&ctx);
         config_done(&c);
 }
 
@@ -647,6 +653,65 @@ TEST(a_symlink_on_the_way_to_the_home_config_is_warned_about_not_followed) {
         run_done(&run);
 }
 
+/*
+ * Between the config part's look and its apply (the part's begin, which
+ * apply calls when something is pending), the package's user adds an
+ * entry to a directory the look walked: apply secures the directory, sees
+ * an entry it never looked at, and stops; the entry is left as it was.
+ */
+static const char *planted_root;
+
+static int plant_after_look(StepRun *run, Account *a) {
+        test_write(planted_root, "etc/buildkite-agent/hooks/planted", "#!/bin/sh\n");
+        if (chown(P(planted_root, "etc/buildkite-agent/hooks/planted"), 4242, 4242) < 0)
+                return -errno;
+        return 0;
+}
+
+static const Part planted_parts[] = {
+        { .name = "config", .look = agent_config_look, .begin = plant_after_look },
+};
+
+static const Step step_config_planted = {
+        .name = "agent",
+        .per_account = true,
+        .parts = planted_parts,
+        .n_parts = ELEMENTSOF(planted_parts),
+        .state_size = sizeof(AgentState),
+};
+
+TEST(config_an_entry_added_between_look_and_apply_stops_apply) {
+        const Step *const steps[] = { &step_config_planted };
+        const char *root = test_tmpdir();
+        Config c;
+        Context ctx;
+        char *err;
+
+        if (getuid() != 0) {
+                test_skip("chown to root needs root");
+                return;
+        }
+        make_home(root);
+        make_package_tree(root, 4242);
+        planted_root = root;
+        ASSERT_OK(config_init(&c));
+        ASSERT_OK(context_init(&ctx, VERB_APPLY, root, &c));
+        ctx.facts.user_known = true;
+        ctx.facts.user_uid = fake_ci_uid();
+        ctx.facts.user_gid = fake_ci_gid();
+        test_capture_stderr_begin();
+        ASSERT_EQ(engine_run_steps(&ctx, steps, 1), -EBUSY);
+        err = test_capture_stderr_end();
+        ASSERT_CONTAINS(err, "hooks/planted appeared while");
+        ASSERT_CONTAINS(err, "run apply again");
+        /* The directory is root's now (no other entry can come in), the planted file untouched. */
+        ASSERT_TRUE(owner_mode_is(root, "etc/buildkite-agent/hooks", 0, fake_ci_gid(), 0755));
+        ASSERT_TRUE(owner_mode_is(root, "etc/buildkite-agent/hooks/planted", 4242, 4242, 0644));
+        free(err);
+        context_done(&ctx);
+        config_done(&c);
+}
+
 /* ---- DOCKER_HOST ---------------------------------------------------------------------------------------- */
 
 TEST(docker_host_verdict_follows_the_daemon_steps_socket_check) {
@@ -796,6 +861,34 @@ TEST(hooks_installed_by_root_pass_and_a_writable_component_fails) {
         ASSERT_OK(symlink("/tmp/planted", P(root, rel)));
         run_agent(&run, root, VERB_CHECK, NULL);
         ASSERT_EQ(count(&run, "agent.hooks", ITEM_FAIL, "a symlink"), 1);
+        run_done(&run);
+}
+
+TEST(hooks_a_symlink_or_a_file_on_the_way_stops_the_look_there) {
+        const char *root = test_tmpdir();
+        char rel[300], dir[256];
+        const char *slash;
+        Run run;
+
+        make_home(root);
+        make_hooks(root);
+        /* The hooks' directory's parent (usr/share/rootless-ci) moved aside and a symlink to it put in its place. */
+        slash = strrchr(HOOKS_DIR, '/');
+        snprintf(dir, sizeof(dir), "%.*s", (int) (slash - HOOKS_DIR - 1), &HOOKS_DIR[1]);
+        snprintf(rel, sizeof(rel), "%s.real", dir);
+        ASSERT_OK(rename(P(root, dir), P(root, rel)));
+        ASSERT_OK(symlink(strrchr(rel, '/') + 1, P(root, dir)));
+        run_agent(&run, root, VERB_CHECK, NULL);
+        ASSERT_EQ(count(&run, "agent.hooks", ITEM_FAIL, "a symlink on the way to rootless-ci's hooks: not followed"), 1);
+        ASSERT_EQ(count(&run, "agent.hooks", ITEM_FAIL, "pre-exit"), 0);
+        run_done(&run);
+
+        /* A file in its place: not a directory, and nothing below it is looked at. */
+        ASSERT_OK(unlink(P(root, dir)));
+        test_write(root, dir, "x\n");
+        run_agent(&run, root, VERB_CHECK, NULL);
+        ASSERT_EQ(count(&run, "agent.hooks", ITEM_FAIL, "not a directory"), 1);
+        ASSERT_EQ(count(&run, "agent.hooks", ITEM_FAIL, "pre-exit"), 0);
         run_done(&run);
 }
 

@@ -41,7 +41,9 @@ const char *agent_hooks_writable_by(const struct stat *st, uid_t ci_uid) {
 }
 
 typedef struct HooksLook {
-        Context *ctx;
+        StepRun *run;
+        uid_t ci_uid;
+        bool live;
         unsigned problems;
 } HooksLook;
 
@@ -49,13 +51,13 @@ static void hooks_problem(HooksLook *h, const char *shown, ItemStatus status, co
         char id[PATH_MAX + 32];
 
         snprintf(id, sizeof(id), "agent.hooks:%s", shown);
-        report_item(h->ctx, id, status, fix, "%s: %s", shown, why);
+        item_finding(h->run, id, status, fix, "%s: %s", shown, why);
         h->problems++;
 }
 
 /* One entry on the way to a hook, or a hook: root's, and nobody else can change it. */
 static void hooks_judge(HooksLook *h, const char *shown, const struct stat *st) {
-        const char *why = agent_hooks_writable_by(st, h->ctx->facts.user_uid);
+        const char *why = agent_hooks_writable_by(st, h->ci_uid);
         _cleanup_free_ char *fix = NULL, *msg = NULL;
 
         if (asprintf(&fix, "chown root:root %s && chmod go-w %s (or reinstall rootless-ci), then run rootless-ci check",
@@ -74,72 +76,62 @@ static void hooks_judge(HooksLook *h, const char *shown, const struct stat *st) 
         }
 }
 
-int agent_check_hooks(Context *ctx) {
-        _cleanup_close_ int fd = -1;
-        HooksLook h = { .ctx = ctx };
-        const char *p = HOOKS_DIR;
-        struct stat st;
+/* Each component of HOOKS_DIR (path_walk, never following a symlink): a directory, judged; else stop there. */
+static int hooks_on_entry(void *userdata, const PathWalkStep *s) {
+        HooksLook *h = userdata;
+        _cleanup_free_ char *path = NULL, *shown = NULL;
 
-        if (!ctx->facts.user_known)
-                return 0;
-        fd = fcntl(ctx->root_fd, F_DUPFD_CLOEXEC, 3);
-        if (fd < 0)
-                return log_error_errno(negative_errno(), "Failed to duplicate the root directory's fd: %m");
+        if (asprintf(&path, "%s/%s", streq(s->dir_path, "/") ? "" : s->dir_path, s->name) < 0 ||
+            !(shown = run_shown(h->run, path)))
+                return -ENOMEM;
+        if (!s->st) {
+                item_finding(h->run, "agent.hooks", h->live ? ITEM_FAIL : ITEM_WARN,
+                             "reinstall rootless-ci (its package installs them), then run rootless-ci check",
+                             "%s does not exist: the agent finds none of rootless-ci's hooks (pre-checkout and "
+                             "pre-exit give back what containers leave under subordinate IDs, so the next "
+                             "checkout works)%s", shown, h->live ? "" : " (offline tree: install rootless-ci into it)");
+                return 1;
+        }
+        if (!S_ISDIR(s->st->st_mode)) {
+                hooks_problem(h, shown, ITEM_FAIL, "reinstall rootless-ci, then run rootless-ci check",
+                              S_ISLNK(s->st->st_mode) ? "a symlink on the way to rootless-ci's hooks: not followed"
+                                                      : "not a directory");
+                return 1;
+        }
+        hooks_judge(h, shown, s->st);
+        return 0;
+}
+
+static int agent_check_hooks(StepRun *run, const Account *a) {
+        _cleanup_close_ int fd = -1;
+        bool live = run_live(run);
+        HooksLook h = { .run = run, .ci_uid = a->uid, .live = live };
+        struct stat st;
+        int r;
+
         /* Live, "/" itself is on the way; a --root tree's own directory is its builder's business. */
-        if (ctx->live) {
-                if (fstat(fd, &st) < 0)
+        if (live) {
+                if (fstat(run_root_fd(run), &st) < 0)
                         return log_error_errno(negative_errno(), "Failed to stat /: %m");
                 hooks_judge(&h, "/", &st);
         }
 
         /* Every component, never following a symlink: whoever controls one controls what the agent runs. */
-        while (*p) {
-                _cleanup_free_ char *comp = NULL, *shown = NULL;
-                size_t n;
-                int next;
-
-                p += strspn(p, "/");
-                n = strcspn(p, "/");
-                if (n == 0)
-                        break;
-                comp = strndup(p, n);
-                shown = path_join_root(ctx->root, strndupa(HOOKS_DIR, (size_t) (p - HOOKS_DIR) + n));
-                if (!comp || !shown)
-                        return -ENOMEM;
-                p += n;
-                if (fstatat(fd, comp, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                        if (errno != ENOENT)
-                                return log_error_errno(negative_errno(), "Failed to stat %s: %m", shown);
-                        report_item(ctx, "agent.hooks", ctx->live ? ITEM_FAIL : ITEM_WARN,
-                                    "reinstall rootless-ci (its package installs them), then run rootless-ci check",
-                                    "%s does not exist: the agent finds none of rootless-ci's hooks (pre-checkout and "
-                                    "pre-exit give back what containers leave under subordinate IDs, so the next "
-                                    "checkout works)%s", shown, ctx->live ? "" : " (offline tree: install rootless-ci into it)");
-                        return 0;
-                }
-                if (!S_ISDIR(st.st_mode)) {
-                        hooks_problem(&h, shown, ITEM_FAIL, "reinstall rootless-ci, then run rootless-ci check",
-                                      S_ISLNK(st.st_mode) ? "a symlink on the way to rootless-ci's hooks: not followed"
-                                                          : "not a directory");
-                        return 0;
-                }
-                hooks_judge(&h, shown, &st);
-                next = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (next < 0)
-                        return log_error_errno(negative_errno(), "Failed to open %s: %m", shown);
-                close(fd);
-                fd = next;
-        }
+        r = path_walk(run_root_fd(run), HOOKS_DIR, 0, &(PathWalkVisitor) { .on_entry = hooks_on_entry }, &h, &fd);
+        if (r < 0)
+                return log_error_errno(r, "Failed to look at %s: %m", HOOKS_DIR);
+        if (r > 0)
+                return 0;
 
         for (const char *const *name = agent_hook_names; *name; name++) {
                 _cleanup_free_ char *rel = NULL, *shown = NULL;
 
-                if (asprintf(&rel, "%s/%s", HOOKS_DIR, *name) < 0 || !(shown = path_join_root(ctx->root, rel)))
+                if (asprintf(&rel, "%s/%s", HOOKS_DIR, *name) < 0 || !(shown = run_shown(run, rel)))
                         return -ENOMEM;
                 if (fstatat(fd, *name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
                         if (errno != ENOENT)
                                 return log_error_errno(negative_errno(), "Failed to stat %s: %m", shown);
-                        hooks_problem(&h, shown, ctx->live ? ITEM_FAIL : ITEM_WARN,
+                        hooks_problem(&h, shown, live ? ITEM_FAIL : ITEM_WARN,
                                       "reinstall rootless-ci, then run rootless-ci check",
                                       "missing: the agent does not run it");
                         continue;
@@ -155,9 +147,9 @@ int agent_check_hooks(Context *ctx) {
         }
 
         if (h.problems == 0)
-                report_item(ctx, "agent.hooks", ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
-                            "%s: pre-checkout, pre-command and pre-exit, and every directory on the way, root's and "
-                            "writable by nobody else", HOOKS_DIR);
+                item_ok(run, "agent.hooks",
+                        "%s: pre-checkout, pre-command and pre-exit, and every directory on the way, root's and "
+                        "writable by nobody else", HOOKS_DIR);
         return 0;
 }
 
@@ -270,14 +262,13 @@ int dpkg_status_installed_version(const char *text, const char *package, char **
         return 0;
 }
 
-int agent_check_version(Context *ctx) {
+static int agent_check_version(StepRun *run) {
         _cleanup_free_ char *status = NULL, *version = NULL, *binary = NULL;
         _cleanup_close_ int fd = -1;
-        ItemStatus good = ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK;
         int r;
 
         /* Debian's and Buildkite's packages register it with dpkg: its version without running it. */
-        r = read_file_at(ctx->root_fd, DPKG_STATUS, RESOLVE_POLICY_IN_ROOT, 64U << 20, &status, NULL);
+        r = read_file_at(run_root_fd(run), DPKG_STATUS, RESOLVE_POLICY_IN_ROOT, 64U << 20, &status, NULL);
         if (r < 0 && r != -ENOENT)
                 return log_error_errno(r, "Failed to read %s: %m", DPKG_STATUS);
         if (r >= 0) {
@@ -287,32 +278,43 @@ int agent_check_version(Context *ctx) {
         }
         if (version) {
                 if (agent_version_compare(version, AGENT_HOOKS_PATHS_VERSION) < 0)
-                        report_item(ctx, "agent.version", ITEM_FAIL,
+                        item_finding(run, "agent.version", ITEM_FAIL,
                                     "upgrade buildkite-agent to " AGENT_HOOKS_PATHS_VERSION " or later",
                                     "buildkite-agent %s (dpkg) is older than " AGENT_HOOKS_PATHS_VERSION ", the first "
                                     "that reads BUILDKITE_ADDITIONAL_HOOKS_PATHS: rootless-ci's hooks do not run, and "
                                     "a job whose containers leave files under subordinate IDs breaks the next checkout",
                                     version);
                 else
-                        report_item(ctx, "agent.version", good, NULL,
+                        item_ok(run, "agent.version",
                                     "buildkite-agent %s reads BUILDKITE_ADDITIONAL_HOOKS_PATHS (" AGENT_HOOKS_PATHS_VERSION
                                     " and later): it runs rootless-ci's hooks", version);
                 return 0;
         }
 
-        binary = path_join_root(ctx->root, AGENT_BINARY);
+        binary = run_shown(run, AGENT_BINARY);
         if (!binary)
                 return -ENOMEM;
-        fd = safe_openat(ctx->root_fd, AGENT_BINARY, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
+        fd = safe_openat(run_root_fd(run), AGENT_BINARY, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
         if (fd >= 0)
-                report_item(ctx, "agent.version", ITEM_WARN,
+                item_finding(run, "agent.version", ITEM_WARN,
                             "make sure \"buildkite-agent --version\" says " AGENT_HOOKS_PATHS_VERSION " or later",
                             "%s is not installed by dpkg, so its version is unknown here: it must be "
                             AGENT_HOOKS_PATHS_VERSION " or later to run rootless-ci's hooks "
                             "(BUILDKITE_ADDITIONAL_HOOKS_PATHS)", binary);
         else
-                report_item(ctx, "agent.version", good, NULL,
+                item_ok(run, "agent.version",
                             "buildkite-agent is not installed; it needs " AGENT_HOOKS_PATHS_VERSION
                             " or later to run rootless-ci's hooks");
         return 0;
+}
+
+int agent_hooks_look(StepRun *run, Account *a) {
+        int r;
+
+        if (a->state != ACCOUNT_KNOWN)
+                return 0;
+        r = agent_check_hooks(run, a);
+        if (r < 0)
+                return r;
+        return agent_check_version(run);
 }
