@@ -1134,3 +1134,24 @@ TEST(dir_fd_is_empty_on_an_o_path_fd) {
         ASSERT_OK(fd);
         ASSERT_EQ(dir_fd_is_empty(fd), 0);
 }
+
+TEST(path_check_ends_quietly_at_a_missing_or_non_directory_component) {
+        const char *d = test_tmpdir();
+        _cleanup_(path_finding_done) PathFinding f = {};
+        _cleanup_close_ int dfd = -1;
+        int fd = 7;
+
+        test_write(d, "usr/file", "x");
+        dfd = open(d, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_OK(dfd);
+        ASSERT_EQ(path_check(dfd, "/usr/file/below", PATH_CHECK_TRUST, getuid(), &f, &fd), 0);
+        ASSERT_EQ(fd, -1);
+        ASSERT_EQ(path_check(dfd, "/usr/missing/below", PATH_CHECK_TRUST | PATH_CHECK_FOLLOW, getuid(), &f, &fd), 0);
+        ASSERT_EQ(fd, -1);
+        ASSERT_EQ(path_check(dfd, "/usr/missing", 0, getuid(), &f, &fd), 0);
+        ASSERT_EQ(fd, -1);
+        /* The end reached: an O_PATH fd of it. */
+        ASSERT_EQ(path_check(dfd, "/usr/file", PATH_CHECK_TRUST, getuid(), &f, &fd), 0);
+        ASSERT_TRUE(same_file(fd, d, "usr/file"));
+        close(fd);
+}
