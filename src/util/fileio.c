@@ -58,6 +58,15 @@ static bool is_our_temp_name(const char *entry, const char *name) {
         return true;
 }
 
+struct dirent *readdir_no_dot(DIR *d) {
+        struct dirent *de;
+
+        while ((de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+                        return de;
+        return NULL;
+}
+
 int opendir_at(int dirfd, DIR **ret) {
         int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
@@ -86,10 +95,10 @@ int dir_list_sorted(int dirfd, bool (*keep)(const struct dirent *de), char ***re
         r = opendir_at(dirfd, &d);
         if (r < 0)
                 return r;
-        while ((errno = 0, de = readdir(d))) {
+        while ((errno = 0, de = readdir_no_dot(d))) {
                 char **nn;
 
-                if (streq(de->d_name, ".") || streq(de->d_name, "..") || (keep && !keep(de)))
+                if (keep && !keep(de))
                         continue;
                 nn = reallocarray(names, n + 2, sizeof(char *));
                 if (!nn)
@@ -311,15 +320,13 @@ int memstream_finish(FILE *f, char **buf) {
 
 int dir_fd_is_empty(int fd) {
         _cleanup_closedir_ DIR *d = NULL;
-        struct dirent *de;
-        int r;
+        int r = opendir_at(fd, &d);
 
-        r = opendir_at(fd, &d);
         if (r < 0)
                 return r;
-        while ((errno = 0, de = readdir(d)))
-                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
-                        return 0;
+        errno = 0;
+        if (readdir_no_dot(d))
+                return 0;
         return errno != 0 ? negative_errno() : 1;
 }
 

@@ -55,6 +55,9 @@ int read_file_at(int dirfd, const char *path, ResolvePolicy policy, size_t max_s
 /* Read a small file (sysctl, sysfs) under dirfd, strip the trailing newline. */
 int read_one_line_at(int dirfd, const char *path, char **ret);
 
+/* readdir(), "." and ".." skipped. NULL at the end, or on an error with errno set (clear errno first to tell). */
+struct dirent *readdir_no_dot(DIR *d);
+
 /* readdir() the directory dirfd (an O_PATH fd will do) refers to, from its start. */
 int opendir_at(int dirfd, DIR **ret);
 

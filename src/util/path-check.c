@@ -115,12 +115,10 @@ int dir_check_entries(int dirfd, const char *prefix, unsigned depth, uid_t trust
         r = opendir_at(dirfd, &d);
         if (r < 0)
                 return r;
-        while (r == 0 && (de = readdir(d))) {
+        while (r == 0 && (de = readdir_no_dot(d))) {
                 struct stat st;
                 PathProblem p;
 
-                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
-                        continue;
                 if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
                         if (errno == ENOENT)
                                 continue;

@@ -890,6 +890,12 @@ TEST(dir_list_sorted_at_gives_an_empty_list_for_no_directory) {
         ASSERT_STREQ(names[1], "z");
 }
 
+/* make_tree() in tmp, and an fd of its root. */
+static int tree_root(const char *tmp) {
+        make_tree(tmp);
+        return open_dir(tmp, "root");
+}
+
 /* What a path_walk() visitor saw, one line per call: "entry DIR NAME type" or "last DIR NAME type". */
 typedef struct WalkLog {
         char text[2048];
@@ -932,47 +938,46 @@ static int walk_logged(int rootfd, const char *path, WalkFlags flags, WalkLog *l
 }
 
 TEST(path_walk_shows_every_entry_and_follows_links_inside_the_root) {
+        static const struct {
+                const char *path;
+                WalkFlags flags;
+                const char *seen, *ends_at;
+        } cases[] = {
+                { "/a/b/rel-link", WALK_FOLLOW,
+                  "entry / a dir\n"
+                  "entry /a b dir\n"
+                  "entry /a/b rel-link ../../etc/passwd last\n"
+                  "entry / etc dir\n"
+                  "entry /etc passwd file last\n"
+                  "last /etc passwd file\n", "root/etc/passwd" },
+                /* An absolute target starts again at the root; ".." of the root is the root. */
+                { "/../etc-link/./passwd", WALK_FOLLOW,
+                  "entry / etc-link /etc\n"
+                  "entry / etc dir\n"
+                  "entry /etc passwd file last\n"
+                  "last /etc passwd file\n", "root/etc/passwd" },
+                /* A path that names a directory ends there (name NULL). */
+                { "a/b/..", WALK_FOLLOW,
+                  "entry / a dir\n"
+                  "entry /a b dir\n"
+                  "last /a  dir\n", "root/a" },
+                /* Not following the last link: the walk ends at the link itself. */
+                { "/chain", WALK_FOLLOW | WALK_NOFOLLOW_LAST,
+                  "entry / chain abs-link last\n"
+                  "last / chain abs-link\n", "root/chain" },
+        };
         const char *tmp = test_tmpdir();
-        _cleanup_close_ int rootfd = -1, fd = -1;
+        _cleanup_close_ int rootfd = tree_root(tmp), fd = -1;
         WalkLog l = {};
 
-        make_tree(tmp);
-        rootfd = open_dir(tmp, "root");
         ASSERT_OK(rootfd);
 
-        ASSERT_EQ(walk_logged(rootfd, "/a/b/rel-link", WALK_FOLLOW, &l, &fd), 0);
-        ASSERT_STREQ(l.text, "entry / a dir\n"
-                             "entry /a b dir\n"
-                             "entry /a/b rel-link ../../etc/passwd last\n"
-                             "entry / etc dir\n"
-                             "entry /etc passwd file last\n"
-                             "last /etc passwd file\n");
-        ASSERT_TRUE(same_file(fd, tmp, "root/etc/passwd"));
-        fd = safe_close(fd);
-
-        /* An absolute target starts again at the root; ".." of the root is the root. */
-        ASSERT_EQ(walk_logged(rootfd, "/../etc-link/./passwd", WALK_FOLLOW, &l, &fd), 0);
-        ASSERT_STREQ(l.text, "entry / etc-link /etc\n"
-                             "entry / etc dir\n"
-                             "entry /etc passwd file last\n"
-                             "last /etc passwd file\n");
-        ASSERT_TRUE(same_file(fd, tmp, "root/etc/passwd"));
-        fd = safe_close(fd);
-
-        /* A path that names a directory ends there (name NULL). */
-        ASSERT_EQ(walk_logged(rootfd, "a/b/..", WALK_FOLLOW, &l, &fd), 0);
-        ASSERT_STREQ(l.text, "entry / a dir\n"
-                             "entry /a b dir\n"
-                             "last /a  dir\n");
-        ASSERT_TRUE(same_file(fd, tmp, "root/a"));
-        fd = safe_close(fd);
-
-        /* Not following the last link: the walk ends at the link itself. */
-        ASSERT_EQ(walk_logged(rootfd, "/chain", WALK_FOLLOW | WALK_NOFOLLOW_LAST, &l, &fd), 0);
-        ASSERT_STREQ(l.text, "entry / chain abs-link last\n"
-                             "last / chain abs-link\n");
-        ASSERT_TRUE(same_file(fd, tmp, "root/chain"));
-        fd = safe_close(fd);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                ASSERT_EQ(walk_logged(rootfd, cases[i].path, cases[i].flags, &l, &fd), 0);
+                ASSERT_STREQ(l.text, cases[i].seen);
+                ASSERT_TRUE(same_file(fd, tmp, cases[i].ends_at));
+                fd = safe_close(fd);
+        }
 
         /* A missing last entry is shown to both, then -ENOENT; a missing one on the way to on_entry. */
         ASSERT_EQ(walk_logged(rootfd, "/a/nope", WALK_FOLLOW, &l, &fd), -ENOENT);
@@ -991,11 +996,9 @@ TEST(path_walk_shows_every_entry_and_follows_links_inside_the_root) {
 
 TEST(path_walk_without_follow_refuses_links_dotdot_and_escapes_as_asked) {
         const char *tmp = test_tmpdir();
-        _cleanup_close_ int rootfd = -1, fd = -1;
+        _cleanup_close_ int rootfd = tree_root(tmp), fd = -1;
         WalkLog l = {};
 
-        make_tree(tmp);
-        rootfd = open_dir(tmp, "root");
         ASSERT_OK(rootfd);
 
         /* A link is shown to on_entry (with its target), then refused. */
@@ -1025,11 +1028,9 @@ static int refuse_last(void *userdata, const PathWalkStep *s) {
 
 TEST(path_walk_on_last_decides_the_end) {
         const char *tmp = test_tmpdir();
-        _cleanup_close_ int rootfd = -1, fd = -1;
+        _cleanup_close_ int rootfd = tree_root(tmp), fd = -1;
         const PathWalkVisitor v = { .on_last = refuse_last };
 
-        make_tree(tmp);
-        rootfd = open_dir(tmp, "root");
         ASSERT_OK(rootfd);
         ASSERT_EQ(path_walk(rootfd, "/abs-link", WALK_FOLLOW, &v, NULL, &fd), -EPERM);
         ASSERT_EQ(fd, -1);
