@@ -294,6 +294,33 @@ int read_file_at(int dirfd, const char *path, ResolvePolicy policy, size_t max_s
         return 0;
 }
 
+int read_file_keep_stat(int dirfd, const char *path, size_t max_size, char **ret, size_t *ret_size,
+                        struct stat *ret_st) {
+        _cleanup_close_ int fd = safe_openat(dirfd, path, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
+
+        if (fd == -ENOENT) {
+                *ret_st = (struct stat) {};
+                *ret = strdup("");
+                if (ret_size)
+                        *ret_size = 0;
+                return *ret ? 0 : -ENOMEM;
+        }
+        if (fd < 0)
+                return fd;
+        if (fstat(fd, ret_st) < 0)
+                return negative_errno();
+        return read_file_at(dirfd, path, RESOLVE_POLICY_IN_ROOT, max_size, ret, ret_size);
+}
+
+int write_file_keep_stat(int dirfd, const char *path, const void *data, size_t size, const struct stat *st,
+                         mode_t new_mode) {
+        bool exists = st->st_mode != 0;
+
+        return write_file_atomic(dirfd, path, data, size, exists ? (st->st_mode & 07777) : new_mode,
+                                 exists ? st->st_uid : (uid_t) -1, exists ? st->st_gid : (gid_t) -1,
+                                 RESOLVE_POLICY_IN_ROOT);
+}
+
 int read_one_line_at(int dirfd, const char *path, char **ret) {
         char *buf;
         size_t l;

@@ -52,6 +52,22 @@ int write_file_atomic_at(int parentfd, const char *name, const void *data, size_
 int read_file_at(int dirfd, const char *path, ResolvePolicy policy, size_t max_size,
                  char **ret, size_t *ret_size);
 
+/*
+ * read_file_at() (RESOLVE_POLICY_IN_ROOT) with the file's stat in *ret_st,
+ * for a rewrite that keeps its mode and owner (write_file_keep_stat()). A
+ * missing file reads as "" with *ret_st zeroed (st_mode 0: "no file yet").
+ */
+int read_file_keep_stat(int dirfd, const char *path, size_t max_size, char **ret, size_t *ret_size,
+                        struct stat *ret_st);
+
+/*
+ * write_file_atomic() (RESOLVE_POLICY_IN_ROOT) keeping the mode and owner st
+ * describes (gshadow stays root:shadow 0640); st_mode 0 (a new file):
+ * new_mode, root's.
+ */
+int write_file_keep_stat(int dirfd, const char *path, const void *data, size_t size, const struct stat *st,
+                         mode_t new_mode);
+
 /* Read a small file (sysctl, sysfs) under dirfd, strip the trailing newline. */
 int read_one_line_at(int dirfd, const char *path, char **ret);
 

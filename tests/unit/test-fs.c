@@ -1156,3 +1156,34 @@ TEST(path_check_ends_quietly_at_a_missing_or_non_directory_component) {
         ASSERT_TRUE(same_file(fd, d, "usr/file"));
         close(fd);
 }
+
+TEST(read_and_write_file_keep_stat_keep_mode_and_owner) {
+        const char *d = test_tmpdir();
+        _cleanup_close_ int dfd = open(d, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_free_ char *text = NULL;
+        struct stat st, after;
+        size_t size = 99;
+
+        ASSERT_OK(dfd);
+        /* Missing: empty text, st_mode 0; written as a new file with new_mode. */
+        ASSERT_EQ(read_file_keep_stat(dfd, "/etc/gshadow", 4096, &text, &size, &st), 0);
+        ASSERT_STREQ(text, "");
+        ASSERT_EQ(size, 0);
+        ASSERT_EQ(st.st_mode, 0);
+        mkdirs(d, "etc");
+        ASSERT_EQ(write_file_keep_stat(dfd, "/etc/gshadow", "a\n", 2, &st, 0640), 0);
+        ASSERT_EQ(lstat(test_path(d, "etc/gshadow"), &after), 0);
+        ASSERT_EQ(after.st_mode & 07777, 0640);
+        free(text);
+        text = NULL;
+
+        /* Existing: its mode (and owner) survive the rewrite, whatever new_mode says. */
+        ASSERT_EQ(chmod(test_path(d, "etc/gshadow"), 0604), 0);
+        ASSERT_EQ(read_file_keep_stat(dfd, "etc/gshadow", 4096, &text, &size, &st), 0);
+        ASSERT_STREQ(text, "a\n");
+        ASSERT_EQ(write_file_keep_stat(dfd, "etc/gshadow", "b\n", 2, &st, 0644), 0);
+        ASSERT_EQ(lstat(test_path(d, "etc/gshadow"), &after), 0);
+        ASSERT_EQ(after.st_mode & 07777, 0604);
+        ASSERT_EQ(after.st_uid, st.st_uid);
+        ASSERT_STREQ(test_read_kept(d, "etc/gshadow"), "b\n");
+}
