@@ -107,7 +107,8 @@ static int walk_last(const PathWalkStep *s, const PathWalkVisitor *v, void *user
         if (!s->st)
                 return -ENOENT;
         if (ret_fd) {
-                *ret_fd = s->name ? openat(s->dir_fd, s->name, O_PATH | O_NOFOLLOW | O_CLOEXEC)
+                *ret_fd = s->name ? openat(s->dir_fd, s->name, O_PATH | O_NOFOLLOW | O_CLOEXEC |
+                                                   (S_ISDIR(s->st->st_mode) ? O_DIRECTORY : 0))
                                   : fcntl(s->dir_fd, F_DUPFD_CLOEXEC, 3);
                 if (*ret_fd < 0)
                         return negative_errno();
