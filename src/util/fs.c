@@ -30,7 +30,8 @@ static bool use_fallback(void) {
 /* The directories a walk has entered: dirs[0] is its start, dirs[depth] where it stands. */
 typedef struct WalkDir {
         int fd;
-        struct stat st;         /* when a visitor wants it */
+        struct stat st;         /* for on_entry, and at the end (have_st) */
+        bool have_st;
         size_t path_len;        /* the length of Walk.path while this is where the walk stands */
 } WalkDir;
 
@@ -39,7 +40,7 @@ typedef struct Walk {
         size_t depth, n_alloc;
         char *path;             /* where the walk stands, below its start: "/", "/usr/lib" */
         size_t path_alloc;
-        bool want_stat;
+        bool want_stat;         /* on_entry sees every directory's stat */
 } Walk;
 
 static void walk_done(Walk *w) {
@@ -49,8 +50,20 @@ static void walk_done(Walk *w) {
         free(w->path);
 }
 
-/* Enter the directory fd (taken) called name (NULL: the start). */
-static int walk_push(Walk *w, int fd, const char *name) {
+/* The stat of where the walk stands. */
+static const struct stat *walk_cur_st(Walk *w) {
+        WalkDir *d = &w->dirs[w->depth];
+
+        if (!d->have_st) {
+                if (fstat(d->fd, &d->st) < 0)
+                        return NULL;
+                d->have_st = true;
+        }
+        return &d->st;
+}
+
+/* Enter the directory fd (taken) called name (NULL: the start), which st (may be NULL) describes. */
+static int walk_push(Walk *w, int fd, const char *name, const struct stat *st) {
         size_t len = name ? w->dirs[w->depth].path_len : 0, need;
         size_t level = name ? w->depth + 1 : 0;
 
@@ -84,7 +97,11 @@ static int walk_push(Walk *w, int fd, const char *name) {
                 sprintf(w->path + len, "%s%s", len > 1 ? "/" : "", name);
         w->dirs[level] = (WalkDir) { .fd = fd, .path_len = strlen(w->path) };
         w->depth = level;
-        if (w->want_stat && fstat(fd, &w->dirs[level].st) < 0)
+        if (st) {
+                /* As lstat()ed just before it was opened, as path_check's own walk judged it. */
+                w->dirs[level].st = *st;
+                w->dirs[level].have_st = true;
+        } else if (w->want_stat && !walk_cur_st(w))
                 return negative_errno();
         return 0;
 }
@@ -95,10 +112,18 @@ static void walk_pop(Walk *w) {
         w->path[w->dirs[w->depth].path_len] = 0;
 }
 
-/* The end of the walk: on_last, or an O_PATH fd of what the path names. */
-static int walk_last(const PathWalkStep *s, const PathWalkVisitor *v, void *userdata, int *ret_fd) {
+/* The end of the walk, where w stands: on_last, or an O_PATH fd of what the path names. */
+static int walk_last(Walk *w, PathWalkStep *s, const PathWalkVisitor *v, void *userdata, int *ret_fd) {
         int r;
 
+        /* The directory's stat for on_last, and what the path names when that is the directory itself. */
+        if ((v && v->on_last) || !s->name) {
+                s->dir_st = walk_cur_st(w);
+                if (!s->dir_st)
+                        return negative_errno();
+                if (!s->name)
+                        s->st = s->dir_st;
+        }
         if (v && v->on_last) {
                 r = v->on_last(userdata, s);
                 if (r != 0)
@@ -117,7 +142,7 @@ static int walk_last(const PathWalkStep *s, const PathWalkVisitor *v, void *user
 }
 
 int path_walk(int dirfd, const char *path, WalkFlags flags, const PathWalkVisitor *v, void *userdata, int *ret_fd) {
-        _cleanup_(walk_done) Walk w = { .want_stat = v != NULL };
+        _cleanup_(walk_done) Walk w = { .want_stat = v && v->on_entry };
         _cleanup_free_ char *todo = NULL;
         unsigned follows = 0;
         int fd, r;
@@ -133,7 +158,7 @@ int path_walk(int dirfd, const char *path, WalkFlags flags, const PathWalkVisito
         fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
         if (fd < 0)
                 return negative_errno();
-        r = walk_push(&w, fd, NULL);
+        r = walk_push(&w, fd, NULL, NULL);
         if (r < 0)
                 return r;
 
@@ -143,11 +168,9 @@ int path_walk(int dirfd, const char *path, WalkFlags flags, const PathWalkVisito
                 char *p = todo + strspn(todo, "/"), *slash, target[PATH_MAX];
                 struct stat st;
 
-                if (*p == 0) {
+                if (*p == 0)
                         /* The path names where the walk stands (it was empty, or ended in "/", "." or ".."). */
-                        s.st = &cur->st;
-                        return walk_last(&s, v, userdata, ret_fd);
-                }
+                        return walk_last(&w, &s, v, userdata, ret_fd);
                 slash = strchr(p, '/');
                 if (slash)
                         *slash = 0;
@@ -184,7 +207,7 @@ int path_walk(int dirfd, const char *path, WalkFlags flags, const PathWalkVisito
                                         return r;
                         }
                         if (!s.st)
-                                return s.last ? walk_last(&s, v, userdata, ret_fd) : -ENOENT;
+                                return s.last ? walk_last(&w, &s, v, userdata, ret_fd) : -ENOENT;
 
                         if (S_ISLNK(st.st_mode) && !(s.last && (flags & WALK_NOFOLLOW_LAST))) {
                                 char *rest;
@@ -202,21 +225,20 @@ int path_walk(int dirfd, const char *path, WalkFlags flags, const PathWalkVisito
                                 continue;
                         }
                         if (s.last)
-                                return walk_last(&s, v, userdata, ret_fd);
+                                return walk_last(&w, &s, v, userdata, ret_fd);
                         if (!S_ISDIR(st.st_mode))
                                 return -ENOTDIR;
                         fd = openat(cur->fd, s.name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                         if (fd < 0)
                                 return negative_errno();
-                        r = walk_push(&w, fd, s.name);
+                        r = walk_push(&w, fd, s.name, &st);
                         if (r < 0)
                                 return r;
                 }
 
                 if (!slash) {
-                        s = (PathWalkStep) { .dir_fd = w.dirs[w.depth].fd, .dir_st = &w.dirs[w.depth].st,
-                                             .dir_path = w.path, .st = &w.dirs[w.depth].st };
-                        return walk_last(&s, v, userdata, ret_fd);
+                        s = (PathWalkStep) { .dir_fd = w.dirs[w.depth].fd, .dir_path = w.path };
+                        return walk_last(&w, &s, v, userdata, ret_fd);
                 }
                 memmove(todo, slash + 1, strlen(slash + 1) + 1);
         }

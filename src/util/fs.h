@@ -64,7 +64,7 @@ typedef enum WalkFlags {
 
 typedef struct PathWalkStep {
         int dir_fd;                     /* the directory the walk stands in (O_PATH) */
-        const struct stat *dir_st;      /* its fstat() */
+        const struct stat *dir_st;      /* its stat (as lstat() saw it just before the walk entered it) */
         const char *dir_path;           /* its path below dirfd as reached: "/" for dirfd, "/usr/lib" */
         const char *name;               /* the entry looked at; NULL at the end of a path that names dir_fd */
         const struct stat *st;          /* its lstat(), NULL when it does not exist (name NULL: dir_st) */
