@@ -890,6 +890,12 @@ TEST(dir_list_sorted_at_gives_an_empty_list_for_no_directory) {
         ASSERT_STREQ(names[1], "z");
 }
 
+/* make_tree() in tmp, and an fd of its root. */
+static int tree_root(const char *tmp) {
+        make_tree(tmp);
+        return open_dir(tmp, "root");
+}
+
 /* What a path_walk() visitor saw, one line per call: "entry DIR NAME type" or "last DIR NAME type". */
 typedef struct WalkLog {
         char text[2048];
@@ -932,47 +938,46 @@ static int walk_logged(int rootfd, const char *path, WalkFlags flags, WalkLog *l
 }
 
 TEST(path_walk_shows_every_entry_and_follows_links_inside_the_root) {
+        static const struct {
+                const char *path;
+                WalkFlags flags;
+                const char *seen, *ends_at;
+        } cases[] = {
+                { "/a/b/rel-link", WALK_FOLLOW,
+                  "entry / a dir\n"
+                  "entry /a b dir\n"
+                  "entry /a/b rel-link ../../etc/passwd last\n"
+                  "entry / etc dir\n"
+                  "entry /etc passwd file last\n"
+                  "last /etc passwd file\n", "root/etc/passwd" },
+                /* An absolute target starts again at the root; ".." of the root is the root. */
+                { "/../etc-link/./passwd", WALK_FOLLOW,
+                  "entry / etc-link /etc\n"
+                  "entry / etc dir\n"
+                  "entry /etc passwd file last\n"
+                  "last /etc passwd file\n", "root/etc/passwd" },
+                /* A path that names a directory ends there (name NULL). */
+                { "a/b/..", WALK_FOLLOW,
+                  "entry / a dir\n"
+                  "entry /a b dir\n"
+                  "last /a  dir\n", "root/a" },
+                /* Not following the last link: the walk ends at the link itself. */
+                { "/chain", WALK_FOLLOW | WALK_NOFOLLOW_LAST,
+                  "entry / chain abs-link last\n"
+                  "last / chain abs-link\n", "root/chain" },
+        };
         const char *tmp = test_tmpdir();
-        _cleanup_close_ int rootfd = -1, fd = -1;
+        _cleanup_close_ int rootfd = tree_root(tmp), fd = -1;
         WalkLog l = {};
 
-        make_tree(tmp);
-        rootfd = open_dir(tmp, "root");
         ASSERT_OK(rootfd);
 
-        ASSERT_EQ(walk_logged(rootfd, "/a/b/rel-link", WALK_FOLLOW, &l, &fd), 0);
-        ASSERT_STREQ(l.text, "entry / a dir\n"
-                             "entry /a b dir\n"
-                             "entry /a/b rel-link ../../etc/passwd last\n"
-                             "entry / etc dir\n"
-                             "entry /etc passwd file last\n"
-                             "last /etc passwd file\n");
-        ASSERT_TRUE(same_file(fd, tmp, "root/etc/passwd"));
-        fd = safe_close(fd);
-
-        /* An absolute target starts again at the root; ".." of the root is the root. */
-        ASSERT_EQ(walk_logged(rootfd, "/../etc-link/./passwd", WALK_FOLLOW, &l, &fd), 0);
-        ASSERT_STREQ(l.text, "entry / etc-link /etc\n"
-                             "entry / etc dir\n"
-                             "entry /etc passwd file last\n"
-                             "last /etc passwd file\n");
-        ASSERT_TRUE(same_file(fd, tmp, "root/etc/passwd"));
-        fd = safe_close(fd);
-
-        /* A path that names a directory ends there (name NULL). */
-        ASSERT_EQ(walk_logged(rootfd, "a/b/..", WALK_FOLLOW, &l, &fd), 0);
-        ASSERT_STREQ(l.text, "entry / a dir\n"
-                             "entry /a b dir\n"
-                             "last /a  dir\n");
-        ASSERT_TRUE(same_file(fd, tmp, "root/a"));
-        fd = safe_close(fd);
-
-        /* Not following the last link: the walk ends at the link itself. */
-        ASSERT_EQ(walk_logged(rootfd, "/chain", WALK_FOLLOW | WALK_NOFOLLOW_LAST, &l, &fd), 0);
-        ASSERT_STREQ(l.text, "entry / chain abs-link last\n"
-                             "last / chain abs-link\n");
-        ASSERT_TRUE(same_file(fd, tmp, "root/chain"));
-        fd = safe_close(fd);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                ASSERT_EQ(walk_logged(rootfd, cases[i].path, cases[i].flags, &l, &fd), 0);
+                ASSERT_STREQ(l.text, cases[i].seen);
+                ASSERT_TRUE(same_file(fd, tmp, cases[i].ends_at));
+                fd = safe_close(fd);
+        }
 
         /* A missing last entry is shown to both, then -ENOENT; a missing one on the way to on_entry. */
         ASSERT_EQ(walk_logged(rootfd, "/a/nope", WALK_FOLLOW, &l, &fd), -ENOENT);
@@ -991,11 +996,9 @@ TEST(path_walk_shows_every_entry_and_follows_links_inside_the_root) {
 
 TEST(path_walk_without_follow_refuses_links_dotdot_and_escapes_as_asked) {
         const char *tmp = test_tmpdir();
-        _cleanup_close_ int rootfd = -1, fd = -1;
+        _cleanup_close_ int rootfd = tree_root(tmp), fd = -1;
         WalkLog l = {};
 
-        make_tree(tmp);
-        rootfd = open_dir(tmp, "root");
         ASSERT_OK(rootfd);
 
         /* A link is shown to on_entry (with its target), then refused. */
@@ -1025,11 +1028,9 @@ static int refuse_last(void *userdata, const PathWalkStep *s) {
 
 TEST(path_walk_on_last_decides_the_end) {
         const char *tmp = test_tmpdir();
-        _cleanup_close_ int rootfd = -1, fd = -1;
+        _cleanup_close_ int rootfd = tree_root(tmp), fd = -1;
         const PathWalkVisitor v = { .on_last = refuse_last };
 
-        make_tree(tmp);
-        rootfd = open_dir(tmp, "root");
         ASSERT_OK(rootfd);
         ASSERT_EQ(path_walk(rootfd, "/abs-link", WALK_FOLLOW, &v, NULL, &fd), -EPERM);
         ASSERT_EQ(fd, -1);
@@ -1133,4 +1134,56 @@ TEST(dir_fd_is_empty_on_an_o_path_fd) {
         fd = open_dir(d, "full");
         ASSERT_OK(fd);
         ASSERT_EQ(dir_fd_is_empty(fd), 0);
+}
+
+TEST(path_check_ends_quietly_at_a_missing_or_non_directory_component) {
+        const char *d = test_tmpdir();
+        _cleanup_(path_finding_done) PathFinding f = {};
+        _cleanup_close_ int dfd = -1;
+        int fd = 7;
+
+        test_write(d, "usr/file", "x");
+        dfd = open(d, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_OK(dfd);
+        ASSERT_EQ(path_check(dfd, "/usr/file/below", PATH_CHECK_TRUST, getuid(), &f, &fd), 0);
+        ASSERT_EQ(fd, -1);
+        ASSERT_EQ(path_check(dfd, "/usr/missing/below", PATH_CHECK_TRUST | PATH_CHECK_FOLLOW, getuid(), &f, &fd), 0);
+        ASSERT_EQ(fd, -1);
+        ASSERT_EQ(path_check(dfd, "/usr/missing", 0, getuid(), &f, &fd), 0);
+        ASSERT_EQ(fd, -1);
+        /* The end reached: an O_PATH fd of it. */
+        ASSERT_EQ(path_check(dfd, "/usr/file", PATH_CHECK_TRUST, getuid(), &f, &fd), 0);
+        ASSERT_TRUE(same_file(fd, d, "usr/file"));
+        close(fd);
+}
+
+TEST(read_and_write_file_keep_stat_keep_mode_and_owner) {
+        const char *d = test_tmpdir();
+        _cleanup_close_ int dfd = open(d, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_free_ char *text = NULL;
+        struct stat st, after;
+        size_t size = 99;
+
+        ASSERT_OK(dfd);
+        /* Missing: empty text, st_mode 0; written as a new file with new_mode. */
+        ASSERT_EQ(read_file_keep_stat(dfd, "/etc/gshadow", 4096, &text, &size, &st), 0);
+        ASSERT_STREQ(text, "");
+        ASSERT_EQ(size, 0);
+        ASSERT_EQ(st.st_mode, 0);
+        mkdirs(d, "etc");
+        ASSERT_EQ(write_file_keep_stat(dfd, "/etc/gshadow", "a\n", 2, &st, 0640), 0);
+        ASSERT_EQ(lstat(test_path(d, "etc/gshadow"), &after), 0);
+        ASSERT_EQ(after.st_mode & 07777, 0640);
+        free(text);
+        text = NULL;
+
+        /* Existing: its mode (and owner) survive the rewrite, whatever new_mode says. */
+        ASSERT_EQ(chmod(test_path(d, "etc/gshadow"), 0604), 0);
+        ASSERT_EQ(read_file_keep_stat(dfd, "etc/gshadow", 4096, &text, &size, &st), 0);
+        ASSERT_STREQ(text, "a\n");
+        ASSERT_EQ(write_file_keep_stat(dfd, "etc/gshadow", "b\n", 2, &st, 0644), 0);
+        ASSERT_EQ(lstat(test_path(d, "etc/gshadow"), &after), 0);
+        ASSERT_EQ(after.st_mode & 07777, 0604);
+        ASSERT_EQ(after.st_uid, st.st_uid);
+        ASSERT_STREQ(test_read_kept(d, "etc/gshadow"), "b\n");
 }
