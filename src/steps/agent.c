@@ -25,7 +25,6 @@
 #include "util/killpoint.h"
 #include "util/log.h"
 #include "util/macro.h"
-#include "util/ping.h"
 
 /*
  * Step 6, agent: the Buildkite agent runs as the CI user against that

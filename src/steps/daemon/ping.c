@@ -10,10 +10,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fs.h"
-#include "log.h"
-#include "clock.h"
-#include "macro.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "util/clock.h"
+#include "util/macro.h"
 #include "ping.h"
 
 #define PING_RESPONSE_MAX 8192

@@ -12,7 +12,7 @@
 
 #include "tests.h"
 #include "util/clock.h"
-#include "util/ping.h"
+#include "steps/daemon/ping.h"
 
 #define P(s) docker_ping_parse(s, strlen(s), &status)
 

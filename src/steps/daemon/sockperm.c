@@ -9,8 +9,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "fs.h"
-#include "macro.h"
+#include "util/fs.h"
+#include "util/macro.h"
 #include "sockperm.h"
 
 /* The on-disk (xattr) form of a POSIX ACL: a header, then 8-byte entries. */

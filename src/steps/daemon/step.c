@@ -8,9 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "apparmor.h"
-#include "files.h"
-#include "steps.h"
+#include "steps/daemon/apparmor.h"
+#include "steps/files.h"
+#include "steps/steps.h"
 #include "units.h"
 #include "util/bus.h"
 #include "util/cgroup.h"
@@ -18,13 +18,13 @@
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/idmap.h"
-#include "util/journal.h"
+#include "steps/daemon/journal.h"
 #include "util/killpoint.h"
 #include "util/log.h"
 #include "util/macro.h"
-#include "util/ping.h"
+#include "steps/daemon/ping.h"
 #include "util/root-sockets.h"
-#include "util/sockperm.h"
+#include "steps/daemon/sockperm.h"
 
 /*
  * Daemon: the CI user's rootless dockerd as a systemd user service, and the
@@ -645,7 +645,7 @@ static int remove_stale_root_sockets(Context *ctx) {
  * Can the CI user connect to path? Decided from the owners, modes and ACLs
  * on the way and of the socket, with the user's groups as the files say
  * (ctx->facts.user_gids; the user step fails when NSS knows more, see
- * user.nss), see util/sockperm.h for why this is the kernel's own answer:
+ * user.nss), see sockperm.h for why this is the kernel's own answer:
  * no child that becomes the user, so a converged run starts no process.
  * 1 yes, 0 no, < 0 error.
  */
