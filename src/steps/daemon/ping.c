@@ -94,10 +94,6 @@ static int get_peer(int fd, DockerPeer *ret) {
         return 0;
 }
 
-int docker_ping_once(const char *socket_path, uid_t owner, unsigned timeout_ms) {
-        return docker_ping_peer(socket_path, owner, timeout_ms, NULL);
-}
-
 int docker_ping_peer(const char *socket_path, uid_t owner, unsigned timeout_ms, DockerPeer *ret_peer) {
         _cleanup_(docker_peer_done) DockerPeer peer = DOCKER_PEER_NULL;
         _cleanup_close_ int path_fd = -1, root_fd = -1, fd = -1;
