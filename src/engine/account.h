@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
+
+#include "util/subid.h"
 
 /*
  * The account a per-user step works for: the parameter of every part of a
@@ -31,4 +35,14 @@ typedef struct Account {
         uid_t uid;               /* valid when ACCOUNT_KNOWN */
         gid_t gid;
         const char *home;        /* borrowed from the facts during the transition */
+        const SubIdRange *subuids;  /* all its subordinate ranges (borrowed from the facts, as home) */
+        size_t n_subuids;
+        const SubIdRange *subgids;
+        size_t n_subgids;
+        const gid_t *gids;       /* its groups as the files say, primary first (borrowed, as home) */
+        size_t n_gids;
+
+        /* What the daemon step found (invariant I1; the agent repeats it as agent.docker-host) */
+        bool root_sockets_checked;
+        unsigned root_sockets_reachable;  /* root daemons' sockets the user can connect to */
 } Account;

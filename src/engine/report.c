@@ -431,3 +431,25 @@ void change_failed(StepRun *run, const char *id, const char *fix, const char *fm
         report_put(run->ctx, change_place(run), id, ITEM_FAIL, fix, false, fmt, ap);
         va_end(ap);
 }
+
+void change_note(StepRun *run, const char *id, ItemStatus status, const char *fix, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        report_put(run->ctx, change_place(run), id, status, fix, false, fmt, ap);
+        va_end(ap);
+}
+
+int run_stop_quietly(StepRun *run, StopWhen when, int error, const char *fmt, ...) {
+        _cleanup_free_ char *msg = NULL;
+        va_list ap;
+
+        if (!(when & verb_bit(run->ctx->verb)))
+                return 0;
+        va_start(ap, fmt);
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+        va_end(ap);
+        log_error("%s", msg ?: fmt);
+        return error;
+}

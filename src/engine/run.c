@@ -212,6 +212,9 @@ static int run_part(StepRun *run, const Part *p, Account *a) {
         bool pending = false;
         int r;
 
+        /* GATE_CLEAN: do not start a daemon, or judge one, on a half-made set-up. */
+        if (p->gate == GATE_CLEAN && ctx->verb == VERB_APPLY && ctx->any_failed)
+                return 0;
         r = p->look(run, a);
         if (r < 0 || ctx->verb != VERB_APPLY)
                 goto finish;    /* plan and check: the description is the report */
@@ -247,6 +250,14 @@ static void account_from_facts(const Context *ctx, Account *a) {
                 .uid = f->user_known ? f->user_uid : (uid_t) -1,
                 .gid = f->user_known ? f->user_gid : (gid_t) -1,
                 .home = f->user_home,
+                .subuids = f->subuid_ranges,
+                .n_subuids = f->n_subuid_ranges,
+                .subgids = f->subgid_ranges,
+                .n_subgids = f->n_subgid_ranges,
+                .gids = f->user_gids,
+                .n_gids = f->n_user_gids,
+                .root_sockets_checked = f->root_sockets_checked,
+                .root_sockets_reachable = f->root_sockets_reachable,
         };
 }
 
