@@ -6,6 +6,8 @@
 
 #include "engine/step.h"
 #include "steps/daemon/ping.h"
+#include "util/idmap.h"
+#include "util/subid.h"
 
 /* Between the files of the daemon step (steps/daemon/): not for other steps. */
 
@@ -83,5 +85,27 @@ int daemon_service_settle(StepRun *run, Account *a);
 int daemon_offline_look(StepRun *run, Account *a);
 
 /* userns-check.c */
+/* The CI user as rootless Docker should run: its IDs and all its subordinate ranges (none: n = 0). */
+typedef struct RootlessIds {
+        uid_t uid;
+        gid_t gid;
+        const SubIdRange *subuids;
+        size_t n_subuids;
+        const SubIdRange *subgids;
+        size_t n_subgids;
+} RootlessIds;
+
+/*
+ * Does the process run the rootless way for the CI user? Its UIDs and GIDs
+ * on the host must all be the user's; in each map container ID 0 must map
+ * to the user's ID with a count of 1, and every other extent lie inside the
+ * user's subordinate ranges (their union: newuidmap maps each of the user's
+ * lines). Returns 1 when it does, with *ret_message describing the maps
+ * ("runs in a user namespace: 0 → 1000, …"); 0 when it does not, with
+ * *ret_message saying why ("runs with host UIDs 0 0 0 0 …"), to follow
+ * "PID N, which serves …'s Docker socket,"; -ENOMEM.
+ */
+int rootless_ids_judge(const ProcessIds *p, const char *user, const RootlessIds *want, char **ret_message);
+
 int inspect_userns(const Account *a, const DockerPeer *peer, char **ret_message);
 char *userns_check_fix(const Account *a);
