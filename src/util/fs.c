@@ -19,7 +19,9 @@
 #include "log.h"
 #include "macro.h"
 
-#define MAX_SYMLINK_HOPS 40
+#define MAX_SYMLINK_HOPS SYMLINK_MAX_FOLLOW
+/* Directories deep, as the fallback walk allowed before path_walk. */
+#define WALK_DEPTH_MAX (PATH_MAX / 2)
 
 static int openat2_raw(int dirfd, const char *path, struct open_how *how) {
         long r = syscall(SYS_openat2, dirfd, path, how, sizeof(*how));
@@ -187,6 +189,200 @@ finish:
         return r;
 }
 
+/* The directories a walk has entered: dirs[0] is its start, dirs[depth] where it stands. */
+typedef struct WalkDir {
+        int fd;
+        struct stat st;         /* when a visitor wants it */
+        size_t path_len;        /* the length of Walk.path while this is where the walk stands */
+} WalkDir;
+
+typedef struct Walk {
+        WalkDir *dirs;
+        size_t depth, n_alloc;
+        char *path;             /* where the walk stands, below its start: "/", "/usr/lib" */
+        size_t path_alloc;
+        bool want_stat;
+} Walk;
+
+static void walk_done(Walk *w) {
+        for (size_t i = 0; w->dirs && i <= w->depth; i++)
+                safe_close(w->dirs[i].fd);
+        free(w->dirs);
+        free(w->path);
+}
+
+/* Enter the directory fd (taken) called name (NULL: the start). */
+static int walk_push(Walk *w, int fd, const char *name) {
+        size_t len = name ? w->dirs[w->depth].path_len : 0, need;
+        size_t level = name ? w->depth + 1 : 0;
+
+        if (level >= WALK_DEPTH_MAX) {
+                safe_close(fd);
+                return -ENAMETOOLONG;
+        }
+        if (level >= w->n_alloc) {
+                size_t n = w->n_alloc ? w->n_alloc * 2 : 16;
+                WalkDir *d = reallocarray(w->dirs, n, sizeof(WalkDir));
+                if (!d) {
+                        safe_close(fd);
+                        return -ENOMEM;
+                }
+                w->dirs = d;
+                w->n_alloc = n;
+        }
+        need = len + 1 + (name ? strlen(name) : 0) + 1;
+        if (need > w->path_alloc) {
+                char *p = realloc(w->path, need * 2);
+                if (!p) {
+                        safe_close(fd);
+                        return -ENOMEM;
+                }
+                w->path = p;
+                w->path_alloc = need * 2;
+        }
+        if (!name)
+                strcpy(w->path, "/");
+        else
+                sprintf(w->path + len, "%s%s", len > 1 ? "/" : "", name);
+        w->dirs[level] = (WalkDir) { .fd = fd, .path_len = strlen(w->path) };
+        w->depth = level;
+        if (w->want_stat && fstat(fd, &w->dirs[level].st) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static void walk_pop(Walk *w) {
+        safe_close(w->dirs[w->depth].fd);
+        w->depth--;
+        w->path[w->dirs[w->depth].path_len] = 0;
+}
+
+/* The end of the walk: on_last, or an O_PATH fd of what the path names. */
+static int walk_last(const PathWalkStep *s, const PathWalkVisitor *v, void *userdata, int *ret_fd) {
+        int r;
+
+        if (v && v->on_last) {
+                r = v->on_last(userdata, s);
+                if (r != 0)
+                        return r;
+        }
+        if (!s->st)
+                return -ENOENT;
+        if (ret_fd) {
+                *ret_fd = s->name ? openat(s->dir_fd, s->name, O_PATH | O_NOFOLLOW | O_CLOEXEC)
+                                  : fcntl(s->dir_fd, F_DUPFD_CLOEXEC, 3);
+                if (*ret_fd < 0)
+                        return negative_errno();
+        }
+        return 0;
+}
+
+int path_walk(int dirfd, const char *path, WalkFlags flags, const PathWalkVisitor *v, void *userdata, int *ret_fd) {
+        _cleanup_(walk_done) Walk w = { .want_stat = v != NULL };
+        _cleanup_free_ char *todo = NULL;
+        unsigned follows = 0;
+        int fd, r;
+
+        if (ret_fd)
+                *ret_fd = -1;
+        /* As openat2(RESOLVE_BENEATH): an absolute path leaves dirfd as surely as "..". */
+        if ((flags & WALK_BENEATH) && path[0] == '/')
+                return -EXDEV;
+        todo = strdup(path);
+        if (!todo)
+                return -ENOMEM;
+        fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                return negative_errno();
+        r = walk_push(&w, fd, NULL);
+        if (r < 0)
+                return r;
+
+        for (;;) {
+                WalkDir *cur = &w.dirs[w.depth];
+                PathWalkStep s = { .dir_fd = cur->fd, .dir_st = &cur->st, .dir_path = w.path };
+                char *p = todo + strspn(todo, "/"), *slash, target[PATH_MAX];
+                struct stat st;
+
+                if (*p == 0) {
+                        /* The path names where the walk stands (it was empty, or ended in "/", "." or ".."). */
+                        s.st = &cur->st;
+                        return walk_last(&s, v, userdata, ret_fd);
+                }
+                slash = strchr(p, '/');
+                if (slash)
+                        *slash = 0;
+                s.name = p;
+                /* Trailing slashes make the last component a directory, not "not last". */
+                s.last = !slash || slash[1 + strspn(slash + 1, "/")] == 0;
+
+                if (streq(s.name, ".")) {
+                        /* nothing */
+                } else if (streq(s.name, "..")) {
+                        if (flags & WALK_NO_DOTDOT)
+                                return -EINVAL;
+                        if (w.depth > 0)
+                                walk_pop(&w);
+                        else if (flags & WALK_BENEATH)
+                                return -EXDEV;
+                        /* else ".." of the start is the start, as in a chroot */
+                } else {
+                        if (fstatat(cur->fd, s.name, &st, AT_SYMLINK_NOFOLLOW) >= 0)
+                                s.st = &st;
+                        else if (errno != ENOENT)
+                                return negative_errno();
+
+                        if (s.st && S_ISLNK(st.st_mode) && ((flags & WALK_FOLLOW) || (v && v->on_entry))) {
+                                ssize_t n = readlinkat(cur->fd, s.name, target, sizeof(target) - 1);
+                                if (n < 0)
+                                        return negative_errno();
+                                target[n] = 0;
+                                s.target = target;
+                        }
+                        if (v && v->on_entry) {
+                                r = v->on_entry(userdata, &s);
+                                if (r != 0)
+                                        return r;
+                        }
+                        if (!s.st)
+                                return s.last ? walk_last(&s, v, userdata, ret_fd) : -ENOENT;
+
+                        if (S_ISLNK(st.st_mode) && !(s.last && (flags & WALK_NOFOLLOW_LAST))) {
+                                char *rest;
+
+                                if (!(flags & WALK_FOLLOW) || ++follows > SYMLINK_MAX_FOLLOW)
+                                        return -ELOOP;
+                                /* An absolute target starts again at dirfd; a relative one where the link is. */
+                                if (target[0] == '/')
+                                        while (w.depth > 0)
+                                                walk_pop(&w);
+                                if (asprintf(&rest, "%s/%s", target, slash ? slash + 1 : "") < 0)
+                                        return -ENOMEM;
+                                free(todo);
+                                todo = rest;
+                                continue;
+                        }
+                        if (s.last)
+                                return walk_last(&s, v, userdata, ret_fd);
+                        if (!S_ISDIR(st.st_mode))
+                                return -ENOTDIR;
+                        fd = openat(cur->fd, s.name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (fd < 0)
+                                return negative_errno();
+                        r = walk_push(&w, fd, s.name);
+                        if (r < 0)
+                                return r;
+                }
+
+                if (!slash) {
+                        s = (PathWalkStep) { .dir_fd = w.dirs[w.depth].fd, .dir_st = &w.dirs[w.depth].st,
+                                             .dir_path = w.path, .st = &w.dirs[w.depth].st };
+                        return walk_last(&s, v, userdata, ret_fd);
+                }
+                memmove(todo, slash + 1, strlen(slash + 1) + 1);
+        }
+}
+
 int safe_openat(int dirfd, const char *path, int open_flags, mode_t mode, ResolvePolicy policy) {
         struct open_how how = {
                 .flags = (uint64_t) (open_flags | O_CLOEXEC),
@@ -283,6 +479,27 @@ int safe_mkdir_p(int dirfd, const char *path, mode_t mode, ResolvePolicy policy)
                 cur = next;
         }
         return TAKE_FD(cur);
+}
+
+int home_open(int root_fd, const char *home, uid_t uid, struct stat *ret_st) {
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+
+        /* The path up to the home belongs to root: resolved in the root. The home itself must be no symlink. */
+        fd = safe_openat(root_fd, home, O_PATH | O_NOFOLLOW, 0, RESOLVE_POLICY_IN_ROOT);
+        if (fd < 0)
+                return fd;
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (S_ISLNK(st.st_mode))
+                return -ELOOP;
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        if (st.st_uid != uid)
+                return -EPERM;
+        if (ret_st)
+                *ret_st = st;
+        return TAKE_FD(fd);
 }
 
 int fsync_dir(int dirfd) {

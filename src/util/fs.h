@@ -32,6 +32,73 @@ typedef enum ResolvePolicy {
         RESOLVE_POLICY_NO_SYMLINKS,
 } ResolvePolicy;
 
+/* How many symlinks one resolution follows at most (the kernel's limit, for every walk of ours). */
+#define SYMLINK_MAX_FOLLOW 40
+
+/*
+ * The one path walker: component by component below dirfd, each looked at
+ * with fstatat(AT_SYMLINK_NOFOLLOW) and entered with O_PATH|O_NOFOLLOW, so a
+ * visitor sees every directory passed and every entry (symlinks included)
+ * as it is, and judges it. safe_openat()'s fallback, path_check() and the
+ * other walks of a path are visitors of it.
+ */
+typedef enum WalkFlags {
+        /*
+         * Follow symlinks as RESOLVE_IN_ROOT does: an absolute target starts
+         * again at dirfd, a relative one where the link is, at most
+         * SYMLINK_MAX_FOLLOW of them (-ELOOP). Without: a symlink is -ELOOP
+         * (on_entry sees it first, and may stop the walk there).
+         */
+        WALK_FOLLOW = 1 << 0,
+        /* With WALK_FOLLOW: a symlink as the last component is not followed; the walk ends at the link. */
+        WALK_NOFOLLOW_LAST = 1 << 1,
+        /*
+         * As RESOLVE_BENEATH: an absolute path, or ".." above dirfd, is
+         * -EXDEV. Without: an absolute path starts at dirfd and ".." of
+         * dirfd is dirfd, as in a chroot.
+         */
+        WALK_BENEATH = 1 << 2,
+        /* A ".." component is -EINVAL. */
+        WALK_NO_DOTDOT = 1 << 3,
+} WalkFlags;
+
+typedef struct PathWalkStep {
+        int dir_fd;                     /* the directory the walk stands in (O_PATH) */
+        const struct stat *dir_st;      /* its fstat() */
+        const char *dir_path;           /* its path below dirfd as reached: "/" for dirfd, "/usr/lib" */
+        const char *name;               /* the entry looked at; NULL at the end of a path that names dir_fd */
+        const struct stat *st;          /* its lstat(), NULL when it does not exist (name NULL: dir_st) */
+        const char *target;             /* a symlink's target (with WALK_FOLLOW or on_entry), else NULL */
+        bool last;                      /* name is the path's last component (trailing slashes aside) */
+} PathWalkStep;
+
+/*
+ * Each returns < 0 to stop the walk with that error, > 0 to stop it with that
+ * value (path_walk() returns it), 0 to go on. Every pointer in the step is
+ * valid during the call only.
+ */
+typedef struct PathWalkVisitor {
+        /* Every entry looked up (not "." or ".."), missing ones too, before the walk does anything with it. */
+        int (*on_entry)(void *userdata, const PathWalkStep *s);
+        /*
+         * What the path names, at the end: the last entry (a symlink only when
+         * not followed; st NULL when missing) or, name NULL, dir_fd itself.
+         * Returning 0 leaves the end to path_walk(): an O_PATH fd of it in
+         * *ret_fd, -ENOENT when it is missing.
+         */
+        int (*on_last)(void *userdata, const PathWalkStep *s);
+} PathWalkVisitor;
+
+/*
+ * Walk path below dirfd as flags say, calling v (may be NULL). Returns 0
+ * with *ret_fd (may be NULL; else -1 on every other return) an O_PATH fd of
+ * what the path names (never following a last symlink the walk did not
+ * follow); a visitor's value > 0; -ENOENT (a missing component), -ENOTDIR (a
+ * component in the middle that is not a directory), -ELOOP, -EXDEV, -EINVAL
+ * (as flags say), or another negative errno.
+ */
+int path_walk(int dirfd, const char *path, WalkFlags flags, const PathWalkVisitor *v, void *userdata, int *ret_fd);
+
 /* Open path below dirfd (IN_ROOT: absolute paths too, taken relative to dirfd). */
 int safe_openat(int dirfd, const char *path, int open_flags, mode_t mode, ResolvePolicy policy);
 
@@ -177,5 +244,15 @@ int open_root(const char *root);
 /* "root" + "/path" for messages, "/path" when root is "/". */
 char *path_join_root(const char *root, const char *path);
 
+/*
+ * Open the home directory below root_fd: its last component must not be a
+ * symlink (-ELOOP), it must be a directory (-ENOTDIR) owned by uid (-EPERM).
+ * Returns an O_PATH directory fd.
+ */
+int home_open(int root_fd, const char *home, uid_t uid, struct stat *ret_st);
+
 /* Fsync a directory by fd. */
 int fsync_dir(int dirfd);
+
+/* The whole-file half (atomic writes, reads, temp names, listings). */
+#include "fileio.h"

@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "fs.h"  /* home_open() */
+
 /*
  * Working as root inside a home the CI user controls. Every pull request runs
  * code as that user, so anything in the home can be a symlink, a hard link or
@@ -40,13 +42,6 @@ const char *home_entry_type_to_string(const HomeEntry *e);
 
 /* Look at dirfd/name without following it. */
 int home_entry_inspect(int dirfd, const char *name, HomeEntry *ret);
-
-/*
- * Open the home directory below root_fd: its last component must not be a
- * symlink (-ELOOP), it must be a directory (-ENOTDIR) owned by uid (-EPERM).
- * Returns an O_PATH directory fd.
- */
-int home_open(int root_fd, const char *home, uid_t uid, struct stat *ret_st);
 
 /* Open the existing directory dirfd/name (O_PATH), never through a symlink (-ELOOP). */
 int home_open_dir(int dirfd, const char *name);

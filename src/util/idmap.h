@@ -11,10 +11,10 @@
 /*
  * Which user namespace a process runs in, and how its IDs map onto the
  * host's: /proc/PID/uid_map and gid_map ("inside outside count" per line,
- * as the reading process's namespace sees the outside IDs), and the Uid:
- * and Gid: lines of /proc/PID/status. Pure parsers, plus one reader of a
- * process through its /proc/PID directory fd. The judge of the rootless
- * layout is the daemon step's (steps/daemon/userns-check.c).
+ * as the reading process's namespace sees the outside IDs). A pure parser
+ * and its formatter. Reading a process's maps and status from /proc is
+ * proc.h's; the judge of the rootless layout is the daemon step's
+ * (steps/daemon/userns-check.c).
  */
 
 /* The kernel's limit on the lines of one map (since Linux 4.15). */
@@ -55,64 +55,9 @@ void idmap_extent_format(const IdMapExtent *e, char *buf, size_t size);
 /* Every extent, in the order of the map, joined by ", ". "nothing mapped" for an empty map. */
 int idmap_format(const IdMap *m, char **ret);
 
-/*
- * /proc/PID/status: the four IDs (real, effective, saved, filesystem) of
- * the line starting with key ("Uid:" or "Gid:"). -ENOENT without such a
- * line, -EBADMSG when it is not four numbers.
- */
-int proc_status_ids(const char *text, const char *key, uint32_t ret[4]);
+/* A decimal number of at most 10 digits and at most UINT32_MAX at *p (before end); moves *p past it. */
+bool parse_u32_decimal(const char **p, const char *end, uint32_t *ret);
 
-/*
- * The Groups: line of /proc/PID/status: the supplementary groups, as the
- * reader's namespace sees them (*ret malloc'd, NULL when there are none).
- * -ENOENT without such a line, -EBADMSG when it is not numbers.
- */
-int proc_status_groups(const char *text, uint32_t **ret, size_t *ret_n);
-
-/* What a process holds, from its status alone: enough to judge its groups. */
-typedef struct ProcessCreds {
-        char comm[17];               /* its command name, for messages; "" when unknown */
-        uint32_t uids[4], gids[4];   /* real, effective, saved, filesystem */
-        uint32_t *groups;            /* supplementary groups (Groups:) */
-        size_t n_groups;
-} ProcessCreds;
-
-void process_creds_done(ProcessCreds *c);
-
-/* Read status through proc_fd (an open /proc/PID). -ESRCH when the process has exited; -EBADMSG. */
-int process_creds_read(int proc_fd, ProcessCreds *ret);
-
-/* Does it hold one of gids (as a GID or a supplementary group)? *ret_gid (may be NULL): the first found. */
-bool process_creds_hold_gid(const ProcessCreds *c, const gid_t *gids, size_t n_gids, gid_t *ret_gid);
-
-/* Does the live process pid hold one of gids? 1 yes (*ret_gid, may be NULL), 0 no or gone, < 0 error. */
-int pid_holds_gid(pid_t pid, const gid_t *gids, size_t n_gids, gid_t *ret_gid);
-
-typedef struct GroupHolder {
-        pid_t pid;
-        char comm[17];
-        gid_t gid;                   /* the first of the GIDs asked about that it holds */
-} GroupHolder;
-
-/*
- * Every process below proc_dir_fd (an open /proc, or a fake one in tests)
- * with uid as one of its four UIDs that holds one of gids, in directory
- * order (*ret malloc'd, NULL when none). *ret_seen (may be NULL): how many
- * processes of uid were looked at. Processes that exit meanwhile are
- * skipped; -EBADMSG when a status does not parse.
- */
-int group_holders_find(int proc_dir_fd, uid_t uid, const gid_t *gids, size_t n_gids, GroupHolder **ret,
-                       size_t *ret_n, size_t *ret_seen);
-
-typedef struct ProcessIds {
-        char comm[17];               /* its command name ("dockerd"), for messages; "" when unknown */
-        uint32_t uids[4], gids[4];   /* real, effective, saved, filesystem, as this process sees them */
-        IdMap uid_map, gid_map;
-} ProcessIds;
-
-/*
- * Read status (its Name:, Uid: and Gid: lines), uid_map and gid_map through proc_fd (an open /proc/PID).
- * -ESRCH when the process has exited; -EBADMSG (or -E2BIG) when a file
- * does not parse, with *ret_file (may be NULL) naming it.
- */
-int process_ids_read(int proc_fd, ProcessIds *ret, const char **ret_file);
+/* The readers of /proc/PID (ProcessIds and the rest) are in proc.h, included here for the callers of before. */
+typedef struct ProcessIds ProcessIds;
+#include "proc.h"

@@ -5,6 +5,7 @@
 #include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -887,4 +888,249 @@ TEST(dir_list_sorted_at_gives_an_empty_list_for_no_directory) {
         ASSERT_EQ(n, 2u);
         ASSERT_STREQ(names[0], "y");
         ASSERT_STREQ(names[1], "z");
+}
+
+/* What a path_walk() visitor saw, one line per call: "entry DIR NAME type" or "last DIR NAME type". */
+typedef struct WalkLog {
+        char text[2048];
+        const char *stop_at;    /* on_entry stops the walk (returns 5) at this name */
+} WalkLog;
+
+static const char *step_type(const PathWalkStep *s) {
+        if (!s->st)
+                return "missing";
+        if (S_ISLNK(s->st->st_mode))
+                return s->target;
+        return S_ISDIR(s->st->st_mode) ? "dir" : "file";
+}
+
+static int log_entry(void *userdata, const PathWalkStep *s) {
+        WalkLog *l = userdata;
+        struct stat st;
+
+        /* dir_st is the directory dir_fd is. */
+        if (fstat(s->dir_fd, &st) < 0 || st.st_ino != s->dir_st->st_ino)
+                return -EIO;
+        snprintf(l->text + strlen(l->text), sizeof(l->text) - strlen(l->text), "entry %s %s %s%s\n", s->dir_path,
+                 s->name, step_type(s), s->last ? " last" : "");
+        return l->stop_at && streq(s->name, l->stop_at) ? 5 : 0;
+}
+
+static int log_last(void *userdata, const PathWalkStep *s) {
+        WalkLog *l = userdata;
+
+        snprintf(l->text + strlen(l->text), sizeof(l->text) - strlen(l->text), "last %s %s %s\n", s->dir_path,
+                 strempty(s->name), step_type(s));
+        return 0;
+}
+
+static const PathWalkVisitor log_visitor = { .on_entry = log_entry, .on_last = log_last };
+
+static int walk_logged(int rootfd, const char *path, WalkFlags flags, WalkLog *l, int *ret_fd) {
+        l->text[0] = 0;
+        return path_walk(rootfd, path, flags, &log_visitor, l, ret_fd);
+}
+
+TEST(path_walk_shows_every_entry_and_follows_links_inside_the_root) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int rootfd = -1, fd = -1;
+        WalkLog l = {};
+
+        make_tree(tmp);
+        rootfd = open_dir(tmp, "root");
+        ASSERT_OK(rootfd);
+
+        ASSERT_EQ(walk_logged(rootfd, "/a/b/rel-link", WALK_FOLLOW, &l, &fd), 0);
+        ASSERT_STREQ(l.text, "entry / a dir\n"
+                             "entry /a b dir\n"
+                             "entry /a/b rel-link ../../etc/passwd last\n"
+                             "entry / etc dir\n"
+                             "entry /etc passwd file last\n"
+                             "last /etc passwd file\n");
+        ASSERT_TRUE(same_file(fd, tmp, "root/etc/passwd"));
+        fd = safe_close(fd);
+
+        /* An absolute target starts again at the root; ".." of the root is the root. */
+        ASSERT_EQ(walk_logged(rootfd, "/../etc-link/./passwd", WALK_FOLLOW, &l, &fd), 0);
+        ASSERT_STREQ(l.text, "entry / etc-link /etc\n"
+                             "entry / etc dir\n"
+                             "entry /etc passwd file last\n"
+                             "last /etc passwd file\n");
+        ASSERT_TRUE(same_file(fd, tmp, "root/etc/passwd"));
+        fd = safe_close(fd);
+
+        /* A path that names a directory ends there (name NULL). */
+        ASSERT_EQ(walk_logged(rootfd, "a/b/..", WALK_FOLLOW, &l, &fd), 0);
+        ASSERT_STREQ(l.text, "entry / a dir\n"
+                             "entry /a b dir\n"
+                             "last /a  dir\n");
+        ASSERT_TRUE(same_file(fd, tmp, "root/a"));
+        fd = safe_close(fd);
+
+        /* Not following the last link: the walk ends at the link itself. */
+        ASSERT_EQ(walk_logged(rootfd, "/chain", WALK_FOLLOW | WALK_NOFOLLOW_LAST, &l, &fd), 0);
+        ASSERT_STREQ(l.text, "entry / chain abs-link last\n"
+                             "last / chain abs-link\n");
+        ASSERT_TRUE(same_file(fd, tmp, "root/chain"));
+        fd = safe_close(fd);
+
+        /* A missing last entry is shown to both, then -ENOENT; a missing one on the way to on_entry. */
+        ASSERT_EQ(walk_logged(rootfd, "/a/nope", WALK_FOLLOW, &l, &fd), -ENOENT);
+        ASSERT_STREQ(l.text, "entry / a dir\n"
+                             "entry /a nope missing last\n"
+                             "last /a nope missing\n");
+        ASSERT_EQ(fd, -1);
+        ASSERT_EQ(walk_logged(rootfd, "/nope/x", WALK_FOLLOW, &l, NULL), -ENOENT);
+        ASSERT_STREQ(l.text, "entry / nope missing\n");
+        ASSERT_EQ(walk_logged(rootfd, "/etc/passwd/x", WALK_FOLLOW, &l, NULL), -ENOTDIR);
+        ASSERT_EQ(walk_logged(rootfd, "/loop1", WALK_FOLLOW, &l, NULL), -ELOOP);
+        /* The host's own /etc is never reached: the escaping link ends at ROOT/etc. */
+        ASSERT_EQ(walk_logged(rootfd, "/a/b/escaping-link", WALK_FOLLOW, &l, &fd), 0);
+        ASSERT_TRUE(same_file(fd, tmp, "root/etc/passwd"));
+}
+
+TEST(path_walk_without_follow_refuses_links_dotdot_and_escapes_as_asked) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int rootfd = -1, fd = -1;
+        WalkLog l = {};
+
+        make_tree(tmp);
+        rootfd = open_dir(tmp, "root");
+        ASSERT_OK(rootfd);
+
+        /* A link is shown to on_entry (with its target), then refused. */
+        ASSERT_EQ(walk_logged(rootfd, "etc-link/passwd", 0, &l, &fd), -ELOOP);
+        ASSERT_STREQ(l.text, "entry / etc-link /etc\n");
+        ASSERT_EQ(fd, -1);
+        /* ... unless the visitor stops the walk there: its value comes back. */
+        l.stop_at = "etc-link";
+        ASSERT_EQ(walk_logged(rootfd, "etc-link/passwd", 0, &l, &fd), 5);
+        ASSERT_EQ(fd, -1);
+        l.stop_at = NULL;
+        ASSERT_EQ(path_walk(rootfd, "/dangling", 0, NULL, NULL, NULL), -ELOOP);
+
+        ASSERT_EQ(walk_logged(rootfd, "a/../etc/passwd", WALK_NO_DOTDOT, &l, NULL), -EINVAL);
+        ASSERT_STREQ(l.text, "entry / a dir\n");
+        ASSERT_EQ(path_walk(rootfd, "/etc/passwd", WALK_BENEATH, NULL, NULL, NULL), -EXDEV);
+        ASSERT_EQ(path_walk(rootfd, "a/../../etc", WALK_BENEATH, NULL, NULL, NULL), -EXDEV);
+        /* Inside, ".." is fine with WALK_BENEATH, and without a visitor the walk just opens. */
+        ASSERT_EQ(path_walk(rootfd, "a/b/../../etc/passwd", WALK_BENEATH, NULL, NULL, &fd), 0);
+        ASSERT_TRUE(same_file(fd, tmp, "root/etc/passwd"));
+}
+
+static int refuse_last(void *userdata, const PathWalkStep *s) {
+        (void) userdata;
+        return s->st && S_ISREG(s->st->st_mode) ? -EPERM : 0;
+}
+
+TEST(path_walk_on_last_decides_the_end) {
+        const char *tmp = test_tmpdir();
+        _cleanup_close_ int rootfd = -1, fd = -1;
+        const PathWalkVisitor v = { .on_last = refuse_last };
+
+        make_tree(tmp);
+        rootfd = open_dir(tmp, "root");
+        ASSERT_OK(rootfd);
+        ASSERT_EQ(path_walk(rootfd, "/abs-link", WALK_FOLLOW, &v, NULL, &fd), -EPERM);
+        ASSERT_EQ(fd, -1);
+        /* on_last returning 0 leaves the end to the walk: an O_PATH fd. */
+        ASSERT_EQ(path_walk(rootfd, "/home/user/sub-link", WALK_FOLLOW, &v, NULL, &fd), 0);
+        ASSERT_TRUE(same_file(fd, tmp, "root/home/user/sub"));
+        ASSERT_EQ(fcntl(fd, F_GETFL) & O_PATH, O_PATH);
+}
+
+TEST(symlink_atomic_at_creates_replaces_and_never_replaces_anything_else) {
+        const char *d = test_tmpdir();
+        _cleanup_close_ int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        char buf[64];
+        ssize_t n;
+
+        ASSERT_OK(dfd);
+        ASSERT_EQ(symlink_atomic_at(dfd, "link", "/dev/null", (uid_t) -1, (gid_t) -1, "test-link"), 0);
+        n = readlink(test_path(d, "link"), buf, sizeof(buf) - 1);
+        ASSERT_EQ(n, 9);
+        buf[n] = 0;
+        ASSERT_STREQ(buf, "/dev/null");
+
+        /* A symlink is replaced (by an exchange: the name never goes missing), and only one entry is left. */
+        ASSERT_EQ(symlink_atomic_at(dfd, "link", "/etc/hostname", (uid_t) -1, (gid_t) -1, "test-link"), 0);
+        n = readlink(test_path(d, "link"), buf, sizeof(buf) - 1);
+        ASSERT_TRUE(n > 0);
+        buf[n] = 0;
+        ASSERT_STREQ(buf, "/etc/hostname");
+        ASSERT_EQ(count_entries(d, ""), 1);
+
+        /* Anything but a symlink stays as it is. */
+        test_write(d, "file", "mine\n");
+        mkdirs(d, "dir");
+        ASSERT_EQ(symlink_atomic_at(dfd, "file", "/dev/null", (uid_t) -1, (gid_t) -1, "test-link"), -EEXIST);
+        ASSERT_EQ(symlink_atomic_at(dfd, "dir", "/dev/null", (uid_t) -1, (gid_t) -1, "test-link"), -EEXIST);
+        ASSERT_STREQ(test_read_kept(d, "file"), "mine\n");
+        ASSERT_EQ(symlink_atomic_at(dfd, "a/b", "/dev/null", (uid_t) -1, (gid_t) -1, "test-link"), -EINVAL);
+        ASSERT_EQ(count_entries(d, ""), 3);
+}
+
+TEST(symlink_atomic_at_killed_at_its_killpoint_leaves_the_old_link_and_the_next_run_sweeps) {
+        const char *d = test_tmpdir();
+        _cleanup_close_ int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        char buf[64];
+        int status;
+        ssize_t n;
+        pid_t pid;
+
+        ASSERT_OK(dfd);
+        ASSERT_OK(make_symlink("/old", d, "link"));
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                /* The caller names the point: killed there, and only there. */
+                setenv("RCI_KILL_AT", "some-caller-before-rename@link", 1);
+                (void) symlink_atomic_at(dfd, "link", "/new", getuid(), (gid_t) -1, "some-caller-before-rename");
+                _exit(0);
+        }
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+        /* Killed before the rename: the old link, and our temp link beside it. */
+        n = readlink(test_path(d, "link"), buf, sizeof(buf) - 1);
+        ASSERT_TRUE(n > 0);
+        buf[n] = 0;
+        ASSERT_STREQ(buf, "/old");
+        ASSERT_EQ(count_entries(d, ""), 2);
+
+        /* Our stale temp link (given to uid as the killed run would have) is swept; the link replaced. */
+        ASSERT_EQ(symlink_atomic_at(dfd, "link", "/new", getuid(), (gid_t) -1, "some-caller-before-rename"), 0);
+        n = readlink(test_path(d, "link"), buf, sizeof(buf) - 1);
+        ASSERT_TRUE(n > 0);
+        buf[n] = 0;
+        ASSERT_STREQ(buf, "/new");
+        ASSERT_EQ(count_entries(d, ""), 1);
+}
+
+TEST(memstream_finish_leaves_the_text_or_frees_it) {
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&buf, &size);
+
+        ASSERT_TRUE(f);
+        fputs("a line\n", f);
+        ASSERT_EQ(memstream_finish(f, &buf), 0);
+        ASSERT_STREQ(buf, "a line\n");
+        ASSERT_EQ(size, 7);
+        free(buf);
+}
+
+TEST(dir_fd_is_empty_on_an_o_path_fd) {
+        const char *d = test_tmpdir();
+        _cleanup_close_ int fd = -1;
+
+        mkdirs(d, "empty");
+        test_write(d, "full/.hidden", "x");
+        fd = open_dir(d, "empty");
+        ASSERT_OK(fd);
+        ASSERT_EQ(dir_fd_is_empty(fd), 1);
+        fd = safe_close(fd);
+        fd = open_dir(d, "full");
+        ASSERT_OK(fd);
+        ASSERT_EQ(dir_fd_is_empty(fd), 0);
 }
