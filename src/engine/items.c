@@ -10,7 +10,6 @@
 #include "engine/step.h"
 #include "steps/files.h"
 #include "util/fs.h"
-#include "util/killpoint.h"
 #include "util/log.h"
 #include "util/macro.h"
 
@@ -114,40 +113,23 @@ static void symlink_change_free(void *p) {
 /* Write the link beside its place, then rename it there: a reader sees the old link or the new one. */
 static int symlink_apply(StepRun *run, Change *c) {
         const SymlinkChange *l = c->data;
-        _cleanup_free_ char *dir = strdup(l->path), *name = NULL;
-        _cleanup_close_ int parent = -1;
-        char tmp[NAME_MAX + 1];
+        _cleanup_free_ char *dir = strdup(l->path);
+        _cleanup_close_ int parent = -1, d = -1;
         int r;
 
-        if (!dir || !(name = strdup(strrchr(l->path, '/') + 1)))
+        if (!dir)
                 return -ENOMEM;
         *strrchr(dir, '/') = 0;
         parent = safe_mkdir_p(run_root_fd(run), dir, 0755, RESOLVE_POLICY_IN_ROOT);
         if (parent < 0)
                 return log_error_errno(parent, "Failed to create the directory of %s: %m", l->shown);
-        {
-                /* O_PATH fds cannot hold new entries; reopen for real. */
-                int d = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (d < 0)
-                        return log_error_errno(negative_errno(), "Failed to open the directory of %s: %m", l->shown);
-                safe_close(parent);
-                parent = d;
-        }
-        r = temp_name_random(name, tmp);
+        /* O_PATH fds cannot hold new entries; reopen for real. */
+        d = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (d < 0)
+                return log_error_errno(negative_errno(), "Failed to open the directory of %s: %m", l->shown);
+        r = symlink_atomic_at(d, strrchr(l->path, '/') + 1, l->target, (uid_t) -1, (gid_t) -1, "link-before-rename");
         if (r < 0)
-                return log_error_errno(r, "Failed to name a link beside %s: %m", l->shown);
-        (void) remove_stale_temp_files(parent, name, S_IFLNK, (uid_t) -1);
-        if (symlinkat(l->target, parent, tmp) < 0)
-                return log_error_errno(negative_errno(), "Failed to create a link beside %s: %m", l->shown);
-        killpoint_at("link-before-rename", name);
-        if (renameat(parent, tmp, parent, name) < 0) {
-                r = negative_errno();
-                (void) unlinkat(parent, tmp, 0);
                 return log_error_errno(r, "Failed to put the link %s in place: %m", l->shown);
-        }
-        r = fsync_dir(parent);
-        if (r < 0)
-                return log_error_errno(r, "Failed to sync the directory of %s: %m", l->shown);
         change_done(run, c->id, c->state, "%s: linked %s → %s", l->what, l->shown, l->target);
         return 0;
 }
