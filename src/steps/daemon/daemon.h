@@ -7,6 +7,7 @@
 #include "engine/step.h"
 #include "steps/daemon/ping.h"
 #include "util/idmap.h"
+#include "util/proc.h"
 #include "util/subid.h"
 
 /* Between the files of the daemon step (steps/daemon/): not for other steps. */

@@ -13,7 +13,7 @@
 #include "util/bus.h"
 #include "util/clock.h"
 #include "util/fs.h"
-#include "util/idmap.h"
+#include "util/proc.h"
 #include "util/killpoint.h"
 #include "util/log.h"
 #include "util/macro.h"

@@ -7,6 +7,7 @@
 
 #include "steps/daemon/daemon.h"
 #include "util/idmap.h"
+#include "util/proc.h"
 #include "util/macro.h"
 
 /* Is [start, start+count) inside the union of the ranges? */
