@@ -57,6 +57,7 @@ typedef struct DaemonState {
         RootUnit root[N_ROOT_UNITS];
         RootSocket sockets[N_ROOT_SOCKET_PATHS];
         /* the service part: what its look found, for its apply */
+        bool service_looked;    /* it ran (in apply: nothing had failed before it), so the checks run */
         char *mgr_active_state; /* user@UID's ActiveState when the service part looked */
         char *sock;
         char *userns_msg;

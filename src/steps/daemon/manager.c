@@ -348,6 +348,7 @@ int daemon_service_look(StepRun *run, Account *a) {
 
         if (st->skip || !st->live)
                 return 0;
+        st->service_looked = true;
         if (a->state != ACCOUNT_KNOWN) {
                 service_planned(run, a, st);
                 return 0;

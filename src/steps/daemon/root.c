@@ -373,12 +373,16 @@ static int check_root_sockets_unreachable(StepRun *run, Account *a) {
         return 0;
 }
 
-/* The part "checks" (live): what Delegate= is for, and invariant I1's sockets. */
+/*
+ * The part "checks" (live): what Delegate= is for, and invariant I1's
+ * sockets, wherever the service part looked (apply skips it after a
+ * failure, and these with it; a failure of the service's apply does not).
+ */
 int daemon_checks_look(StepRun *run, Account *a) {
         DaemonState *st = run_state(run);
         int r;
 
-        if (st->skip || !st->live || a->state != ACCOUNT_KNOWN)
+        if (st->skip || !st->live || a->state != ACCOUNT_KNOWN || !st->service_looked)
                 return 0;
         r = daemon_delegation_look(run, a);
         if (r < 0)

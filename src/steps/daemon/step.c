@@ -29,8 +29,10 @@
  * the restart of a running user@UID its drop-ins or a held group owe:
  * root.c), linger, service (start or restart the daemon and wait for GET
  * /_ping: manager.c), offline (no systemd to talk to) and checks
- * (delegation, root sockets). service and checks are not applied once
- * anything failed: no daemon is started on a half-made set-up.
+ * (delegation, root sockets). service is not applied once anything
+ * failed (no daemon is started on a half-made set-up), and checks then
+ * look at nothing either; a failure of the service's own apply (its user
+ * namespace) still gets them, as before.
  */
 
 static void daemon_state_done(void *p) {
@@ -96,7 +98,7 @@ static const Part daemon_parts[] = {
         { .name = "linger", .look = daemon_linger_look },
         { .name = "service", .look = daemon_service_look, .settle = daemon_service_settle, .gate = GATE_CLEAN },
         { .name = "offline", .look = daemon_offline_look },
-        { .name = "checks", .look = daemon_checks_look, .gate = GATE_CLEAN },
+        { .name = "checks", .look = daemon_checks_look },
 };
 
 const Step step_daemon = {
