@@ -9,7 +9,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/macro.h"
-#include "util/ping.h"
+#include "steps/daemon/ping.h"
 #include "util/userdb.h"
 #include "wait.h"
 

@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "engine/step.h"
 #include "steps/files.h"
+#include "util/fs.h"
 #include "util/log.h"
 #include "util/macro.h"
 
@@ -54,7 +59,11 @@ int item_file(StepRun *run, const FileWant *w) {
         if (r < 0)
                 return r;
         if (same) {
-                item_ok(run, w->id, "%s %s is up to date", w->what, shown);
+                _cleanup_free_ char *msg = NULL;
+                if (asprintf(&msg, "%s %s is up to date", w->what, shown) < 0)
+                        return -ENOMEM;
+                item_finding_ex(run, &(Finding) { .id = w->id, .status = ITEM_OK, .message = msg,
+                                                  .hidden_in = w->hidden_in });
                 return 0;
         }
 
@@ -77,9 +86,113 @@ int item_file(StepRun *run, const FileWant *w) {
                 .problem = problem,
                 .marker = w->marker,
                 .effects = w->effects,
+                .hidden_in = w->hidden_in,
                 .apply = file_apply,
                 .data = f,
                 .data_free = file_change_free,
+        });
+        return 1;
+}
+
+typedef struct SymlinkChange {
+        char *path, *target, *what, *shown;
+} SymlinkChange;
+
+static void symlink_change_free(void *p) {
+        SymlinkChange *l = p;
+
+        if (!l)
+                return;
+        free(l->path);
+        free(l->target);
+        free(l->what);
+        free(l->shown);
+        free(l);
+}
+
+/* Write the link beside its place, then rename it there: a reader sees the old link or the new one. */
+static int symlink_apply(StepRun *run, Change *c) {
+        const SymlinkChange *l = c->data;
+        _cleanup_free_ char *dir = strdup(l->path);
+        _cleanup_close_ int parent = -1, d = -1;
+        int r;
+
+        if (!dir)
+                return -ENOMEM;
+        *strrchr(dir, '/') = 0;
+        parent = safe_mkdir_p(run_root_fd(run), dir, 0755, RESOLVE_POLICY_IN_ROOT);
+        if (parent < 0)
+                return log_error_errno(parent, "Failed to create the directory of %s: %m", l->shown);
+        /* O_PATH fds cannot hold new entries; reopen for real. */
+        d = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (d < 0)
+                return log_error_errno(negative_errno(), "Failed to open the directory of %s: %m", l->shown);
+        r = symlink_atomic_at(d, strrchr(l->path, '/') + 1, l->target, (uid_t) -1, (gid_t) -1, "link-before-rename");
+        if (r < 0)
+                return log_error_errno(r, "Failed to put the link %s in place: %m", l->shown);
+        change_done(run, c->id, c->state, "%s: linked %s → %s", l->what, l->shown, l->target);
+        return 0;
+}
+
+int item_symlink(StepRun *run, const SymlinkWant *w) {
+        _cleanup_free_ char *name = NULL, *shown = run_shown(run, w->path), *msg = NULL, *fix = NULL,
+                            *plan = NULL, *problem = NULL;
+        _cleanup_close_ int parent = -1;
+        char have[PATH_MAX];
+        bool exists = false;
+        SymlinkChange *l;
+        struct stat st;
+
+        if (!shown)
+                return -ENOMEM;
+        parent = safe_open_parent(run_root_fd(run), w->path, RESOLVE_POLICY_IN_ROOT, &name);
+        if (parent < 0 && parent != -ENOENT)
+                return log_error_errno(parent, "Failed to open the directory of %s: %m", shown);
+        if (parent >= 0 && fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) >= 0) {
+                ssize_t n;
+
+                exists = true;
+                if (!S_ISLNK(st.st_mode)) {
+                        if (asprintf(&fix, "move it away (mv %s %s.old), then run rootless-ci apply", shown, shown) < 0 ||
+                            asprintf(&msg, "%s is not a symlink; rootless-ci leaves it alone (move it away to let "
+                                     "apply %s)", shown, w->what) < 0)
+                                return -ENOMEM;
+                        item_finding_ex(run, &(Finding) { .id = w->id, .status = ITEM_FAIL, .message = msg,
+                                                          .fix = fix, .hidden_in = w->hidden_in });
+                        return 0;
+                }
+                n = readlinkat(parent, name, have, sizeof(have) - 1);
+                if (n < 0)
+                        return log_error_errno(negative_errno(), "Failed to read the link %s: %m", shown);
+                have[n] = 0;
+        }
+        if (exists && streq(have, w->target)) {
+                if (asprintf(&msg, "%s (%s → %s)", w->what, shown, w->target) < 0)
+                        return -ENOMEM;
+                item_finding_ex(run, &(Finding) { .id = w->id, .status = ITEM_OK, .message = msg,
+                                                  .hidden_in = w->hidden_in });
+                return 0;
+        }
+
+        if (asprintf(&plan, "%s: link %s → %s", w->what, shown, w->target) < 0 ||
+            asprintf(&problem, "not done: %s (%s → %s %s)", w->what, shown, w->target,
+                     exists ? "points elsewhere" : "is missing") < 0)
+                return -ENOMEM;
+        l = calloc(1, sizeof(SymlinkChange));
+        if (!l || !(l->path = strdup(w->path)) || !(l->target = strdup(w->target)) || !(l->what = strdup(w->what))) {
+                symlink_change_free(l);
+                return -ENOMEM;
+        }
+        l->shown = TAKE_PTR(shown);
+        item_change(run, &(Change) {
+                .id = w->id,
+                .state = exists ? ITEM_CHANGE : ITEM_CREATE,
+                .plan = plan,
+                .problem = problem,
+                .hidden_in = w->hidden_in,
+                .apply = symlink_apply,
+                .data = l,
+                .data_free = symlink_change_free,
         });
         return 1;
 }

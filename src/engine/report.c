@@ -479,3 +479,17 @@ void change_note(StepRun *run, const char *id, ItemStatus status, const char *fi
         report_put(run->ctx, change_place(run), id, status, fix, false, fmt, ap);
         va_end(ap);
 }
+
+int run_stop_quietly(StepRun *run, StopWhen when, int error, const char *fmt, ...) {
+        _cleanup_free_ char *msg = NULL;
+        va_list ap;
+
+        if (!(when & verb_bit(run->ctx->verb)))
+                return 0;
+        va_start(ap, fmt);
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+        va_end(ap);
+        log_error("%s", msg ?: fmt);
+        return error;
+}

@@ -249,6 +249,9 @@ static int run_part(StepRun *run, const Part *p, Account *a) {
         int r;
 
         run->part_first_item = first_item;
+        /* GATE_CLEAN: do not start a daemon, or judge one, on a half-made set-up. */
+        if (p->gate == GATE_CLEAN && ctx->verb == VERB_APPLY && ctx->any_failed)
+                return 0;
         r = p->look(run, a);
         if (r < 0 || ctx->verb != VERB_APPLY)
                 goto finish;    /* plan and check: the description is the report */

@@ -153,6 +153,13 @@ void change_failed(StepRun *run, const char *id, const char *fix, const char *fm
 void change_note(StepRun *run, const char *id, ItemStatus status, const char *fix, const char *fmt, ...)
         _printf_(5, 6);
 
+/*
+ * In the verbs of `when`: log fmt as an error and return error, reporting
+ * nothing (the step that failed first said why: the daemon step for an
+ * account the user step could not make). In the other verbs: 0, nothing.
+ */
+int run_stop_quietly(StepRun *run, StopWhen when, int error, const char *fmt, ...) _printf_(4, 5);
+
 /* ---- generic items (engine/items.c): what tmpfiles calls item types ---- */
 
 /* A root-owned file (mode 0644) that holds text: today's converge_file as look + Change. */
@@ -163,10 +170,27 @@ typedef struct FileWant {
         const char *what;           /* names it in messages: "the user unit" */
         const char *marker;         /* a restart a change of it owes, or NULL */
         unsigned effects;           /* EFFECT_SYSTEM_RELOAD for what the system manager reads */
+        unsigned hidden_in;         /* IN_*: verbs that do not report it (in place or not) */
 } FileWant;
 
 /* Describe it: 0 in place, 1 a change (plan, check: described; apply: applied by the engine), < 0 logged. */
 int item_file(StepRun *run, const FileWant *w);
+
+/*
+ * A symlink at path that points to target. Only a missing entry or a
+ * symlink is replaced: anything else there is a FAIL (move it away), left
+ * alone. Apply writes it beside and renames it into place.
+ */
+typedef struct SymlinkWant {
+        const char *id;
+        const char *path;           /* in the root */
+        const char *target;
+        const char *what;           /* names it in messages: "enable the unit in user managers" */
+        unsigned hidden_in;         /* IN_*: verbs that do not report it */
+} SymlinkWant;
+
+/* Describe it: 0 in place (or not a symlink: FAIL), 1 a change, < 0 logged. */
+int item_symlink(StepRun *run, const SymlinkWant *w);
 
 /* ---- restarts and reloads owed ---- */
 
@@ -206,4 +230,7 @@ struct Part {
         int (*settle)(StepRun *run, Account *a);
         /* Apply only, when no item of the step has failed: record a cache (preflight's rootlesskit answer). */
         int (*commit)(StepRun *run, Account *a);
+        /* GATE_CLEAN: apply skips the whole part, its look too, once anything failed in this run (the
+         * daemon's service and its checks: no daemon started, nothing judged on a half-made set-up). */
+        Gate gate;
 };

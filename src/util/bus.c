@@ -10,7 +10,6 @@
 #include "clock.h"
 #include "log.h"
 #include "macro.h"
-#include "ping.h"
 
 #define SD_DEST "org.freedesktop.systemd1"
 #define SYSTEMD_PRIVATE_SOCKET "/run/systemd/private"

@@ -8,7 +8,7 @@
 
 #include "config.h"
 #include "engine/engine.h"
-#include "steps/apparmor.h"
+#include "steps/daemon/apparmor.h"
 #include "steps/steps.h"
 #include "tests.h"
 #include "units.h"

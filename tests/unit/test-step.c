@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tests.h"
 #include "engine/engine.h"
@@ -687,5 +688,194 @@ TEST(step_change_note_goes_in_its_change_place_unchanged) {
         ASSERT_ITEM(ctx, 3, "fake.b", ITEM_CREATE, "wrote b", NULL, true);
         ASSERT_ITEM(ctx, 4, "fake.b-extra", ITEM_CHANGE, "and its link", NULL, true);
         ASSERT_ITEM(ctx, 5, "fake.z", ITEM_OK, "z is in place", NULL, false);
+        context_done(&ctx);
+}
+
+/* item_symlink: converge_symlink of the old daemon step as look + apply, with its texts. */
+static unsigned link_hidden_in;
+
+static int link_look(StepRun *run, Account *a) {
+        int r = item_symlink(run, &(SymlinkWant) { .id = "example.link", .path = "/etc/example/link",
+                                                   .target = "/dev/null", .what = "mask the example",
+                                                   .hidden_in = link_hidden_in });
+        return r < 0 ? r : 0;
+}
+
+static char *link_read(const char *root) {
+        char buf[256];
+        ssize_t n = readlink(test_path(root, "etc/example/link"), buf, sizeof(buf) - 1);
+
+        if (n < 0)
+                return NULL;
+        buf[n] = 0;
+        return strdup(buf);
+}
+
+TEST(step_item_symlink_reports_and_links_as_converge_symlink) {
+        static const Part parts[] = { { .name = "link", .look = link_look } };
+        static const Step s = { .name = "example", .parts = parts, .n_parts = ELEMENTSOF(parts) };
+        /* none, elsewhere, in place, a file */
+        static const char *const have[] = { NULL, "/elsewhere", "/dev/null", "" };
+        const char *base = test_tmpdir();
+
+        link_hidden_in = 0;
+        for (size_t h = 0; h < ELEMENTSOF(have); h++)
+                for (size_t vi = 0; vi < 3; vi++) {
+                        static const Verb verbs[] = { VERB_PLAN, VERB_CHECK, VERB_APPLY };
+                        Verb v = verbs[vi];
+                        _cleanup_(config_done) Config config = {};
+                        _cleanup_free_ char *root = NULL, *shown = NULL, *msg = NULL, *fix = NULL, *after = NULL;
+                        Context ctx;
+                        int r;
+
+                        ASSERT_TRUE(asprintf(&root, "%s/link-%zu-%d", base, h, (int) v) > 0);
+                        ASSERT_OK(mkdir(root, 0755));
+                        if (have[h] && have[h][0]) {
+                                ASSERT_OK(mkdir(test_path(root, "etc"), 0755));
+                                ASSERT_OK(mkdir(test_path(root, "etc/example"), 0755));
+                                ASSERT_OK(symlink(have[h], test_path(root, "etc/example/link")));
+                        } else if (have[h])
+                                test_write(root, "etc/example/link", "mine\n");
+                        ASSERT_TRUE(asprintf(&shown, "%s/etc/example/link", root) > 0);
+
+                        r = run_in(v, &s, root, &ctx, &config, NULL);
+                        after = link_read(root);
+                        ASSERT_EQ(ctx.n_items, 1);
+                        if (h == 3) {
+                                /* not a symlink: a failure in every verb, left alone */
+                                ASSERT_EQ(r, v == VERB_APPLY ? -ERCI_FAILED : 0);
+                                ASSERT_TRUE(asprintf(&msg, "%s is not a symlink; rootless-ci leaves it alone (move it "
+                                                     "away to let apply mask the example)", shown) > 0);
+                                ASSERT_TRUE(asprintf(&fix, "move it away (mv %s %s.old), then run rootless-ci apply",
+                                                     shown, shown) > 0);
+                                ASSERT_ITEM(ctx, 0, "example.link", ITEM_FAIL, msg, fix, false);
+                                ASSERT_STREQ(test_read_kept(root, "etc/example/link"), "mine\n");
+                        } else if (h == 2) {
+                                ASSERT_OK(r);
+                                ASSERT_TRUE(asprintf(&msg, "mask the example (%s → /dev/null)", shown) > 0);
+                                ASSERT_ITEM(ctx, 0, "example.link", v == VERB_CHECK ? ITEM_PASS : ITEM_OK, msg, NULL,
+                                            false);
+                                ASSERT_STREQ(after, "/dev/null");
+                        } else if (v == VERB_PLAN) {
+                                ASSERT_OK(r);
+                                ASSERT_TRUE(asprintf(&msg, "mask the example: link %s → /dev/null", shown) > 0);
+                                ASSERT_ITEM(ctx, 0, "example.link", h ? ITEM_CHANGE : ITEM_CREATE, msg, NULL, false);
+                                ASSERT_TRUE(h ? streq(after, "/elsewhere") : after == NULL);
+                        } else if (v == VERB_CHECK) {
+                                ASSERT_OK(r);
+                                ASSERT_TRUE(asprintf(&msg, "not done: mask the example (%s → /dev/null %s)", shown,
+                                                     h ? "points elsewhere" : "is missing") > 0);
+                                ASSERT_ITEM(ctx, 0, "example.link", ITEM_FAIL, msg, "rootless-ci apply", false);
+                                ASSERT_TRUE(h ? streq(after, "/elsewhere") : after == NULL);
+                        } else {
+                                ASSERT_OK(r);
+                                ASSERT_TRUE(asprintf(&msg, "mask the example: linked %s → /dev/null", shown) > 0);
+                                ASSERT_ITEM(ctx, 0, "example.link", h ? ITEM_CHANGE : ITEM_CREATE, msg, NULL, true);
+                                ASSERT_STREQ(after, "/dev/null");
+                        }
+                        context_done(&ctx);
+                }
+
+        /* hidden in check: neither reported there nor, in place or not, anywhere it is hidden */
+        link_hidden_in = IN_CHECK;
+        for (size_t h = 0; h < 3; h++) {
+                _cleanup_(config_done) Config config = {};
+                _cleanup_free_ char *root = NULL;
+                Context ctx;
+
+                ASSERT_TRUE(asprintf(&root, "%s/hidden-%zu", base, h) > 0);
+                ASSERT_OK(mkdir(root, 0755));
+                if (have[h]) {
+                        ASSERT_OK(mkdir(test_path(root, "etc"), 0755));
+                        ASSERT_OK(mkdir(test_path(root, "etc/example"), 0755));
+                        ASSERT_OK(symlink(have[h], test_path(root, "etc/example/link")));
+                }
+                ASSERT_OK(run_in(VERB_CHECK, &s, root, &ctx, &config, NULL));
+                ASSERT_EQ(ctx.n_items, 0);
+                ASSERT_FALSE(ctx.any_failed);
+                context_done(&ctx);
+        }
+        link_hidden_in = 0;
+}
+
+/* Part.gate, change_note and run_stop_quietly: what the daemon step says as data. */
+static int look_broken(StepRun *run, Account *a) {
+        item_finding(run, "fake.broken", ITEM_FAIL, "fix it", "broken");
+        return 0;
+}
+
+static int apply_started(StepRun *run, Change *c) {
+        applied++;
+        change_note(run, c->id, ITEM_OK, NULL, "it was up already");
+        change_note(run, "fake.judged", ITEM_FAIL, "look at it", "judged after the start");
+        return 0;
+}
+
+static int look_start(StepRun *run, Account *a) {
+        item_change(run, &(Change) { .id = "fake.start", .state = ITEM_CHANGE, .plan = "start it", .apply = apply_started });
+        return 0;
+}
+
+static int look_quiet_stop(StepRun *run, Account *a) {
+        return run_stop_quietly(run, STOP_APPLY, -ERCI_FAILED, "User %s does not exist (see the user step)", "ci");
+}
+
+TEST(step_gated_part_is_skipped_in_apply_after_a_failure_only) {
+        static const Part parts[] = {
+                { .name = "broken", .look = look_broken },
+                { .name = "start", .look = look_start, .settle = settle_count, .gate = GATE_CLEAN },
+        };
+        static const Step s = { .name = "fake", .parts = parts, .n_parts = ELEMENTSOF(parts) };
+        _cleanup_(config_done) Config config = {};
+        Context ctx;
+
+        ASSERT_EQ(run_fake(VERB_APPLY, &s, &ctx, &config, NULL), -ERCI_FAILED);
+        ASSERT_EQ(ctx.n_items, 1);
+        ASSERT_EQ(applied, 0);
+        ASSERT_EQ(settled, 0);
+        context_done(&ctx);
+        config_done(&config);
+
+        ASSERT_EQ(run_fake(VERB_PLAN, &s, &ctx, &config, NULL), 0);
+        ASSERT_EQ(ctx.n_items, 2);
+        ASSERT_ITEM(ctx, 1, "fake.start", ITEM_CHANGE, "start it", NULL, false);
+        context_done(&ctx);
+}
+
+TEST(step_change_note_reports_in_place_unchanged) {
+        static const Part parts[] = { { .name = "start", .look = look_start } };
+        static const Step s = { .name = "fake", .parts = parts, .n_parts = ELEMENTSOF(parts) };
+        _cleanup_(config_done) Config config = {};
+        Context ctx;
+
+        ASSERT_EQ(run_fake(VERB_APPLY, &s, &ctx, &config, NULL), -ERCI_FAILED);
+        ASSERT_EQ(applied, 1);
+        ASSERT_EQ(ctx.n_items, 2);
+        ASSERT_ITEM(ctx, 0, "fake.start", ITEM_OK, "it was up already", NULL, false);
+        ASSERT_ITEM(ctx, 1, "fake.judged", ITEM_FAIL, "judged after the start", "look at it", false);
+        ASSERT_FALSE(ctx.any_changed);
+        context_done(&ctx);
+}
+
+TEST(step_run_stop_quietly_stops_its_verbs_without_an_item) {
+        static const Part parts[] = { { .name = "quiet", .look = look_quiet_stop },
+                                      { .name = "after", .look = look_after_refusal } };
+        static const Step s = { .name = "fake", .parts = parts, .n_parts = ELEMENTSOF(parts) };
+        _cleanup_(config_done) Config config = {};
+        _cleanup_free_ char *log = NULL;
+        Context ctx;
+
+        ASSERT_EQ(run_fake(VERB_APPLY, &s, &ctx, &config, &log), -ERCI_FAILED);
+        ASSERT_EQ(ctx.n_items, 0);
+        ASSERT_TRUE(strstr(log, "User ci does not exist (see the user step)"));
+        context_done(&ctx);
+        config_done(&config);
+        free(log);
+        log = NULL;
+
+        ASSERT_EQ(run_fake(VERB_CHECK, &s, &ctx, &config, &log), 0);
+        ASSERT_EQ(ctx.n_items, 1);
+        ASSERT_STREQ(ctx.items[0].id, "fake.after");
+        ASSERT_FALSE(strstr(log, "does not exist"));
         context_done(&ctx);
 }

@@ -10,10 +10,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fs.h"
-#include "log.h"
-#include "clock.h"
-#include "macro.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "util/clock.h"
+#include "util/macro.h"
 #include "ping.h"
 
 #define PING_RESPONSE_MAX 8192
@@ -92,10 +92,6 @@ static int get_peer(int fd, DockerPeer *ret) {
         ret->proc_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         ret->proc_error = ret->proc_fd < 0 ? negative_errno() : 0;
         return 0;
-}
-
-int docker_ping_once(const char *socket_path, uid_t owner, unsigned timeout_ms) {
-        return docker_ping_peer(socket_path, owner, timeout_ms, NULL);
 }
 
 int docker_ping_peer(const char *socket_path, uid_t owner, unsigned timeout_ms, DockerPeer *ret_peer) {

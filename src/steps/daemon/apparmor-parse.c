@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "apparmor.h"
+#include "steps/daemon/apparmor.h"
 #include "util/fs.h"
 #include "util/macro.h"
 

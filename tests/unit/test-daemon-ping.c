@@ -12,7 +12,7 @@
 
 #include "tests.h"
 #include "util/clock.h"
-#include "util/ping.h"
+#include "steps/daemon/ping.h"
 
 #define P(s) docker_ping_parse(s, strlen(s), &status)
 
@@ -88,7 +88,7 @@ TEST(ping_once_talks_to_a_socket) {
         snprintf(path, sizeof(path), "%s/ok.sock", test_tmpdir());
         pid = serve_once(path, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nOK");
         ASSERT_TRUE(pid > 0);
-        ASSERT_EQ(docker_ping_once(path, getuid(), 2000), 0);
+        ASSERT_EQ(docker_ping_peer(path, getuid(), 2000, NULL), 0);
         ASSERT_EQ(wait_child(pid), 0);  /* and it sent exactly the request */
 }
 
@@ -145,7 +145,7 @@ TEST(ping_once_reports_a_bad_answer) {
         snprintf(path, sizeof(path), "%s/bad.sock", test_tmpdir());
         pid = serve_once(path, "HTTP/1.0 503 Service Unavailable\r\n\r\n");
         ASSERT_TRUE(pid > 0);
-        ASSERT_EQ(docker_ping_once(path, getuid(), 2000), -EPROTO);
+        ASSERT_EQ(docker_ping_peer(path, getuid(), 2000, NULL), -EPROTO);
         ASSERT_EQ(wait_child(pid), 0);
 }
 
@@ -157,9 +157,9 @@ TEST(ping_once_refuses_wrong_owner_and_symlinks) {
         snprintf(link, sizeof(link), "%s/link.sock", test_tmpdir());
         pid = serve_once(path, "HTTP/1.0 200 OK\r\n\r\nOK");
         ASSERT_TRUE(pid > 0);
-        ASSERT_EQ(docker_ping_once(path, getuid() + 1, 2000), -EPERM);
+        ASSERT_EQ(docker_ping_peer(path, getuid() + 1, 2000, NULL), -EPERM);
         ASSERT_EQ(symlink(path, link), 0);
-        ASSERT_EQ(docker_ping_once(link, getuid(), 2000), -EPERM);
+        ASSERT_EQ(docker_ping_peer(link, getuid(), 2000, NULL), -EPERM);
         kill(pid, SIGKILL);
         wait_child(pid);
 }
@@ -167,7 +167,7 @@ TEST(ping_once_refuses_wrong_owner_and_symlinks) {
 TEST(ping_once_missing_socket) {
         char path[256];
         snprintf(path, sizeof(path), "%s/none.sock", test_tmpdir());
-        ASSERT_EQ(docker_ping_once(path, getuid(), 500), -ENOENT);
+        ASSERT_EQ(docker_ping_peer(path, getuid(), 500, NULL), -ENOENT);
 }
 
 TEST(ping_wait_times_out) {

@@ -6,11 +6,12 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "fs.h"
-#include "macro.h"
+#include "util/fs.h"
+#include "util/macro.h"
 #include "sockperm.h"
 
 /* The on-disk (xattr) form of a POSIX ACL: a header, then 8-byte entries. */
@@ -21,8 +22,6 @@
 #define ACL_GROUP 0x08
 #define ACL_MASK 0x10
 #define ACL_OTHER 0x20
-
-#define SYMLINK_MAX_FOLLOW 40
 
 static bool in_groups(gid_t gid, const gid_t *groups, size_t n) {
         for (size_t i = 0; i < n; i++)
@@ -110,85 +109,54 @@ static int fd_permits(int fd, uid_t uid, const gid_t *groups, size_t n_groups, u
         return inode_permits(&st, n > 0 ? acl : NULL, (size_t) n, uid, groups, n_groups, want);
 }
 
+typedef struct Reach {
+        uid_t uid;
+        const gid_t *groups;
+        size_t n_groups;
+} Reach;
+
+/* The walk stops with REACH_NO or REACH_YES (path_walk's "> 0: stop with that value"). */
+enum { REACH_NO = 1, REACH_YES = 2 };
+
+/* Looking a name up in a directory needs search permission on it; a missing entry ends the walk. */
+static int reach_entry(void *userdata, const PathWalkStep *s) {
+        const Reach *x = userdata;
+        int r = fd_permits(s->dir_fd, x->uid, x->groups, x->n_groups, 1);
+
+        if (r < 0)
+                return r;
+        return r == 0 || !s->st ? REACH_NO : 0;
+}
+
+/* The end: a socket the user may write to. */
+static int reach_last(void *userdata, const PathWalkStep *s) {
+        const Reach *x = userdata;
+        _cleanup_close_ int fd = -1;
+        int r;
+
+        if (!s->name || !s->st || !S_ISSOCK(s->st->st_mode))
+                return REACH_NO;
+        fd = openat(s->dir_fd, s->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT ? REACH_NO : negative_errno();
+        r = fd_permits(fd, x->uid, x->groups, x->n_groups, 2);
+        if (r < 0)
+                return r;
+        return r > 0 ? REACH_YES : REACH_NO;
+}
+
 int unix_socket_reachable(int root_fd, const char *path, uid_t uid, const gid_t *groups, size_t n_groups) {
-        char todo[PATH_MAX * 2];
-        _cleanup_close_ int cur = -1;
-        unsigned follows = 0;
-        size_t pos;
+        Reach x = { .uid = uid, .groups = groups, .n_groups = n_groups };
+        int r;
 
         if (path[0] != '/' || strlen(path) >= PATH_MAX)
                 return -EINVAL;
-        strcpy(todo, path);
-        pos = 0;
-        cur = openat(root_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (cur < 0)
-                return negative_errno();
-
-        for (;;) {
-                char name[NAME_MAX + 1];
-                _cleanup_close_ int next = -1;
-                struct stat st;
-                size_t len;
-                bool last;
-                int r;
-
-                pos += strspn(todo + pos, "/");
-                len = strcspn(todo + pos, "/");
-                if (len == 0) /* the path ends in "/": a directory, not a socket */
-                        return 0;
-                if (len > NAME_MAX)
-                        return -ENAMETOOLONG;
-                memcpy(name, todo + pos, len);
-                name[len] = 0;
-                pos += len;
-                last = todo[pos + strspn(todo + pos, "/")] == 0;
-
-                /* Looking a name up in cur needs search permission on cur. */
-                r = fd_permits(cur, uid, groups, n_groups, 1);
-                if (r <= 0)
-                        return r;
-
-                if (streq(name, "."))
-                        continue;
-                next = openat(cur, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-                if (next < 0)
-                        return errno == ENOENT || errno == ENOTDIR ? 0 : negative_errno();
-                if (fstat(next, &st) < 0)
-                        return negative_errno();
-
-                if (S_ISLNK(st.st_mode)) {
-                        char target[PATH_MAX];
-                        ssize_t n;
-                        size_t rest_len = strlen(todo + pos);
-
-                        if (++follows > SYMLINK_MAX_FOLLOW)
-                                return -ELOOP;
-                        n = readlinkat(next, "", target, sizeof(target) - 1);
-                        if (n < 0)
-                                return negative_errno();
-                        target[n] = 0;
-                        if ((size_t) n + rest_len + 2 > sizeof(todo))
-                                return -ENAMETOOLONG;
-                        /* todo becomes target + the rest of the path; an absolute target starts again at the root. */
-                        memmove(todo + n, todo + pos, rest_len + 1);
-                        memcpy(todo, target, (size_t) n);
-                        pos = 0;
-                        if (target[0] == '/') {
-                                safe_close(cur);
-                                cur = openat(root_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-                                if (cur < 0)
-                                        return negative_errno();
-                        }
-                        continue;
-                }
-                if (last) {
-                        if (!S_ISSOCK(st.st_mode))
-                                return 0;
-                        return fd_permits(next, uid, groups, n_groups, 2);
-                }
-                if (!S_ISDIR(st.st_mode))
-                        return 0;
-                safe_close(cur);
-                cur = TAKE_FD(next);
-        }
+        if (path[strlen(path) - 1] == '/') /* a directory, not a socket */
+                return 0;
+        /* As connect() looks it up: every symlink followed, an absolute target from the root again. */
+        r = path_walk(root_fd, path, WALK_FOLLOW, &(PathWalkVisitor) { .on_entry = reach_entry, .on_last = reach_last },
+                      &x, NULL);
+        if (r == -ENOENT || r == -ENOTDIR || r == REACH_NO)
+                return 0;
+        return r == REACH_YES ? 1 : r < 0 ? r : 0;
 }

@@ -21,16 +21,6 @@
 int docker_ping_parse(const char *buf, size_t size, unsigned *ret_status);
 
 /*
- * One attempt: connect to socket_path, which must be a socket owned by
- * owner (the path is resolved without following any symlink, since it lies
- * in the user's runtime directory), send the request, parse the answer.
- * Returns 0 when the daemon is up, else a negative errno (-ENOENT: no socket
- * yet, -ECONNREFUSED: nobody listening, -EPERM: wrong owner or not a socket,
- * -EPROTO/-EBADMSG: a bad answer, -ETIMEDOUT).
- */
-int docker_ping_once(const char *socket_path, uid_t owner, unsigned timeout_ms);
-
-/*
  * Who answered, from the connection itself (SO_PEERCRED): the process that
  * listens on the socket — for rootless Docker, dockerd inside rootlesskit's
  * namespaces — with its credentials as this process's namespaces see them.
@@ -48,14 +38,19 @@ typedef struct DockerPeer {
 void docker_peer_done(DockerPeer *p);
 
 /*
- * docker_ping_once() that also returns the listener in *ret_peer (may be
- * NULL), from the same connection. *ret_peer is written only on success
- * (overwritten, not released) and then released with docker_peer_done().
+ * One attempt: connect to socket_path, which must be a socket owned by
+ * owner (the path is resolved without following any symlink, since it lies
+ * in the user's runtime directory), send the request, parse the answer.
+ * Returns 0 when the daemon is up, else a negative errno (-ENOENT: no socket
+ * yet, -ECONNREFUSED: nobody listening, -EPERM: wrong owner or not a socket,
+ * -EPROTO/-EBADMSG: a bad answer, -ETIMEDOUT). ret_peer (may be NULL) gets
+ * the listener, from the same connection: written only on success
+ * (overwritten, not released), then released with docker_peer_done().
  */
 int docker_ping_peer(const char *socket_path, uid_t owner, unsigned timeout_ms, DockerPeer *ret_peer);
 
 /*
- * Poll docker_ping_once() until it succeeds or timeout_sec passes, saying
+ * Poll docker_ping_peer() until it succeeds or timeout_sec passes, saying
  * every few seconds what it waits for. still_hopeful (may be NULL) is asked
  * about once a second; a negative answer ends the wait with that error (the
  * daemon's unit failed: no point waiting on). Returns 0, or the last error

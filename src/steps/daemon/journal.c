@@ -6,7 +6,7 @@
 #include <systemd/sd-journal.h>
 
 #include "journal.h"
-#include "macro.h"
+#include "util/macro.h"
 
 static int add_match_pair(sd_journal *j, const char *field, const char *value, uid_t uid) {
         _cleanup_free_ char *m1 = NULL, *m2 = NULL;

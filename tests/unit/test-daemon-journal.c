@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "tests.h"
-#include "util/journal.h"
+#include "steps/daemon/journal.h"
 
 TEST(hint_names_the_cause_from_the_log) {
         const char *h;

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "tests.h"
-#include "util/sockperm.h"
+#include "steps/daemon/sockperm.h"
 
 #define UID_A 4242
 #define GID_A 4242
