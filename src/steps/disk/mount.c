@@ -7,7 +7,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-#include "disk/mount.h"
+#include "steps/disk/mount.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/macro.h"

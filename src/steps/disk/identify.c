@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
-#include "disk/identify.h"
+#include "steps/disk/identify.h"
 #include "util/error.h"
 #include "util/macro.h"
 
