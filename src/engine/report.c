@@ -317,20 +317,49 @@ void item_finding_ex(StepRun *run, const Finding *f) {
         item_finding(run, f->id, v.status, v.fix, "%s", v.message);
 }
 
-int item_stop(StepRun *run, const char *id, StopWhen when, int error, const char *fix, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
+/* The one refusal path: the FAIL item, then in the verbs of `when` the stderr line and the error. */
+static int stop(StepRun *run, const char *id, StopWhen when, int error, const char *fix, const char *log,
+                const char *fmt, va_list ap) _printf_(7, 0);
+static int stop(StepRun *run, const char *id, StopWhen when, int error, const char *fix, const char *log,
+                const char *fmt, va_list ap) {
         report_put(run->ctx, run->ctx->n_items, id, ITEM_FAIL, fix, false, fmt, ap);
-        va_end(ap);
         if (!(when & verb_bit(run->ctx->verb)))
                 return 0;
+        if (log)
+                return log_error_errno(error, "%s", log);
         /* The item says why; stderr just says what happened. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
-        log_error(run->step->refusal ?: "Refusing to go on (see %s); nothing was changed.", id);
+        return log_error_errno(error, run->step->refusal ?: "Refusing to go on (see %s); nothing was changed.", id);
 #pragma GCC diagnostic pop
-        return error;
+}
+
+int item_stop(StepRun *run, const char *id, StopWhen when, int error, const char *fix, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = stop(run, id, when, error, fix, NULL, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+static int stop_va(StepRun *run, const Stop *s, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, s);
+        r = stop(run, s->id, s->when, s->error, s->fix, s->log, "%s", ap);
+        va_end(ap);
+        return r;
+}
+
+int item_stop_ex(StepRun *run, const Stop *s) {
+        return stop_va(run, s, s->message);
+}
+
+bool change_planned(const StepRun *run, const Change *c) {
+        return run->ctx->verb == VERB_PLAN && c->state != ITEM_OK;
 }
 
 static char *strdup_or_null(const char *s) {
