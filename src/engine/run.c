@@ -95,9 +95,6 @@ static void host_facts_done(HostFacts *f) {
         free(f->storage_dir);
         free(f->docker_dir);
         free(f->builds_dir);
-        free(f->data_device);
-        free(f->data_fs_type);
-        free(f->data_fs_uuid);
 }
 
 void context_done(Context *ctx) {
