@@ -317,12 +317,8 @@ void item_finding_ex(StepRun *run, const Finding *f) {
         item_finding(run, f->id, v.status, v.fix, "%s", v.message);
 }
 
-/* The one refusal path: the FAIL item, then in the verbs of `when` the stderr line and the error. */
-static int stop(StepRun *run, const char *id, StopWhen when, int error, const char *fix, const char *log,
-                const char *fmt, va_list ap) _printf_(7, 0);
-static int stop(StepRun *run, const char *id, StopWhen when, int error, const char *fix, const char *log,
-                const char *fmt, va_list ap) {
-        report_put(run->ctx, run->ctx->n_items, id, ITEM_FAIL, fix, false, fmt, ap);
+/* After a stop's FAIL item: in the verbs of `when`, its stderr line (log, else Step.refusal) and its error. */
+static int stop_log(StepRun *run, const char *id, StopWhen when, int error, const char *log) {
         if (!(when & verb_bit(run->ctx->verb)))
                 return 0;
         if (log)
@@ -336,26 +332,16 @@ static int stop(StepRun *run, const char *id, StopWhen when, int error, const ch
 
 int item_stop(StepRun *run, const char *id, StopWhen when, int error, const char *fix, const char *fmt, ...) {
         va_list ap;
-        int r;
 
         va_start(ap, fmt);
-        r = stop(run, id, when, error, fix, NULL, fmt, ap);
+        report_put(run->ctx, run->ctx->n_items, id, ITEM_FAIL, fix, false, fmt, ap);
         va_end(ap);
-        return r;
-}
-
-static int stop_va(StepRun *run, const Stop *s, ...) {
-        va_list ap;
-        int r;
-
-        va_start(ap, s);
-        r = stop(run, s->id, s->when, s->error, s->fix, s->log, "%s", ap);
-        va_end(ap);
-        return r;
+        return stop_log(run, id, when, error, NULL);
 }
 
 int item_stop_ex(StepRun *run, const Stop *s) {
-        return stop_va(run, s, s->message);
+        put(run, run->ctx->n_items, s->id, ITEM_FAIL, s->fix, false, "%s", s->message);
+        return stop_log(run, s->id, s->when, s->error, s->log);
 }
 
 bool change_planned(const StepRun *run, const Change *c) {
