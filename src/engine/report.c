@@ -340,7 +340,8 @@ int item_stop(StepRun *run, const char *id, StopWhen when, int error, const char
 }
 
 int item_stop_ex(StepRun *run, const Stop *s) {
-        put(run, run->ctx->n_items, s->id, ITEM_FAIL, s->fix, false, "%s", s->message);
+        /* Reported as item_stop() reports (stopping in no verb), then stopped with its own line. */
+        (void) item_stop(run, s->id, 0, 0, s->fix, "%s", s->message);
         return stop_log(run, s->id, s->when, s->error, s->log);
 }
 
