@@ -41,9 +41,6 @@ typedef struct HostFacts {
         /* The data disk (disk step). */
         bool data_mounted;             /* its filesystem is mounted at MountPoint now */
         bool data_mount_planned;       /* plan: apply would mount it */
-        char *data_device;             /* its partition, "/dev/vdb1" */
-        char *data_fs_type;            /* "ext4" or "xfs" */
-        char *data_fs_uuid;
 
         /* user step: the CI user as apply leaves it */
         bool user_known;               /* the account exists (or apply just created it) */

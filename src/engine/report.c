@@ -352,6 +352,19 @@ void item_finding_ex(StepRun *run, const Finding *f) {
         item_finding(run, f->id, v.status, v.fix, "%s", v.message);
 }
 
+/* After a stop's FAIL item: in the verbs of `when`, its stderr line (log, else Step.refusal) and its error. */
+static int stop_log(StepRun *run, const char *id, StopWhen when, int error, const char *log) {
+        if (!(when & verb_bit(run->ctx->verb)))
+                return 0;
+        if (log)
+                return log_error_errno(error, "%s", log);
+        /* The item says why; stderr just says what happened. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+        return log_error_errno(error, run->step->refusal ?: "Refusing to go on (see %s); nothing was changed.", id);
+#pragma GCC diagnostic pop
+}
+
 int item_stop(StepRun *run, const char *id, StopWhen when, int error, const char *fix, const char *fmt, ...) {
         va_list ap;
 
@@ -359,14 +372,17 @@ int item_stop(StepRun *run, const char *id, StopWhen when, int error, const char
         if (!relook_seen(run, id, ITEM_FAIL, fmt, ap))
                 report_put(run->ctx, run->ctx->n_items, id, ITEM_FAIL, fix, false, fmt, ap);
         va_end(ap);
-        if (!(when & verb_bit(run->ctx->verb)))
-                return 0;
-        /* The item says why; stderr just says what happened. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-        log_error(run->step->refusal ?: "Refusing to go on (see %s); nothing was changed.", id);
-#pragma GCC diagnostic pop
-        return error;
+        return stop_log(run, id, when, error, NULL);
+}
+
+int item_stop_ex(StepRun *run, const Stop *s) {
+        /* Reported as item_stop() reports (stopping in no verb), then stopped with its own line. */
+        (void) item_stop(run, s->id, 0, 0, s->fix, "%s", s->message);
+        return stop_log(run, s->id, s->when, s->error, s->log);
+}
+
+bool change_planned(const StepRun *run, const Change *c) {
+        return run->ctx->verb == VERB_PLAN && c->state != ITEM_OK;
 }
 
 static char *strdup_or_null(const char *s) {

@@ -93,9 +93,6 @@ static void host_facts_done(HostFacts *f) {
         free(f->privileged_gids);
         free(f->user_gids);
         free(f->builds_dir);
-        free(f->data_device);
-        free(f->data_fs_type);
-        free(f->data_fs_uuid);
 }
 
 void context_done(Context *ctx) {

@@ -136,8 +136,30 @@ void item_finding_ex(StepRun *run, const Finding *f);
 int item_stop(StepRun *run, const char *id, StopWhen when, int error, const char *fix, const char *fmt, ...)
         _printf_(6, 7);
 
+/*
+ * item_stop() as data, for a stop whose stderr line is its own: log, when
+ * set, is what is logged in the verbs of `when` instead of Step.refusal
+ * (disk: "/etc/fstab is not a regular file.", exit 1).
+ */
+typedef struct Stop {
+        const char *id;
+        StopWhen when;
+        int error;
+        const char *fix;
+        const char *message;
+        const char *log;            /* NULL: Step.refusal with the id */
+} Stop;
+int item_stop_ex(StepRun *run, const Stop *s);
+
 /* Describe a Change (copied, with its texts); returns the stored copy. */
 Change *item_change(StepRun *run, const Change *c);
+
+/*
+ * Plan only: apply would make this Change (it is not in place). For a fact a
+ * later step reads as done: the disk step's data_mount_planned. False in
+ * check (which judges the host as it is) and in apply (which makes it).
+ */
+bool change_planned(const StepRun *run, const Change *c);
 
 /* ---- inside Change.apply ---- */
 

@@ -7,7 +7,7 @@
  * Test hooks: environment variables that steer the program for the test
  * tiers (RCI_ONLY_STEPS and RCI_UNITS_DIR in main.c, RCI_KILL_AT and
  * RCI_STOP_AT in util/killpoint.c, RCI_FORCE_RESOLVE_FALLBACK in
- * util/testhooks.c, RCI_FORCE_MOUNT_FALLBACK in disk/mount.c). They are
+ * util/testhooks.c, RCI_FORCE_MOUNT_FALLBACK in steps/disk/mount.c). They are
  * compiled in only with meson's -Dtest_hooks=true (RCI_TEST_HOOKS in
  * build-config.h; default off, and off in any package): without it the
  * program never reads them, and their names are not even in the binary.
@@ -16,7 +16,7 @@
  * TEST_HOOKS set on the command line: -DTEST_HOOKS=0 for the hookless twin
  * the unit suite checks (src/meson.build), -DTEST_HOOKS=1 for the unit
  * tests, which therefore have the hooks in any build. Everything else
- * (disk/mount.c) follows the option, so the twin, which shares that
+ * (steps/disk/mount.c) follows the option, so the twin, which shares that
  * library, still reads RCI_FORCE_MOUNT_FALLBACK.
  */
 #ifndef TEST_HOOKS

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "config.h"
-#include "disk/fstab.h"
+#include "steps/disk/fstab.h"
 #include "fuzz.h"
 #include "util/error.h"
 

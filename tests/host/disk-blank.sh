@@ -50,6 +50,20 @@ blank_to_mounted() {
         [ "$(cat "$mp/sentinel")" = "sentinel $fs" ] && ok "$fs: sentinel file intact" || fail "$fs: sentinel lost"
         [ "$(findmnt -rn -o SOURCE --mountpoint "$mp" | wc -l)" = 1 ] && ok "$fs: mounted once" || fail "$fs: mounted more than once"
 
+        # The converged look reads the mount table once (the disk step keeps it; issue 15).
+        if command -v strace >/dev/null; then
+                # LeakSanitizer cannot run under ptrace (disk-mount-point-race says why).
+                ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 RCI_ONLY_STEPS=disk \
+                        strace -f -e trace=open,openat -o "$WORK/trace" \
+                        "$RCI" --disk="$L" --filesystem="$fs" --mount-point="$mp" apply >"$WORK/out" 2>&1 && RC=0 || RC=$?
+                expect_rc 0 "$fs: converged apply under strace"
+                n=$(grep -c '/proc/self/mountinfo' "$WORK/trace" || true)
+                [ "$n" = 1 ] && ok "$fs: converged apply reads the mount table once" ||
+                        fail "$fs: converged apply read /proc/self/mountinfo $n times"
+        else
+                echo "# strace not installed: the mount table reads are not counted"
+        fi
+
         rci --disk="$L" --filesystem="$fs" --mount-point="$mp" --json apply
         expect_rc 0 "$fs: third apply, JSON"
         expect_out '"changed":false' "$fs: JSON says nothing changed"

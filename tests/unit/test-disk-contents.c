@@ -6,9 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "disk/contents.h"
-#include "disk/layout.h"
-#include "disk/mkfs.h"
+#include "steps/disk/contents.h"
+#include "steps/disk/layout.h"
+#include "steps/disk/mkfs.h"
 #include "tests.h"
 #include "util/exec.h"
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <string.h>
 
-#include "disk/fstab.h"
+#include "steps/disk/fstab.h"
 #include "tests.h"
 #include "util/error.h"
 

@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "disk/layout.h"
+#include "steps/disk/layout.h"
 #include "tests.h"
 
 /*

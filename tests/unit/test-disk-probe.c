@@ -6,9 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "disk/layout.h"
-#include "disk/mkfs.h"
-#include "disk/probe.h"
+#include "steps/disk/layout.h"
+#include "steps/disk/mkfs.h"
+#include "steps/disk/probe.h"
 #include "tests.h"
 #include "util/exec.h"
 

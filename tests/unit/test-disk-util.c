@@ -3,13 +3,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "disk/identify.h"
-#include "disk/layout.h"
-#include "disk/mkfs.h"
+#include "steps/disk/format.h"
+#include "steps/disk/identify.h"
+#include "steps/disk/layout.h"
+#include "steps/disk/mkfs.h"
 #include "tests.h"
 #include "util/clock.h"
 #include "util/exec.h"
-#include "util/format.h"
 
 TEST(format_bytes_uses_binary_units) {
         char b[FORMAT_BYTES_MAX];

@@ -348,6 +348,76 @@ TEST(step_item_stop_stops_its_verbs_and_is_a_failed_check_in_the_others) {
         context_done(&ctx);
 }
 
+/* item_stop_ex: a stop with its own stderr line (the disk step's bad fstab, exit 1); change_planned: plan only. */
+static bool planned_seen, in_place_planned;
+
+static int look_stops_with_its_line(StepRun *run, Account *a) {
+        const Change *todo = item_change(run, &(Change) { .id = "fake.mount", .state = ITEM_CREATE,
+                                                          .plan = "mount it", .hidden_in = IN_APPLY });
+        const Change *done = item_change(run, &(Change) { .id = "fake.in-place", .state = ITEM_OK,
+                                                          .plan = "in place", .hidden_in = IN_APPLY });
+
+        planned_seen = change_planned(run, todo);
+        in_place_planned = change_planned(run, done);
+        return item_stop_ex(run, &(Stop) {
+                .id = "fake.fstab",
+                .when = STOP_NOT_CHECK,
+                .error = -ERCI_FAILED,
+                .fix = "repair it",
+                .message = "the fstab is odd",
+                .log = "/etc/fstab is not a regular file.",
+        });
+}
+
+static const Part stop_line_parts[] = {
+        { .name = "stop", .look = look_stops_with_its_line },
+        { .name = "after", .look = look_after_refusal },
+};
+
+static const Step step_stop_line = {
+        .name = "fake",
+        .parts = stop_line_parts,
+        .n_parts = ELEMENTSOF(stop_line_parts),
+        .refusal = "Refusing to touch the fake disk (see %s); nothing was changed.",
+};
+
+TEST(step_item_stop_ex_logs_its_own_line_and_change_planned_is_plan_only) {
+        _cleanup_(config_done) Config config = {};
+        _cleanup_free_ char *log = NULL;
+        Context ctx;
+
+        ASSERT_EQ(run_fake(VERB_PLAN, &step_stop_line, &ctx, &config, &log), -ERCI_FAILED);
+        ASSERT_EQ(ctx.n_items, 3);
+        ASSERT_ITEM(ctx, 2, "fake.fstab", ITEM_FAIL, "the fstab is odd", "repair it", false);
+        ASSERT_CONTAINS(log, "/etc/fstab is not a regular file.");
+        ASSERT_FALSE(strstr(log, "Refusing"));
+        ASSERT_EQ(exit_status_from_error(-ERCI_FAILED), 1);
+        ASSERT_TRUE(planned_seen);
+        ASSERT_FALSE(in_place_planned);
+        context_done(&ctx);
+        config_done(&config);
+        free(log);
+        log = NULL;
+
+        ASSERT_EQ(run_fake(VERB_CHECK, &step_stop_line, &ctx, &config, &log), 0);
+        ASSERT_EQ(ctx.n_items, 4);
+        ASSERT_ITEM(ctx, 0, "fake.mount", ITEM_FAIL, "mount it", "rootless-ci apply", false);
+        ASSERT_STREQ(ctx.items[3].id, "fake.after");
+        ASSERT_FALSE(strstr(log, "not a regular file"));
+        ASSERT_FALSE(planned_seen);
+        context_done(&ctx);
+        config_done(&config);
+        free(log);
+        log = NULL;
+
+        ASSERT_EQ(run_fake(VERB_APPLY, &step_stop_line, &ctx, &config, &log), -ERCI_FAILED);
+        ASSERT_EQ(ctx.n_items, 1);  /* the changes are hidden in apply */
+        ASSERT_ITEM(ctx, 0, "fake.fstab", ITEM_FAIL, "the fstab is odd", "repair it", false);
+        ASSERT_CONTAINS(log, "/etc/fstab is not a regular file.");
+        ASSERT_FALSE(planned_seen);
+        context_done(&ctx);
+}
+
 /* item_file against converge_file, the old step helper it replaces: the same report and the same file. */
 #define EXAMPLE_TEXT "x=1\n"
 

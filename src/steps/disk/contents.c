@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "config.h"
-#include "disk/contents.h"
-#include "disk/mkfs.h"
+#include "steps/disk/contents.h"
+#include "steps/disk/mkfs.h"
 #include "util/macro.h"
 
 void disk_contents_done(DiskContents *c) {

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "disk/layout.h"
+#include "steps/disk/layout.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"

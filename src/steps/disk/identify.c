@@ -13,12 +13,10 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
-#include "disk/identify.h"
+#include "steps/disk/identify.h"
+#include "steps/disk/mount.h"
 #include "util/error.h"
 #include "util/macro.h"
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(struct libmnt_table *, mnt_unref_table)
-DEFINE_TRIVIAL_CLEANUP_FUNC(struct libmnt_iter *, mnt_free_iter)
 
 void disk_done(Disk *d) {
         free(d->given);
@@ -361,9 +359,8 @@ static const char *device_of(const Disk *d, dev_t devnum, char *buf, size_t size
         return NULL;
 }
 
-static int add_busy(DiskUsage *u, const char *fmt, ...) _printf_(2, 3);
-static int add_busy(DiskUsage *u, const char *fmt, ...) {
-        char **n, *s;
+int strv_add_printf(char ***l, size_t *n, const char *fmt, ...) {
+        char **nl, *s;
         va_list ap;
         int r;
 
@@ -372,15 +369,33 @@ static int add_busy(DiskUsage *u, const char *fmt, ...) {
         va_end(ap);
         if (r < 0)
                 return -ENOMEM;
-        n = reallocarray(u->busy, u->n_busy + 2, sizeof(char *));
-        if (!n) {
+        nl = reallocarray(*l, *n + 2, sizeof(char *));
+        if (!nl) {
                 free(s);
                 return -ENOMEM;
         }
-        u->busy = n;
-        u->busy[u->n_busy++] = s;
-        u->busy[u->n_busy] = NULL;
+        *l = nl;
+        (*l)[(*n)++] = s;
+        (*l)[*n] = NULL;
         return 0;
+}
+
+char *strv_join(char **l, size_t n, const char *sep) {
+        size_t len = 1;
+        char *s;
+
+        for (size_t i = 0; i < n; i++)
+                len += strlen(l[i]) + strlen(sep);
+        s = malloc(len);
+        if (!s)
+                return NULL;
+        s[0] = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (i > 0)
+                        strcat(s, sep);
+                strcat(s, l[i]);
+        }
+        return s;
 }
 
 static int add_mount(DiskUsage *u, dev_t devnum, const char *device, const char *target) {
@@ -402,20 +417,13 @@ static int add_mount(DiskUsage *u, dev_t devnum, const char *device, const char 
         return 0;
 }
 
-static int usage_mounts(const Disk *d, DiskUsage *u) {
-        _cleanup_(mnt_unref_tablep) struct libmnt_table *tb = NULL;
-        _cleanup_(mnt_free_iterp) struct libmnt_iter *it = NULL;
+static int usage_mounts(const Disk *d, struct libmnt_table *tb, DiskUsage *u) {
+        _cleanup_(mnt_free_iterp) struct libmnt_iter *it = mnt_new_iter(MNT_ITER_FORWARD);
         struct libmnt_fs *fs;
         int r;
 
-        tb = mnt_new_table();
-        it = mnt_new_iter(MNT_ITER_FORWARD);
-        if (!tb || !it)
+        if (!it)
                 return -ENOMEM;
-        r = mnt_table_parse_file(tb, "/proc/self/mountinfo");
-        if (r < 0)
-                return r;
-
         while (mnt_table_next_fs(tb, it, &fs) == 0) {
                 const char *src = mnt_fs_get_srcpath(fs), *dev;
                 dev_t devnum = mnt_fs_get_devno(fs);
@@ -471,7 +479,7 @@ static int usage_swaps(const Disk *d, DiskUsage *u) {
                 if (stat(name, &st) < 0 || !S_ISBLK(st.st_mode))
                         continue;
                 dev = device_of(d, st.st_rdev, buf, sizeof(buf));
-                if (dev && add_busy(u, "%s is in use as swap", dev) < 0)
+                if (dev && strv_add_printf(&u->busy, &u->n_busy, "%s is in use as swap", dev) < 0)
                         return -ENOMEM;
         }
         return 0;
@@ -493,8 +501,9 @@ static int usage_holders_of(const char *sysdir, const char *dev, DiskUsage *u) {
                         continue;
                 if (snprintf(holder, sizeof(holder), "%s/%s", path, de->d_name) < (int) sizeof(holder))
                         (void) read_attr(holder, "dm/name", dmname, sizeof(dmname));
-                if (add_busy(u, "%s is held by %s%s%s%s (LVM, device-mapper, md RAID or another driver)", dev,
-                             de->d_name, dmname[0] ? " (" : "", dmname, dmname[0] ? ")" : "") < 0)
+                if (strv_add_printf(&u->busy, &u->n_busy,
+                                    "%s is held by %s%s%s%s (LVM, device-mapper, md RAID or another driver)", dev,
+                                    de->d_name, dmname[0] ? " (" : "", dmname, dmname[0] ? ")" : "") < 0)
                         return -ENOMEM;
         }
         return 0;
@@ -526,18 +535,19 @@ static int usage_system(const Disk *d, DiskUsage *u) {
                 if (stat(system_dirs[i], &st) < 0)
                         continue;
                 dev = device_of(d, st.st_dev, buf, sizeof(buf));
-                if (dev && add_busy(u, "%s holds %s of the running system", dev, system_dirs[i]) < 0)
+                if (dev && strv_add_printf(&u->busy, &u->n_busy, "%s holds %s of the running system", dev,
+                                           system_dirs[i]) < 0)
                         return -ENOMEM;
         }
         return 0;
 }
 
-int disk_usage(const Disk *d, DiskUsage *ret) {
+int disk_usage(const Disk *d, struct libmnt_table *mounts, DiskUsage *ret) {
         DiskUsage u = {};
         int r;
 
         if ((r = usage_system(d, &u)) < 0 ||
-            (r = usage_mounts(d, &u)) < 0 ||
+            (r = usage_mounts(d, mounts, &u)) < 0 ||
             (r = usage_swaps(d, &u)) < 0 ||
             (r = usage_holders(d, &u)) < 0) {
                 disk_usage_done(&u);

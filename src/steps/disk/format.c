@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdio.h>
 
-#include "format.h"
+#include "steps/disk/format.h"
 
 char *format_bytes(char *buf, size_t size, uint64_t bytes) {
         static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };

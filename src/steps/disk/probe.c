@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "disk/probe.h"
+#include "steps/disk/probe.h"
 #include "util/macro.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(blkid_probe, blkid_free_probe)

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "disk/fstab.h"
+#include "steps/disk/fstab.h"
 #include "util/error.h"
 #include "util/macro.h"
 

@@ -7,7 +7,7 @@
 #include <sys/types.h>
 
 #include "config.h"
-#include "disk/identify.h"
+#include "steps/disk/identify.h"
 
 /*
  * The partition layout rootless-ci writes and recognises: a GPT with exactly

@@ -7,30 +7,34 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-#include "disk/mount.h"
+#include "steps/disk/mount.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/macro.h"
 #include "util/testhooks.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(struct libmnt_table *, mnt_unref_table)
-DEFINE_TRIVIAL_CLEANUP_FUNC(struct libmnt_iter *, mnt_free_iter)
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct libmnt_context *, mnt_free_context)
 
-int mount_is_mounted_at(dev_t devnum, const char *target) {
-        _cleanup_(mnt_unref_tablep) struct libmnt_table *tb = NULL;
-        _cleanup_(mnt_free_iterp) struct libmnt_iter *it = NULL;
-        struct libmnt_fs *fs;
+int mount_table_read(struct libmnt_table **ret) {
+        _cleanup_(mnt_unref_tablep) struct libmnt_table *tb = mnt_new_table();
         int r;
 
-        tb = mnt_new_table();
-        it = mnt_new_iter(MNT_ITER_BACKWARD);  /* the last mount on a target is the visible one */
-        if (!tb || !it)
+        if (!tb)
                 return -ENOMEM;
         r = mnt_table_parse_file(tb, "/proc/self/mountinfo");
         if (r < 0)
                 return r;
+        *ret = TAKE_PTR(tb);
+        return 0;
+}
 
+int mount_is_mounted_at(struct libmnt_table *tb, dev_t devnum, const char *target) {
+        /* Backward: the last mount on a target is the visible one. */
+        _cleanup_(mnt_free_iterp) struct libmnt_iter *it = mnt_new_iter(MNT_ITER_BACKWARD);
+        struct libmnt_fs *fs;
+
+        if (!it)
+                return -ENOMEM;
         while (mnt_table_next_fs(tb, it, &fs) == 0) {
                 const char *src;
                 struct stat st;

@@ -3,9 +3,9 @@
 
 #include <stdbool.h>
 
-#include "disk/identify.h"
-#include "disk/layout.h"
-#include "disk/probe.h"
+#include "steps/disk/identify.h"
+#include "steps/disk/layout.h"
+#include "steps/disk/probe.h"
 
 /*
  * What is on the disk, sorted into the three cases that decide everything:

@@ -6,6 +6,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "util/macro.h"
+
+struct libmnt_table;
+
 /*
  * Which device Device= names, and whether it may be touched at all.
  *
@@ -68,6 +72,11 @@ int disk_open(const Disk *d, int flags);
 /* Same for any node that must be the block device devnum. */
 int open_block_device(const char *node, dev_t devnum, int flags);
 
+/* Append a formatted string to the NULL-terminated list l of n strings. 0, or -ENOMEM. */
+int strv_add_printf(char ***l, size_t *n, const char *fmt, ...) _printf_(3, 4);
+/* "a; b; c": the n strings of l joined with sep (malloc'd), or NULL. */
+char *strv_join(char **l, size_t n, const char *sep);
+
 /* Something mounted from the disk or one of its partitions. */
 typedef struct DiskMount {
         dev_t devnum;    /* of the disk or the partition */
@@ -85,9 +94,9 @@ typedef struct DiskUsage {
 void disk_usage_done(DiskUsage *u);
 
 /*
- * Everything that uses the disk or its partitions right now: mounts (from
- * /proc/self/mountinfo, by device number and by source), swap (/proc/swaps),
+ * Everything that uses the disk or its partitions right now: mounts (in
+ * mounts, the table of mount_table_read(), by device number and by source), swap (/proc/swaps),
  * holders in sysfs (LVM, device-mapper, md RAID, bcache...), and the
  * filesystems of / and /boot.
  */
-int disk_usage(const Disk *d, DiskUsage *ret);
+int disk_usage(const Disk *d, struct libmnt_table *mounts, DiskUsage *ret);

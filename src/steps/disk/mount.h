@@ -1,19 +1,32 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <libmount.h>
 #include <stdbool.h>
 #include <sys/types.h>
+
+#include "util/macro.h"
 
 /* The mount options of our fstab line, used for the mount made now as well. */
 #define RCI_MOUNT_OPTIONS "defaults,nofail,x-rootless-ci"
 
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct libmnt_table *, mnt_unref_table)
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct libmnt_iter *, mnt_free_iter)
+
 /*
- * Is the block device devnum mounted at target (in this mount namespace)?
- * Returns 1 yes, 0 no, < 0 error. The check is by device number and by
- * source node, so it also holds for filesystems that report an anonymous
- * device number.
+ * The mounts of this mount namespace (/proc/self/mountinfo): the one place
+ * that reads it. The disk step reads it once per look and hands the table
+ * to what asks about mounts (disk_usage(), mount_is_mounted_at()).
  */
-int mount_is_mounted_at(dev_t devnum, const char *target);
+int mount_table_read(struct libmnt_table **ret);
+
+/*
+ * Is the block device devnum mounted at target, as the top mount there, in
+ * the table tb? Returns 1 yes, 0 no. The check is by device number and by
+ * source node, so it also holds for filesystems that report an anonymous
+ * device number. < 0: out of memory.
+ */
+int mount_is_mounted_at(struct libmnt_table *tb, dev_t devnum, const char *target);
 
 /*
  * Mount node (a block device) on the directory dir_fd (an O_PATH fd the

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "disk/mkfs.h"
+#include "steps/disk/mkfs.h"
 #include "util/error.h"
 #include "util/exec.h"
 #include "util/log.h"
