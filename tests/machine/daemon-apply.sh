@@ -26,6 +26,9 @@ assert_eq 0 "$rc" "first apply exits 0"
 echo "# first apply took $ms ms"
 jq -r '.items[] | "#   \(.status) \(.id): \(.message)"' "$TEST_TMP/apply1.json"
 assert_eq true "$(jq -r .changed "$TEST_TMP/apply1.json")" "first apply reports changes"
+# /var/run is /run: the root daemon's socket is one file with two names, removed once, reported once.
+assert_eq 1 "$(jq '[.items[] | select(.changed and (.id | startswith("daemon.root-socket:")))] | length' "$TEST_TMP/apply1.json")" \
+	"the root daemon's socket is removed and reported once"
 uid=$(ci_uid)
 
 # The unit, where and as what.

@@ -214,8 +214,11 @@ static int root_units_offline_look(StepRun *run, DaemonState *st) {
 static int root_socket_apply(StepRun *run, Change *c) {
         const RootSocket *s = c->data;
 
-        if (unlinkat(s->parent_fd, s->name, 0) < 0 && errno != ENOENT)
+        if (unlinkat(s->parent_fd, s->name, 0) < 0) {
+                if (errno == ENOENT)
+                        return 0; /* gone since the look: the same socket by its other name (/var/run is /run) */
                 return log_error_errno(negative_errno(), "Failed to remove %s: %m", s->path);
+        }
         change_done(run, c->id, ITEM_REMOVE, "removed the root daemon's socket %s", s->path);
         return 0;
 }
