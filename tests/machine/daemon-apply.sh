@@ -29,6 +29,10 @@ assert_eq true "$(jq -r .changed "$TEST_TMP/apply1.json")" "first apply reports 
 # /var/run is /run: the root daemon's socket is one file with two names, removed once, reported once.
 assert_eq 1 "$(jq '[.items[] | select(.changed and (.id | startswith("daemon.root-socket:")))] | length' "$TEST_TMP/apply1.json")" \
 	"the root daemon's socket is removed and reported once"
+# It says what it did: docker.service went down with docker.socket, stopped the change before.
+assert_eq "disabled, masked, the root daemon's docker.service" \
+	"$(jq -r '.items[] | select(.id == "daemon.root-docker.service" and .changed) | .message' "$TEST_TMP/apply1.json")" \
+	"the root daemon's docker.service is reported as the socket's stop left it"
 uid=$(ci_uid)
 
 # The unit, where and as what.

@@ -100,12 +100,22 @@ static int root_unit_apply(StepRun *run, Change *c) {
         DaemonState *st = run_state(run);
         const RootUnit *u = c->data;
         sd_bus *bus = NULL;
-        bool changed = false;
+        bool changed = false, running = u->running;
         int r;
 
         r = run_system_bus(run, &bus);
         if (r < 0)
                 return r;
+        if (running) {
+                /* Stopping docker.socket, the change before, stops the docker.service that requires it. */
+                UnitState now = {};
+
+                r = bus_get_unit_state(bus, u->unit, &now);
+                if (r < 0)
+                        return r;
+                running = !streq_ptr(now.active_state, "inactive") && !streq_ptr(now.active_state, "failed");
+                unit_state_done(&now);
+        }
         if (u->enabled) {
                 r = bus_disable_unit_file(bus, u->unit, &changed);
                 if (r < 0)
@@ -119,7 +129,7 @@ static int root_unit_apply(StepRun *run, Change *c) {
                 st->need_reload = true;
         }
         killpoint_at("daemon-root-masked", u->unit);
-        if (u->running) {
+        if (running) {
                 _cleanup_free_ char *result = NULL;
                 r = bus_unit_job(bus, "StopUnit", u->unit, now_usec() + 90ULL * 1000000ULL, &result);
                 if (r < 0) {
@@ -128,7 +138,7 @@ static int root_unit_apply(StepRun *run, Change *c) {
                 }
         }
         change_done(run, c->id, ITEM_REMOVE, "%s%s%sthe root daemon's %s", u->enabled ? "disabled, " : "",
-                    u->masked ? "" : "masked, ", u->running ? "stopped " : "", u->unit);
+                    u->masked ? "" : "masked, ", running ? "stopped " : "", u->unit);
         return 0;
 }
 
