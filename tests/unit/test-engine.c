@@ -124,7 +124,7 @@ TEST(engine_context_init_live_only_for_slash) {
         }
 }
 
-TEST(engine_report_item_records_everything) {
+TEST(engine_an_item_records_everything) {
         _cleanup_(config_done) Config config = {};
         Context ctx;
 
@@ -185,7 +185,7 @@ TEST(engine_a_step_that_gives_up_stops_every_verb) {
         }
 }
 
-TEST(engine_report_changed_marks_the_run_changed) {
+TEST(engine_a_change_done_marks_the_run_changed) {
         _cleanup_(config_done) Config config = {};
         Context ctx;
 
