@@ -43,11 +43,16 @@ static int run(int argc, char *argv[]) {
         only_steps = getenv("RCI_ONLY_STEPS");
 #endif
 
+        /*
+         * The CLI's dispatch: the verbs that are not the engine's (help,
+         * version, reclaim, wait) are answered here, before any configuration
+         * is read; plan, check and apply go to engine_run(), which owns them.
+         */
         switch (cli.verb) {
-        case CLI_VERB_HELP:
+        case CLI_VERB_HELP:    /* CLI dispatch: usage text, nothing read */
                 cli_help();
                 return EXIT_OK;
-        case CLI_VERB_VERSION:
+        case CLI_VERB_VERSION: /* CLI dispatch: the version, nothing read */
                 /* A test build says so: its hooks let the environment steer a root program. */
                 printf("rootless-ci %s%s\n", PACKAGE_VERSION,
                        TEST_HOOKS ? " (test build: test hooks compiled in; not for production)" : "");
@@ -56,12 +61,13 @@ static int run(int argc, char *argv[]) {
                 break;
         }
 
-        /* The CI user's command, in every job: no configuration, no lock, no daemon. */
+        /* CLI dispatch: the CI user's command, in every job: no configuration, no lock, no daemon. */
         if (cli.verb == CLI_VERB_RECLAIM)
                 return exit_status_from_error(reclaim_main(&(ReclaimOptions) {
                         .builds_dir = cli.builds_dir, .paths = cli.paths, .n_paths = cli.n_paths,
                 }));
 
+        /* CLI dispatch: a usage error of wait's own, before the configuration is read. */
         if (cli.root && cli.verb == CLI_VERB_WAIT) {
                 log_error("wait looks at the live host's Docker; it takes no --root.");
                 return EXIT_USAGE;
@@ -89,9 +95,11 @@ static int run(int argc, char *argv[]) {
                 return exit_status_from_error(r);
         }
 
+        /* CLI dispatch: wait needs the configuration (the user, its timeout), not the engine. */
         if (cli.verb == CLI_VERB_WAIT)
                 return exit_status_from_error(wait_for_docker(&config));
 
+        /* CLI dispatch: only apply changes the host; refused for non-root before the engine starts. */
         if (cli.root == NULL && geteuid() != 0 && cli.verb == CLI_VERB_APPLY) {
                 log_error("apply changes the host and must run as root (try sudo), or use --root=DIR.");
                 return EXIT_FAILED;

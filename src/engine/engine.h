@@ -99,7 +99,7 @@ typedef struct Part Part;   /* engine/step.h: the step contract */
 typedef struct Step {
         const char *name;
         /*
-         * A converted step (engine/step.h): its parts, in order. Each part
+         * The step contract (engine/step.h): its parts, in order. Each part
          * looks and describes; the engine plans, checks or applies what
          * it described.
          */
@@ -110,17 +110,9 @@ typedef struct Step {
         size_t state_size;       /* run_state(): zeroed for each run of the step */
         void (*state_done)(void *state);
         const char *refusal;     /* logged by item_stop() in the verbs it stops: "... (see %s) ..." (the id) */
-        /*
-         * Transition (until every step is converted): an old-style step
-         * looks at the host, reports what it finds as items, and when
-         * ctx->verb is VERB_APPLY makes the change and verifies it. It
-         * returns < 0 only when it could not go on (the error is logged);
-         * failed checks are items with ITEM_FAIL.
-         */
-        int (*run)(Context *ctx);
 } Step;
 
-/* Run one step in ctx: its parts, or (transition) its run(). Exported for tests. */
+/* Run one step in ctx: its parts, in order. Exported for tests. */
 int step_run(Context *ctx, const Step *s);
 
 /*
@@ -139,25 +131,6 @@ int context_system_bus(Context *ctx, struct sd_bus **ret);
  * nothing else is owed).
  */
 int context_reload_system(Context *ctx, bool caller_changed);
-
-/*
- * Report one item of the current step. fix is what the operator does about
- * it: NULL when there is nothing to do, never NULL for ITEM_FAIL (that logs
- * an internal error). Host text in id, message and fix is escaped here.
- */
-void report_item(Context *ctx, const char *id, ItemStatus status, const char *fix, const char *fmt, ...)
-        _printf_(5, 6);
-/*
- * Report the state of something apply converges, the same way for every verb:
- * change is ITEM_OK when it is in place, else what apply would do (CREATE,
- * CHANGE, REMOVE). plan shows it as is; check turns it into PASS, or FAIL
- * with the fix "rootless-ci apply"; apply shows it only if it is a change
- * (steps report what they changed with report_changed()).
- */
-void report_state(Context *ctx, const char *id, ItemStatus change, const char *fmt, ...) _printf_(4, 5);
-
-/* Apply made a change: like report_item with changed=true. */
-void report_changed(Context *ctx, const char *id, ItemStatus status, const char *fmt, ...) _printf_(4, 5);
 
 const char *verb_to_string(Verb v);
 

@@ -4,16 +4,78 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine/step.h"
-#include "steps/files.h"
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/macro.h"
 
 /* The generic items of the step contract (engine/step.h): one look, one apply, for many steps. */
+
+/*
+ * item_file's look and apply. file_look: does path hold want, root-owned,
+ * mode 0644? (logged < 0 when it cannot tell). file_make_dir: its
+ * directory, made. file_write_verified: write it atomically and read it
+ * back. shown is the path as the host sees it, for messages.
+ */
+#define UNIT_FILE_MAX (256 * 1024)
+
+static int file_look(int root_fd, const char *path, const char *shown, const char *want, bool *ret_exists,
+                     bool *ret_same) {
+        _cleanup_free_ char *have = NULL;
+        _cleanup_close_ int fd = -1;
+        size_t have_size = 0;
+        struct stat st;
+        int r;
+
+        *ret_exists = *ret_same = false;
+        r = read_file_at(root_fd, path, RESOLVE_POLICY_IN_ROOT, UNIT_FILE_MAX, &have, &have_size);
+        if (r < 0 && r != -ENOENT && r != -EFBIG && r != -EBADFD)
+                return log_error_errno(r, "Failed to read %s: %m", shown);
+        *ret_exists = r != -ENOENT;
+        if (r < 0)
+                return 0;
+        fd = safe_openat(root_fd, path, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return log_error_errno(fd < 0 ? fd : negative_errno(), "Failed to stat %s: %m", shown);
+        /* Same bytes, and nobody but root may change them. */
+        *ret_same = have_size == strlen(want) && memcmp(have, want, have_size) == 0 && (st.st_mode & 07777) == 0644 &&
+                    (geteuid() != 0 || st.st_uid == 0);
+        return 0;
+}
+
+static int file_make_dir(int root_fd, const char *path, const char *shown) {
+        _cleanup_free_ char *dir = strdup(path);
+        int dfd;
+
+        if (!dir)
+                return -ENOMEM;
+        *strrchr(dir, '/') = 0;
+        dfd = safe_mkdir_p(root_fd, dir, 0755, RESOLVE_POLICY_IN_ROOT);
+        if (dfd < 0)
+                return log_error_errno(dfd, "Failed to create the directory of %s: %m", shown);
+        safe_close(dfd);
+        return 0;
+}
+
+static int file_write_verified(int root_fd, const char *path, const char *shown, const char *want) {
+        _cleanup_free_ char *have = NULL;
+        size_t have_size = 0;
+        int r;
+
+        r = write_file_atomic(root_fd, path, want, strlen(want), 0644, (uid_t) -1, (gid_t) -1, RESOLVE_POLICY_IN_ROOT);
+        if (r < 0)
+                return log_error_errno(r, "Failed to write %s: %m", shown);
+
+        /* Verify: read back what is there now. */
+        r = read_file_at(root_fd, path, RESOLVE_POLICY_IN_ROOT, UNIT_FILE_MAX, &have, &have_size);
+        if (r < 0 || have_size != strlen(want) || memcmp(have, want, have_size) != 0)
+                return log_error_errno(r < 0 ? r : -EIO, "%s does not hold what was just written to it", shown);
+        return 0;
+}
 
 typedef struct FileChange {
         char *path, *text, *what, *shown;

@@ -129,35 +129,6 @@ void report_put(Context *ctx, size_t at, const char *id, ItemStatus status, cons
                                   ctx->current_step, it->id, item_status_to_string(status), it->message);
 }
 
-void report_item(Context *ctx, const char *id, ItemStatus status, const char *fix, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        report_put(ctx, ctx->n_items, id, status, fix, false, fmt, ap);
-        va_end(ap);
-}
-
-void report_state(Context *ctx, const char *id, ItemStatus change, const char *fmt, ...) {
-        ItemStatus status = change;
-        const char *fix = NULL;
-        va_list ap;
-
-        if (ctx->verb == VERB_CHECK) {
-                status = change == ITEM_OK ? ITEM_PASS : ITEM_FAIL;
-                if (change != ITEM_OK)
-                        fix = "rootless-ci apply";
-        }
-        va_start(ap, fmt);
-        report_put(ctx, ctx->n_items, id, status, fix, false, fmt, ap);
-        va_end(ap);
-}
-
-void report_changed(Context *ctx, const char *id, ItemStatus status, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        report_put(ctx, ctx->n_items, id, status, NULL, true, fmt, ap);
-        va_end(ap);
-}
-
 /*
  * s must be valid UTF-8: the items are (report_put() escaped them), and
  * anything else passes through escape_host_text() first. Only JSON's own
@@ -267,7 +238,7 @@ void report_print(const Context *ctx, int exit_status, FILE *f) {
 
 /*
  * The step contract's reporting (engine/step.h): how each verb shows what a
- * converted step's look describes. engine/run.c applies what it describes.
+ * step's look describes. engine/run.c applies what it describes.
  */
 
 unsigned verb_bit(Verb v) {

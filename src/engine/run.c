@@ -21,7 +21,7 @@
 
 /*
  * The engine's loop, the one place that knows the verb: the run's context,
- * the steps in order, and each converted step's parts (engine/step.h). A
+ * the steps in order, and each step's parts (engine/step.h). A
  * part looks and describes (engine/report.c reports it per verb); apply
  * then applies each pending Change in look order.
  */
@@ -318,9 +318,6 @@ static void account_from_facts(Context *ctx, Account *a) {
 int step_run(Context *ctx, const Step *s) {
         StepRun run = { .ctx = ctx, .step = s, .first_item = ctx->n_items };
         int r = 0;
-
-        if (s->run)
-                return s->run(ctx);
 
         if (s->state_size) {
                 run.state = calloc(1, s->state_size);

@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The step contract (issue 15): what a converted step includes, and nothing
+ * The step contract (issue 15): what a step includes, and nothing
  * else of the engine. A Step is an ordered list of Parts. Each part's look()
  * reads the host, changes nothing, and describes what it found as items:
  * in place (item_ok), findings (item_finding, item_finding_ex), refusals
@@ -10,17 +10,14 @@
  * The engine (engine/run.c) owns the verbs: plan and check report the
  * description, apply applies each Change that is not in place, in look
  * order. Where a verb shows an item differently, that is a field of the
- * item, never a branch in the step: no VERB_ token in a converted step.
- *
- * Transition: a Step with .run set is an old-style step and runs as before
- * (report_item/report_state/report_changed on the Context).
+ * item, never a branch in the step: no VERB_ token in a step.
  */
 
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "engine/account.h"
-#include "engine/engine.h"   /* Config, HostFacts; transition: Step and Context, until no step has run() */
+#include "engine/engine.h"   /* Config, HostFacts, Step */
 #include "engine/report.h"   /* ItemStatus */
 
 struct sd_bus;
@@ -116,7 +113,7 @@ struct Change {
         void (*data_free)(void *data);  /* set: the engine frees data with the run (generic items) */
 };
 
-/* ---- describing: the only way a converted step reports ---- */
+/* ---- describing: the only way a step reports ---- */
 
 /* In place: "=" in plan and apply, PASS in check. */
 void item_ok(StepRun *run, const char *id, const char *fmt, ...) _printf_(3, 4);
@@ -184,7 +181,7 @@ int run_stop_quietly(StepRun *run, StopWhen when, int error, const char *fmt, ..
 
 /* ---- generic items (engine/items.c): what tmpfiles calls item types ---- */
 
-/* A root-owned file (mode 0644) that holds text: today's converge_file as look + Change. */
+/* A root-owned file (mode 0644) that holds text: written atomically, read back. */
 typedef struct FileWant {
         const char *id;
         const char *path;           /* in the root */

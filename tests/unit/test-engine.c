@@ -13,32 +13,40 @@
 #include "json-check.h"
 #include "tests.h"
 #include "engine/engine.h"
+#include "engine/step.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/macro.h"
 
 static unsigned ran_first, ran_second;
 
-static int step_failing_check(Context *ctx) {
+/* Fake steps on the step contract (engine/step.h): one part each, looking and describing. */
+static int look_failing_check(StepRun *run, Account *a) {
         ran_first++;
-        report_item(ctx, "first.thing", ITEM_FAIL, "fix it", "thing %d is broken", 42);
+        item_finding(run, "first.thing", ITEM_FAIL, "fix it", "thing %d is broken", 42);
         return 0;
 }
 
-static int step_passing(Context *ctx) {
+static int look_passing(StepRun *run, Account *a) {
         ran_second++;
-        report_item(ctx, "second.thing", ITEM_PASS, NULL, "fine");
+        item_finding(run, "second.thing", ITEM_PASS, NULL, "fine");
         return 0;
 }
 
-static int step_giving_up(Context *ctx) {
+static int look_giving_up(StepRun *run, Account *a) {
         ran_first++;
         return -EIO;
 }
 
-static int step_changing(Context *ctx) {
+static int apply_create_x(StepRun *run, Change *c) {
+        change_done(run, c->id, ITEM_CREATE, "created %s", "/etc/x");
+        return 0;
+}
+
+static int look_changing(StepRun *run, Account *a) {
         ran_first++;
-        report_changed(ctx, "first.file", ITEM_CREATE, "created %s", "/etc/x");
+        item_change(run, &(Change) { .id = "first.file", .state = ITEM_CREATE, .plan = "create /etc/x",
+                                     .apply = apply_create_x });
         return 0;
 }
 
@@ -46,19 +54,26 @@ static int step_changing(Context *ctx) {
 #define HOSTILE "a\nPASS forged\tx \xff\xfe C:\\x0a \x1b[2J größe ✓ 𝄞"
 #define HOSTILE_ESCAPED "a\\x0aPASS forged\\x09x \\xff\\xfe C:\\\\x0a \\x1b[2J größe ✓ 𝄞"
 
-static int step_hostile(Context *ctx) {
+static int look_hostile(StepRun *run, Account *a) {
         ran_first++;
-        report_item(ctx, "first.link:/home/b/" HOSTILE, ITEM_FAIL, "rm /home/b/" HOSTILE, "%s is a symlink to %s",
-                    "/home/b/x", HOSTILE);
-        report_changed(ctx, "first.file", ITEM_CREATE, "created %s", HOSTILE);
+        item_finding(run, "first.link:/home/b/" HOSTILE, ITEM_FAIL, "rm /home/b/" HOSTILE, "%s is a symlink to %s",
+                     "/home/b/x", HOSTILE);
+        /* Check shows this change as the creation it is: host text through item_change's copy too. */
+        item_change(run, &(Change) { .id = "first.file", .state = ITEM_CREATE, .plan = "create " HOSTILE,
+                                     .in_check = &(Verdict) { ITEM_CREATE, "created " HOSTILE, NULL },
+                                     .apply = apply_create_x });
         return 0;
 }
 
-static const Step first_fails = { .name = "first", .run = step_failing_check };
-static const Step first_hostile = { .name = "first", .run = step_hostile };
-static const Step first_gives_up = { .name = "first", .run = step_giving_up };
-static const Step first_changes = { .name = "first", .run = step_changing };
-static const Step second = { .name = "second", .run = step_passing };
+#define ONE_PART_STEP(var, step_name, look_fn)                                                          \
+        static const Part var##_parts[] = { { .name = "only", .look = look_fn } };                     \
+        static const Step var = { .name = step_name, .parts = var##_parts, .n_parts = 1 }
+
+ONE_PART_STEP(first_fails, "first", look_failing_check);
+ONE_PART_STEP(first_hostile, "first", look_hostile);
+ONE_PART_STEP(first_gives_up, "first", look_giving_up);
+ONE_PART_STEP(first_changes, "first", look_changing);
+ONE_PART_STEP(second, "second", look_passing);
 
 static int run_steps(Verb verb, const Step *a, Context *ctx, Config *config) {
         const Step *const steps[] = { a, &second };
@@ -109,7 +124,7 @@ TEST(engine_context_init_live_only_for_slash) {
         }
 }
 
-TEST(engine_report_item_records_everything) {
+TEST(engine_an_item_records_everything) {
         _cleanup_(config_done) Config config = {};
         Context ctx;
 
@@ -170,7 +185,7 @@ TEST(engine_a_step_that_gives_up_stops_every_verb) {
         }
 }
 
-TEST(engine_report_changed_marks_the_run_changed) {
+TEST(engine_a_change_done_marks_the_run_changed) {
         _cleanup_(config_done) Config config = {};
         Context ctx;
 
@@ -277,16 +292,17 @@ TEST(engine_json_check_rejects_invalid_json) {
         ASSERT_TRUE(json_check("\"open") != NULL);
 }
 
-static int step_failing_without_fix(Context *ctx) {
-        report_item(ctx, "first.nofix", ITEM_FAIL, NULL, "broken, and nothing said what to do");
-        report_item(ctx, "first.emptyfix", ITEM_FAIL, "", "broken, and an empty fix");
-        report_item(ctx, "first.fine", ITEM_PASS, NULL, "a pass needs no fix");
+static int look_failing_without_fix(StepRun *run, Account *a) {
+        item_finding(run, "first.nofix", ITEM_FAIL, NULL, "broken, and nothing said what to do");
+        item_finding(run, "first.emptyfix", ITEM_FAIL, "", "broken, and an empty fix");
+        item_finding(run, "first.fine", ITEM_PASS, NULL, "a pass needs no fix");
         return 0;
 }
 
+ONE_PART_STEP(first_without_fix, "first", look_failing_without_fix);
+
 TEST(engine_a_failure_without_a_fix_is_an_internal_error) {
-        static const Step s = { .name = "first", .run = step_failing_without_fix };
-        const Step *const steps[] = { &s };
+        const Step *const steps[] = { &first_without_fix };
         _cleanup_(config_done) Config config = {};
         _cleanup_free_ char *log = NULL;
         Context ctx;

@@ -10,7 +10,6 @@
 #include "tests.h"
 #include "engine/engine.h"
 #include "engine/step.h"
-#include "steps/files.h"
 #include "util/error.h"
 #include "util/macro.h"
 
@@ -418,23 +417,22 @@ TEST(step_item_stop_ex_logs_its_own_line_and_change_planned_is_plan_only) {
         context_done(&ctx);
 }
 
-/* item_file against converge_file, the old step helper it replaces: the same report and the same file. */
+/*
+ * item_file: the report and the file in each verb, for a missing file, one
+ * that differs and one in place. These are the items the old converge_file
+ * reported for the same trees (the transition's test compared the two until
+ * converge_file went).
+ */
 #define EXAMPLE_TEXT "x=1\n"
 
-static int old_file_run(Context *ctx) {
-        int r = converge_file(ctx, "example.conf", "/etc/example/example.conf", EXAMPLE_TEXT, "the example file", NULL);
-        return r < 0 ? r : 0;
-}
-
-static int new_file_look(StepRun *run, Account *a) {
+static int file_look_example(StepRun *run, Account *a) {
         int r = item_file(run, &(FileWant) { .id = "example.conf", .path = "/etc/example/example.conf",
                                              .text = EXAMPLE_TEXT, .what = "the example file" });
         return r < 0 ? r : 0;
 }
 
-static const Step old_file_step = { .name = "example", .run = old_file_run };
-static const Part new_file_parts[] = { { .name = "conf", .look = new_file_look } };
-static const Step new_file_step = { .name = "example", .parts = new_file_parts, .n_parts = ELEMENTSOF(new_file_parts) };
+static const Part file_parts[] = { { .name = "conf", .look = file_look_example } };
+static const Step file_step = { .name = "example", .parts = file_parts, .n_parts = ELEMENTSOF(file_parts) };
 
 static void example_tree(const char *root, const char *content) {
         if (!content)
@@ -444,97 +442,52 @@ static void example_tree(const char *root, const char *content) {
                 abort();
 }
 
-TEST(step_item_file_reports_and_writes_as_converge_file) {
-        static const Verb verbs[] = { VERB_PLAN, VERB_CHECK, VERB_APPLY };
-        static const char *const contents[] = { NULL, "x=2\n", EXAMPLE_TEXT };
+TEST(step_item_file_reports_and_writes) {
+        static const struct {
+                Verb verb;
+                const char *before;    /* the file before the run; NULL: missing */
+                ItemStatus status;
+                const char *message;   /* %s: the file as the host sees it */
+                const char *fix;
+                bool changed;
+                const char *after;     /* the file after the run; NULL: missing */
+        } cases[] = {
+                { VERB_PLAN, NULL, ITEM_CREATE, "write the example file %s", NULL, false, NULL },
+                { VERB_PLAN, "x=2\n", ITEM_CHANGE, "rewrite the example file %s (content differs)", NULL, false,
+                  "x=2\n" },
+                { VERB_PLAN, EXAMPLE_TEXT, ITEM_OK, "the example file %s is up to date", NULL, false, EXAMPLE_TEXT },
+                { VERB_CHECK, NULL, ITEM_FAIL, "the example file %s is missing", "rootless-ci apply", false, NULL },
+                { VERB_CHECK, "x=2\n", ITEM_FAIL,
+                  "the example file %s differs from what rootless-ci installs (content or mode)", "rootless-ci apply",
+                  false, "x=2\n" },
+                { VERB_CHECK, EXAMPLE_TEXT, ITEM_PASS, "the example file %s is up to date", NULL, false, EXAMPLE_TEXT },
+                { VERB_APPLY, NULL, ITEM_CREATE, "wrote the example file %s", NULL, true, EXAMPLE_TEXT },
+                { VERB_APPLY, "x=2\n", ITEM_CHANGE, "rewrote the example file %s", NULL, true, EXAMPLE_TEXT },
+                { VERB_APPLY, EXAMPLE_TEXT, ITEM_OK, "the example file %s is up to date", NULL, false, EXAMPLE_TEXT },
+        };
         const char *base = test_tmpdir();
 
-        for (size_t v = 0; v < ELEMENTSOF(verbs); v++)
-                for (size_t c = 0; c < ELEMENTSOF(contents); c++) {
-                        _cleanup_(config_done) Config config_old = {}, config_new = {};
-                        _cleanup_free_ char *old_root = NULL, *new_root = NULL, *old_text = NULL, *new_text = NULL;
-                        Context old, new;
-                        int r_old, r_new;
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_(config_done) Config config = {};
+                _cleanup_free_ char *root = NULL, *shown = NULL, *message = NULL, *text = NULL;
+                Context ctx;
 
-                        ASSERT_TRUE(asprintf(&old_root, "%s/old-%zu-%zu", base, v, c) > 0);
-                        ASSERT_TRUE(asprintf(&new_root, "%s/new-%zu-%zu", base, v, c) > 0);
-                        ASSERT_OK(mkdir(old_root, 0755));
-                        ASSERT_OK(mkdir(new_root, 0755));
-                        example_tree(old_root, contents[c]);
-                        example_tree(new_root, contents[c]);
+                ASSERT_TRUE(asprintf(&root, "%s/file-%zu", base, i) > 0);
+                ASSERT_OK(mkdir(root, 0755));
+                example_tree(root, cases[i].before);
+                ASSERT_TRUE(asprintf(&shown, "%s/etc/example/example.conf", root) > 0);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+                ASSERT_TRUE(asprintf(&message, cases[i].message, shown) > 0);
+#pragma GCC diagnostic pop
 
-                        r_old = run_in(verbs[v], &old_file_step, old_root, &old, &config_old, NULL);
-                        r_new = run_in(verbs[v], &new_file_step, new_root, &new, &config_new, NULL);
-                        ASSERT_EQ(r_old, r_new);
-                        ASSERT_EQ(old.n_items, new.n_items);
-                        for (size_t i = 0; i < old.n_items; i++) {
-                                /* the messages name the tree, which differs by its last component */
-                                _cleanup_free_ char *want = strdup(old.items[i].message);
-                                char *p;
-                                ASSERT_TRUE(want != NULL);
-                                while ((p = strstr(want, "/old-")))
-                                        memcpy(p, "/new-", 5);
-                                ASSERT_STREQ(new.items[i].id, old.items[i].id);
-                                ASSERT_EQ(new.items[i].status, old.items[i].status);
-                                ASSERT_STREQ(new.items[i].message, want);
-                                ASSERT_TRUE((new.items[i].fix == NULL) == (old.items[i].fix == NULL));
-                                if (old.items[i].fix)
-                                        ASSERT_STREQ(new.items[i].fix, old.items[i].fix);
-                                ASSERT_EQ(new.items[i].changed, old.items[i].changed);
-                        }
-                        old_text = test_read(old_root, "etc/example/example.conf");
-                        new_text = test_read(new_root, "etc/example/example.conf");
-                        ASSERT_TRUE((old_text == NULL) == (new_text == NULL));
-                        if (old_text)
-                                ASSERT_STREQ(new_text, old_text);
-                        if (verbs[v] == VERB_APPLY)
-                                ASSERT_STREQ(new_text, EXAMPLE_TEXT);
-                        else
-                                ASSERT_TRUE(contents[c] ? streq(new_text, contents[c]) : new_text == NULL);
-                        context_done(&old);
-                        context_done(&new);
-                }
-}
-
-/* The transition: old-style steps (Step.run) and converted ones run in one engine, in order. */
-static int old_failing_run(Context *ctx) {
-        report_item(ctx, "old.thing", ITEM_FAIL, "fix it", "broken");
-        return 0;
-}
-
-TEST(step_old_and_converted_steps_run_together) {
-        static const Step old_failing = { .name = "old", .run = old_failing_run };
-        const Step *const steps[] = { &old_failing, &step_refusing };
-        _cleanup_(config_done) Config config = {};
-        _cleanup_free_ char *log = NULL;
-        Context ctx;
-        int r;
-
-        /* check: every step runs, the converted one after the old one */
-        ASSERT_OK(config_init(&config));
-        ASSERT_OK(context_init(&ctx, VERB_CHECK, test_tmpdir(), &config));
-        test_capture_stderr_begin();
-        r = engine_run_steps(&ctx, steps, ELEMENTSOF(steps));
-        log = test_capture_stderr_end();
-        ASSERT_EQ(r, 0);
-        ASSERT_EQ(ctx.n_items, 4);
-        ASSERT_STREQ(ctx.items[0].id, "old.thing");
-        ASSERT_STREQ(ctx.items[0].step, "old");
-        ASSERT_STREQ(ctx.items[1].id, "fake.before");
-        ASSERT_STREQ(ctx.items[1].step, "fake");
-        ASSERT_STREQ(ctx.items[3].id, "fake.after");
-        context_done(&ctx);
-        free(log);
-
-        /* apply: a failed old step stops the run before the converted step looks at anything */
-        ASSERT_OK(context_init(&ctx, VERB_APPLY, test_tmpdir(), &config));
-        test_capture_stderr_begin();
-        r = engine_run_steps(&ctx, steps, ELEMENTSOF(steps));
-        log = test_capture_stderr_end();
-        ASSERT_EQ(r, -ERCI_FAILED);
-        ASSERT_EQ(ctx.n_items, 1);
-        ASSERT_CONTAINS(log, "old failed; stopping before anything is changed by later steps.");
-        context_done(&ctx);
+                ASSERT_EQ(run_in(cases[i].verb, &file_step, root, &ctx, &config, NULL), 0);
+                ASSERT_EQ(ctx.n_items, 1);
+                ASSERT_ITEM(ctx, 0, "example.conf", cases[i].status, message, cases[i].fix, cases[i].changed);
+                text = test_read(root, "etc/example/example.conf");
+                ASSERT_TRUE(cases[i].after ? text && streq(text, cases[i].after) : text == NULL);
+                context_done(&ctx);
+        }
 }
 
 /* Two pending changes side by side: the first one's second item must not take the second one's place. */
