@@ -22,7 +22,7 @@
  * The agent step on fake --root trees: the drop-in as the template fills it,
  * the walk that takes /etc/buildkite-agent back from the package's user,
  * the warning about the CI user's own agent configuration, and the
- * DOCKER_HOST verdict taken from the daemon step's facts. The live part
+ * DOCKER_HOST verdict taken from what the daemon step wrote into the Account. The live part
  * (daemon-reload, restart) is proved by the machine tier (agent-*.sh).
  */
 
@@ -52,7 +52,7 @@ static void run_done(Run *run) {
         free(run->err);
 }
 
-/* The agent step alone, with the facts the earlier steps would have left. */
+/* The agent step alone, with the account the earlier steps would have left. */
 static void run_agent(Run *run, const char *root, Verb verb, const char *agent_unit) {
         *run = (Run) {};
         if (config_init(&run->config) < 0)
@@ -724,7 +724,7 @@ TEST(docker_host_verdict_follows_the_daemon_steps_socket_check) {
         ASSERT_EQ(count(&run, "agent.docker-host", ITEM_SKIP, "DOCKER_HOST"), 1);
         run_done(&run);
 
-        /* The facts as the daemon step leaves them on a live host. */
+        /* The account as the daemon step leaves it on a live host. */
         for (unsigned reachable = 0; reachable < 2; reachable++) {
                 Config c;
                 Context ctx;
