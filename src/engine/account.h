@@ -12,13 +12,13 @@
  * step with Step.per_account set (issue 15). One today ([User] Name=,
  * [Agent] Unit=); one per tenant later.
  *
- * The engine keeps it for the run (Context.account): the user step
- * (Step.writes_account) writes what it found or made, and every later
- * per-account step gets that account. Transition: until that step has run
- * (tests that set ctx->facts.user_* and run a later step alone), the engine
- * fills it from the facts before each per-account step
- * (engine/run.c, account_from_facts()); the user step keeps the facts filled
- * too, and the pointers here are borrowed from them until they go.
+ * The engine keeps it for the run (Context.account): context_init() takes
+ * its name and agent unit from the configuration, the user step
+ * (Step.writes_account) writes what it found or made, the storage step its
+ * builds directory, the daemon step its verdict on root sockets, and every
+ * later per-account step reads it. It is the one home of the account's
+ * data: it owns what it points to (but the name and the unit, which the
+ * configuration keeps), freed by account_done() with the run.
  */
 typedef enum AccountState {
         ACCOUNT_UNUSABLE,  /* missing or not usable: the user step said why */
@@ -36,24 +36,27 @@ typedef struct Account {
         AccountState state;
         uid_t uid;               /* valid when ACCOUNT_KNOWN */
         gid_t gid;
-        const char *home;        /* borrowed from the facts during the transition */
+        char *home;              /* as in the passwd entry (planned: /home/NAME) */
         /*
          * The user's subordinate IDs once apply is done, every range in file
          * order (what rootlesskit maps, one after the other; none: not
          * settled), and its groups as the files say, primary first. Written
-         * by the user step; borrowed from the facts during the transition.
+         * by the user step.
          */
-        const SubIdRange *subuids;
+        SubIdRange *subuids;
         size_t n_subuids;
-        const SubIdRange *subgids;
+        SubIdRange *subgids;
         size_t n_subgids;
-        const gid_t *gids;
+        gid_t *gids;
         size_t n_gids;
 
-        /* What the storage step made: <MountPoint>/<user>/builds (borrowed from the facts, transition) */
-        const char *builds_dir;
+        /* What the storage step made: <MountPoint>/<user>/builds, the agent's builds path */
+        char *builds_dir;
 
         /* The daemon step's verdict on root daemons' API sockets (I1, repeated by the agent as agent.docker-host) */
         bool root_sockets_checked;
         unsigned root_sockets_reachable;
 } Account;
+
+/* Free what the account owns (not the name and unit: the configuration's), and leave it empty. */
+void account_done(Account *a);

@@ -42,29 +42,9 @@ typedef struct HostFacts {
         bool data_mounted;             /* its filesystem is mounted at MountPoint now */
         bool data_mount_planned;       /* plan: apply would mount it */
 
-        /* user step: the CI user as apply leaves it */
-        bool user_known;               /* the account exists (or apply just created it) */
-        bool user_planned;             /* plan/check: it does not exist yet, apply would create it */
-        uid_t user_uid;                /* valid when user_known */
-        gid_t user_gid;
-        char *user_home;               /* as in the passwd entry (planned: /home/NAME) */
-        uint32_t subuid_start, subuid_count;  /* 0 count: not settled */
-        uint32_t subgid_start, subgid_count;
-        SubIdRange *subuid_ranges;     /* all of the user's ranges (the one above first among them when */
-        size_t n_subuid_ranges;        /* it has several lines): what rootlesskit maps, one after the other */
-        SubIdRange *subgid_ranges;
-        size_t n_subgid_ranges;
+        /* user step (the CI user's own data is in Context.account) */
         gid_t *privileged_gids;        /* every GID that leads to root (the user step's list, by GID): */
         size_t n_privileged_gids;      /* a process holding one is root's equal, whatever /etc/group says now */
-        gid_t *user_gids;              /* the user's groups as the files say (after apply's edits), primary */
-        size_t n_user_gids;            /* first: the one source of account data (README, "User") */
-
-        /* storage step */
-        char *builds_dir;              /* <MountPoint>/<user>/builds, the agent's builds path */
-
-        /* daemon step: can the CI user reach a root-owned Docker/containerd socket? (live only) */
-        bool root_sockets_checked;
-        unsigned root_sockets_reachable;
 } HostFacts;
 
 typedef struct Context {
@@ -86,7 +66,6 @@ typedef struct Context {
         HostFacts facts;
         /* The CI user's account (engine/account.h): written by the user step, read by the later steps. */
         Account account;
-        bool account_written;  /* the step that writes it has run (else: transition, from the facts) */
 
         /* One connection to the system manager for every step (context_system_bus()), opened on first use. */
         struct sd_bus *system_bus;
@@ -106,7 +85,6 @@ typedef struct Step {
         const Part *parts;
         size_t n_parts;
         bool per_account;        /* its parts get the Account they work for */
-        bool writes_account;     /* the user step: its parts write the Account the later steps get */
         size_t state_size;       /* run_state(): zeroed for each run of the step */
         void (*state_done)(void *state);
         const char *refusal;     /* logged by item_stop() in the verbs it stops: "... (see %s) ..." (the id) */

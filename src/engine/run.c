@@ -42,6 +42,14 @@ int context_init(Context *ctx, Verb verb, const char *root, const Config *config
                 .config = config,
                 .root = root ? root : "/",
                 .root_fd = -1,
+                /* The account the per-account steps work for; the user step fills in the rest. */
+                .account = {
+                        .name = config->user_name,
+                        .agent_unit = config->agent_unit,
+                        .state = ACCOUNT_UNUSABLE,
+                        .uid = (uid_t) -1,
+                        .gid = (gid_t) -1,
+                },
         };
         ctx->root_fd = open_root(ctx->root);
         if (ctx->root_fd < 0)
@@ -87,12 +95,16 @@ static void host_facts_done(HostFacts *f) {
         free(f->rootlesskit_path);
         free(f->network_driver);
         free(f->storage_driver);
-        free(f->user_home);
-        free(f->subuid_ranges);
-        free(f->subgid_ranges);
         free(f->privileged_gids);
-        free(f->user_gids);
-        free(f->builds_dir);
+}
+
+void account_done(Account *a) {
+        free(a->home);
+        free(a->subuids);
+        free(a->subgids);
+        free(a->gids);
+        free(a->builds_dir);
+        *a = (Account) {};
 }
 
 void context_done(Context *ctx) {
@@ -103,6 +115,7 @@ void context_done(Context *ctx) {
         }
         free(ctx->items);
         host_facts_done(&ctx->facts);
+        account_done(&ctx->account);
         sd_bus_flush_close_unref(ctx->system_bus);
         safe_close(ctx->root_fd);
         *ctx = (Context) { .root_fd = -1 };
@@ -275,46 +288,6 @@ finish:
         return r;
 }
 
-/*
- * Transition: the account of today's one user, from the facts, before each
- * per-account step. Once the user step (Step.writes_account) has run, what it
- * wrote into the account is kept rather than the facts' copy of it.
- */
-static void account_from_facts(Context *ctx, Account *a) {
-        const HostFacts *f = &ctx->facts;
-        Account written = *a;
-
-        *a = (Account) {
-                .name = ctx->config->user_name,
-                .agent_unit = ctx->config->agent_unit,
-                .state = f->user_known ? ACCOUNT_KNOWN : f->user_planned ? ACCOUNT_PLANNED : ACCOUNT_UNUSABLE,
-                .uid = f->user_known ? f->user_uid : (uid_t) -1,
-                .gid = f->user_known ? f->user_gid : (gid_t) -1,
-                .home = f->user_home,
-                .subuids = f->subuid_ranges,
-                .n_subuids = f->n_subuid_ranges,
-                .subgids = f->subgid_ranges,
-                .n_subgids = f->n_subgid_ranges,
-                .gids = f->user_gids,
-                .n_gids = f->n_user_gids,
-                .builds_dir = f->builds_dir,
-                .root_sockets_checked = f->root_sockets_checked,
-                .root_sockets_reachable = f->root_sockets_reachable,
-        };
-        if (ctx->account_written) {
-                a->state = written.state;
-                a->uid = written.uid;
-                a->gid = written.gid;
-                a->home = written.home;
-                a->subuids = written.subuids;
-                a->n_subuids = written.n_subuids;
-                a->subgids = written.subgids;
-                a->n_subgids = written.n_subgids;
-                a->gids = written.gids;
-                a->n_gids = written.n_gids;
-        }
-}
-
 int step_run(Context *ctx, const Step *s) {
         StepRun run = { .ctx = ctx, .step = s, .first_item = ctx->n_items };
         int r = 0;
@@ -323,11 +296,6 @@ int step_run(Context *ctx, const Step *s) {
                 run.state = calloc(1, s->state_size);
                 if (!run.state)
                         return log_error_errno(-ENOMEM, "Failed to allocate the state of step %s: %m", s->name);
-        }
-        if (s->per_account) {
-                account_from_facts(ctx, &ctx->account);
-                if (s->writes_account)
-                        ctx->account_written = true;
         }
         /* Each part in order: a later look sees what earlier parts applied. */
         for (size_t i = 0; i < s->n_parts && r >= 0; i++)

@@ -22,7 +22,7 @@
  * The agent step on fake --root trees: the drop-in as the template fills it,
  * the walk that takes /etc/buildkite-agent back from the package's user,
  * the warning about the CI user's own agent configuration, and the
- * DOCKER_HOST verdict taken from the daemon step's facts. The live part
+ * DOCKER_HOST verdict taken from what the daemon step wrote into the Account. The live part
  * (daemon-reload, restart) is proved by the machine tier (agent-*.sh).
  */
 
@@ -52,7 +52,7 @@ static void run_done(Run *run) {
         free(run->err);
 }
 
-/* The agent step alone, with the facts the earlier steps would have left. */
+/* The agent step alone, with the account the earlier steps would have left. */
 static void run_agent(Run *run, const char *root, Verb verb, const char *agent_unit) {
         *run = (Run) {};
         if (config_init(&run->config) < 0)
@@ -64,11 +64,11 @@ static void run_agent(Run *run, const char *root, Verb verb, const char *agent_u
         units_set_dir(UNITS_SOURCE_DIR);
         if (context_init(&run->ctx, verb, root, &run->config) < 0)
                 abort();
-        run->ctx.facts.user_known = true;
-        run->ctx.facts.user_uid = fake_ci_uid();
-        run->ctx.facts.user_gid = fake_ci_gid();
-        run->ctx.facts.user_home = strdup("/home/buildkite");
-        run->ctx.facts.builds_dir = strdup("/srv/rootless-ci/buildkite/builds");
+        run->ctx.account.state = ACCOUNT_KNOWN;
+        run->ctx.account.uid = fake_ci_uid();
+        run->ctx.account.gid = fake_ci_gid();
+        run->ctx.account.home = strdup("/home/buildkite");
+        run->ctx.account.builds_dir = strdup("/srv/rootless-ci/buildkite/builds");
         test_capture_stderr_begin();
         run->r = engine_run_steps(&run->ctx, agent_only, 1);
         run->err = test_capture_stderr_end();
@@ -696,9 +696,9 @@ TEST(config_an_entry_added_between_look_and_apply_stops_apply) {
         planted_root = root;
         ASSERT_OK(config_init(&c));
         ASSERT_OK(context_init(&ctx, VERB_APPLY, root, &c));
-        ctx.facts.user_known = true;
-        ctx.facts.user_uid = fake_ci_uid();
-        ctx.facts.user_gid = fake_ci_gid();
+        ctx.account.state = ACCOUNT_KNOWN;
+        ctx.account.uid = fake_ci_uid();
+        ctx.account.gid = fake_ci_gid();
         test_capture_stderr_begin();
         ASSERT_EQ(engine_run_steps(&ctx, steps, 1), -EBUSY);
         err = test_capture_stderr_end();
@@ -724,20 +724,20 @@ TEST(docker_host_verdict_follows_the_daemon_steps_socket_check) {
         ASSERT_EQ(count(&run, "agent.docker-host", ITEM_SKIP, "DOCKER_HOST"), 1);
         run_done(&run);
 
-        /* The facts as the daemon step leaves them on a live host. */
+        /* The account as the daemon step leaves it on a live host. */
         for (unsigned reachable = 0; reachable < 2; reachable++) {
                 Config c;
                 Context ctx;
 
                 ASSERT_OK(config_init(&c));
                 ASSERT_OK(context_init(&ctx, VERB_CHECK, root, &c));
-                ctx.facts.user_known = true;
-                ctx.facts.user_uid = fake_ci_uid();
-                ctx.facts.user_gid = fake_ci_gid();
-                ctx.facts.user_home = strdup("/home/buildkite");
-                ctx.facts.builds_dir = strdup("/srv/rootless-ci/buildkite/builds");
-                ctx.facts.root_sockets_checked = true;
-                ctx.facts.root_sockets_reachable = reachable;
+                ctx.account.state = ACCOUNT_KNOWN;
+                ctx.account.uid = fake_ci_uid();
+                ctx.account.gid = fake_ci_gid();
+                ctx.account.home = strdup("/home/buildkite");
+                ctx.account.builds_dir = strdup("/srv/rootless-ci/buildkite/builds");
+                ctx.account.root_sockets_checked = true;
+                ctx.account.root_sockets_reachable = reachable;
                 test_capture_stderr_begin();
                 ASSERT_OK(engine_run_steps(&ctx, agent_only, 1));
                 free(test_capture_stderr_end());
@@ -759,7 +759,7 @@ TEST(a_missing_user_is_a_skip_in_plan) {
 
         ASSERT_OK(config_init(&c));
         ASSERT_OK(context_init(&ctx, VERB_PLAN, root, &c));
-        ctx.facts.user_planned = true;
+        ctx.account.state = ACCOUNT_PLANNED;
         ASSERT_OK(engine_run_steps(&ctx, agent_only, 1));
         ASSERT_FALSE(ctx.any_failed);
         ASSERT_TRUE(access(P(root, "etc"), F_OK) < 0);

@@ -27,10 +27,11 @@ static int run_credentials(Verb verb, const char *root, bool known, bool planned
         r = context_init(ctx, verb, root, config);
         if (r < 0)
                 return r;
-        ctx->facts.user_known = known;
-        ctx->facts.user_planned = planned;
-        ctx->facts.user_uid = getuid();
-        ctx->facts.user_gid = getgid();
+        ctx->account.state = known ? ACCOUNT_KNOWN : planned ? ACCOUNT_PLANNED : ACCOUNT_UNUSABLE;
+        if (known) {
+                ctx->account.uid = getuid();
+                ctx->account.gid = getgid();
+        }
         ctx->facts.privileged_gids = calloc(1, sizeof(gid_t));
         if (!ctx->facts.privileged_gids)
                 return -ENOMEM;

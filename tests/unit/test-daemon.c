@@ -46,11 +46,11 @@ static int run_verb(const char *root, Verb verb, bool apparmor, const char *stor
         ret->facts.cgroup = test_cgroup;
         /* What the user step would have found in the tree. */
         if (strstr(test_read_kept(root, "etc/passwd") ?: "", "buildkite:")) {
-                ret->facts.user_known = true;
-                ret->facts.user_uid = 1001;
-                ret->facts.user_gid = 1001;
-        } else
-                ret->facts.user_planned = verb != VERB_APPLY;
+                ret->account.state = ACCOUNT_KNOWN;
+                ret->account.uid = 1001;
+                ret->account.gid = 1001;
+        } else if (verb != VERB_APPLY)
+                ret->account.state = ACCOUNT_PLANNED;
         r = engine_run_steps(ret, daemon_only, 1);
         return r;
 }

@@ -638,7 +638,10 @@ static int look_writes_account(StepRun *run, Account *a) {
         a->state = ACCOUNT_KNOWN;
         a->uid = 4242;
         a->gid = 4242;
-        a->gids = gids;
+        a->gids = malloc(sizeof(gids));
+        if (!a->gids)
+                return -ENOMEM;
+        memcpy(a->gids, gids, sizeof(gids));
         a->n_gids = ELEMENTSOF(gids);
         return 0;
 }
@@ -652,8 +655,7 @@ static int look_reads_account(StepRun *run, Account *a) {
 TEST(step_account_written_by_the_user_step_reaches_later_steps) {
         static const Part writer_parts[] = { { .name = "account", .look = look_writes_account } };
         static const Part reader_parts[] = { { .name = "read", .look = look_reads_account } };
-        static const Step writer = { .name = "fake-user", .parts = writer_parts, .n_parts = 1, .per_account = true,
-                                     .writes_account = true };
+        static const Step writer = { .name = "fake-user", .parts = writer_parts, .n_parts = 1, .per_account = true };
         static const Step reader = { .name = "fake", .parts = reader_parts, .n_parts = 1, .per_account = true };
         const Step *const steps[] = { &writer, &reader };
         _cleanup_(config_done) Config config = {};
@@ -661,18 +663,18 @@ TEST(step_account_written_by_the_user_step_reaches_later_steps) {
 
         ASSERT_OK(config_init(&config));
         ASSERT_OK(context_init(&ctx, VERB_PLAN, test_tmpdir(), &config));
-        /* the facts say otherwise: the account is the user step's */
-        ctx.facts.user_known = true;
-        ctx.facts.user_uid = 1;
+        /* what the account held before: the user step's is what counts */
+        ctx.account.state = ACCOUNT_KNOWN;
+        ctx.account.uid = 1;
         ASSERT_EQ(engine_run_steps(&ctx, steps, 2), 0);
         ASSERT_EQ(seen_uid, 4242);
         ASSERT_EQ(seen_n_gids, 2);
         context_done(&ctx);
 
-        /* transition: a later step run alone gets the account from the facts (tests that set them) */
+        /* a later step run alone gets the account as it is (tests that set it) */
         ASSERT_OK(context_init(&ctx, VERB_PLAN, test_tmpdir(), &config));
-        ctx.facts.user_known = true;
-        ctx.facts.user_uid = 1;
+        ctx.account.state = ACCOUNT_KNOWN;
+        ctx.account.uid = 1;
         ASSERT_EQ(engine_run_steps(&ctx, steps + 1, 1), 0);
         ASSERT_EQ(seen_uid, 1);
         ASSERT_EQ(seen_n_gids, 0);

@@ -26,8 +26,8 @@ TEST(user_plan_creates_missing_user_and_its_ranges) {
         ASSERT_EQ(fake_count(&run, "user.subuid", ITEM_CREATE, "add buildkite:100000:65536"), 1);
         ASSERT_EQ(fake_count(&run, "user.subgid", ITEM_CREATE, "add buildkite:100000:65536"), 1);
         ASSERT_EQ(fake_count(&run, "storage.home-link", ITEM_CREATE, "in the home useradd creates"), 1);
-        ASSERT_TRUE(run.ctx.facts.user_planned);
-        ASSERT_FALSE(run.ctx.facts.user_known);
+        ASSERT_TRUE(run.ctx.account.state == ACCOUNT_PLANNED);
+        ASSERT_FALSE(run.ctx.account.state == ACCOUNT_KNOWN);
         /* plan changes nothing */
         ASSERT_STREQ(test_read_kept(d, "etc/subuid"), "");
         ASSERT_TRUE(test_read_kept(d, "srv") == NULL);
@@ -46,13 +46,13 @@ TEST(user_plan_adopts_existing_user_and_exports_facts) {
         ASSERT_OK(run.r);
         ASSERT_EQ(fake_count(&run, "user.account", ITEM_OK, "adopted"), 1);
         ASSERT_EQ(fake_count(&run, "user.subuid", ITEM_OK, "buildkite has 300000:65536"), 1);
-        ASSERT_TRUE(run.ctx.facts.user_known);
-        ASSERT_EQ(run.ctx.facts.user_uid, fake_ci_uid());
-        ASSERT_EQ(run.ctx.facts.user_gid, fake_ci_gid());
-        ASSERT_STREQ(run.ctx.facts.user_home, "/home/buildkite");
-        ASSERT_EQ(run.ctx.facts.subuid_start, 300000);
-        ASSERT_EQ(run.ctx.facts.subuid_count, 65536);
-        ASSERT_EQ(run.ctx.facts.subgid_start, 300000);
+        ASSERT_TRUE(run.ctx.account.state == ACCOUNT_KNOWN);
+        ASSERT_EQ(run.ctx.account.uid, fake_ci_uid());
+        ASSERT_EQ(run.ctx.account.gid, fake_ci_gid());
+        ASSERT_STREQ(run.ctx.account.home, "/home/buildkite");
+        ASSERT_EQ(run.ctx.account.subuids[0].start, 300000);
+        ASSERT_EQ(run.ctx.account.subuids[0].count, 65536);
+        ASSERT_EQ(run.ctx.account.subgids[0].start, 300000);
         ASSERT_FALSE(run.ctx.any_failed);
         fake_run_done(&run);
 }
@@ -68,22 +68,22 @@ TEST(user_facts_hold_every_kept_range) {
         test_write(d, "etc/subgid", "buildkite:300000:65536\n");
         fake_run(&run, d, VERB_CHECK, false);
         ASSERT_OK(run.r);
-        ASSERT_EQ(run.ctx.facts.subuid_start, 300000);
-        ASSERT_EQ(run.ctx.facts.n_subuid_ranges, 2);  /* 500000:100 is too small: apply drops it */
-        ASSERT_EQ(run.ctx.facts.subuid_ranges[0].start, 300000);
-        ASSERT_EQ(run.ctx.facts.subuid_ranges[1].start, 700000);
-        ASSERT_EQ(run.ctx.facts.subuid_ranges[1].count, 65536);
-        ASSERT_EQ(run.ctx.facts.n_subgid_ranges, 1);
-        ASSERT_EQ(run.ctx.facts.subgid_ranges[0].start, 300000);
+        ASSERT_EQ(run.ctx.account.subuids[0].start, 300000);
+        ASSERT_EQ(run.ctx.account.n_subuids, 2);  /* 500000:100 is too small: apply drops it */
+        ASSERT_EQ(run.ctx.account.subuids[0].start, 300000);
+        ASSERT_EQ(run.ctx.account.subuids[1].start, 700000);
+        ASSERT_EQ(run.ctx.account.subuids[1].count, 65536);
+        ASSERT_EQ(run.ctx.account.n_subgids, 1);
+        ASSERT_EQ(run.ctx.account.subgids[0].start, 300000);
         fake_run_done(&run);
 
         /* No line at all: the one apply allocates. */
         test_write(d, "etc/subuid", "");
         fake_run(&run, d, VERB_PLAN, false);
         ASSERT_OK(run.r);
-        ASSERT_EQ(run.ctx.facts.n_subuid_ranges, 1);
-        ASSERT_EQ(run.ctx.facts.subuid_ranges[0].start, run.ctx.facts.subuid_start);
-        ASSERT_EQ(run.ctx.facts.subuid_ranges[0].count, 65536);
+        ASSERT_EQ(run.ctx.account.n_subuids, 1);
+        ASSERT_EQ(run.ctx.account.subuids[0].start, 100000);  /* the range user.subuid plans */
+        ASSERT_EQ(run.ctx.account.subuids[0].count, 65536);
         fake_run_done(&run);
 }
 
@@ -186,12 +186,12 @@ TEST(user_apply_removes_only_the_user_from_privileged_groups) {
         ASSERT_OK(run.r);
         ASSERT_EQ(fake_count(&run, "user.groups", ITEM_REMOVE, "removed buildkite from group"), 3);
         ASSERT_EQ(fake_count(&run, "user.groups", ITEM_REMOVE, "group video"), 0);
-        ASSERT_EQ(run.ctx.facts.n_user_gids, 2);  /* its own group and video */
+        ASSERT_EQ(run.ctx.account.n_gids, 2);  /* its own group and video */
         fake_run_done(&run);
 
         /* Nothing left to remove: the fact stays false. */
         fake_run(&run, d, VERB_APPLY, false);
-        ASSERT_EQ(run.ctx.facts.n_user_gids, 2);
+        ASSERT_EQ(run.ctx.account.n_gids, 2);
         fake_run_done(&run);
 
         fake_tree_write_ids(d, "etc/expected", group_after);
@@ -345,6 +345,7 @@ TEST(user_privileged_groups_are_judged_by_gid) {
         const char *d = test_tmpdir();
         FakeRun run = {};
         const HostFacts *f = &run.ctx.facts;
+        const Account *a = &run.ctx.account;
         char *expected;
         char p[4096];
 
@@ -386,9 +387,9 @@ TEST(user_privileged_groups_are_judged_by_gid) {
         ASSERT_OK(run.r);
         ASSERT_EQ(fake_count(&run, "user.groups", ITEM_REMOVE, "removed buildkite from group"), 4);
         /* What its processes get from now on: its own group and video. */
-        ASSERT_EQ(f->n_user_gids, 2);
-        ASSERT_EQ(f->user_gids[0], fake_ci_gid());
-        ASSERT_EQ(f->user_gids[1], 44);
+        ASSERT_EQ(a->n_gids, 2);
+        ASSERT_EQ(a->gids[0], fake_ci_gid());
+        ASSERT_EQ(a->gids[1], 44);
         fake_run_done(&run);
 
         fake_tree_write_ids(d, "etc/expected",
@@ -451,7 +452,7 @@ TEST(user_killed_after_writing_subuid_is_completed_by_next_run) {
         fake_run_done(&run);
 }
 
-/* The step writes the Account the later steps get (issue 15): the same as the facts it still fills. */
+/* The step writes the Account the later steps get (issue 15), the one home of the account's data. */
 TEST(user_writes_the_account) {
         const char *d = test_tmpdir();
         const Account *a;
@@ -461,7 +462,6 @@ TEST(user_writes_the_account) {
         fake_run(&run, d, VERB_PLAN, false);
         ASSERT_OK(run.r);
         a = &run.ctx.account;
-        ASSERT_TRUE(run.ctx.account_written);
         ASSERT_EQ(a->state, ACCOUNT_PLANNED);
         ASSERT_STREQ(a->name, "buildkite");
         ASSERT_STREQ(a->home, "/home/buildkite");

@@ -344,7 +344,6 @@ static int user_can_connect(StepRun *run, const Account *a, const char *path) {
 
 /* Invariant I1: no root daemon's API socket (util/root-sockets.h) the CI user can connect to. */
 static int check_root_sockets_unreachable(StepRun *run, Account *a) {
-        HostFacts *f = run_facts(run);
         size_t reachable = 0, present = 0;
 
         for (size_t i = 0; i < n_root_daemon_sockets; i++) {
@@ -376,9 +375,6 @@ static int check_root_sockets_unreachable(StepRun *run, Account *a) {
         }
         a->root_sockets_checked = true;
         a->root_sockets_reachable = (unsigned) reachable;
-        /* Transition: the agent step, not converted yet, reads them from the facts. */
-        f->root_sockets_checked = true;
-        f->root_sockets_reachable = (unsigned) reachable;
         if (!reachable)
                 item_finding(run, "daemon.root-sockets-unreachable", ITEM_PASS, NULL,
                              "%s can reach no root daemon's API socket (Docker, containerd, BuildKit, Podman, CRI-O, "

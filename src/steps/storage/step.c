@@ -82,8 +82,7 @@ static bool is_mount_point(int fd) {
 }
 
 /* The paths and owners every part works with; 0: the account is not usable, nothing to do. */
-static int storage_setup(StepRun *run, StorageState *s, const Account *a) {
-        HostFacts *f = run_facts(run);
+static int storage_setup(StepRun *run, StorageState *s, Account *a) {
         struct stat root_st;
 
         s->mp_fd = s->dir_fd = -1;
@@ -119,8 +118,8 @@ static int storage_setup(StepRun *run, StorageState *s, const Account *a) {
         s->data[1].shown = s->builds ? run_shown(run, s->builds) : NULL;
         if (!s->docker || !s->builds || !s->mp_shown || !s->dir_shown || !s->data[0].shown || !s->data[1].shown)
                 return -ENOMEM;
-        /* The agent's builds path (transition: through the facts, until the agent reads its Account). */
-        if (free_and_strdup(&f->builds_dir, s->builds) < 0)
+        /* The agent's builds path. */
+        if (free_and_strdup(&a->builds_dir, s->builds) < 0)
                 return -ENOMEM;
         return 1;
 }

@@ -250,21 +250,15 @@ static int run_useradd(StepRun *run, UserState *s) {
         return 0;
 }
 
-/* The account as the files say it now: in the account and (transition) in the facts. */
-static int account_found(StepRun *run, UserState *s) {
-        HostFacts *f = run_facts(run);
+/* The account as the files say it now. */
+static int account_found(UserState *s) {
         Account *a = s->account;
 
-        f->user_known = true;
-        f->user_planned = false;
-        f->user_uid = s->pw->uid;
-        f->user_gid = s->pw->gid;
-        if (free_and_strdup(&f->user_home, s->pw->home) < 0)
+        if (free_and_strdup(&a->home, s->pw->home) < 0)
                 return -ENOMEM;
         a->state = ACCOUNT_KNOWN;
         a->uid = s->pw->uid;
         a->gid = s->pw->gid;
-        a->home = f->user_home;
         return 0;
 }
 
@@ -275,7 +269,6 @@ static int account_create(StepRun *run, Change *c) {
         int r;
 
         /* Not planned any more: created now, or failed (the step stops). */
-        run_facts(run)->user_planned = false;
         s->account->state = ACCOUNT_UNUSABLE;
         r = run_useradd(run, s);
         if (r < 0) {
@@ -303,7 +296,7 @@ static int account_create(StepRun *run, Change *c) {
         }
         change_done(run, c->id, ITEM_CREATE, "created user %s (UID %u, GID %u, home %s, shell /bin/bash)", s->name,
                     (unsigned) s->pw->uid, (unsigned) s->pw->gid, s->pw->home);
-        return account_found(run, s);
+        return account_found(s);
 }
 
 /* A refusal of the account: reported, and nothing more is decided on it. */
@@ -357,7 +350,7 @@ static int judge_existing(StepRun *run, UserState *s) {
         }
         item_ok(run, "user.account", "%s exists (UID %u, GID %u, home %s): adopted", s->name, (unsigned) pw->uid,
                 (unsigned) pw->gid, pw->home);
-        return account_found(run, s);
+        return account_found(s);
 }
 
 /*
@@ -367,7 +360,6 @@ static int judge_existing(StepRun *run, UserState *s) {
  * one is a Change: apply creates it (account_create).
  */
 int user_look_account(StepRun *run, UserState *s) {
-        HostFacts *f = run_facts(run);
         _cleanup_free_ char *fix = NULL;
         const GroupEntry *g;
 
@@ -423,10 +415,8 @@ int user_look_account(StepRun *run, UserState *s) {
                 });
         }
         /* Until apply has created it: planned (plan and check go on with it as the user to be). */
-        f->user_planned = true;
-        if (free_and_strdup(&f->user_home, s->home) < 0)
+        if (free_and_strdup(&s->account->home, s->home) < 0)
                 return -ENOMEM;
         s->account->state = ACCOUNT_PLANNED;
-        s->account->home = f->user_home;
         return 0;
 }

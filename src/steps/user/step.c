@@ -213,57 +213,44 @@ static int user_export_groups(StepRun *run, UserState *s) {
                         f->privileged_gids[n++] = s->priv[i].gid;
         f->n_privileged_gids = n;
 
-        free(f->user_gids);
-        f->user_gids = NULL;
-        f->n_user_gids = 0;
+        free(s->account->gids);
         s->account->gids = NULL;
         s->account->n_gids = 0;
         if (!s->pw)
                 return 0;
-        r = userdb_user_gids(&s->db, s->name, s->pw->gid, &f->user_gids, &f->n_user_gids);
+        r = userdb_user_gids(&s->db, s->name, s->pw->gid, &s->account->gids, &s->account->n_gids);
         if (r < 0)
                 return r;
-        s->account->gids = f->user_gids;
-        s->account->n_gids = f->n_user_gids;
         return 0;
 }
 
-/* The user's ranges once apply is done, into the account (and, transition, the facts). */
-static void user_export_ranges(StepRun *run, UserState *s) {
-        HostFacts *f = run_facts(run);
+/* The user's ranges once apply is done, into the account. */
+static void user_export_ranges(UserState *s) {
         SubIdResult *u = &s->ranges[SUBID_KIND_UID], *g = &s->ranges[SUBID_KIND_GID];
+        Account *a = s->account;
 
         if (u->settled) {
-                f->subuid_start = (uint32_t) u->start;
-                f->subuid_count = (uint32_t) u->count;
-                free(f->subuid_ranges);
-                f->subuid_ranges = TAKE_PTR(u->ranges);
-                f->n_subuid_ranges = u->n_ranges;
+                free(a->subuids);
+                a->subuids = TAKE_PTR(u->ranges);
+                a->n_subuids = u->n_ranges;
         }
         if (g->settled) {
-                f->subgid_start = (uint32_t) g->start;
-                f->subgid_count = (uint32_t) g->count;
-                free(f->subgid_ranges);
-                f->subgid_ranges = TAKE_PTR(g->ranges);
-                f->n_subgid_ranges = g->n_ranges;
+                free(a->subgids);
+                a->subgids = TAKE_PTR(g->ranges);
+                a->n_subgids = g->n_ranges;
         }
-        s->account->subuids = f->subuid_ranges;
-        s->account->n_subuids = f->n_subuid_ranges;
-        s->account->subgids = f->subgid_ranges;
-        s->account->n_subgids = f->n_subgid_ranges;
 }
 
 static int account_look(StepRun *run, Account *a) {
         UserState *s = run_state(run);
-        HostFacts *f = run_facts(run);
         int r;
 
         s->name = a->name;
         s->account = a;
-        f->user_known = f->user_planned = false;
         a->state = ACCOUNT_UNUSABLE;
         a->uid = (uid_t) -1;
         a->gid = (gid_t) -1;
+        free(a->home);
         a->home = NULL;
 
         r = user_load_login_defs(run, s);
@@ -354,7 +341,7 @@ static int sudoers_look(StepRun *run, Account *a) {
 
         if (s->stopped)
                 return 0;
-        user_export_ranges(run, s);
+        user_export_ranges(s);
         r = user_export_groups(run, s);
         if (r < 0)
                 return r;
@@ -372,7 +359,6 @@ const Step step_user = {
         .parts = user_parts,
         .n_parts = ELEMENTSOF(user_parts),
         .per_account = true,
-        .writes_account = true,
         .state_size = sizeof(UserState),
         .state_done = user_state_done,
 };
