@@ -24,6 +24,24 @@
 #endif
 
 #include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * A hook that is a flag: true when the variable name is "1". Expanded in the
+ * file that uses it, so it follows that file's TEST_HOOKS; without the hooks
+ * it is false and the name is not compiled in.
+ */
+#if TEST_HOOKS
+#  define TEST_HOOK_FLAG(name) test_hook_flag_is_set(name)
+#else
+#  define TEST_HOOK_FLAG(name) false
+#endif
+
+static inline bool test_hook_flag_is_set(const char *name) {
+        const char *e = getenv(name);
+        return e && strcmp(e, "1") == 0;
+}
 
 /*
  * RCI_FORCE_RESOLVE_FALLBACK=1: safe_openat() (util/fs.c) takes its

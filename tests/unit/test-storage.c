@@ -725,3 +725,38 @@ TEST(storage_root_owned_directory_with_content_in_the_home_is_not_taken) {
         ASSERT_TRUE(has_mode(d, "home/buildkite/.local", 0700, 0));
         ASSERT_TRUE(has_mode(d, "home/buildkite/.local/root-secret", 0644, 0));
 }
+
+/* Something else where a directory belongs: left alone, in the same words for <MountPoint>/<user>, its data directories and the home's. */
+TEST(storage_non_directories_are_left_alone_with_their_kind) {
+        const char *d = test_tmpdir();
+        FakeRun run = {};
+
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
+        populate(d);
+        test_write(d, "home/buildkite/.local", "a file\n");
+        fake_run(&run, d, VERB_APPLY, true);
+        ASSERT_EQ(fake_count(&run, "storage.home-local", ITEM_FAIL,
+                             "/home/buildkite/.local is a regular file, not a directory; it is left alone"), 1);
+        fake_run_done(&run);
+        ASSERT_OK(unlink(P(d, "home/buildkite/.local")));
+        fake_run(&run, d, VERB_APPLY, true);
+        ASSERT_OK(run.r);
+        fake_run_done(&run);
+
+        ASSERT_OK(rmdir(P(d, "srv/rootless-ci/buildkite/builds")));
+        test_write(d, "srv/rootless-ci/buildkite/builds", "a file\n");
+        fake_run(&run, d, VERB_CHECK, true);
+        ASSERT_EQ(fake_count(&run, "storage.builds", ITEM_FAIL,
+                             "/srv/rootless-ci/buildkite/builds is a regular file, not a directory; it is left alone"), 1);
+        fake_run_done(&run);
+
+        ASSERT_OK(unlink(P(d, "srv/rootless-ci/buildkite/builds")));
+        ASSERT_OK(rename(P(d, "srv/rootless-ci/buildkite"), P(d, "srv/rootless-ci/moved")));
+        ASSERT_OK(symlink("moved", P(d, "srv/rootless-ci/buildkite")));
+        fake_run(&run, d, VERB_CHECK, true);
+        ASSERT_EQ(fake_count(&run, "storage.dir", ITEM_FAIL,
+                             "/srv/rootless-ci/buildkite is a symlink to moved, not a directory; it is left alone"), 1);
+        ASSERT_EQ(fake_count(&run, "storage.builds", ITEM_FAIL, NULL), 0);
+        fake_run_done(&run);
+        ASSERT_TRUE(link_is(d, "srv/rootless-ci/buildkite", "moved"));
+}

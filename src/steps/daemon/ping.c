@@ -66,6 +66,22 @@ static int wait_fd(int fd, short events, unsigned long long deadline) {
         }
 }
 
+/*
+ * After a send() or recv() on the non-blocking socket that returned n: 1 when
+ * it is to be tried again (EAGAIN or EINTR; waited for events first), 0 when
+ * n is its answer, or a negative errno.
+ */
+static int io_again(int fd, ssize_t n, short events, unsigned long long deadline) {
+        int r;
+
+        if (n >= 0)
+                return 0;
+        if (errno != EAGAIN && errno != EINTR)
+                return negative_errno();
+        r = wait_fd(fd, events, deadline);
+        return r < 0 ? r : 1;
+}
+
 void docker_peer_done(DockerPeer *p) {
         p->proc_fd = safe_close(p->proc_fd);
         p->pid = 0;
@@ -145,15 +161,11 @@ int docker_ping_peer(const char *socket_path, uid_t owner, unsigned timeout_ms, 
 
         while (sent < strlen(DOCKER_PING_REQUEST)) {
                 ssize_t n = send(fd, &DOCKER_PING_REQUEST[sent], strlen(DOCKER_PING_REQUEST) - sent, MSG_NOSIGNAL);
-                if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-                        r = wait_fd(fd, POLLOUT, deadline);
-                        if (r < 0)
-                                return r;
-                        continue;
-                }
-                if (n < 0)
-                        return negative_errno();
-                sent += (size_t) n;
+                r = io_again(fd, n, POLLOUT, deadline);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        sent += (size_t) n;
         }
 
         /* HTTP/1.0: the daemon closes the connection after its answer. */
@@ -163,14 +175,11 @@ int docker_ping_peer(const char *socket_path, uid_t owner, unsigned timeout_ms, 
                 if (got == sizeof(buf))
                         return -EBADMSG;
                 n = recv(fd, buf + got, sizeof(buf) - got, 0);
-                if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-                        r = wait_fd(fd, POLLIN, deadline);
-                        if (r < 0)
-                                return r;
+                r = io_again(fd, n, POLLIN, deadline);
+                if (r < 0)
+                        return r;
+                if (r > 0)
                         continue;
-                }
-                if (n < 0)
-                        return negative_errno();
                 if (n == 0)
                         break;
                 got += (size_t) n;

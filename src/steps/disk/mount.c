@@ -144,12 +144,7 @@ static int mount_libmount(const char *node, int dir_fd, const char *target, cons
 
 /* A test hook (util/testhooks.h): only test builds can be told to skip the new mount API. */
 static bool force_fallback(void) {
-#if TEST_HOOKS
-        const char *e = getenv("RCI_FORCE_MOUNT_FALLBACK");
-        return e && streq(e, "1");
-#else
-        return false;
-#endif
+        return TEST_HOOK_FLAG("RCI_FORCE_MOUNT_FALLBACK");
 }
 
 int mount_device_at(const char *node, int dir_fd, const char *target, const char *fstype, const char *options) {

@@ -81,9 +81,15 @@ static blkid_probe new_probe(int fd, uint64_t offset, uint64_t size) {
         return pr;
 }
 
-/* The current hit as a Signature (borrowed strings), and where its magic is. */
-static void current_hit(blkid_probe pr, const char *where, Signature *s, bool *has_magic, uint64_t *magic_off,
-                        size_t *magic_len) {
+/* One hit of the prober: a Signature (borrowed strings), and where its magic is. */
+typedef struct Hit {
+        Signature s;
+        bool has_magic;
+        uint64_t magic_off;
+        size_t magic_len;
+} Hit;
+
+static void current_hit(blkid_probe pr, const char *where, Hit *h) {
         const char *type, *off, *usage;
         bool pt = false;
 
@@ -94,7 +100,7 @@ static void current_hit(blkid_probe pr, const char *where, Signature *s, bool *h
         }
         usage = pt ? "partition table" : lookup(pr, "USAGE");
 
-        *s = (Signature) {
+        h->s = (Signature) {
                 .where = (char *) where,
                 .type = (char *) (type ? type : "unknown"),
                 .usage = (char *) (usage ? usage : "other"),
@@ -103,12 +109,31 @@ static void current_hit(blkid_probe pr, const char *where, Signature *s, bool *h
         };
 
         off = lookup(pr, pt ? "PTMAGIC_OFFSET" : "SBMAGIC_OFFSET");
-        *magic_len = 0;
+        h->magic_len = 0;
         if (off)
-                (void) blkid_probe_lookup_value(pr, pt ? "PTMAGIC" : "SBMAGIC", NULL, magic_len);
-        *has_magic = off && *magic_len > 0;
-        *magic_off = off ? strtoull(off, NULL, 10) : 0;
-        s->offset = *magic_off;
+                (void) blkid_probe_lookup_value(pr, pt ? "PTMAGIC" : "SBMAGIC", NULL, &h->magic_len);
+        h->has_magic = off && h->magic_len > 0;
+        h->magic_off = off ? strtoull(off, NULL, 10) : 0;
+        h->s.offset = h->magic_off;
+}
+
+/*
+ * The prober's next hit, for the probe and the wipe loops alike (*hits counts
+ * them): 1 with *ret, 0 when there are no more, -ELOOP after PROBE_MAX_HITS,
+ * -EIO when libblkid fails.
+ */
+static int next_hit(blkid_probe pr, const char *where, unsigned *hits, Hit *ret) {
+        int r;
+
+        if ((*hits)++ >= PROBE_MAX_HITS)
+                return -ELOOP;
+        r = blkid_do_probe(pr);
+        if (r == 1)
+                return 0;
+        if (r < 0)
+                return -EIO;
+        current_hit(pr, where, ret);
+        return 1;
 }
 
 static int add_error(SignatureList *l, const char *where, uint64_t offset, const char *why) {
@@ -124,79 +149,59 @@ static int add_error(SignatureList *l, const char *where, uint64_t offset, const
 
 int probe_signatures(int fd, uint64_t offset, uint64_t size, const char *where, SignatureList *l) {
         _cleanup_(blkid_free_probep) blkid_probe pr = NULL;
+        unsigned hits = 0;
+        Hit h;
         int r;
 
         pr = new_probe(fd, offset, size);
         if (!pr)
                 return add_error(l, where, 0, errno == ENOMEM ? "out of memory" : "libblkid could not open it for probing");
 
-        for (unsigned hits = 0;; hits++) {
-                Signature s;
-                bool has_magic;
-                uint64_t magic_off;
-                size_t magic_len;
-
-                if (hits >= PROBE_MAX_HITS)
-                        return add_error(l, where, 0, "libblkid kept finding signatures; giving up");
-
-                r = blkid_do_probe(pr);
-                if (r == 1)
-                        return 0;
-                if (r < 0)
-                        return add_error(l, where, 0, "libblkid failed to probe it (I/O error?)");
-
-                current_hit(pr, where, &s, &has_magic, &magic_off, &magic_len);
-                s.disk_offset = offset + magic_off;
-                r = signature_list_add(l, &s);
+        while ((r = next_hit(pr, where, &hits, &h)) > 0) {
+                h.s.disk_offset = offset + h.magic_off;
+                r = signature_list_add(l, &h.s);
                 if (r < 0)
                         return r;
 
                 /* Hide this magic and run the same prober again: it may find a second copy. */
-                if (has_magic) {
-                        if (blkid_probe_hide_range(pr, magic_off, magic_len) < 0 || blkid_probe_step_back(pr) < 0)
-                                return add_error(l, where, magic_off, "libblkid could not continue past a signature");
+                if (h.has_magic) {
+                        if (blkid_probe_hide_range(pr, h.magic_off, h.magic_len) < 0 || blkid_probe_step_back(pr) < 0)
+                                return add_error(l, where, h.magic_off, "libblkid could not continue past a signature");
                 }
         }
+        if (r == -ELOOP)
+                return add_error(l, where, 0, "libblkid kept finding signatures; giving up");
+        if (r < 0)
+                return add_error(l, where, 0, "libblkid failed to probe it (I/O error?)");
+        return 0;
 }
 
 int wipe_signatures(int fd, uint64_t offset, uint64_t size, const char *where, SignatureList *destroyed) {
         _cleanup_(blkid_free_probep) blkid_probe pr = NULL;
         uint64_t last_off = UINT64_MAX;
         _cleanup_free_ char *last_type = NULL;
+        unsigned hits = 0;
+        Hit h;
         int r;
 
         pr = new_probe(fd, offset, size);
         if (!pr)
                 return errno == ENOMEM ? -ENOMEM : -EIO;
 
-        for (unsigned hits = 0;; hits++) {
-                Signature s;
-                bool has_magic;
-                uint64_t magic_off;
-                size_t magic_len;
-
-                if (hits >= PROBE_MAX_HITS)
-                        return -ELOOP;
-                r = blkid_do_probe(pr);
-                if (r == 1)
-                        break;
-                if (r < 0)
-                        return -EIO;
-
-                current_hit(pr, where, &s, &has_magic, &magic_off, &magic_len);
-                if (!has_magic)
+        while ((r = next_hit(pr, where, &hits, &h)) > 0) {
+                if (!h.has_magic)
                         /* Nothing to erase by magic; the verification after the wipe reports it. */
                         continue;
                 /* The same signature again after erasing it: the write did not take. */
-                if (magic_off == last_off && last_type && streq(last_type, s.type))
+                if (h.magic_off == last_off && last_type && streq(last_type, h.s.type))
                         return -EIO;
-                last_off = magic_off;
-                r = free_and_strdup(&last_type, s.type);
+                last_off = h.magic_off;
+                r = free_and_strdup(&last_type, h.s.type);
                 if (r < 0)
                         return r;
 
-                s.disk_offset = offset + magic_off;
-                r = signature_list_add(destroyed, &s);
+                h.s.disk_offset = offset + h.magic_off;
+                r = signature_list_add(destroyed, &h.s);
                 if (r < 0)
                         return r;
                 /* Zeroes the magic, fsyncs, and steps back so the prober runs again. */
@@ -204,6 +209,8 @@ int wipe_signatures(int fd, uint64_t offset, uint64_t size, const char *where, S
                 if (blkid_do_wipe(pr, 0) < 0)
                         return errno > 0 ? -errno : -EIO;
         }
+        if (r < 0)
+                return r;
 
         return fsync(fd) < 0 ? negative_errno() : 0;
 }

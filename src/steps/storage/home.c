@@ -302,12 +302,8 @@ static int parents_look(StepRun *run, StorageState *s) {
                                      shown, pe.target);
                         return 0;
                 default:
-                        free(fix);
-                        if (asprintf(&fix, "move %s away and run rootless-ci apply again", shown) < 0)
-                                return -ENOMEM;
-                        item_finding(run, pid, ITEM_FAIL, fix, "%s is %s, not a directory; it is left alone", shown,
-                                     home_entry_type_to_string(&pe));
-                        return 0;
+                        /* Not a symlink: no target, the same words as the directories above it. */
+                        return storage_not_a_directory(run, pid, shown, &pe);
                 }
         }
         return missing ? 2 : 1;

@@ -287,11 +287,21 @@ static int dir_apply(StepRun *run, Change *c) {
         return 0;
 }
 
+/* A path that is to be a directory and is something else (a symlink: with its target): left alone. */
+int storage_not_a_directory(StepRun *run, const char *id, const char *shown, const HomeEntry *e) {
+        _cleanup_free_ char *fix = NULL;
+
+        if (asprintf(&fix, "move %s away and run rootless-ci apply again", shown) < 0)
+                return -ENOMEM;
+        item_finding(run, id, ITEM_FAIL, fix, "%s is %s%s%s, not a directory; it is left alone", shown,
+                     home_entry_type_to_string(e), e->target ? " to " : "", strempty(e->target));
+        return 0;
+}
+
 /* <MountPoint>/<user>: root, 0755. Its own part: the data directories' look needs the fd its apply opens. */
 static int dir_look(StepRun *run, Account *a) {
         StorageState *s = run_state(run);
         const char *shown = s->dir_shown;
-        _cleanup_free_ char *fix = NULL;
         _cleanup_(home_entry_done) HomeEntry e = {};
         int r, fd;
 
@@ -327,10 +337,9 @@ static int dir_look(StepRun *run, Account *a) {
                 return 0;
 
         default:
-                if (asprintf(&fix, "move %s away and run rootless-ci apply again", shown) < 0)
-                        return -ENOMEM;
-                item_finding(run, "storage.dir", ITEM_FAIL, fix, "%s is %s%s%s, not a directory; it is left alone",
-                             shown, home_entry_type_to_string(&e), e.target ? " to " : "", strempty(e.target));
+                r = storage_not_a_directory(run, "storage.dir", shown, &e);
+                if (r < 0)
+                        return r;
                 s->dirs_blocked = true;
                 return 0;
         }
@@ -372,7 +381,7 @@ static int data_dir_look(StepRun *run, StorageState *s, DataDir *d) {
         const char *shown = d->shown;
         /* No UID to give it to while the user is planned: shown as planned, apply makes the user first. */
         int (*apply)(StepRun *run, Change *c) = s->user_planned ? NULL : data_dir_apply;
-        _cleanup_free_ char *id = NULL, *fix = NULL;
+        _cleanup_free_ char *id = NULL;
         _cleanup_(home_entry_done) HomeEntry e = {};
         int r;
 
@@ -403,11 +412,7 @@ static int data_dir_look(StepRun *run, StorageState *s, DataDir *d) {
                 return 0;
 
         default:
-                if (asprintf(&fix, "move %s away and run rootless-ci apply again", shown) < 0)
-                        return -ENOMEM;
-                item_finding(run, id, ITEM_FAIL, fix, "%s is %s%s%s, not a directory; it is left alone", shown,
-                             home_entry_type_to_string(&e), e.target ? " to " : "", strempty(e.target));
-                return 0;
+                return storage_not_a_directory(run, id, shown, &e);
         }
 }
 

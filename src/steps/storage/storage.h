@@ -70,6 +70,8 @@ bool data_dir_mode_ok(const StorageState *s, const struct stat *st, bool docker)
 void storage_describe(StepRun *run, const char *id, ItemStatus state, int (*apply)(StepRun *run, Change *c),
                       void *data, const char *fmt, ...) _printf_(6, 7);
 
+int storage_not_a_directory(StepRun *run, const char *id, const char *shown, const HomeEntry *e);
+
 pid_t find_user_daemon(uid_t uid, char comm[static 32]);
 int read_move_marker(StepRun *run, StorageState *s, MoveMarker *ret);
 int remove_move_marker(StorageState *s);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "groupfile.h"
+#include "util/fileio.h"
 #include "util/macro.h"
 #include "util/userdb.h"
 
@@ -104,12 +105,8 @@ int group_file_remove_user(const char *text, size_t size, GroupFileKind kind,
                 p = nl ? nl + 1 : end;
         }
 
-        if (fflush(out) != 0 || ferror(out)) {
-                fclose(TAKE_PTR(out));
-                free(buf);
+        if (memstream_finish(TAKE_PTR(out), &buf) < 0)
                 return -ENOMEM;
-        }
-        fclose(TAKE_PTR(out));
         *ret = buf;
         *ret_size = bufsize;
         *ret_changed = changed;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "steps/user/subid-plan.h"
+#include "util/fileio.h"
 #include "util/macro.h"
 
 #define SUBID_ALIGN 65536ULL
@@ -196,12 +197,8 @@ int subid_render(const SubIdFile *f, const SubIdPlan *p, const char *user, char 
                         fwrite(f->lines[i].text, 1, f->lines[i].len, out);
         }
 
-        if (fflush(out) != 0 || ferror(out)) {
-                fclose(TAKE_PTR(out));
-                free(buf);
+        if (memstream_finish(TAKE_PTR(out), &buf) < 0)
                 return -ENOMEM;
-        }
-        fclose(TAKE_PTR(out));
         *ret = buf;
         *ret_size = size;
         return 0;
