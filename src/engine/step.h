@@ -253,3 +253,4 @@ struct Part {
          * daemon's service and its checks: no daemon started, nothing judged on a half-made set-up). */
         Gate gate;
 };
+#define STEP_PARTS(parts_) .parts = (parts_), .n_parts = ELEMENTSOF(parts_) /* in a Step: its Part array */

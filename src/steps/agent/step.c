@@ -160,8 +160,7 @@ static const Part agent_parts[] = {
 const Step step_agent = {
         .name = "agent",
         .per_account = true,
-        .parts = agent_parts,
-        .n_parts = ELEMENTSOF(agent_parts),
+        STEP_PARTS(agent_parts),
         .state_size = sizeof(AgentState),
         .state_done = agent_state_done,
 };

@@ -111,7 +111,6 @@ static const Part credentials_parts[] = {
 
 const Step step_credentials = {
         .name = "credentials",
-        .parts = credentials_parts,
-        .n_parts = ELEMENTSOF(credentials_parts),
+        STEP_PARTS(credentials_parts),
         .per_account = true,
 };

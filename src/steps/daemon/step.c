@@ -104,8 +104,7 @@ static const Part daemon_parts[] = {
 const Step step_daemon = {
         .name = "daemon",
         .per_account = true,
-        .parts = daemon_parts,
-        .n_parts = ELEMENTSOF(daemon_parts),
+        STEP_PARTS(daemon_parts),
         .state_size = sizeof(DaemonState),
         .state_done = daemon_state_done,
 };

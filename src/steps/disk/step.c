@@ -245,8 +245,7 @@ static const Part disk_parts[] = {
 
 const Step step_disk = {
         .name = "disk",
-        .parts = disk_parts,
-        .n_parts = ELEMENTSOF(disk_parts),
+        STEP_PARTS(disk_parts),
         .state_size = sizeof(DiskState),
         .state_done = disk_state_done,
         .refusal = "Refusing to touch the data disk (see %s); nothing was changed.",

@@ -461,8 +461,7 @@ static const Part preflight_parts[] = {
 
 const Step step_preflight = {
         .name = "preflight",
-        .parts = preflight_parts,
-        .n_parts = ELEMENTSOF(preflight_parts),
+        STEP_PARTS(preflight_parts),
         .state_size = sizeof(NetAnswer),    /* the rootlesskit answer, recorded by commit */
         .state_done = preflight_state_done,
 };

@@ -461,8 +461,7 @@ static const Part storage_parts[] = {
 
 const Step step_storage = {
         .name = "storage",
-        .parts = storage_parts,
-        .n_parts = ELEMENTSOF(storage_parts),
+        STEP_PARTS(storage_parts),
         .per_account = true,
         .state_size = sizeof(StorageState),
         .state_done = storage_state_done,

@@ -356,8 +356,7 @@ static const Part user_parts[] = {
 
 const Step step_user = {
         .name = "user",
-        .parts = user_parts,
-        .n_parts = ELEMENTSOF(user_parts),
+        STEP_PARTS(user_parts),
         .per_account = true,
         .state_size = sizeof(UserState),
         .state_done = user_state_done,
