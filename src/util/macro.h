@@ -37,6 +37,17 @@
                 _fd_;                          \
         })
 
+/*
+ * Append one element to a malloc'd array of n elements: grows it, counts the
+ * new element in n and returns it (not initialised: assign it at once), or
+ * NULL when out of memory (array and n unchanged).
+ */
+#define ARRAY_PUSH(array, n)                                                                   \
+        ({                                                                                     \
+                __typeof__(array) _a_ = reallocarray((array), (n) + 1, sizeof(*(array)));     \
+                _a_ ? ((array) = _a_, &_a_[(n)++]) : NULL;                                     \
+        })
+
 static inline void freep(void *p) {
         free(*(void **) p);
 }

@@ -231,13 +231,11 @@ static int holder_add(void *userdata, pid_t pid, int proc_fd, const ProcessCreds
         s->seen++;
         if (!process_creds_hold_gid(c, s->gids, s->n_gids, &gid))
                 return 0;
-        h = reallocarray(s->holders, s->n + 1, sizeof(GroupHolder));
+        h = ARRAY_PUSH(s->holders, s->n);
         if (!h)
                 return -ENOMEM;
-        s->holders = h;
-        s->holders[s->n] = (GroupHolder) { .pid = pid, .gid = gid };
-        memcpy(s->holders[s->n].comm, c->comm, sizeof(c->comm));
-        s->n++;
+        *h = (GroupHolder) { .pid = pid, .gid = gid };
+        memcpy(h->comm, c->comm, sizeof(c->comm));
         return 0;
 }
 

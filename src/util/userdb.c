@@ -120,9 +120,14 @@ static int for_each_line(const char *text, int (*f)(UserDb *db, const char *line
         return 0;
 }
 
-static bool skip_line(const char *line, size_t len) {
-        /* empty, comment, or NIS compat ("+name", "-name", "+") */
-        return len == 0 || line[0] == '#' || line[0] == '+' || line[0] == '-';
+/*
+ * A line with exactly n fields and a name, split into f/l. Not: an empty
+ * line, a comment, NIS compat ("+name", "-name", "+"), a line of other length.
+ */
+static bool account_fields(const char *line, size_t len, const char **f, size_t *l, size_t n) {
+        if (len == 0 || line[0] == '#' || line[0] == '+' || line[0] == '-')
+                return false;
+        return colon_split(line, len, f, l, n) == n && l[0] > 0;
 }
 
 static int parse_passwd_line(UserDb *db, const char *line, size_t len, unsigned lineno) {
@@ -131,17 +136,13 @@ static int parse_passwd_line(UserDb *db, const char *line, size_t len, unsigned 
         unsigned long uid, gid;
         PasswdEntry *n;
 
-        if (skip_line(line, len))
-                return 0;
-        if (colon_split(line, len, f, l, 7) != 7 || l[0] == 0 ||
-            parse_account_id(f[2], l[2], &uid) < 0 || parse_account_id(f[3], l[3], &gid) < 0)
+        if (!account_fields(line, len, f, l, 7) || parse_account_id(f[2], l[2], &uid) < 0 ||
+            parse_account_id(f[3], l[3], &gid) < 0)
                 return 0;
 
-        n = reallocarray(db->users, db->n_users + 1, sizeof(PasswdEntry));
+        n = ARRAY_PUSH(db->users, db->n_users);
         if (!n)
                 return -ENOMEM;
-        db->users = n;
-        n = &db->users[db->n_users];
         *n = (PasswdEntry) {
                 .name = strndup(f[0], l[0]),
                 .uid = (uid_t) uid,
@@ -150,7 +151,6 @@ static int parse_passwd_line(UserDb *db, const char *line, size_t len, unsigned 
                 .shell = strndup(f[6], l[6]),
                 .line = lineno,
         };
-        db->n_users++;
         if (!n->name || !n->home || !n->shell)
                 return -ENOMEM;
         return 0;
@@ -162,23 +162,18 @@ static int parse_group_line(UserDb *db, const char *line, size_t len, unsigned l
         unsigned long gid;
         GroupEntry *n;
 
-        if (skip_line(line, len))
-                return 0;
-        if (colon_split(line, len, f, l, 4) != 4 || l[0] == 0 || parse_account_id(f[2], l[2], &gid) < 0)
+        if (!account_fields(line, len, f, l, 4) || parse_account_id(f[2], l[2], &gid) < 0)
                 return 0;
 
-        n = reallocarray(db->groups, db->n_groups + 1, sizeof(GroupEntry));
+        n = ARRAY_PUSH(db->groups, db->n_groups);
         if (!n)
                 return -ENOMEM;
-        db->groups = n;
-        n = &db->groups[db->n_groups];
         *n = (GroupEntry) {
                 .name = strndup(f[0], l[0]),
                 .gid = (gid_t) gid,
                 .members = comma_list_split(f[3], l[3]),
                 .line = lineno,
         };
-        db->n_groups++;
         if (!n->name || !n->members)
                 return -ENOMEM;
         return 0;

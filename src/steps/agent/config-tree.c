@@ -569,12 +569,11 @@ static int tree_visit(TreeWalk *w, int dirfd, const char *name, const char *show
                 return log_error_errno(negative_errno(), "Failed to stat %s: %m", shown);
         }
         if (parent_fix) {
-                Seen *n = reallocarray(parent_fix->children, parent_fix->n_children + 1, sizeof(Seen));
+                Seen *n = ARRAY_PUSH(parent_fix->children, parent_fix->n_children);
                 if (!n)
                         return -ENOMEM;
-                parent_fix->children = n;
-                n[parent_fix->n_children] = (Seen) { .name = strdup(name), .dev = st.st_dev, .ino = st.st_ino };
-                if (!n[parent_fix->n_children++].name)
+                *n = (Seen) { .name = strdup(name), .dev = st.st_dev, .ino = st.st_ino };
+                if (!n->name)
                         return -ENOMEM;
         }
         is_dir = S_ISDIR(st.st_mode);

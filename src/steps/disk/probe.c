@@ -42,11 +42,10 @@ int signature_list_add(SignatureList *l, const Signature *s) {
             strdup_or_null(s->usage, &c.usage) < 0 || strdup_or_null(s->label, &c.label) < 0 ||
             strdup_or_null(s->uuid, &c.uuid) < 0)
                 goto fail;
-        n = reallocarray(l->items, l->n + 1, sizeof(Signature));
+        n = ARRAY_PUSH(l->items, l->n);
         if (!n)
                 goto fail;
-        l->items = n;
-        l->items[l->n++] = c;
+        *n = c;
         return 0;
 fail:
         free(c.where);

@@ -108,13 +108,10 @@ static int add_privileged(UserState *s, const char *name, gid_t gid, const char 
         for (size_t k = 0; k < s->n_priv; k++)
                 if (gid != (gid_t) -1 ? s->priv[k].gid == gid : streq(s->priv[k].name, name))
                         return 0;
-        n = reallocarray(s->priv, s->n_priv + 1, sizeof(Privileged));
+        n = ARRAY_PUSH(s->priv, s->n_priv);
         if (!n)
                 return -ENOMEM;
-        s->priv = n;
-        n = &s->priv[s->n_priv];
         *n = (Privileged) { .name = strdup(name), .gid = gid, .reason = strdup(reason) };
-        s->n_priv++;
         return n->name && n->reason ? 0 : -ENOMEM;
 }
 

@@ -169,25 +169,21 @@ static int add_include(Sudoers *s, const char *from, const char *arg, bool dir) 
 }
 
 static int add_alias(Sudoers *s, const char *name, const char *list) {
-        SudoersAlias *n = reallocarray(s->aliases, s->n_aliases + 1, sizeof(SudoersAlias));
+        SudoersAlias *n = ARRAY_PUSH(s->aliases, s->n_aliases);
         if (!n)
                 return -ENOMEM;
-        s->aliases = n;
-        n[s->n_aliases] = (SudoersAlias) { .name = strdup(name), .list = strdup(list) };
-        s->n_aliases++;
-        return n[s->n_aliases - 1].name && n[s->n_aliases - 1].list ? 0 : -ENOMEM;
+        *n = (SudoersAlias) { .name = strdup(name), .list = strdup(list) };
+        return n->name && n->list ? 0 : -ENOMEM;
 }
 
 static int add_rule(Sudoers *s, const char *path, unsigned line, char *users) {
-        SudoersRule *n = reallocarray(s->rules, s->n_rules + 1, sizeof(SudoersRule));
+        SudoersRule *n = ARRAY_PUSH(s->rules, s->n_rules);
         if (!n) {
                 free(users);
                 return -ENOMEM;
         }
-        s->rules = n;
-        n[s->n_rules] = (SudoersRule) { .file = strdup(path), .line = line, .users = users };
-        s->n_rules++;
-        return n[s->n_rules - 1].file ? 0 : -ENOMEM;
+        *n = (SudoersRule) { .file = strdup(path), .line = line, .users = users };
+        return n->file ? 0 : -ENOMEM;
 }
 
 /* "NAME = list : NAME2 = list2" */
