@@ -298,27 +298,42 @@ int storage_not_a_directory(StepRun *run, const char *id, const char *shown, con
         return 0;
 }
 
+/*
+ * parent_fd/name, not followed. parent_fd < 0: the parent is still to be made
+ * (or mounted), so this is missing too, and only planned (*apply = NULL).
+ */
+static int entry_look(int parent_fd, const char *name, const char *shown, HomeEntry *e,
+                      int (**apply)(StepRun *run, Change *c)) {
+        int r;
+
+        if (parent_fd < 0) {
+                *e = (HomeEntry) { .type = HOME_ENTRY_MISSING };
+                *apply = NULL;
+                return 0;
+        }
+        r = home_entry_inspect(parent_fd, name, e);
+        if (r < 0)
+                return log_error_errno(r, "Failed to look at %s: %m", shown);
+        return 0;
+}
+
 /* <MountPoint>/<user>: root, 0755. Its own part: the data directories' look needs the fd its apply opens. */
 static int dir_look(StepRun *run, Account *a) {
         StorageState *s = run_state(run);
         const char *shown = s->dir_shown;
+        int (*apply)(StepRun *run, Change *c) = dir_apply;
         _cleanup_(home_entry_done) HomeEntry e = {};
         int r, fd;
 
         if (!s->ready || s->skip || s->dirs_blocked || s->dirs_deferred)
                 return 0;
-        if (s->mp_fd < 0) {
-                /* <MountPoint> itself is still to be made (or mounted): so is everything below. */
-                storage_describe(run, "storage.dir", ITEM_CREATE, NULL, NULL, "mkdir %s (0755, root)", shown);
-                return 0;
-        }
-        r = home_entry_inspect(s->mp_fd, s->name, &e);
+        r = entry_look(s->mp_fd, s->name, shown, &e, &apply);
         if (r < 0)
-                return log_error_errno(r, "Failed to look at %s: %m", shown);
+                return r;
 
         switch (e.type) {
         case HOME_ENTRY_MISSING:
-                storage_describe(run, "storage.dir", ITEM_CREATE, dir_apply, NULL, "mkdir %s (0755, root)", shown);
+                storage_describe(run, "storage.dir", ITEM_CREATE, apply, NULL, "mkdir %s (0755, root)", shown);
                 return 0;
 
         case HOME_ENTRY_DIRECTORY:
@@ -387,14 +402,9 @@ static int data_dir_look(StepRun *run, StorageState *s, DataDir *d) {
 
         if (asprintf(&id, "storage.%s", d->sub) < 0)
                 return -ENOMEM;
-        if (s->dir_fd < 0) {
-                /* Its parent is planned: so is it. */
-                storage_describe(run, id, ITEM_CREATE, NULL, NULL, "mkdir %s (0700, owner %s)", shown, s->name);
-                return 0;
-        }
-        r = home_entry_inspect(s->dir_fd, d->sub, &e);
+        r = entry_look(s->dir_fd, d->sub, shown, &e, &apply);
         if (r < 0)
-                return log_error_errno(r, "Failed to look at %s: %m", shown);
+                return r;
 
         switch (e.type) {
         case HOME_ENTRY_MISSING:
