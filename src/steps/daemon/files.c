@@ -288,18 +288,14 @@ static int render_apparmor_profile(const char *real, bool abi_4_0, char **ret) {
         return daemon_render("apparmor-rootlesskit.in", values, ELEMENTSOF(values), ret);
 }
 
-/* What the removal needs: texts of the run (run_asprintf). */
-typedef struct ProfileRemoval {
-        const char *shown, *real, *other_name, *other_file;
-} ProfileRemoval;
-
-/* Take our profile out of the kernel (live) and off the disk. */
+/* Take our profile out of the kernel (live) and off the disk. c->data: what it reports when done (a run text). */
 static int remove_our_apparmor_profile(StepRun *run, Change *c) {
-        const ProfileRemoval *x = c->data;
-        _cleanup_free_ char *name = NULL;
+        _cleanup_free_ char *name = NULL, *shown = run_shown(run, APPARMOR_PROFILE_PATH);
         _cleanup_close_ int parent = -1, dfd = -1;
         int r;
 
+        if (!shown)
+                return -ENOMEM;
         if (run_live(run)) {
                 _cleanup_close_ int fd = open("/sys/kernel/security/apparmor/.remove", O_WRONLY | O_CLOEXEC);
                 if (fd >= 0 && write(fd, APPARMOR_PROFILE_NAME, strlen(APPARMOR_PROFILE_NAME)) < 0 && errno != ENOENT)
@@ -308,18 +304,16 @@ static int remove_our_apparmor_profile(StepRun *run, Change *c) {
         }
         parent = safe_open_parent(run_root_fd(run), APPARMOR_PROFILE_PATH, RESOLVE_POLICY_IN_ROOT, &name);
         if (parent < 0)
-                return log_error_errno(parent, "Failed to open the directory of %s: %m", x->shown);
+                return log_error_errno(parent, "Failed to open the directory of %s: %m", shown);
         dfd = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
-                return log_error_errno(negative_errno(), "Failed to open the directory of %s: %m", x->shown);
+                return log_error_errno(negative_errno(), "Failed to open the directory of %s: %m", shown);
         if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
-                return log_error_errno(negative_errno(), "Failed to remove %s: %m", x->shown);
+                return log_error_errno(negative_errno(), "Failed to remove %s: %m", shown);
         r = fsync_dir(dfd);
         if (r < 0)
-                return log_error_errno(r, "Failed to sync the directory of %s: %m", x->shown);
-        change_done(run, c->id, ITEM_REMOVE,
-                    "removed rootless-ci's AppArmor profile %s: profile %s (%s) attaches to %s and is used", x->shown,
-                    x->other_name, x->other_file, x->real);
+                return log_error_errno(r, "Failed to sync the directory of %s: %m", shown);
+        change_done(run, c->id, ITEM_REMOVE, "%s", (const char *) c->data);
         return 0;
 }
 
@@ -334,7 +328,6 @@ static int use_existing_apparmor_profile(StepRun *run, const DaemonState *st, co
                                          const AppArmorProfile *other) {
         _cleanup_free_ char *ours = NULL, *with_abi = NULL, *without_abi = NULL,
                             *shown = run_shown(run, APPARMOR_PROFILE_PATH);
-        ProfileRemoval *x;
         size_t size = 0;
         int r;
 
@@ -388,15 +381,6 @@ static int use_existing_apparmor_profile(StepRun *run, const DaemonState *st, co
                 });
                 return 0;
         }
-        x = calloc(1, sizeof(ProfileRemoval));
-        if (!x)
-                return -ENOMEM;
-        *x = (ProfileRemoval) {
-                .shown = run_asprintf(run, "%s", shown),
-                .real = run_asprintf(run, "%s", real),
-                .other_name = run_asprintf(run, "%s", other->name),
-                .other_file = run_asprintf(run, "%s", other->file),
-        };
         item_change(run, &(Change) {
                 .id = "daemon.apparmor",
                 .state = ITEM_REMOVE,
@@ -407,8 +391,8 @@ static int use_existing_apparmor_profile(StepRun *run, const DaemonState *st, co
                 .check_fix = "rootless-ci apply (it removes its own profile)",
                 .hidden_in = st->hide,
                 .apply = remove_our_apparmor_profile,
-                .data = x,
-                .data_free = free,
+                .data = run_asprintf(run, "removed rootless-ci's AppArmor profile %s: profile %s (%s) attaches to %s "
+                                     "and is used", shown, other->name, other->file, real),
         });
         return 0;
 }
