@@ -147,7 +147,7 @@ int daemon_dropins_look(StepRun *run, Account *a) {
         DaemonState *st = run_state(run);
         const Config *config = run_config(run);
         bool planned = a->state == ACCOUNT_PLANNED;
-        _cleanup_free_ char *delegate = NULL, *mount = NULL, *mount_path = NULL, *uid_s = NULL, *msg = NULL;
+        _cleanup_free_ char *delegate = NULL, *mount = NULL, *mount_path = NULL, *uid_s = NULL;
         int r;
 
         if (st->skip)
@@ -169,12 +169,14 @@ int daemon_dropins_look(StepRun *run, Account *a) {
         st->dropins_changed = r > 0;
 
         if (planned) {
-                if (asprintf(&msg, "write /etc/systemd/system/user@UID.service.d/rootless-ci-mount.conf "
-                             "(RequiresMountsFor=%s), UID being %s's, chosen when the user is created",
-                             config->mount_point, a->name) < 0)
-                        return -ENOMEM;
-                item_finding_ex(run, &(Finding) { .id = "daemon.mount-order", .status = ITEM_CREATE, .message = msg,
-                                                  .hidden_in = st->hide });
+                item_finding_ex(run, &(Finding) {
+                        .id = "daemon.mount-order",
+                        .status = ITEM_CREATE,
+                        .message = run_asprintf(run, "write /etc/systemd/system/user@UID.service.d/"
+                                                "rootless-ci-mount.conf (RequiresMountsFor=%s), UID being %s's, "
+                                                "chosen when the user is created", config->mount_point, a->name),
+                        .hidden_in = st->hide,
+                });
         } else if (!unit_value_is_plain(config->mount_point)) {
                 item_finding(run, "daemon.mount-order", ITEM_FAIL,
                              "set MountPoint= to a path of letters, digits and / . _ + - only, then run rootless-ci apply",
