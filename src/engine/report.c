@@ -280,22 +280,25 @@ static bool relook_seen(const StepRun *run, const char *id, ItemStatus status, c
         return seen;
 }
 
+/* An in-place status as the verb shows it: PASS in check. */
+static ItemStatus status_in_verb(const StepRun *run, ItemStatus status) {
+        return status == ITEM_OK && run->ctx->verb == VERB_CHECK ? ITEM_PASS : status;
+}
+
 void item_ok(StepRun *run, const char *id, const char *fmt, ...) {
         va_list ap;
 
         if (run->relooking)
                 return;  /* in place: the first look said so */
         va_start(ap, fmt);
-        report_put(run->ctx, run->ctx->n_items, id, run->ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
-                   false, fmt, ap);
+        report_put(run->ctx, run->ctx->n_items, id, status_in_verb(run, ITEM_OK), NULL, false, fmt, ap);
         va_end(ap);
 }
 
 void item_finding(StepRun *run, const char *id, ItemStatus status, const char *fix, const char *fmt, ...) {
         va_list ap;
 
-        if (status == ITEM_OK && run->ctx->verb == VERB_CHECK)
-                status = ITEM_PASS;
+        status = status_in_verb(run, status);
         va_start(ap, fmt);
         if (!relook_seen(run, id, status, fmt, ap))
                 report_put(run->ctx, run->ctx->n_items, id, status, fix, false, fmt, ap);
@@ -452,10 +455,8 @@ void change_failed(StepRun *run, const char *id, const char *fix, const char *fm
 void change_note(StepRun *run, const char *id, ItemStatus status, const char *fix, const char *fmt, ...) {
         va_list ap;
 
-        if (status == ITEM_OK && run->ctx->verb == VERB_CHECK)
-                status = ITEM_PASS;
         va_start(ap, fmt);
-        report_put(run->ctx, change_place(run), id, status, fix, false, fmt, ap);
+        report_put(run->ctx, change_place(run), id, status_in_verb(run, status), fix, false, fmt, ap);
         va_end(ap);
 }
 
