@@ -37,6 +37,8 @@ struct StepRun {
         StoredChange *applying;   /* the Change whose apply() runs now */
         bool relooking;           /* Part.relook's second look: report only what is new */
         size_t part_first_item;   /* the current part's first item (what a relook does not report again) */
+        char **texts;             /* run_asprintf()'s, freed with the run */
+        size_t n_texts;
 };
 
 void stored_change_free(StoredChange *c);

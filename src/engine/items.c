@@ -77,32 +77,56 @@ static int file_write_verified(int root_fd, const char *path, const char *shown,
         return 0;
 }
 
-typedef struct FileChange {
-        char *path, *text, *what, *shown;
+/*
+ * What item_file's and item_symlink's apply need: the path in the root, the
+ * file's text or the link's target, the words that name it, and the path as
+ * the host sees it. The texts are the run's (run_asprintf).
+ */
+typedef struct PathChange {
+        const char *path, *content, *what, *shown;
         bool exists;
-} FileChange;
+} PathChange;
 
-static void file_change_free(void *p) {
-        FileChange *f = p;
+/*
+ * item_file's and item_symlink's description, once: in place (ok: its text),
+ * an OK finding; else c (its texts, apply, marker) as a create or a change,
+ * with what its apply needs. 0 in place, 1 a change, < 0 out of memory.
+ */
+static int path_describe(StepRun *run, const char *ok, Change c, const char *path, const char *content,
+                         const char *what, const char *shown, bool exists) {
+        PathChange *p;
 
-        if (!f)
-                return;
-        free(f->path);
-        free(f->text);
-        free(f->what);
-        free(f->shown);
-        free(f);
+        if (ok) {
+                item_finding_ex(run, &(Finding) { .id = c.id, .status = ITEM_OK, .message = ok,
+                                                  .hidden_in = c.hidden_in });
+                return 0;
+        }
+        p = calloc(1, sizeof(PathChange));
+        if (!p)
+                return -ENOMEM;
+        *p = (PathChange) {
+                .path = run_asprintf(run, "%s", path),
+                .content = run_asprintf(run, "%s", content),
+                .what = run_asprintf(run, "%s", what),
+                .shown = run_asprintf(run, "%s", shown),
+                .exists = exists,
+        };
+        c.state = exists ? ITEM_CHANGE : ITEM_CREATE;
+        c.data = p;
+        c.data_free = free;
+        item_change(run, &c);
+        return 1;
 }
 
 static int file_apply(StepRun *run, Change *c) {
-        const FileChange *f = c->data;
+        const PathChange *f = c->data;
         int r;
 
         r = file_make_dir(run_root_fd(run), f->path, f->shown);
         if (r < 0)
                 return r;
         /* verified as it is written: a read-back in the same call */
-        r = file_write_verified(run_root_fd(run), f->path, f->shown, f->text);
+        r = file_write_verified(run_root_fd(run), f->path, f->shown, f->content);
         if (r < 0)
                 return r;
         change_done(run, c->id, c->state, "%s %s %s", f->exists ? "rewrote" : "wrote", f->what, f->shown);
@@ -110,8 +134,7 @@ static int file_apply(StepRun *run, Change *c) {
 }
 
 int item_file(StepRun *run, const FileWant *w) {
-        _cleanup_free_ char *shown = run_shown(run, w->path), *plan = NULL, *problem = NULL;
-        FileChange *f;
+        _cleanup_free_ char *shown = run_shown(run, w->path);
         bool exists, same;
         int r;
 
@@ -120,61 +143,26 @@ int item_file(StepRun *run, const FileWant *w) {
         r = file_look(run_root_fd(run), w->path, shown, w->text, &exists, &same);
         if (r < 0)
                 return r;
-        if (same) {
-                _cleanup_free_ char *msg = NULL;
-                if (asprintf(&msg, "%s %s is up to date", w->what, shown) < 0)
-                        return -ENOMEM;
-                item_finding_ex(run, &(Finding) { .id = w->id, .status = ITEM_OK, .message = msg,
-                                                  .hidden_in = w->hidden_in });
-                return 0;
-        }
-
-        if (asprintf(&plan, "%s %s %s%s", exists ? "rewrite" : "write", w->what, shown,
-                     exists ? " (content differs)" : "") < 0 ||
-            asprintf(&problem, "%s %s %s", w->what, shown,
-                     exists ? "differs from what rootless-ci installs (content or mode)" : "is missing") < 0)
-                return -ENOMEM;
-        f = calloc(1, sizeof(FileChange));
-        if (!f || !(f->path = strdup(w->path)) || !(f->text = strdup(w->text)) || !(f->what = strdup(w->what))) {
-                file_change_free(f);
-                return -ENOMEM;
-        }
-        f->shown = TAKE_PTR(shown);
-        f->exists = exists;
-        item_change(run, &(Change) {
-                .id = w->id,
-                .state = exists ? ITEM_CHANGE : ITEM_CREATE,
-                .plan = plan,
-                .problem = problem,
-                .marker = w->marker,
-                .effects = w->effects,
-                .hidden_in = w->hidden_in,
-                .apply = file_apply,
-                .data = f,
-                .data_free = file_change_free,
-        });
-        return 1;
-}
-
-typedef struct SymlinkChange {
-        char *path, *target, *what, *shown;
-} SymlinkChange;
-
-static void symlink_change_free(void *p) {
-        SymlinkChange *l = p;
-
-        if (!l)
-                return;
-        free(l->path);
-        free(l->target);
-        free(l->what);
-        free(l->shown);
-        free(l);
+        return path_describe(run, same ? run_asprintf(run, "%s %s is up to date", w->what, shown) : NULL,
+                             (Change) {
+                                     .id = w->id,
+                                     .plan = run_asprintf(run, "%s %s %s%s", exists ? "rewrite" : "write", w->what,
+                                                          shown, exists ? " (content differs)" : ""),
+                                     .problem = run_asprintf(run, "%s %s %s", w->what, shown,
+                                                             exists ? "differs from what rootless-ci installs "
+                                                                      "(content or mode)"
+                                                                    : "is missing"),
+                                     .marker = w->marker,
+                                     .effects = w->effects,
+                                     .hidden_in = w->hidden_in,
+                                     .apply = file_apply,
+                             },
+                             w->path, w->text, w->what, shown, exists);
 }
 
 /* Write the link beside its place, then rename it there: a reader sees the old link or the new one. */
 static int symlink_apply(StepRun *run, Change *c) {
-        const SymlinkChange *l = c->data;
+        const PathChange *l = c->data;
         _cleanup_free_ char *dir = strdup(l->path);
         _cleanup_close_ int parent = -1, d = -1;
         int r;
@@ -189,20 +177,18 @@ static int symlink_apply(StepRun *run, Change *c) {
         d = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (d < 0)
                 return log_error_errno(negative_errno(), "Failed to open the directory of %s: %m", l->shown);
-        r = symlink_atomic_at(d, strrchr(l->path, '/') + 1, l->target, (uid_t) -1, (gid_t) -1, "link-before-rename");
+        r = symlink_atomic_at(d, strrchr(l->path, '/') + 1, l->content, (uid_t) -1, (gid_t) -1, "link-before-rename");
         if (r < 0)
                 return log_error_errno(r, "Failed to put the link %s in place: %m", l->shown);
-        change_done(run, c->id, c->state, "%s: linked %s → %s", l->what, l->shown, l->target);
+        change_done(run, c->id, c->state, "%s: linked %s → %s", l->what, l->shown, l->content);
         return 0;
 }
 
 int item_symlink(StepRun *run, const SymlinkWant *w) {
-        _cleanup_free_ char *name = NULL, *shown = run_shown(run, w->path), *msg = NULL, *fix = NULL,
-                            *plan = NULL, *problem = NULL;
+        _cleanup_free_ char *name = NULL, *shown = run_shown(run, w->path);
         _cleanup_close_ int parent = -1;
         char have[PATH_MAX];
         bool exists = false;
-        SymlinkChange *l;
         struct stat st;
 
         if (!shown)
@@ -215,12 +201,15 @@ int item_symlink(StepRun *run, const SymlinkWant *w) {
 
                 exists = true;
                 if (!S_ISLNK(st.st_mode)) {
-                        if (asprintf(&fix, "move it away (mv %s %s.old), then run rootless-ci apply", shown, shown) < 0 ||
-                            asprintf(&msg, "%s is not a symlink; rootless-ci leaves it alone (move it away to let "
-                                     "apply %s)", shown, w->what) < 0)
-                                return -ENOMEM;
-                        item_finding_ex(run, &(Finding) { .id = w->id, .status = ITEM_FAIL, .message = msg,
-                                                          .fix = fix, .hidden_in = w->hidden_in });
+                        item_finding_ex(run, &(Finding) {
+                                .id = w->id,
+                                .status = ITEM_FAIL,
+                                .message = run_asprintf(run, "%s is not a symlink; rootless-ci leaves it alone (move "
+                                                        "it away to let apply %s)", shown, w->what),
+                                .fix = run_asprintf(run, "move it away (mv %s %s.old), then run rootless-ci apply",
+                                                    shown, shown),
+                                .hidden_in = w->hidden_in,
+                        });
                         return 0;
                 }
                 n = readlinkat(parent, name, have, sizeof(have) - 1);
@@ -228,33 +217,17 @@ int item_symlink(StepRun *run, const SymlinkWant *w) {
                         return log_error_errno(negative_errno(), "Failed to read the link %s: %m", shown);
                 have[n] = 0;
         }
-        if (exists && streq(have, w->target)) {
-                if (asprintf(&msg, "%s (%s → %s)", w->what, shown, w->target) < 0)
-                        return -ENOMEM;
-                item_finding_ex(run, &(Finding) { .id = w->id, .status = ITEM_OK, .message = msg,
-                                                  .hidden_in = w->hidden_in });
-                return 0;
-        }
-
-        if (asprintf(&plan, "%s: link %s → %s", w->what, shown, w->target) < 0 ||
-            asprintf(&problem, "not done: %s (%s → %s %s)", w->what, shown, w->target,
-                     exists ? "points elsewhere" : "is missing") < 0)
-                return -ENOMEM;
-        l = calloc(1, sizeof(SymlinkChange));
-        if (!l || !(l->path = strdup(w->path)) || !(l->target = strdup(w->target)) || !(l->what = strdup(w->what))) {
-                symlink_change_free(l);
-                return -ENOMEM;
-        }
-        l->shown = TAKE_PTR(shown);
-        item_change(run, &(Change) {
-                .id = w->id,
-                .state = exists ? ITEM_CHANGE : ITEM_CREATE,
-                .plan = plan,
-                .problem = problem,
-                .hidden_in = w->hidden_in,
-                .apply = symlink_apply,
-                .data = l,
-                .data_free = symlink_change_free,
-        });
-        return 1;
+        return path_describe(run,
+                             exists && streq(have, w->target)
+                                     ? run_asprintf(run, "%s (%s → %s)", w->what, shown, w->target)
+                                     : NULL,
+                             (Change) {
+                                     .id = w->id,
+                                     .plan = run_asprintf(run, "%s: link %s → %s", w->what, shown, w->target),
+                                     .problem = run_asprintf(run, "not done: %s (%s → %s %s)", w->what, shown,
+                                                             w->target, exists ? "points elsewhere" : "is missing"),
+                                     .hidden_in = w->hidden_in,
+                                     .apply = symlink_apply,
+                             },
+                             w->path, w->target, w->what, shown, exists);
 }

@@ -13,30 +13,22 @@
 #include "util/log.h"
 #include "util/macro.h"
 
-static const char *const item_status_table[_ITEM_STATUS_MAX] = {
-        [ITEM_OK] = "ok",
-        [ITEM_CREATE] = "create",
-        [ITEM_CHANGE] = "change",
-        [ITEM_REMOVE] = "remove",
-        [ITEM_PASS] = "pass",
-        [ITEM_FAIL] = "fail",
-        [ITEM_WARN] = "warn",
-        [ITEM_SKIP] = "skip",
-};
-
-static const char *const item_status_symbol[_ITEM_STATUS_MAX] = {
-        [ITEM_OK] = "=",
-        [ITEM_CREATE] = "+",
-        [ITEM_CHANGE] = "~",
-        [ITEM_REMOVE] = "-",
-        [ITEM_PASS] = "PASS",
-        [ITEM_FAIL] = "FAIL",
-        [ITEM_WARN] = "WARN",
-        [ITEM_SKIP] = "SKIP",
+/* How each status is shown: its name in JSON and the journal, its symbol in the human report. */
+static const struct {
+        const char *name, *symbol;
+} item_status_shown[_ITEM_STATUS_MAX] = {
+        [ITEM_OK] = { "ok", "=" },
+        [ITEM_CREATE] = { "create", "+" },
+        [ITEM_CHANGE] = { "change", "~" },
+        [ITEM_REMOVE] = { "remove", "-" },
+        [ITEM_PASS] = { "pass", "PASS" },
+        [ITEM_FAIL] = { "fail", "FAIL" },
+        [ITEM_WARN] = { "warn", "WARN" },
+        [ITEM_SKIP] = { "skip", "SKIP" },
 };
 
 const char *item_status_to_string(ItemStatus s) {
-        return s < _ITEM_STATUS_MAX ? item_status_table[s] : NULL;
+        return s < _ITEM_STATUS_MAX ? item_status_shown[s].name : NULL;
 }
 
 const char *verb_to_string(Verb v) {
@@ -215,7 +207,7 @@ static void report_print_human(const Context *ctx, int exit_status, FILE *f) {
                 /* apply shows what it did and what is wrong; plan and check show everything. */
                 if (ctx->verb == VERB_APPLY && !it->changed && it->status != ITEM_FAIL && it->status != ITEM_WARN)
                         continue;
-                fprintf(f, "%-4s %s: %s\n", item_status_symbol[it->status], it->id, it->message);
+                fprintf(f, "%-4s %s: %s\n", item_status_shown[it->status].symbol, it->id, it->message);
                 if (it->fix && (it->status == ITEM_FAIL || it->status == ITEM_WARN || ctx->verb != VERB_CHECK))
                         fprintf(f, "     fix: %s\n", it->fix);
         }
@@ -288,22 +280,25 @@ static bool relook_seen(const StepRun *run, const char *id, ItemStatus status, c
         return seen;
 }
 
+/* An in-place status as the verb shows it: PASS in check. */
+static ItemStatus status_in_verb(const StepRun *run, ItemStatus status) {
+        return status == ITEM_OK && run->ctx->verb == VERB_CHECK ? ITEM_PASS : status;
+}
+
 void item_ok(StepRun *run, const char *id, const char *fmt, ...) {
         va_list ap;
 
         if (run->relooking)
                 return;  /* in place: the first look said so */
         va_start(ap, fmt);
-        report_put(run->ctx, run->ctx->n_items, id, run->ctx->verb == VERB_CHECK ? ITEM_PASS : ITEM_OK, NULL,
-                   false, fmt, ap);
+        report_put(run->ctx, run->ctx->n_items, id, status_in_verb(run, ITEM_OK), NULL, false, fmt, ap);
         va_end(ap);
 }
 
 void item_finding(StepRun *run, const char *id, ItemStatus status, const char *fix, const char *fmt, ...) {
         va_list ap;
 
-        if (status == ITEM_OK && run->ctx->verb == VERB_CHECK)
-                status = ITEM_PASS;
+        status = status_in_verb(run, status);
         va_start(ap, fmt);
         if (!relook_seen(run, id, status, fmt, ap))
                 report_put(run->ctx, run->ctx->n_items, id, status, fix, false, fmt, ap);
@@ -460,10 +455,8 @@ void change_failed(StepRun *run, const char *id, const char *fix, const char *fm
 void change_note(StepRun *run, const char *id, ItemStatus status, const char *fix, const char *fmt, ...) {
         va_list ap;
 
-        if (status == ITEM_OK && run->ctx->verb == VERB_CHECK)
-                status = ITEM_PASS;
         va_start(ap, fmt);
-        report_put(run->ctx, change_place(run), id, status, fix, false, fmt, ap);
+        report_put(run->ctx, change_place(run), id, status_in_verb(run, status), fix, false, fmt, ap);
         va_end(ap);
 }
 

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -147,6 +149,22 @@ void *run_state(StepRun *run) {
 
 char *run_shown(const StepRun *run, const char *path) {
         return path_join_root(run->ctx->root, path);
+}
+
+char *run_asprintf(StepRun *run, const char *fmt, ...) {
+        char **n = reallocarray(run->texts, run->n_texts + 1, sizeof(char *));
+        va_list ap;
+        int r;
+
+        if (!n)
+                abort(); /* as report_put(): a description we cannot record must not be half applied */
+        run->texts = n;
+        va_start(ap, fmt);
+        r = vasprintf(&run->texts[run->n_texts], fmt, ap);
+        va_end(ap);
+        if (r < 0)
+                abort();
+        return run->texts[run->n_texts++];
 }
 
 int run_system_bus(StepRun *run, struct sd_bus **ret) {
@@ -307,6 +325,9 @@ int step_run(Context *ctx, const Step *s) {
         for (size_t i = 0; i < run.n_changes; i++)
                 stored_change_free(run.changes[i]);
         free(run.changes);
+        for (size_t i = 0; i < run.n_texts; i++)
+                free(run.texts[i]);
+        free(run.texts);
         return r;
 }
 

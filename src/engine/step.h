@@ -33,6 +33,13 @@ bool run_live(const StepRun *run);
 HostFacts *run_facts(StepRun *run);         /* host-wide facts, written by the step that learns them */
 void *run_state(StepRun *run);              /* the step's own state: Step.state_size bytes, zeroed */
 char *run_shown(const StepRun *run, const char *path);  /* path as the host sees it (--root's DIR first), malloc'd */
+/*
+ * A formatted text the run owns (freed when the step's run ends), for the
+ * texts of a description: a Finding's message and fix, a Change's plan and
+ * problem, or what a Change's data needs at apply. Never NULL: a
+ * description we cannot record aborts, as the report does.
+ */
+char *run_asprintf(StepRun *run, const char *fmt, ...) _printf_(2, 3);
 int run_system_bus(StepRun *run, struct sd_bus **ret);  /* shared, opened on first use; never unref it */
 
 /* ---- the descriptors ---- */

@@ -67,7 +67,7 @@ int agent_dropin_render(const Config *config, const Account *a, char **ret) {
 
 int agent_dropin_look(StepRun *run, Account *a) {
         AgentState *st = run_state(run);
-        _cleanup_free_ char *text = NULL, *path = agent_dropin_path(a->agent_unit), *fix = NULL;
+        _cleanup_free_ char *text = NULL, *path = agent_dropin_path(a->agent_unit);
         int r;
 
         if (a->state != ACCOUNT_KNOWN)
@@ -83,10 +83,9 @@ int agent_dropin_look(StepRun *run, Account *a) {
         r = agent_dropin_render(run_config(run), a, &text);
         if (r == -EINVAL) {
                 const char *u = a->name;
-                if (asprintf(&fix, "give %s a home whose path has only letters, digits and / . _ + - (usermod --home "
-                             "/home/%s --move-home %s), keep MountPoint= to those characters too, then run "
-                             "rootless-ci apply", u, u, u) < 0)
-                        return -ENOMEM;
+                const char *fix = run_asprintf(run, "give %s a home whose path has only letters, digits and / . _ + - "
+                                               "(usermod --home /home/%s --move-home %s), keep MountPoint= to those "
+                                               "characters too, then run rootless-ci apply", u, u, u);
                 item_finding(run, "agent.dropin", ITEM_FAIL, fix, "the agent's drop-in cannot be written (see above)");
                 return 0;
         }

@@ -30,8 +30,8 @@ static int credentials_look(StepRun *run, Account *a) {
         const HostFacts *f = run_facts(run);
         const char *user = a->name;
         _cleanup_free_ GroupHolder *holders = NULL;
-        _cleanup_free_ char *list = NULL, *pids = NULL, *fix = NULL, *check_fix = NULL, *plan_message = NULL,
-                            *message = NULL;
+        _cleanup_free_ char *list = NULL, *pids = NULL;
+        const char *fix, *message;
         _cleanup_close_ int proc_fd = -1;
         size_t n = 0, seen = 0;
         int r;
@@ -84,23 +84,24 @@ static int credentials_look(StepRun *run, Account *a) {
         }
 
         /* plan warns what apply will do about them; check and apply fail, check's fix says apply restarts its own. */
-        if (asprintf(&plan_message, "%zu process%s of %s hold%s a group that leads to root: %s; apply restarts %s's "
-                     "manager and the agent when they hold one, and fails naming whatever else still does",
-                     n, n == 1 ? "" : "es", user, n == 1 ? "s" : "", list, user) < 0 ||
-            asprintf(&message, "%zu process%s of %s still hold%s a group that leads to root, and with it that power, "
-                     "whatever /etc/group says now: %s", n, n == 1 ? "" : "es", user, n == 1 ? "s" : "", list) < 0 ||
-            asprintf(&fix, "end %s (kill%s) or the sessions that run %s; a new process gets only the groups "
-                     "/etc/group gives %s", n == 1 ? "it" : "them", pids, n == 1 ? "it" : "them", user) < 0 ||
-            asprintf(&check_fix, "%s (rootless-ci apply restarts the user manager and the agent itself when they "
-                     "hold one)", fix) < 0)
-                return -ENOMEM;
+        fix = run_asprintf(run, "end %s (kill%s) or the sessions that run %s; a new process gets only the groups "
+                           "/etc/group gives %s", n == 1 ? "it" : "them", pids, n == 1 ? "it" : "them", user);
+        message = run_asprintf(run, "%zu process%s of %s still hold%s a group that leads to root, and with it that "
+                               "power, whatever /etc/group says now: %s", n, n == 1 ? "" : "es", user,
+                               n == 1 ? "s" : "", list);
         item_finding_ex(run, &(Finding) {
                 .id = "credentials.groups",
                 .status = ITEM_FAIL,
                 .message = message,
                 .fix = fix,
-                .in_plan = &(Verdict) { ITEM_WARN, plan_message, NULL },
-                .in_check = &(Verdict) { ITEM_FAIL, message, check_fix },
+                .in_plan = &(Verdict) { ITEM_WARN, run_asprintf(run, "%zu process%s of %s hold%s a group that leads "
+                                                                "to root: %s; apply restarts %s's manager and the "
+                                                                "agent when they hold one, and fails naming whatever "
+                                                                "else still does", n, n == 1 ? "" : "es", user,
+                                                                n == 1 ? "s" : "", list, user), NULL },
+                .in_check = &(Verdict) { ITEM_FAIL, message,
+                                         run_asprintf(run, "%s (rootless-ci apply restarts the user manager and "
+                                                      "the agent itself when they hold one)", fix) },
         });
         return 0;
 }

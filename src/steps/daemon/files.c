@@ -147,7 +147,7 @@ int daemon_dropins_look(StepRun *run, Account *a) {
         DaemonState *st = run_state(run);
         const Config *config = run_config(run);
         bool planned = a->state == ACCOUNT_PLANNED;
-        _cleanup_free_ char *delegate = NULL, *mount = NULL, *mount_path = NULL, *uid_s = NULL, *msg = NULL;
+        _cleanup_free_ char *delegate = NULL, *mount = NULL, *mount_path = NULL, *uid_s = NULL;
         int r;
 
         if (st->skip)
@@ -169,12 +169,14 @@ int daemon_dropins_look(StepRun *run, Account *a) {
         st->dropins_changed = r > 0;
 
         if (planned) {
-                if (asprintf(&msg, "write /etc/systemd/system/user@UID.service.d/rootless-ci-mount.conf "
-                             "(RequiresMountsFor=%s), UID being %s's, chosen when the user is created",
-                             config->mount_point, a->name) < 0)
-                        return -ENOMEM;
-                item_finding_ex(run, &(Finding) { .id = "daemon.mount-order", .status = ITEM_CREATE, .message = msg,
-                                                  .hidden_in = st->hide });
+                item_finding_ex(run, &(Finding) {
+                        .id = "daemon.mount-order",
+                        .status = ITEM_CREATE,
+                        .message = run_asprintf(run, "write /etc/systemd/system/user@UID.service.d/"
+                                                "rootless-ci-mount.conf (RequiresMountsFor=%s), UID being %s's, "
+                                                "chosen when the user is created", config->mount_point, a->name),
+                        .hidden_in = st->hide,
+                });
         } else if (!unit_value_is_plain(config->mount_point)) {
                 item_finding(run, "daemon.mount-order", ITEM_FAIL,
                              "set MountPoint= to a path of letters, digits and / . _ + - only, then run rootless-ci apply",
@@ -215,7 +217,7 @@ int daemon_dropins_look(StepRun *run, Account *a) {
  * manager for a drop-in it writes) delegates what is missing now.
  */
 int daemon_delegation_look(StepRun *run, Account *a) {
-        _cleanup_free_ char *path = NULL, *have = NULL, *top = NULL, *fix = NULL, *msg = NULL, *plan_msg = NULL;
+        _cleanup_free_ char *path = NULL, *have = NULL, *top = NULL;
         char missing[CONTROLLERS_MISSING_MAX], top_missing[CONTROLLERS_MISSING_MAX];
         CgroupHierarchy cgroup = run_facts(run)->cgroup;
         unsigned uid = (unsigned) a->uid;
@@ -248,26 +250,24 @@ int daemon_delegation_look(StepRun *run, Account *a) {
         if (read_one_line_at(run_root_fd(run), "/sys/fs/cgroup/cgroup.controllers", &top) < 0)
                 top = NULL;
         delegated_controllers_missing(top, top_missing);
-        if (top_missing[0])
-                r = asprintf(&fix, "boot a kernel that offers the %s controller (preflight.cgroup warns of it)", top_missing);
-        else
-                r = asprintf(&fix,
-                             "systemctl daemon-reload, then systemctl restart user@%u.service: a manager takes Delegate= "
-                             "from " DELEGATE_DROPIN_PATH " only when it starts (the restart stops the CI user's Docker "
-                             "and its running jobs)",
-                             uid);
-        if (r < 0 ||
-            asprintf(&msg, "user@%u.service lacks the cgroup controllers %s (its cgroup.controllers: \"%s\"): docker "
-                     "run limits on them do not hold", uid, missing, have) < 0 ||
-            asprintf(&plan_msg, "delegate %s to user@%u.service (its restart for the new drop-ins does)", missing,
-                     uid) < 0)
-                return -ENOMEM;
         item_finding_ex(run, &(Finding) {
                 .id = "daemon.delegation",
                 .status = ITEM_FAIL,
-                .message = msg,
-                .fix = fix,
-                .in_plan = owed(run, MARKER_USER_MANAGER_RESTART) ? &(Verdict) { ITEM_CHANGE, plan_msg, NULL } : NULL,
+                .message = run_asprintf(run, "user@%u.service lacks the cgroup controllers %s (its "
+                                        "cgroup.controllers: \"%s\"): docker run limits on them do not hold", uid,
+                                        missing, have),
+                .fix = top_missing[0]
+                               ? run_asprintf(run, "boot a kernel that offers the %s controller (preflight.cgroup "
+                                              "warns of it)", top_missing)
+                               : run_asprintf(run, "systemctl daemon-reload, then systemctl restart user@%u.service: "
+                                              "a manager takes Delegate= from " DELEGATE_DROPIN_PATH " only when it "
+                                              "starts (the restart stops the CI user's Docker and its running jobs)",
+                                              uid),
+                .in_plan = owed(run, MARKER_USER_MANAGER_RESTART)
+                                   ? &(Verdict) { ITEM_CHANGE,
+                                                  run_asprintf(run, "delegate %s to user@%u.service (its restart for "
+                                                               "the new drop-ins does)", missing, uid), NULL }
+                                   : NULL,
         });
         return 0;
 }
@@ -290,29 +290,14 @@ static int render_apparmor_profile(const char *real, bool abi_4_0, char **ret) {
         return daemon_render("apparmor-rootlesskit.in", values, ELEMENTSOF(values), ret);
 }
 
-typedef struct ProfileRemoval {
-        char *shown, *real, *other_name, *other_file;
-} ProfileRemoval;
-
-static void profile_removal_free(void *p) {
-        ProfileRemoval *x = p;
-
-        if (!x)
-                return;
-        free(x->shown);
-        free(x->real);
-        free(x->other_name);
-        free(x->other_file);
-        free(x);
-}
-
-/* Take our profile out of the kernel (live) and off the disk. */
+/* Take our profile out of the kernel (live) and off the disk. c->data: what it reports when done (a run text). */
 static int remove_our_apparmor_profile(StepRun *run, Change *c) {
-        const ProfileRemoval *x = c->data;
-        _cleanup_free_ char *name = NULL;
+        _cleanup_free_ char *name = NULL, *shown = run_shown(run, APPARMOR_PROFILE_PATH);
         _cleanup_close_ int parent = -1, dfd = -1;
         int r;
 
+        if (!shown)
+                return -ENOMEM;
         if (run_live(run)) {
                 _cleanup_close_ int fd = open("/sys/kernel/security/apparmor/.remove", O_WRONLY | O_CLOEXEC);
                 if (fd >= 0 && write(fd, APPARMOR_PROFILE_NAME, strlen(APPARMOR_PROFILE_NAME)) < 0 && errno != ENOENT)
@@ -321,18 +306,16 @@ static int remove_our_apparmor_profile(StepRun *run, Change *c) {
         }
         parent = safe_open_parent(run_root_fd(run), APPARMOR_PROFILE_PATH, RESOLVE_POLICY_IN_ROOT, &name);
         if (parent < 0)
-                return log_error_errno(parent, "Failed to open the directory of %s: %m", x->shown);
+                return log_error_errno(parent, "Failed to open the directory of %s: %m", shown);
         dfd = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
-                return log_error_errno(negative_errno(), "Failed to open the directory of %s: %m", x->shown);
+                return log_error_errno(negative_errno(), "Failed to open the directory of %s: %m", shown);
         if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
-                return log_error_errno(negative_errno(), "Failed to remove %s: %m", x->shown);
+                return log_error_errno(negative_errno(), "Failed to remove %s: %m", shown);
         r = fsync_dir(dfd);
         if (r < 0)
-                return log_error_errno(r, "Failed to sync the directory of %s: %m", x->shown);
-        change_done(run, c->id, ITEM_REMOVE,
-                    "removed rootless-ci's AppArmor profile %s: profile %s (%s) attaches to %s and is used", x->shown,
-                    x->other_name, x->other_file, x->real);
+                return log_error_errno(r, "Failed to sync the directory of %s: %m", shown);
+        change_done(run, c->id, ITEM_REMOVE, "%s", (const char *) c->data);
         return 0;
 }
 
@@ -345,9 +328,8 @@ static int remove_our_apparmor_profile(StepRun *run, Change *c) {
  */
 static int use_existing_apparmor_profile(StepRun *run, const DaemonState *st, const char *real,
                                          const AppArmorProfile *other) {
-        _cleanup_free_ char *ours = NULL, *with_abi = NULL, *without_abi = NULL, *fix = NULL, *msg = NULL,
-                            *plan = NULL, *shown = run_shown(run, APPARMOR_PROFILE_PATH);
-        ProfileRemoval *x;
+        _cleanup_free_ char *ours = NULL, *with_abi = NULL, *without_abi = NULL,
+                            *shown = run_shown(run, APPARMOR_PROFILE_PATH);
         size_t size = 0;
         int r;
 
@@ -356,23 +338,28 @@ static int use_existing_apparmor_profile(StepRun *run, const DaemonState *st, co
         r = read_file_at(run_root_fd(run), APPARMOR_PROFILE_PATH, RESOLVE_POLICY_IN_ROOT, 256 * 1024, &ours, &size);
         if (r == -ENOENT) {
                 if (other->userns) {
-                        if (asprintf(&msg, "rootlesskit (%s) has the AppArmor profile %s (%s), which allows user "
-                                     "namespaces: rootless-ci uses it and writes none of its own",
-                                     real, other->name, other->file) < 0)
-                                return -ENOMEM;
-                        item_finding_ex(run, &(Finding) { .id = "daemon.apparmor", .status = ITEM_OK, .message = msg,
-                                                          .hidden_in = st->hide });
+                        item_finding_ex(run, &(Finding) {
+                                .id = "daemon.apparmor",
+                                .status = ITEM_OK,
+                                .message = run_asprintf(run, "rootlesskit (%s) has the AppArmor profile %s (%s), "
+                                                        "which allows user namespaces: rootless-ci uses it and "
+                                                        "writes none of its own", real, other->name, other->file),
+                                .hidden_in = st->hide,
+                        });
                         return 0;
                 }
-                if (asprintf(&fix, "if the daemon cannot create its user namespace, add \"userns,\" to profile %s "
-                             "(in %s, or its local/ include), then reload it: apparmor_parser -r %s",
-                             other->name, other->file, other->file) < 0 ||
-                    asprintf(&msg, "rootlesskit (%s) has the AppArmor profile %s (%s): rootless-ci uses it and writes "
-                             "none of its own, but its block in that file has no userns rule (an include may give it)",
-                             real, other->name, other->file) < 0)
-                        return -ENOMEM;
-                item_finding_ex(run, &(Finding) { .id = "daemon.apparmor", .status = ITEM_WARN, .message = msg,
-                                                  .fix = fix, .hidden_in = st->hide });
+                item_finding_ex(run, &(Finding) {
+                        .id = "daemon.apparmor",
+                        .status = ITEM_WARN,
+                        .message = run_asprintf(run, "rootlesskit (%s) has the AppArmor profile %s (%s): rootless-ci "
+                                                "uses it and writes none of its own, but its block in that file has "
+                                                "no userns rule (an include may give it)", real, other->name,
+                                                other->file),
+                        .fix = run_asprintf(run, "if the daemon cannot create its user namespace, add \"userns,\" to "
+                                            "profile %s (in %s, or its local/ include), then reload it: "
+                                            "apparmor_parser -r %s", other->name, other->file, other->file),
+                        .hidden_in = st->hide,
+                });
                 return 0;
         }
         if (r < 0 && r != -EFBIG && r != -EBADFD)
@@ -383,39 +370,31 @@ static int use_existing_apparmor_profile(StepRun *run, const DaemonState *st, co
         if (r < 0)
                 return r;
         if (!ours || !(streq(ours, with_abi) || streq(ours, without_abi)) || strlen(ours) != size) {
-                if (asprintf(&fix, "keep one profile for %s: remove %s (apparmor_parser -R %s, then rm it) or profile %s "
-                             "in %s, then run rootless-ci apply",
-                             real, shown, shown, other->name, other->file) < 0 ||
-                    asprintf(&msg, "two AppArmor profiles attach to rootlesskit (%s): %s in %s, and %s, which differs "
-                             "from what rootless-ci writes (edited?) and is left alone",
-                             real, other->name, other->file, shown) < 0)
-                        return -ENOMEM;
-                item_finding_ex(run, &(Finding) { .id = "daemon.apparmor", .status = ITEM_FAIL, .message = msg,
-                                                  .fix = fix, .hidden_in = st->hide });
+                item_finding_ex(run, &(Finding) {
+                        .id = "daemon.apparmor",
+                        .status = ITEM_FAIL,
+                        .message = run_asprintf(run, "two AppArmor profiles attach to rootlesskit (%s): %s in %s, and "
+                                                "%s, which differs from what rootless-ci writes (edited?) and is left "
+                                                "alone", real, other->name, other->file, shown),
+                        .fix = run_asprintf(run, "keep one profile for %s: remove %s (apparmor_parser -R %s, then rm "
+                                            "it) or profile %s in %s, then run rootless-ci apply", real, shown, shown,
+                                            other->name, other->file),
+                        .hidden_in = st->hide,
+                });
                 return 0;
         }
-        if (asprintf(&plan, "remove rootless-ci's AppArmor profile %s: profile %s (%s) attaches to %s", shown,
-                     other->name, other->file, real) < 0 ||
-            asprintf(&msg, "two AppArmor profiles attach to rootlesskit (%s): %s in %s, and rootless-ci's %s", real,
-                     other->name, other->file, shown) < 0)
-                return -ENOMEM;
-        x = calloc(1, sizeof(ProfileRemoval));
-        if (!x || !(x->real = strdup(real)) || !(x->other_name = strdup(other->name)) ||
-            !(x->other_file = strdup(other->file))) {
-                profile_removal_free(x);
-                return -ENOMEM;
-        }
-        x->shown = TAKE_PTR(shown);
         item_change(run, &(Change) {
                 .id = "daemon.apparmor",
                 .state = ITEM_REMOVE,
-                .plan = plan,
-                .problem = msg,
+                .plan = run_asprintf(run, "remove rootless-ci's AppArmor profile %s: profile %s (%s) attaches to %s",
+                                     shown, other->name, other->file, real),
+                .problem = run_asprintf(run, "two AppArmor profiles attach to rootlesskit (%s): %s in %s, and "
+                                        "rootless-ci's %s", real, other->name, other->file, shown),
                 .check_fix = "rootless-ci apply (it removes its own profile)",
                 .hidden_in = st->hide,
                 .apply = remove_our_apparmor_profile,
-                .data = x,
-                .data_free = profile_removal_free,
+                .data = run_asprintf(run, "removed rootless-ci's AppArmor profile %s: profile %s (%s) attaches to %s "
+                                     "and is used", shown, other->name, other->file, real),
         });
         return 0;
 }

@@ -75,7 +75,6 @@ static int linger_apply(StepRun *run, Change *c) {
  */
 int daemon_linger_look(StepRun *run, Account *a) {
         const DaemonState *st = run_state(run);
-        _cleanup_free_ char *plan = NULL, *problem = NULL;
         bool planned = a->state == ACCOUNT_PLANNED;
 
         if (st->skip)
@@ -84,14 +83,11 @@ int daemon_linger_look(StepRun *run, Account *a) {
                 item_ok(run, "daemon.linger", "%s's manager runs without a login (linger)", a->name);
                 return 0;
         }
-        if (asprintf(&plan, "enable linger for %s (through logind)", a->name) < 0 ||
-            asprintf(&problem, "linger is off for %s: its Docker would not start at boot", a->name) < 0)
-                return -ENOMEM;
         item_change(run, &(Change) {
                 .id = "daemon.linger",
                 .state = ITEM_CREATE,
-                .plan = plan,
-                .problem = problem,
+                .plan = run_asprintf(run, "enable linger for %s (through logind)", a->name),
+                .problem = run_asprintf(run, "linger is off for %s: its Docker would not start at boot", a->name),
                 .hidden_in = st->hide,
                 .apply = linger_apply,
                 .data = a,

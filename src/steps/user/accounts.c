@@ -398,19 +398,15 @@ int user_look_account(StepRun *run, UserState *s) {
                 }
         }
 
-        {
-                _cleanup_free_ char *plan = NULL;
-                if (asprintf(&plan, "create user %s (%s, home %s, shell /bin/bash)", s->name,
-                             s->adopt_group ? "primary group: the existing group of that name" : "its own group",
-                             s->home) < 0)
-                        return -ENOMEM;
-                item_change(run, &(Change) {
-                        .id = "user.account",
-                        .state = ITEM_CREATE,
-                        .plan = plan,
-                        .apply = account_create,
-                });
-        }
+        item_change(run, &(Change) {
+                .id = "user.account",
+                .state = ITEM_CREATE,
+                .plan = run_asprintf(run, "create user %s (%s, home %s, shell /bin/bash)", s->name,
+                                     s->adopt_group ? "primary group: the existing group of that name"
+                                                    : "its own group",
+                                     s->home),
+                .apply = account_create,
+        });
         /* Until apply has created it: planned (plan and check go on with it as the user to be). */
         if (free_and_strdup(&s->account->home, s->home) < 0)
                 return -ENOMEM;

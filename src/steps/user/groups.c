@@ -160,14 +160,13 @@ int user_look_groups(StepRun *run, UserState *s) {
                 return 0;
         }
         for (size_t k = 0; k < s->n_memberships; k++) {
-                _cleanup_free_ char *what = NULL, *plan = NULL;
-                if (membership_describe(&s->memberships[k], &what) < 0 ||
-                    asprintf(&plan, "remove %s from group %s", s->name, what) < 0)
+                _cleanup_free_ char *what = NULL;
+                if (membership_describe(&s->memberships[k], &what) < 0)
                         return -ENOMEM;
                 item_change(run, &(Change) {
                         .id = "user.groups",
                         .state = ITEM_REMOVE,
-                        .plan = plan,
+                        .plan = run_asprintf(run, "remove %s from group %s", s->name, what),
                         .apply = membership_remove,
                         .data = &s->memberships[k],
                 });

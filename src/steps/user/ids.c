@@ -242,17 +242,12 @@ int user_look_subids(StepRun *run, UserState *s, SubIdKind kind, uint64_t prefer
         if (r < 0)
                 return r;
         e->status = e->plan.allocate ? (e->plan.n_dropped > 0 ? ITEM_CHANGE : ITEM_CREATE) : ITEM_REMOVE;
-        {
-                _cleanup_free_ char *plan = NULL;
-                if (asprintf(&plan, "%s: %s", e->display, e->what) < 0)
-                        return -ENOMEM;
-                item_change(run, &(Change) {
-                        .id = id,
-                        .state = e->status,
-                        .plan = plan,
-                        .apply = subids_write,
-                        .data = e,
-                });
-        }
+        item_change(run, &(Change) {
+                .id = id,
+                .state = e->status,
+                .plan = run_asprintf(run, "%s: %s", e->display, e->what),
+                .apply = subids_write,
+                .data = e,
+        });
         return 0;
 }
