@@ -137,8 +137,10 @@ static const Step step_refusing = {
 static int run_in(Verb verb, const Step *s, const char *root, Context *ctx, Config *config, char **ret_log) {
         const Step *const steps[] = { s };
         _cleanup_free_ char *log = NULL;
-        int r = config_init(config);
+        int r;
 
+        config_done(config);    /* a test may run several times on one config: each run gets a fresh one */
+        r = config_init(config);
         if (r < 0)
                 return r;
         r = context_init(ctx, verb, root, config);
