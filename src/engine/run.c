@@ -217,7 +217,7 @@ static int apply_changes(StepRun *run, size_t first) {
                 if (c->state == ITEM_OK || (c->hidden_in & IN_APPLY))
                         continue;
                 /* GATE_CLEAN: do not start a daemon on a half-made set-up. */
-                if (c->gate == GATE_CLEAN && ctx->any_failed)
+                if (c->gate == GATE_CLEAN && run_gate_closed(run))
                         continue;
                 /* Owe the restart before changing what it restarts for: it survives a kill. */
                 if (c->marker) {
@@ -278,7 +278,7 @@ static int run_part(StepRun *run, const Part *p, Account *a) {
 
         run->part_first_item = first_item;
         /* GATE_CLEAN: do not start a daemon, or judge one, on a half-made set-up. */
-        if (p->gate == GATE_CLEAN && ctx->verb == VERB_APPLY && ctx->any_failed)
+        if (p->gate == GATE_CLEAN && run_gate_closed(run))
                 return 0;
         r = p->look(run, a);
         if (r < 0 || ctx->verb != VERB_APPLY)
