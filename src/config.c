@@ -36,6 +36,22 @@ FileSystem filesystem_from_string(const char *s) {
         return _FILESYSTEM_MAX;
 }
 
+static const char *const trust_table[_TRUST_MAX] = {
+        [TRUST_UNTRUSTED] = "untrusted",
+        [TRUST_TRUSTED] = "trusted",
+};
+
+const char *trust_to_string(Trust t) {
+        return t >= 0 && t < _TRUST_MAX ? trust_table[t] : NULL;
+}
+
+Trust trust_from_string(const char *s) {
+        for (Trust t = 0; t < _TRUST_MAX; t++)
+                if (streq(s, trust_table[t]))
+                        return t;
+        return _TRUST_MAX;
+}
+
 int config_init(Config *c) {
         *c = (Config) {
                 .filesystem = FILESYSTEM_EXT4,
@@ -51,7 +67,18 @@ int config_init(Config *c) {
         return 0;
 }
 
+void tenant_done(Tenant *t) {
+        free(t->name);
+        free(t->user);
+        free(t->agent_unit);
+        free(t->agent_config);
+        *t = (Tenant) {};
+}
+
 void config_done(Config *c) {
+        for (size_t i = 0; i < c->n_tenants; i++)
+                tenant_done(&c->tenants[i]);
+        free(c->tenants);
         free(c->disk_device);
         free(c->mount_point);
         free(c->user_name);

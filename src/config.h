@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /*
  * The one configuration struct. It is filled, in this order, from built-in
@@ -15,6 +16,27 @@ typedef enum FileSystem {
         FILESYSTEM_XFS,
         _FILESYSTEM_MAX,
 } FileSystem;
+
+/* Trust= of a [Tenant]: what its jobs may be (issue 16). */
+typedef enum Trust {
+        TRUST_UNTRUSTED,   /* the default: strangers' pull requests */
+        TRUST_TRUSTED,     /* reviewed commits, with secrets */
+        _TRUST_MAX,
+} Trust;
+
+/*
+ * One [Tenant] section: a user with its own daemon, storage and agent
+ * instance. Without any [Tenant], the run has one tenant made from [User]
+ * Name= and [Agent] Unit= (engine/run.c), with no name: its ids carry no
+ * ":tenant" suffix and nothing about it differs from before tenants.
+ */
+typedef struct Tenant {
+        char *name;                 /* Name=        required, [a-z0-9-], unique */
+        char *user;                 /* User=        required, unique across tenants */
+        char *agent_unit;           /* AgentUnit=   buildkite-agent@<Name>.service */
+        char *agent_config;         /* AgentConfig= /etc/buildkite-agent/<Name>.cfg */
+        Trust trust;                /* Trust=       untrusted */
+} Tenant;
 
 typedef struct Config {
         /* [Disk] */
@@ -31,6 +53,10 @@ typedef struct Config {
 
         /* [Daemon] */
         unsigned ready_timeout_sec; /* ReadyTimeoutSec= 120 */
+
+        /* [Tenant], repeated: in the order the files give them (none: the one tenant of [User]/[Agent]) */
+        Tenant *tenants;
+        size_t n_tenants;
 } Config;
 
 #define CONFIG_PATH "/etc/rootless-ci.conf"
@@ -38,6 +64,7 @@ typedef struct Config {
 
 int config_init(Config *c);
 void config_done(Config *c);
+void tenant_done(Tenant *t);
 
 /*
  * Parse one file's text into c. path is only used in messages. Errors are
@@ -97,6 +124,8 @@ int config_check_root_tree(int root_fd, const char *root, char **ret_message);
 int config_verify_in_root(const Config *c, int root_fd, const char *root, bool runs_programs_in_root);
 
 const char *filesystem_to_string(FileSystem f);
+const char *trust_to_string(Trust t);
+Trust trust_from_string(const char *s);
 FileSystem filesystem_from_string(const char *s);
 
 /* Validation helpers, exported for tests. Return true when valid. */

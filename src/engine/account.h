@@ -5,15 +5,17 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "config.h"
 #include "util/subid.h"
 
 /*
  * The account a per-user step works for: the parameter of every part of a
- * step with Step.per_account set (issue 15). One today ([User] Name=,
- * [Agent] Unit=); one per tenant later.
+ * step with Step.per_account set (issue 15): one per [Tenant], or the one
+ * of [User] Name= and [Agent] Unit= (issue 16).
  *
- * The engine keeps it for the run (Context.account): context_init() takes
- * its name and agent unit from the configuration, the user step
+ * The engine keeps one per tenant for the run (Context.accounts, in the
+ * configuration's order) and runs every per-account step once for each:
+ * context_init() takes its name and agent unit from the configuration, the user step
  * (Step.writes_account) writes what it found or made, the storage step its
  * builds directory, the daemon step its verdict on root sockets, and every
  * later per-account step reads it. It is the one home of the account's
@@ -27,10 +29,12 @@ typedef enum AccountState {
 } AccountState;
 
 typedef struct Account {
-        /* From the configuration */
-        const char *tenant;      /* NULL today: ids carry no ":tenant" suffix */
-        const char *name;        /* the user */
-        const char *agent_unit;  /* buildkite-agent.service */
+        /* From the configuration ([Tenant], or [User]/[Agent] without tenants) */
+        const char *tenant;       /* Name= of its [Tenant]; NULL without tenants: ids carry no ":tenant" suffix */
+        const char *name;         /* the user */
+        const char *agent_unit;   /* buildkite-agent.service, buildkite-agent@<tenant>.service */
+        const char *agent_config; /* AgentConfig=; NULL without tenants (the agent package's own file) */
+        Trust trust;              /* TRUST_TRUSTED without tenants: nothing changes for them */
 
         /* What the user step found or made */
         AccountState state;

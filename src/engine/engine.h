@@ -64,8 +64,14 @@ typedef struct Context {
         bool any_changed;
 
         HostFacts facts;
-        /* The CI user's account (engine/account.h): written by the user step, read by the later steps. */
-        Account account;
+        /*
+         * The accounts, one per tenant in the configuration's order
+         * (engine/account.h): each written by the user step, read by the
+         * later steps. The per-account steps run once for each.
+         */
+        Account *accounts;
+        size_t n_accounts;
+        const Account *current_account;  /* the account whose run of a per-account step is running, or NULL */
 
         /* One connection to the system manager for every step (context_system_bus()), opened on first use. */
         struct sd_bus *system_bus;

@@ -16,6 +16,7 @@
 void report_put(Context *ctx, size_t at, const char *id, ItemStatus status, const char *fix, bool changed,
                 const char *fmt, va_list ap) _printf_(7, 0);
 size_t report_reserve(Context *ctx);
+char *report_item_id(const Context *ctx, const char *id);
 void report_drop_reserved(Context *ctx, size_t first);
 
 typedef struct StoredChange {

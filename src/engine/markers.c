@@ -12,8 +12,11 @@
 
 #define MARKER_DIR "/run/rootless-ci"
 
-static int marker_path(const char *name, char **ret) {
-        return asprintf(ret, MARKER_DIR "/%s", name) < 0 ? -ENOMEM : 0;
+/* One marker per tenant: "daemon-restart:pr" is pr's own restart owed. */
+static int marker_path(Context *ctx, const char *name, char **ret) {
+        const char *tenant = ctx->current_account ? ctx->current_account->tenant : NULL;
+
+        return asprintf(ret, MARKER_DIR "/%s%s%s", name, tenant ? ":" : "", strempty(tenant)) < 0 ? -ENOMEM : 0;
 }
 
 
@@ -30,7 +33,7 @@ int marker_set(Context *ctx, const char *name) {
         dfd = safe_mkdir_p(ctx->root_fd, MARKER_DIR, 0755, RESOLVE_POLICY_IN_ROOT);
         if (dfd < 0)
                 return log_error_errno(dfd, "Failed to create %s: %m", MARKER_DIR);
-        r = marker_path(name, &path);
+        r = marker_path(ctx, name, &path);
         if (r < 0)
                 return r;
         r = write_file_atomic(ctx->root_fd, path, "", 0, 0644, (uid_t) -1, (gid_t) -1, RESOLVE_POLICY_IN_ROOT);
@@ -43,7 +46,7 @@ bool marker_exists(Context *ctx, const char *name) {
         _cleanup_free_ char *path = NULL;
         _cleanup_close_ int fd = -1;
 
-        if (!ctx->live || marker_path(name, &path) < 0)
+        if (!ctx->live || marker_path(ctx, name, &path) < 0)
                 return false;
         fd = safe_openat(ctx->root_fd, path, O_PATH, 0, RESOLVE_POLICY_IN_ROOT);
         return fd >= 0;
@@ -57,7 +60,7 @@ int marker_clear(Context *ctx, const char *name) {
 
         if (!ctx->live)
                 return 0;
-        r = marker_path(name, &path);
+        r = marker_path(ctx, name, &path);
         if (r < 0)
                 return r;
         parent = safe_open_parent(ctx->root_fd, path, RESOLVE_POLICY_IN_ROOT, &fname);

@@ -64,6 +64,18 @@ void report_drop_reserved(Context *ctx, size_t first) {
         ctx->n_items = k;
 }
 
+/* The id as reported: escaped, and in a tenant's run "<id>:<tenant>" (daemon.unit:pr). */
+char *report_item_id(const Context *ctx, const char *id) {
+        const char *tenant = ctx->current_account ? ctx->current_account->tenant : NULL;
+        _cleanup_free_ char *full = NULL;
+
+        if (!tenant)
+                return escape_host_text(id, NULL);
+        if (asprintf(&full, "%s:%s", id, tenant) < 0)
+                return NULL;
+        return escape_host_text(full, NULL);
+}
+
 void report_put(Context *ctx, size_t at, const char *id, ItemStatus status, const char *fix, bool changed,
                 const char *fmt, va_list ap) {
         _cleanup_free_ char *raw = NULL;
@@ -85,8 +97,9 @@ void report_put(Context *ctx, size_t at, const char *id, ItemStatus status, cons
          * valid UTF-8 (util/escape.h).
          */
         *it = (Item) {
-                .id = escape_host_text(id, NULL),
+                .id = report_item_id(ctx, id),
                 .step = ctx->current_step,
+                .tenant = ctx->current_account ? ctx->current_account->tenant : NULL,
                 .status = status,
                 .fix = fix ? escape_host_text(fix, NULL) : NULL,
                 .changed = changed,
@@ -191,6 +204,10 @@ static void report_print_json(const Context *ctx, int exit_status, FILE *f) {
                 print_json_string(f, it->id);
                 fputs(",\"step\":", f);
                 print_json_string(f, it->step);
+                if (it->tenant) {
+                        fputs(",\"tenant\":", f);
+                        print_json_string(f, it->tenant);
+                }
                 fprintf(f, ",\"status\":\"%s\",\"message\":", item_status_to_string(it->status));
                 print_json_string(f, it->message);
                 fputs(",\"fix\":", f);
@@ -255,7 +272,7 @@ static bool seen_in_part(const StepRun *run, const char *id, ItemStatus status, 
         _cleanup_free_ char *raw = NULL, *message = NULL, *eid = NULL;
 
         if (vasprintf(&raw, fmt, ap) < 0 || !(message = escape_host_text(raw, NULL)) ||
-            !(eid = escape_host_text(id, NULL)))
+            !(eid = report_item_id(run->ctx, id)))
                 abort(); /* as report_put() */
         for (size_t i = run->part_first_item; i < run->ctx->n_items; i++) {
                 const Item *it = &run->ctx->items[i];

@@ -24,6 +24,7 @@ typedef struct Item {
         char *id;        /* "preflight.newuidmap", "disk.fstab", ...; NULL only inside a part's
                           * apply: the place a pending Change keeps (engine/report.c) */
         const char *step;
+        const char *tenant; /* the tenant whose run of a per-account step reported it (JSON "tenant"), or NULL */
         ItemStatus status;
         char *message;
         char *fix;       /* NULL when there is nothing to do */

@@ -38,21 +38,47 @@ static const Step *const all_steps[] = {
         &step_credentials,
 };
 
+/*
+ * One account per tenant, in the configuration's order; without [Tenant],
+ * the one of [User] Name= and [Agent] Unit=, without a tenant name: its
+ * ids, markers and files are what they were before tenants.
+ */
+static int context_accounts(Context *ctx, const Config *config) {
+        size_t n = config->n_tenants ? config->n_tenants : 1;
+
+        ctx->accounts = calloc(n, sizeof(Account));
+        if (!ctx->accounts)
+                return -ENOMEM;
+        ctx->n_accounts = n;
+        for (size_t i = 0; i < n; i++) {
+                const Tenant *t = config->n_tenants ? &config->tenants[i] : NULL;
+
+                ctx->accounts[i] = (Account) {
+                        .tenant = t ? t->name : NULL,
+                        .name = t ? t->user : config->user_name,
+                        .agent_unit = t ? t->agent_unit : config->agent_unit,
+                        .agent_config = t ? t->agent_config : NULL,
+                        .trust = t ? t->trust : TRUST_TRUSTED,
+                        .state = ACCOUNT_UNUSABLE,
+                        .uid = (uid_t) -1,
+                        .gid = (gid_t) -1,
+                };
+        }
+        return 0;
+}
+
 int context_init(Context *ctx, Verb verb, const char *root, const Config *config) {
+        int r;
+
         *ctx = (Context) {
                 .verb = verb,
                 .config = config,
                 .root = root ? root : "/",
                 .root_fd = -1,
-                /* The account the per-account steps work for; the user step fills in the rest. */
-                .account = {
-                        .name = config->user_name,
-                        .agent_unit = config->agent_unit,
-                        .state = ACCOUNT_UNUSABLE,
-                        .uid = (uid_t) -1,
-                        .gid = (gid_t) -1,
-                },
         };
+        r = context_accounts(ctx, config);
+        if (r < 0)
+                return -ENOMEM;
         ctx->root_fd = open_root(ctx->root);
         if (ctx->root_fd < 0)
                 return log_error_errno(ctx->root_fd, "Failed to open root directory %s: %m", ctx->root);
@@ -117,7 +143,9 @@ void context_done(Context *ctx) {
         }
         free(ctx->items);
         host_facts_done(&ctx->facts);
-        account_done(&ctx->account);
+        for (size_t i = 0; i < ctx->n_accounts; i++)
+                account_done(&ctx->accounts[i]);
+        free(ctx->accounts);
         sd_bus_flush_close_unref(ctx->system_bus);
         safe_close(ctx->root_fd);
         *ctx = (Context) { .root_fd = -1 };
@@ -165,6 +193,11 @@ char *run_asprintf(StepRun *run, const char *fmt, ...) {
         if (r < 0)
                 abort();
         return run->texts[run->n_texts++];
+}
+
+const Account *run_accounts(const StepRun *run, size_t *ret_n) {
+        *ret_n = run->ctx->n_accounts;
+        return run->ctx->accounts;
 }
 
 int run_system_bus(StepRun *run, struct sd_bus **ret) {
@@ -306,7 +339,8 @@ finish:
         return r;
 }
 
-int step_run(Context *ctx, const Step *s) {
+/* One run of step s: for the account a (per-account steps), or for the host (a is NULL). */
+static int step_run_for(Context *ctx, const Step *s, Account *a, bool first_account) {
         StepRun run = { .ctx = ctx, .step = s, .first_item = ctx->n_items };
         int r = 0;
 
@@ -316,8 +350,16 @@ int step_run(Context *ctx, const Step *s) {
                         return log_error_errno(-ENOMEM, "Failed to allocate the state of step %s: %m", s->name);
         }
         /* Each part in order: a later look sees what earlier parts applied. */
-        for (size_t i = 0; i < s->n_parts && r >= 0; i++)
-                r = run_part(&run, &s->parts[i], s->per_account ? &ctx->account : NULL);
+        for (size_t i = 0; i < s->n_parts && r >= 0; i++) {
+                const Part *p = &s->parts[i];
+
+                /* A part about the host runs once, in the first account's run, and names no tenant. */
+                if (p->host_wide && !first_account)
+                        continue;
+                ctx->current_account = p->host_wide ? NULL : a;
+                r = run_part(&run, p, a);
+        }
+        ctx->current_account = NULL;
 
         if (s->state_done && run.state)
                 s->state_done(run.state);
@@ -328,6 +370,28 @@ int step_run(Context *ctx, const Step *s) {
         for (size_t i = 0; i < run.n_texts; i++)
                 free(run.texts[i]);
         free(run.texts);
+        return r;
+}
+
+int step_run(Context *ctx, const Step *s) {
+        int r = 0;
+
+        if (!s->per_account)
+                return step_run_for(ctx, s, NULL, true);
+
+        /* Once per account, in the configuration's order; the log names the tenant ("daemon:pr"). */
+        for (size_t i = 0; i < ctx->n_accounts && r >= 0; i++) {
+                const char *tenant = ctx->accounts[i].tenant;
+                _cleanup_free_ char *label = NULL;
+
+                if (tenant) {
+                        if (asprintf(&label, "%s:%s", s->name, tenant) < 0)
+                                return -ENOMEM;
+                        log_set_step(label);
+                }
+                r = step_run_for(ctx, s, &ctx->accounts[i], i == 0);
+                log_set_step(s->name);
+        }
         return r;
 }
 

@@ -41,6 +41,13 @@ char *run_shown(const StepRun *run, const char *path);  /* path as the host sees
  */
 char *run_asprintf(StepRun *run, const char *fmt, ...) _printf_(2, 3);
 int run_system_bus(StepRun *run, struct sd_bus **ret);  /* shared, opened on first use; never unref it */
+/*
+ * Every account of the run, in the configuration's order (one per tenant):
+ * what a per-account part needs of the others (subordinate ranges that
+ * must not overlap, groups that must not be shared). An account earlier
+ * than the one the part runs for has been through this step already.
+ */
+const Account *run_accounts(const StepRun *run, size_t *ret_n);
 
 /* ---- the descriptors ---- */
 
@@ -259,5 +266,11 @@ struct Part {
         /* GATE_CLEAN: apply skips the whole part, its look too, once anything failed in this run (the
          * daemon's service and its checks: no daemon started, nothing judged on a half-made set-up). */
         Gate gate;
+        /*
+         * In a per-account step: the part is about the host, not the account
+         * (the root daemon, a sysctl, a system-wide drop-in). It runs once,
+         * in the first account's run, and its ids carry no ":tenant".
+         */
+        bool host_wide;
 };
 #define STEP_PARTS(parts_) .parts = (parts_), .n_parts = ELEMENTSOF(parts_) /* in a Step: its Part array */

@@ -64,11 +64,11 @@ static void run_agent(Run *run, const char *root, Verb verb, const char *agent_u
         units_set_dir(UNITS_SOURCE_DIR);
         if (context_init(&run->ctx, verb, root, &run->config) < 0)
                 abort();
-        run->ctx.account.state = ACCOUNT_KNOWN;
-        run->ctx.account.uid = fake_ci_uid();
-        run->ctx.account.gid = fake_ci_gid();
-        run->ctx.account.home = strdup("/home/buildkite");
-        run->ctx.account.builds_dir = strdup("/srv/rootless-ci/buildkite/builds");
+        run->ctx.accounts[0].state = ACCOUNT_KNOWN;
+        run->ctx.accounts[0].uid = fake_ci_uid();
+        run->ctx.accounts[0].gid = fake_ci_gid();
+        run->ctx.accounts[0].home = strdup("/home/buildkite");
+        run->ctx.accounts[0].builds_dir = strdup("/srv/rootless-ci/buildkite/builds");
         test_capture_stderr_begin();
         run->r = engine_run_steps(&run->ctx, agent_only, 1);
         run->err = test_capture_stderr_end();
@@ -696,9 +696,9 @@ TEST(config_an_entry_added_between_look_and_apply_stops_apply) {
         planted_root = root;
         ASSERT_OK(config_init(&c));
         ASSERT_OK(context_init(&ctx, VERB_APPLY, root, &c));
-        ctx.account.state = ACCOUNT_KNOWN;
-        ctx.account.uid = fake_ci_uid();
-        ctx.account.gid = fake_ci_gid();
+        ctx.accounts[0].state = ACCOUNT_KNOWN;
+        ctx.accounts[0].uid = fake_ci_uid();
+        ctx.accounts[0].gid = fake_ci_gid();
         test_capture_stderr_begin();
         ASSERT_EQ(engine_run_steps(&ctx, steps, 1), -EBUSY);
         err = test_capture_stderr_end();
@@ -731,13 +731,13 @@ TEST(docker_host_verdict_follows_the_daemon_steps_socket_check) {
 
                 ASSERT_OK(config_init(&c));
                 ASSERT_OK(context_init(&ctx, VERB_CHECK, root, &c));
-                ctx.account.state = ACCOUNT_KNOWN;
-                ctx.account.uid = fake_ci_uid();
-                ctx.account.gid = fake_ci_gid();
-                ctx.account.home = strdup("/home/buildkite");
-                ctx.account.builds_dir = strdup("/srv/rootless-ci/buildkite/builds");
-                ctx.account.root_sockets_checked = true;
-                ctx.account.root_sockets_reachable = reachable;
+                ctx.accounts[0].state = ACCOUNT_KNOWN;
+                ctx.accounts[0].uid = fake_ci_uid();
+                ctx.accounts[0].gid = fake_ci_gid();
+                ctx.accounts[0].home = strdup("/home/buildkite");
+                ctx.accounts[0].builds_dir = strdup("/srv/rootless-ci/buildkite/builds");
+                ctx.accounts[0].root_sockets_checked = true;
+                ctx.accounts[0].root_sockets_reachable = reachable;
                 test_capture_stderr_begin();
                 ASSERT_OK(engine_run_steps(&ctx, agent_only, 1));
                 free(test_capture_stderr_end());
@@ -759,7 +759,7 @@ TEST(a_missing_user_is_a_skip_in_plan) {
 
         ASSERT_OK(config_init(&c));
         ASSERT_OK(context_init(&ctx, VERB_PLAN, root, &c));
-        ctx.account.state = ACCOUNT_PLANNED;
+        ctx.accounts[0].state = ACCOUNT_PLANNED;
         ASSERT_OK(engine_run_steps(&ctx, agent_only, 1));
         ASSERT_FALSE(ctx.any_failed);
         ASSERT_TRUE(access(P(root, "etc"), F_OK) < 0);

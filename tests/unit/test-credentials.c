@@ -27,10 +27,10 @@ static int run_credentials(Verb verb, const char *root, bool known, bool planned
         r = context_init(ctx, verb, root, config);
         if (r < 0)
                 return r;
-        ctx->account.state = known ? ACCOUNT_KNOWN : planned ? ACCOUNT_PLANNED : ACCOUNT_UNUSABLE;
+        ctx->accounts[0].state = known ? ACCOUNT_KNOWN : planned ? ACCOUNT_PLANNED : ACCOUNT_UNUSABLE;
         if (known) {
-                ctx->account.uid = getuid();
-                ctx->account.gid = getgid();
+                ctx->accounts[0].uid = getuid();
+                ctx->accounts[0].gid = getgid();
         }
         ctx->facts.privileged_gids = calloc(1, sizeof(gid_t));
         if (!ctx->facts.privileged_gids)

@@ -46,11 +46,11 @@ static int run_verb(const char *root, Verb verb, bool apparmor, const char *stor
         ret->facts.cgroup = test_cgroup;
         /* What the user step would have found in the tree. */
         if (strstr(test_read_kept(root, "etc/passwd") ?: "", "buildkite:")) {
-                ret->account.state = ACCOUNT_KNOWN;
-                ret->account.uid = 1001;
-                ret->account.gid = 1001;
+                ret->accounts[0].state = ACCOUNT_KNOWN;
+                ret->accounts[0].uid = 1001;
+                ret->accounts[0].gid = 1001;
         } else if (verb != VERB_APPLY)
-                ret->account.state = ACCOUNT_PLANNED;
+                ret->accounts[0].state = ACCOUNT_PLANNED;
         r = engine_run_steps(ret, daemon_only, 1);
         return r;
 }

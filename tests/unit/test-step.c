@@ -666,8 +666,8 @@ TEST(step_account_written_by_the_user_step_reaches_later_steps) {
         ASSERT_OK(config_init(&config));
         ASSERT_OK(context_init(&ctx, VERB_PLAN, test_tmpdir(), &config));
         /* what the account held before: the user step's is what counts */
-        ctx.account.state = ACCOUNT_KNOWN;
-        ctx.account.uid = 1;
+        ctx.accounts[0].state = ACCOUNT_KNOWN;
+        ctx.accounts[0].uid = 1;
         ASSERT_EQ(engine_run_steps(&ctx, steps, 2), 0);
         ASSERT_EQ(seen_uid, 4242);
         ASSERT_EQ(seen_n_gids, 2);
@@ -675,8 +675,8 @@ TEST(step_account_written_by_the_user_step_reaches_later_steps) {
 
         /* a later step run alone gets the account as it is (tests that set it) */
         ASSERT_OK(context_init(&ctx, VERB_PLAN, test_tmpdir(), &config));
-        ctx.account.state = ACCOUNT_KNOWN;
-        ctx.account.uid = 1;
+        ctx.accounts[0].state = ACCOUNT_KNOWN;
+        ctx.accounts[0].uid = 1;
         ASSERT_EQ(engine_run_steps(&ctx, steps + 1, 1), 0);
         ASSERT_EQ(seen_uid, 1);
         ASSERT_EQ(seen_n_gids, 0);

@@ -140,7 +140,7 @@ TEST(storage_plan_describes_every_item) {
         ASSERT_EQ(fake_count(&run, "storage.home-link", ITEM_CREATE, "/home/buildkite/.local/share/docker -> /srv/rootless-ci/buildkite/docker"), 1);
         /* The daemon's data root: where the link planned above points (was facts.docker_dir, which no step read). */
         ASSERT_EQ(fake_count(&run, "storage.home-link", ITEM_CREATE, "-> /srv/rootless-ci/buildkite/docker"), 1);
-        ASSERT_STREQ(run.ctx.account.builds_dir, "/srv/rootless-ci/buildkite/builds");
+        ASSERT_STREQ(run.ctx.accounts[0].builds_dir, "/srv/rootless-ci/buildkite/builds");
         fake_run_done(&run);
         ASSERT_TRUE(access(P(d, "srv"), F_OK) < 0);
         ASSERT_TRUE(access(P(d, "home/buildkite/.local"), F_OK) < 0);

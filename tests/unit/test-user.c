@@ -26,8 +26,8 @@ TEST(user_plan_creates_missing_user_and_its_ranges) {
         ASSERT_EQ(fake_count(&run, "user.subuid", ITEM_CREATE, "add buildkite:100000:65536"), 1);
         ASSERT_EQ(fake_count(&run, "user.subgid", ITEM_CREATE, "add buildkite:100000:65536"), 1);
         ASSERT_EQ(fake_count(&run, "storage.home-link", ITEM_CREATE, "in the home useradd creates"), 1);
-        ASSERT_TRUE(run.ctx.account.state == ACCOUNT_PLANNED);
-        ASSERT_FALSE(run.ctx.account.state == ACCOUNT_KNOWN);
+        ASSERT_TRUE(run.ctx.accounts[0].state == ACCOUNT_PLANNED);
+        ASSERT_FALSE(run.ctx.accounts[0].state == ACCOUNT_KNOWN);
         /* plan changes nothing */
         ASSERT_STREQ(test_read_kept(d, "etc/subuid"), "");
         ASSERT_TRUE(test_read_kept(d, "srv") == NULL);
@@ -46,13 +46,13 @@ TEST(user_plan_adopts_existing_user_and_exports_facts) {
         ASSERT_OK(run.r);
         ASSERT_EQ(fake_count(&run, "user.account", ITEM_OK, "adopted"), 1);
         ASSERT_EQ(fake_count(&run, "user.subuid", ITEM_OK, "buildkite has 300000:65536"), 1);
-        ASSERT_TRUE(run.ctx.account.state == ACCOUNT_KNOWN);
-        ASSERT_EQ(run.ctx.account.uid, fake_ci_uid());
-        ASSERT_EQ(run.ctx.account.gid, fake_ci_gid());
-        ASSERT_STREQ(run.ctx.account.home, "/home/buildkite");
-        ASSERT_EQ(run.ctx.account.subuids[0].start, 300000);
-        ASSERT_EQ(run.ctx.account.subuids[0].count, 65536);
-        ASSERT_EQ(run.ctx.account.subgids[0].start, 300000);
+        ASSERT_TRUE(run.ctx.accounts[0].state == ACCOUNT_KNOWN);
+        ASSERT_EQ(run.ctx.accounts[0].uid, fake_ci_uid());
+        ASSERT_EQ(run.ctx.accounts[0].gid, fake_ci_gid());
+        ASSERT_STREQ(run.ctx.accounts[0].home, "/home/buildkite");
+        ASSERT_EQ(run.ctx.accounts[0].subuids[0].start, 300000);
+        ASSERT_EQ(run.ctx.accounts[0].subuids[0].count, 65536);
+        ASSERT_EQ(run.ctx.accounts[0].subgids[0].start, 300000);
         ASSERT_FALSE(run.ctx.any_failed);
         fake_run_done(&run);
 }
@@ -68,22 +68,22 @@ TEST(user_facts_hold_every_kept_range) {
         test_write(d, "etc/subgid", "buildkite:300000:65536\n");
         fake_run(&run, d, VERB_CHECK, false);
         ASSERT_OK(run.r);
-        ASSERT_EQ(run.ctx.account.subuids[0].start, 300000);
-        ASSERT_EQ(run.ctx.account.n_subuids, 2);  /* 500000:100 is too small: apply drops it */
-        ASSERT_EQ(run.ctx.account.subuids[0].start, 300000);
-        ASSERT_EQ(run.ctx.account.subuids[1].start, 700000);
-        ASSERT_EQ(run.ctx.account.subuids[1].count, 65536);
-        ASSERT_EQ(run.ctx.account.n_subgids, 1);
-        ASSERT_EQ(run.ctx.account.subgids[0].start, 300000);
+        ASSERT_EQ(run.ctx.accounts[0].subuids[0].start, 300000);
+        ASSERT_EQ(run.ctx.accounts[0].n_subuids, 2);  /* 500000:100 is too small: apply drops it */
+        ASSERT_EQ(run.ctx.accounts[0].subuids[0].start, 300000);
+        ASSERT_EQ(run.ctx.accounts[0].subuids[1].start, 700000);
+        ASSERT_EQ(run.ctx.accounts[0].subuids[1].count, 65536);
+        ASSERT_EQ(run.ctx.accounts[0].n_subgids, 1);
+        ASSERT_EQ(run.ctx.accounts[0].subgids[0].start, 300000);
         fake_run_done(&run);
 
         /* No line at all: the one apply allocates. */
         test_write(d, "etc/subuid", "");
         fake_run(&run, d, VERB_PLAN, false);
         ASSERT_OK(run.r);
-        ASSERT_EQ(run.ctx.account.n_subuids, 1);
-        ASSERT_EQ(run.ctx.account.subuids[0].start, 100000);  /* the range user.subuid plans */
-        ASSERT_EQ(run.ctx.account.subuids[0].count, 65536);
+        ASSERT_EQ(run.ctx.accounts[0].n_subuids, 1);
+        ASSERT_EQ(run.ctx.accounts[0].subuids[0].start, 100000);  /* the range user.subuid plans */
+        ASSERT_EQ(run.ctx.accounts[0].subuids[0].count, 65536);
         fake_run_done(&run);
 }
 
@@ -186,12 +186,12 @@ TEST(user_apply_removes_only_the_user_from_privileged_groups) {
         ASSERT_OK(run.r);
         ASSERT_EQ(fake_count(&run, "user.groups", ITEM_REMOVE, "removed buildkite from group"), 3);
         ASSERT_EQ(fake_count(&run, "user.groups", ITEM_REMOVE, "group video"), 0);
-        ASSERT_EQ(run.ctx.account.n_gids, 2);  /* its own group and video */
+        ASSERT_EQ(run.ctx.accounts[0].n_gids, 2);  /* its own group and video */
         fake_run_done(&run);
 
         /* Nothing left to remove: the fact stays false. */
         fake_run(&run, d, VERB_APPLY, false);
-        ASSERT_EQ(run.ctx.account.n_gids, 2);
+        ASSERT_EQ(run.ctx.accounts[0].n_gids, 2);
         fake_run_done(&run);
 
         fake_tree_write_ids(d, "etc/expected", group_after);
@@ -345,7 +345,7 @@ TEST(user_privileged_groups_are_judged_by_gid) {
         const char *d = test_tmpdir();
         FakeRun run = {};
         const HostFacts *f = &run.ctx.facts;
-        const Account *a = &run.ctx.account;
+        const Account *a = &run.ctx.accounts[0];
         char *expected;
         char p[4096];
 
@@ -461,7 +461,7 @@ TEST(user_writes_the_account) {
         fake_tree_populate(d, false);
         fake_run(&run, d, VERB_PLAN, false);
         ASSERT_OK(run.r);
-        a = &run.ctx.account;
+        a = &run.ctx.accounts[0];
         ASSERT_EQ(a->state, ACCOUNT_PLANNED);
         ASSERT_STREQ(a->name, "buildkite");
         ASSERT_STREQ(a->home, "/home/buildkite");
@@ -475,7 +475,7 @@ TEST(user_writes_the_account) {
         test_write(d, "etc/subuid", "buildkite:300000:65536\nbuildkite:700000:65536\n");
         test_write(d, "etc/subgid", "buildkite:400000:65536\n");
         fake_run(&run, d, VERB_CHECK, false);
-        a = &run.ctx.account;
+        a = &run.ctx.accounts[0];
         ASSERT_EQ(a->state, ACCOUNT_KNOWN);
         ASSERT_EQ(a->uid, fake_ci_uid());
         ASSERT_EQ(a->gid, fake_ci_gid());
@@ -491,7 +491,7 @@ TEST(user_writes_the_account) {
         /* refused: unusable, nothing more decided */
         test_write(d, "etc/passwd", "root:x:0:0:root:/root:/bin/bash\nbuildkite:x:0:0::/home/buildkite:/bin/bash\n");
         fake_run(&run, d, VERB_PLAN, false);
-        ASSERT_EQ(run.ctx.account.state, ACCOUNT_UNUSABLE);
-        ASSERT_EQ(run.ctx.account.n_subuids, 0);
+        ASSERT_EQ(run.ctx.accounts[0].state, ACCOUNT_UNUSABLE);
+        ASSERT_EQ(run.ctx.accounts[0].n_subuids, 0);
         fake_run_done(&run);
 }
