@@ -345,7 +345,7 @@ TEST(user_privileged_groups_are_judged_by_gid) {
         const char *d = test_tmpdir();
         FakeRun run = {};
         const HostFacts *f = &run.ctx.facts;
-        const Account *a = &run.ctx.accounts[0];
+        const Account *a;
         char *expected;
         char p[4096];
 
@@ -387,6 +387,7 @@ TEST(user_privileged_groups_are_judged_by_gid) {
         ASSERT_OK(run.r);
         ASSERT_EQ(fake_count(&run, "user.groups", ITEM_REMOVE, "removed buildkite from group"), 4);
         /* What its processes get from now on: its own group and video. */
+        a = &run.ctx.accounts[0];
         ASSERT_EQ(a->n_gids, 2);
         ASSERT_EQ(a->gids[0], fake_ci_gid());
         ASSERT_EQ(a->gids[1], 44);
