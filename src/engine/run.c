@@ -91,30 +91,18 @@ int context_reload_system(Context *ctx, bool caller_changed) {
 }
 
 static void host_facts_done(HostFacts *f) {
-        free(f->os_id);
-        free(f->os_id_like);
-        free(f->dockerd_rootless_path);
-        free(f->rootlesskit_path);
-        free(f->network_driver);
-        free(f->storage_driver);
-        free(f->privileged_gids);
+        FREE_MANY(f->os_id, f->os_id_like, f->dockerd_rootless_path, f->rootlesskit_path, f->network_driver,
+                  f->storage_driver, f->privileged_gids);
 }
 
 void account_done(Account *a) {
-        free(a->home);
-        free(a->subuids);
-        free(a->subgids);
-        free(a->gids);
-        free(a->builds_dir);
+        FREE_MANY(a->home, a->subuids, a->subgids, a->gids, a->builds_dir);
         *a = (Account) {};
 }
 
 void context_done(Context *ctx) {
-        for (size_t i = 0; i < ctx->n_items; i++) {
-                free(ctx->items[i].id);
-                free(ctx->items[i].message);
-                free(ctx->items[i].fix);
-        }
+        for (size_t i = 0; i < ctx->n_items; i++)
+                FREE_MANY(ctx->items[i].id, ctx->items[i].message, ctx->items[i].fix);
         free(ctx->items);
         host_facts_done(&ctx->facts);
         account_done(&ctx->account);

@@ -443,12 +443,7 @@ static void storage_state_done(void *p) {
 
         if (!s->ready)
                 return;
-        free(s->mp);
-        free(s->dir);
-        free(s->docker);
-        free(s->builds);
-        free(s->mp_shown);
-        free(s->dir_shown);
+        FREE_MANY(s->mp, s->dir, s->docker, s->builds, s->mp_shown, s->dir_shown);
         for (size_t i = 0; i < ELEMENTSOF(s->data); i++)
                 free(s->data[i].shown);
         safe_close(s->mp_fd);
