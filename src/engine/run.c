@@ -139,20 +139,25 @@ char *run_shown(const StepRun *run, const char *path) {
         return path_join_root(run->ctx->root, path);
 }
 
-char *run_asprintf(StepRun *run, const char *fmt, ...) {
+char *run_vasprintf(StepRun *run, const char *fmt, va_list ap) {
         char **n = reallocarray(run->texts, run->n_texts + 1, sizeof(char *));
-        va_list ap;
-        int r;
 
         if (!n)
                 abort(); /* as report_put(): a description we cannot record must not be half applied */
         run->texts = n;
-        va_start(ap, fmt);
-        r = vasprintf(&run->texts[run->n_texts], fmt, ap);
-        va_end(ap);
-        if (r < 0)
+        if (vasprintf(&run->texts[run->n_texts], fmt, ap) < 0)
                 abort();
         return run->texts[run->n_texts++];
+}
+
+char *run_asprintf(StepRun *run, const char *fmt, ...) {
+        va_list ap;
+        char *s;
+
+        va_start(ap, fmt);
+        s = run_vasprintf(run, fmt, ap);
+        va_end(ap);
+        return s;
 }
 
 int run_system_bus(StepRun *run, struct sd_bus **ret) {

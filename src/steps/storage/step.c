@@ -46,15 +46,12 @@ char *storage_path_join(const char *a, const char *b) {
 
 void storage_describe(StepRun *run, const char *id, ItemStatus state, int (*apply)(StepRun *run, Change *c),
                       void *data, const char *fmt, ...) {
-        _cleanup_free_ char *m = NULL;
         va_list ap;
-        int r;
+        const char *m;
 
         va_start(ap, fmt);
-        r = vasprintf(&m, fmt, ap);
+        m = run_vasprintf(run, fmt, ap);
         va_end(ap);
-        if (r < 0)
-                abort(); /* as report_put(): a description we cannot record must not be half applied */
         if (apply)
                 item_change(run, &(Change) { .id = id, .state = state, .plan = m, .apply = apply, .data = data });
         else
