@@ -138,7 +138,8 @@ static int check_verb_options(const Cli *cli) {
 }
 
 int cli_parse(int argc, char *argv[], Cli *ret) {
-        static const struct option options[] = {
+        /* These, then one per row of setting_options, named there once. */
+        static const struct option own_options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "verbose", no_argument, NULL, 'v' },
                 { "version", no_argument, NULL, OPT_VERSION },
@@ -146,19 +147,20 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                 { "root", required_argument, NULL, OPT_ROOT },
                 { "json", no_argument, NULL, OPT_JSON },
                 { "lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT },
-                { "disk", required_argument, NULL, OPT_DISK },
-                { "filesystem", required_argument, NULL, OPT_FILESYSTEM },
-                { "mount-point", required_argument, NULL, OPT_MOUNT_POINT },
-                { "wipe", no_argument, NULL, OPT_WIPE },
-                { "user", required_argument, NULL, OPT_USER },
-                { "agent-unit", required_argument, NULL, OPT_AGENT_UNIT },
-                { "ready-timeout", required_argument, NULL, OPT_READY_TIMEOUT },
                 { "builds-dir", required_argument, NULL, OPT_BUILDS_DIR },
-                {}
         };
+        struct option options[ELEMENTSOF(own_options) + ELEMENTSOF(setting_options) + 1] = {};
         Cli cli = { .verb = CLI_VERB_HELP, .lock_timeout_sec = CLI_LOCK_TIMEOUT_DEFAULT };
         bool want_version = false, lock_timeout_set = false;
         int c, r, consumed = 0;
+
+        memcpy(options, own_options, sizeof(own_options));
+        for (size_t i = 0; i < ELEMENTSOF(setting_options); i++)
+                options[ELEMENTSOF(own_options) + i] = (struct option) {
+                        .name = startswith(setting_options[i].option, "--"),
+                        .has_arg = setting_options[i].value ? no_argument : required_argument,
+                        .val = setting_options[i].code,
+                };
 
         opterr = 0;
         optind = 0;

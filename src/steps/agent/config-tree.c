@@ -140,8 +140,7 @@ typedef struct Judge {
 } Judge;
 
 static void judge_done(Judge *j) {
-        free(j->why);
-        free(j->dangling);
+        FREE_MANY(j->why, j->dangling);
 }
 
 static int judge_fail(Judge *j, const char *fmt, ...) _printf_(2, 3);
