@@ -139,20 +139,9 @@ ok "main's user cannot read pr's configuration"
 main_uid=$(in_machine id -u buildkite)
 pr_uid=$(in_machine id -u buildkite-pr)
 in_machine systemctl start buildkite-agent@main.service buildkite-agent@pr.service
-tenant_report() {
-	local i
-	for ((i = 0; i < 120; i++)); do
-		if in_machine test -e "/var/tmp/rci-standin/tenant.$1"; then
-			in_machine cat "/var/tmp/rci-standin/tenant.$1"
-			return 0
-		fi
-		sleep 0.5
-	done
-	echo "(no report from $1 after 60 s)"
-}
 host=$(in_machine hostname)
-main=$(tenant_report "$host-main")
-pr=$(tenant_report "$host-pr")
+main=$(standin_wait_report "tenant.$host-main")
+pr=$(standin_wait_report "tenant.$host-pr")
 while IFS= read -r l; do echo "#   main: $l"; done <<<"$main"
 while IFS= read -r l; do echo "#   pr: $l"; done <<<"$pr"
 
