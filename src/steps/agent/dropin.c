@@ -32,7 +32,7 @@
  *                              ("a configuration file could not be found", cliconfig/loader.go)
  *   BUILDKITE_CLEAN_CHECKOUT   read by the job's executor (internal/job/config.go): it removes
  *                              the checkout after the pre-checkout hooks, before checking out
- *   BUILDKITE_NO_LOCAL_HOOKS   "agent start --no-local-hooks" (agent 3.0, early 2018; the job's
+ *   BUILDKITE_NO_LOCAL_HOOKS   "agent start --no-local-hooks" (agent PR #707, March 2018; the job's
  *                              executor honours the variable too); it turns plugins off as well
  *                              unless the configuration sets no-plugins itself
  *   GIT_CONFIG_COUNT/_KEY_n/_VALUE_n  git 2.31 and later; the agent passes its environment to
