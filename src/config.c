@@ -13,6 +13,7 @@
 #include "build-config.h"
 #include "config.h"
 #include "util/error.h"
+#include "util/escape.h"
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/macro.h"
@@ -136,36 +137,6 @@ bool valid_unit_name(const char *s) {
         return !strstr(s, "@.service") && s[0] != '.' && s[0] != '-';
 }
 
-/* Well-formed UTF-8: no stray continuation bytes, no overlong forms, no surrogates, nothing past U+10FFFF. */
-static bool valid_utf8(const char *s) {
-        for (const unsigned char *p = (const unsigned char *) s; *p;) {
-                unsigned n, cp;
-
-                if (*p < 0x80) {
-                        p++;
-                        continue;
-                }
-                if ((*p & 0xe0) == 0xc0)
-                        n = 1, cp = *p & 0x1f;
-                else if ((*p & 0xf0) == 0xe0)
-                        n = 2, cp = *p & 0x0f;
-                else if ((*p & 0xf8) == 0xf0)
-                        n = 3, cp = *p & 0x07;
-                else
-                        return false;
-                for (unsigned i = 1; i <= n; i++) {
-                        if ((p[i] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i] & 0x3f);
-                }
-                if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-                    (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                p += n + 1;
-        }
-        return true;
-}
-
 bool valid_absolute_path(const char *s) {
         size_t l = strlen(s);
 
@@ -175,7 +146,7 @@ bool valid_absolute_path(const char *s) {
                 if (*p < 0x20 || *p == 0x7f)
                         return false;
         /* It ends up in fstab, unit files and messages, all of which are text. */
-        if (!valid_utf8(s))
+        if (!utf8_is_valid(s))
                 return false;
         /* Normalised: no empty, "." or ".." components, no trailing slash. */
         for (const char *p = s; *p; ) {
