@@ -339,3 +339,42 @@ TEST(tenant_with_user_in_another_file_names_both) {
                              "with [Tenant] at %s/etc/rootless-ci.conf:1", root, root) > 0);
         ASSERT_CONTAINS(log, want);
 }
+
+/* The shipped example: valid as it is (no tenant), and its commented two-tenant example is valid uncommented. */
+TEST(tenant_shipped_example_is_valid_uncommented) {
+        _cleanup_(config_done) Config c = {};
+        _cleanup_free_ char *text = test_read(UNITS_SOURCE_DIR "/../conf", "rootless-ci.conf"), *log = NULL;
+        char *example, *w;
+
+        ASSERT_TRUE(text);
+        ASSERT_OK(config_init(&c));
+        ASSERT_EQ(parse(&c, text, strlen(text), &log), 0);
+        ASSERT_EQ(c.n_tenants, 0);
+        config_done(&c);
+        free(log);
+
+        /* From the first "#[Tenant]" on, "#[Section]" and "#Key=" lines lose their '#'. */
+        example = strstr(text, "\n#[Tenant]\n");
+        ASSERT_TRUE(example);
+        w = example;
+        for (const char *p = example; *p; p++) {
+                if (p[0] == '#' && p[-1] == '\n' && (p[1] == '[' || (p[1] >= 'A' && p[1] <= 'Z')))
+                        continue;
+                *w++ = *p;
+        }
+        *w = 0;
+        ASSERT_OK(config_init(&c));
+        ASSERT_EQ(parse(&c, text, strlen(text), &log), 0);
+        ASSERT_STREQ(log, "");
+        ASSERT_EQ(c.n_tenants, 2);
+        ASSERT_STREQ(c.tenants[0].name, "main");
+        ASSERT_STREQ(c.tenants[0].user, "buildkite");
+        ASSERT_STREQ(c.tenants[0].agent_unit, "buildkite-agent@main.service");
+        ASSERT_STREQ(c.tenants[0].agent_config, "/etc/buildkite-agent/main.cfg");
+        ASSERT_EQ(c.tenants[0].trust, TRUST_TRUSTED);
+        ASSERT_STREQ(c.tenants[1].name, "pr");
+        ASSERT_STREQ(c.tenants[1].user, "buildkite-pr");
+        ASSERT_STREQ(c.tenants[1].agent_unit, "buildkite-agent@pr.service");
+        ASSERT_STREQ(c.tenants[1].agent_config, "/etc/buildkite-agent/pr.cfg");
+        ASSERT_EQ(c.tenants[1].trust, TRUST_UNTRUSTED);
+}
