@@ -124,10 +124,11 @@ TEST(tenant_name_characters_and_length) {
 TEST(tenant_name_bound_keeps_the_derived_names_valid) {
         _cleanup_(config_done) Config c = {};
         _cleanup_free_ char *log = NULL;
-        static const char text[] = TENANT("a2345678901234567890123456789012", "x", "");
+        static const char text[] = TENANT("a2345678901234567890123456789012", "x", "") TENANT("b", "y", "");
 
         ASSERT_OK(config_init(&c));
         ASSERT_EQ(parse(&c, text, strlen(text), &log), 0);
+        ASSERT_EQ(c.n_tenants, 2);
         ASSERT_TRUE(valid_unit_name(c.tenants[0].agent_unit));
         ASSERT_TRUE(valid_absolute_path(c.tenants[0].agent_config));
         ASSERT_STREQ(c.tenants[0].agent_unit, "buildkite-agent@a2345678901234567890123456789012.service");
@@ -140,6 +141,8 @@ TEST(tenant_name_is_unique) {
 
 TEST(tenant_user_is_required) {
         ASSERT_REFUSED("[Tenant]\nName=pr\nTrust=untrusted\n", "test.conf:1: [Tenant] pr has no User=");
+        /* The next header ends a section as the end of the file does. */
+        ASSERT_REFUSED("[Tenant]\nName=pr\n[Tenant]\nName=main\nUser=buildkite\n", "test.conf:1: [Tenant] pr has no User=");
 }
 
 TEST(tenant_user_is_a_valid_user_name_and_not_root) {
