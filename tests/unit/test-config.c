@@ -224,12 +224,8 @@ TEST(config_bad_unit_names) {
                 "a/b.service",
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                _cleanup_free_ char *text = NULL, *want = NULL;
-
                 ASSERT_FALSE(valid_unit_name(bad[i]));
-                ASSERT_TRUE(asprintf(&text, "[Agent]\nUnit=%s\n", bad[i]) > 0);
-                ASSERT_TRUE(asprintf(&want, "test.conf:2: Unit=%s: must be a service unit name", bad[i]) > 0);
-                ASSERT_REFUSED(text, want);
+                ASSERT_KEY_REFUSED("Agent", "Unit", bad[i], bad[i], "must be a service unit name");
         }
         ASSERT_FALSE(valid_unit_name("agent.service\n"));
         ASSERT_FALSE(valid_unit_name(""));
