@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "config-tenant.h"
+#include "units.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/macro.h"
@@ -125,10 +126,10 @@ int tenant_set_key(Config *c, TenantSection *s, const char *key, const char *val
                 r = config_set_unit_name(&t->agent_unit, value, ret_error);
                 break;
         case TENANT_KEY_AGENT_CONFIG:
-                /* A file: "/" would be the whole tree. */
-                if (!valid_absolute_path(value) || streq(value, "/")) {
-                        *ret_error = "must be the absolute, normalised path of a file (no '.', '..' or '//'), "
-                                     "of UTF-8 text without control characters";
+                /* A file ("/" would be the whole tree), named unquoted in the agent's drop-in (BUILDKITE_AGENT_CONFIG=). */
+                if (!valid_absolute_path(value) || streq(value, "/") || !unit_value_is_plain(value)) {
+                        *ret_error = "must be the absolute, normalised path of a file (no '.', '..' or '//'), of "
+                                     "letters, digits and '/._+-' only: it stands unquoted in the agent's drop-in";
                         return -ERCI_USAGE;
                 }
                 r = free_and_strdup(&t->agent_config, value);

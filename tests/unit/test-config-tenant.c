@@ -185,6 +185,10 @@ TEST(tenant_agent_config_default_validity_and_uniqueness) {
                 { "/", "/" }, { "etc/pr.cfg", "etc/pr.cfg" }, { "/etc//pr.cfg", "/etc//pr.cfg" },
                 { "/etc/../pr.cfg", "/etc/../pr.cfg" }, { "/etc/./pr.cfg", "/etc/./pr.cfg" }, { "/etc/pr/", "/etc/pr/" },
                 { "/etc/p\tr.cfg", "/etc/p\\x09r.cfg" }, { "/etc/\xff.cfg", "/etc/\\xff.cfg" }, { "", "" },
+                /* Valid paths, but the drop-in could not name them unquoted: whitespace, a specifier, a variable, quotes. */
+                { "/etc/build kite/pr.cfg", "/etc/build kite/pr.cfg" }, { "/etc/%i.cfg", "/etc/%i.cfg" },
+                { "/etc/$HOME.cfg", "/etc/$HOME.cfg" }, { "/etc/\"pr\".cfg", "/etc/\"pr\".cfg" },
+                { "/etc/caf\xc3\xa9.cfg", "/etc/caf\xc3\xa9.cfg" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(refused); i++)
