@@ -61,6 +61,8 @@ void cli_help(void) {
                "  --user=NAME            [User] Name=        default buildkite\n"
                "  --agent-unit=UNIT      [Agent] Unit=       default buildkite-agent.service\n"
                "  --ready-timeout=SEC    [Daemon] ReadyTimeoutSec= default 120\n"
+               "With [Tenant] sections --user and --agent-unit are refused; wait --user=USER then\n"
+               "names the tenant user whose Docker to wait for.\n"
                "\n"
                "Exit status: 0 done / nothing to do / all checks hold; 1 failed, or check found a\n"
                "problem; 2 usage or configuration error (nothing changed); 3 refused to protect\n"
@@ -283,11 +285,51 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
         return 0;
 }
 
+/*
+ * With [Tenant] sections, --user and --agent-unit ([User] Name=, [Agent]
+ * Unit=) are refused like the sections, except wait's --user: it names
+ * whose Docker to wait for (the agent's drop-in runs wait --user=USER), and
+ * must be one tenant's User=.
+ */
+static int check_settings_with_tenants(const Cli *cli, const Config *c) {
+        bool user_given = false;
+
+        if (c->n_tenants == 0)
+                return 0;
+        for (unsigned i = 0; i < cli->n_settings; i++) {
+                const CliSetting *s = &cli->settings[i];
+                _cleanup_free_ char *what = NULL, *other = NULL;
+
+                if (!streq(s->section, "User") && !streq(s->section, "Agent"))
+                        continue;
+                if (cli->verb == CLI_VERB_WAIT && streq(s->section, "User")) {
+                        user_given = true;
+                        if (!config_tenant_by_user(c, s->value))
+                                return log_error_errno(-ERCI_USAGE, "%s=%s: no [Tenant] has User=%s; with [Tenant] "
+                                                       "sections wait waits for the Docker of one tenant's user.",
+                                                       s->option, s->value, s->value);
+                        continue;
+                }
+                if (asprintf(&what, "%s=%s", s->option, s->value) < 0 ||
+                    asprintf(&other, "[Tenant] at %s", strempty(c->tenants[0].origin)) < 0)
+                        return -ENOMEM;
+                return config_refuse_mixed(what, other);
+        }
+        if (cli->verb == CLI_VERB_WAIT && !user_given)
+                return log_error_errno(-ERCI_USAGE, "wait: the configuration has [Tenant] sections; name the tenant "
+                                       "user whose Docker to wait for with --user=USER.");
+        return 0;
+}
+
 int cli_apply_settings(const Cli *cli, Config *c) {
+        int r;
+
+        r = check_settings_with_tenants(cli, c);
+        if (r < 0)
+                return r;
         for (unsigned i = 0; i < cli->n_settings; i++) {
                 const CliSetting *s = &cli->settings[i];
                 const char *err = NULL;
-                int r;
 
                 r = config_set_key(c, s->section, s->key, s->value, &err);
                 if (r < 0)
