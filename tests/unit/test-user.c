@@ -436,10 +436,23 @@ TEST(user_killed_after_writing_subuid_is_completed_by_next_run) {
         ASSERT_STREQ(test_read_kept(d, "etc/subuid"), "buildkite:100000:65536\n");
         ASSERT_STREQ(test_read_kept(d, "etc/subgid"), "");
 
-        /* The dead run's lock files name a PID that is gone: stale, removed. */
-        fake_run(&run, d, VERB_APPLY, false);
-        ASSERT_OK(run.r);
-        fake_run_done(&run);
+        /*
+         * The dead run's lock files name a PID that is gone: stale, removed,
+         * and so is a lock's link source FILE.PID, which a locker killed
+         * between link() and unlink() leaves (a useradd killed with us).
+         */
+        {
+                char lock[4096], source[4096];
+
+                snprintf(lock, sizeof(lock), "%s/etc/group.lock", d);
+                snprintf(source, sizeof(source), "%s/etc/group.%ld", d, (long) pid);
+                ASSERT_OK(link(lock, source));
+                fake_run(&run, d, VERB_APPLY, false);
+                ASSERT_OK(run.r);
+                fake_run_done(&run);
+                ASSERT_TRUE(access(source, F_OK) < 0 && errno == ENOENT);
+                ASSERT_TRUE(access(lock, F_OK) < 0 && errno == ENOENT);
+        }
         ASSERT_STREQ(test_read_kept(d, "etc/subgid"), "buildkite:100000:65536\n");
         {
                 char *expected;

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "steps/user/shadowlock.h"
 #include "steps/user/user.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -174,6 +175,9 @@ int user_collect_privileged(StepRun *run, UserState *s) {
         return 0;
 }
 
+/* The files useradd locks, as shadow's tools do. */
+static const char *const useradd_files[] = { "passwd", "shadow", "group", "gshadow" };
+
 static int run_useradd(StepRun *run, UserState *s) {
         _cleanup_free_ char *useradd = NULL, *err = NULL;
         const char *root = run_root(run);
@@ -233,6 +237,12 @@ static int run_useradd(StepRun *run, UserState *s) {
         argv[n++] = s->name;
         argv[n] = NULL;
 
+        /*
+         * A useradd killed while it held shadow's locks left them, and the
+         * link source FILE.PID of each: the next useradd removes a dead
+         * process's lock itself but leaves that file in /etc for good.
+         */
+        (void) shadow_lock_remove_stale(run_root_fd(run), useradd_files, ELEMENTSOF(useradd_files));
         log_info("Creating user %s: %s%s%s ... %s", s->name, useradd, live ? "" : " --root ", live ? "" : root,
                  s->name);
         killpoint("user-before-useradd");

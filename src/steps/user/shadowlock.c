@@ -56,10 +56,19 @@ static pid_t lock_owner(int etc_fd, const char *lock) {
 
 static bool remove_if_stale(int etc_fd, const char *lock) {
         pid_t owner = lock_owner(etc_fd, lock);
+        _cleanup_free_ char *source = NULL;
 
         if (owner <= 0 || kill(owner, 0) >= 0 || errno != ESRCH)
                 return false;
         log_warning("Removing stale lock /etc/%s of process %ld, which is gone.", lock, (long) owner);
+        /*
+         * A locker killed between link() and unlink() (a useradd killed with
+         * us) also left the lock's link source, FILE.PID with its PID in it:
+         * that goes too, or every later run would find it in /etc.
+         */
+        if (asprintf(&source, "%.*s.%ld", (int) (strlen(lock) - strlen(".lock")), lock, (long) owner) >= 0 &&
+            lock_owner(etc_fd, source) == owner)
+                (void) unlinkat(etc_fd, source, 0);
         return unlinkat(etc_fd, lock, 0) >= 0;
 }
 
