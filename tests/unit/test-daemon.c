@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -52,6 +53,10 @@ static int run_verb(const char *root, Verb verb, bool apparmor, const char *stor
         } else if (verb != VERB_APPLY)
                 ret->accounts[0].state = ACCOUNT_PLANNED;
         r = engine_run_steps(ret, daemon_only, 1);
+        if (getenv("RCI_TEST_VERBOSE"))
+                for (size_t i = 0; i < ret->n_items; i++)
+                        printf("# %-6s %s: %s%s%s\n", item_status_to_string(ret->items[i].status), ret->items[i].id,
+                               ret->items[i].message, ret->items[i].fix ? " | fix: " : "", strempty(ret->items[i].fix));
         return r;
 }
 
