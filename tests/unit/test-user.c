@@ -496,3 +496,82 @@ TEST(user_writes_the_account) {
         ASSERT_EQ(run.ctx.accounts[0].n_subuids, 0);
         fake_run_done(&run);
 }
+
+/* ---- tenants (issue 16): ranges of their own, planned or written ---- */
+
+/* plan: the second tenant's range keeps clear of the first's, which is only planned (no line yet). */
+TEST(user_tenants_plan_disjoint_ranges_before_any_is_written) {
+        const char *d = test_tmpdir();
+        FakeRun run = { .tenants = { fake_two_tenants[0], fake_two_tenants[1] }, .n_tenants = 2 };
+
+        fake_tree_populate(d, false);
+        fake_run(&run, d, VERB_PLAN, false);
+        ASSERT_OK(run.r);
+        ASSERT_EQ(fake_count(&run, "user.account:main", ITEM_CREATE, "create user buildkite "), 1);
+        ASSERT_EQ(fake_count(&run, "user.account:pr", ITEM_CREATE, "create user buildkite-pr "), 1);
+        ASSERT_EQ(fake_count(&run, "user.subuid:main", ITEM_CREATE, "add buildkite:100000:65536"), 1);
+        ASSERT_EQ(fake_count(&run, "user.subuid:pr", ITEM_CREATE, "add buildkite-pr:165536:65536"), 1);
+        ASSERT_EQ(fake_count(&run, "user.subgid:main", ITEM_CREATE, "add buildkite:100000:65536"), 1);
+        ASSERT_EQ(fake_count(&run, "user.subgid:pr", ITEM_CREATE, "add buildkite-pr:165536:65536"), 1);
+        ASSERT_EQ(run.ctx.accounts[1].subuids[0].start, 165536);
+        ASSERT_EQ(run.ctx.accounts[1].subgids[0].start, 165536);
+        ASSERT_STREQ(test_read_kept(d, "etc/subuid"), "");
+        fake_run_done(&run);
+}
+
+/* apply writes what plan said, each tenant its own line; the next apply changes nothing, check passes. */
+TEST(user_tenants_apply_writes_disjoint_ranges_then_nothing) {
+        const char *d = test_tmpdir();
+        FakeRun run = { .tenants = { fake_two_tenants[0], fake_two_tenants[1] }, .n_tenants = 2 };
+
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
+        fake_tree_populate_tenants(d, true);
+        fake_run(&run, d, VERB_PLAN, false);
+        ASSERT_EQ(fake_count(&run, "user.subuid:pr", ITEM_CREATE, "add buildkite-pr:165536:65536"), 1);
+        fake_run_done(&run);
+        fake_run(&run, d, VERB_APPLY, false);
+        ASSERT_OK(run.r);
+        ASSERT_EQ(fake_count(&run, "user.account:main", ITEM_OK, "adopted"), 1);
+        ASSERT_EQ(fake_count(&run, "user.account:pr", ITEM_OK, "adopted"), 1);
+        fake_run_done(&run);
+        ASSERT_STREQ(test_read_kept(d, "etc/subuid"), "buildkite:100000:65536\nbuildkite-pr:165536:65536\n");
+        ASSERT_STREQ(test_read_kept(d, "etc/subgid"), "buildkite:100000:65536\nbuildkite-pr:165536:65536\n");
+
+        fake_run(&run, d, VERB_APPLY, false);
+        ASSERT_OK(run.r);
+        ASSERT_FALSE(run.ctx.any_changed);
+        fake_run_done(&run);
+        fake_run(&run, d, VERB_CHECK, false);
+        ASSERT_FALSE(run.ctx.any_failed);
+        ASSERT_EQ(fake_count(&run, "user.subuid:pr", ITEM_PASS, "buildkite-pr has 165536:65536"), 1);
+        fake_run_done(&run);
+}
+
+/* Two tenants' lines that share IDs: a FAIL for each, with its fix; nothing is moved or kept silently. */
+TEST(user_tenants_sharing_ids_fail_and_nothing_is_written) {
+        const char *d = test_tmpdir();
+        FakeRun run = { .tenants = { fake_two_tenants[0], fake_two_tenants[1] }, .n_tenants = 2 }, legacy = {};
+        const char *subuid = "buildkite:100000:65536\nbuildkite-pr:150000:65536\n";
+
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
+        fake_tree_populate_tenants(d, true);
+        test_write(d, "etc/subuid", subuid);
+        test_write(d, "etc/subgid", "buildkite:100000:65536\nbuildkite-pr:200000:65536\n");
+        fake_run(&run, d, VERB_APPLY, false);
+        ASSERT_TRUE(run.r < 0);
+        ASSERT_EQ(fake_count(&run, "user.subuid:main", ITEM_FAIL,
+                             ":1: the range 100000:65536 of buildkite (tenant main) shares IDs with 150000:65536 of "
+                             "buildkite-pr (tenant pr)"), 1);
+        ASSERT_EQ(fake_count(&run, "user.subuid:pr", ITEM_FAIL,
+                             ":2: the range 150000:65536 of buildkite-pr (tenant pr) shares IDs with 100000:65536 of "
+                             "buildkite (tenant main)"), 1);
+        ASSERT_EQ(fake_count(&run, "user.subgid", ITEM_OK, NULL), 2);
+        ASSERT_EQ(run.ctx.accounts[0].n_subuids, 0);
+        fake_run_done(&run);
+        ASSERT_STREQ(test_read_kept(d, "etc/subuid"), subuid);
+
+        /* Without tenants the same line of another owner's is a range apply moves, as before. */
+        fake_run(&legacy, d, VERB_PLAN, false);
+        ASSERT_EQ(fake_count(&legacy, "user.subuid", ITEM_CHANGE, "drop line 1"), 1);
+        fake_run_done(&legacy);
+}
