@@ -575,3 +575,20 @@ TEST(user_tenants_sharing_ids_fail_and_nothing_is_written) {
         ASSERT_EQ(fake_count(&legacy, "user.subuid", ITEM_CHANGE, "drop line 1"), 1);
         fake_run_done(&legacy);
 }
+
+/* /etc/login.defs is the host's: what of it is unusable is said once, without a tenant; legacy as before. */
+TEST(user_tenants_login_defs_warning_is_said_once) {
+        const char *d = test_tmpdir();
+        FakeRun run = { .tenants = { fake_two_tenants[0], fake_two_tenants[1] }, .n_tenants = 2 }, legacy = {};
+
+        fake_tree_populate(d, false);
+        test_write(d, "etc/login.defs", "SUB_UID_COUNT lots\n");
+        fake_run(&run, d, VERB_PLAN, false);
+        ASSERT_EQ(fake_count(&run, "user.login-defs", ITEM_WARN, "the value of SUB_UID_COUNT is not a number"), 1);
+        ASSERT_EQ(fake_count(&run, "user.login-defs:", _ITEM_STATUS_MAX, NULL), 0);
+        fake_run_done(&run);
+        fake_run(&legacy, d, VERB_PLAN, false);
+        ASSERT_EQ(fake_count(&legacy, "user.login-defs", ITEM_WARN, "the value of SUB_UID_COUNT is not a number"), 1);
+        ASSERT_TRUE(strcmp(legacy.ctx.items[0].id, "user.login-defs") == 0);
+        fake_run_done(&legacy);
+}

@@ -46,7 +46,8 @@ static const PrivilegedGroup privileged_groups[] = {
         { "disk", "membership there is root: the group reads and writes raw disks" },
 };
 
-int user_load_login_defs(StepRun *run, UserState *s) {
+/* /etc/login.defs into s->defs; report: say what of it is unusable (the host-wide part does, once). */
+int user_load_login_defs(StepRun *run, UserState *s, bool report) {
         _cleanup_free_ char *text = NULL, *p = NULL;
         int r;
 
@@ -60,7 +61,7 @@ int user_load_login_defs(StepRun *run, UserState *s) {
         if (r < 0)
                 return log_error_errno(r, "Failed to read %s: %m", strempty(p));
         login_defs_parse(&s->defs, text);
-        if (s->defs.bad_line > 0)
+        if (report && s->defs.bad_line > 0)
                 item_finding(run, "user.login-defs", ITEM_WARN, NULL,
                              "%s:%u: the value of %s is not a number; shadow's default is used", strempty(p),
                              s->defs.bad_line, s->defs.bad_key);

@@ -87,7 +87,7 @@ typedef struct UserState {
 #define ACCOUNT_FILE_MAX (64 * 1024 * 1024)
 
 /* accounts.c */
-int user_load_login_defs(StepRun *run, UserState *s);
+int user_load_login_defs(StepRun *run, UserState *s, bool report);
 int user_reload_db(StepRun *run, UserState *s);
 int user_collect_privileged(StepRun *run, UserState *s);
 const Privileged *user_privileged_of_group(const UserState *s, const char *name, gid_t gid);
