@@ -191,7 +191,7 @@ static int root_units_live_look(StepRun *run, DaemonState *st) {
                         .state = msg ? ITEM_OK : ITEM_REMOVE,
                         .plan = msg ?: plan,
                         .problem = problem,
-                        .hidden_in = st->hide,
+                        .hidden_in = st->host_hide,
                         .apply = root_unit_apply,
                         .data = u,
                 });
@@ -213,7 +213,7 @@ static int root_units_offline_look(StepRun *run, DaemonState *st) {
                         .path = path,
                         .target = "/dev/null",
                         .what = "mask the root daemon's unit",
-                        .hidden_in = st->hide,
+                        .hidden_in = st->host_hide,
                 });
                 if (r < 0)
                         return r;
@@ -255,7 +255,7 @@ static int stale_root_sockets_look(StepRun *run, DaemonState *st) {
                         .id = id,
                         .state = ITEM_REMOVE,
                         .plan = plan,
-                        .hidden_in = IN_CHECK | st->hide,
+                        .hidden_in = IN_CHECK | st->host_hide,
                         .apply = root_socket_apply,
                         .data = s,
                 });
@@ -263,12 +263,12 @@ static int stale_root_sockets_look(StepRun *run, DaemonState *st) {
         return 0;
 }
 
-/* The part "root": the root daemon's units and the sockets it left. */
+/* The part "root", host-wide: the root daemon's units and the sockets it left. */
 int daemon_root_look(StepRun *run, Account *a) {
         DaemonState *st = run_state(run);
         int r;
 
-        if (st->skip)
+        if (st->host_skip)
                 return 0;
         r = st->live ? root_units_live_look(run, st) : root_units_offline_look(run, st);
         if (r < 0)
@@ -277,13 +277,14 @@ int daemon_root_look(StepRun *run, Account *a) {
 }
 
 /*
- * After the files and the root daemon: one reload of the system manager
- * when one of its files changed (or it has not loaded them), AppArmor's
- * profiles loaded when ours was written, then one restart of a running
- * user@UID, for its new drop-ins (only read when it starts) or for a group
- * it holds from before the user left it.
+ * The part "restart", after the files and the root daemon: one reload of
+ * the system manager when one of its files changed (or it has not loaded
+ * them), AppArmor's profiles loaded when ours was written (both in the
+ * first account's run, where the host-wide parts ran), then one restart of
+ * the account's running user@UID, for its new drop-ins (only read when it
+ * starts) or for a group it holds from before the user left it.
  */
-int daemon_root_settle(StepRun *run, Account *a) {
+int daemon_restart_settle(StepRun *run, Account *a) {
         DaemonState *st = run_state(run);
         _cleanup_free_ char *mgr = NULL;
         sd_bus *system_bus = NULL;
