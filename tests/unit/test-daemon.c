@@ -10,6 +10,7 @@
 #include "config.h"
 #include "fake-tree.h"
 #include "engine/engine.h"
+#include "engine/markers.h"
 #include "steps/daemon/apparmor.h"
 #include "steps/steps.h"
 #include "tests.h"
@@ -658,4 +659,32 @@ TEST(tenants_plan_with_the_first_user_planned_still_plans_the_host_and_the_secon
         ASSERT_EQ(find_item(&ctx, "daemon.unit")->status, ITEM_FAIL);
         ASSERT_EQ(find_item(&ctx, "daemon.user:main")->status, ITEM_SKIP);
         context_done(&ctx);
+}
+
+/* A restart a host-wide change owes (the unit all daemons run from) is owed by every tenant; without tenants, one marker. */
+TEST(tenants_a_host_wide_change_owes_every_tenant_its_restart) {
+        const char *root = test_tmpdir();
+        Config c;
+        Context ctx;
+
+        for (size_t n = 0; n <= 2; n += 2) {
+                ASSERT_OK(config_init(&c));
+                fake_config_tenants(&c, fake_two_tenants, n);
+                ASSERT_OK(context_init(&ctx, VERB_APPLY, root, &c));
+                ctx.live = true;  /* markers are kept on the live host only */
+                ASSERT_OK(marker_set(&ctx, "daemon-restart-pending"));
+                ctx.current_account = &ctx.accounts[n ? 1 : 0];
+                ASSERT_TRUE(marker_exists(&ctx, "daemon-restart-pending"));
+                ASSERT_OK(marker_clear(&ctx, "daemon-restart-pending"));
+                ASSERT_FALSE(marker_exists(&ctx, "daemon-restart-pending"));
+                if (n) {
+                        /* pr paid its own; main still owes its restart. */
+                        ctx.current_account = &ctx.accounts[0];
+                        ASSERT_TRUE(marker_exists(&ctx, "daemon-restart-pending"));
+                        ASSERT_TRUE(test_read_kept(root, "run/rootless-ci/daemon-restart-pending:main") != NULL);
+                        ASSERT_TRUE(test_read_kept(root, "run/rootless-ci/daemon-restart-pending") == NULL);
+                }
+                context_done(&ctx);
+                config_done(&c);
+        }
 }
