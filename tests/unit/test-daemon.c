@@ -15,6 +15,8 @@
 #include "steps/steps.h"
 #include "tests.h"
 #include "units.h"
+#include "util/error.h"
+#include "wait.h"
 
 /*
  * The daemon step on fake trees (--root): everything but the live part,
@@ -687,4 +689,18 @@ TEST(tenants_a_host_wide_change_owes_every_tenant_its_restart) {
                 context_done(&ctx);
                 config_done(&c);
         }
+}
+
+/* wait with tenants: --user names one tenant's user (its agent waits for its own daemon), nothing else. */
+TEST(tenants_wait_takes_a_tenants_user_only) {
+        static const FakeTenant missing[] = { { "main", "rci-test-no-such-user" }, { "pr", "rci-test-no-such-pr" } };
+        Config c;
+
+        ASSERT_OK(config_init(&c));
+        fake_config_tenants(&c, missing, 2);
+        c.ready_timeout_sec = 1;
+        ASSERT_EQ(wait_for_docker(&c, "buildkite"), -ERCI_USAGE);
+        ASSERT_EQ(wait_for_docker(&c, "rci-test-no-such-pr"), -ERCI_FAILED);  /* a tenant's user: looked up */
+        ASSERT_EQ(wait_for_docker(&c, NULL), -ERCI_FAILED);                   /* every tenant's: the first is missing */
+        config_done(&c);
 }
