@@ -592,3 +592,49 @@ TEST(user_tenants_login_defs_warning_is_said_once) {
         ASSERT_TRUE(strcmp(legacy.ctx.items[0].id, "user.login-defs") == 0);
         fake_run_done(&legacy);
 }
+
+/* A tenant's user in another tenant's group: removed (that group opens the other's data and token); a shared primary group refused. */
+TEST(user_tenants_keep_out_of_each_others_groups) {
+        const char *d = test_tmpdir();
+        FakeRun run = { .tenants = { fake_two_tenants[0], fake_two_tenants[1] }, .n_tenants = 2 };
+        _cleanup_free_ char *group = NULL, *passwd = NULL;
+
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
+        fake_tree_populate_tenants(d, true);
+        if (asprintf(&group, "root:x:0:\nalice:x:%u:\nbuildkite:x:%u:buildkite-pr\nbuildkite-pr:x:%u:buildkite\n",
+                     (unsigned) fake_ci_uid() + 1, (unsigned) fake_ci_gid(), (unsigned) fake_pr_uid()) < 0)
+                abort();
+        test_write(d, "etc/group", group);
+        test_write(d, "etc/gshadow", "root:*::\n");
+        fake_run(&run, d, VERB_APPLY, false);
+        ASSERT_OK(run.r);
+        ASSERT_EQ(fake_count(&run, "user.groups:main", ITEM_REMOVE,
+                             "removed buildkite from group buildkite-pr (the group of buildkite-pr, tenant pr's user"), 1);
+        ASSERT_EQ(fake_count(&run, "user.groups:pr", ITEM_REMOVE,
+                             "removed buildkite-pr from group buildkite (the group of buildkite, tenant main's user"), 1);
+        /* Not root's: the later steps' privileged GIDs do not hold them. */
+        for (size_t i = 0; i < run.ctx.facts.n_privileged_gids; i++)
+                ASSERT_TRUE(run.ctx.facts.privileged_gids[i] != fake_ci_gid() &&
+                            run.ctx.facts.privileged_gids[i] != fake_pr_uid());
+        fake_run_done(&run);
+        ASSERT_TRUE(strstr(test_read_kept(d, "etc/group"), "\nbuildkite:x:") &&
+                    strstr(test_read_kept(d, "etc/group"), ":\nbuildkite-pr:x:") &&
+                    !strstr(test_read_kept(d, "etc/group"), ":buildkite"));
+
+        /* One primary group for both: refused for the second, nothing changed for it. */
+        if (asprintf(&passwd, "%sbuildkite-pr:x:%u:%u::/home/buildkite-pr:/bin/bash\n",
+                     "root:x:0:0:root:/root:/bin/bash\n", (unsigned) fake_pr_uid(), (unsigned) fake_ci_gid()) < 0)
+                abort();
+        fake_tree_write_ids(d, "etc/passwd", "root:x:0:0:root:/root:/bin/bash\nbuildkite:x:@UID@:@GID@::/home/buildkite:/bin/bash\n");
+        {
+                _cleanup_free_ char *both = NULL;
+                if (asprintf(&both, "%s%s", test_read_kept(d, "etc/passwd"), passwd + strlen("root:x:0:0:root:/root:/bin/bash\n")) < 0)
+                        abort();
+                test_write(d, "etc/passwd", both);
+        }
+        fake_run(&run, d, VERB_CHECK, false);
+        ASSERT_EQ(fake_count(&run, "user.primary-group:pr", ITEM_FAIL,
+                             "the primary group of buildkite-pr is buildkite (GID "), 1);
+        ASSERT_EQ(fake_count(&run, "user.primary-group:main", ITEM_FAIL, "each tenant's data would be open to the other"), 1);
+        fake_run_done(&run);
+}

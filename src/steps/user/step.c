@@ -210,7 +210,8 @@ static int user_export_groups(StepRun *run, UserState *s) {
         if (!f->privileged_gids)
                 return -ENOMEM;
         for (size_t i = 0; i < s->n_priv; i++)
-                if (s->priv[i].gid != (gid_t) -1 && !gid_list_contains(f->privileged_gids, n, s->priv[i].gid))
+                if (s->priv[i].gid != (gid_t) -1 && !s->priv[i].other_tenant &&
+                    !gid_list_contains(f->privileged_gids, n, s->priv[i].gid))
                         f->privileged_gids[n++] = s->priv[i].gid;
         f->n_privileged_gids = n;
 
@@ -273,6 +274,8 @@ static int account_look(StepRun *run, Account *a) {
                 return 0;
         }
         r = user_collect_privileged(run, s);
+        if (r >= 0)
+                r = user_collect_tenant_groups(run, s);
         if (r < 0)
                 return log_error_errno(r, "Failed to collect the privileged groups: %m");
 

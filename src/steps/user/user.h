@@ -23,6 +23,7 @@ typedef struct Privileged {
         char *name;
         gid_t gid;          /* (gid_t) -1 if the group does not exist */
         char *reason;
+        bool other_tenant;  /* another tenant's own group: not root's, so not in HostFacts.privileged_gids */
 } Privileged;
 
 typedef enum SubIdKind {
@@ -90,6 +91,7 @@ typedef struct UserState {
 int user_load_login_defs(StepRun *run, UserState *s, bool report);
 int user_reload_db(StepRun *run, UserState *s);
 int user_collect_privileged(StepRun *run, UserState *s);
+int user_collect_tenant_groups(StepRun *run, UserState *s);
 const Privileged *user_privileged_of_group(const UserState *s, const char *name, gid_t gid);
 int user_look_account(StepRun *run, UserState *s);
 
