@@ -50,8 +50,26 @@ void fake_tree_write_ids(const char *dir, const char *relpath, const char *fmt) 
         test_write(dir, relpath, buf);
 }
 
+/* /home/<user> with a .profile, 0700, the user's when run as root. */
+static void fake_home(const char *dir, const char *user, uid_t uid, gid_t gid) {
+        char p[4096], rel[256];
+
+        snprintf(rel, sizeof(rel), "home/%s/.profile", user);
+        test_write(dir, rel, "# profile\n");
+        snprintf(p, sizeof(p), "%s/home/%s", dir, user);
+        if (chmod(p, 0700) < 0)
+                abort();
+        if (getuid() == 0) {
+                if (chown(p, uid, gid) < 0)
+                        abort();
+                snprintf(p, sizeof(p), "%s/home/%s/.profile", dir, user);
+                if (chown(p, uid, gid) < 0)
+                        abort();
+        }
+}
+
 void fake_tree_populate(const char *dir, bool with_user) {
-        char p[4096], defs[256];
+        char defs[256];
         unsigned uid_min = fake_ci_uid() < 1000 ? (unsigned) fake_ci_uid() : 1000;
 
         fake_tree_write_ids(dir, "etc/passwd",
@@ -71,19 +89,8 @@ void fake_tree_populate(const char *dir, bool with_user) {
         test_write(dir, "etc/subgid", "");
         test_write(dir, "etc/sudoers", "root ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n");
         test_write(dir, "home/alice/.profile", "alice's\n");
-        if (with_user) {
-                test_write(dir, "home/buildkite/.profile", "# profile\n");
-                snprintf(p, sizeof(p), "%s/home/buildkite", dir);
-                if (chmod(p, 0700) < 0)
-                        abort();
-                if (getuid() == 0) {
-                        if (chown(p, fake_ci_uid(), fake_ci_gid()) < 0)
-                                abort();
-                        snprintf(p, sizeof(p), "%s/home/buildkite/.profile", dir);
-                        if (chown(p, fake_ci_uid(), fake_ci_gid()) < 0)
-                                abort();
-                }
-        }
+        if (with_user)
+                fake_home(dir, "buildkite", fake_ci_uid(), fake_ci_gid());
 }
 
 const FakeTenant fake_two_tenants[2] = { { "main", "buildkite" }, { "pr", "buildkite-pr" } };
@@ -94,7 +101,6 @@ uid_t fake_pr_uid(void) {
 
 void fake_tree_populate_tenants(const char *dir, bool with_pr) {
         _cleanup_free_ char *passwd = NULL, *group = NULL;
-        char p[4096];
 
         fake_tree_populate(dir, true);
         if (!with_pr)
@@ -105,17 +111,7 @@ void fake_tree_populate_tenants(const char *dir, bool with_pr) {
                 abort();
         test_write(dir, "etc/passwd", passwd);
         test_write(dir, "etc/group", group);
-        test_write(dir, "home/buildkite-pr/.profile", "# profile\n");
-        snprintf(p, sizeof(p), "%s/home/buildkite-pr", dir);
-        if (chmod(p, 0700) < 0)
-                abort();
-        if (getuid() == 0) {
-                if (chown(p, fake_pr_uid(), fake_pr_uid()) < 0)
-                        abort();
-                snprintf(p, sizeof(p), "%s/home/buildkite-pr/.profile", dir);
-                if (chown(p, fake_pr_uid(), fake_pr_uid()) < 0)
-                        abort();
-        }
+        fake_home(dir, "buildkite-pr", fake_pr_uid(), fake_pr_uid());
 }
 
 void fake_config_tenants(Config *c, const FakeTenant *tenants, size_t n) {

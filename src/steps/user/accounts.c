@@ -183,25 +183,31 @@ int user_collect_privileged(StepRun *run, UserState *s) {
  * one is; a shared primary group is refused. Not root's: not exported as
  * a privileged GID.
  */
-int user_collect_tenant_groups(StepRun *run, UserState *s) {
+const Account *user_next_other_tenant(StepRun *run, const UserState *s, size_t *i) {
         const Account *accounts;
         size_t n;
-        int r;
 
         if (!s->account->tenant)
-                return 0;
+                return NULL;
         accounts = run_accounts(run, &n);
-        for (size_t i = 0; i < n; i++) {
-                const Account *o = &accounts[i];
-                const PasswdEntry *pw;
-                const GroupEntry *g;
+        while (*i < n) {
+                const Account *o = &accounts[(*i)++];
+                if (o != s->account)
+                        return o;
+        }
+        return NULL;
+}
+
+int user_collect_tenant_groups(StepRun *run, UserState *s) {
+        const Account *o;
+        int r;
+
+        for (size_t i = 0; (o = user_next_other_tenant(run, s, &i));) {
+                /* Its primary group, or the group of its name that useradd will give it. */
+                const PasswdEntry *pw = userdb_find_user(&s->db, o->name);
+                const GroupEntry *g = pw ? userdb_find_gid(&s->db, pw->gid) : userdb_find_group(&s->db, o->name);
                 _cleanup_free_ char *reason = NULL;
 
-                if (o == s->account)
-                        continue;
-                /* Its primary group, or the group of its name that useradd will give it. */
-                pw = userdb_find_user(&s->db, o->name);
-                g = pw ? userdb_find_gid(&s->db, pw->gid) : userdb_find_group(&s->db, o->name);
                 if (asprintf(&reason, "the group of %s, tenant %s's user: its Docker data and its agent's "
                              "configuration are open to that group", o->name, o->tenant) < 0)
                         return -ENOMEM;

@@ -179,22 +179,14 @@ static int tenant_ranges_add(TenantRanges *t, const Account *owner, uint64_t sta
  */
 static int other_tenants_ranges(StepRun *run, const UserState *s, SubIdKind kind, const SubIdFile *f,
                                 TenantRanges *ret) {
-        const Account *accounts;
-        size_t n;
+        const Account *o;
         int r;
 
-        if (!s->account->tenant)
-                return 0;
-        accounts = run_accounts(run, &n);
-        for (size_t i = 0; i < n; i++) {
-                const Account *o = &accounts[i];
-                const PasswdEntry *pw;
+        for (size_t i = 0; (o = user_next_other_tenant(run, s, &i));) {
+                const PasswdEntry *pw = userdb_find_user(&s->db, o->name);
                 const SubIdRange *settled = kind == SUBID_KIND_UID ? o->subuids : o->subgids;
                 size_t n_settled = kind == SUBID_KIND_UID ? o->n_subuids : o->n_subgids;
 
-                if (o == s->account)
-                        continue;
-                pw = userdb_find_user(&s->db, o->name);
                 for (size_t k = 0; k < f->n_lines; k++)
                         if (f->lines[k].kind == SUBID_LINE_RANGE &&
                             subid_line_is_users(&f->lines[k], o->name, pw ? pw->uid : (uid_t) -1)) {

@@ -92,6 +92,8 @@ int user_load_login_defs(StepRun *run, UserState *s, bool report);
 int user_reload_db(StepRun *run, UserState *s);
 int user_collect_privileged(StepRun *run, UserState *s);
 int user_collect_tenant_groups(StepRun *run, UserState *s);
+/* With tenants: the other tenants' accounts, one by one (*i from 0), then NULL; without: NULL. */
+const Account *user_next_other_tenant(StepRun *run, const UserState *s, size_t *i);
 const Privileged *user_privileged_of_group(const UserState *s, const char *name, gid_t gid);
 int user_look_account(StepRun *run, UserState *s);
 
