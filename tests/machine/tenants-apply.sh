@@ -154,3 +154,24 @@ jq -r '.items[] | select(.status == "fail") | "#   FAIL \(.id): \(.message)"' "$
 assert_eq 0 "$rc" "check passes on both tenants"
 assert_eq pass "$(item "$TEST_TMP/check.json" daemon.service:pr status)" "check: pr's daemon answers"
 assert_eq pass "$(item "$TEST_TMP/check.json" daemon.userns:main status)" "check: main's daemon runs in its user namespace"
+
+# ---- the one unit drifts: apply rewrites it once and restarts every tenant's daemon from it
+in_machine sed -i 's/^TimeoutStopSec=.*/TimeoutStopSec=119s/' /etc/systemd/user/docker.service
+set +e
+in_machine env RCI_ONLY_STEPS=$STEPS rootless-ci --json apply >"$TEST_TMP/apply3.json" 2>"$TEST_TMP/apply3.err"
+rc=$?
+set -e
+[[ $rc -eq 0 ]] || sed 's/^/# stderr: /' "$TEST_TMP/apply3.err"
+assert_eq 0 "$rc" "apply after the unit drifted exits 0"
+assert_eq "change" "$(item "$TEST_TMP/apply3.json" daemon.unit status)" "the unit is rewritten, once"
+for t in main pr; do
+	assert_eq true "$(item "$TEST_TMP/apply3.json" "daemon.service:$t" changed)" "$t's daemon is restarted for the new unit"
+done
+pids_after="$(docker_pid "$MAIN") $(docker_pid "$PR")"
+echo "# daemon PIDs before: $pids_before, after: $pids_after"
+[[ ${pids_after%% *} != "${pids_before%% *}" && ${pids_after##* } != "${pids_before##* }" ]] ||
+	fail "not every tenant's daemon runs anew: $pids_before -> $pids_after"
+ok "each tenant's daemon runs from the rewritten unit (new PIDs)"
+assert_eq "" "$(in_machine sh -c 'ls /run/rootless-ci/ 2>/dev/null | grep restart || true')" "no restart marker is left"
+assert_eq false "$(in_machine env RCI_ONLY_STEPS=$STEPS rootless-ci --json apply 2>/dev/null | jq -r .changed)" \
+	"the next apply changes nothing"
