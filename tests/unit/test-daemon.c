@@ -12,6 +12,7 @@
 #include "engine/engine.h"
 #include "engine/markers.h"
 #include "steps/daemon/apparmor.h"
+#include "steps/daemon/daemon.h"
 #include "steps/steps.h"
 #include "tests.h"
 #include "units.h"
@@ -703,4 +704,19 @@ TEST(tenants_wait_takes_a_tenants_user_only) {
         ASSERT_EQ(wait_for_docker(&c, "rci-test-no-such-pr"), -ERCI_FAILED);  /* a tenant's user: looked up */
         ASSERT_EQ(wait_for_docker(&c, NULL), -ERCI_FAILED);                   /* every tenant's: the first is missing */
         config_done(&c);
+}
+
+/* A tenant added or removed changes only ConditionUser=: the other tenants' running daemons owe no restart for it. */
+TEST(tenants_unit_change_in_condition_user_alone_owes_no_restart) {
+        const char *one = "[Unit]\nDescription=x (for a)\nConditionUser=|a\nRequires=dbus.socket\n[Service]\nExecStart=/d\n";
+        const char *two = "[Unit]\nDescription=x (for a)\nConditionUser=|a\nConditionUser=|b\nRequires=dbus.socket\n"
+                          "[Service]\nExecStart=/d\n";
+        const char *other = "[Unit]\nDescription=x (for a)\nConditionUser=|a\nConditionUser=|b\nRequires=dbus.socket\n"
+                            "[Service]\nExecStart=/e\n";
+
+        ASSERT_TRUE(unit_differs_in_condition_user_only(one, two));
+        ASSERT_TRUE(unit_differs_in_condition_user_only(two, one));
+        ASSERT_FALSE(unit_differs_in_condition_user_only(one, other));
+        ASSERT_FALSE(unit_differs_in_condition_user_only(two, two));
+        ASSERT_FALSE(unit_differs_in_condition_user_only(NULL, two));
 }

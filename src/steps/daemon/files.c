@@ -123,6 +123,54 @@ static int unit_condition_users(StepRun *run, char **text) {
         return 0;
 }
 
+/* text without its ConditionUser= lines, malloc'd. */
+static char *without_condition_user(const char *text) {
+        char *out = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&out, &size);
+
+        if (!f)
+                return NULL;
+        for (const char *p = text; *p;) {
+                const char *end = strchrnul(p, '\n');
+                if (!startswith(p, "ConditionUser="))
+                        fwrite(p, 1, (size_t) (end - p) + (*end ? 1 : 0), f);
+                p = *end ? end + 1 : end;
+        }
+        if (fclose(f) != 0) {
+                free(out);
+                return NULL;
+        }
+        return out;
+}
+
+bool unit_differs_in_condition_user_only(const char *old, const char *new) {
+        _cleanup_free_ char *a = NULL, *b = NULL;
+
+        if (!old || streq(old, new))
+                return false;
+        a = without_condition_user(old);
+        b = without_condition_user(new);
+        return a && b && streq(a, b);
+}
+
+/*
+ * With tenants, a tenant added or removed changes only the unit's
+ * ConditionUser= lines, which systemd checks when a unit starts: the
+ * other tenants' running daemons (and their jobs) need no restart for it.
+ * Any other change of the unit owes every tenant's daemon its restart.
+ */
+static const char *unit_restart_marker(StepRun *run, const char *text) {
+        _cleanup_free_ char *old = NULL;
+        size_t n;
+
+        if (!run_accounts(run, &n)[0].tenant)
+                return MARKER_DAEMON_RESTART;
+        if (read_file_at(run_root_fd(run), USER_UNIT_PATH, RESOLVE_POLICY_IN_ROOT, 1024 * 1024, &old, NULL) < 0)
+                return MARKER_DAEMON_RESTART;
+        return unit_differs_in_condition_user_only(old, text) ? NULL : MARKER_DAEMON_RESTART;
+}
+
 /* Who the unit is for, in its Description=: the CI user, or every tenant's user. */
 static char *unit_users(StepRun *run) {
         const Account *accounts;
@@ -177,7 +225,7 @@ int daemon_unit_look(StepRun *run, Account *a) {
                         .path = USER_UNIT_PATH,
                         .text = text,
                         .what = "the CI user's Docker unit",
-                        .marker = MARKER_DAEMON_RESTART,
+                        .marker = unit_restart_marker(run, text),
                         .hidden_in = st->host_hide,
                 });
                 if (r < 0)
