@@ -175,3 +175,23 @@ ok "each tenant's daemon runs from the rewritten unit (new PIDs)"
 assert_eq "" "$(in_machine sh -c 'ls /run/rootless-ci/ 2>/dev/null | grep restart || true')" "no restart marker is left"
 assert_eq false "$(in_machine env RCI_ONLY_STEPS=$STEPS rootless-ci --json apply 2>/dev/null | jq -r .changed)" \
 	"the next apply changes nothing"
+
+# ---- a third tenant added: its own daemon; the others' running daemons are not restarted for it
+pids_before="$(docker_pid "$MAIN") $(docker_pid "$PR")"
+in_machine sh -c "printf '\n[Tenant]\nName=extra\nUser=buildkite-extra\n' >>/etc/rootless-ci.conf"
+set +e
+in_machine env RCI_ONLY_STEPS=$STEPS rootless-ci --json apply >"$TEST_TMP/apply4.json" 2>"$TEST_TMP/apply4.err"
+rc=$?
+set -e
+[[ $rc -eq 0 ]] || sed 's/^/# stderr: /' "$TEST_TMP/apply4.err"
+assert_eq 0 "$rc" "apply with a third tenant exits 0"
+assert_eq "change" "$(item "$TEST_TMP/apply4.json" daemon.unit status)" "the unit gains the third tenant's user"
+assert_eq active "$(as_user buildkite-extra systemctl --user is-active docker.service)" "the third tenant's daemon runs"
+assert_eq "$pids_before" "$(docker_pid "$MAIN") $(docker_pid "$PR")" \
+	"the other tenants' daemons are not restarted for a tenant added (only ConditionUser= changed)"
+extra_range=$(range /etc/subuid buildkite-extra)
+for r in "$main_range" "$pr_range"; do
+	((${extra_range%%:*} + ${extra_range##*:} <= ${r%%:*} || ${r%%:*} + ${r##*:} <= ${extra_range%%:*})) ||
+		fail "the third tenant's range $extra_range overlaps $r"
+done
+ok "the third tenant's subordinate range ($extra_range) is its own"

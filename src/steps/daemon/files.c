@@ -171,29 +171,22 @@ static const char *unit_restart_marker(StepRun *run, const char *text) {
         return unit_differs_in_condition_user_only(old, text) ? NULL : MARKER_DAEMON_RESTART;
 }
 
-/* Who the unit is for, in its Description=: the CI user, or every tenant's user. */
-static char *unit_users(StepRun *run) {
-        const Account *accounts;
-        char *out = NULL;
-        size_t n, size = 0;
-        FILE *f = open_memstream(&out, &size);
+/*
+ * Who the unit is for, in its Description=: the CI user; with tenants the
+ * same words whoever they are, so that a tenant added changes the
+ * ConditionUser= lines alone (unit_restart_marker()).
+ */
+static const char *unit_users(StepRun *run) {
+        size_t n;
+        const Account *accounts = run_accounts(run, &n);
 
-        if (!f)
-                return NULL;
-        accounts = run_accounts(run, &n);
-        for (size_t i = 0; i < n; i++)
-                fprintf(f, "%s%s", i > 0 ? ", " : "", accounts[i].name);
-        if (fclose(f) != 0) {
-                free(out);
-                return NULL;
-        }
-        return out;
+        return accounts[0].tenant ? "each tenant's user" : accounts[0].name;
 }
 
 /* The user unit and its enable link (the part "unit", host-wide). */
 int daemon_unit_look(StepRun *run, Account *a) {
         DaemonState *st = run_state(run);
-        _cleanup_free_ char *path_value = NULL, *text = NULL, *users = NULL;
+        _cleanup_free_ char *path_value = NULL, *text = NULL;
         const HostFacts *f = run_facts(run);
         int r;
 
@@ -204,12 +197,11 @@ int daemon_unit_look(StepRun *run, Account *a) {
             fact_usable(run, st, "daemon.unit", f->network_driver, "the network driver") &&
             fact_usable(run, st, "daemon.unit", f->storage_driver, "the storage driver")) {
                 path_value = unit_search_path(f->rootlesskit_path);
-                users = unit_users(run);
-                if (!path_value || !users)
+                if (!path_value)
                         return -ENOMEM;
 
                 UnitValue values[] = {
-                        { "USER", users },
+                        { "USER", unit_users(run) },
                         { "PATH", path_value },
                         { "NET", f->network_driver },
                         { "DOCKERD_ROOTLESS", f->dockerd_rootless_path },
