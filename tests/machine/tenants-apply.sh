@@ -195,3 +195,33 @@ for r in "$main_range" "$pr_range"; do
 		fail "the third tenant's range $extra_range overlaps $r"
 done
 ok "the third tenant's subordinate range ($extra_range) is its own"
+
+# ---- pr in main's group, its manager started while it was: apply takes pr out of the group, and its
+# manager and daemon, which would keep the group (main's Docker data 0710, main's agent token 0640), restart
+main_gid=$(in_machine id -g "$MAIN")
+pr_uid=$(in_machine id -u "$PR")
+in_machine usermod -aG "$MAIN" "$PR"
+in_machine systemctl restart "user@$pr_uid.service"
+groups_of() { # the supplementary groups of PID $1 in the machine
+	# shellcheck disable=SC2016 # awk's fields
+	in_machine awk '/^Groups:/ { $1 = ""; print }' "/proc/$1/status"
+}
+mgr_pid=$(in_machine systemctl show -p MainPID --value "user@$pr_uid.service")
+[[ " $(groups_of "$mgr_pid") " == *" $main_gid "* ]] || fail "pr's manager does not hold main's group before apply"
+ok "pr's manager holds main's group ($main_gid) before apply"
+set +e
+in_machine env RCI_ONLY_STEPS=$STEPS rootless-ci --json apply >"$TEST_TMP/apply5.json" 2>"$TEST_TMP/apply5.err"
+rc=$?
+set -e
+[[ $rc -eq 0 ]] || sed 's/^/# stderr: /' "$TEST_TMP/apply5.err"
+assert_eq 0 "$rc" "apply with pr in main's group exits 0"
+assert_contains "$(item "$TEST_TMP/apply5.json" user.groups:pr message)" "removed $PR from group $MAIN" \
+	"apply takes pr out of main's group"
+assert_contains "$(item "$TEST_TMP/apply5.json" daemon.user-manager:pr message)" "the group of $MAIN (tenant main)" \
+	"apply restarts pr's manager, which held main's group"
+mgr_pid=$(in_machine systemctl show -p MainPID --value "user@$pr_uid.service")
+[[ " $(groups_of "$mgr_pid") " != *" $main_gid "* ]] || fail "pr's manager still holds main's group"
+ok "pr's manager no longer holds main's group"
+assert_eq active "$(as_user "$PR" systemctl --user is-active docker.service)" "pr's daemon runs again"
+[[ " $(groups_of "$(docker_pid "$PR")") " != *" $main_gid "* ]] || fail "pr's daemon holds main's group"
+ok "pr's daemon does not hold main's group"
