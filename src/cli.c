@@ -61,8 +61,8 @@ void cli_help(void) {
                "  --user=NAME            [User] Name=        default buildkite\n"
                "  --agent-unit=UNIT      [Agent] Unit=       default buildkite-agent.service\n"
                "  --ready-timeout=SEC    [Daemon] ReadyTimeoutSec= default 120\n"
-               "With [Tenant] sections --user and --agent-unit are refused; wait --user=USER then\n"
-               "names the tenant user whose Docker to wait for.\n"
+               "With [Tenant] sections --user and --agent-unit are refused; wait waits for every\n"
+               "tenant's Docker, or with --user=USER for that tenant user's alone.\n"
                "\n"
                "Exit status: 0 done / nothing to do / all checks hold; 1 failed, or check found a\n"
                "problem; 2 usage or configuration error (nothing changed); 3 refused to protect\n"
@@ -289,11 +289,9 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
  * With [Tenant] sections, --user and --agent-unit ([User] Name=, [Agent]
  * Unit=) are refused like the sections, except wait's --user: it names
  * whose Docker to wait for (the agent's drop-in runs wait --user=USER), and
- * must be one tenant's User=.
+ * must be one tenant's User=; without it wait waits for every tenant's.
  */
 static int check_settings_with_tenants(const Cli *cli, const Config *c) {
-        bool user_given = false;
-
         if (c->n_tenants == 0)
                 return 0;
         for (unsigned i = 0; i < cli->n_settings; i++) {
@@ -303,7 +301,6 @@ static int check_settings_with_tenants(const Cli *cli, const Config *c) {
                 if (!streq(s->section, "User") && !streq(s->section, "Agent"))
                         continue;
                 if (cli->verb == CLI_VERB_WAIT && streq(s->section, "User")) {
-                        user_given = true;
                         if (!config_tenant_by_user(c, s->value))
                                 return log_error_errno(-ERCI_USAGE, "%s=%s: no [Tenant] has User=%s; with [Tenant] "
                                                        "sections wait waits for the Docker of one tenant's user.",
@@ -315,9 +312,6 @@ static int check_settings_with_tenants(const Cli *cli, const Config *c) {
                         return -ENOMEM;
                 return config_refuse_mixed(what, other);
         }
-        if (cli->verb == CLI_VERB_WAIT && !user_given)
-                return log_error_errno(-ERCI_USAGE, "wait: the configuration has [Tenant] sections; name the tenant "
-                                       "user whose Docker to wait for with --user=USER.");
         return 0;
 }
 

@@ -96,8 +96,15 @@ static int run(int argc, char *argv[]) {
         }
 
         /* CLI dispatch: wait needs the configuration (the user, its timeout), not the engine. */
-        if (cli.verb == CLI_VERB_WAIT)
-                return exit_status_from_error(wait_for_docker(&config));
+        if (cli.verb == CLI_VERB_WAIT) {
+                const char *user = NULL;
+
+                /* --user names one tenant's user; without it, wait is for every tenant's daemon. */
+                for (unsigned i = 0; i < cli.n_settings; i++)
+                        if (streq(cli.settings[i].option, "--user"))
+                                user = cli.settings[i].value;
+                return exit_status_from_error(wait_for_docker(&config, user));
+        }
 
         /* CLI dispatch: only apply changes the host; refused for non-root before the engine starts. */
         if (cli.root == NULL && geteuid() != 0 && cli.verb == CLI_VERB_APPLY) {

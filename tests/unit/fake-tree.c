@@ -10,6 +10,7 @@
 #include "fake-tree.h"
 #include "steps/steps.h"
 #include "tests.h"
+#include "util/macro.h"
 
 uid_t fake_ci_uid(void) {
         return getuid() == 0 ? 1001 : getuid();
@@ -49,8 +50,26 @@ void fake_tree_write_ids(const char *dir, const char *relpath, const char *fmt) 
         test_write(dir, relpath, buf);
 }
 
+/* /home/<user> with a .profile, 0700, the user's when run as root. */
+static void fake_home(const char *dir, const char *user, uid_t uid, gid_t gid) {
+        char p[4096], rel[256];
+
+        snprintf(rel, sizeof(rel), "home/%s/.profile", user);
+        test_write(dir, rel, "# profile\n");
+        snprintf(p, sizeof(p), "%s/home/%s", dir, user);
+        if (chmod(p, 0700) < 0)
+                abort();
+        if (getuid() == 0) {
+                if (chown(p, uid, gid) < 0)
+                        abort();
+                snprintf(p, sizeof(p), "%s/home/%s/.profile", dir, user);
+                if (chown(p, uid, gid) < 0)
+                        abort();
+        }
+}
+
 void fake_tree_populate(const char *dir, bool with_user) {
-        char p[4096], defs[256];
+        char defs[256];
         unsigned uid_min = fake_ci_uid() < 1000 ? (unsigned) fake_ci_uid() : 1000;
 
         fake_tree_write_ids(dir, "etc/passwd",
@@ -70,18 +89,47 @@ void fake_tree_populate(const char *dir, bool with_user) {
         test_write(dir, "etc/subgid", "");
         test_write(dir, "etc/sudoers", "root ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n");
         test_write(dir, "home/alice/.profile", "alice's\n");
-        if (with_user) {
-                test_write(dir, "home/buildkite/.profile", "# profile\n");
-                snprintf(p, sizeof(p), "%s/home/buildkite", dir);
-                if (chmod(p, 0700) < 0)
+        if (with_user)
+                fake_home(dir, "buildkite", fake_ci_uid(), fake_ci_gid());
+}
+
+const FakeTenant fake_two_tenants[2] = { { "main", "buildkite" }, { "pr", "buildkite-pr" } };
+
+uid_t fake_pr_uid(void) {
+        return fake_ci_uid() + 2;  /* alice has + 1 */
+}
+
+void fake_tree_populate_tenants(const char *dir, bool with_pr) {
+        _cleanup_free_ char *passwd = NULL, *group = NULL;
+
+        fake_tree_populate(dir, true);
+        if (!with_pr)
+                return;
+        if (asprintf(&passwd, "%sbuildkite-pr:x:%u:%u::/home/buildkite-pr:/bin/bash\n", test_read_kept(dir, "etc/passwd"),
+                     (unsigned) fake_pr_uid(), (unsigned) fake_pr_uid()) < 0 ||
+            asprintf(&group, "%sbuildkite-pr:x:%u:\n", test_read_kept(dir, "etc/group"), (unsigned) fake_pr_uid()) < 0)
+                abort();
+        test_write(dir, "etc/passwd", passwd);
+        test_write(dir, "etc/group", group);
+        fake_home(dir, "buildkite-pr", fake_pr_uid(), fake_pr_uid());
+}
+
+void fake_config_tenants(Config *c, const FakeTenant *tenants, size_t n) {
+        if (n == 0)
+                return;
+        c->tenants = calloc(n, sizeof(Tenant));
+        if (!c->tenants)
+                abort();
+        c->n_tenants = n;
+        for (size_t i = 0; i < n; i++) {
+                Tenant *t = &c->tenants[i];
+
+                /* The parser's defaults (issue 16). */
+                if (!(t->name = strdup(tenants[i].name)) || !(t->user = strdup(tenants[i].user)) ||
+                    asprintf(&t->agent_unit, "buildkite-agent@%s.service", tenants[i].name) < 0 ||
+                    asprintf(&t->agent_config, "/etc/buildkite-agent/%s.cfg", tenants[i].name) < 0)
                         abort();
-                if (getuid() == 0) {
-                        if (chown(p, fake_ci_uid(), fake_ci_gid()) < 0)
-                                abort();
-                        snprintf(p, sizeof(p), "%s/home/buildkite/.profile", dir);
-                        if (chown(p, fake_ci_uid(), fake_ci_gid()) < 0)
-                                abort();
-                }
+                t->trust = TRUST_UNTRUSTED;
         }
 }
 
@@ -92,6 +140,7 @@ void fake_run(FakeRun *run, const char *dir, Verb verb, bool with_storage) {
                 abort();
         if (run->disk_device && !(run->config.disk_device = strdup(run->disk_device)))
                 abort();
+        fake_config_tenants(&run->config, run->tenants, run->n_tenants);
         if (context_init(&run->ctx, verb, dir, &run->config) < 0)
                 abort();
         if (run->live) {

@@ -13,6 +13,11 @@
  * home chowned to it), so the steps can hand directories to it.
  */
 
+/* A [Tenant] for fake_run() (issue 16): until the parser fills Config.tenants, the tests do. */
+typedef struct FakeTenant {
+        const char *name, *user;
+} FakeTenant;
+
 uid_t fake_ci_uid(void);
 gid_t fake_ci_gid(void);
 
@@ -36,11 +41,22 @@ const char *fake_ci_uid_unusable(void);
 /* A Debian-like tree: passwd (root, alice, buildkite unless !with_user), group, gshadow, login.defs, empty subuid/subgid, home. */
 void fake_tree_populate(const char *dir, bool with_user);
 
+/*
+ * Two tenants (issue 16): main (buildkite) and pr (buildkite-pr, UID and GID
+ * fake_pr_uid(), home /home/buildkite-pr 0700, its own when run as root).
+ */
+extern const FakeTenant fake_two_tenants[2];
+uid_t fake_pr_uid(void);
+/* fake_tree_populate() with both users (with_pr) or buildkite alone. */
+void fake_tree_populate_tenants(const char *dir, bool with_pr);
+
 /* Write passwd/group with the fake UIDs (@UID@, @GID@: the CI user's; @ALICE@: another user's). */
 void fake_tree_write_ids(const char *dir, const char *relpath, const char *fmt);
 
 typedef struct FakeRun {
         const char *disk_device;   /* set before fake_run() for Device= */
+        FakeTenant tenants[4];     /* set before fake_run(): [Tenant] sections, in order (none: [User] as before) */
+        size_t n_tenants;
         /*
          * live: the storage step runs as on a live host (the user step still
          * offline), with the facts the disk step would have left.
@@ -56,6 +72,9 @@ typedef struct FakeRun {
  * the number of FAIL items. fake_run() checks this after every run.
  */
 size_t fake_assert_every_failure_has_a_fix(const Context *ctx);
+
+/* Fill c's tenants as the [Tenant] parser would, with its defaults (n = 0: none). */
+void fake_config_tenants(Config *c, const FakeTenant *tenants, size_t n);
 
 /* Run the user step, then (with_storage) the storage step, on dir with verb. */
 void fake_run(FakeRun *run, const char *dir, Verb verb, bool with_storage);

@@ -1,17 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "fake-tree.h"
 #include "engine/engine.h"
+#include "engine/markers.h"
 #include "steps/daemon/apparmor.h"
+#include "steps/daemon/daemon.h"
 #include "steps/steps.h"
 #include "tests.h"
 #include "units.h"
+#include "util/error.h"
+#include "wait.h"
 
 /*
  * The daemon step on fake trees (--root): everything but the live part,
@@ -28,6 +34,9 @@ static void make_tree(const char *root) {
 /* The cgroup hierarchy preflight would have found (tests that care set it). */
 static CgroupHierarchy test_cgroup = CGROUP_UNKNOWN;
 
+/* Tenants for the next run_verb() (none: [User] as before): buildkite (UID 1001) and buildkite-pr (1003). */
+static size_t test_n_tenants = 0;
+
 static int run_verb(const char *root, Verb verb, bool apparmor, const char *storage, Context *ret) {
         static Config c;
         int r;
@@ -35,6 +44,7 @@ static int run_verb(const char *root, Verb verb, bool apparmor, const char *stor
         config_done(&c);
         if (config_init(&c) < 0)
                 return -1;
+        fake_config_tenants(&c, fake_two_tenants, test_n_tenants);
         units_set_dir(UNITS_SOURCE_DIR);
         if (context_init(ret, verb, root, &c) < 0)
                 return -1;
@@ -45,13 +55,22 @@ static int run_verb(const char *root, Verb verb, bool apparmor, const char *stor
         ret->facts.apparmor_restricts_userns = apparmor;
         ret->facts.cgroup = test_cgroup;
         /* What the user step would have found in the tree. */
-        if (strstr(test_read_kept(root, "etc/passwd") ?: "", "buildkite:")) {
-                ret->accounts[0].state = ACCOUNT_KNOWN;
-                ret->accounts[0].uid = 1001;
-                ret->accounts[0].gid = 1001;
-        } else if (verb != VERB_APPLY)
-                ret->accounts[0].state = ACCOUNT_PLANNED;
+        for (size_t i = 0; i < ret->n_accounts; i++) {
+                char line[64];
+
+                snprintf(line, sizeof(line), "\n%s:", ret->accounts[i].name);
+                if (strstr(test_read_kept(root, "etc/passwd") ?: "", line)) {
+                        ret->accounts[i].state = ACCOUNT_KNOWN;
+                        ret->accounts[i].uid = 1001 + 2 * i;
+                        ret->accounts[i].gid = 1001 + 2 * i;
+                } else if (verb != VERB_APPLY)
+                        ret->accounts[i].state = ACCOUNT_PLANNED;
+        }
         r = engine_run_steps(ret, daemon_only, 1);
+        if (getenv("RCI_TEST_VERBOSE"))
+                for (size_t i = 0; i < ret->n_items; i++)
+                        printf("# %-6s %s: %s%s%s\n", item_status_to_string(ret->items[i].status), ret->items[i].id,
+                               ret->items[i].message, ret->items[i].fix ? " | fix: " : "", strempty(ret->items[i].fix));
         return r;
 }
 
@@ -544,4 +563,159 @@ TEST(apparmor_attachment_globs) {
         ASSERT_FALSE(apparmor_glob_match("/usr/bin/rootless[^k]it", "/usr/bin/rootlesskit"));
         ASSERT_FALSE(apparmor_glob_match("/usr/bin/rootless{kit", "/usr/bin/rootlesskit"));
         ASSERT_TRUE(apparmor_glob_match("/usr/bin/rootless\\kit", "/usr/bin/rootlesskit"));
+}
+
+/* ---- tenants (issue 16): one unit for every tenant's manager, the host's items once ---- */
+
+/* run_verb() with the two tenants of fake-tree.h; the next run_verb() has none again. */
+static int run_tenants(const char *root, Verb verb, bool apparmor, Context *ret) {
+        int r;
+
+        test_n_tenants = 2;
+        r = run_verb(root, verb, apparmor, "overlay2", ret);
+        test_n_tenants = 0;
+        return r;
+}
+
+static size_t count_items(const Context *ctx, const char *id_prefix) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < ctx->n_items; i++)
+                n += strncmp(ctx->items[i].id, id_prefix, strlen(id_prefix)) == 0;
+        return n;
+}
+
+TEST(tenants_offline_apply_host_items_once_account_items_per_tenant_then_nothing) {
+        const char *root = test_tmpdir();
+        Context ctx;
+        char *s;
+
+        test_write(root, "etc/passwd", "root:x:0:0:root:/root:/bin/sh\nbuildkite:x:1001:1001::/home/buildkite:/bin/sh\n"
+                                       "buildkite-pr:x:1003:1003::/home/buildkite-pr:/bin/sh\n");
+        test_write(root, "usr/bin/rootlesskit", "#!/bin/sh\n");
+        ASSERT_OK(run_tenants(root, VERB_APPLY, true, &ctx));
+        ASSERT_FALSE(ctx.any_failed);
+        /* The host's: once, without a tenant. */
+        ASSERT_EQ(count_items(&ctx, "daemon.unit"), 1);
+        ASSERT_EQ(find_item(&ctx, "daemon.unit")->status, ITEM_CREATE);
+        ASSERT_EQ(count_items(&ctx, "daemon.enable"), 1);
+        ASSERT_EQ(count_items(&ctx, "daemon.delegate"), 1);
+        ASSERT_EQ(count_items(&ctx, "daemon.apparmor"), 1);
+        ASSERT_TRUE(find_item(&ctx, "daemon.apparmor"));
+        ASSERT_EQ(count_items(&ctx, "daemon.root-docker.service"), 1);
+        ASSERT_TRUE(find_item(&ctx, "daemon.root-docker.socket"));
+        /* The account's: once per tenant, named. */
+        ASSERT_EQ(find_item(&ctx, "daemon.mount-order:main")->status, ITEM_CREATE);
+        ASSERT_EQ(find_item(&ctx, "daemon.mount-order:pr")->status, ITEM_CREATE);
+        ASSERT_EQ(find_item(&ctx, "daemon.linger:main")->status, ITEM_CREATE);
+        ASSERT_EQ(find_item(&ctx, "daemon.linger:pr")->status, ITEM_CREATE);
+        ASSERT_TRUE(find_item(&ctx, "daemon.service:pr"));
+        ASSERT_TRUE(find_item(&ctx, "daemon.delegation:pr"));
+        context_done(&ctx);
+
+        s = test_read(root, "etc/systemd/user/docker.service");
+        ASSERT_TRUE(s);
+        ASSERT_TRUE(strstr(s, "\nConditionUser=|buildkite\nConditionUser=|buildkite-pr\nRequires=dbus.socket\n"));
+        ASSERT_TRUE(strstr(s, "(rootless, for each tenant's user)"));
+        ASSERT_FALSE(strstr(s, "\nConditionUser=buildkite"));
+        free(s);
+        s = test_read(root, "etc/systemd/system/user@1001.service.d/rootless-ci-mount.conf");
+        ASSERT_TRUE(s && strstr(s, "\nRequiresMountsFor=/srv/rootless-ci\n"));
+        free(s);
+        s = test_read(root, "etc/systemd/system/user@1003.service.d/rootless-ci-mount.conf");
+        ASSERT_TRUE(s && strstr(s, "\nRequiresMountsFor=/srv/rootless-ci\n"));
+        free(s);
+        ASSERT_STREQ(test_read_kept(root, "var/lib/systemd/linger/buildkite"), "");
+        ASSERT_STREQ(test_read_kept(root, "var/lib/systemd/linger/buildkite-pr"), "");
+
+        ASSERT_OK(run_tenants(root, VERB_APPLY, true, &ctx));
+        ASSERT_FALSE(ctx.any_changed);
+        context_done(&ctx);
+        ASSERT_OK(run_tenants(root, VERB_CHECK, true, &ctx));
+        ASSERT_FALSE(ctx.any_failed);
+        ASSERT_EQ(find_item(&ctx, "daemon.unit")->status, ITEM_PASS);
+        ASSERT_EQ(find_item(&ctx, "daemon.linger:pr")->status, ITEM_PASS);
+        context_done(&ctx);
+}
+
+/* The first tenant's user still to be made: the host's items are planned all the same, and the second's in full. */
+TEST(tenants_plan_with_the_first_user_planned_still_plans_the_host_and_the_second) {
+        const char *root = test_tmpdir();
+        Context ctx;
+
+        test_write(root, "etc/passwd", "root:x:0:0:root:/root:/bin/sh\nbuildkite-pr:x:1003:1003::/home/buildkite-pr:/bin/sh\n");
+        test_write(root, "usr/bin/rootlesskit", "#!/bin/sh\n");
+        ASSERT_OK(run_tenants(root, VERB_PLAN, false, &ctx));
+        ASSERT_EQ(ctx.accounts[0].state, ACCOUNT_PLANNED);
+        ASSERT_EQ(count_items(&ctx, "daemon.unit"), 1);
+        ASSERT_TRUE(find_item(&ctx, "daemon.unit"));
+        ASSERT_EQ(find_item(&ctx, "daemon.unit")->status, ITEM_CREATE);
+        ASSERT_EQ(find_item(&ctx, "daemon.mount-order:main")->status, ITEM_CREATE);
+        ASSERT_TRUE(strstr(find_item(&ctx, "daemon.mount-order:main")->message, "UID being buildkite's"));
+        ASSERT_EQ(find_item(&ctx, "daemon.mount-order:pr")->status, ITEM_CREATE);
+        ASSERT_TRUE(strstr(find_item(&ctx, "daemon.mount-order:pr")->message, "user@1003.service.d"));
+        context_done(&ctx);
+
+        /* check: the host's items are judged, as an account exists. */
+        (void) run_tenants(root, VERB_CHECK, false, &ctx);
+        ASSERT_TRUE(find_item(&ctx, "daemon.unit") && find_item(&ctx, "daemon.user:main"));
+        ASSERT_EQ(find_item(&ctx, "daemon.unit")->status, ITEM_FAIL);
+        ASSERT_EQ(find_item(&ctx, "daemon.user:main")->status, ITEM_SKIP);
+        context_done(&ctx);
+}
+
+/* A restart a host-wide change owes (the unit all daemons run from) is owed by every tenant; without tenants, one marker. */
+TEST(tenants_a_host_wide_change_owes_every_tenant_its_restart) {
+        const char *root = test_tmpdir();
+        Config c;
+        Context ctx;
+
+        for (size_t n = 0; n <= 2; n += 2) {
+                ASSERT_OK(config_init(&c));
+                fake_config_tenants(&c, fake_two_tenants, n);
+                ASSERT_OK(context_init(&ctx, VERB_APPLY, root, &c));
+                ctx.live = true;  /* markers are kept on the live host only */
+                ASSERT_OK(marker_set(&ctx, "daemon-restart-pending"));
+                ctx.current_account = &ctx.accounts[n ? 1 : 0];
+                ASSERT_TRUE(marker_exists(&ctx, "daemon-restart-pending"));
+                ASSERT_OK(marker_clear(&ctx, "daemon-restart-pending"));
+                ASSERT_FALSE(marker_exists(&ctx, "daemon-restart-pending"));
+                if (n) {
+                        /* pr paid its own; main still owes its restart. */
+                        ctx.current_account = &ctx.accounts[0];
+                        ASSERT_TRUE(marker_exists(&ctx, "daemon-restart-pending"));
+                        ASSERT_TRUE(test_read_kept(root, "run/rootless-ci/daemon-restart-pending:main") != NULL);
+                        ASSERT_TRUE(test_read_kept(root, "run/rootless-ci/daemon-restart-pending") == NULL);
+                }
+                context_done(&ctx);
+                config_done(&c);
+        }
+}
+
+/* wait with tenants: --user names one tenant's user (its agent waits for its own daemon; cli.c refuses another). */
+TEST(tenants_wait_takes_a_tenants_user_only) {
+        static const FakeTenant missing[] = { { "main", "rci-test-no-such-user" }, { "pr", "rci-test-no-such-pr" } };
+        Config c;
+
+        ASSERT_OK(config_init(&c));
+        fake_config_tenants(&c, missing, 2);
+        c.ready_timeout_sec = 1;
+        ASSERT_EQ(wait_for_docker(&c, "rci-test-no-such-pr"), -ERCI_FAILED);  /* a tenant's user: looked up */
+        ASSERT_EQ(wait_for_docker(&c, NULL), -ERCI_FAILED);                   /* every tenant's: the first is missing */
+        config_done(&c);
+}
+
+/* A tenant added or removed changes only ConditionUser=: the other tenants' running daemons owe no restart for it. */
+TEST(tenants_unit_change_in_condition_user_alone_owes_no_restart) {
+        const char *one = "[Unit]\nDescription=x (for a)\nConditionUser=|a\nRequires=dbus.socket\n[Service]\nExecStart=/d\n";
+        const char *two = "[Unit]\nDescription=x (for a)\nConditionUser=|a\nConditionUser=|b\nRequires=dbus.socket\n"
+                          "[Service]\nExecStart=/d\n";
+        const char *other = "[Unit]\nDescription=x (for a)\nConditionUser=|a\nConditionUser=|b\nRequires=dbus.socket\n"
+                            "[Service]\nExecStart=/e\n";
+
+        ASSERT_TRUE(unit_differs_in_condition_user_only(one, two));
+        ASSERT_TRUE(unit_differs_in_condition_user_only(two, one));
+        ASSERT_FALSE(unit_differs_in_condition_user_only(one, other));
+        ASSERT_FALSE(unit_differs_in_condition_user_only(two, two));
+        ASSERT_FALSE(unit_differs_in_condition_user_only(NULL, two));
 }

@@ -760,3 +760,102 @@ TEST(storage_non_directories_are_left_alone_with_their_kind) {
         fake_run_done(&run);
         ASSERT_TRUE(link_is(d, "srv/rootless-ci/buildkite", "moved"));
 }
+
+/* ---- tenants (issue 16): a subtree and a home of each tenant's own, the mount point judged once ---- */
+
+static void populate_tenants(const char *d) {
+        populate(d);
+        fake_tree_populate_tenants(d, true);
+        test_write(d, "etc/subuid", "buildkite:100000:65536\nbuildkite-pr:165536:65536\n");
+        test_write(d, "etc/subgid", "buildkite:100000:65536\nbuildkite-pr:165536:65536\n");
+}
+
+TEST(storage_tenants_each_get_a_private_subtree_and_home_then_nothing) {
+        const char *d = test_tmpdir();
+        FakeRun run = { .tenants = { fake_two_tenants[0], fake_two_tenants[1] }, .n_tenants = 2 };
+        uid_t root_uid = getuid();
+
+        if (getuid() != 0) {
+                test_skip("two tenants need two UIDs to hand directories to: run as root");
+                return;
+        }
+        populate_tenants(d);
+        /* An adopted account as Debian's useradd makes it without HOME_MODE: a home others can read. */
+        ASSERT_OK(chmod(P(d, "home/buildkite-pr"), 0755));
+
+        fake_run(&run, d, VERB_PLAN, true);
+        ASSERT_OK(run.r);
+        ASSERT_EQ(fake_count(&run, "storage.mount-point", ITEM_CREATE, NULL), 1);
+        ASSERT_EQ(fake_count(&run, "storage.mount-point:", _ITEM_STATUS_MAX, NULL), 0);
+        ASSERT_EQ(fake_count(&run, "storage.dir:main", ITEM_CREATE, "/srv/rootless-ci/buildkite (0755, root)"), 1);
+        ASSERT_EQ(fake_count(&run, "storage.dir:pr", ITEM_CREATE, "/srv/rootless-ci/buildkite-pr (0755, root)"), 1);
+        ASSERT_EQ(fake_count(&run, "storage.docker:pr", ITEM_CREATE,
+                             "/srv/rootless-ci/buildkite-pr/docker (0700, owner buildkite-pr)"), 1);
+        ASSERT_EQ(fake_count(&run, "storage.home-mode:pr", ITEM_CHANGE, "chmod go-rwx"), 1);
+        ASSERT_EQ(fake_count(&run, "storage.home-mode:main", ITEM_OK, "(0700): closed to other tenants"), 1);
+        ASSERT_EQ(fake_count(&run, "storage.home-link:pr", ITEM_CREATE,
+                             "/home/buildkite-pr/.local/share/docker -> /srv/rootless-ci/buildkite-pr/docker"), 1);
+        fake_run_done(&run);
+
+        fake_run(&run, d, VERB_APPLY, true);
+        ASSERT_OK(run.r);
+        ASSERT_FALSE(run.ctx.any_failed);
+        ASSERT_STREQ(run.ctx.accounts[0].builds_dir, "/srv/rootless-ci/buildkite/builds");
+        ASSERT_STREQ(run.ctx.accounts[1].builds_dir, "/srv/rootless-ci/buildkite-pr/builds");
+        fake_run_done(&run);
+        ASSERT_TRUE(has_mode(d, "srv/rootless-ci", 0755, root_uid));
+        ASSERT_TRUE(has_mode(d, "srv/rootless-ci/buildkite", 0755, root_uid));
+        ASSERT_TRUE(has_mode(d, "srv/rootless-ci/buildkite/docker", 0700, fake_ci_uid()));
+        ASSERT_TRUE(has_mode(d, "srv/rootless-ci/buildkite/builds", 0700, fake_ci_uid()));
+        ASSERT_TRUE(has_mode(d, "srv/rootless-ci/buildkite-pr", 0755, root_uid));
+        ASSERT_TRUE(has_mode(d, "srv/rootless-ci/buildkite-pr/docker", 0700, fake_pr_uid()));
+        ASSERT_TRUE(has_mode(d, "srv/rootless-ci/buildkite-pr/builds", 0700, fake_pr_uid()));
+        ASSERT_TRUE(has_mode(d, "home/buildkite-pr", 0700, fake_pr_uid()));
+        ASSERT_TRUE(has_mode(d, "home/buildkite", 0700, fake_ci_uid()));
+        ASSERT_TRUE(link_is(d, "home/buildkite-pr/.local/share/docker", "/srv/rootless-ci/buildkite-pr/docker"));
+
+        fake_run(&run, d, VERB_APPLY, true);
+        ASSERT_OK(run.r);
+        ASSERT_FALSE(run.ctx.any_changed);
+        fake_run_done(&run);
+        fake_run(&run, d, VERB_CHECK, true);
+        ASSERT_FALSE(run.ctx.any_failed);
+        ASSERT_EQ(fake_count(&run, "storage.mount-point", ITEM_PASS, NULL), 1);
+        ASSERT_EQ(fake_count(&run, "storage.builds:pr", ITEM_PASS, "(0700, owner buildkite-pr)"), 1);
+        fake_run_done(&run);
+}
+
+/* The data disk not mounted: said once, and no tenant gets a directory on the root disk. */
+TEST(storage_tenants_unmounted_data_disk_blocks_every_tenant) {
+        const char *d = test_tmpdir();
+        FakeRun run = { .disk_device = "/dev/disk/by-id/virtio-data", .live = true,
+                        .tenants = { fake_two_tenants[0], fake_two_tenants[1] }, .n_tenants = 2 };
+
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
+        populate_tenants(d);
+        ASSERT_OK(mkdir(P(d, "srv"), 0755));
+        ASSERT_OK(mkdir(P(d, "srv/rootless-ci"), 0755));
+        fake_run(&run, d, VERB_APPLY, true);
+        ASSERT_EQ(fake_count(&run, "storage.mount-point", ITEM_FAIL, "the data disk is not mounted at"), 1);
+        ASSERT_EQ(fake_count(&run, "storage.dir", _ITEM_STATUS_MAX, NULL), 0);
+        ASSERT_EQ(fake_count(&run, "storage.docker", _ITEM_STATUS_MAX, NULL), 0);
+        fake_run_done(&run);
+        ASSERT_TRUE(access(P(d, "srv/rootless-ci/buildkite"), F_OK) < 0);
+        ASSERT_TRUE(access(P(d, "srv/rootless-ci/buildkite-pr"), F_OK) < 0);
+}
+
+/* Offline with a data disk: each tenant says its directories wait for the first boot; the mount point nothing. */
+TEST(storage_tenants_offline_with_data_disk_defer_each_tenants_directories) {
+        const char *d = test_tmpdir();
+        FakeRun run = { .disk_device = "/dev/disk/by-id/virtio-data",
+                        .tenants = { fake_two_tenants[0], fake_two_tenants[1] }, .n_tenants = 2 };
+
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
+        populate_tenants(d);
+        fake_run(&run, d, VERB_PLAN, true);
+        ASSERT_OK(run.r);
+        ASSERT_EQ(fake_count(&run, "storage.dirs:main", ITEM_SKIP, "/srv/rootless-ci/buildkite/{docker,builds}"), 1);
+        ASSERT_EQ(fake_count(&run, "storage.dirs:pr", ITEM_SKIP, "/srv/rootless-ci/buildkite-pr/{docker,builds}"), 1);
+        ASSERT_EQ(fake_count(&run, "storage.mount-point", _ITEM_STATUS_MAX, NULL), 0);
+        fake_run_done(&run);
+}

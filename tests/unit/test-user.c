@@ -509,3 +509,145 @@ TEST(user_writes_the_account) {
         ASSERT_EQ(run.ctx.accounts[0].n_subuids, 0);
         fake_run_done(&run);
 }
+
+/* ---- tenants (issue 16): ranges of their own, planned or written ---- */
+
+/* plan: the second tenant's range keeps clear of the first's, which is only planned (no line yet). */
+TEST(user_tenants_plan_disjoint_ranges_before_any_is_written) {
+        const char *d = test_tmpdir();
+        FakeRun run = { .tenants = { fake_two_tenants[0], fake_two_tenants[1] }, .n_tenants = 2 };
+
+        fake_tree_populate(d, false);
+        fake_run(&run, d, VERB_PLAN, false);
+        ASSERT_OK(run.r);
+        ASSERT_EQ(fake_count(&run, "user.account:main", ITEM_CREATE, "create user buildkite "), 1);
+        ASSERT_EQ(fake_count(&run, "user.account:pr", ITEM_CREATE, "create user buildkite-pr "), 1);
+        ASSERT_EQ(fake_count(&run, "user.subuid:main", ITEM_CREATE, "add buildkite:100000:65536"), 1);
+        ASSERT_EQ(fake_count(&run, "user.subuid:pr", ITEM_CREATE, "add buildkite-pr:165536:65536"), 1);
+        ASSERT_EQ(fake_count(&run, "user.subgid:main", ITEM_CREATE, "add buildkite:100000:65536"), 1);
+        ASSERT_EQ(fake_count(&run, "user.subgid:pr", ITEM_CREATE, "add buildkite-pr:165536:65536"), 1);
+        ASSERT_EQ(run.ctx.accounts[1].subuids[0].start, 165536);
+        ASSERT_EQ(run.ctx.accounts[1].subgids[0].start, 165536);
+        ASSERT_STREQ(test_read_kept(d, "etc/subuid"), "");
+        fake_run_done(&run);
+}
+
+/* apply writes what plan said, each tenant its own line; the next apply changes nothing, check passes. */
+TEST(user_tenants_apply_writes_disjoint_ranges_then_nothing) {
+        const char *d = test_tmpdir();
+        FakeRun run = { .tenants = { fake_two_tenants[0], fake_two_tenants[1] }, .n_tenants = 2 };
+
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
+        fake_tree_populate_tenants(d, true);
+        fake_run(&run, d, VERB_PLAN, false);
+        ASSERT_EQ(fake_count(&run, "user.subuid:pr", ITEM_CREATE, "add buildkite-pr:165536:65536"), 1);
+        fake_run_done(&run);
+        fake_run(&run, d, VERB_APPLY, false);
+        ASSERT_OK(run.r);
+        ASSERT_EQ(fake_count(&run, "user.account:main", ITEM_OK, "adopted"), 1);
+        ASSERT_EQ(fake_count(&run, "user.account:pr", ITEM_OK, "adopted"), 1);
+        fake_run_done(&run);
+        ASSERT_STREQ(test_read_kept(d, "etc/subuid"), "buildkite:100000:65536\nbuildkite-pr:165536:65536\n");
+        ASSERT_STREQ(test_read_kept(d, "etc/subgid"), "buildkite:100000:65536\nbuildkite-pr:165536:65536\n");
+
+        fake_run(&run, d, VERB_APPLY, false);
+        ASSERT_OK(run.r);
+        ASSERT_FALSE(run.ctx.any_changed);
+        fake_run_done(&run);
+        fake_run(&run, d, VERB_CHECK, false);
+        ASSERT_FALSE(run.ctx.any_failed);
+        ASSERT_EQ(fake_count(&run, "user.subuid:pr", ITEM_PASS, "buildkite-pr has 165536:65536"), 1);
+        fake_run_done(&run);
+}
+
+/* Two tenants' lines that share IDs: a FAIL for each, with its fix; nothing is moved or kept silently. */
+TEST(user_tenants_sharing_ids_fail_and_nothing_is_written) {
+        const char *d = test_tmpdir();
+        FakeRun run = { .tenants = { fake_two_tenants[0], fake_two_tenants[1] }, .n_tenants = 2 }, legacy = {};
+        const char *subuid = "buildkite:100000:65536\nbuildkite-pr:150000:65536\n";
+
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
+        fake_tree_populate_tenants(d, true);
+        test_write(d, "etc/subuid", subuid);
+        test_write(d, "etc/subgid", "buildkite:100000:65536\nbuildkite-pr:200000:65536\n");
+        fake_run(&run, d, VERB_APPLY, false);
+        ASSERT_TRUE(run.r < 0);
+        ASSERT_EQ(fake_count(&run, "user.subuid:main", ITEM_FAIL,
+                             ":1: the range 100000:65536 of buildkite (tenant main) shares IDs with 150000:65536 of "
+                             "buildkite-pr (tenant pr)"), 1);
+        ASSERT_EQ(fake_count(&run, "user.subuid:pr", ITEM_FAIL,
+                             ":2: the range 150000:65536 of buildkite-pr (tenant pr) shares IDs with 100000:65536 of "
+                             "buildkite (tenant main)"), 1);
+        ASSERT_EQ(fake_count(&run, "user.subgid", ITEM_OK, NULL), 2);
+        ASSERT_EQ(run.ctx.accounts[0].n_subuids, 0);
+        fake_run_done(&run);
+        ASSERT_STREQ(test_read_kept(d, "etc/subuid"), subuid);
+
+        /* Without tenants the same line of another owner's is a range apply moves, as before. */
+        fake_run(&legacy, d, VERB_PLAN, false);
+        ASSERT_EQ(fake_count(&legacy, "user.subuid", ITEM_CHANGE, "drop line 1"), 1);
+        fake_run_done(&legacy);
+}
+
+/* /etc/login.defs is the host's: what of it is unusable is said once, without a tenant; legacy as before. */
+TEST(user_tenants_login_defs_warning_is_said_once) {
+        const char *d = test_tmpdir();
+        FakeRun run = { .tenants = { fake_two_tenants[0], fake_two_tenants[1] }, .n_tenants = 2 }, legacy = {};
+
+        fake_tree_populate(d, false);
+        test_write(d, "etc/login.defs", "SUB_UID_COUNT lots\n");
+        fake_run(&run, d, VERB_PLAN, false);
+        ASSERT_EQ(fake_count(&run, "user.login-defs", ITEM_WARN, "the value of SUB_UID_COUNT is not a number"), 1);
+        ASSERT_EQ(fake_count(&run, "user.login-defs:", _ITEM_STATUS_MAX, NULL), 0);
+        fake_run_done(&run);
+        fake_run(&legacy, d, VERB_PLAN, false);
+        ASSERT_EQ(fake_count(&legacy, "user.login-defs", ITEM_WARN, "the value of SUB_UID_COUNT is not a number"), 1);
+        ASSERT_TRUE(strcmp(legacy.ctx.items[0].id, "user.login-defs") == 0);
+        fake_run_done(&legacy);
+}
+
+/* A tenant's user in another tenant's group: removed (that group opens the other's data and token); a shared primary group refused. */
+TEST(user_tenants_keep_out_of_each_others_groups) {
+        const char *d = test_tmpdir();
+        FakeRun run = { .tenants = { fake_two_tenants[0], fake_two_tenants[1] }, .n_tenants = 2 };
+        _cleanup_free_ char *group = NULL, *passwd = NULL;
+
+        FAKE_SKIP_UNLESS_CI_USER_USABLE();
+        fake_tree_populate_tenants(d, true);
+        if (asprintf(&group, "root:x:0:\nalice:x:%u:\nbuildkite:x:%u:buildkite-pr\nbuildkite-pr:x:%u:buildkite\n",
+                     (unsigned) fake_ci_uid() + 1, (unsigned) fake_ci_gid(), (unsigned) fake_pr_uid()) < 0)
+                abort();
+        test_write(d, "etc/group", group);
+        test_write(d, "etc/gshadow", "root:*::\n");
+        fake_run(&run, d, VERB_APPLY, false);
+        ASSERT_OK(run.r);
+        ASSERT_EQ(fake_count(&run, "user.groups:main", ITEM_REMOVE,
+                             "removed buildkite from group buildkite-pr (the group of buildkite-pr, tenant pr's user"), 1);
+        ASSERT_EQ(fake_count(&run, "user.groups:pr", ITEM_REMOVE,
+                             "removed buildkite-pr from group buildkite (the group of buildkite, tenant main's user"), 1);
+        /* Not root's: the later steps' privileged GIDs do not hold them. */
+        for (size_t i = 0; i < run.ctx.facts.n_privileged_gids; i++)
+                ASSERT_TRUE(run.ctx.facts.privileged_gids[i] != fake_ci_gid() &&
+                            run.ctx.facts.privileged_gids[i] != fake_pr_uid());
+        fake_run_done(&run);
+        ASSERT_TRUE(strstr(test_read_kept(d, "etc/group"), "\nbuildkite:x:") &&
+                    strstr(test_read_kept(d, "etc/group"), ":\nbuildkite-pr:x:") &&
+                    !strstr(test_read_kept(d, "etc/group"), ":buildkite"));
+
+        /* One primary group for both: refused for the second, nothing changed for it. */
+        if (asprintf(&passwd, "%sbuildkite-pr:x:%u:%u::/home/buildkite-pr:/bin/bash\n",
+                     "root:x:0:0:root:/root:/bin/bash\n", (unsigned) fake_pr_uid(), (unsigned) fake_ci_gid()) < 0)
+                abort();
+        fake_tree_write_ids(d, "etc/passwd", "root:x:0:0:root:/root:/bin/bash\nbuildkite:x:@UID@:@GID@::/home/buildkite:/bin/bash\n");
+        {
+                _cleanup_free_ char *both = NULL;
+                if (asprintf(&both, "%s%s", test_read_kept(d, "etc/passwd"), passwd + strlen("root:x:0:0:root:/root:/bin/bash\n")) < 0)
+                        abort();
+                test_write(d, "etc/passwd", both);
+        }
+        fake_run(&run, d, VERB_CHECK, false);
+        ASSERT_EQ(fake_count(&run, "user.primary-group:pr", ITEM_FAIL,
+                             "the primary group of buildkite-pr is buildkite (GID "), 1);
+        ASSERT_EQ(fake_count(&run, "user.primary-group:main", ITEM_FAIL, "each tenant's data would be open to the other"), 1);
+        fake_run_done(&run);
+}

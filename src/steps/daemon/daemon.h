@@ -47,6 +47,15 @@ typedef struct RootSocket {
 typedef struct DaemonState {
         bool skip;              /* the account is not usable: the user step said why, nothing to look at */
         unsigned hide;          /* IN_CHECK for a planned account: check shows daemon.user alone */
+        /*
+         * The same for the host-wide parts (the unit, the delegation
+         * drop-in, AppArmor, the root daemon), which serve every tenant:
+         * skipped when no account is usable, hidden in check while none
+         * exists yet. Without tenants: skip and hide.
+         */
+        bool host_skip;
+        unsigned host_hide;
+        bool any_known;         /* an account exists: a running manager may owe a restart */
         bool live;              /* the live host with systemd running: managers to talk to */
         bool link_changed;      /* daemon.enable is not in place */
         bool dropins_changed;   /* daemon.delegate or daemon.mount-order is not in place */
@@ -69,14 +78,17 @@ typedef struct DaemonState {
 /* files.c */
 char *unit_search_path(const char *rootlesskit_path);
 int daemon_render(const char *template_name, const void *values, size_t n, char **ret);
-int daemon_unit_look(StepRun *run, Account *a, DaemonState *st);
-int daemon_dropins_look(StepRun *run, Account *a);
-int daemon_apparmor_look(StepRun *run, DaemonState *st);
+int daemon_unit_look(StepRun *run, Account *a);
+/* Do the unit texts old and new differ, and only in their ConditionUser= lines (a tenant added or removed)? */
+bool unit_differs_in_condition_user_only(const char *old, const char *new);
+int daemon_delegate_look(StepRun *run, Account *a);
+int daemon_mount_order_look(StepRun *run, Account *a);
+int daemon_apparmor_look(StepRun *run, Account *a);
 int daemon_delegation_look(StepRun *run, Account *a);
 
 /* root.c */
 int daemon_root_look(StepRun *run, Account *a);
-int daemon_root_settle(StepRun *run, Account *a);
+int daemon_restart_settle(StepRun *run, Account *a);
 int daemon_checks_look(StepRun *run, Account *a);
 int daemon_manager_look(StepRun *run, Account *a);
 

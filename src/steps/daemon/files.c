@@ -90,7 +90,7 @@ static bool fact_usable(StepRun *run, const DaemonState *st, const char *id, con
                         .status = live ? ITEM_FAIL : ITEM_SKIP,
                         .message = msg,
                         .fix = live ? "install what the preflight step reports missing, then run rootless-ci apply" : NULL,
-                        .hidden_in = st->hide,
+                        .hidden_in = st->host_hide,
                 });
                 return false;
         }
@@ -103,19 +103,117 @@ static bool fact_usable(StepRun *run, const DaemonState *st, const char *id, con
                         .message = msg,
                         .fix = "install it under a path of letters, digits and / . _ + - only (as the distribution's "
                                "package does, e.g. /usr/bin), then run rootless-ci apply",
-                        .hidden_in = st->hide,
+                        .hidden_in = st->host_hide,
                 });
                 return false;
         }
         return true;
 }
 
-/* The user unit and its enable link (the part "unit"). */
-int daemon_unit_look(StepRun *run, Account *a, DaemonState *st) {
-        _cleanup_free_ char *path_value = NULL;
+/*
+ * With tenants, the one unit serves every tenant's manager: its
+ * ConditionUser= line becomes one triggering condition per tenant's user
+ * (ConditionUser=|NAME: any of them), so every other user's manager still
+ * skips it. Without tenants the template's line is kept as it is.
+ */
+static int unit_condition_users(StepRun *run, char **text) {
+        _cleanup_free_ char *out = NULL;
+        const Account *accounts;
+        const char *line, *end;
+        size_t n, size = 0;
+        FILE *f;
+
+        accounts = run_accounts(run, &n);
+        if (!accounts[0].tenant)
+                return 0;
+        line = strstr(*text, "\nConditionUser=");
+        if (!line)
+                return log_error_errno(-EINVAL, "The unit template docker.service.in has no ConditionUser= line");
+        line++;
+        end = strchrnul(line, '\n');
+        f = open_memstream(&out, &size);
+        if (!f)
+                return -ENOMEM;
+        fwrite(*text, 1, (size_t) (line - *text), f);
+        for (size_t i = 0; i < n; i++)
+                fprintf(f, "ConditionUser=|%s\n", accounts[i].name);
+        fputs(*end ? end + 1 : end, f);
+        if (fclose(f) != 0 || !out)
+                return -ENOMEM;
+        free(*text);
+        *text = TAKE_PTR(out);
+        return 0;
+}
+
+/* text without its ConditionUser= lines, malloc'd. */
+static char *without_condition_user(const char *text) {
+        char *out = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&out, &size);
+
+        if (!f)
+                return NULL;
+        for (const char *p = text; *p;) {
+                const char *end = strchrnul(p, '\n');
+                if (!startswith(p, "ConditionUser="))
+                        fwrite(p, 1, (size_t) (end - p) + (*end ? 1 : 0), f);
+                p = *end ? end + 1 : end;
+        }
+        if (fclose(f) != 0) {
+                free(out);
+                return NULL;
+        }
+        return out;
+}
+
+bool unit_differs_in_condition_user_only(const char *old, const char *new) {
+        _cleanup_free_ char *a = NULL, *b = NULL;
+
+        if (!old || streq(old, new))
+                return false;
+        a = without_condition_user(old);
+        b = without_condition_user(new);
+        return a && b && streq(a, b);
+}
+
+/*
+ * With tenants, a tenant added or removed changes only the unit's
+ * ConditionUser= lines, which systemd checks when a unit starts: the
+ * other tenants' running daemons (and their jobs) need no restart for it.
+ * Any other change of the unit owes every tenant's daemon its restart.
+ */
+static const char *unit_restart_marker(StepRun *run, const char *text) {
+        _cleanup_free_ char *old = NULL;
+        size_t n;
+
+        if (!run_accounts(run, &n)[0].tenant)
+                return MARKER_DAEMON_RESTART;
+        if (read_file_at(run_root_fd(run), USER_UNIT_PATH, RESOLVE_POLICY_IN_ROOT, 1024 * 1024, &old, NULL) < 0)
+                return MARKER_DAEMON_RESTART;
+        return unit_differs_in_condition_user_only(old, text) ? NULL : MARKER_DAEMON_RESTART;
+}
+
+/*
+ * Who the unit is for, in its Description=: the CI user; with tenants the
+ * same words whoever they are, so that a tenant added changes the
+ * ConditionUser= lines alone (unit_restart_marker()).
+ */
+static const char *unit_users(StepRun *run) {
+        size_t n;
+        const Account *accounts = run_accounts(run, &n);
+
+        return accounts[0].tenant ? "each tenant's user" : accounts[0].name;
+}
+
+/* The user unit and its enable link (the part "unit", host-wide). */
+int daemon_unit_look(StepRun *run, Account *a) {
+        DaemonState *st = run_state(run);
+        _cleanup_free_ char *path_value = NULL, *text = NULL;
         const HostFacts *f = run_facts(run);
         int r;
 
+        if (st->host_skip)
+                return 0;
         if (fact_usable(run, st, "daemon.unit", f->dockerd_rootless_path, "dockerd-rootless.sh's path") &&
             fact_usable(run, st, "daemon.unit", f->rootlesskit_path, "rootlesskit's path") &&
             fact_usable(run, st, "daemon.unit", f->network_driver, "the network driver") &&
@@ -125,19 +223,25 @@ int daemon_unit_look(StepRun *run, Account *a, DaemonState *st) {
                         return -ENOMEM;
 
                 UnitValue values[] = {
-                        { "USER", a->name },
+                        { "USER", unit_users(run) },
                         { "PATH", path_value },
                         { "NET", f->network_driver },
                         { "DOCKERD_ROOTLESS", f->dockerd_rootless_path },
                         { "STORAGE_DRIVER", f->storage_driver },
                 };
-                r = daemon_file(run, "docker.service.in", values, ELEMENTSOF(values), &(FileWant) {
+                r = daemon_render("docker.service.in", values, ELEMENTSOF(values), &text);
+                if (r >= 0)
+                        r = unit_condition_users(run, &text);
+                if (r < 0)
+                        return r;
+                r = item_file(run, &(FileWant) {
                         .id = "daemon.unit",
                         .path = USER_UNIT_PATH,
+                        .text = text,
                         .what = "the CI user's Docker unit",
-                        .marker = MARKER_DAEMON_RESTART,
-                        .hidden_in = st->hide,
-                }, NULL);
+                        .marker = unit_restart_marker(run, text),
+                        .hidden_in = st->host_hide,
+                });
                 if (r < 0)
                         return r;
         }
@@ -146,7 +250,7 @@ int daemon_unit_look(StepRun *run, Account *a, DaemonState *st) {
                 .path = USER_UNIT_ENABLE_LINK,
                 .target = USER_UNIT_PATH,
                 .what = "enable the unit in user managers (only the CI user's runs it)",
-                .hidden_in = st->hide,
+                .hidden_in = st->host_hide,
         });
         if (r < 0)
                 return r;
@@ -156,31 +260,36 @@ int daemon_unit_look(StepRun *run, Account *a, DaemonState *st) {
 
 /*
  * The drop-ins of user@.service: cgroup delegation for every user manager
- * (units/user-delegate.conf.in), and the CI user's manager ordered after
- * the data mount. Either restarts a running user@UID (its marker); for a
- * planned account there is no manager to restart, and no UID to name the
- * second by.
+ * (units/user-delegate.conf.in; the part "delegate", host-wide), and the CI
+ * user's manager ordered after the data mount (the part "mount-order", per
+ * account). Either restarts a running user@UID (its marker; the
+ * delegation's, every tenant's); for a planned account there is no manager
+ * to restart, and no UID to name the second by.
  */
-int daemon_dropins_look(StepRun *run, Account *a) {
+int daemon_delegate_look(StepRun *run, Account *a) {
+        DaemonState *st = run_state(run);
+
+        if (st->host_skip)
+                return 0;
+        return daemon_file(run, "user-delegate.conf.in", NULL, 0, &(FileWant) {
+                .id = "daemon.delegate",
+                .path = DELEGATE_DROPIN_PATH,
+                .what = "cgroup delegation (" DELEGATED_CONTROLLERS ") for user managers:",
+                .marker = st->any_known ? MARKER_USER_MANAGER_RESTART : NULL,
+                .effects = EFFECT_SYSTEM_RELOAD,
+                .hidden_in = st->host_hide,
+        }, &st->dropins_changed);
+}
+
+int daemon_mount_order_look(StepRun *run, Account *a) {
         DaemonState *st = run_state(run);
         const Config *config = run_config(run);
         bool planned = a->state == ACCOUNT_PLANNED;
-        _cleanup_free_ char *mount_path = NULL, *uid_s = NULL;
+        _cleanup_free_ char *mount = NULL, *mount_path = NULL, *uid_s = NULL;
         int r;
 
         if (st->skip)
                 return 0;
-        r = daemon_file(run, "user-delegate.conf.in", NULL, 0, &(FileWant) {
-                .id = "daemon.delegate",
-                .path = DELEGATE_DROPIN_PATH,
-                .what = "cgroup delegation (" DELEGATED_CONTROLLERS ") for user managers:",
-                .marker = planned ? NULL : MARKER_USER_MANAGER_RESTART,
-                .effects = EFFECT_SYSTEM_RELOAD,
-                .hidden_in = st->hide,
-        }, &st->dropins_changed);
-        if (r < 0)
-                return r;
-
         if (planned) {
                 item_finding_ex(run, &(Finding) {
                         .id = "daemon.mount-order",
@@ -214,7 +323,7 @@ int daemon_dropins_look(StepRun *run, Account *a) {
                 if (r < 0)
                         return r;
         }
-        return daemon_apparmor_look(run, st);
+        return 0;
 }
 
 /*
@@ -352,7 +461,7 @@ static int use_existing_apparmor_profile(StepRun *run, const DaemonState *st, co
                                 .message = run_asprintf(run, "rootlesskit (%s) has the AppArmor profile %s (%s), "
                                                         "which allows user namespaces: rootless-ci uses it and "
                                                         "writes none of its own", real, other->name, other->file),
-                                .hidden_in = st->hide,
+                                .hidden_in = st->host_hide,
                         });
                         return 0;
                 }
@@ -366,7 +475,7 @@ static int use_existing_apparmor_profile(StepRun *run, const DaemonState *st, co
                         .fix = run_asprintf(run, "if the daemon cannot create its user namespace, add \"userns,\" to "
                                             "profile %s (in %s, or its local/ include), then reload it: "
                                             "apparmor_parser -r %s", other->name, other->file, other->file),
-                        .hidden_in = st->hide,
+                        .hidden_in = st->host_hide,
                 });
                 return 0;
         }
@@ -387,7 +496,7 @@ static int use_existing_apparmor_profile(StepRun *run, const DaemonState *st, co
                         .fix = run_asprintf(run, "keep one profile for %s: remove %s (apparmor_parser -R %s, then rm "
                                             "it) or profile %s in %s, then run rootless-ci apply", real, shown, shown,
                                             other->name, other->file),
-                        .hidden_in = st->hide,
+                        .hidden_in = st->host_hide,
                 });
                 return 0;
         }
@@ -399,7 +508,7 @@ static int use_existing_apparmor_profile(StepRun *run, const DaemonState *st, co
                 .problem = run_asprintf(run, "two AppArmor profiles attach to rootlesskit (%s): %s in %s, and "
                                         "rootless-ci's %s", real, other->name, other->file, shown),
                 .check_fix = "rootless-ci apply (it removes its own profile)",
-                .hidden_in = st->hide,
+                .hidden_in = st->host_hide,
                 .apply = remove_our_apparmor_profile,
                 .data = run_asprintf(run, "removed rootless-ci's AppArmor profile %s: profile %s (%s) attaches to %s "
                                      "and is used", shown, other->name, other->file, real),
@@ -407,19 +516,22 @@ static int use_existing_apparmor_profile(StepRun *run, const DaemonState *st, co
         return 0;
 }
 
-/* Our profile, where one is needed and no other attaches to rootlesskit. */
-int daemon_apparmor_look(StepRun *run, DaemonState *st) {
+/* Our profile, where one is needed and no other attaches to rootlesskit (the part "apparmor", host-wide). */
+int daemon_apparmor_look(StepRun *run, Account *a) {
         _cleanup_(apparmor_profile_done) AppArmorProfile other = {};
         _cleanup_free_ char *text = NULL, *real = NULL;
         const HostFacts *f = run_facts(run);
+        DaemonState *st = run_state(run);
         int r;
 
+        if (st->host_skip)
+                return 0;
         if (!f->apparmor_restricts_userns) {
                 item_finding_ex(run, &(Finding) {
                         .id = "daemon.apparmor",
                         .status = ITEM_OK,
                         .message = "no AppArmor profile needed (unprivileged user namespaces are not restricted)",
-                        .hidden_in = st->hide,
+                        .hidden_in = st->host_hide,
                 });
                 return 0;
         }
@@ -442,7 +554,7 @@ int daemon_apparmor_look(StepRun *run, DaemonState *st) {
                 .path = APPARMOR_PROFILE_PATH,
                 .text = text,
                 .what = "AppArmor profile allowing user namespaces for rootlesskit only:",
-                .hidden_in = st->hide,
+                .hidden_in = st->host_hide,
         });
         if (r < 0)
                 return r;

@@ -47,6 +47,34 @@ static int user_manager_holds_privileged_group(StepRun *run, uint32_t main_pid, 
 }
 
 /*
+ * With tenants, the same for another tenant's group (the user step takes
+ * the user out of it): what that group opens is the other tenant's (its
+ * Docker data, its agent's token). Returns 1 with *ret_other, 0, or < 0.
+ */
+static int user_manager_holds_tenant_group(StepRun *run, const Account *a, uint32_t main_pid,
+                                           const Account **ret_other) {
+        size_t n;
+        const Account *accounts = run_accounts(run, &n);
+
+        for (size_t i = 0; i < n; i++) {
+                const Account *o = &accounts[i];
+                int r;
+
+                if (o == a || !o->tenant || o->state != ACCOUNT_KNOWN || o->gid == a->gid)
+                        continue;
+                r = pid_holds_gid((pid_t) main_pid, &o->gid, 1, NULL);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to read the credentials of PID %u, %s's manager: %m",
+                                               (unsigned) main_pid, a->name);
+                if (r > 0) {
+                        *ret_other = o;
+                        return 1;
+                }
+        }
+        return 0;
+}
+
+/*
  * The CI user's manager, user@UID.service, as the system manager sees it
  * (the part "manager"): whether it ran before this apply, whether systemd
  * still has to load its files, and whether it holds a group that leads to
@@ -75,10 +103,18 @@ int daemon_manager_look(StepRun *run, Account *a) {
                 st->need_reload = true;
         if (st->mgr_was_active) {
                 gid_t gid = (gid_t) -1;
+                const Account *other = NULL;
                 r = user_manager_holds_privileged_group(run, s.main_pid, &gid);
-                if (r > 0 && asprintf(&st->mgr_held_why, "so it and what it runs drop GID %u, a group that leads "
-                                      "to root, which %s kept from before it left the group", (unsigned) gid,
-                                      a->name) < 0)
+                if (r == 0)
+                        r = user_manager_holds_tenant_group(run, a, s.main_pid, &other);
+                if (r > 0 && other && asprintf(&st->mgr_held_why, "so it and what it runs drop GID %u, the group of "
+                                               "%s (tenant %s), which %s kept from before it left the group",
+                                               (unsigned) other->gid, other->name, other->tenant, a->name) < 0)
+                        r = -ENOMEM;
+                else if (r > 0 && !other &&
+                         asprintf(&st->mgr_held_why, "so it and what it runs drop GID %u, a group that leads "
+                                  "to root, which %s kept from before it left the group", (unsigned) gid,
+                                  a->name) < 0)
                         r = -ENOMEM;
                 if (r > 0 && asprintf(&msg, "restart %s %s", mgr, st->mgr_held_why) < 0)
                         r = -ENOMEM;
@@ -191,7 +227,7 @@ static int root_units_live_look(StepRun *run, DaemonState *st) {
                         .state = msg ? ITEM_OK : ITEM_REMOVE,
                         .plan = msg ?: plan,
                         .problem = problem,
-                        .hidden_in = st->hide,
+                        .hidden_in = st->host_hide,
                         .apply = root_unit_apply,
                         .data = u,
                 });
@@ -213,7 +249,7 @@ static int root_units_offline_look(StepRun *run, DaemonState *st) {
                         .path = path,
                         .target = "/dev/null",
                         .what = "mask the root daemon's unit",
-                        .hidden_in = st->hide,
+                        .hidden_in = st->host_hide,
                 });
                 if (r < 0)
                         return r;
@@ -255,7 +291,7 @@ static int stale_root_sockets_look(StepRun *run, DaemonState *st) {
                         .id = id,
                         .state = ITEM_REMOVE,
                         .plan = plan,
-                        .hidden_in = IN_CHECK | st->hide,
+                        .hidden_in = IN_CHECK | st->host_hide,
                         .apply = root_socket_apply,
                         .data = s,
                 });
@@ -263,12 +299,12 @@ static int stale_root_sockets_look(StepRun *run, DaemonState *st) {
         return 0;
 }
 
-/* The part "root": the root daemon's units and the sockets it left. */
+/* The part "root", host-wide: the root daemon's units and the sockets it left. */
 int daemon_root_look(StepRun *run, Account *a) {
         DaemonState *st = run_state(run);
         int r;
 
-        if (st->skip)
+        if (st->host_skip)
                 return 0;
         r = st->live ? root_units_live_look(run, st) : root_units_offline_look(run, st);
         if (r < 0)
@@ -277,13 +313,14 @@ int daemon_root_look(StepRun *run, Account *a) {
 }
 
 /*
- * After the files and the root daemon: one reload of the system manager
- * when one of its files changed (or it has not loaded them), AppArmor's
- * profiles loaded when ours was written, then one restart of a running
- * user@UID, for its new drop-ins (only read when it starts) or for a group
- * it holds from before the user left it.
+ * The part "restart", after the files and the root daemon: one reload of
+ * the system manager when one of its files changed (or it has not loaded
+ * them), AppArmor's profiles loaded when ours was written (both in the
+ * first account's run, where the host-wide parts ran), then one restart of
+ * the account's running user@UID, for its new drop-ins (only read when it
+ * starts) or for a group it holds from before the user left it.
  */
-int daemon_root_settle(StepRun *run, Account *a) {
+int daemon_restart_settle(StepRun *run, Account *a) {
         DaemonState *st = run_state(run);
         _cleanup_free_ char *mgr = NULL;
         sd_bus *system_bus = NULL;

@@ -241,6 +241,57 @@ static int home_open_judged(StepRun *run, StorageState *s, const char *home) {
         }
 }
 
+/* Apply: the home closed to group and others, through the fd the look opened (never by its name). */
+static int home_mode_apply(StepRun *run, Change *c) {
+        StorageState *s = run_state(run);
+        _cleanup_close_ int fd = openat(s->home_fds[0], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        struct stat st;
+
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return log_error_errno(negative_errno(), "Failed to open the home %s: %m", s->home_shown);
+        if (st.st_uid != s->uid) {
+                change_failed(run, c->id, run_asprintf(run, "chown %s: %s, then run rootless-ci apply", s->name,
+                                                       s->home_shown),
+                              "the home %s is no longer owned by %s: its mode is left alone", s->home_shown, s->name);
+                return 0;
+        }
+        if (fchmod(fd, st.st_mode & 07700) < 0)
+                return log_error_errno(negative_errno(), "Failed to close the home %s to others: %m", s->home_shown);
+        change_done(run, c->id, ITEM_CHANGE, "%s is mode %04o now (was %04o): other tenants' jobs cannot read it",
+                    s->home_shown, (unsigned) (st.st_mode & 07700), (unsigned) (st.st_mode & 07777));
+        return 0;
+}
+
+/*
+ * With tenants (issue 16): the home is closed to every other account, so
+ * another tenant's jobs read no dotfile (~/.docker/config.json) of this
+ * one's. useradd here makes it 0700 (HOME_MODE=0700); an adopted one may be
+ * 0755 (Debian's useradd without HOME_MODE). Without tenants: not judged,
+ * as before.
+ */
+static int home_mode_look(StepRun *run, StorageState *s, const Account *a) {
+        struct stat st;
+
+        if (!a->tenant)
+                return 0;
+        if (fstat(s->home_fds[0], &st) < 0)
+                return log_error_errno(negative_errno(), "Failed to stat the home %s: %m", s->home_shown);
+        if (!(st.st_mode & 0077)) {
+                item_ok(run, "storage.home-mode", "%s (%04o): closed to other tenants", s->home_shown,
+                        (unsigned) (st.st_mode & 07777));
+                return 0;
+        }
+        item_change(run, &(Change) {
+                .id = "storage.home-mode",
+                .state = ITEM_CHANGE,
+                .plan = run_asprintf(run, "chmod go-rwx %s (now %04o)", s->home_shown, (unsigned) (st.st_mode & 07777)),
+                .problem = run_asprintf(run, "the home %s is mode %04o: other tenants' jobs can read %s's dotfiles",
+                                        s->home_shown, (unsigned) (st.st_mode & 07777), s->name),
+                .apply = home_mode_apply,
+        });
+        return 0;
+}
+
 /* ~/.local and ~/.local/share: real directories of the user's, or missing (then made). 1: all there. */
 static int parents_look(StepRun *run, StorageState *s) {
         _cleanup_free_ char *fix = NULL;
@@ -372,6 +423,9 @@ int storage_home_look(StepRun *run, Account *a) {
 
         r = home_open_judged(run, s, home);
         if (r <= 0)
+                return r;
+        r = home_mode_look(run, s, a);
+        if (r < 0)
                 return r;
         r = parents_look(run, s);
         if (r <= 0)

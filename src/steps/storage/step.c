@@ -78,14 +78,33 @@ static bool is_mount_point(int fd) {
         return sx.stx_dev_major != parent.stx_dev_major || sx.stx_dev_minor != parent.stx_dev_minor;
 }
 
-/* The paths and owners every part works with; 0: the account is not usable, nothing to do. */
-static int storage_setup(StepRun *run, StorageState *s, Account *a) {
+/* What every run of the step starts from, whatever its account: <MountPoint> and the tree's root. */
+static int storage_setup_host(StepRun *run, StorageState *s) {
         struct stat root_st;
 
+        if (s->ready)
+                return 0;
         s->mp_fd = s->dir_fd = -1;
         for (size_t i = 0; i < ELEMENTSOF(s->home_fds); i++)
                 s->home_fds[i] = -1;
         s->ready = true;
+        /* "root" is whoever owns the tree's root: 0 on a host, the test's user in a test tree. */
+        if (fstat(run_root_fd(run), &root_st) < 0)
+                return log_error_errno(negative_errno(), "Failed to stat the root directory: %m");
+        s->root_uid = root_st.st_uid;
+        s->root_gid = root_st.st_gid;
+        s->mp = strdup(run_config(run)->mount_point);
+        s->mp_shown = s->mp ? run_shown(run, s->mp) : NULL;
+        return s->mp_shown ? 0 : -ENOMEM;
+}
+
+/* The paths and owners the account's parts work with; 0: the account is not usable, nothing to do. */
+static int storage_setup(StepRun *run, StorageState *s, Account *a) {
+        int r;
+
+        r = storage_setup_host(run, s);
+        if (r < 0)
+                return r;
         s->name = a->name;
         if (a->state == ACCOUNT_UNUSABLE) {
                 item_finding(run, "storage.dirs", ITEM_SKIP, NULL, "the CI user is not usable (see the user step)");
@@ -95,25 +114,16 @@ static int storage_setup(StepRun *run, StorageState *s, Account *a) {
         s->user_planned = a->state != ACCOUNT_KNOWN;
         s->uid = a->uid;
         s->gid = a->gid;
-        /* "root" is whoever owns the tree's root: 0 on a host, the test's user in a test tree. */
-        if (fstat(run_root_fd(run), &root_st) < 0)
-                return log_error_errno(negative_errno(), "Failed to stat the root directory: %m");
-        s->root_uid = root_st.st_uid;
-        s->root_gid = root_st.st_gid;
 
-        s->mp = strdup(run_config(run)->mount_point);
-        if (!s->mp)
-                return -ENOMEM;
         s->dir = storage_path_join(s->mp, s->name);
         s->docker = s->dir ? storage_path_join(s->dir, "docker") : NULL;
         s->builds = s->dir ? storage_path_join(s->dir, "builds") : NULL;
-        s->mp_shown = run_shown(run, s->mp);
         s->dir_shown = s->dir ? run_shown(run, s->dir) : NULL;
         s->data[0].sub = "docker";
         s->data[0].shown = s->docker ? run_shown(run, s->docker) : NULL;
         s->data[1].sub = "builds";
         s->data[1].shown = s->builds ? run_shown(run, s->builds) : NULL;
-        if (!s->docker || !s->builds || !s->mp_shown || !s->dir_shown || !s->data[0].shown || !s->data[1].shown)
+        if (!s->docker || !s->builds || !s->dir_shown || !s->data[0].shown || !s->data[1].shown)
                 return -ENOMEM;
         /* The agent's builds path. */
         if (free_and_strdup(&a->builds_dir, s->builds) < 0)
@@ -121,8 +131,12 @@ static int storage_setup(StepRun *run, StorageState *s, Account *a) {
         return 1;
 }
 
-/* <MountPoint> open at s->mp_fd: root's and not writable by others, then in place. */
-static int mount_point_judge(StepRun *run, StorageState *s, bool disk) {
+/*
+ * <MountPoint> open at s->mp_fd: root's and not writable by others, then in
+ * place. report: say so (the host-wide part); else only take the verdict
+ * (a later tenant's run: the host-wide part said it once).
+ */
+static int mount_point_judge(StepRun *run, StorageState *s, bool disk, bool report) {
         _cleanup_free_ char *fix = NULL;
         const char *shown = s->mp_shown;
         struct stat st;
@@ -130,19 +144,22 @@ static int mount_point_judge(StepRun *run, StorageState *s, bool disk) {
         if (fstat(s->mp_fd, &st) < 0)
                 return log_error_errno(negative_errno(), "Failed to stat %s: %m", shown);
         if (st.st_uid != s->root_uid || (st.st_mode & 0022)) {
-                if (asprintf(&fix, "chown root:root %s && chmod go-w %s", shown, shown) < 0)
+                if (report && asprintf(&fix, "chown root:root %s && chmod go-w %s", shown, shown) < 0)
                         return -ENOMEM;
-                item_finding(run, "storage.mount-point", ITEM_FAIL, fix,
-                             "%s (owner UID %u, mode %04o) is writable by someone other than root: they could swap "
-                             "the CI user's directories", shown, (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777));
+                if (report)
+                        item_finding(run, "storage.mount-point", ITEM_FAIL, fix,
+                                     "%s (owner UID %u, mode %04o) is writable by someone other than root: they could "
+                                     "swap the CI user's directories", shown, (unsigned) st.st_uid,
+                                     (unsigned) (st.st_mode & 07777));
                 s->dirs_blocked = true;
                 return 0;
         }
         /* Without Device= nothing else knows: an operator may have mounted something there. */
-        item_ok(run, "storage.mount-point", "%s: %s", shown,
-                disk ? "the data disk is mounted"
-                     : is_mount_point(s->mp_fd) ? "mounted, though no Device= is configured: used as it is"
-                                                : "a directory on the root filesystem (no data disk configured)");
+        if (report)
+                item_ok(run, "storage.mount-point", "%s: %s", shown,
+                        disk ? "the data disk is mounted"
+                             : is_mount_point(s->mp_fd) ? "mounted, though no Device= is configured: used as it is"
+                                                        : "a directory on the root filesystem (no data disk configured)");
         return 0;
 }
 
@@ -156,30 +173,55 @@ static int mount_point_make(StepRun *run, Change *c) {
         s->mp_fd = fd;
         change_done(run, c->id, ITEM_CREATE, "created %s (0755, root; no data disk is configured)", s->mp_shown);
         /* The change is the part's last item: the judgement goes right after it, as in a look. */
-        return mount_point_judge(run, s, false);
+        return mount_point_judge(run, s, false, true);
 }
 
-/* <MountPoint>: mounted (Device=) or a plain root-owned directory; never writable by others. */
-static int mount_point_look(StepRun *run, Account *a) {
+/*
+ * The part "account": the account's paths, or why there is nothing to do
+ * for it (not usable; offline with a data disk: made at first boot).
+ */
+static int account_look(StepRun *run, Account *a) {
         StorageState *s = run_state(run);
-        const Config *config = run_config(run);
-        const HostFacts *f = run_facts(run);
-        bool disk = config->disk_device != NULL;
-        const char *shown;
-        int r, fd;
+        int r;
 
         r = storage_setup(run, s, a);
         if (r <= 0)
                 return r;
-        shown = s->mp_shown;
-        if (disk && !run_live(run)) {
+        if (run_config(run)->disk_device && !run_live(run)) {
                 item_finding(run, "storage.dirs", ITEM_SKIP, NULL,
                              "%s/{docker,builds} are made on the data disk at first boot (Device= is set; disks are "
                              "mounted on the live host only)", s->dir);
                 s->dirs_deferred = true;
-                return 0;
         }
+        return 0;
+}
 
+/* Is any account usable? The mount point matters only for one that is. */
+static bool any_account_usable(StepRun *run) {
+        size_t n;
+        const Account *accounts = run_accounts(run, &n);
+
+        for (size_t i = 0; i < n; i++)
+                if (accounts[i].state != ACCOUNT_UNUSABLE)
+                        return true;
+        return false;
+}
+
+/*
+ * <MountPoint>: mounted (Device=) or a plain root-owned directory; never
+ * writable by others. report: the host-wide part, which says so (and plans
+ * or makes it); else a later tenant's run, which takes the verdict only:
+ * s->mp_fd open, -1 while it is still to be made or mounted, or
+ * s->dirs_blocked.
+ */
+static int mount_point_inspect(StepRun *run, StorageState *s, bool report) {
+        const Config *config = run_config(run);
+        const HostFacts *f = run_facts(run);
+        bool disk = config->disk_device != NULL;
+        const char *shown = s->mp_shown;
+        int r, fd;
+
+        s->mp_judged = true;
         /*
          * A symlink on the way (say /srv/ci -> /etc) would put the user's
          * directories wherever it points. The engine refused such a
@@ -190,8 +232,10 @@ static int mount_point_look(StepRun *run, Account *a) {
                 _cleanup_free_ char *msg = NULL;
                 r = config_check_mount_point_path(config, run_root_fd(run), run_root(run), &msg);
                 if (r == -ERCI_USAGE) {
-                        item_finding(run, "storage.mount-point", ITEM_FAIL, FIX_MOUNT_POINT_PATH, "%s", msg);
                         s->dirs_blocked = true;
+                        if (!report)
+                                return 0;
+                        item_finding(run, "storage.mount-point", ITEM_FAIL, FIX_MOUNT_POINT_PATH, "%s", msg);
                         return log_error_errno(r, "%s", msg);
                 }
                 if (r < 0)
@@ -207,11 +251,15 @@ static int mount_point_look(StepRun *run, Account *a) {
                 _cleanup_free_ char *plan_message = NULL, *message = NULL;
 
                 if (f->data_mount_planned) {
-                        item_finding(run, "storage.mount-point", ITEM_CREATE, NULL,
-                                     "%s is not mounted yet: its directories are made on the data disk once the "
-                                     "disk step has mounted it", shown);
+                        if (report)
+                                item_finding(run, "storage.mount-point", ITEM_CREATE, NULL,
+                                             "%s is not mounted yet: its directories are made on the data disk once "
+                                             "the disk step has mounted it", shown);
                         return 0;
                 }
+                s->dirs_blocked = true;
+                if (!report)
+                        return 0;
                 /* plan: the disk step already said why it cannot mount it. */
                 if (asprintf(&plan_message, "%s: its directories wait for the data disk (see the disk step)", shown) < 0 ||
                     asprintf(&message, "the data disk is not mounted at %s although Device= is set: rootless-ci does not "
@@ -224,7 +272,6 @@ static int mount_point_look(StepRun *run, Account *a) {
                         .fix = "run rootless-ci apply, whose disk step mounts the data disk; check the disk is attached",
                         .in_plan = &(Verdict) { ITEM_SKIP, plan_message, NULL },
                 });
-                s->dirs_blocked = true;
                 return 0;
         }
 
@@ -234,13 +281,28 @@ static int mount_point_look(StepRun *run, Account *a) {
         if (fd < 0 && disk)
                 return log_error_errno(fd, "Failed to open %s, where the data disk is mounted: %m", shown);
         if (fd == -ENOENT) {
-                storage_describe(run, "storage.mount-point", ITEM_CREATE, mount_point_make, NULL,
-                                 "mkdir %s (0755, root; no data disk is configured, so Docker's data stays on the "
-                                 "root filesystem)", shown);
+                if (report)
+                        storage_describe(run, "storage.mount-point", ITEM_CREATE, mount_point_make, NULL,
+                                         "mkdir %s (0755, root; no data disk is configured, so Docker's data stays "
+                                         "on the root filesystem)", shown);
                 return 0;
         }
         s->mp_fd = fd;
-        return mount_point_judge(run, s, disk);
+        return mount_point_judge(run, s, disk, report);
+}
+
+/* The part "mount-point", host-wide: judged and reported once, for every tenant. */
+static int mount_point_look(StepRun *run, Account *a) {
+        StorageState *s = run_state(run);
+        int r;
+
+        r = storage_setup_host(run, s);
+        if (r < 0)
+                return r;
+        /* Nothing to make there (each account said why), or made at first boot (each said so). */
+        if (!any_account_usable(run) || (run_config(run)->disk_device && !run_live(run)))
+                return 0;
+        return mount_point_inspect(run, s, true);
 }
 
 /* Open dirfd/name as a real directory fd (for fchown/fchmod), never through a symlink. */
@@ -322,7 +384,15 @@ static int dir_look(StepRun *run, Account *a) {
         _cleanup_(home_entry_done) HomeEntry e = {};
         int r, fd;
 
-        if (!s->ready || s->skip || s->dirs_blocked || s->dirs_deferred)
+        if (!s->ready || s->skip || s->dirs_deferred)
+                return 0;
+        /* A later tenant's run: the host-wide part judged the mount point in the first run. */
+        if (!s->mp_judged) {
+                r = mount_point_inspect(run, s, false);
+                if (r < 0)
+                        return r;
+        }
+        if (s->dirs_blocked)
                 return 0;
         r = entry_look(s->mp_fd, s->name, shown, &e, &apply);
         if (r < 0)
@@ -449,13 +519,16 @@ static void storage_state_done(void *p) {
 }
 
 /*
- * Parts, in the old step's order. mount-point, dir and data-dirs are apart because
+ * Parts, in the old step's order. account first (an account that is not usable, or
+ * directories made at first boot, is said before anything else); the mount
+ * point is the host's, judged once. mount-point, dir and data-dirs are apart because
  * each look needs the directory the previous apply makes (its fd); the home
  * part makes ~/.local, ~/.local/share and the link one after the other in
  * its applies, each in the directory the one before reached.
  */
 static const Part storage_parts[] = {
-        { .name = "mount-point", .look = mount_point_look },
+        { .name = "account", .look = account_look },
+        { .name = "mount-point", .look = mount_point_look, .host_wide = true },
         { .name = "dir", .look = dir_look },
         { .name = "data-dirs", .look = data_dirs_look },
         { .name = "home", .look = storage_home_look },

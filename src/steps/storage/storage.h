@@ -35,6 +35,7 @@ typedef struct StorageState {
         char *mp, *dir, *docker, *builds;   /* paths in the tree */
         char *mp_shown, *dir_shown;
         int mp_fd, dir_fd;       /* opened by a look, or by the apply that makes them */
+        bool mp_judged;          /* the mount point was judged in this run (the host-wide part, in the first) */
         bool dirs_deferred;      /* offline with a data disk: made at first boot */
         bool dirs_blocked;       /* the data disk is not mounted: nothing is made */
         bool skip;               /* the account is not usable: nothing at all */

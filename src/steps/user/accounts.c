@@ -47,7 +47,8 @@ static const PrivilegedGroup privileged_groups[] = {
         { "disk", "membership there is root: the group reads and writes raw disks" },
 };
 
-int user_load_login_defs(StepRun *run, UserState *s) {
+/* /etc/login.defs into s->defs; report: say what of it is unusable (the host-wide part does, once). */
+int user_load_login_defs(StepRun *run, UserState *s, bool report) {
         _cleanup_free_ char *text = NULL, *p = NULL;
         int r;
 
@@ -61,7 +62,7 @@ int user_load_login_defs(StepRun *run, UserState *s) {
         if (r < 0)
                 return log_error_errno(r, "Failed to read %s: %m", strempty(p));
         login_defs_parse(&s->defs, text);
-        if (s->defs.bad_line > 0)
+        if (report && s->defs.bad_line > 0)
                 item_finding(run, "user.login-defs", ITEM_WARN, NULL,
                              "%s:%u: the value of %s is not a number; shadow's default is used", strempty(p),
                              s->defs.bad_line, s->defs.bad_key);
@@ -102,7 +103,7 @@ const Privileged *user_privileged_of_group(const UserState *s, const char *name,
         return NULL;
 }
 
-/* One privileged group, unless its GID (or, for a group that does not exist, its name) is listed already. */
+/* One privileged group, unless its GID (or, for a group that does not exist, its name) is listed already. 1: added. */
 static int add_privileged(UserState *s, const char *name, gid_t gid, const char *reason) {
         Privileged *n;
 
@@ -113,7 +114,7 @@ static int add_privileged(UserState *s, const char *name, gid_t gid, const char 
         if (!n)
                 return -ENOMEM;
         *n = (Privileged) { .name = strdup(name), .gid = gid, .reason = strdup(reason) };
-        return n->name && n->reason ? 0 : -ENOMEM;
+        return n->name && n->reason ? 1 : -ENOMEM;
 }
 
 /*
@@ -171,6 +172,51 @@ int user_collect_privileged(StepRun *run, UserState *s) {
                 r = add_privileged(s, name, gid, reason);
                 if (r < 0)
                         return r;
+        }
+        return 0;
+}
+
+/*
+ * With tenants (issue 16): every other tenant's primary group is one this
+ * user must not be in. What is open to that group is that tenant's (its
+ * Docker data root, 0710 with its group at every daemon start; its agent's
+ * configuration and token, 0640). A membership is removed as a privileged
+ * one is; a shared primary group is refused. Not root's: not exported as
+ * a privileged GID.
+ */
+const Account *user_next_other_tenant(StepRun *run, const UserState *s, size_t *i) {
+        const Account *accounts;
+        size_t n;
+
+        if (!s->account->tenant)
+                return NULL;
+        accounts = run_accounts(run, &n);
+        while (*i < n) {
+                const Account *o = &accounts[(*i)++];
+                if (o != s->account)
+                        return o;
+        }
+        return NULL;
+}
+
+int user_collect_tenant_groups(StepRun *run, UserState *s) {
+        const Account *o;
+        int r;
+
+        for (size_t i = 0; (o = user_next_other_tenant(run, s, &i));) {
+                /* Its primary group, or the group of its name that useradd will give it. */
+                const PasswdEntry *pw = userdb_find_user(&s->db, o->name);
+                const GroupEntry *g = pw ? userdb_find_gid(&s->db, pw->gid) : userdb_find_group(&s->db, o->name);
+                _cleanup_free_ char *reason = NULL;
+
+                if (asprintf(&reason, "the group of %s, tenant %s's user: its Docker data and its agent's "
+                             "configuration are open to that group", o->name, o->tenant) < 0)
+                        return -ENOMEM;
+                r = add_privileged(s, g ? g->name : o->name, g ? g->gid : pw ? pw->gid : (gid_t) -1, reason);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        s->priv[s->n_priv - 1].other_tenant = true;
         }
         return 0;
 }
@@ -341,6 +387,12 @@ static int judge_existing(StepRun *run, UserState *s) {
                 REFUSE(run, s, "user.account", fix, "%s shares UID %u with %s: builds would run as %s too", s->name,
                        (unsigned) pw->uid, other->name, other->name);
         }
+        if (is_privileged_gid(s, pw->gid, &p) && p->other_tenant)
+                REFUSE(run, s, "user.primary-group",
+                       run_asprintf(run, "give each tenant's user a primary group no other tenant's user has "
+                                    "(groupadd GROUP && usermod -g GROUP %s), then run rootless-ci apply", s->name),
+                       "the primary group of %s is %s (GID %u), %s: each tenant's data would be open to the other",
+                       s->name, p->name, (unsigned) pw->gid, p->reason);
         if (is_privileged_gid(s, pw->gid, &p)) {
                 if (asprintf(&fix, "give %s a primary group of its own: groupadd %s && usermod -g %s %s", s->name,
                              s->name, s->name, s->name) < 0)

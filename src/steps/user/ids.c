@@ -142,6 +142,103 @@ static int describe_edit(const SubIdEdit *e, const char *user, char **ret) {
         return 0;
 }
 
+/* The other tenants' ranges (issue 16), and whose each is, for messages. */
+typedef struct TenantRanges {
+        SubIdRange *ranges;
+        size_t n;
+        const Account **owners;
+        size_t n_owners;
+} TenantRanges;
+
+static void tenant_ranges_done(TenantRanges *t) {
+        free(t->ranges);
+        free(t->owners);
+        *t = (TenantRanges) {};
+}
+
+static int tenant_ranges_add(TenantRanges *t, const Account *owner, uint64_t start, uint64_t count) {
+        SubIdRange *r = ARRAY_PUSH(t->ranges, t->n);
+        const Account **o;
+
+        if (!r)
+                return -ENOMEM;
+        *r = (SubIdRange) { start, count };
+        o = ARRAY_PUSH(t->owners, t->n_owners);
+        if (!o)
+                return -ENOMEM;
+        *o = owner;
+        return 0;
+}
+
+/*
+ * With tenants: every range another tenant's user has in the file (its
+ * lines, by name or by UID) or will have (a tenant this step went through
+ * already: what its look settled, in plan the range apply is to write).
+ * Two tenants never share an ID: their containers would own each other's
+ * files. Without tenants: none, as before.
+ */
+static int other_tenants_ranges(StepRun *run, const UserState *s, SubIdKind kind, const SubIdFile *f,
+                                TenantRanges *ret) {
+        const Account *o;
+        int r;
+
+        for (size_t i = 0; (o = user_next_other_tenant(run, s, &i));) {
+                const PasswdEntry *pw = userdb_find_user(&s->db, o->name);
+                const SubIdRange *settled = kind == SUBID_KIND_UID ? o->subuids : o->subgids;
+                size_t n_settled = kind == SUBID_KIND_UID ? o->n_subuids : o->n_subgids;
+
+                for (size_t k = 0; k < f->n_lines; k++)
+                        if (f->lines[k].kind == SUBID_LINE_RANGE &&
+                            subid_line_is_users(&f->lines[k], o->name, pw ? pw->uid : (uid_t) -1)) {
+                                r = tenant_ranges_add(ret, o, f->lines[k].start, f->lines[k].count);
+                                if (r < 0)
+                                        return r;
+                        }
+                for (size_t k = 0; k < n_settled; k++) {
+                        r = tenant_ranges_add(ret, o, settled[k].start, settled[k].count);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+/*
+ * A line of the user's that shares IDs with another tenant's range: a
+ * FAIL, never moved silently (the files its containers made would belong
+ * to the other tenant's containers) nor kept. Returns 1 when one does.
+ */
+static int overlap_with_tenant(StepRun *run, const UserState *s, const SubIdEdit *e, const char *id,
+                               const TenantRanges *t) {
+        uid_t uid = s->pw ? s->pw->uid : (uid_t) -1;
+
+        for (size_t i = 0; i < e->file.n_lines; i++) {
+                const SubIdLine *l = &e->file.lines[i];
+                const SubIdRange *o;
+                const Account *owner;
+
+                if (l->kind != SUBID_LINE_RANGE || !subid_line_is_users(l, s->name, uid))
+                        continue;
+                o = subid_ranges_overlapping(t->ranges, t->n, l->start, l->count);
+                if (!o)
+                        continue;
+                owner = t->owners[o - t->ranges];
+                item_finding(run, id, ITEM_FAIL,
+                             run_asprintf(run, "give each tenant a range of its own: delete line %u of %s (or the "
+                                          "other tenant's) and run rootless-ci apply, which allocates a free one; "
+                                          "files that user's containers made then belong to IDs it no longer maps "
+                                          "(remove its Docker data first: docker system prune -a --volumes)",
+                                          l->lineno, e->display),
+                             "%s:%u: the range %llu:%llu of %s (tenant %s) shares IDs with %llu:%llu of %s (tenant "
+                             "%s): their containers would own each other's files",
+                             e->display, l->lineno, (unsigned long long) l->start, (unsigned long long) l->count,
+                             s->name, s->account->tenant, (unsigned long long) o->start,
+                             (unsigned long long) o->count, owner->name, owner->tenant);
+                return 1;
+        }
+        return 0;
+}
+
 /*
  * /etc/subuid or /etc/subgid: the user's range in place, or a Change that
  * writes it. s->ranges[kind] is the range once apply is done (unchanged when
@@ -153,6 +250,7 @@ int user_look_subids(StepRun *run, UserState *s, SubIdKind kind, uint64_t prefer
         SubIdResult *res = &s->ranges[kind];
         _cleanup_free_ char *text = NULL, *etc = NULL, *id = NULL;
         _cleanup_free_ uint32_t *used = NULL;
+        _cleanup_(tenant_ranges_done) TenantRanges tenants = {};
         size_t size = 0, n_used = 0;
         uid_t uid = s->pw ? s->pw->uid : (uid_t) -1;
         SubIdPolicy policy;
@@ -181,6 +279,10 @@ int user_look_subids(StepRun *run, UserState *s, SubIdKind kind, uint64_t prefer
         for (size_t i = 0; i < n_used; i++)
                 used[i] = kind == SUBID_KIND_UID ? s->db.users[i].uid : s->db.groups[i].gid;
 
+        r = other_tenants_ranges(run, s, kind, &e->file, &tenants);
+        if (r < 0)
+                return r;
+
         policy = (SubIdPolicy) {
                 .min = kind == SUBID_KIND_UID ? s->defs.sub_uid_min : s->defs.sub_gid_min,
                 .max = kind == SUBID_KIND_UID ? s->defs.sub_uid_max : s->defs.sub_gid_max,
@@ -188,6 +290,8 @@ int user_look_subids(StepRun *run, UserState *s, SubIdKind kind, uint64_t prefer
                 .used_ids = used,
                 .n_used_ids = n_used,
                 .preferred_start = preferred,
+                .reserved = tenants.ranges,
+                .n_reserved = tenants.n,
         };
 
         for (size_t i = 0; i < e->file.n_lines; i++) {
@@ -197,6 +301,12 @@ int user_look_subids(StepRun *run, UserState *s, SubIdKind kind, uint64_t prefer
                 format_line(line, sizeof(line), e->file.lines[i].text, e->file.lines[i].len);
                 item_finding(run, id, ITEM_WARN, NULL, "%s:%u: \"%s\" is not owner:start:count; kept as it is",
                              e->display, e->file.lines[i].lineno, line);
+        }
+
+        r = overlap_with_tenant(run, s, e, id, &tenants);
+        if (r != 0) {
+                subid_result_done(res);  /* no range settled: nothing maps it */
+                return r < 0 ? r : 0;
         }
 
         r = subid_plan(&e->file, s->name, uid, &policy, &e->plan);

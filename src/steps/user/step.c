@@ -24,7 +24,8 @@
  * byte for byte), under the same locks shadow's tools take, and written
  * atomically with the file's own mode and owner.
  *
- * Three parts: account (accounts.c: judge it, or create it), ids (ids.c and
+ * Four parts: login-defs (host-wide: what of /etc/login.defs is unusable,
+ * said once), account (accounts.c: judge it, or create it), ids (ids.c and
  * groups.c: the ranges and the memberships, applied under shadow's locks
  * after a look again under them), sudoers (and what later steps read of the
  * groups). The step writes the Account the later steps get.
@@ -209,7 +210,8 @@ static int user_export_groups(StepRun *run, UserState *s) {
         if (!f->privileged_gids)
                 return -ENOMEM;
         for (size_t i = 0; i < s->n_priv; i++)
-                if (s->priv[i].gid != (gid_t) -1 && !gid_list_contains(f->privileged_gids, n, s->priv[i].gid))
+                if (s->priv[i].gid != (gid_t) -1 && !s->priv[i].other_tenant &&
+                    !gid_list_contains(f->privileged_gids, n, s->priv[i].gid))
                         f->privileged_gids[n++] = s->priv[i].gid;
         f->n_privileged_gids = n;
 
@@ -241,6 +243,11 @@ static void user_export_ranges(UserState *s) {
         }
 }
 
+/* /etc/login.defs is the host's: what of it is unusable is said once, not once per tenant. */
+static int login_defs_look(StepRun *run, Account *a) {
+        return user_load_login_defs(run, run_state(run), true);
+}
+
 static int account_look(StepRun *run, Account *a) {
         UserState *s = run_state(run);
         int r;
@@ -253,7 +260,7 @@ static int account_look(StepRun *run, Account *a) {
         free(a->home);
         a->home = NULL;
 
-        r = user_load_login_defs(run, s);
+        r = user_load_login_defs(run, s, false);
         if (r < 0)
                 return r;
         r = user_reload_db(run, s);
@@ -267,6 +274,8 @@ static int account_look(StepRun *run, Account *a) {
                 return 0;
         }
         r = user_collect_privileged(run, s);
+        if (r >= 0)
+                r = user_collect_tenant_groups(run, s);
         if (r < 0)
                 return log_error_errno(r, "Failed to collect the privileged groups: %m");
 
@@ -349,6 +358,7 @@ static int sudoers_look(StepRun *run, Account *a) {
 }
 
 static const Part user_parts[] = {
+        { .name = "login-defs", .look = login_defs_look, .host_wide = true },
         { .name = "account", .look = account_look },
         { .name = "ids", .look = ids_look, .begin = ids_begin, .end = ids_end, .settle = ids_settle, .relook = true },
         { .name = "sudoers", .look = sudoers_look },

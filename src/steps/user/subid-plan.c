@@ -48,10 +48,18 @@ static bool first_used_id_in(const SubIdPolicy *p, uint64_t start, uint64_t coun
         return false;
 }
 
+const SubIdRange *subid_ranges_overlapping(const SubIdRange *ranges, size_t n, uint64_t start, uint64_t count) {
+        for (size_t i = 0; i < n; i++)
+                if (overlaps(start, count, ranges[i].start, ranges[i].count))
+                        return &ranges[i];
+        return NULL;
+}
+
 bool subid_range_is_free(const SubIdFile *f, const char *user, uid_t uid, const SubIdPolicy *policy,
                          uint64_t start, uint64_t count) {
         uint32_t id;
-        return !first_overlapping_entry(f, user, uid, start, count) && !first_used_id_in(policy, start, count, &id);
+        return !first_overlapping_entry(f, user, uid, start, count) && !first_used_id_in(policy, start, count, &id) &&
+               !subid_ranges_overlapping(policy->reserved, policy->n_reserved, start, count);
 }
 
 void subid_plan_done(SubIdPlan *p) {

@@ -34,6 +34,13 @@ typedef struct SubIdPolicy {
         const uint32_t *used_ids;/* existing UIDs (for subuid) or GIDs (for subgid) */
         size_t n_used_ids;
         uint64_t preferred_start;/* 0: none. Tried first, so subuid and subgid can match */
+        /*
+         * Ranges that are taken though no line of the file may say so yet:
+         * the other tenants' (issue 16), planned ones included. A new range
+         * never overlaps them.
+         */
+        const SubIdRange *reserved;
+        size_t n_reserved;
 } SubIdPolicy;
 
 typedef struct SubIdPlan {
@@ -71,7 +78,10 @@ int subid_plan_ranges(const SubIdFile *f, const SubIdPlan *p, const char *user, 
  */
 int subid_plan(const SubIdFile *f, const char *user, uid_t uid, const SubIdPolicy *policy, SubIdPlan *ret);
 
-/* Is [start, start+count) free of other owners' lines and of used IDs? */
+/* The first of ranges[0..n) that shares an ID with [start, start+count), or NULL. */
+const SubIdRange *subid_ranges_overlapping(const SubIdRange *ranges, size_t n, uint64_t start, uint64_t count);
+
+/* Is [start, start+count) free of other owners' lines, of used IDs and of the reserved ranges? */
 bool subid_range_is_free(const SubIdFile *f, const char *user, uid_t uid, const SubIdPolicy *policy,
                          uint64_t start, uint64_t count);
 

@@ -23,6 +23,7 @@ typedef struct Privileged {
         char *name;
         gid_t gid;          /* (gid_t) -1 if the group does not exist */
         char *reason;
+        bool other_tenant;  /* another tenant's own group: not root's, so not in HostFacts.privileged_gids */
 } Privileged;
 
 typedef enum SubIdKind {
@@ -87,9 +88,12 @@ typedef struct UserState {
 #define ACCOUNT_FILE_MAX (64 * 1024 * 1024)
 
 /* accounts.c */
-int user_load_login_defs(StepRun *run, UserState *s);
+int user_load_login_defs(StepRun *run, UserState *s, bool report);
 int user_reload_db(StepRun *run, UserState *s);
 int user_collect_privileged(StepRun *run, UserState *s);
+int user_collect_tenant_groups(StepRun *run, UserState *s);
+/* With tenants: the other tenants' accounts, one by one (*i from 0), then NULL; without: NULL. */
+const Account *user_next_other_tenant(StepRun *run, const UserState *s, size_t *i);
 const Privileged *user_privileged_of_group(const UserState *s, const char *name, gid_t gid);
 int user_look_account(StepRun *run, UserState *s);
 
