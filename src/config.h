@@ -57,6 +57,13 @@ typedef struct Config {
         /* [Tenant], repeated: in the order the files give them (none: the one tenant of [User]/[Agent]) */
         Tenant *tenants;
         size_t n_tenants;
+
+        /*
+         * apply --retire=NAME (plan too): take down these recorded tenants that are no longer
+         * configured (steps/tenants/). Not a configuration key; never remembered. Not owned (argv's).
+         */
+        const char *const *retire;
+        size_t n_retire;
 } Config;
 
 #define CONFIG_PATH "/etc/rootless-ci.conf"

@@ -456,3 +456,19 @@ fail:
                 (void) unlinkat(dirfd, tmp, 0);
         return r;
 }
+
+int remove_file_at(int dirfd, const char *path, ResolvePolicy policy) {
+        _cleanup_free_ char *name = NULL;
+        _cleanup_close_ int parent = -1, d = -1;
+
+        parent = safe_open_parent(dirfd, path, policy, &name);
+        if (parent < 0)
+                return parent;
+        /* O_PATH fds cannot remove entries; reopen for real. */
+        d = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (d < 0)
+                return negative_errno();
+        if (unlinkat(d, name, 0) < 0)
+                return negative_errno();
+        return fsync_dir(d);
+}
