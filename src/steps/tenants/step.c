@@ -189,7 +189,7 @@ static char *leftover_describe(StepRun *run, const Leftover *l) {
                                           : l->agent_active                  ? "running"
                                                                              : "enabled");
         if (l->agent_dropin)
-                parts[n++] = run_asprintf(run, "its drop-in %s", l->agent_dropin);
+                parts[n++] = run_asprintf(run, "the drop-in %s", l->agent_dropin);
         if (l->docker_active)
                 parts[n++] = run_asprintf(run, "%s's Docker (%s in its manager)", l->e->user, USER_DOCKER_UNIT);
         if (l->linger)

@@ -1,0 +1,339 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "config.h"
+#include "engine/engine.h"
+#include "steps/steps.h"
+#include "steps/tenants/tenants.h"
+#include "tests.h"
+#include "util/error.h"
+
+/*
+ * The tenants step on fake trees (offline: files only, systemd is not
+ * asked): the record apply writes, a removed tenant reported as a WARN in
+ * every verb with nothing taken down, --retire taking down what
+ * rootless-ci wrote for it and keeping every byte of its data, and the
+ * refusals of --retire. Config.tenants is filled by hand (the [Tenant]
+ * parser is another branch's).
+ */
+
+#define PR_UID "1234"
+#define RECORD_MAIN_PR                                                                                         \
+        "main buildkite buildkite-agent@main.service\n"                                                       \
+        "pr buildkite-pr buildkite-agent@pr.service\n"
+
+static void config_tenants(Config *c, size_t n) {
+        static const char *const names[] = { "main", "pr" }, *const users[] = { "buildkite", "buildkite-pr" };
+
+        if (config_init(c) < 0)
+                abort();
+        c->tenants = calloc(n, sizeof(Tenant));
+        if (!c->tenants)
+                abort();
+        c->n_tenants = n;
+        for (size_t i = 0; i < n; i++) {
+                c->tenants[i] = (Tenant) { .name = strdup(names[i]), .user = strdup(users[i]) };
+                if (asprintf(&c->tenants[i].agent_unit, "buildkite-agent@%s.service", names[i]) < 0)
+                        abort();
+        }
+}
+
+/* A host apply set up main and pr on: the record, what it wrote for pr, and pr's data. */
+static void tree_with_pr(const char *dir, const char *record) {
+        _cleanup_(tenant_records_done) TenantRecords t = {};
+        _cleanup_free_ char *text = NULL;
+
+        /* As apply writes it (its header too). */
+        if (tenant_records_parse(record, &t) < 0 || !(text = tenant_records_render(t.entries, t.n_entries)))
+                abort();
+        test_write(dir, "etc/passwd",
+                   "root:x:0:0:root:/root:/bin/bash\n"
+                   "buildkite:x:1001:1001::/home/buildkite:/bin/bash\n"
+                   "buildkite-pr:x:" PR_UID ":" PR_UID "::/home/buildkite-pr:/bin/bash\n");
+        test_write(dir, "etc/group", "root:x:0:\n");
+        test_write(dir, "var/lib/rootless-ci/tenants", text);
+        test_write(dir, "etc/systemd/system/buildkite-agent@pr.service.d/zz-rootless-ci.conf", "[Service]\nUser=buildkite-pr\n");
+        test_write(dir, "etc/systemd/system/buildkite-agent@main.service.d/zz-rootless-ci.conf", "[Service]\nUser=buildkite\n");
+        test_write(dir, "etc/systemd/system/user@" PR_UID ".service.d/rootless-ci-mount.conf", "[Unit]\n");
+        test_write(dir, "etc/systemd/system/user@1001.service.d/rootless-ci-mount.conf", "[Unit]\n");
+        test_write(dir, "var/lib/systemd/linger/buildkite-pr", "");
+        test_write(dir, "var/lib/systemd/linger/buildkite", "");
+        /* Its data: never deleted. */
+        test_write(dir, "home/buildkite-pr/.profile", "pr's profile\n");
+        test_write(dir, "srv/rootless-ci/buildkite-pr/builds/pipeline/README", "a checkout\n");
+        test_write(dir, "srv/rootless-ci/buildkite-pr/docker/image/overlay2/repositories.json", "{}\n");
+        test_write(dir, "etc/buildkite-agent/pr.cfg", "token=\"secret\"\n");
+}
+
+static int run_tenants(Context *ctx, Verb verb, const char *dir, const Config *c) {
+        const Step *const steps[] = { &step_tenants };
+
+        if (context_init(ctx, verb, dir, c) < 0)
+                abort();
+        return engine_run_steps(ctx, steps, 1);
+}
+
+static const Item *find_item(const Context *ctx, const char *id) {
+        for (size_t i = 0; i < ctx->n_items; i++)
+                if (streq(ctx->items[i].id, id))
+                        return &ctx->items[i];
+        return NULL;
+}
+
+static bool exists(const char *dir, const char *relpath) {
+        struct stat st;
+        return lstat(test_path(dir, relpath), &st) == 0;
+}
+
+TEST(record_round_trip_and_malformed_lines) {
+        TenantRecord e[] = {
+                { .name = "main", .user = "buildkite", .agent_unit = "buildkite-agent@main.service" },
+                { .name = TENANT_LEGACY_NAME, .user = "ci", .agent_unit = "buildkite-agent.service" },
+        };
+        _cleanup_(tenant_records_done) TenantRecords t = {}, bad = {};
+        _cleanup_free_ char *text = tenant_records_render(e, ELEMENTSOF(e));
+
+        ASSERT_TRUE(text);
+        ASSERT_CONTAINS(text, "# The tenants rootless-ci apply has set up");
+        ASSERT_CONTAINS(text, "\nmain buildkite buildkite-agent@main.service\n_legacy ci buildkite-agent.service\n");
+        ASSERT_OK(tenant_records_parse(text, &t));
+        ASSERT_EQ(t.n_entries, 2);
+        ASSERT_EQ(t.bad_line, 0);
+        ASSERT_STREQ(tenant_records_find(&t, "_legacy")->user, "ci");
+        ASSERT_STREQ(tenant_records_find(&t, "main")->agent_unit, "buildkite-agent@main.service");
+
+        /* The first bad line is named; the good ones are still read. */
+        ASSERT_OK(tenant_records_parse("# c\nmain buildkite buildkite-agent@main.service\n\n"
+                                       "Bad_Name u x.service\npr buildkite-pr\nmain other y.service\n",
+                                       &bad));
+        ASSERT_EQ(bad.n_entries, 1);
+        ASSERT_EQ(bad.bad_line, 4);
+        ASSERT_STREQ(bad.bad_why, "not a tenant name");
+}
+
+TEST(apply_records_the_legacy_tenant_and_named_tenants) {
+        const char *dir = test_tmpdir();
+        _cleanup_(config_done) Config legacy = {}, two = {};
+        Context ctx;
+
+        /* No [Tenant]: the one of [User]/[Agent], as _legacy; plan and check write nothing. */
+        ASSERT_OK(config_init(&legacy));
+        ASSERT_OK(run_tenants(&ctx, VERB_PLAN, dir, &legacy));
+        ASSERT_EQ(find_item(&ctx, "tenants.record")->status, ITEM_CREATE);
+        context_done(&ctx);
+        ASSERT_OK(run_tenants(&ctx, VERB_CHECK, dir, &legacy));
+        ASSERT_EQ(find_item(&ctx, "tenants.record")->status, ITEM_FAIL);
+        context_done(&ctx);
+        ASSERT_FALSE(exists(dir, "var/lib/rootless-ci/tenants"));
+        ASSERT_OK(run_tenants(&ctx, VERB_APPLY, dir, &legacy));
+        ASSERT_TRUE(find_item(&ctx, "tenants.record")->changed);
+        context_done(&ctx);
+        ASSERT_CONTAINS(test_read_kept(dir, "var/lib/rootless-ci/tenants"),
+                        "\n_legacy buildkite buildkite-agent.service\n");
+
+        /* Switched to [Tenant] sections: both recorded, the legacy one kept (removed, not retired). */
+        config_tenants(&two, 2);
+        ASSERT_OK(run_tenants(&ctx, VERB_APPLY, dir, &two));
+        ASSERT_EQ(find_item(&ctx, "tenants.removed:_legacy")->status, ITEM_WARN);
+        context_done(&ctx);
+        ASSERT_CONTAINS(test_read_kept(dir, "var/lib/rootless-ci/tenants"),
+                        "\nmain buildkite buildkite-agent@main.service\npr buildkite-pr buildkite-agent@pr.service\n"
+                        "_legacy buildkite buildkite-agent.service\n");
+        /* A second apply changes nothing. */
+        ASSERT_OK(run_tenants(&ctx, VERB_APPLY, dir, &two));
+        ASSERT_FALSE(ctx.any_changed);
+        ASSERT_EQ(find_item(&ctx, "tenants.record")->status, ITEM_OK);
+        context_done(&ctx);
+}
+
+TEST(removed_tenant_is_a_warning_in_every_verb_and_nothing_is_taken_down) {
+        const char *dir = test_tmpdir();
+        _cleanup_(config_done) Config one = {};
+        _cleanup_free_ char *record = NULL;
+        static const Verb verbs[] = { VERB_PLAN, VERB_CHECK, VERB_APPLY };
+
+        tree_with_pr(dir, RECORD_MAIN_PR);
+        record = test_read(dir, "var/lib/rootless-ci/tenants");
+        config_tenants(&one, 1);
+        for (size_t v = 0; v < ELEMENTSOF(verbs); v++) {
+                const Item *it;
+                Context ctx;
+
+                ASSERT_OK(run_tenants(&ctx, verbs[v], dir, &one));
+                it = find_item(&ctx, "tenants.removed:pr");
+                ASSERT_TRUE(it);
+                ASSERT_EQ(it->status, ITEM_WARN);
+                ASSERT_CONTAINS(it->message, "tenant pr (user buildkite-pr, buildkite-agent@pr.service) is no longer "
+                                             "configured; still there for it: the drop-in");
+                ASSERT_CONTAINS(it->message, "buildkite-agent@pr.service.d/zz-rootless-ci.conf");
+                ASSERT_CONTAINS(it->message, "linger for buildkite-pr");
+                ASSERT_CONTAINS(it->message, "user@" PR_UID ".service.d/rootless-ci-mount.conf");
+                ASSERT_CONTAINS(it->message, "apply takes nothing down without --retire=pr");
+                ASSERT_CONTAINS(it->fix, "rootless-ci apply --retire=pr");
+                /* A warning: check holds, and apply changes nothing for it. */
+                ASSERT_FALSE(ctx.any_failed);
+                ASSERT_FALSE(ctx.any_changed);
+                ASSERT_TRUE(find_item(&ctx, "tenants.record")->status == ITEM_OK ||
+                            find_item(&ctx, "tenants.record")->status == ITEM_PASS);
+                context_done(&ctx);
+        }
+        /* Everything is still there, the record too. */
+        ASSERT_STREQ(test_read_kept(dir, "var/lib/rootless-ci/tenants"), record);
+        ASSERT_TRUE(exists(dir, "etc/systemd/system/buildkite-agent@pr.service.d/zz-rootless-ci.conf"));
+        ASSERT_TRUE(exists(dir, "var/lib/systemd/linger/buildkite-pr"));
+        ASSERT_TRUE(exists(dir, "etc/systemd/system/user@" PR_UID ".service.d/rootless-ci-mount.conf"));
+}
+
+TEST(legacy_tenant_switched_to_tenants_keeps_what_a_tenant_still_uses) {
+        const char *dir = test_tmpdir();
+        _cleanup_(config_done) Config two = {};
+        const Item *it;
+        Context ctx;
+
+        tree_with_pr(dir, "_legacy buildkite buildkite-agent.service\n");
+        test_write(dir, "etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf", "[Service]\n");
+        config_tenants(&two, 2);
+        ASSERT_OK(run_tenants(&ctx, VERB_CHECK, dir, &two));
+        it = find_item(&ctx, "tenants.removed:_legacy");
+        ASSERT_TRUE(it);
+        ASSERT_EQ(it->status, ITEM_WARN);
+        ASSERT_CONTAINS(it->message, "the tenant of [User] Name=buildkite and [Agent] Unit=buildkite-agent.service");
+        ASSERT_CONTAINS(it->message, "buildkite-agent.service.d/zz-rootless-ci.conf");
+        /* buildkite is tenant main's now: its linger and its manager's drop-in are not the legacy tenant's to lose. */
+        ASSERT_NOT_CONTAINS(it->message, "linger for buildkite");
+        ASSERT_NOT_CONTAINS(it->message, "user@1001");
+        ASSERT_CONTAINS(it->message, "its user buildkite (with its Docker and linger) is tenant main's now and stays");
+        ASSERT_CONTAINS(it->fix, "--retire=_legacy");
+        context_done(&ctx);
+
+        two.retire = (const char *const[]) { "_legacy" };
+        two.n_retire = 1;
+        ASSERT_OK(run_tenants(&ctx, VERB_APPLY, dir, &two));
+        ASSERT_FALSE(ctx.any_failed);
+        context_done(&ctx);
+        ASSERT_FALSE(exists(dir, "etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf"));
+        ASSERT_TRUE(exists(dir, "var/lib/systemd/linger/buildkite"));
+        ASSERT_TRUE(exists(dir, "etc/systemd/system/user@1001.service.d/rootless-ci-mount.conf"));
+        ASSERT_NOT_CONTAINS(test_read_kept(dir, "var/lib/rootless-ci/tenants"), "_legacy");
+}
+
+TEST(retire_takes_down_what_rootless_ci_wrote_and_keeps_the_data) {
+        const char *dir = test_tmpdir();
+        _cleanup_(config_done) Config one = {};
+        static const char *const kept[] = {
+                "home/buildkite-pr/.profile",
+                "srv/rootless-ci/buildkite-pr/builds/pipeline/README",
+                "srv/rootless-ci/buildkite-pr/docker/image/overlay2/repositories.json",
+                "etc/buildkite-agent/pr.cfg",
+                "etc/systemd/system/buildkite-agent@main.service.d/zz-rootless-ci.conf",
+                "etc/systemd/system/user@1001.service.d/rootless-ci-mount.conf",
+                "var/lib/systemd/linger/buildkite",
+        };
+        _cleanup_free_ char *before[ELEMENTSOF(kept)] = {};
+        const Item *it;
+        Context ctx;
+
+        tree_with_pr(dir, RECORD_MAIN_PR);
+        config_tenants(&one, 1);
+        one.retire = (const char *const[]) { "pr" };
+        one.n_retire = 1;
+        for (size_t i = 0; i < ELEMENTSOF(kept); i++)
+                before[i] = test_read(dir, kept[i]);
+        ASSERT_OK(tenants_verify_retire(&one, dir));
+
+        /* plan --retire: what apply would take down, and nothing taken. */
+        ASSERT_OK(run_tenants(&ctx, VERB_PLAN, dir, &one));
+        ASSERT_TRUE(find_item(&ctx, "tenants.removed:pr") == NULL);
+        ASSERT_EQ(find_item(&ctx, "tenants.retire-agent-dropin:pr")->status, ITEM_REMOVE);
+        ASSERT_EQ(find_item(&ctx, "tenants.retire-linger:pr")->status, ITEM_REMOVE);
+        ASSERT_EQ(find_item(&ctx, "tenants.retire-mount-dropin:pr")->status, ITEM_REMOVE);
+        ASSERT_EQ(find_item(&ctx, "tenants.record")->status, ITEM_CHANGE);
+        context_done(&ctx);
+        ASSERT_TRUE(exists(dir, "var/lib/systemd/linger/buildkite-pr"));
+
+        ASSERT_OK(run_tenants(&ctx, VERB_APPLY, dir, &one));
+        ASSERT_FALSE(ctx.any_failed);
+        it = find_item(&ctx, "tenants.retire-linger:pr");
+        ASSERT_TRUE(it && it->changed);
+        ASSERT_CONTAINS(it->message, "disabled linger for buildkite-pr");
+        ASSERT_CONTAINS(find_item(&ctx, "tenants.retire-agent-dropin:pr")->message, "removed ");
+        context_done(&ctx);
+        ASSERT_FALSE(exists(dir, "etc/systemd/system/buildkite-agent@pr.service.d/zz-rootless-ci.conf"));
+        ASSERT_FALSE(exists(dir, "var/lib/systemd/linger/buildkite-pr"));
+        ASSERT_FALSE(exists(dir, "etc/systemd/system/user@" PR_UID ".service.d/rootless-ci-mount.conf"));
+        /* Forgotten: the record holds main alone, and pr is no longer reported. */
+        ASSERT_NOT_CONTAINS(test_read_kept(dir, "var/lib/rootless-ci/tenants"), "buildkite-pr");
+        ASSERT_CONTAINS(test_read_kept(dir, "var/lib/rootless-ci/tenants"), "\nmain buildkite buildkite-agent@main.service\n");
+        /* Every byte of its data, and everything of main's. */
+        for (size_t i = 0; i < ELEMENTSOF(kept); i++)
+                ASSERT_STREQ(test_read_kept(dir, kept[i]), before[i]);
+
+        /* Once forgotten, --retire=pr is unknown. */
+        ASSERT_EQ(tenants_verify_retire(&one, dir), -ERCI_USAGE);
+        one.n_retire = 0;
+        ASSERT_OK(run_tenants(&ctx, VERB_CHECK, dir, &one));
+        ASSERT_TRUE(find_item(&ctx, "tenants.removed:pr") == NULL);
+        ASSERT_FALSE(ctx.any_failed);
+        context_done(&ctx);
+}
+
+TEST(retire_refuses_a_configured_or_unknown_tenant_and_changes_nothing) {
+        const char *dir = test_tmpdir();
+        _cleanup_(config_done) Config one = {}, legacy = {};
+        _cleanup_free_ char *record = NULL, *err = NULL;
+        Context ctx;
+
+        tree_with_pr(dir, RECORD_MAIN_PR);
+        record = test_read(dir, "var/lib/rootless-ci/tenants");
+        config_tenants(&one, 1);
+
+        one.retire = (const char *const[]) { "main" };
+        one.n_retire = 1;
+        test_capture_stderr_begin();
+        ASSERT_EQ(tenants_verify_retire(&one, dir), -ERCI_USAGE);
+        err = test_capture_stderr_end();
+        ASSERT_CONTAINS(err, "--retire=main: tenant main is still configured ([Tenant] Name=main)");
+
+        one.retire = (const char *const[]) { "pr", "old" };
+        one.n_retire = 2;
+        free(err);
+        test_capture_stderr_begin();
+        ASSERT_EQ(tenants_verify_retire(&one, dir), -ERCI_USAGE);
+        err = test_capture_stderr_end();
+        ASSERT_CONTAINS(err, "--retire=old: rootless-ci has set up no tenant old here");
+
+        /* Without [Tenant], the legacy tenant is the configured one. */
+        ASSERT_OK(config_init(&legacy));
+        legacy.retire = (const char *const[]) { "_legacy" };
+        legacy.n_retire = 1;
+        ASSERT_EQ(tenants_verify_retire(&legacy, dir), -ERCI_USAGE);
+
+        /* The step refuses too, in every verb, before it takes anything down. */
+        ASSERT_EQ(run_tenants(&ctx, VERB_APPLY, dir, &one), -ERCI_USAGE);
+        ASSERT_EQ(find_item(&ctx, "tenants.retire:old")->status, ITEM_FAIL);
+        ASSERT_TRUE(find_item(&ctx, "tenants.retire-linger:pr") == NULL);
+        context_done(&ctx);
+        ASSERT_STREQ(test_read_kept(dir, "var/lib/rootless-ci/tenants"), record);
+        ASSERT_TRUE(exists(dir, "var/lib/systemd/linger/buildkite-pr"));
+        ASSERT_TRUE(exists(dir, "etc/systemd/system/buildkite-agent@pr.service.d/zz-rootless-ci.conf"));
+}
+
+TEST(retire_option_parsing) {
+        Cli cli;
+
+        ASSERT_OK(cli_parse(4, (char *[]) { "rootless-ci", "apply", "--retire=pr", "--retire=old", NULL }, &cli));
+        ASSERT_EQ(cli.n_retire, 2);
+        ASSERT_STREQ(cli.retire[1], "old");
+        ASSERT_OK(cli_parse(3, (char *[]) { "rootless-ci", "--retire=pr", "plan", NULL }, &cli));
+        ASSERT_EQ(cli.n_retire, 1);
+        ASSERT_EQ(cli_parse(3, (char *[]) { "rootless-ci", "check", "--retire=pr", NULL }, &cli), -ERCI_USAGE);
+        ASSERT_EQ(cli_parse(4, (char *[]) { "rootless-ci", "apply", "--retire=pr", "--retire=pr", NULL }, &cli),
+                  -ERCI_USAGE);
+        ASSERT_EQ(cli_parse(3, (char *[]) { "rootless-ci", "apply", "--retire=", NULL }, &cli), -ERCI_USAGE);
+        ASSERT_EQ(cli_parse(4, (char *[]) { "rootless-ci", "reclaim", "--retire=pr", "/x", NULL }, &cli), -ERCI_USAGE);
+}
