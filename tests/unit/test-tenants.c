@@ -239,6 +239,8 @@ TEST(retire_takes_down_what_rootless_ci_wrote_and_keeps_the_data) {
         Context ctx;
 
         tree_with_pr(dir, RECORD_MAIN_PR);
+        /* The operator's own drop-in beside ours: kept, and so its directory. */
+        test_write(dir, "etc/systemd/system/user@" PR_UID ".service.d/override.conf", "[Unit]\n");
         config_tenants(&one, 1);
         one.retire = (const char *const[]) { "pr" };
         one.n_retire = 1;
@@ -261,11 +263,13 @@ TEST(retire_takes_down_what_rootless_ci_wrote_and_keeps_the_data) {
         it = find_item(&ctx, "tenants.retire-linger:pr");
         ASSERT_TRUE(it && it->changed);
         ASSERT_CONTAINS(it->message, "disabled linger for buildkite-pr");
-        ASSERT_CONTAINS(find_item(&ctx, "tenants.retire-agent-dropin:pr")->message, "removed ");
+        ASSERT_CONTAINS(find_item(&ctx, "tenants.retire-agent-dropin:pr")->message, "zz-rootless-ci.conf and its empty directory");
         context_done(&ctx);
         ASSERT_FALSE(exists(dir, "etc/systemd/system/buildkite-agent@pr.service.d/zz-rootless-ci.conf"));
         ASSERT_FALSE(exists(dir, "var/lib/systemd/linger/buildkite-pr"));
         ASSERT_FALSE(exists(dir, "etc/systemd/system/user@" PR_UID ".service.d/rootless-ci-mount.conf"));
+        ASSERT_FALSE(exists(dir, "etc/systemd/system/buildkite-agent@pr.service.d"));
+        ASSERT_TRUE(exists(dir, "etc/systemd/system/user@" PR_UID ".service.d/override.conf"));
         /* Forgotten: the record holds main alone, and pr is no longer reported. */
         ASSERT_NOT_CONTAINS(test_read_kept(dir, "var/lib/rootless-ci/tenants"), "buildkite-pr");
         ASSERT_CONTAINS(test_read_kept(dir, "var/lib/rootless-ci/tenants"), "\nmain buildkite buildkite-agent@main.service\n");
@@ -336,4 +340,22 @@ TEST(retire_option_parsing) {
                   -ERCI_USAGE);
         ASSERT_EQ(cli_parse(3, (char *[]) { "rootless-ci", "apply", "--retire=", NULL }, &cli), -ERCI_USAGE);
         ASSERT_EQ(cli_parse(4, (char *[]) { "rootless-ci", "reclaim", "--retire=pr", "/x", NULL }, &cli), -ERCI_USAGE);
+}
+
+TEST(a_record_that_does_not_parse_is_never_rewritten) {
+        const char *dir = test_tmpdir();
+        _cleanup_(config_done) Config one = {};
+        const char *bad = "main buildkite buildkite-agent@main.service\npr buildkite-pr\n";
+        const Item *it;
+        Context ctx;
+
+        test_write(dir, "var/lib/rootless-ci/tenants", bad);
+        config_tenants(&one, 1);
+        ASSERT_OK(run_tenants(&ctx, VERB_APPLY, dir, &one));
+        it = find_item(&ctx, "tenants.record");
+        ASSERT_EQ(it->status, ITEM_FAIL);
+        ASSERT_CONTAINS(it->message, "/var/lib/rootless-ci/tenants:2: not NAME USER AGENT-UNIT");
+        ASSERT_CONTAINS(it->fix, "correct or remove that line");
+        context_done(&ctx);
+        ASSERT_STREQ(test_read_kept(dir, "var/lib/rootless-ci/tenants"), bad);
 }

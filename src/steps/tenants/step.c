@@ -279,14 +279,27 @@ static int retire_linger_apply(StepRun *run, Change *c) {
         return 0;
 }
 
-/* c->data: the path (a run text). */
+/* c->data: the path of a drop-in (a run text); its directory goes too once it is empty. */
 static int retire_file_apply(StepRun *run, Change *c) {
         const char *path = c->data;
-        int r = remove_path(run, path);
+        _cleanup_free_ char *dir = strdup(path), *name = NULL;
+        _cleanup_close_ int parent = -1;
+        bool dir_removed = false;
+        int r;
 
+        if (!dir)
+                return -ENOMEM;
+        r = remove_path(run, path);
         if (r < 0)
                 return r;
-        change_done(run, c->id, ITEM_REMOVE, "removed %s", path);
+        /* A unit's ".d" directory that rootless-ci made for this drop-in alone: anything else in it stays. */
+        *strrchr(dir, '/') = 0;
+        parent = safe_open_parent(run_root_fd(run), dir, RESOLVE_POLICY_IN_ROOT, &name);
+        if (parent >= 0) {
+                _cleanup_close_ int d = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                dir_removed = d >= 0 && unlinkat(d, name, AT_REMOVEDIR) >= 0 && fsync_dir(d) >= 0;
+        }
+        change_done(run, c->id, ITEM_REMOVE, "removed %s%s", path, dir_removed ? " and its empty directory" : "");
         return 0;
 }
 
