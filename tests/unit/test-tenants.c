@@ -351,7 +351,8 @@ TEST(a_record_that_does_not_parse_is_never_rewritten) {
 
         test_write(dir, "var/lib/rootless-ci/tenants", bad);
         config_tenants(&one, 1);
-        ASSERT_OK(run_tenants(&ctx, VERB_APPLY, dir, &one));
+        /* A failure: apply exits 1 (a record that lost a tenant would let it run on unnoticed). */
+        ASSERT_EQ(run_tenants(&ctx, VERB_APPLY, dir, &one), -ERCI_FAILED);
         it = find_item(&ctx, "tenants.record");
         ASSERT_EQ(it->status, ITEM_FAIL);
         ASSERT_CONTAINS(it->message, "/var/lib/rootless-ci/tenants:2: not NAME USER AGENT-UNIT");
