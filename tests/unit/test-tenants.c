@@ -126,8 +126,10 @@ TEST(apply_records_the_legacy_tenant_and_named_tenants) {
         ASSERT_OK(run_tenants(&ctx, VERB_PLAN, dir, &legacy));
         ASSERT_EQ(find_item(&ctx, "tenants.record")->status, ITEM_CREATE);
         context_done(&ctx);
+        /* check judges the host: the record, apply's bookkeeping, is not its business (unless it is corrupt). */
         ASSERT_OK(run_tenants(&ctx, VERB_CHECK, dir, &legacy));
-        ASSERT_EQ(find_item(&ctx, "tenants.record")->status, ITEM_FAIL);
+        ASSERT_TRUE(find_item(&ctx, "tenants.record") == NULL);
+        ASSERT_FALSE(ctx.any_failed);
         context_done(&ctx);
         ASSERT_FALSE(exists(dir, "var/lib/rootless-ci/tenants"));
         ASSERT_OK(run_tenants(&ctx, VERB_APPLY, dir, &legacy));
@@ -178,8 +180,7 @@ TEST(removed_tenant_is_a_warning_in_every_verb_and_nothing_is_taken_down) {
                 /* A warning: check holds, and apply changes nothing for it. */
                 ASSERT_FALSE(ctx.any_failed);
                 ASSERT_FALSE(ctx.any_changed);
-                ASSERT_TRUE(find_item(&ctx, "tenants.record")->status == ITEM_OK ||
-                            find_item(&ctx, "tenants.record")->status == ITEM_PASS);
+                ASSERT_TRUE(verbs[v] == VERB_CHECK || find_item(&ctx, "tenants.record")->status == ITEM_OK);
                 context_done(&ctx);
         }
         /* Everything is still there, the record too. */
