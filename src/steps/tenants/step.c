@@ -294,63 +294,46 @@ static int retire_file_apply(StepRun *run, Change *c) {
                 return r;
         /* A unit's ".d" directory that rootless-ci made for this drop-in alone: anything else in it stays. */
         *strrchr(dir, '/') = 0;
-        parent = safe_open_parent(run_root_fd(run), dir, RESOLVE_POLICY_IN_ROOT, &name);
-        if (parent >= 0) {
-                _cleanup_close_ int d = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                dir_removed = d >= 0 && unlinkat(d, name, AT_REMOVEDIR) >= 0 && fsync_dir(d) >= 0;
-        }
+        parent = open_parent_dir(run_root_fd(run), dir, RESOLVE_POLICY_IN_ROOT, &name);
+        dir_removed = parent >= 0 && unlinkat(parent, name, AT_REMOVEDIR) >= 0 && fsync_dir(parent) >= 0;
         change_done(run, c->id, ITEM_REMOVE, "removed %s%s", path, dir_removed ? " and its empty directory" : "");
         return 0;
 }
 
 /* plan, apply --retire=NAME: one change per thing left, in this order. l: the step state's, for the applies. */
 static void retire_describe(StepRun *run, const Leftover *l) {
-        const char *name = l->e->name;
+        const bool agent = l->agent_active || l->agent_enabled;
+        const struct {
+                const char *kind;     /* tenants.retire-KIND:NAME */
+                const char *plan;     /* NULL: nothing of this kind is left */
+                int (*apply)(StepRun *run, Change *c);
+                const void *data;
+                unsigned effects;
+        } changes[] = {
+                { "agent", agent ? run_asprintf(run, "%s %s", l->agent_active ? "stop and disable" : "disable",
+                                                l->e->agent_unit) : NULL,
+                  retire_agent_apply, l },
+                { "agent-dropin", l->agent_dropin ? run_asprintf(run, "remove %s", l->agent_dropin) : NULL,
+                  retire_file_apply, l->agent_dropin, EFFECT_SYSTEM_RELOAD },
+                { "docker", l->docker_active ? run_asprintf(run, "stop %s's Docker (%s in its manager; its data is "
+                                                            "kept)", l->e->user, USER_DOCKER_UNIT) : NULL,
+                  retire_docker_apply, l },
+                { "linger", l->linger ? run_asprintf(run, "disable linger for %s", l->e->user) : NULL,
+                  retire_linger_apply, l },
+                { "mount-dropin", l->mount_dropin ? run_asprintf(run, "remove %s", l->mount_dropin) : NULL,
+                  retire_file_apply, l->mount_dropin, EFFECT_SYSTEM_RELOAD },
+        };
 
-        if (l->agent_active || l->agent_enabled)
-                item_change(run, &(Change) {
-                        .id = run_asprintf(run, "tenants.retire-agent:%s", name),
-                        .state = ITEM_REMOVE,
-                        .plan = run_asprintf(run, "%s %s", l->agent_active ? "stop and disable" : "disable",
-                                             l->e->agent_unit),
-                        .apply = retire_agent_apply,
-                        .data = (void *) l,
-                });
-        if (l->agent_dropin)
-                item_change(run, &(Change) {
-                        .id = run_asprintf(run, "tenants.retire-agent-dropin:%s", name),
-                        .state = ITEM_REMOVE,
-                        .plan = run_asprintf(run, "remove %s", l->agent_dropin),
-                        .effects = EFFECT_SYSTEM_RELOAD,
-                        .apply = retire_file_apply,
-                        .data = (void *) l->agent_dropin,
-                });
-        if (l->docker_active)
-                item_change(run, &(Change) {
-                        .id = run_asprintf(run, "tenants.retire-docker:%s", name),
-                        .state = ITEM_REMOVE,
-                        .plan = run_asprintf(run, "stop %s's Docker (%s in its manager; its data is kept)",
-                                             l->e->user, USER_DOCKER_UNIT),
-                        .apply = retire_docker_apply,
-                        .data = (void *) l,
-                });
-        if (l->linger)
-                item_change(run, &(Change) {
-                        .id = run_asprintf(run, "tenants.retire-linger:%s", name),
-                        .state = ITEM_REMOVE,
-                        .plan = run_asprintf(run, "disable linger for %s", l->e->user),
-                        .apply = retire_linger_apply,
-                        .data = (void *) l,
-                });
-        if (l->mount_dropin)
-                item_change(run, &(Change) {
-                        .id = run_asprintf(run, "tenants.retire-mount-dropin:%s", name),
-                        .state = ITEM_REMOVE,
-                        .plan = run_asprintf(run, "remove %s", l->mount_dropin),
-                        .effects = EFFECT_SYSTEM_RELOAD,
-                        .apply = retire_file_apply,
-                        .data = (void *) l->mount_dropin,
-                });
+        for (size_t i = 0; i < ELEMENTSOF(changes); i++)
+                if (changes[i].plan)
+                        item_change(run, &(Change) {
+                                .id = run_asprintf(run, "tenants.retire-%s:%s", changes[i].kind, l->e->name),
+                                .state = ITEM_REMOVE,
+                                .plan = changes[i].plan,
+                                .effects = changes[i].effects,
+                                .apply = changes[i].apply,
+                                .data = (void *) changes[i].data,
+                        });
 }
 
 /* ---- the parts ---------------------------------------------------------------------------------------- */
