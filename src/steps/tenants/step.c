@@ -70,7 +70,6 @@ typedef struct TenantsState {
         size_t n_leftovers;
 } TenantsState;
 
-
 static bool entry_exists(StepRun *run, const char *path) {
         _cleanup_close_ int fd = safe_openat(run_root_fd(run), path, O_PATH | O_NOFOLLOW, 0, RESOLVE_POLICY_IN_ROOT);
         return fd >= 0;
