@@ -12,6 +12,7 @@
 #include "steps/tenants/tenants.h"
 #include "tests.h"
 #include "util/error.h"
+#include "util/fs.h"
 
 /*
  * The tenants step on fake trees (offline: files only, systemd is not
@@ -360,4 +361,31 @@ TEST(a_record_that_does_not_parse_is_never_rewritten) {
         ASSERT_CONTAINS(it->fix, "correct or remove that line");
         context_done(&ctx);
         ASSERT_STREQ(test_read_kept(dir, "var/lib/rootless-ci/tenants"), bad);
+}
+
+TEST(removed_users_are_those_still_running_for_a_removed_tenant) {
+        const char *dir = test_tmpdir();
+        _cleanup_(config_done) Config one = {};
+        _cleanup_strv_free_ char **users = NULL, **none = NULL, **legacy_users = NULL;
+        _cleanup_close_ int root_fd = -1;
+
+        tree_with_pr(dir, RECORD_MAIN_PR "old buildkite-pr buildkite-agent@old.service\n"
+                          "_legacy buildkite buildkite-agent.service\n");
+        root_fd = open_root(dir);
+        ASSERT_OK(root_fd);
+        config_tenants(&one, 1);
+        /* pr and old share a user: once; _legacy's user is main's: not a removed user. */
+        ASSERT_OK(tenants_removed_users(root_fd, &one, &users));
+        ASSERT_STREQ(users[0], "buildkite-pr");
+        ASSERT_TRUE(users[1] == NULL);
+        /* Both retired in this run: their user is nobody's to keep. */
+        one.retire = (const char *const[]) { "pr", "old" };
+        one.n_retire = 2;
+        ASSERT_OK(tenants_removed_users(root_fd, &one, &none));
+        ASSERT_TRUE(none[0] == NULL);
+        one.n_retire = 1;
+        strv_free(none);
+        none = NULL;
+        ASSERT_OK(tenants_removed_users(root_fd, &one, &none));
+        ASSERT_STREQ(none[0], "buildkite-pr");
 }

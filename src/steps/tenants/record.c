@@ -199,3 +199,47 @@ int tenants_verify_retire(const Config *c, const char *root) {
         }
         return 0;
 }
+
+bool tenant_retiring(const Config *c, const char *name) {
+        for (size_t i = 0; i < c->n_retire; i++)
+                if (streq(c->retire[i], name))
+                        return true;
+        return false;
+}
+
+static bool user_configured(const Config *c, const char *user) {
+        if (c->n_tenants == 0)
+                return streq_ptr(c->user_name, user);
+        for (size_t i = 0; i < c->n_tenants; i++)
+                if (streq(c->tenants[i].user, user))
+                        return true;
+        return false;
+}
+
+int tenants_removed_users(int root_fd, const Config *c, char ***ret) {
+        _cleanup_(tenant_records_done) TenantRecords t = {};
+        _cleanup_strv_free_ char **users = NULL;
+        size_t n = 0;
+        int r;
+
+        r = tenant_records_load(root_fd, &t);
+        if (r < 0)
+                return r;
+        users = calloc(t.n_entries + 1, sizeof(char *));
+        if (!users)
+                return -ENOMEM;
+        for (size_t i = 0; i < t.n_entries; i++) {
+                const TenantRecord *e = &t.entries[i];
+                bool seen = false;
+
+                for (size_t k = 0; k < n; k++)
+                        seen = seen || streq(users[k], e->user);
+                if (seen || tenant_retiring(c, e->name) || tenant_configured(c, e->name) || user_configured(c, e->user))
+                        continue;
+                users[n] = strdup(e->user);
+                if (!users[n++])
+                        return -ENOMEM;
+        }
+        *ret = TAKE_PTR(users);
+        return 0;
+}

@@ -75,13 +75,6 @@ static bool entry_exists(StepRun *run, const char *path) {
         return fd >= 0;
 }
 
-static bool retiring(const Config *c, const char *name) {
-        for (size_t i = 0; i < c->n_retire; i++)
-                if (streq(c->retire[i], name))
-                        return true;
-        return false;
-}
-
 /* Is the unit running or starting (a stop is owed), by its ActiveState? */
 static bool state_running(const char *active_state) {
         return streq_ptr(active_state, "active") || streq_ptr(active_state, "activating") ||
@@ -409,7 +402,7 @@ static int removed_look(StepRun *run, Account *unused) {
                 if (r < 0)
                         return r;
                 st->n_leftovers++;
-                if (retiring(c, e->name))
+                if (tenant_retiring(c, e->name))
                         retire_describe(run, l);
                 else
                         removed_report(run, l);
@@ -446,7 +439,7 @@ static int record_look(StepRun *run, Account *unused) {
                                              .agent_unit = (char *) accounts[i].agent_unit };
         for (size_t i = 0; i < st->record.n_entries; i++) {
                 const TenantRecord *e = &st->record.entries[i];
-                if (!tenant_configured(c, e->name) && !retiring(c, e->name))
+                if (!tenant_configured(c, e->name) && !tenant_retiring(c, e->name))
                         want[n++] = *e;
         }
         text = tenant_records_render(want, n);

@@ -61,6 +61,9 @@ const char *tenant_record_name(const char *tenant);
  */
 bool tenant_configured(const Config *c, const char *name);
 
+/* Does this run retire it (apply --retire=NAME, Config.retire)? */
+bool tenant_retiring(const Config *c, const char *name);
+
 /*
  * apply --retire=NAME, before the lock and any step: every NAME must be a
  * tenant of the record (below root, NULL for "/") that the configuration no
@@ -68,3 +71,15 @@ bool tenant_configured(const Config *c, const char *name);
  * otherwise.
  */
 int tenants_verify_retire(const Config *c, const char *root);
+
+/*
+ * The users of the recorded tenants the configuration no longer has, that
+ * this run does not retire (Config.retire) and that no configured tenant
+ * has, each once, in the record's order: what runs for them must keep
+ * running until they are retired. For the daemon step's one unit for every
+ * tenant's manager (its ConditionUser= list: drop such a user and its
+ * Docker no longer starts at the next boot, which is taking it down
+ * without --retire). A NULL-terminated list in *ret (strv_free()), maybe
+ * empty; < 0: the record could not be read (logged).
+ */
+int tenants_removed_users(int root_fd, const Config *c, char ***ret);
