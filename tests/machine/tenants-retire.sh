@@ -90,7 +90,8 @@ if [[ $rc -eq 2 ]] && grep -q 'Tenant' "$TEST_TMP/apply1.err"; then
 fi
 sed 's/^/# stderr: /' "$TEST_TMP/apply1.err" | tail -n 30
 assert_eq 0 "$rc" "apply sets up two tenants"
-assert_contains "$(in_machine cat /var/lib/rootless-ci/tenants)" $'main buildkite buildkite-agent@main.service\npr buildkite-pr buildkite-agent@pr.service' \
+assert_contains "$(in_machine cat /var/lib/rootless-ci/tenants)" \
+	$'main buildkite buildkite-agent@main.service /etc/buildkite-agent/main.cfg\npr buildkite-pr buildkite-agent@pr.service /etc/buildkite-agent/pr.cfg' \
 	"the record names both"
 in_machine systemctl enable --now buildkite-agent@main.service buildkite-agent@pr.service >/dev/null 2>&1
 pr_uid=$(in_machine id -u "$PR")

@@ -25,8 +25,8 @@
 
 #define PR_UID "1234"
 #define RECORD_MAIN_PR                                                                                         \
-        "main buildkite buildkite-agent@main.service\n"                                                       \
-        "pr buildkite-pr buildkite-agent@pr.service\n"
+        "main buildkite buildkite-agent@main.service /etc/buildkite-agent/main.cfg\n"                        \
+        "pr buildkite-pr buildkite-agent@pr.service /etc/buildkite-agent/pr.cfg\n"
 
 static void config_tenants(Config *c, size_t n) {
         static const char *const names[] = { "main", "pr" }, *const users[] = { "buildkite", "buildkite-pr" };
@@ -39,7 +39,8 @@ static void config_tenants(Config *c, size_t n) {
         c->n_tenants = n;
         for (size_t i = 0; i < n; i++) {
                 c->tenants[i] = (Tenant) { .name = strdup(names[i]), .user = strdup(users[i]) };
-                if (asprintf(&c->tenants[i].agent_unit, "buildkite-agent@%s.service", names[i]) < 0)
+                if (asprintf(&c->tenants[i].agent_unit, "buildkite-agent@%s.service", names[i]) < 0 ||
+                    asprintf(&c->tenants[i].agent_config, "/etc/buildkite-agent/%s.cfg", names[i]) < 0)
                         abort();
         }
 }
@@ -93,7 +94,8 @@ static bool exists(const char *dir, const char *relpath) {
 
 TEST(record_round_trip_and_malformed_lines) {
         TenantRecord e[] = {
-                { .name = "main", .user = "buildkite", .agent_unit = "buildkite-agent@main.service" },
+                { .name = "main", .user = "buildkite", .agent_unit = "buildkite-agent@main.service",
+                  .agent_config = "/etc/buildkite-agent/main.cfg" },
                 { .name = TENANT_LEGACY_NAME, .user = "ci", .agent_unit = "buildkite-agent.service" },
         };
         _cleanup_(tenant_records_done) TenantRecords t = {}, bad = {};
@@ -101,16 +103,20 @@ TEST(record_round_trip_and_malformed_lines) {
 
         ASSERT_TRUE(text);
         ASSERT_CONTAINS(text, "# The tenants rootless-ci apply has set up");
-        ASSERT_CONTAINS(text, "\nmain buildkite buildkite-agent@main.service\n_legacy ci buildkite-agent.service\n");
+        ASSERT_CONTAINS(text, "\nmain buildkite buildkite-agent@main.service /etc/buildkite-agent/main.cfg\n"
+                              "_legacy ci buildkite-agent.service -\n");
         ASSERT_OK(tenant_records_parse(text, &t));
         ASSERT_EQ(t.n_entries, 2);
         ASSERT_EQ(t.bad_line, 0);
         ASSERT_STREQ(tenant_records_find(&t, "_legacy")->user, "ci");
         ASSERT_STREQ(tenant_records_find(&t, "main")->agent_unit, "buildkite-agent@main.service");
+        ASSERT_STREQ(tenant_records_find(&t, "main")->agent_config, "/etc/buildkite-agent/main.cfg");
+        ASSERT_TRUE(tenant_records_find(&t, "_legacy")->agent_config == NULL);
 
         /* The first bad line is named; the good ones are still read. */
-        ASSERT_OK(tenant_records_parse("# c\nmain buildkite buildkite-agent@main.service\n\n"
-                                       "Bad_Name u x.service\npr buildkite-pr\nmain other y.service\n",
+        ASSERT_OK(tenant_records_parse("# c\nmain buildkite buildkite-agent@main.service -\n\n"
+                                       "Bad_Name u x.service -\npr buildkite-pr\nmain other y.service -\n"
+                                       "x u x.service relative.cfg\n",
                                        &bad));
         ASSERT_EQ(bad.n_entries, 1);
         ASSERT_EQ(bad.bad_line, 4);
@@ -137,7 +143,7 @@ TEST(apply_records_the_legacy_tenant_and_named_tenants) {
         ASSERT_TRUE(find_item(&ctx, "tenants.record")->changed);
         context_done(&ctx);
         ASSERT_CONTAINS(test_read_kept(dir, "var/lib/rootless-ci/tenants"),
-                        "\n_legacy buildkite buildkite-agent.service\n");
+                        "\n_legacy buildkite buildkite-agent.service -\n");
 
         /* Switched to [Tenant] sections: both recorded, the legacy one kept (removed, not retired). */
         config_tenants(&two, 2);
@@ -145,8 +151,7 @@ TEST(apply_records_the_legacy_tenant_and_named_tenants) {
         ASSERT_EQ(find_item(&ctx, "tenants.removed:_legacy")->status, ITEM_WARN);
         context_done(&ctx);
         ASSERT_CONTAINS(test_read_kept(dir, "var/lib/rootless-ci/tenants"),
-                        "\nmain buildkite buildkite-agent@main.service\npr buildkite-pr buildkite-agent@pr.service\n"
-                        "_legacy buildkite buildkite-agent.service\n");
+                        "\n" RECORD_MAIN_PR "_legacy buildkite buildkite-agent.service -\n");
         /* A second apply changes nothing. */
         ASSERT_OK(run_tenants(&ctx, VERB_APPLY, dir, &two));
         ASSERT_FALSE(ctx.any_changed);
@@ -197,7 +202,7 @@ TEST(legacy_tenant_switched_to_tenants_keeps_what_a_tenant_still_uses) {
         const Item *it;
         Context ctx;
 
-        tree_with_pr(dir, "_legacy buildkite buildkite-agent.service\n");
+        tree_with_pr(dir, "_legacy buildkite buildkite-agent.service -\n");
         test_write(dir, "etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf", "[Service]\n");
         config_tenants(&two, 2);
         ASSERT_OK(run_tenants(&ctx, VERB_CHECK, dir, &two));
@@ -274,7 +279,8 @@ TEST(retire_takes_down_what_rootless_ci_wrote_and_keeps_the_data) {
         ASSERT_TRUE(exists(dir, "etc/systemd/system/user@" PR_UID ".service.d/override.conf"));
         /* Forgotten: the record holds main alone, and pr is no longer reported. */
         ASSERT_NOT_CONTAINS(test_read_kept(dir, "var/lib/rootless-ci/tenants"), "buildkite-pr");
-        ASSERT_CONTAINS(test_read_kept(dir, "var/lib/rootless-ci/tenants"), "\nmain buildkite buildkite-agent@main.service\n");
+        ASSERT_CONTAINS(test_read_kept(dir, "var/lib/rootless-ci/tenants"),
+                        "\nmain buildkite buildkite-agent@main.service /etc/buildkite-agent/main.cfg\n");
         /* Every byte of its data, and everything of main's. */
         for (size_t i = 0; i < ELEMENTSOF(kept); i++)
                 ASSERT_STREQ(test_read_kept(dir, kept[i]), before[i]);
@@ -347,7 +353,7 @@ TEST(retire_option_parsing) {
 TEST(a_record_that_does_not_parse_is_never_rewritten) {
         const char *dir = test_tmpdir();
         _cleanup_(config_done) Config one = {};
-        const char *bad = "main buildkite buildkite-agent@main.service\npr buildkite-pr\n";
+        const char *bad = "main buildkite buildkite-agent@main.service /etc/buildkite-agent/main.cfg\npr buildkite-pr\n";
         const Item *it;
         Context ctx;
 
@@ -357,7 +363,7 @@ TEST(a_record_that_does_not_parse_is_never_rewritten) {
         ASSERT_EQ(run_tenants(&ctx, VERB_APPLY, dir, &one), -ERCI_FAILED);
         it = find_item(&ctx, "tenants.record");
         ASSERT_EQ(it->status, ITEM_FAIL);
-        ASSERT_CONTAINS(it->message, "/var/lib/rootless-ci/tenants:2: not NAME USER AGENT-UNIT");
+        ASSERT_CONTAINS(it->message, "/var/lib/rootless-ci/tenants:2: not NAME USER AGENT-UNIT AGENT-CONFIG");
         ASSERT_CONTAINS(it->fix, "correct or remove that line");
         context_done(&ctx);
         ASSERT_STREQ(test_read_kept(dir, "var/lib/rootless-ci/tenants"), bad);
@@ -369,11 +375,20 @@ TEST(removed_users_are_those_still_running_for_a_removed_tenant) {
         _cleanup_strv_free_ char **users = NULL, **none = NULL, **legacy_users = NULL;
         _cleanup_close_ int root_fd = -1;
 
-        tree_with_pr(dir, RECORD_MAIN_PR "old buildkite-pr buildkite-agent@old.service\n"
-                          "_legacy buildkite buildkite-agent.service\n");
+        tree_with_pr(dir, RECORD_MAIN_PR "old buildkite-pr buildkite-agent@old.service /etc/buildkite-agent/old.cfg\n"
+                          "_legacy buildkite buildkite-agent.service -\n");
         root_fd = open_root(dir);
         ASSERT_OK(root_fd);
         config_tenants(&one, 1);
+        /* The removed ones, with what they read: pr, old and _legacy (not main). */
+        {
+                _cleanup_(tenant_records_done) TenantRecords removed = {};
+                ASSERT_OK(tenants_removed(root_fd, &one, &removed));
+                ASSERT_EQ(removed.n_entries, 3);
+                ASSERT_STREQ(removed.entries[0].name, "pr");
+                ASSERT_STREQ(removed.entries[0].agent_config, "/etc/buildkite-agent/pr.cfg");
+                ASSERT_STREQ(removed.entries[2].name, "_legacy");
+        }
         /* pr and old share a user: once; _legacy's user is main's: not a removed user. */
         ASSERT_OK(tenants_removed_users(root_fd, &one, &users));
         ASSERT_STREQ(users[0], "buildkite-pr");

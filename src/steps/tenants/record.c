@@ -13,7 +13,7 @@
 
 /*
  * The record of the tenants apply has set up, TENANTS_RECORD_PATH: one line
- * per tenant, "NAME USER AGENT-UNIT", after a comment header. Written only
+ * per tenant, "NAME USER AGENT-UNIT AGENT-CONFIG" ("-": none), after a comment header. Written only
  * by the tenants step (an item_file: atomic, read back), read by it and by
  * --retire's check. Every field is a name the configuration validated
  * (no blanks in any of them), and is validated again when read.
@@ -22,7 +22,7 @@
 #define RECORD_MAX (256 * 1024)
 
 #define RECORD_HEADER                                                                                          \
-        "# The tenants rootless-ci apply has set up: NAME USER AGENT-UNIT, one a line.\n"                     \
+        "# The tenants rootless-ci apply has set up: NAME USER AGENT-UNIT AGENT-CONFIG, one a line.\n"        \
         "# A tenant removed from the configuration stays here until\n"                                        \
         "# \"rootless-ci apply --retire=NAME\" has taken it down. Written by rootless-ci; do not edit.\n"
 
@@ -39,6 +39,7 @@ static void tenant_record_done(TenantRecord *e) {
         free(e->name);
         free(e->user);
         free(e->agent_unit);
+        free(e->agent_config);
 }
 
 void tenant_records_done(TenantRecords *t) {
@@ -50,23 +51,31 @@ void tenant_records_done(TenantRecords *t) {
 
 /* One line (without its newline) into *ret: NULL when it is fine, else why not. */
 static const char *record_line_parse(char *line, TenantRecord *ret) {
-        char *fields[3], *save = NULL;
+        char *fields[4], *save = NULL;
 
         for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
                 fields[i] = strtok_r(i == 0 ? line : NULL, " \t", &save);
                 if (!fields[i])
-                        return "not NAME USER AGENT-UNIT";
+                        return "not NAME USER AGENT-UNIT AGENT-CONFIG";
         }
         if (strtok_r(NULL, " \t", &save))
-                return "more than NAME USER AGENT-UNIT";
+                return "more than NAME USER AGENT-UNIT AGENT-CONFIG";
         if (!record_name_valid(fields[0]))
                 return "not a tenant name";
         if (!valid_user_name(fields[1]))
                 return "not a user name";
         if (!valid_unit_name(fields[2]))
                 return "not a .service unit name";
-        *ret = (TenantRecord) { .name = strdup(fields[0]), .user = strdup(fields[1]), .agent_unit = strdup(fields[2]) };
-        if (!ret->name || !ret->user || !ret->agent_unit)
+        /* "-": none (the legacy tenant: the agent package's own file). */
+        if (!streq(fields[3], "-") && !valid_absolute_path(fields[3]))
+                return "not an absolute path or -";
+        *ret = (TenantRecord) {
+                .name = strdup(fields[0]),
+                .user = strdup(fields[1]),
+                .agent_unit = strdup(fields[2]),
+                .agent_config = streq(fields[3], "-") ? NULL : strdup(fields[3]),
+        };
+        if (!ret->name || !ret->user || !ret->agent_unit || (!ret->agent_config && !streq(fields[3], "-")))
                 abort(); /* as run_asprintf(): a record we cannot hold is not half read */
         return NULL;
 }
@@ -140,7 +149,8 @@ char *tenant_records_render(const TenantRecord *entries, size_t n) {
                 return NULL;
         fputs(RECORD_HEADER, f);
         for (size_t i = 0; i < n; i++)
-                fprintf(f, "%s %s %s\n", entries[i].name, entries[i].user, entries[i].agent_unit);
+                fprintf(f, "%s %s %s %s\n", entries[i].name, entries[i].user, entries[i].agent_unit,
+                        entries[i].agent_config ?: "-");
         if (memstream_finish(TAKE_PTR(f), &buf) < 0)
                 return NULL;
         return buf;
@@ -216,27 +226,46 @@ static bool user_configured(const Config *c, const char *user) {
         return false;
 }
 
+int tenants_removed(int root_fd, const Config *c, TenantRecords *ret) {
+        _cleanup_(tenant_records_done) TenantRecords t = {};
+        TenantRecords kept = {};
+        int r;
+
+        r = tenant_records_load(root_fd, &t);
+        if (r < 0)
+                return r;
+        kept.entries = calloc(t.n_entries, sizeof(TenantRecord));
+        if (!kept.entries && t.n_entries > 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < t.n_entries; i++)
+                if (!tenant_configured(c, t.entries[i].name) && !tenant_retiring(c, t.entries[i].name)) {
+                        kept.entries[kept.n_entries++] = t.entries[i];
+                        t.entries[i] = (TenantRecord) {};   /* moved */
+                }
+        *ret = kept;
+        return 0;
+}
+
 int tenants_removed_users(int root_fd, const Config *c, char ***ret) {
         _cleanup_(tenant_records_done) TenantRecords t = {};
         _cleanup_strv_free_ char **users = NULL;
         size_t n = 0;
         int r;
 
-        r = tenant_records_load(root_fd, &t);
+        r = tenants_removed(root_fd, c, &t);
         if (r < 0)
                 return r;
         users = calloc(t.n_entries + 1, sizeof(char *));
         if (!users)
                 return -ENOMEM;
         for (size_t i = 0; i < t.n_entries; i++) {
-                const TenantRecord *e = &t.entries[i];
                 bool seen = false;
 
                 for (size_t k = 0; k < n; k++)
-                        seen = seen || streq(users[k], e->user);
-                if (seen || tenant_retiring(c, e->name) || tenant_configured(c, e->name) || user_configured(c, e->user))
+                        seen = seen || streq(users[k], t.entries[i].user);
+                if (seen || user_configured(c, t.entries[i].user))
                         continue;
-                users[n] = strdup(e->user);
+                users[n] = strdup(t.entries[i].user);
                 if (!users[n++])
                         return -ENOMEM;
         }

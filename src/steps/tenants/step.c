@@ -424,7 +424,8 @@ static int record_look(StepRun *run, Account *unused) {
                 return r;
         if (st->record.bad_line > 0) {
                 item_finding(run, "tenants.record", ITEM_FAIL,
-                             "correct or remove that line (NAME USER AGENT-UNIT), then run rootless-ci apply",
+                             "correct or remove that line (NAME USER AGENT-UNIT AGENT-CONFIG), then run rootless-ci "
+                             "apply",
                              "%s:%u: %s; rootless-ci does not rewrite a record it cannot read whole (it would forget "
                              "a tenant)", TENANTS_RECORD_PATH, st->record.bad_line, st->record.bad_why);
                 return 0;
@@ -436,7 +437,8 @@ static int record_look(StepRun *run, Account *unused) {
         for (size_t i = 0; i < n_accounts; i++)
                 want[n++] = (TenantRecord) { .name = (char *) tenant_record_name(accounts[i].tenant),
                                              .user = (char *) accounts[i].name,
-                                             .agent_unit = (char *) accounts[i].agent_unit };
+                                             .agent_unit = (char *) accounts[i].agent_unit,
+                                             .agent_config = (char *) accounts[i].agent_config };
         for (size_t i = 0; i < st->record.n_entries; i++) {
                 const TenantRecord *e = &st->record.entries[i];
                 if (!tenant_configured(c, e->name) && !tenant_retiring(c, e->name))

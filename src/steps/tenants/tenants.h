@@ -24,11 +24,12 @@
  */
 #define TENANT_LEGACY_NAME "_legacy"
 
-/* One line of the record: a tenant apply set up, with what it ran for it. */
+/* One line of the record: a tenant apply set up, with what it ran for it ("NAME USER AGENT-UNIT AGENT-CONFIG"). */
 typedef struct TenantRecord {
         char *name;         /* [Tenant] Name=, or TENANT_LEGACY_NAME */
         char *user;
         char *agent_unit;
+        char *agent_config; /* AgentConfig=; NULL for the legacy tenant (the agent package's own file) */
 } TenantRecord;
 
 typedef struct TenantRecords {
@@ -73,13 +74,20 @@ bool tenant_retiring(const Config *c, const char *name);
 int tenants_verify_retire(const Config *c, const char *root);
 
 /*
- * The users of the recorded tenants the configuration no longer has, that
- * this run does not retire (Config.retire) and that no configured tenant
- * has, each once, in the record's order: what runs for them must keep
- * running until they are retired. For the daemon step's one unit for every
- * tenant's manager (its ConditionUser= list: drop such a user and its
- * Docker no longer starts at the next boot, which is taking it down
- * without --retire). A NULL-terminated list in *ret (strv_free()), maybe
- * empty; < 0: the record could not be read (logged).
+ * The recorded tenants the configuration no longer has and that this run
+ * does not retire (Config.retire), in the record's order: what runs for
+ * them must keep running, and what they read must stay as it is, until
+ * they are retired. For the steps that look at what every tenant shares:
+ * the daemon step's one unit for every tenant's manager (tenants_removed_users()
+ * for its ConditionUser= list: drop such a user and its Docker no longer
+ * starts at the next boot), the agent step's /etc/buildkite-agent (such a
+ * tenant's AgentConfig= keeps its owner and mode, or its running agent
+ * loses its token). < 0: the record could not be read (logged).
+ */
+int tenants_removed(int root_fd, const Config *c, TenantRecords *ret);
+
+/*
+ * Their users that no configured tenant has, each once: a NULL-terminated
+ * list in *ret (strv_free()), maybe empty.
  */
 int tenants_removed_users(int root_fd, const Config *c, char ***ret);
