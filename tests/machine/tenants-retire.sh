@@ -48,11 +48,12 @@ as_user() {
 		DOCKER_HOST="unix:///run/user/$uid/docker.sock" "$@"
 }
 
-# pr's data: a sha256 manifest of its home, its builds and its Docker image store, and its agent's configuration.
+# pr's data: its user, a manifest (type, owner, mode, size, sha256) of its home, its builds and its Docker image
+# store, and its agent's configuration byte for byte (its owner is the agent step's: root's alone once pr is retired).
 pr_data() {
 	# shellcheck disable=SC2016 # expanded inside the machine
 	in_machine bash -c 'cd / && { getent passwd "$0"; find "/home/$0" "$1/builds" "$1/docker/image" "$1/docker/overlay2" \
-		/etc/buildkite-agent/pr.cfg -printf "%p %y %u:%g %#m %s\n" | sort;
+		-printf "%p %y %u:%g %#m %s\n" | sort;
 		find "/home/$0" "$1/builds" "$1/docker/image" "$1/docker/overlay2" /etc/buildkite-agent/pr.cfg -type f \
 		-exec sha256sum {} + | sort; }' "$PR" "$DATA"
 }
