@@ -65,6 +65,14 @@ static void tree_with_pr(const char *dir, const char *record) {
         test_write(dir, "etc/systemd/system/user@1001.service.d/rootless-ci-mount.conf", "[Unit]\n");
         test_write(dir, "var/lib/systemd/linger/buildkite-pr", "");
         test_write(dir, "var/lib/systemd/linger/buildkite", "");
+        /* Both agent instances enabled in the tree, as systemctl --root enables them. */
+        test_write(dir, "lib/systemd/system/buildkite-agent@.service", "[Install]\nWantedBy=multi-user.target\n");
+        test_write(dir, "etc/systemd/system/multi-user.target.wants/.keep", "");
+        for (size_t i = 0; i < 2; i++)
+                if (symlink("/lib/systemd/system/buildkite-agent@.service",
+                            test_path(dir, i == 0 ? "etc/systemd/system/multi-user.target.wants/buildkite-agent@pr.service"
+                                                  : "etc/systemd/system/multi-user.target.wants/buildkite-agent@main.service")) < 0)
+                        abort();
         /* Its data: never deleted. */
         test_write(dir, "home/buildkite-pr/.profile", "pr's profile\n");
         test_write(dir, "srv/rootless-ci/buildkite-pr/builds/pipeline/README", "a checkout\n");
@@ -177,7 +185,8 @@ TEST(removed_tenant_is_a_warning_in_every_verb_and_nothing_is_taken_down) {
                 ASSERT_TRUE(it);
                 ASSERT_EQ(it->status, ITEM_WARN);
                 ASSERT_CONTAINS(it->message, "tenant pr (user buildkite-pr, buildkite-agent@pr.service) is no longer "
-                                             "configured; still there for it: the drop-in");
+                                             "configured; still there for it: buildkite-agent@pr.service (enabled), "
+                                             "the drop-in");
                 ASSERT_CONTAINS(it->message, "buildkite-agent@pr.service.d/zz-rootless-ci.conf");
                 ASSERT_CONTAINS(it->message, "linger for buildkite-pr");
                 ASSERT_CONTAINS(it->message, "user@" PR_UID ".service.d/rootless-ci-mount.conf");
@@ -194,6 +203,7 @@ TEST(removed_tenant_is_a_warning_in_every_verb_and_nothing_is_taken_down) {
         ASSERT_TRUE(exists(dir, "etc/systemd/system/buildkite-agent@pr.service.d/zz-rootless-ci.conf"));
         ASSERT_TRUE(exists(dir, "var/lib/systemd/linger/buildkite-pr"));
         ASSERT_TRUE(exists(dir, "etc/systemd/system/user@" PR_UID ".service.d/rootless-ci-mount.conf"));
+        ASSERT_TRUE(exists(dir, "etc/systemd/system/multi-user.target.wants/buildkite-agent@pr.service"));
 }
 
 TEST(legacy_tenant_switched_to_tenants_keeps_what_a_tenant_still_uses) {
@@ -258,6 +268,7 @@ TEST(retire_takes_down_what_rootless_ci_wrote_and_keeps_the_data) {
         /* plan --retire: what apply would take down, and nothing taken. */
         ASSERT_OK(run_tenants(&ctx, VERB_PLAN, dir, &one));
         ASSERT_TRUE(find_item(&ctx, "tenants.removed:pr") == NULL);
+        ASSERT_EQ(find_item(&ctx, "tenants.retire-agent:pr")->status, ITEM_REMOVE);
         ASSERT_EQ(find_item(&ctx, "tenants.retire-agent-dropin:pr")->status, ITEM_REMOVE);
         ASSERT_EQ(find_item(&ctx, "tenants.retire-linger:pr")->status, ITEM_REMOVE);
         ASSERT_EQ(find_item(&ctx, "tenants.retire-mount-dropin:pr")->status, ITEM_REMOVE);
@@ -271,11 +282,16 @@ TEST(retire_takes_down_what_rootless_ci_wrote_and_keeps_the_data) {
         ASSERT_TRUE(it && it->changed);
         ASSERT_CONTAINS(it->message, "disabled linger for buildkite-pr");
         ASSERT_CONTAINS(find_item(&ctx, "tenants.retire-agent-dropin:pr")->message, "zz-rootless-ci.conf and its empty directory");
+        /* Disabled offline by its link. */
+        ASSERT_CONTAINS(find_item(&ctx, "tenants.retire-agent:pr")->message, "disabled buildkite-agent@pr.service");
         context_done(&ctx);
         ASSERT_FALSE(exists(dir, "etc/systemd/system/buildkite-agent@pr.service.d/zz-rootless-ci.conf"));
         ASSERT_FALSE(exists(dir, "var/lib/systemd/linger/buildkite-pr"));
         ASSERT_FALSE(exists(dir, "etc/systemd/system/user@" PR_UID ".service.d/rootless-ci-mount.conf"));
         ASSERT_FALSE(exists(dir, "etc/systemd/system/buildkite-agent@pr.service.d"));
+        /* main's link stays. */
+        ASSERT_FALSE(exists(dir, "etc/systemd/system/multi-user.target.wants/buildkite-agent@pr.service"));
+        ASSERT_TRUE(exists(dir, "etc/systemd/system/multi-user.target.wants/buildkite-agent@main.service"));
         ASSERT_TRUE(exists(dir, "etc/systemd/system/user@" PR_UID ".service.d/override.conf"));
         /* Forgotten: the record holds main alone, and pr is no longer reported. */
         ASSERT_NOT_CONTAINS(test_read_kept(dir, "var/lib/rootless-ci/tenants"), "buildkite-pr");

@@ -47,6 +47,8 @@
 #define LINGER_FMT "/var/lib/systemd/linger/%s"
 #define USER_DOCKER_UNIT "docker.service"
 #define STOP_TIMEOUT_USEC (5ULL * 60ULL * 1000000ULL)
+#define SYSTEM_UNIT_DIR "/etc/systemd/system"
+#define ENABLE_LINKS_MAX 8
 
 /* What is left of a removed tenant, as the look found it. Paths and texts are the run's. */
 typedef struct Leftover {
@@ -55,6 +57,9 @@ typedef struct Leftover {
         const char *agent_shared;   /* a configured tenant's name, when it runs the same agent unit */
         const char *user_shared;    /* ... the same user */
         bool agent_active, agent_enabled;
+        /* Offline: how the tree enables the agent unit, its links in SYSTEM_UNIT_DIR/<target>.wants/ */
+        const char *enable_links[ENABLE_LINKS_MAX];
+        size_t n_enable_links;
         const char *agent_dropin;   /* the path, when it is there */
         bool have_uid;
         uid_t uid;
@@ -112,6 +117,28 @@ static int docker_look(StepRun *run, Leftover *l) {
         return 0;
 }
 
+static bool is_wants_dir(const struct dirent *de) {
+        return endswith(de->d_name, ".wants") || endswith(de->d_name, ".requires");
+}
+
+/* Offline (no systemd to ask): the agent unit is enabled in the tree by its links in SYSTEM_UNIT_DIR/<target>.wants/. */
+static int enable_links_look(StepRun *run, Leftover *l) {
+        _cleanup_strv_free_ char **dirs = NULL;
+        size_t n = 0;
+        int r;
+
+        r = dir_list_sorted_at(run_root_fd(run), SYSTEM_UNIT_DIR, RESOLVE_POLICY_IN_ROOT, is_wants_dir, &dirs, &n);
+        if (r < 0)
+                return log_error_errno(r, "Failed to list %s: %m", SYSTEM_UNIT_DIR);
+        for (size_t i = 0; i < n && l->n_enable_links < ENABLE_LINKS_MAX; i++) {
+                const char *link = run_asprintf(run, SYSTEM_UNIT_DIR "/%s/%s", dirs[i], l->e->agent_unit);
+                if (entry_exists(run, link))
+                        l->enable_links[l->n_enable_links++] = link;
+        }
+        l->agent_enabled = l->n_enable_links > 0;
+        return 0;
+}
+
 /* Look at what still runs, or is still there, for the removed tenant e. */
 static int leftover_look(StepRun *run, const TenantRecord *e, Leftover *l) {
         const HostFacts *f = run_facts(run);
@@ -145,6 +172,10 @@ static int leftover_look(StepRun *run, const TenantRecord *e, Leftover *l) {
                         l->agent_active = state_running(s.active_state);
                         l->agent_enabled = startswith(strempty(s.unit_file_state), "enabled") != NULL;
                         unit_state_done(&s);
+                } else {
+                        r = enable_links_look(run, l);
+                        if (r < 0)
+                                return r;
                 }
         }
         if (l->user_shared)
@@ -202,6 +233,8 @@ static char *leftover_describe(StepRun *run, const Leftover *l) {
 
 /* ---- retire: the changes ---------------------------------------------------------------------------- */
 
+static int remove_path(StepRun *run, const char *path);
+
 static int retire_agent_apply(StepRun *run, Change *c) {
         const Leftover *l = c->data;
         _cleanup_free_ char *result = NULL;
@@ -209,6 +242,17 @@ static int retire_agent_apply(StepRun *run, Change *c) {
         bool changed = false;
         int r;
 
+        if (!l->live) {
+                /* Offline: disabled as systemctl --root disables, by its links; nothing runs. */
+                for (size_t i = 0; i < l->n_enable_links; i++) {
+                        r = remove_path(run, l->enable_links[i]);
+                        if (r < 0)
+                                return r;
+                }
+                change_done(run, c->id, ITEM_REMOVE, "disabled %s (removed its link%s in %s)", l->e->agent_unit,
+                            l->n_enable_links == 1 ? "" : "s", SYSTEM_UNIT_DIR);
+                return 0;
+        }
         r = run_system_bus(run, &bus);
         if (r < 0)
                 return r;
