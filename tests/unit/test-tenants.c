@@ -251,7 +251,7 @@ TEST(retire_takes_down_what_rootless_ci_wrote_and_keeps_the_data) {
                 "etc/systemd/system/user@1001.service.d/rootless-ci-mount.conf",
                 "var/lib/systemd/linger/buildkite",
         };
-        _cleanup_free_ char *before[ELEMENTSOF(kept)] = {};
+        const char *before[ELEMENTSOF(kept)];
         const Item *it;
         Context ctx;
 
@@ -262,7 +262,7 @@ TEST(retire_takes_down_what_rootless_ci_wrote_and_keeps_the_data) {
         one.retire = (const char *const[]) { "pr" };
         one.n_retire = 1;
         for (size_t i = 0; i < ELEMENTSOF(kept); i++)
-                before[i] = test_read(dir, kept[i]);
+                before[i] = test_read_kept(dir, kept[i]);
         ASSERT_OK(tenants_verify_retire(&one, dir));
 
         /* plan --retire: what apply would take down, and nothing taken. */
