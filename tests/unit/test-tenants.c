@@ -129,6 +129,11 @@ TEST(record_round_trip_and_malformed_lines) {
         ASSERT_EQ(bad.n_entries, 1);
         ASSERT_EQ(bad.bad_line, 4);
         ASSERT_STREQ(bad.bad_why, "not a tenant name");
+        tenant_records_done(&bad);
+        /* NAME~N: a tenant's earlier settings; nothing else after a '~'. */
+        ASSERT_OK(tenant_records_parse("pr~2 u x.service -\n_legacy~1 u x.service -\npr~ u x.service -\n", &bad));
+        ASSERT_EQ(bad.n_entries, 2);
+        ASSERT_EQ(bad.bad_line, 3);
 }
 
 TEST(apply_records_the_legacy_tenant_and_named_tenants) {
@@ -419,4 +424,59 @@ TEST(removed_users_are_those_still_running_for_a_removed_tenant) {
         none = NULL;
         ASSERT_OK(tenants_removed_users(root_fd, &one, &none));
         ASSERT_STREQ(none[0], "buildkite-pr");
+}
+
+TEST(a_tenant_whose_user_changed_leaves_its_earlier_settings_to_retire) {
+        const char *dir = test_tmpdir();
+        _cleanup_(config_done) Config two = {};
+        _cleanup_strv_free_ char **users = NULL;
+        _cleanup_close_ int root_fd = -1;
+        const Item *it;
+        Context ctx;
+
+        tree_with_pr(dir, RECORD_MAIN_PR);
+        root_fd = open_root(dir);
+        ASSERT_OK(root_fd);
+        config_tenants(&two, 2);
+        free(two.tenants[1].user);
+        two.tenants[1].user = strdup("buildkite-pr2");
+
+        /* pr as it was set up is pr~1: reported, its user's things listed, its agent unit the new pr's. */
+        ASSERT_OK(run_tenants(&ctx, VERB_PLAN, dir, &two));
+        it = find_item(&ctx, "tenants.removed:pr~1");
+        ASSERT_TRUE(it);
+        ASSERT_EQ(it->status, ITEM_WARN);
+        ASSERT_CONTAINS(it->message, "tenant pr as it was set up before, with user buildkite-pr and "
+                                     "buildkite-agent@pr.service (recorded as pr~1), is no longer configured");
+        ASSERT_CONTAINS(it->message, "linger for buildkite-pr");
+        ASSERT_NOT_CONTAINS(it->message, "zz-rootless-ci.conf");
+        ASSERT_CONTAINS(it->message, "buildkite-agent@pr.service is tenant pr's now and stays");
+        ASSERT_CONTAINS(it->fix, "rootless-ci apply --retire=pr~1");
+        context_done(&ctx);
+        ASSERT_OK(tenants_removed_users(root_fd, &two, &users));
+        ASSERT_STREQ(users[0], "buildkite-pr");
+
+        /* apply records both, and takes nothing down. */
+        ASSERT_OK(run_tenants(&ctx, VERB_APPLY, dir, &two));
+        context_done(&ctx);
+        ASSERT_CONTAINS(test_read_kept(dir, "var/lib/rootless-ci/tenants"),
+                        "\npr buildkite-pr2 buildkite-agent@pr.service /etc/buildkite-agent/pr.cfg\n"
+                        "pr~1 buildkite-pr buildkite-agent@pr.service /etc/buildkite-agent/pr.cfg\n");
+        ASSERT_TRUE(exists(dir, "var/lib/systemd/linger/buildkite-pr"));
+
+        /* --retire=pr names the configured one; --retire=pr~1 the earlier settings. */
+        two.retire = (const char *const[]) { "pr" };
+        two.n_retire = 1;
+        ASSERT_EQ(tenants_verify_retire(&two, dir), -ERCI_USAGE);
+        two.retire = (const char *const[]) { "pr~1" };
+        ASSERT_OK(tenants_verify_retire(&two, dir));
+        ASSERT_OK(run_tenants(&ctx, VERB_APPLY, dir, &two));
+        ASSERT_FALSE(ctx.any_failed);
+        ASSERT_TRUE(find_item(&ctx, "tenants.retire-agent-dropin:pr~1") == NULL);
+        context_done(&ctx);
+        ASSERT_FALSE(exists(dir, "var/lib/systemd/linger/buildkite-pr"));
+        ASSERT_FALSE(exists(dir, "etc/systemd/system/user@" PR_UID ".service.d/rootless-ci-mount.conf"));
+        ASSERT_TRUE(exists(dir, "etc/systemd/system/buildkite-agent@pr.service.d/zz-rootless-ci.conf"));
+        ASSERT_NOT_CONTAINS(test_read_kept(dir, "var/lib/rootless-ci/tenants"), "pr~1");
+        ASSERT_CONTAINS(test_read_kept(dir, "var/lib/rootless-ci/tenants"), "\npr buildkite-pr2 ");
 }

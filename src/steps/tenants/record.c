@@ -26,13 +26,20 @@
         "# A tenant removed from the configuration stays here until\n"                                        \
         "# \"rootless-ci apply --retire=NAME\" has taken it down. Written by rootless-ci; do not edit.\n"
 
-/* A [Tenant] Name= ([a-z0-9-], as the parser allows it), or the legacy tenant's. */
+/*
+ * A [Tenant] Name= ([a-z0-9-], as the parser allows it) or the legacy
+ * tenant's, maybe with "~N": that tenant as it was set up before its User=
+ * or AgentUnit= changed (never a configured name).
+ */
 static bool record_name_valid(const char *s) {
-        if (streq(s, TENANT_LEGACY_NAME))
-                return true;
-        if (!*s || strlen(s) > 64)
+        const char *tilde = strchr(s, '~');
+        size_t l = tilde ? (size_t) (tilde - s) : strlen(s);
+
+        if (tilde && (!tilde[1] || strlen(tilde + 1) > 9 || strspn(tilde + 1, "0123456789") != strlen(tilde + 1)))
                 return false;
-        return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == strlen(s);
+        if (l == strlen(TENANT_LEGACY_NAME) && strncmp(s, TENANT_LEGACY_NAME, l) == 0)
+                return true;
+        return l > 0 && l <= 64 && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == l;
 }
 
 static void tenant_record_done(TenantRecord *e) {
@@ -122,7 +129,47 @@ int tenant_records_parse(const char *text, TenantRecords *ret) {
         return 0;
 }
 
-int tenant_records_load(int root_fd, TenantRecords *ret) {
+/* The configured tenant of that record name: its user and agent unit; false when there is none. */
+static bool configured_as(const Config *c, const char *name, const char **ret_user, const char **ret_unit) {
+        if (c->n_tenants == 0) {
+                *ret_user = c->user_name;
+                *ret_unit = c->agent_unit;
+                return streq(name, TENANT_LEGACY_NAME);
+        }
+        for (size_t i = 0; i < c->n_tenants; i++)
+                if (streq(c->tenants[i].name, name)) {
+                        *ret_user = c->tenants[i].user;
+                        *ret_unit = c->tenants[i].agent_unit;
+                        return true;
+                }
+        return false;
+}
+
+/*
+ * A tenant still configured under its name but with another User= or
+ * AgentUnit= than it was set up with: what ran for the old ones is a
+ * removed tenant of its own, NAME~N (the first N free), reported and
+ * retired like one. (A changed AgentConfig= alone is the same tenant.)
+ */
+static void records_rename_earlier(TenantRecords *t, const Config *c) {
+        for (size_t i = 0; i < t->n_entries; i++) {
+                TenantRecord *e = &t->entries[i];
+                const char *user = NULL, *unit = NULL;
+                char *name = NULL;
+
+                if (!configured_as(c, e->name, &user, &unit) || (streq_ptr(e->user, user) && streq_ptr(e->agent_unit, unit)))
+                        continue;
+                for (unsigned k = 1; !name || tenant_records_find(t, name); k++) {
+                        free(name);
+                        if (asprintf(&name, "%s~%u", e->name, k) < 0)
+                                abort(); /* as run_asprintf() */
+                }
+                free(e->name);
+                e->name = name;
+        }
+}
+
+int tenant_records_load(int root_fd, const Config *c, TenantRecords *ret) {
         _cleanup_free_ char *text = NULL;
         int r;
 
@@ -136,6 +183,7 @@ int tenant_records_load(int root_fd, TenantRecords *ret) {
         r = tenant_records_parse(text, ret);
         if (r < 0)
                 return log_error_errno(r, "Failed to parse %s: %m", TENANTS_RECORD_PATH);
+        records_rename_earlier(ret, c);
         return 0;
 }
 
@@ -186,7 +234,7 @@ int tenants_verify_retire(const Config *c, const char *root) {
         root_fd = open_root(root ?: "/");
         if (root_fd < 0)
                 return log_error_errno(root_fd, "Failed to open root directory %s: %m", root ?: "/");
-        r = tenant_records_load(root_fd, &t);
+        r = tenant_records_load(root_fd, c, &t);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < c->n_retire; i++) {
@@ -231,7 +279,7 @@ int tenants_removed(int root_fd, const Config *c, TenantRecords *ret) {
         TenantRecords kept = {};
         int r;
 
-        r = tenant_records_load(root_fd, &t);
+        r = tenant_records_load(root_fd, c, &t);
         if (r < 0)
                 return r;
         kept.entries = calloc(t.n_entries, sizeof(TenantRecord));

@@ -379,7 +379,7 @@ static int state_load(StepRun *run, TenantsState *st) {
 
         if (st->record_loaded)
                 return 0;
-        r = tenant_records_load(run_root_fd(run), &st->record);
+        r = tenant_records_load(run_root_fd(run), run_config(run), &st->record);
         if (r < 0)
                 return r;
         st->record_loaded = true;
@@ -389,11 +389,16 @@ static int state_load(StepRun *run, TenantsState *st) {
 static void removed_report(StepRun *run, const Leftover *l) {
         const TenantRecord *e = l->e;
         const char *left = leftover_describe(run, l);
-        const char *what = streq(e->name, TENANT_LEGACY_NAME)
-                                   ? run_asprintf(run, "the tenant of [User] Name=%s and [Agent] Unit=%s (before "
-                                                  "[Tenant] sections; recorded as %s)", e->user, e->agent_unit,
+        const char *earlier = strchr(e->name, '~');
+        const char *what = startswith(e->name, TENANT_LEGACY_NAME)
+                                   ? run_asprintf(run, "the tenant of [User] Name=%s and [Agent] Unit=%s (%s; recorded "
+                                                  "as %s)", e->user, e->agent_unit,
+                                                  earlier ? "as it was set up before" : "before [Tenant] sections",
                                                   e->name)
-                                   : run_asprintf(run, "tenant %s (user %s, %s)", e->name, e->user, e->agent_unit);
+                           : earlier ? run_asprintf(run, "tenant %.*s as it was set up before, with user %s and %s "
+                                                    "(recorded as %s),", (int) (earlier - e->name), e->name, e->user,
+                                                    e->agent_unit, e->name)
+                                     : run_asprintf(run, "tenant %s (user %s, %s)", e->name, e->user, e->agent_unit);
         const char *shared = "";
 
         if (l->user_shared && l->agent_shared)

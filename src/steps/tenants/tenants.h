@@ -45,8 +45,15 @@ void tenant_records_done(TenantRecords *t);
 /* Parse the record's text; malformed lines are noted in bad_line/bad_why, not fatal. -ENOMEM. */
 int tenant_records_parse(const char *text, TenantRecords *ret);
 
-/* Read TENANTS_RECORD_PATH below root_fd: a missing file is an empty record. < 0: could not read (logged). */
-int tenant_records_load(int root_fd, TenantRecords *ret);
+/*
+ * Read TENANTS_RECORD_PATH below root_fd, as c sees it: a tenant whose
+ * User= or AgentUnit= changed since it was recorded is there twice, under
+ * its name as configured now (apply records it so) and as NAME~N, which is
+ * what ran for its old settings: a removed tenant like any other, until it
+ * is retired (--retire=NAME~N). A missing file is an empty record. < 0:
+ * could not read (logged).
+ */
+int tenant_records_load(int root_fd, const Config *c, TenantRecords *ret);
 
 /* The record's text for these entries (header comment first), malloc'd; NULL on ENOMEM. */
 char *tenant_records_render(const TenantRecord *entries, size_t n);
