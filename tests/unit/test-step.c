@@ -906,3 +906,98 @@ TEST(step_run_stop_quietly_stops_its_verbs_without_an_item) {
         ASSERT_FALSE(strstr(log, "does not exist"));
         context_done(&ctx);
 }
+
+/* Issue 16: the per-account steps run once per tenant, and say whose run each item is. */
+static unsigned host_looks, account_looks, accounts_seen_ok;
+static char seen_users[64];
+
+static int look_host(StepRun *run, Account *a) {
+        host_looks++;
+        item_ok(run, "fake.host", "the host's");
+        return 0;
+}
+
+static int look_per_tenant(StepRun *run, Account *a) {
+        size_t n;
+        const Account *all = run_accounts(run, &n);
+
+        account_looks++;
+        strncat(seen_users, a->name, sizeof(seen_users) - strlen(seen_users) - 2);
+        strcat(seen_users, ",");
+        accounts_seen_ok += n == 2 && (a == &all[0] || a == &all[1]);
+        item_change(run, &(Change) {
+                .id = "fake.unit",
+                .state = ITEM_CREATE,
+                .plan = run_asprintf(run, "write %s's unit", a->name),
+                .apply = apply_b,
+        });
+        return 0;
+}
+
+TEST(step_per_account_steps_run_once_per_tenant_and_name_it) {
+        static const Part parts[] = {
+                { .name = "host", .look = look_host, .host_wide = true },
+                { .name = "unit", .look = look_per_tenant },
+        };
+        static const Step s = { .name = "fake", .parts = parts, .n_parts = ELEMENTSOF(parts), .per_account = true };
+        const Step *const steps[] = { &s };
+        _cleanup_(config_done) Config config = {};
+        _cleanup_free_ char *out = NULL;
+        size_t size = 0;
+        Context ctx;
+        FILE *f;
+
+        ASSERT_OK(config_init(&config));
+        config.tenants = calloc(2, sizeof(Tenant));
+        ASSERT_TRUE(config.tenants);
+        config.n_tenants = 2;
+        config.tenants[0] = (Tenant) { .name = strdup("main"), .user = strdup("buildkite"),
+                                       .agent_unit = strdup("buildkite-agent@main.service"), .trust = TRUST_TRUSTED };
+        config.tenants[1] = (Tenant) { .name = strdup("pr"), .user = strdup("buildkite-pr"),
+                                       .agent_unit = strdup("buildkite-agent@pr.service") };
+
+        host_looks = account_looks = accounts_seen_ok = 0;
+        seen_users[0] = 0;
+        ASSERT_OK(context_init(&ctx, VERB_PLAN, test_tmpdir(), &config));
+        ASSERT_EQ(ctx.n_accounts, 2);
+        ASSERT_STREQ(ctx.accounts[1].tenant, "pr");
+        ASSERT_STREQ(ctx.accounts[1].name, "buildkite-pr");
+        ASSERT_EQ(ctx.accounts[0].trust, TRUST_TRUSTED);
+        ASSERT_EQ(ctx.accounts[1].trust, TRUST_UNTRUSTED);
+        ASSERT_EQ(engine_run_steps(&ctx, steps, 1), 0);
+        /* The host's part once, unsuffixed; the account's part for each tenant, in order. */
+        ASSERT_EQ(host_looks, 1);
+        ASSERT_EQ(account_looks, 2);
+        ASSERT_EQ(accounts_seen_ok, 2);
+        ASSERT_STREQ(seen_users, "buildkite,buildkite-pr,");
+        ASSERT_EQ(ctx.n_items, 3);
+        ASSERT_ITEM(ctx, 0, "fake.host", ITEM_OK, "the host's", NULL, false);
+        ASSERT_TRUE(ctx.items[0].tenant == NULL);
+        ASSERT_ITEM(ctx, 1, "fake.unit:main", ITEM_CREATE, "write buildkite's unit", NULL, false);
+        ASSERT_ITEM(ctx, 2, "fake.unit:pr", ITEM_CREATE, "write buildkite-pr's unit", NULL, false);
+        ASSERT_STREQ(ctx.items[2].tenant, "pr");
+
+        /* JSON schema 1 gains "tenant" on a tenant's items, nothing on the host's. */
+        ctx.json = true;
+        f = open_memstream(&out, &size);
+        ASSERT_TRUE(f);
+        report_print(&ctx, 0, f);
+        fclose(f);
+        ASSERT_CONTAINS(out, "{\"id\":\"fake.host\",\"step\":\"fake\",\"status\"");
+        ASSERT_CONTAINS(out, "{\"id\":\"fake.unit:pr\",\"step\":\"fake\",\"tenant\":\"pr\",\"status\"");
+        context_done(&ctx);
+
+        /* Without tenants: one account, no suffix, no tenant field. */
+        config_done(&config);
+        ASSERT_OK(config_init(&config));
+        ASSERT_OK(context_init(&ctx, VERB_PLAN, test_tmpdir(), &config));
+        ASSERT_EQ(ctx.n_accounts, 1);
+        ASSERT_TRUE(ctx.accounts[0].tenant == NULL);
+        ASSERT_EQ(ctx.accounts[0].trust, TRUST_TRUSTED);
+        ctx.accounts[0].name = "buildkite";
+        ASSERT_EQ(engine_run_steps(&ctx, steps, 1), 0);
+        ASSERT_EQ(ctx.n_items, 2);
+        ASSERT_ITEM(ctx, 1, "fake.unit", ITEM_CREATE, "write buildkite's unit", NULL, false);
+        ASSERT_TRUE(ctx.items[1].tenant == NULL);
+        context_done(&ctx);
+}

@@ -27,19 +27,19 @@
         "# \"rootless-ci apply --retire=NAME\" has taken it down. Written by rootless-ci; do not edit.\n"
 
 /*
- * A [Tenant] Name= ([a-z0-9-], as the parser allows it) or the legacy
+ * A [Tenant] Name= (valid_tenant_name(), as the parser allows it) or the legacy
  * tenant's, maybe with "~N": that tenant as it was set up before its User=
  * or AgentUnit= changed (never a configured name).
  */
 static bool record_name_valid(const char *s) {
-        const char *tilde = strchr(s, '~');
-        size_t l = tilde ? (size_t) (tilde - s) : strlen(s);
+        _cleanup_free_ char *base = strndup(s, strcspn(s, "~"));
+        const char *n = s + strcspn(s, "~");
 
-        if (tilde && (!tilde[1] || strlen(tilde + 1) > 9 || strspn(tilde + 1, "0123456789") != strlen(tilde + 1)))
+        if (!base)
+                abort(); /* as run_asprintf() */
+        if (*n && (!n[1] || strlen(n + 1) > 9 || strspn(n + 1, "0123456789") != strlen(n + 1)))
                 return false;
-        if (l == strlen(TENANT_LEGACY_NAME) && strncmp(s, TENANT_LEGACY_NAME, l) == 0)
-                return true;
-        return l > 0 && l <= 64 && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == l;
+        return streq(base, TENANT_LEGACY_NAME) || valid_tenant_name(base);
 }
 
 static void tenant_record_done(TenantRecord *e) {
