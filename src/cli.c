@@ -53,7 +53,7 @@ void cli_help(void) {
                "                         stop and disable its agent instance, stop its user's Docker,\n"
                "                         disable linger, remove rootless-ci's drop-ins for it, forget it;\n"
                "                         never deletes its user, home, builds, Docker data or configuration\n"
-               "                         (check and apply report such a tenant as tenants.removed:NAME)\n"
+               "                         (plan, check and apply report such a tenant as tenants.removed:NAME)\n"
                "\n"
                "Options (each but the first five is also a configuration key; the command line wins):\n"
                "  --config=FILE          read only FILE instead of /etc/rootless-ci.conf{,.d/*.conf}\n"
