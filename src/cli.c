@@ -23,6 +23,7 @@ enum {
         OPT_LOCK_TIMEOUT,
         OPT_VERSION,
         OPT_BUILDS_DIR,
+        OPT_RETIRE,
 };
 
 void cli_help(void) {
@@ -46,6 +47,13 @@ void cli_help(void) {
                "            back to it and open its directories, so the next job can clean or remove\n"
                "            them; takes no lock, reads no configuration (the agent's hooks run it)\n"
                "  version   print the version\n"
+               "\n"
+               "apply and plan take, repeated for several tenants:\n"
+               "  --retire=NAME          take down the recorded tenant NAME that is no longer configured:\n"
+               "                         stop and disable its agent instance, stop its user's Docker,\n"
+               "                         disable linger, remove rootless-ci's drop-ins for it, forget it;\n"
+               "                         never deletes its user, home, builds, Docker data or configuration\n"
+               "                         (plan, check and apply report such a tenant as tenants.removed:NAME)\n"
                "\n"
                "Options (each but the first five is also a configuration key; the command line wins):\n"
                "  --config=FILE          read only FILE instead of /etc/rootless-ci.conf{,.d/*.conf}\n"
@@ -113,6 +121,20 @@ static int set_once(const char **slot, const char *option, const char *needs, co
         return 0;
 }
 
+/* --retire=NAME, repeatable; each NAME once (tenants_verify_retire() checks it against the record). */
+static int add_retire(Cli *cli, const char *name) {
+        if (!*name)
+                return log_error_errno(-ERCI_USAGE, "--retire= needs a tenant name.");
+        for (size_t i = 0; i < cli->n_retire; i++)
+                if (streq(cli->retire[i], name))
+                        return log_error_errno(-ERCI_USAGE, "--retire=%s given more than once.", name);
+        if (cli->n_retire >= ELEMENTSOF(cli->retire))
+                return log_error_errno(-ERCI_USAGE, "--retire takes at most %zu tenants at a time.",
+                                       ELEMENTSOF(cli->retire));
+        cli->retire[cli->n_retire++] = name;
+        return 0;
+}
+
 static int add_path(Cli *cli, const char *path) {
         if (cli->n_paths >= ELEMENTSOF(cli->paths))
                 return log_error_errno(-ERCI_USAGE, "reclaim takes at most %zu PATHs.", ELEMENTSOF(cli->paths));
@@ -136,6 +158,9 @@ static int check_verb_options(const Cli *cli) {
                         return log_error_errno(-ERCI_USAGE, "reclaim needs at least one PATH (a job's checkout).");
         } else if (cli->builds_dir)
                 return log_error_errno(-ERCI_USAGE, "--builds-dir is an option of reclaim only.");
+        /* check judges the host as it is; plan shows what apply --retire would do. */
+        if (cli->n_retire > 0 && cli->verb != CLI_VERB_APPLY && cli->verb != CLI_VERB_PLAN)
+                return log_error_errno(-ERCI_USAGE, "--retire is an option of apply (and plan) only.");
         return 0;
 }
 
@@ -150,6 +175,7 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                 { "json", no_argument, NULL, OPT_JSON },
                 { "lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT },
                 { "builds-dir", required_argument, NULL, OPT_BUILDS_DIR },
+                { "retire", required_argument, NULL, OPT_RETIRE },
         };
         struct option options[ELEMENTSOF(own_options) + ELEMENTSOF(setting_options) + 1] = {};
         Cli cli = { .verb = CLI_VERB_HELP, .lock_timeout_sec = CLI_LOCK_TIMEOUT_DEFAULT };
@@ -254,6 +280,9 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                         break;
                 case OPT_BUILDS_DIR:
                         r = set_once(&cli.builds_dir, "--builds-dir", "a directory", optarg);
+                        break;
+                case OPT_RETIRE:
+                        r = add_retire(&cli, optarg);
                         break;
                 case '?':
                         /* A long option is named as given; optopt holds its value code, not a character. */

@@ -21,6 +21,9 @@ typedef enum CliVerb {
 /* reclaim's PATHs: a job passes its checkout, and maybe a few more places. */
 #define CLI_PATHS_MAX 32
 
+/* apply --retire=NAME, repeated: a few tenants at a time. */
+#define CLI_RETIRE_MAX 16
+
 /* One option given on the command line, applied on top of the files. */
 typedef struct CliSetting {
         const char *option;   /* "--disk" for messages */
@@ -38,6 +41,9 @@ typedef struct Cli {
         unsigned lock_timeout_sec;     /* CLI_LOCK_TIMEOUT_DEFAULT: cli_lock_timeout_sec() decides */
         CliSetting settings[16];
         unsigned n_settings;
+        /* apply, plan: --retire=NAME, the tenants to take down (argv's strings) */
+        const char *retire[CLI_RETIRE_MAX];
+        size_t n_retire;
         /* reclaim: its own option and its PATHs (argv's strings) */
         const char *builds_dir;
         const char *paths[CLI_PATHS_MAX];

@@ -71,6 +71,13 @@ typedef struct Config {
 
         /* Where [User] or [Agent] was first set ("[User] Name= at file:line"), to refuse it with [Tenant]. */
         char *single_origin;
+
+        /*
+         * apply --retire=NAME (plan too): take down these recorded tenants that are no longer
+         * configured (steps/tenants/). Not a configuration key; never remembered. Not owned (argv's).
+         */
+        const char *const *retire;
+        size_t n_retire;
 } Config;
 
 #define CONFIG_PATH "/etc/rootless-ci.conf"

@@ -10,6 +10,7 @@
 #include "engine/engine.h"
 #include "explain/explain.h"
 #include "reclaim/reclaim.h"
+#include "steps/tenants/tenants.h"
 #include "util/error.h"
 #include "units.h"
 #include "util/log.h"
@@ -94,6 +95,12 @@ static int run(int argc, char *argv[]) {
                 log_error("Configuration: %s", err);
                 return exit_status_from_error(r);
         }
+        /* CLI dispatch: --retire names recorded tenants no longer configured, checked before anything runs. */
+        config.retire = cli.retire;
+        config.n_retire = cli.n_retire;
+        r = tenants_verify_retire(&config, cli.root);
+        if (r < 0)
+                return exit_status_from_error(r);
 
         /* CLI dispatch: wait needs the configuration (the user, its timeout), not the engine. */
         if (cli.verb == CLI_VERB_WAIT) {

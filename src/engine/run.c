@@ -35,6 +35,7 @@ static const Step *const all_steps[] = {
         &step_storage,
         &step_daemon,
         &step_agent,
+        &step_tenants,
         &step_credentials,
 };
 

@@ -69,7 +69,7 @@ int bus_open_system_manager(sd_bus **ret) {
         return bus_open_system(ret);
 }
 
-int bus_set_linger(uid_t uid) {
+int bus_set_linger(uid_t uid, bool enable) {
         _cleanup_bus_error_ sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_bus_ sd_bus *bus = NULL;
         int r;
@@ -82,9 +82,10 @@ int bus_set_linger(uid_t uid) {
         /* SetUserLinger(uid, enable, interactive) */
         r = WAITING(sd_bus_call_method(bus, "org.freedesktop.login1", "/org/freedesktop/login1",
                                        "org.freedesktop.login1.Manager", "SetUserLinger", &error, NULL, "ubb",
-                                       (uint32_t) uid, 1, 0));
+                                       (uint32_t) uid, (int) enable, 0));
         if (r < 0)
-                return log_error_errno(r, "Failed to enable lingering for UID %u through logind: %s", (unsigned) uid,
+                return log_error_errno(r, "Failed to %s lingering for UID %u through logind: %s",
+                                       enable ? "enable" : "disable", (unsigned) uid,
                                        error.message ? error.message : strerror(-r));
         return 0;
 }

@@ -38,8 +38,8 @@ int bus_open_system_manager(sd_bus **ret);
 /* The user's own manager, as "systemctl --user -M USER@" reaches it. */
 int bus_open_user_manager(const char *user, sd_bus **ret);
 
-/* logind: keep user@UID.service running without a login session. */
-int bus_set_linger(uid_t uid);
+/* logind: keep user@UID.service running without a login session (enable), or no longer. */
+int bus_set_linger(uid_t uid, bool enable);
 
 /* Read a unit's state (read-only; loading a unit's description changes nothing on the host). */
 int bus_get_unit_state(sd_bus *bus, const char *unit, UnitState *ret);

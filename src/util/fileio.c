@@ -216,18 +216,29 @@ fail:
         return r;
 }
 
-int write_file_atomic(int dirfd, const char *path, const void *data, size_t size,
-                      mode_t mode, uid_t uid, gid_t gid, ResolvePolicy policy) {
+int open_parent_dir(int dirfd, const char *path, ResolvePolicy policy, char **ret_name) {
         _cleanup_free_ char *name = NULL;
-        _cleanup_close_ int parent = -1, dfd = -1;
+        _cleanup_close_ int parent = -1;
+        int d;
 
         parent = safe_open_parent(dirfd, path, policy, &name);
         if (parent < 0)
                 return parent;
-        /* O_PATH fds cannot create files; reopen the directory for real. */
-        dfd = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
+        /* O_PATH fds cannot create or remove entries; reopen the directory for real. */
+        d = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (d < 0)
                 return negative_errno();
+        *ret_name = TAKE_PTR(name);
+        return d;
+}
+
+int write_file_atomic(int dirfd, const char *path, const void *data, size_t size,
+                      mode_t mode, uid_t uid, gid_t gid, ResolvePolicy policy) {
+        _cleanup_free_ char *name = NULL;
+        _cleanup_close_ int dfd = open_parent_dir(dirfd, path, policy, &name);
+
+        if (dfd < 0)
+                return dfd;
         return write_file_atomic_at(dfd, name, data, size, mode, uid, gid);
 }
 
@@ -455,4 +466,15 @@ fail:
         if (symlink_or_missing(dirfd, tmp) == 1)
                 (void) unlinkat(dirfd, tmp, 0);
         return r;
+}
+
+int remove_file_at(int dirfd, const char *path, ResolvePolicy policy) {
+        _cleanup_free_ char *name = NULL;
+        _cleanup_close_ int d = open_parent_dir(dirfd, path, policy, &name);
+
+        if (d < 0)
+                return d;
+        if (unlinkat(d, name, 0) < 0)
+                return negative_errno();
+        return fsync_dir(d);
 }

@@ -123,3 +123,18 @@ int readlinkat_malloc(int dirfd, const char *name, char **ret);
  */
 int symlink_atomic_at(int dirfd, const char *name, const char *target, uid_t uid, gid_t gid,
                       const char *killpoint_name);
+
+/*
+ * safe_open_parent(), the directory reopened for real (an O_PATH fd can
+ * neither create nor remove entries): a directory fd, and path's last
+ * component in *ret_name (malloc'd), or a negative errno.
+ */
+int open_parent_dir(int dirfd, const char *path, ResolvePolicy policy, char **ret_name);
+
+/*
+ * Remove the entry at path below dirfd (its directory resolved by policy;
+ * the entry itself is never followed: a symlink there is removed, not its
+ * target) and fsync the directory. A directory is not removed (-EISDIR).
+ * 0 removed, -ENOENT when there was nothing to remove (nothing synced).
+ */
+int remove_file_at(int dirfd, const char *path, ResolvePolicy policy);

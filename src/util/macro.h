@@ -126,6 +126,12 @@ static inline const char *startswith(const char *s, const char *prefix) {
         return strncmp(s, prefix, l) == 0 ? s + l : NULL;
 }
 
+/* s ends with suffix: where the suffix begins in s, or NULL. */
+static inline const char *endswith(const char *s, const char *suffix) {
+        size_t ls = strlen(s), lx = strlen(suffix);
+        return ls >= lx && memcmp(s + ls - lx, suffix, lx) == 0 ? s + ls - lx : NULL;
+}
+
 /* Is word one of the whitespace-separated words of list ("cpu io memory pids")? */
 static inline bool word_in_list(const char *list, const char *word) {
         size_t n = strlen(word);

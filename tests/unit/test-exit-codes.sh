@@ -46,6 +46,15 @@ else
                 -- reclaim --builds-dir="$TMP/reclaim-builds" "$TMP/reclaim-builds/x" "$TMP/reclaim-builds/y"
 fi
 
+# --retire=NAME: only a recorded tenant the configuration no longer has; else 2 before anything runs.
+expect 2 "--retire on check" --err "--retire is an option of apply (and plan) only" -- check --retire=pr
+RETIRE=$TMP/retire
+make_tree "$RETIRE" debian
+expect 2 "--retire of a tenant never set up" --in "$RETIRE" --err "--retire=pr: rootless-ci has set up no tenant pr here" \
+        -- --root="$RETIRE" apply --retire=pr
+expect 2 "--retire of the configured tenant of [User]" --in "$RETIRE" \
+        --err "--retire=_legacy: the tenant of [User] and [Agent] is still configured" -- --root="$RETIRE" apply --retire=_legacy
+
 # --- configuration errors: 2, file:line, nothing changed ---------------------
 
 BAD=$TMP/bad-config

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "steps/tenants/tenants.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/killpoint.h"
@@ -686,6 +687,21 @@ int agent_config_look(StepRun *run, Account *a) {
                 *s = run_shown(run, accounts[i].agent_config);
                 if (!*s)
                         return -ENOMEM;
+        }
+        {
+                /* A removed tenant's file keeps its access until it is retired (steps/tenants/). */
+                _cleanup_(tenant_records_done) TenantRecords removed = {};
+                r = tenants_removed(run_root_fd(run), run_config(run), &removed);
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < removed.n_entries; i++) {
+                        char **s = ARRAY_PUSH(w.skip, w.n_skip);
+                        if (!s)
+                                return -ENOMEM;
+                        *s = run_shown(run, removed.entries[i].agent_config ?: AGENT_CONFIG_FILE);
+                        if (!*s)
+                                return -ENOMEM;
+                }
         }
         w.tree = shown;
         w.prefix = prefix;

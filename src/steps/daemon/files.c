@@ -9,6 +9,7 @@
 
 #include "steps/daemon/apparmor.h"
 #include "steps/daemon/daemon.h"
+#include "steps/tenants/tenants.h"
 #include "units.h"
 #include "util/cgroup.h"
 #include "util/fs.h"
@@ -117,11 +118,13 @@ static bool fact_usable(StepRun *run, const DaemonState *st, const char *id, con
  * skips it. Without tenants the template's line is kept as it is.
  */
 static int unit_condition_users(StepRun *run, char **text) {
+        _cleanup_strv_free_ char **removed = NULL;
         _cleanup_free_ char *out = NULL;
         const Account *accounts;
         const char *line, *end;
         size_t n, size = 0;
         FILE *f;
+        int r;
 
         accounts = run_accounts(run, &n);
         if (!accounts[0].tenant)
@@ -131,12 +134,18 @@ static int unit_condition_users(StepRun *run, char **text) {
                 return log_error_errno(-EINVAL, "The unit template docker.service.in has no ConditionUser= line");
         line++;
         end = strchrnul(line, '\n');
+        r = tenants_removed_users(run_root_fd(run), run_config(run), &removed);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the record of the tenants set up: %m");
         f = open_memstream(&out, &size);
         if (!f)
                 return -ENOMEM;
         fwrite(*text, 1, (size_t) (line - *text), f);
         for (size_t i = 0; i < n; i++)
                 fprintf(f, "ConditionUser=|%s\n", accounts[i].name);
+        /* A removed tenant's Docker keeps starting until it is retired (steps/tenants/). */
+        for (char **u = removed; *u; u++)
+                fprintf(f, "ConditionUser=|%s\n", *u);
         fputs(*end ? end + 1 : end, f);
         if (fclose(f) != 0 || !out)
                 return -ENOMEM;

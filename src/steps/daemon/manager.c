@@ -46,7 +46,7 @@ static int linger_apply(StepRun *run, Change *c) {
         int r;
 
         if (st->live) {
-                r = bus_set_linger(a->uid);
+                r = bus_set_linger(a->uid, true);
                 if (r < 0)
                         return r;
         } else {
