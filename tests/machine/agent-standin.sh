@@ -30,6 +30,10 @@ tmp=$out.tmp.$$
 	echo "DOCKER_HOST=${DOCKER_HOST:-}"
 	echo "BUILDKITE_BUILD_PATH=${BUILDKITE_BUILD_PATH:-}"
 	echo "HOME=${HOME:-}"
+	echo "BUILDKITE_AGENT_CONFIG=${BUILDKITE_AGENT_CONFIG:-}"
+	echo "BUILDKITE_NO_LOCAL_HOOKS=${BUILDKITE_NO_LOCAL_HOOKS:-}"
+	echo "BUILDKITE_CLEAN_CHECKOUT=${BUILDKITE_CLEAN_CHECKOUT:-}"
+	env | grep '^GIT_CONFIG_' | sort
 	echo "container=$(docker run --rm rci-busybox sh -c 'echo ran-as-$(id -u)' 2>&1 | tr '\n' ' ')"
 } >"$tmp"
 mv "$tmp" "$out"
@@ -83,6 +87,39 @@ chmod 0775 /etc/buildkite-agent/hooks
 chown -R buildkite-agent:buildkite-agent /etc/buildkite-agent
 SH
 	in_machine sed -i "s/@TOKEN@/$STANDIN_TOKEN/" /etc/buildkite-agent/buildkite-agent.cfg
+}
+
+# standin_install_template: the package's template unit for agent instances
+# (buildkite-agent@NAME.service, one per tenant), the same stand-in behind
+# it; the package hard-codes User=buildkite-agent there too. After
+# standin_install.
+standin_install_template() {
+	in_machine sh -eu <<'SH'
+cat >/lib/systemd/system/buildkite-agent@.service <<'UNIT'
+[Unit]
+Description=Buildkite Agent (%i) (stand-in for the package's template unit)
+Documentation=https://buildkite.com/agent
+After=syslog.target
+After=network.target
+
+[Service]
+Type=simple
+User=buildkite-agent
+Environment=HOME=/var/lib/buildkite-agent
+ExecStart=/usr/bin/buildkite-agent start
+RestartSec=5
+Restart=on-failure
+RestartForceExitStatus=SIGPIPE
+TimeoutStartSec=10
+TimeoutStopSec=0
+KillMode=process
+
+[Install]
+WantedBy=multi-user.target
+DefaultInstance=1
+UNIT
+systemctl daemon-reload
+SH
 }
 
 # standin_report UID: the report the stand-in wrote when it last ran as UID
