@@ -181,7 +181,7 @@ repair pr-storage-0755 "storage.docker:$PR_TENANT" drift_pr_storage_open
 repair pr-subuid-deleted "user.subuid:$PR_TENANT" drift_pr_subuid_deleted
 repair pr-subids-moved "daemon.userns:$PR_TENANT" drift_pr_subids_moved
 repair pr-agent-dropin-deleted "agent.dropin:$PR_TENANT" drift_pr_agent_dropin
-repair pr-agent-config-chowned "agent.config*:$PR_TENANT" drift_pr_agent_config
+repair pr-agent-config-chowned "agent.config-file:$PR_TENANT" drift_pr_agent_config
 assert_eq "$main_pid" "$(user_docker_pid "$CI")" "two tenants: main's daemon ran through the new tenant and all its repairs (MainPID $main_pid)"
 for u in "$CI" "$PR"; do
 	assert_eq hello "$(as_user "$u" sh -c 'docker image inspect rci-bb >/dev/null 2>&1 ||
