@@ -105,7 +105,10 @@ for f in /etc/subuid /etc/subgid; do
 	ok "$f: one range each, disjoint ($(tr '\n' ' ' <<<"$ranges"))"
 done
 
-# Both agents, as the operator enables them.
+as_main docker import /var/lib/rootless-ci-test/busybox.tar rci-busybox >/dev/null
+as_pr docker import /var/lib/rootless-ci-test/busybox.tar rci-busybox >/dev/null
+ok "busybox imported into each tenant's daemon"
+# Both agents, as the operator enables them (the stand-in runs a container as it starts).
 in_machine systemctl enable --now "buildkite-agent@$MAIN_TENANT.service" "buildkite-agent@$PR_TENANT.service" >/dev/null 2>&1 ||
 	fail "the agent instances do not start"
 main_report=$(standin_report "$main_uid")
@@ -115,9 +118,6 @@ assert_contains "$main_report" "DOCKER_HOST=unix:///run/user/$main_uid/docker.so
 assert_contains "$pr_report" "DOCKER_HOST=unix:///run/user/$pr_uid/docker.sock" "pr's agent runs as $PR against its own daemon"
 assert_contains "$pr_report" "BUILDKITE_AGENT_CONFIG=/etc/buildkite-agent/$PR_TENANT.cfg" "pr's agent reads its own configuration"
 
-as_main docker import /var/lib/rootless-ci-test/busybox.tar rci-busybox >/dev/null
-as_pr docker import /var/lib/rootless-ci-test/busybox.tar rci-busybox >/dev/null
-ok "busybox imported into each tenant's daemon"
 
 # sums PATH...: checksums (or "missing") of files inside, to compare before and after.
 sums() {
