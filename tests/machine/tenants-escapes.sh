@@ -67,7 +67,7 @@ run_json apply1 apply
 assert_eq 0 "$rc" "a two-tenant apply on a fresh machine exits 0 (in $ms ms)"
 for t in "$MAIN_TENANT" "$PR_TENANT"; do
 	st=$(item "$TEST_TMP/apply1.json" "daemon.service:$t" status)
-	[[ $st == change || $st == pass ]] || fail "apply's report: daemon.service:$t is '$st'"
+	[[ $st == create || $st == change || $st == pass ]] || fail "apply's report: daemon.service:$t is '$st'"
 	ok "apply's report has daemon.service:$t ($st)"
 	n=$(jq --arg t "$t" '[.items[] | select(.tenant == $t)] | length' "$TEST_TMP/apply1.json")
 	[[ $n -gt 0 ]] || fail "no item of apply's JSON report names tenant $t"
