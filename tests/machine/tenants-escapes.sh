@@ -227,7 +227,7 @@ proc_id() { in_machine sh -c 'cut -d" " -f 3,22 "/proc/$1/stat" 2>/dev/null || e
 rk=$(user_docker_pid "$MAIN")
 dockerd=$(in_machine pgrep -u "$MAIN" -xo dockerd)
 [[ $rk != 0 && -n $dockerd ]] || fail "main's daemon: rootlesskit $rk, dockerd '$dockerd'"
-out=$(as_pr sh -c 'sleep 60 & p=$!; kill -STOP $p && kill -KILL $p && wait $p; echo own=$?')
+out=$(as_pr sh -c 'sleep 60 & p=$!; kill -STOP $p && kill -KILL $p && wait $p; echo own=$?' 2>/dev/null) # (the shell's "Killed")
 assert_eq own=137 "$out" "pr's kill -STOP and -KILL reach a process of its own (the control)"
 for pid in "$rk" "$dockerd"; do
 	before=$(proc_id "$pid")
@@ -292,7 +292,7 @@ origin=$MNT/$PR/builds/rci-origin.git
 co=$MNT/$PR/builds/rci-pr-agent/org/hooked
 as_pr sh -c "set -e; git init -q --bare '$origin'; t=\$(mktemp -d); cd \$t; git init -q -b main; echo one >f;
 	git add f; git -c user.email=p@x -c user.name=p commit -qm one; git checkout -q -b other; echo two >f;
-	git -c user.email=p@x -c user.name=p commit -qam two; git push -q '$origin' main other; rm -rf \$t
+	git -c user.email=p@x -c user.name=p commit -qam two; git push -q '$origin' main other; cd /; rm -rf \$t
 	git clone -q -b main '$origin' '$co'
 	printf '#!/bin/sh\necho ran >>\$HOME/rci-hook-ran\n' >'$co/.git/hooks/post-checkout'
 	printf '#!/bin/sh\necho ran >>\$HOME/rci-fsmonitor-ran\nexit 1\n' >'$co/.git/rci-fsmonitor'
