@@ -89,39 +89,6 @@ SH
 	in_machine sed -i "s/@TOKEN@/$STANDIN_TOKEN/" /etc/buildkite-agent/buildkite-agent.cfg
 }
 
-# standin_install_template: the package's template unit for agent instances
-# (buildkite-agent@NAME.service, one per tenant), the same stand-in behind
-# it; the package hard-codes User=buildkite-agent there too. After
-# standin_install.
-standin_install_template() {
-	in_machine sh -eu <<'SH'
-cat >/lib/systemd/system/buildkite-agent@.service <<'UNIT'
-[Unit]
-Description=Buildkite Agent (%i) (stand-in for the package's template unit)
-Documentation=https://buildkite.com/agent
-After=syslog.target
-After=network.target
-
-[Service]
-Type=simple
-User=buildkite-agent
-Environment=HOME=/var/lib/buildkite-agent
-ExecStart=/usr/bin/buildkite-agent start
-RestartSec=5
-Restart=on-failure
-RestartForceExitStatus=SIGPIPE
-TimeoutStartSec=10
-TimeoutStopSec=0
-KillMode=process
-
-[Install]
-WantedBy=multi-user.target
-DefaultInstance=1
-UNIT
-systemctl daemon-reload
-SH
-}
-
 # standin_report UID: the report the stand-in wrote when it last ran as UID
 # (waits up to 60 s for it).
 standin_report() {
@@ -188,4 +155,37 @@ assert_etc_not_writable_by_ci() {
 	in_machine setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'wc -c </etc/buildkite-agent/buildkite-agent.cfg' >/dev/null 2>&1 &&
 		fail "nobody (another user) can read the configuration holding the token"
 	ok "another user cannot read the configuration holding the token"
+}
+
+# standin_install_template: the package's template unit for agent instances
+# (buildkite-agent@NAME.service, one per tenant), the same stand-in behind
+# it; the package hard-codes User=buildkite-agent there too. After
+# standin_install.
+standin_install_template() {
+	in_machine sh -eu <<'SH'
+cat >/lib/systemd/system/buildkite-agent@.service <<'UNIT'
+[Unit]
+Description=Buildkite Agent (%i) (stand-in for the package's template unit)
+Documentation=https://buildkite.com/agent
+After=syslog.target
+After=network.target
+
+[Service]
+Type=simple
+User=buildkite-agent
+Environment=HOME=/var/lib/buildkite-agent
+ExecStart=/usr/bin/buildkite-agent start
+RestartSec=5
+Restart=on-failure
+RestartForceExitStatus=SIGPIPE
+TimeoutStartSec=10
+TimeoutStopSec=0
+KillMode=process
+
+[Install]
+WantedBy=multi-user.target
+DefaultInstance=1
+UNIT
+systemctl daemon-reload
+SH
 }
