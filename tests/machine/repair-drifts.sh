@@ -163,11 +163,15 @@ drift_pr_docker_group() { in_machine usermod -aG docker "$PR"; }
 drift_pr_link_removed() { in_machine rm "/home/$PR/.local/share/docker"; }
 drift_pr_storage_open() { in_machine chmod 0755 "/srv/rootless-ci/$PR/docker"; }
 drift_pr_subuid_deleted() { in_machine sed -i "/^$PR:/d" /etc/subuid; }
+# Past every range in the file (ten blocks up could land on main's, which
+# subids-moved above moved there: overlapping ranges are another refusal).
 drift_pr_subids_moved() {
-	local f start
+	local f start top
 	for f in /etc/subuid /etc/subgid; do
 		start=$(in_machine sed -n "s/^$PR:\([0-9]*\):.*/\1/p" "$f")
-		in_machine sed -i "s/^$PR:$start:/$PR:$((start + 655360)):/" "$f"
+		# shellcheck disable=SC2016 # awk's fields
+		top=$(in_machine awk -F: '{e = $2 + $3; if (e > m) m = e} END {print m}' "$f")
+		in_machine sed -i "s/^$PR:$start:/$PR:$((top + 655360)):/" "$f"
 	done
 }
 drift_pr_agent_dropin() { in_machine rm "/etc/systemd/system/buildkite-agent@$PR_TENANT.service.d/zz-rootless-ci.conf"; }
