@@ -61,6 +61,8 @@ void cli_help(void) {
                "  --user=NAME            [User] Name=        default buildkite\n"
                "  --agent-unit=UNIT      [Agent] Unit=       default buildkite-agent.service\n"
                "  --ready-timeout=SEC    [Daemon] ReadyTimeoutSec= default 120\n"
+               "With [Tenant] sections --user and --agent-unit are refused; wait --user=USER then\n"
+               "names the tenant user whose Docker to wait for.\n"
                "\n"
                "Exit status: 0 done / nothing to do / all checks hold; 1 failed, or check found a\n"
                "problem; 2 usage or configuration error (nothing changed); 3 refused to protect\n"
@@ -138,7 +140,8 @@ static int check_verb_options(const Cli *cli) {
 }
 
 int cli_parse(int argc, char *argv[], Cli *ret) {
-        static const struct option options[] = {
+        /* These, then one per row of setting_options, named there once. */
+        static const struct option own_options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "verbose", no_argument, NULL, 'v' },
                 { "version", no_argument, NULL, OPT_VERSION },
@@ -146,19 +149,20 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
                 { "root", required_argument, NULL, OPT_ROOT },
                 { "json", no_argument, NULL, OPT_JSON },
                 { "lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT },
-                { "disk", required_argument, NULL, OPT_DISK },
-                { "filesystem", required_argument, NULL, OPT_FILESYSTEM },
-                { "mount-point", required_argument, NULL, OPT_MOUNT_POINT },
-                { "wipe", no_argument, NULL, OPT_WIPE },
-                { "user", required_argument, NULL, OPT_USER },
-                { "agent-unit", required_argument, NULL, OPT_AGENT_UNIT },
-                { "ready-timeout", required_argument, NULL, OPT_READY_TIMEOUT },
                 { "builds-dir", required_argument, NULL, OPT_BUILDS_DIR },
-                {}
         };
+        struct option options[ELEMENTSOF(own_options) + ELEMENTSOF(setting_options) + 1] = {};
         Cli cli = { .verb = CLI_VERB_HELP, .lock_timeout_sec = CLI_LOCK_TIMEOUT_DEFAULT };
         bool want_version = false, lock_timeout_set = false;
         int c, r, consumed = 0;
+
+        memcpy(options, own_options, sizeof(own_options));
+        for (size_t i = 0; i < ELEMENTSOF(setting_options); i++)
+                options[ELEMENTSOF(own_options) + i] = (struct option) {
+                        .name = startswith(setting_options[i].option, "--"),
+                        .has_arg = setting_options[i].value ? no_argument : required_argument,
+                        .val = setting_options[i].code,
+                };
 
         opterr = 0;
         optind = 0;
@@ -281,11 +285,51 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
         return 0;
 }
 
+/*
+ * With [Tenant] sections, --user and --agent-unit ([User] Name=, [Agent]
+ * Unit=) are refused like the sections, except wait's --user: it names
+ * whose Docker to wait for (the agent's drop-in runs wait --user=USER), and
+ * must be one tenant's User=.
+ */
+static int check_settings_with_tenants(const Cli *cli, const Config *c) {
+        bool user_given = false;
+
+        if (c->n_tenants == 0)
+                return 0;
+        for (unsigned i = 0; i < cli->n_settings; i++) {
+                const CliSetting *s = &cli->settings[i];
+                _cleanup_free_ char *what = NULL, *other = NULL;
+
+                if (!streq(s->section, "User") && !streq(s->section, "Agent"))
+                        continue;
+                if (cli->verb == CLI_VERB_WAIT && streq(s->section, "User")) {
+                        user_given = true;
+                        if (!config_tenant_by_user(c, s->value))
+                                return log_error_errno(-ERCI_USAGE, "%s=%s: no [Tenant] has User=%s; with [Tenant] "
+                                                       "sections wait waits for the Docker of one tenant's user.",
+                                                       s->option, s->value, s->value);
+                        continue;
+                }
+                if (asprintf(&what, "%s=%s", s->option, s->value) < 0 ||
+                    asprintf(&other, "[Tenant] at %s", strempty(c->tenants[0].origin)) < 0)
+                        return -ENOMEM;
+                return config_refuse_mixed(what, other);
+        }
+        if (cli->verb == CLI_VERB_WAIT && !user_given)
+                return log_error_errno(-ERCI_USAGE, "wait: the configuration has [Tenant] sections; name the tenant "
+                                       "user whose Docker to wait for with --user=USER.");
+        return 0;
+}
+
 int cli_apply_settings(const Cli *cli, Config *c) {
+        int r;
+
+        r = check_settings_with_tenants(cli, c);
+        if (r < 0)
+                return r;
         for (unsigned i = 0; i < cli->n_settings; i++) {
                 const CliSetting *s = &cli->settings[i];
                 const char *err = NULL;
-                int r;
 
                 r = config_set_key(c, s->section, s->key, s->value, &err);
                 if (r < 0)

@@ -11,8 +11,9 @@
 #include <unistd.h>
 
 #include "build-config.h"
-#include "config.h"
+#include "config-tenant.h"
 #include "util/error.h"
+#include "util/escape.h"
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/macro.h"
@@ -36,22 +37,6 @@ FileSystem filesystem_from_string(const char *s) {
         return _FILESYSTEM_MAX;
 }
 
-static const char *const trust_table[_TRUST_MAX] = {
-        [TRUST_UNTRUSTED] = "untrusted",
-        [TRUST_TRUSTED] = "trusted",
-};
-
-const char *trust_to_string(Trust t) {
-        return t >= 0 && t < _TRUST_MAX ? trust_table[t] : NULL;
-}
-
-Trust trust_from_string(const char *s) {
-        for (Trust t = 0; t < _TRUST_MAX; t++)
-                if (streq(s, trust_table[t]))
-                        return t;
-        return _TRUST_MAX;
-}
-
 int config_init(Config *c) {
         *c = (Config) {
                 .filesystem = FILESYSTEM_EXT4,
@@ -67,14 +52,6 @@ int config_init(Config *c) {
         return 0;
 }
 
-void tenant_done(Tenant *t) {
-        free(t->name);
-        free(t->user);
-        free(t->agent_unit);
-        free(t->agent_config);
-        *t = (Tenant) {};
-}
-
 void config_done(Config *c) {
         for (size_t i = 0; i < c->n_tenants; i++)
                 tenant_done(&c->tenants[i]);
@@ -83,6 +60,7 @@ void config_done(Config *c) {
         free(c->mount_point);
         free(c->user_name);
         free(c->agent_unit);
+        free(c->single_origin);
         *c = (Config) {};
 }
 
@@ -136,36 +114,6 @@ bool valid_unit_name(const char *s) {
         return !strstr(s, "@.service") && s[0] != '.' && s[0] != '-';
 }
 
-/* Well-formed UTF-8: no stray continuation bytes, no overlong forms, no surrogates, nothing past U+10FFFF. */
-static bool valid_utf8(const char *s) {
-        for (const unsigned char *p = (const unsigned char *) s; *p;) {
-                unsigned n, cp;
-
-                if (*p < 0x80) {
-                        p++;
-                        continue;
-                }
-                if ((*p & 0xe0) == 0xc0)
-                        n = 1, cp = *p & 0x1f;
-                else if ((*p & 0xf0) == 0xe0)
-                        n = 2, cp = *p & 0x0f;
-                else if ((*p & 0xf8) == 0xf0)
-                        n = 3, cp = *p & 0x07;
-                else
-                        return false;
-                for (unsigned i = 1; i <= n; i++) {
-                        if ((p[i] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i] & 0x3f);
-                }
-                if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-                    (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                p += n + 1;
-        }
-        return true;
-}
-
 bool valid_absolute_path(const char *s) {
         size_t l = strlen(s);
 
@@ -175,7 +123,7 @@ bool valid_absolute_path(const char *s) {
                 if (*p < 0x20 || *p == 0x7f)
                         return false;
         /* It ends up in fstab, unit files and messages, all of which are text. */
-        if (!valid_utf8(s))
+        if (!utf8_is_valid(s))
                 return false;
         /* Normalised: no empty, "." or ".." components, no trailing slash. */
         for (const char *p = s; *p; ) {
@@ -228,6 +176,27 @@ bool valid_mount_point(const char *s, const char **ret_reason) {
         return true;
 }
 
+int config_set_user_name(char **slot, const char *value, const char **ret_error) {
+        if (!valid_user_name(value)) {
+                *ret_error = "must be a valid user name: lower-case letters, digits, '_' and '-', "
+                             "starting with a letter or '_', at most 32 characters";
+                return -ERCI_USAGE;
+        }
+        if (streq(value, "root")) {
+                *ret_error = "must not be root";
+                return -ERCI_USAGE;
+        }
+        return free_and_strdup(slot, value);
+}
+
+int config_set_unit_name(char **slot, const char *value, const char **ret_error) {
+        if (!valid_unit_name(value)) {
+                *ret_error = "must be a service unit name such as buildkite-agent.service";
+                return -ERCI_USAGE;
+        }
+        return free_and_strdup(slot, value);
+}
+
 int config_set_key(Config *c, const char *section, const char *key, const char *value, const char **ret_error) {
         int r;
 
@@ -265,26 +234,11 @@ int config_set_key(Config *c, const char *section, const char *key, const char *
                         return 0;
                 }
         } else if (streq(section, "User")) {
-                if (streq(key, "Name")) {
-                        if (!valid_user_name(value)) {
-                                *ret_error = "must be a valid user name: lower-case letters, digits, '_' and '-', "
-                                             "starting with a letter or '_', at most 32 characters";
-                                return -ERCI_USAGE;
-                        }
-                        if (streq(value, "root")) {
-                                *ret_error = "must not be root";
-                                return -ERCI_USAGE;
-                        }
-                        return free_and_strdup(&c->user_name, value);
-                }
+                if (streq(key, "Name"))
+                        return config_set_user_name(&c->user_name, value, ret_error);
         } else if (streq(section, "Agent")) {
-                if (streq(key, "Unit")) {
-                        if (!valid_unit_name(value)) {
-                                *ret_error = "must be a service unit name such as buildkite-agent.service";
-                                return -ERCI_USAGE;
-                        }
-                        return free_and_strdup(&c->agent_unit, value);
-                }
+                if (streq(key, "Unit"))
+                        return config_set_unit_name(&c->agent_unit, value, ret_error);
         } else if (streq(section, "Daemon")) {
                 if (streq(key, "ReadyTimeoutSec")) {
                         char *end;
@@ -517,6 +471,7 @@ typedef struct SeenKey {
 
 int config_parse_text(Config *c, const char *path, const char *text, size_t size) {
         _cleanup_free_ char *copy = NULL, *section = NULL;
+        TenantSection tenant = {};
         SeenKey *seen = NULL;
         size_t n_seen = 0;
         unsigned line = 0;
@@ -556,10 +511,16 @@ int config_parse_text(Config *c, const char *path, const char *text, size_t size
                         }
                         l[n - 1] = 0;
                         if (!streq(l + 1, "Disk") && !streq(l + 1, "User") && !streq(l + 1, "Agent") &&
-                            !streq(l + 1, "Daemon")) {
+                            !streq(l + 1, "Daemon") && !streq(l + 1, "Tenant")) {
                                 r = log_error_errno(-ERCI_USAGE, "%s:%u: unknown section [%s]", path, line, l + 1);
                                 goto finish;
                         }
+                        /* Each [Tenant] is a tenant of its own: the one before is complete now. */
+                        r = tenant.line ? tenant_section_end(c, &tenant) : 0;
+                        if (r >= 0 && streq(l + 1, "Tenant"))
+                                r = tenant_section_begin(c, &tenant, path, line);
+                        if (r < 0)
+                                goto finish;
                         r = free_and_strdup(&section, l + 1);
                         if (r < 0)
                                 goto finish;
@@ -585,7 +546,7 @@ int config_parse_text(Config *c, const char *path, const char *text, size_t size
                         _cleanup_free_ char *sk = NULL;
                         SeenKey *ns;
 
-                        if (asprintf(&sk, "%s/%s", section, key) < 0) {
+                        if (asprintf(&sk, "%s.%zu/%s", section, streq(section, "Tenant") ? c->n_tenants : 0, key) < 0) {
                                 r = -ENOMEM;
                                 goto finish;
                         }
@@ -605,7 +566,10 @@ int config_parse_text(Config *c, const char *path, const char *text, size_t size
                         seen[n_seen++] = (SeenKey) { .section_key = TAKE_PTR(sk), .line = line };
                 }
 
-                r = config_set_key(c, section, key, value, &err);
+                if (streq(section, "Tenant"))
+                        r = tenant_set_key(c, &tenant, key, value, line, &err);
+                else
+                        r = config_set_key(c, section, key, value, &err);
                 if (r < 0) {
                         if (err && streq(err, "unknown key"))
                                 log_error("%s:%u: unknown key %s= in [%s]", path, line, key, section);
@@ -615,7 +579,16 @@ int config_parse_text(Config *c, const char *path, const char *text, size_t size
                                 log_error_errno(r, "%s:%u: %s=: %m", path, line, key);
                         goto finish;
                 }
+                /* [User] and [Agent] are the one tenant of a configuration without [Tenant]. */
+                if (streq(section, "User") || streq(section, "Agent")) {
+                        r = config_note_single(c, path, line, section, key);
+                        if (r < 0)
+                                goto finish;
+                }
         }
+        /* A section ends with its file: a drop-in cannot add to another file's [Tenant]. */
+        if (tenant.line)
+                r = tenant_section_end(c, &tenant);
 
 finish:
         for (size_t i = 0; i < n_seen; i++)

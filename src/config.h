@@ -8,7 +8,8 @@
  * The one configuration struct. It is filled, in this order, from built-in
  * defaults, /etc/rootless-ci.conf, /etc/rootless-ci.conf.d/ *.conf (lexical
  * order; a later file overrides an earlier one) and the command line, which
- * wins. A key set twice within one file is an error.
+ * wins. A key set twice within one file is an error. [Tenant] sections are
+ * not overridden but added, in the order they are read (config-tenant.c).
  */
 
 typedef enum FileSystem {
@@ -36,7 +37,17 @@ typedef struct Tenant {
         char *agent_unit;           /* AgentUnit=   buildkite-agent@<Name>.service */
         char *agent_config;         /* AgentConfig= /etc/buildkite-agent/<Name>.cfg */
         Trust trust;                /* Trust=       untrusted */
+        char *origin;               /* "file:line" of its [Tenant] header, for messages; NULL if not read from a file */
 } Tenant;
+
+/*
+ * A Name= is 1 to 32 of [a-z0-9-], starting with a letter or digit: it is
+ * the instance of buildkite-agent@<Name>.service, the file <Name>.cfg and
+ * the ":<Name>" of ids and marker files, each far below its limit of 255.
+ */
+#define TENANT_NAME_MAX 32
+/* Each tenant runs its own dockerd and agent: far more than one VM runs. */
+#define TENANTS_MAX 64
 
 typedef struct Config {
         /* [Disk] */
@@ -57,6 +68,9 @@ typedef struct Config {
         /* [Tenant], repeated: in the order the files give them (none: the one tenant of [User]/[Agent]) */
         Tenant *tenants;
         size_t n_tenants;
+
+        /* Where [User] or [Agent] was first set ("[User] Name= at file:line"), to refuse it with [Tenant]. */
+        char *single_origin;
 } Config;
 
 #define CONFIG_PATH "/etc/rootless-ci.conf"
@@ -81,6 +95,17 @@ int config_load(Config *c, const char *root, const char *explicit_path);
 
 /* Setters shared by the parser and the command line; each validates. */
 int config_set_key(Config *c, const char *section, const char *key, const char *value, const char **ret_error);
+
+/*
+ * [User] and [Agent] (or --user, --agent-unit) describe the one tenant of a
+ * configuration without [Tenant]; with [Tenant] they are refused: what
+ * ("b.conf:9: [User] Name=", "--user=bob") is logged with other (where the
+ * [Tenant] or the [User] it clashes with is). Returns -ERCI_USAGE.
+ */
+int config_refuse_mixed(const char *what, const char *other);
+
+/* The tenant whose User= is user, or NULL. */
+const Tenant *config_tenant_by_user(const Config *c, const char *user);
 
 /* Checks that need the whole config (e.g. nothing configured that conflicts). */
 int config_verify(const Config *c, const char **ret_error);
@@ -130,6 +155,7 @@ FileSystem filesystem_from_string(const char *s);
 
 /* Validation helpers, exported for tests. Return true when valid. */
 bool valid_user_name(const char *s);
+bool valid_tenant_name(const char *s);
 bool valid_unit_name(const char *s);
 /* Absolute, normalised (no "." / ".." / "//" components), printable, bounded. */
 bool valid_absolute_path(const char *s);

@@ -141,32 +141,22 @@ void report_put(Context *ctx, size_t at, const char *id, ItemStatus status, cons
  * text and are handled anyway.
  */
 static void print_json_string(FILE *f, const char *s) {
+        static const char *const short_escapes[128] = {
+                ['"'] = "\\\"", ['\\'] = "\\\\", ['\n'] = "\\n", ['\t'] = "\\t",
+        };
+
         if (!s) {
                 fputs("null", f);
                 return;
         }
         fputc('"', f);
-        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
-                switch (*p) {
-                case '"':
-                        fputs("\\\"", f);
-                        break;
-                case '\\':
-                        fputs("\\\\", f);
-                        break;
-                case '\n':
-                        fputs("\\n", f);
-                        break;
-                case '\t':
-                        fputs("\\t", f);
-                        break;
-                default:
-                        if (*p < 0x20 || *p == 0x7f)
-                                fprintf(f, "\\u%04x", *p);
-                        else
-                                fputc(*p, f);
-                }
-        }
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+                if (*p < ELEMENTSOF(short_escapes) && short_escapes[*p])
+                        fputs(short_escapes[*p], f);
+                else if (*p < 0x20 || *p == 0x7f)
+                        fprintf(f, "\\u%04x", *p);
+                else
+                        fputc(*p, f);
         fputc('"', f);
 }
 

@@ -117,30 +117,18 @@ int context_reload_system(Context *ctx, bool caller_changed) {
 }
 
 static void host_facts_done(HostFacts *f) {
-        free(f->os_id);
-        free(f->os_id_like);
-        free(f->dockerd_rootless_path);
-        free(f->rootlesskit_path);
-        free(f->network_driver);
-        free(f->storage_driver);
-        free(f->privileged_gids);
+        FREE_MANY(f->os_id, f->os_id_like, f->dockerd_rootless_path, f->rootlesskit_path, f->network_driver,
+                  f->storage_driver, f->privileged_gids);
 }
 
 void account_done(Account *a) {
-        free(a->home);
-        free(a->subuids);
-        free(a->subgids);
-        free(a->gids);
-        free(a->builds_dir);
+        FREE_MANY(a->home, a->subuids, a->subgids, a->gids, a->builds_dir);
         *a = (Account) {};
 }
 
 void context_done(Context *ctx) {
-        for (size_t i = 0; i < ctx->n_items; i++) {
-                free(ctx->items[i].id);
-                free(ctx->items[i].message);
-                free(ctx->items[i].fix);
-        }
+        for (size_t i = 0; i < ctx->n_items; i++)
+                FREE_MANY(ctx->items[i].id, ctx->items[i].message, ctx->items[i].fix);
         free(ctx->items);
         host_facts_done(&ctx->facts);
         for (size_t i = 0; i < ctx->n_accounts; i++)
@@ -179,20 +167,25 @@ char *run_shown(const StepRun *run, const char *path) {
         return path_join_root(run->ctx->root, path);
 }
 
-char *run_asprintf(StepRun *run, const char *fmt, ...) {
+char *run_vasprintf(StepRun *run, const char *fmt, va_list ap) {
         char **n = reallocarray(run->texts, run->n_texts + 1, sizeof(char *));
-        va_list ap;
-        int r;
 
         if (!n)
                 abort(); /* as report_put(): a description we cannot record must not be half applied */
         run->texts = n;
-        va_start(ap, fmt);
-        r = vasprintf(&run->texts[run->n_texts], fmt, ap);
-        va_end(ap);
-        if (r < 0)
+        if (vasprintf(&run->texts[run->n_texts], fmt, ap) < 0)
                 abort();
         return run->texts[run->n_texts++];
+}
+
+char *run_asprintf(StepRun *run, const char *fmt, ...) {
+        va_list ap;
+        char *s;
+
+        va_start(ap, fmt);
+        s = run_vasprintf(run, fmt, ap);
+        va_end(ap);
+        return s;
 }
 
 const Account *run_accounts(const StepRun *run, size_t *ret_n) {

@@ -13,6 +13,7 @@
  * item, never a branch in the step: no VERB_ token in a step.
  */
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -40,6 +41,7 @@ char *run_shown(const StepRun *run, const char *path);  /* path as the host sees
  * description we cannot record aborts, as the report does.
  */
 char *run_asprintf(StepRun *run, const char *fmt, ...) _printf_(2, 3);
+char *run_vasprintf(StepRun *run, const char *fmt, va_list ap) _printf_(2, 0);
 int run_system_bus(StepRun *run, struct sd_bus **ret);  /* shared, opened on first use; never unref it */
 /*
  * Every account of the run, in the configuration's order (one per tenant):

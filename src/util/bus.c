@@ -21,11 +21,7 @@
 #define BUS_POLL_INTERVAL_USEC (50ULL * 1000)
 
 void unit_state_done(UnitState *s) {
-        free(s->active_state);
-        free(s->sub_state);
-        free(s->result);
-        free(s->unit_file_state);
-        free(s->load_state);
+        FREE_MANY(s->active_state, s->sub_state, s->result, s->unit_file_state, s->load_state);
         *s = (UnitState) {};
 }
 

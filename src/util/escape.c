@@ -103,3 +103,14 @@ char *escape_host_text(const char *s, const char *newline) {
 size_t escape_host_text_buf(char *buf, size_t size, const char *s, const char *newline) {
         return escape_into(buf, size, s, newline);
 }
+
+bool utf8_is_valid(const char *s) {
+        for (const unsigned char *p = (const unsigned char *) s; *p;) {
+                size_t n = utf8_sequence_length(p);
+
+                if (n == 0)
+                        return false;
+                p += n;
+        }
+        return true;
+}

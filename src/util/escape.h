@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /*
@@ -31,3 +32,6 @@ char *escape_host_text(const char *s, const char *newline);
  * written.
  */
 size_t escape_host_text_buf(char *buf, size_t size, const char *s, const char *newline);
+
+/* s is well-formed UTF-8 as above (RFC 3629); control characters are not looked at. */
+bool utf8_is_valid(const char *s);

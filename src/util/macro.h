@@ -95,6 +95,14 @@ static inline void strv_freep(char ***l) {
 }
 #define _cleanup_strv_free_ _cleanup_(strv_freep)
 
+/* free() each of n pointers: what a destructor of a struct of strings does, in one line. */
+static inline void free_many(void *const *p, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(p[i]);
+}
+#define FREE_MANY(...) \
+        free_many((void *const[]) { __VA_ARGS__ }, ELEMENTSOF(((void *const[]) { __VA_ARGS__ })))
+
 #define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)        \
         static inline void func##p(type *p) {          \
                 if (*p)                                \

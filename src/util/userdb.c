@@ -12,11 +12,8 @@
 #define ACCOUNT_FILE_MAX (64 * 1024 * 1024)
 
 void userdb_done(UserDb *db) {
-        for (size_t i = 0; i < db->n_users; i++) {
-                free(db->users[i].name);
-                free(db->users[i].home);
-                free(db->users[i].shell);
-        }
+        for (size_t i = 0; i < db->n_users; i++)
+                FREE_MANY(db->users[i].name, db->users[i].home, db->users[i].shell);
         free(db->users);
         for (size_t i = 0; i < db->n_groups; i++) {
                 free(db->groups[i].name);

@@ -3,7 +3,8 @@
  * The configuration parser on arbitrary bytes: it never crashes, leaks or
  * reads out of bounds; it either fails with -ERCI_USAGE (or -ENOMEM) or
  * leaves a Config whose every value passes the same validation the
- * command line applies, so no key can smuggle a value past it.
+ * command line applies, so no key can smuggle a value past it, and whose
+ * tenants are complete, unique and alone (no [User] or [Agent] with them).
  */
 #include <string.h>
 #include <syslog.h>
@@ -18,6 +19,27 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         (void) argv;
         log_set_max_level(LOG_EMERG - 1);  /* errors are expected: keep the run quiet and fast */
         return 0;
+}
+
+static void check_tenants(const Config *c) {
+        FUZZ_ASSERT(c->n_tenants <= TENANTS_MAX);
+        FUZZ_ASSERT(c->n_tenants == 0 || !c->single_origin);
+        for (size_t i = 0; i < c->n_tenants; i++) {
+                const Tenant *t = &c->tenants[i];
+
+                FUZZ_ASSERT(t->name && valid_tenant_name(t->name));
+                FUZZ_ASSERT(t->user && valid_user_name(t->user) && strcmp(t->user, "root") != 0);
+                FUZZ_ASSERT(t->agent_unit && valid_unit_name(t->agent_unit) && !strpbrk(t->agent_unit, "\n\r"));
+                FUZZ_ASSERT(t->agent_config && valid_absolute_path(t->agent_config) && strcmp(t->agent_config, "/") != 0);
+                FUZZ_ASSERT(trust_to_string(t->trust));
+                FUZZ_ASSERT(t->origin);
+                for (size_t j = 0; j < i; j++) {
+                        FUZZ_ASSERT(strcmp(c->tenants[j].name, t->name) != 0);
+                        FUZZ_ASSERT(strcmp(c->tenants[j].user, t->user) != 0);
+                        FUZZ_ASSERT(strcmp(c->tenants[j].agent_unit, t->agent_unit) != 0);
+                        FUZZ_ASSERT(strcmp(c->tenants[j].agent_config, t->agent_config) != 0);
+                }
+        }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -40,6 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 FUZZ_ASSERT(!strpbrk(c.mount_point, "\n\r"));
                 FUZZ_ASSERT(!strpbrk(c.user_name, "\n\r:"));
                 FUZZ_ASSERT(!strpbrk(c.agent_unit, "\n\r"));
+                check_tenants(&c);
         }
         config_done(&c);
         return 0;

@@ -89,18 +89,23 @@ SH
 	in_machine sed -i "s/@TOKEN@/$STANDIN_TOKEN/" /etc/buildkite-agent/buildkite-agent.cfg
 }
 
-# standin_report UID: the report the stand-in wrote when it last ran as UID
-# (waits up to 60 s for it).
-standin_report() {
+# standin_wait_report NAME: /var/tmp/rci-standin/NAME, once a stand-in
+# wrote it (waits up to 60 s for it).
+standin_wait_report() {
 	local i
 	for ((i = 0; i < 120; i++)); do
-		if in_machine test -e "/var/tmp/rci-standin/report.$1"; then
-			in_machine cat "/var/tmp/rci-standin/report.$1"
+		if in_machine test -e "/var/tmp/rci-standin/$1"; then
+			in_machine cat "/var/tmp/rci-standin/$1"
 			return 0
 		fi
 		sleep 0.5
 	done
-	echo "(no report from UID $1 after 60 s)"
+	echo "(no report $1 after 60 s)"
+}
+
+# standin_report UID: the report the stand-in wrote when it last ran as UID.
+standin_report() {
+	standin_wait_report "report.$1"
 }
 
 # standin_uid: the real UID of the agent unit's main process (empty if none).

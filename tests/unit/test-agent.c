@@ -967,3 +967,341 @@ TEST(an_agent_too_old_for_the_hooks_is_named) {
         ASSERT_EQ(count(&run, "agent.version", ITEM_PASS, "3.120.2 reads BUILDKITE_ADDITIONAL_HOOKS_PATHS"), 1);
         run_done(&run);
 }
+
+/* ---- tenants (issue 16): one agent instance, drop-in and configuration file each -------------------------- */
+
+#define MAIN_GID 1001
+#define PR_GID 1002
+
+/* The status of item id; _ITEM_STATUS_MAX when there is none (so a missing item fails, not crashes). */
+static ItemStatus status_of(const Run *run, const char *id) {
+        const Item *it = find_item(run, id);
+        return it ? it->status : _ITEM_STATUS_MAX;
+}
+
+static void add_tenant(Config *c, const char *name, const char *user, const char *config, Trust trust) {
+        Tenant *t = ARRAY_PUSH(c->tenants, c->n_tenants);
+        char unit[128];
+
+        ASSERT_TRUE(t != NULL);
+        snprintf(unit, sizeof(unit), "buildkite-agent@%s.service", name);
+        *t = (Tenant) { .name = strdup(name), .user = strdup(user), .agent_unit = strdup(unit),
+                        .agent_config = strdup(config), .trust = trust };
+}
+
+static void make_tenant_account(Account *a, uid_t uid, const char *home, const char *builds) {
+        a->state = ACCOUNT_KNOWN;
+        a->uid = uid;
+        a->gid = uid;
+        a->home = strdup(home);
+        a->builds_dir = strdup(builds);
+        a->gids = calloc(1, sizeof(gid_t));
+        a->gids[0] = uid;
+        a->n_gids = 1;
+}
+
+/*
+ * main (trusted, user buildkite) and pr (untrusted, user buildkite-pr), as
+ * the [Tenant] parser fills Config.tenants, with the accounts the user and
+ * storage steps would leave. pr_config: AgentConfig= of pr. extra_pr_gid:
+ * a group pr's user is in besides its own (0: none).
+ */
+static void run_tenants(Run *run, const char *root, Verb verb, const char *pr_config, gid_t extra_pr_gid) {
+        Account *acc;
+
+        if (getuid() != 0) {
+                /* Two users with groups of their own need two IDs the test can give files to. */
+                test_skip("two tenants' owners need root");
+                return;
+        }
+        *run = (Run) {};
+        if (config_init(&run->config) < 0)
+                abort();
+        add_tenant(&run->config, "main", "buildkite", "/etc/buildkite-agent/main.cfg", TRUST_TRUSTED);
+        add_tenant(&run->config, "pr", "buildkite-pr", pr_config ? pr_config : "/etc/buildkite-agent/pr.cfg",
+                   TRUST_UNTRUSTED);
+        units_set_dir(UNITS_SOURCE_DIR);
+        if (context_init(&run->ctx, verb, root, &run->config) < 0)
+                abort();
+        ASSERT_EQ(run->ctx.n_accounts, 2);
+        acc = run->ctx.accounts;
+        make_tenant_account(&acc[0], MAIN_GID, "/home/buildkite", "/srv/rootless-ci/buildkite/builds");
+        make_tenant_account(&acc[1], PR_GID, "/home/buildkite-pr", "/srv/rootless-ci/buildkite-pr/builds");
+        if (extra_pr_gid) {
+                gid_t *g = ARRAY_PUSH(acc[1].gids, acc[1].n_gids);
+                ASSERT_TRUE(g != NULL);
+                *g = extra_pr_gid;
+        }
+        test_capture_stderr_begin();
+        run->r = engine_run_steps(&run->ctx, agent_only, 1);
+        run->err = test_capture_stderr_end();
+        if (getenv("RCI_TEST_VERBOSE"))
+                dump(run);
+}
+
+static void make_tenant_homes(const char *root) {
+        ASSERT_OK(mkdir(P(root, "home"), 0755));
+        ASSERT_OK(mkdir(P(root, "home/buildkite"), 0750));
+        ASSERT_OK(mkdir(P(root, "home/buildkite-pr"), 0750));
+        ASSERT_OK(chown(P(root, "home/buildkite"), MAIN_GID, MAIN_GID));
+        ASSERT_OK(chown(P(root, "home/buildkite-pr"), PR_GID, PR_GID));
+}
+
+/* Each tenant's own file as an operator may leave it: readable by everyone, owned by whoever wrote it. */
+static void make_tenant_configs(const char *root) {
+        test_write(root, "etc/buildkite-agent/main.cfg", "token=\"main-" TOKEN "\"\n");
+        test_write(root, "etc/buildkite-agent/pr.cfg", "token=\"pr-" TOKEN "\"\n");
+        ASSERT_OK(chmod(P(root, "etc/buildkite-agent/main.cfg"), 0644));
+        ASSERT_OK(chmod(P(root, "etc/buildkite-agent/pr.cfg"), 0600));
+        ASSERT_OK(chown(P(root, "etc/buildkite-agent/main.cfg"), 4242, 4242));
+}
+
+/* Two tenants' homes, the package's tree and each tenant's own file, as an operator may leave them. */
+static void make_tenant_tree(const char *root) {
+        make_tenant_homes(root);
+        make_package_tree(root, 4242);
+        make_tenant_configs(root);
+}
+
+static const char *const untrusted_env[] = {
+        "\nEnvironment=BUILDKITE_CLEAN_CHECKOUT=true\n",
+        "\nEnvironment=BUILDKITE_NO_LOCAL_HOOKS=true\n",
+        "\nEnvironment=GIT_CONFIG_COUNT=2\n"
+        "Environment=GIT_CONFIG_KEY_0=core.hooksPath\n"
+        "Environment=GIT_CONFIG_VALUE_0=/dev/null\n"
+        "Environment=GIT_CONFIG_KEY_1=core.fsmonitor\n"
+        "Environment=GIT_CONFIG_VALUE_1=false\n",
+};
+
+static void assert_no_untrusted_env(const char *text) {
+        ASSERT_NOT_CONTAINS(text, "BUILDKITE_CLEAN_CHECKOUT");
+        ASSERT_NOT_CONTAINS(text, "BUILDKITE_NO_LOCAL_HOOKS");
+        ASSERT_NOT_CONTAINS(text, "GIT_CONFIG_");
+}
+
+TEST(tenants_each_agent_instance_runs_as_its_user_with_its_config_and_the_hooks) {
+        const char *root = test_tmpdir();
+        _cleanup_free_ char *main_text = NULL, *pr_text = NULL;
+        Run run;
+
+        make_tenant_tree(root);
+        make_hooks(root);
+        run_tenants(&run, root, VERB_APPLY, NULL, 0);
+        if (test_skipped_flag)
+                return;
+        if (run.r < 0 || run.ctx.any_failed)
+                dump(&run);
+        ASSERT_OK(run.r);
+        ASSERT_TRUE(find_item(&run, "agent.dropin:main") != NULL);
+        ASSERT_TRUE(find_item(&run, "agent.dropin:pr") != NULL);
+
+        main_text = test_read(root, "etc/systemd/system/buildkite-agent@main.service.d/zz-rootless-ci.conf");
+        pr_text = test_read(root, "etc/systemd/system/buildkite-agent@pr.service.d/zz-rootless-ci.conf");
+        ASSERT_TRUE(main_text != NULL);
+        ASSERT_TRUE(pr_text != NULL);
+        /* No drop-in for the package's own unit: each tenant has its instance. */
+        ASSERT_TRUE(test_read(root, "etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf") == NULL);
+
+        ASSERT_CONTAINS(main_text, "\nUser=buildkite\nGroup=1001\n");
+        ASSERT_CONTAINS(main_text, "\nEnvironment=HOME=/home/buildkite\n");
+        ASSERT_CONTAINS(main_text, "\nEnvironment=DOCKER_HOST=unix:///run/user/1001/docker.sock\n");
+        ASSERT_CONTAINS(main_text, "\nEnvironment=BUILDKITE_BUILD_PATH=/srv/rootless-ci/buildkite/builds\n");
+        ASSERT_CONTAINS(main_text, "\nEnvironment=BUILDKITE_AGENT_CONFIG=/etc/buildkite-agent/main.cfg\n");
+        ASSERT_CONTAINS(main_text, "\nEnvironment=BUILDKITE_ADDITIONAL_HOOKS_PATHS=" HOOKS_DIR "\n");
+        ASSERT_CONTAINS(main_text, "\nWants=user@1001.service\nAfter=user@1001.service\n");
+        ASSERT_CONTAINS(main_text, "--user=buildkite --ready-timeout");
+        /* Trusted: no untrusted environment. */
+        assert_no_untrusted_env(main_text);
+
+        ASSERT_CONTAINS(pr_text, "\nUser=buildkite-pr\nGroup=1002\n");
+        ASSERT_CONTAINS(pr_text, "\nEnvironment=HOME=/home/buildkite-pr\n");
+        ASSERT_CONTAINS(pr_text, "\nEnvironment=DOCKER_HOST=unix:///run/user/1002/docker.sock\n");
+        ASSERT_CONTAINS(pr_text, "\nEnvironment=XDG_RUNTIME_DIR=/run/user/1002\n");
+        ASSERT_CONTAINS(pr_text, "\nEnvironment=BUILDKITE_BUILD_PATH=/srv/rootless-ci/buildkite-pr/builds\n");
+        ASSERT_CONTAINS(pr_text, "\nEnvironment=BUILDKITE_PLUGINS_PATH=/srv/rootless-ci/buildkite-pr/builds/.plugins\n");
+        ASSERT_CONTAINS(pr_text, "\nRequiresMountsFor=/srv/rootless-ci/buildkite-pr/builds\n");
+        ASSERT_CONTAINS(pr_text, "\nEnvironment=BUILDKITE_AGENT_CONFIG=/etc/buildkite-agent/pr.cfg\n");
+        ASSERT_CONTAINS(pr_text, "\nEnvironment=BUILDKITE_ADDITIONAL_HOOKS_PATHS=" HOOKS_DIR "\n");
+        ASSERT_CONTAINS(pr_text, "--user=buildkite-pr --ready-timeout");
+        for (size_t i = 0; i < ELEMENTSOF(untrusted_env); i++)
+                ASSERT_CONTAINS(pr_text, untrusted_env[i]);
+        /* After the [Service] settings of every account, in a section of its own. */
+        ASSERT_TRUE(strstr(pr_text, "GIT_CONFIG_COUNT") > strstr(pr_text, "TimeoutStartSec="));
+        for (const char *a = strchr(pr_text, '@'); a; a = strchr(a + 1, '@'))
+                ASSERT_FALSE(a[1] >= 'A' && a[1] <= 'Z');
+
+        /* rootless-ci's hooks, judged for each tenant's user; one agent package: its version once, no tenant. */
+        ASSERT_TRUE(find_item(&run, "agent.hooks:main") != NULL);
+        ASSERT_TRUE(find_item(&run, "agent.hooks:pr") != NULL);
+        ASSERT_EQ(count(&run, "agent.version", _ITEM_STATUS_MAX, NULL), 1);
+        ASSERT_TRUE(find_item(&run, "agent.version") != NULL);
+        run_done(&run);
+}
+
+TEST(tenants_each_config_file_is_root_and_its_tenants_group_0640) {
+        const char *root = test_tmpdir();
+        Run run;
+
+        make_tenant_tree(root);
+        run_tenants(&run, root, VERB_CHECK, NULL, 0);
+        if (test_skipped_flag)
+                return;
+        ASSERT_EQ(status_of(&run, "agent.config-file:main"), ITEM_FAIL);
+        ASSERT_EQ(status_of(&run, "agent.config-file:pr"), ITEM_FAIL);
+        run_done(&run);
+
+        run_tenants(&run, root, VERB_APPLY, NULL, 0);
+        if (run.r < 0 || run.ctx.any_failed)
+                dump(&run);
+        ASSERT_EQ(status_of(&run, "agent.config-file:main"), ITEM_CHANGE);
+        ASSERT_EQ(status_of(&run, "agent.config-file:pr"), ITEM_CHANGE);
+        /* The tree is about the host: its ids name no tenant, and it leaves the tenants' files to them. */
+        {
+                char id[PATH_MAX + 32];
+                snprintf(id, sizeof(id), "agent.config:%s/etc/buildkite-agent/buildkite-agent.cfg", root);
+                ASSERT_TRUE(find_item(&run, id) != NULL);
+                snprintf(id, sizeof(id), "agent.config:%s/etc/buildkite-agent/main.cfg", root);
+                ASSERT_TRUE(find_item(&run, id) == NULL);
+        }
+        ASSERT_EQ(count(&run, "agent.config:main", _ITEM_STATUS_MAX, NULL), 0);
+        run_done(&run);
+
+        ASSERT_TRUE(owner_mode_is(root, "etc/buildkite-agent/main.cfg", 0, MAIN_GID, 0640));
+        ASSERT_TRUE(owner_mode_is(root, "etc/buildkite-agent/pr.cfg", 0, PR_GID, 0640));
+        /* No tenant's group: no tenant reads the package's own file, nor writes anything in the tree. */
+        ASSERT_TRUE(owner_mode_is(root, "etc/buildkite-agent/buildkite-agent.cfg", 0, 0, 0640));
+        ASSERT_TRUE(owner_mode_is(root, "etc/buildkite-agent", 0, 0, 0755));
+        ASSERT_TRUE(owner_mode_is(root, "etc/buildkite-agent/hooks", 0, 0, 0755));
+        ASSERT_TRUE(owner_mode_is(root, "etc/buildkite-agent/bootstrap.sh", 0, 0, 0750));
+        {
+                _cleanup_free_ char *t = test_read(root, "etc/buildkite-agent/pr.cfg");
+                ASSERT_STREQ(t, "token=\"pr-" TOKEN "\"\n");
+        }
+
+        /* Converged: nothing changes, check holds. */
+        run_tenants(&run, root, VERB_APPLY, NULL, 0);
+        ASSERT_FALSE(run.ctx.any_changed);
+        run_done(&run);
+        run_tenants(&run, root, VERB_CHECK, NULL, 0);
+        if (run.ctx.any_failed)
+                dump(&run);
+        ASSERT_FALSE(run.ctx.any_failed);
+        ASSERT_EQ(status_of(&run, "agent.config-file:pr"), ITEM_PASS);
+        ASSERT_TRUE(find_item(&run, "agent.config-file:pr") != NULL);
+        ASSERT_CONTAINS(find_item(&run, "agent.config-file:pr")->message, "readable by buildkite-pr");
+        run_done(&run);
+}
+
+TEST(tenants_a_missing_config_file_is_a_warning_and_never_created) {
+        const char *root = test_tmpdir();
+        const Verb verbs[] = { VERB_PLAN, VERB_CHECK, VERB_APPLY };
+        Run run;
+
+        make_tenant_homes(root);
+        make_package_tree(root, 4242);
+        test_write(root, "etc/buildkite-agent/main.cfg", "token=\"main-" TOKEN "\"\n");
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                const Item *it;
+
+                run_tenants(&run, root, verbs[i], NULL, 0);
+                if (test_skipped_flag)
+                        return;
+                it = find_item(&run, "agent.config-file:pr");
+                ASSERT_TRUE(it != NULL);
+                ASSERT_EQ(it->status, ITEM_WARN);
+                ASSERT_CONTAINS(it->message, "pr.cfg does not exist");
+                ASSERT_CONTAINS(it->message, "never writes a token");
+                ASSERT_CONTAINS(it->fix, "install -o root -g 1002 -m 0640 /dev/null");
+                /* Apply secures the rest and succeeds: the token is the operator's to write. */
+                if (verbs[i] == VERB_APPLY) {
+                        if (run.r < 0)
+                                dump(&run);
+                        ASSERT_OK(run.r);
+                }
+                run_done(&run);
+                ASSERT_TRUE(access(P(root, "etc/buildkite-agent/pr.cfg"), F_OK) < 0);
+        }
+        /* The drop-in is written all the same: the agent starts once the operator writes the file. */
+        ASSERT_TRUE(access(P(root, "etc/systemd/system/buildkite-agent@pr.service.d/zz-rootless-ci.conf"), F_OK) == 0);
+}
+
+TEST(tenants_another_tenants_user_in_the_group_fails) {
+        const char *root = test_tmpdir();
+        const Item *it;
+        Run run;
+
+        make_tenant_tree(root);
+        /* buildkite-pr is also in buildkite's group: pr's jobs could read main's token. */
+        run_tenants(&run, root, VERB_CHECK, NULL, MAIN_GID);
+        if (test_skipped_flag)
+                return;
+        ASSERT_EQ(status_of(&run, "agent.config-group:main"), ITEM_FAIL);
+        it = find_item(&run, "agent.config-group:main");
+        ASSERT_CONTAINS(it->message, "buildkite-pr (user of other tenants) is in group 1001");
+        ASSERT_TRUE(find_item(&run, "agent.config-group:pr") == NULL);
+        run_done(&run);
+
+        run_tenants(&run, root, VERB_CHECK, NULL, 0);
+        ASSERT_TRUE(find_item(&run, "agent.config-group:main") == NULL);
+        run_done(&run);
+}
+
+TEST(tenants_a_config_file_others_can_replace_or_the_tenant_cannot_reach_fails) {
+        const char *root = test_tmpdir();
+        const Item *it;
+        Run run;
+
+        make_tenant_tree(root);
+        /* Outside /etc/buildkite-agent, in a directory everyone can write: anyone could swap the file. */
+        test_write(root, "srv/agent-config/pr.cfg", "token=\"pr\"\n");
+        ASSERT_OK(chmod(P(root, "srv/agent-config"), 01777));
+        run_tenants(&run, root, VERB_APPLY, "/srv/agent-config/pr.cfg", 0);
+        if (test_skipped_flag)
+                return;
+        ASSERT_EQ(status_of(&run, "agent.config-file:pr"), ITEM_FAIL);
+        it = find_item(&run, "agent.config-file:pr");
+        ASSERT_CONTAINS(it->message, "someone other than root can replace");
+        ASSERT_CONTAINS(it->fix, "chmod go-w");
+        ASSERT_CONTAINS(test_read_kept(root, "etc/systemd/system/buildkite-agent@pr.service.d/zz-rootless-ci.conf"),
+                        "\nEnvironment=BUILDKITE_AGENT_CONFIG=/srv/agent-config/pr.cfg\n");
+        run_done(&run);
+
+        /* Root's alone but closed to the tenant: its agent cannot read the file. */
+        ASSERT_OK(chmod(P(root, "srv/agent-config"), 0750));
+        run_tenants(&run, root, VERB_CHECK, "/srv/agent-config/pr.cfg", 0);
+        ASSERT_EQ(status_of(&run, "agent.config-file:pr"), ITEM_FAIL);
+        it = find_item(&run, "agent.config-file:pr");
+        ASSERT_CONTAINS(it->message, "buildkite-pr cannot pass through it");
+        run_done(&run);
+
+        /* A symlink is never followed. */
+        ASSERT_OK(chmod(P(root, "srv/agent-config"), 0755));
+        ASSERT_OK(unlink(P(root, "etc/buildkite-agent/pr.cfg")));
+        ASSERT_OK(symlink("/srv/agent-config/pr.cfg", P(root, "etc/buildkite-agent/pr.cfg")));
+        run_tenants(&run, root, VERB_APPLY, NULL, 0);
+        ASSERT_EQ(status_of(&run, "agent.config-file:pr"), ITEM_FAIL);
+        it = find_item(&run, "agent.config-file:pr");
+        ASSERT_CONTAINS(it->message, "is a symlink");
+        run_done(&run);
+}
+
+TEST(without_tenants_nothing_is_added) {
+        const char *root = test_tmpdir();
+        _cleanup_free_ char *text = NULL;
+        Run run;
+
+        make_home(root);
+        make_package_tree(root, 4242);
+        run_agent(&run, root, VERB_APPLY, NULL);
+        text = test_read(root, "etc/systemd/system/buildkite-agent.service.d/zz-rootless-ci.conf");
+        ASSERT_TRUE(text != NULL);
+        assert_no_untrusted_env(text);
+        ASSERT_EQ(count(&run, "agent.config-file", _ITEM_STATUS_MAX, NULL), 0);
+        ASSERT_EQ(count(&run, "agent.config-group", _ITEM_STATUS_MAX, NULL), 0);
+        for (size_t i = 0; i < run.ctx.n_items; i++)
+                ASSERT_FALSE(strstr(run.ctx.items[i].id, ":main") || strstr(run.ctx.items[i].id, ":pr"));
+        run_done(&run);
+        /* The package's file is the CI user's group's, as before tenants. */
+        if (getuid() == 0)
+                ASSERT_TRUE(owner_mode_is(root, "etc/buildkite-agent/buildkite-agent.cfg", 0, fake_ci_gid(), 0640));
+}

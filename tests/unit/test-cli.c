@@ -212,6 +212,96 @@ TEST(cli_settings_are_validated_like_the_files) {
         ASSERT_CONTAINS(log, "--user=root: must not be root");
 }
 
+/* argv applied to the configuration text: cli_apply_settings()'s result, what it logged in *ret_log. */
+static int apply_to_text(Config *c, const char *text, char **ret_log, ...) {
+        char *argv[8] = { (char *) "rootless-ci" };
+        int argc = 1, r;
+        va_list ap;
+        Cli cli;
+
+        *ret_log = NULL;
+        va_start(ap, ret_log);
+        for (const char *a; (a = va_arg(ap, const char *)) && argc < 7; )
+                argv[argc++] = (char *) a;
+        va_end(ap);
+
+        r = config_init(c);
+        if (r >= 0)
+                r = config_parse_text(c, "t.conf", text, strlen(text));
+        if (r < 0)
+                return r;
+        test_capture_stderr_begin();
+        r = cli_parse(argc, argv, &cli);
+        if (r >= 0)
+                r = cli_apply_settings(&cli, c);
+        *ret_log = test_capture_stderr_end();
+        return r;
+}
+
+TEST(cli_user_and_agent_unit_with_tenants_are_refused) {
+        static const char tenants[] = "[Disk]\nWipe=no\n[Tenant]\nName=main\nUser=buildkite\nTrust=trusted\n"
+                                      "[Tenant]\nName=pr\nUser=buildkite-pr\n";
+        static const char *const verbs[] = { "apply", "plan", "check" };
+
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                _cleanup_(config_done) Config c = {};
+                _cleanup_free_ char *log = NULL;
+
+                ASSERT_EQ(apply_to_text(&c, tenants, &log, verbs[i], "--user=bob", NULL), -ERCI_USAGE);
+                ASSERT_CONTAINS(log, "--user=bob cannot be combined with [Tenant] at t.conf:3: with [Tenant] sections "
+                                "each tenant names its own User= and AgentUnit=");
+                /* Even naming a tenant's own user. */
+                config_done(&c);
+                free(log);
+                ASSERT_EQ(apply_to_text(&c, tenants, &log, verbs[i], "--user=buildkite-pr", NULL), -ERCI_USAGE);
+                ASSERT_CONTAINS(log, "--user=buildkite-pr cannot be combined with [Tenant] at t.conf:3");
+                config_done(&c);
+                free(log);
+                ASSERT_EQ(apply_to_text(&c, tenants, &log, verbs[i], "--agent-unit=a.service", NULL), -ERCI_USAGE);
+                ASSERT_CONTAINS(log, "--agent-unit=a.service cannot be combined with [Tenant] at t.conf:3");
+                /* The host-wide options are fine. */
+                config_done(&c);
+                free(log);
+                ASSERT_EQ(apply_to_text(&c, tenants, &log, verbs[i], "--mount-point=/data", "--ready-timeout=7", NULL), 0);
+                ASSERT_STREQ(c.mount_point, "/data");
+                ASSERT_EQ(c.ready_timeout_sec, 7);
+        }
+}
+
+TEST(cli_wait_with_tenants_needs_a_tenant_user) {
+        static const char tenants[] = "[Tenant]\nName=main\nUser=buildkite\n[Tenant]\nName=pr\nUser=buildkite-pr\n";
+        _cleanup_(config_done) Config c = {};
+        _cleanup_free_ char *log = NULL;
+
+        /* The agent's drop-in runs wait --user=USER: with tenants that picks the tenant. */
+        ASSERT_EQ(apply_to_text(&c, tenants, &log, "wait", "--user=buildkite-pr", "--ready-timeout=5", NULL), 0);
+        ASSERT_STREQ(c.user_name, "buildkite-pr");
+        ASSERT_EQ(c.ready_timeout_sec, 5);
+
+        config_done(&c);
+        free(log);
+        ASSERT_EQ(apply_to_text(&c, tenants, &log, "wait", "--user=bob", NULL), -ERCI_USAGE);
+        ASSERT_CONTAINS(log, "--user=bob: no [Tenant] has User=bob");
+        config_done(&c);
+        free(log);
+        ASSERT_EQ(apply_to_text(&c, tenants, &log, "wait", NULL), -ERCI_USAGE);
+        ASSERT_CONTAINS(log, "wait: the configuration has [Tenant] sections; name the tenant user");
+        config_done(&c);
+        free(log);
+        ASSERT_EQ(apply_to_text(&c, tenants, &log, "wait", "--user=buildkite", "--agent-unit=a.service", NULL), -ERCI_USAGE);
+        ASSERT_CONTAINS(log, "--agent-unit=a.service cannot be combined with [Tenant] at t.conf:1");
+
+        /* Without tenants, wait is what it was: --user or the default user. */
+        config_done(&c);
+        free(log);
+        ASSERT_EQ(apply_to_text(&c, "", &log, "wait", NULL), 0);
+        ASSERT_STREQ(c.user_name, "buildkite");
+        config_done(&c);
+        free(log);
+        ASSERT_EQ(apply_to_text(&c, "[User]\nName=ci\n", &log, "apply", "--user=bob", NULL), 0);
+        ASSERT_STREQ(c.user_name, "bob");
+}
+
 TEST(cli_same_option_twice_is_refused) {
         ASSERT_USAGE_ERROR("--disk given more than once", "apply", "--disk=/dev/vdb", "--disk=/dev/vdc");
         ASSERT_USAGE_ERROR("--wipe given more than once", "--wipe", "apply", "--wipe");

@@ -7,56 +7,9 @@
 
 #include "tests.h"
 #include "config.h"
+#include "config-test.h"
 #include "util/error.h"
 #include "util/macro.h"
-
-/*
- * Parse text as "test.conf" into a fresh Config; return the parser's result
- * and what it logged (malloc'd, in *ret_log).
- */
-static int parse(Config *c, const char *text, size_t size, char **ret_log) {
-        int r;
-
-        test_capture_stderr_begin();
-        r = config_parse_text(c, "test.conf", text, size);
-        *ret_log = test_capture_stderr_end();
-        return r;
-}
-
-/* text must be refused with exit 2 and a message containing want (e.g. "test.conf:3: ..."). */
-#define ASSERT_REFUSED(text, want)                                                \
-        do {                                                                      \
-                Config _pc;                                                        \
-                char *_plog = NULL;                                                \
-                int _pr;                                                           \
-                ASSERT_OK(config_init(&_pc));                                      \
-                _pr = parse(&_pc, (text), strlen(text), &_plog);                     \
-                config_done(&_pc);                                                 \
-                if (_pr != -ERCI_USAGE || !strstr(_plog, (want))) {                 \
-                        test_fail(__FILE__, __LINE__, "%s: want -ERCI_USAGE and \"%s\", got %d and \"%s\"", \
-                                  #text, (want), _pr, _plog);                       \
-                        free(_plog);                                               \
-                        return;                                                   \
-                }                                                                 \
-                free(_plog);                                                       \
-        } while (0)
-
-#define ASSERT_ACCEPTED(text)                                                     \
-        do {                                                                      \
-                Config _pc;                                                        \
-                char *_plog = NULL;                                                \
-                int _pr;                                                           \
-                ASSERT_OK(config_init(&_pc));                                      \
-                _pr = parse(&_pc, (text), strlen(text), &_plog);                     \
-                config_done(&_pc);                                                 \
-                if (_pr != 0 || *_plog) {                                           \
-                        test_fail(__FILE__, __LINE__, "%s: want it accepted silently, got %d and \"%s\"", \
-                                  #text, _pr, _plog);                               \
-                        free(_plog);                                               \
-                        return;                                                   \
-                }                                                                 \
-                free(_plog);                                                       \
-        } while (0)
 
 TEST(config_defaults) {
         _cleanup_(config_done) Config c = {};
@@ -271,12 +224,8 @@ TEST(config_bad_unit_names) {
                 "a/b.service",
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                _cleanup_free_ char *text = NULL, *want = NULL;
-
                 ASSERT_FALSE(valid_unit_name(bad[i]));
-                ASSERT_TRUE(asprintf(&text, "[Agent]\nUnit=%s\n", bad[i]) > 0);
-                ASSERT_TRUE(asprintf(&want, "test.conf:2: Unit=%s: must be a service unit name", bad[i]) > 0);
-                ASSERT_REFUSED(text, want);
+                ASSERT_KEY_REFUSED("Agent", "Unit", bad[i], bad[i], "must be a service unit name");
         }
         ASSERT_FALSE(valid_unit_name("agent.service\n"));
         ASSERT_FALSE(valid_unit_name(""));
@@ -380,15 +329,6 @@ TEST(config_verify_wipe_needs_device) {
 }
 
 /* config_load() on a fake root. */
-
-static int load(Config *c, const char *root, const char *explicit_path, char **ret_log) {
-        int r;
-
-        test_capture_stderr_begin();
-        r = config_load(c, root, explicit_path);
-        *ret_log = test_capture_stderr_end();
-        return r;
-}
 
 TEST(config_load_main_then_dropins_in_lexical_order) {
         const char *root = test_tmpdir();

@@ -185,3 +185,58 @@ TEST(credentials_held_warns_in_plan_and_fails_in_check_and_apply) {
         for (size_t i = 0; i < ELEMENTSOF(config); i++)
                 config_done(&config[i]);
 }
+
+/* Issue 16: each tenant's user is judged by its own processes, under an id that names the tenant. */
+TEST(credentials_each_tenant_is_judged_by_its_own_processes) {
+        _cleanup_(config_done) Config config = {};
+        const char *names[] = { "main", "pr" };
+        Context ctx;
+        pid_t child = 0;
+        gid_t g = held_group(&child);
+        int r;
+
+        if (g == (gid_t) -1) {
+                child_stop(child);
+                test_skip("no process of this UID holds a supplementary group (and not root to start one)");
+                return;
+        }
+        r = config_init(&config);
+        config.tenants = calloc(2, sizeof(Tenant));
+        if (r >= 0 && config.tenants) {
+                config.n_tenants = 2;
+                for (size_t i = 0; i < 2; i++)
+                        config.tenants[i] = (Tenant) { .name = strdup(names[i]),
+                                                       .user = strdup(i == 0 ? "buildkite" : "buildkite-pr"),
+                                                       .agent_unit = strdup("buildkite-agent@x.service"),
+                                                       .trust = i == 0 ? TRUST_TRUSTED : TRUST_UNTRUSTED };
+                r = context_init(&ctx, VERB_CHECK, NULL, &config);
+        } else
+                r = -ENOMEM;
+        if (r >= 0) {
+                /* main: a UID with no process; pr: this UID, whose child holds the group. */
+                ctx.accounts[0].state = ctx.accounts[1].state = ACCOUNT_KNOWN;
+                ctx.accounts[0].uid = ctx.accounts[0].gid = 2147480002;
+                ctx.accounts[1].uid = getuid();
+                ctx.accounts[1].gid = getgid();
+                ctx.facts.privileged_gids = calloc(1, sizeof(gid_t));
+                if (!ctx.facts.privileged_gids)
+                        r = -ENOMEM;
+                else {
+                        ctx.facts.privileged_gids[0] = g;
+                        ctx.facts.n_privileged_gids = 1;
+                        ctx.current_step = "credentials";
+                        r = step_run(&ctx, &step_credentials);
+                }
+        }
+        child_stop(child);
+
+        ASSERT_OK(r);
+        ASSERT_EQ(ctx.n_items, 2);
+        ASSERT_STREQ(ctx.items[0].id, "credentials.groups:main");
+        ASSERT_EQ(ctx.items[0].status, ITEM_PASS);
+        ASSERT_CONTAINS(ctx.items[0].message, "none of buildkite's 0 running processes");
+        ASSERT_STREQ(ctx.items[1].id, "credentials.groups:pr");
+        ASSERT_EQ(ctx.items[1].status, ITEM_FAIL);
+        ASSERT_CONTAINS(ctx.items[1].message, " of buildkite-pr still hold");
+        context_done(&ctx);
+}

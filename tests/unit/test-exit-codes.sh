@@ -75,6 +75,29 @@ expect 2 "--wipe without a disk" --in "$BAD" --err "needs a disk" -- --config="$
 expect 2 "--config is a directory" --in "$BAD" --err "$BAD/etc: not a regular file" -- --config="$BAD/etc" --root="$BAD" plan
 expect 2 "--config is a device" --in "$BAD" --err "/dev/null: not a regular file" -- --config=/dev/null --root="$BAD" plan
 
+# [Tenant] (issue 16): with [User] in another file, malformed, not unique, with --user: 2, both places named.
+TEN=$TMP/bad-tenant
+make_tree "$TEN" debian
+mkdir -p "$TEN/etc/rootless-ci.conf.d"
+printf '[User]\nName=ci\n' >"$TEN/etc/rootless-ci.conf"
+printf '# tenants\n[Tenant]\nName=pr\nUser=ci-pr\n' >"$TEN/etc/rootless-ci.conf.d/50-tenants.conf"
+for verb in plan check apply; do
+        expect 2 "[Tenant] with [User], $verb" --in "$TEN" \
+                --err "$TEN/etc/rootless-ci.conf.d/50-tenants.conf:2: [Tenant] cannot be combined with [User] Name= at $TEN/etc/rootless-ci.conf:2" \
+                -- --root="$TEN" "$verb"
+done
+printf '[Tenant]\nName=PR\nUser=ci-pr\n' >"$TMP/tenant-name.conf"
+expect 2 "tenant Name= not of [a-z0-9-]" --in "$TEN" --err "$TMP/tenant-name.conf:2: Name=PR: must be 1 to 32 of a-z, 0-9 and '-'" \
+        -- --config="$TMP/tenant-name.conf" --root="$TEN" apply
+printf '[Tenant]\nName=main\nUser=ci\n[Tenant]\nName=pr\nUser=ci\n' >"$TMP/tenant-user.conf"
+expect 2 "two tenants, one User=" --in "$TEN" \
+        --err "$TMP/tenant-user.conf:6: User=ci: tenant main ([Tenant] at $TMP/tenant-user.conf:1) has it too" \
+        -- --config="$TMP/tenant-user.conf" --root="$TEN" apply
+printf '[Tenant]\nName=pr\nUser=ci-pr\n' >"$TMP/tenant.conf"
+expect 2 "--user with [Tenant]" --in "$TEN" --err "--user=ci cannot be combined with [Tenant] at $TMP/tenant.conf:1" \
+        -- --config="$TMP/tenant.conf" --root="$TEN" apply --user=ci
+expect 2 "wait --user=NAME of no tenant" --err "--user=ci: no [Tenant] has User=ci" -- --config="$TMP/tenant.conf" wait --user=ci
+
 # --- preflight failures: 1, the distribution's package, nothing changed -----
 
 DEB=$TMP/debian-no-uidmap

@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 #
-# Hostile values for every option and configuration key, fed to the real
+# Hostile values for every option and configuration key ([Tenant] too), fed to the real
 # binary on a --root fake tree: empty, longer than PATH_MAX, not UTF-8,
 # newlines aimed at fstab and unit files, "..", a user name with a colon or
 # a leading dash, mount points in or on system directories. Each must end
@@ -79,6 +79,11 @@ hostile_key Disk Wipe "" "maybe" $'\xff' "yes please"
 hostile_key User Name "" "a:b" "-a" "root" $'b\xffk' "$(printf 'u%.0s' $(seq 1 40))"
 hostile_key Agent Unit "" "x" "x@.service" $'\xff.service' "../x.service"
 hostile_key Daemon ReadyTimeoutSec "" "0" "-5" "86401" "five"
+hostile_key Tenant Name "" "PR" "a:b" "-pr" "../pr" "pr/x" "pr.cfg" $'p\xffr' "$(printf 'n%.0s' $(seq 1 33))"
+hostile_key Tenant User "" "a:b" "-a" "root" $'b\xffk' "$(printf 'u%.0s' $(seq 1 40))"
+hostile_key Tenant AgentUnit "" "x" "x@.service" $'\xff.service' "../x.service"
+hostile_key Tenant AgentConfig "" "/" "etc/x.cfg" "$LONG" $'/etc/\xff.cfg' "/etc/../shadow" "/etc/x.cfg/"
+hostile_key Tenant Trust "" "yes" "Trusted" $'\xff'
 
 # Newlines cannot reach a key through a file (a line ends there); a value that
 # continues on the next line is a stray line, refused with its number.

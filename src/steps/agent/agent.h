@@ -51,9 +51,30 @@ int agent_dropin_look(StepRun *run, Account *a);
  */
 mode_t agent_config_wanted_mode(mode_t have, bool is_config_file);
 
-/* The config part: agent.config, agent.config:PATH per entry to secure, agent.config-link:PATH. */
+/*
+ * The config part: agent.config, agent.config:PATH per entry to secure, agent.config-link:PATH. About
+ * the host (Part.host_wide): with tenants the tree is root's group's, and each tenant's own
+ * configuration file in it is left to that tenant's config-file part.
+ */
 int agent_config_look(StepRun *run, Account *a);
 int agent_config_settle(StepRun *run, Account *a);
+
+/*
+ * The open fd of a directory or regular file (checked by the caller) as id: 0 when it is root:gid with
+ * agent_config_wanted_mode() already, else 1 and a Change that brings it there through the fd (it takes
+ * *fd; *ret_fix, may be NULL, is the Change's data, a directory's entries are added to it). < 0 on error.
+ */
+int agent_config_describe_fd(StepRun *run, const char *id, int *fd, const char *shown, gid_t gid,
+                              bool is_config_file, void **ret_fix);
+
+/* ---- config-file.c: a tenant's own configuration file ---- */
+
+/*
+ * The config-file part, tenants only (Account.agent_config): agent.config-group (another tenant's user
+ * in this tenant's group) and agent.config-file (AgentConfig= root:<group> 0640; missing: a warning,
+ * never created).
+ */
+int agent_config_file_look(StepRun *run, Account *a);
 
 /* ---- service.c: the running agent ---- */
 
@@ -75,9 +96,14 @@ extern const char *const agent_hook_names[];
  */
 const char *agent_hooks_writable_by(const struct stat *st, uid_t ci_uid);
 
-/* The hooks part: agent.hooks (HOOKS_DIR, each component and each hook root's and unwritable by others),
- * then agent.version (the installed agent, by dpkg's record, reads BUILDKITE_ADDITIONAL_HOOKS_PATHS). */
+/*
+ * The hooks part: agent.hooks (HOOKS_DIR, each component and each hook root's and unwritable by the
+ * account's user or others; every tenant's drop-in names the same HOOKS_DIR), then the version part,
+ * about the host: agent.version (the installed agent, by dpkg's record, reads
+ * BUILDKITE_ADDITIONAL_HOOKS_PATHS).
+ */
 int agent_hooks_look(StepRun *run, Account *a);
+int agent_version_look(StepRun *run, Account *a);
 
 /* Compare two Debian-style versions by epoch, the first three numbers and a "~" pre-release: <0, 0, >0. */
 int agent_version_compare(const char *a, const char *b);

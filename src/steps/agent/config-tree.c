@@ -71,7 +71,9 @@ typedef struct EntryFix {
 typedef struct TreeWalk {
         StepRun *run;
         int root_fd;
-        gid_t gid;
+        gid_t gid;              /* the CI user's; root's with tenants (no one tenant's group) */
+        char **skip;            /* tenants' configuration files (as shown): each tenant's config-file part's */
+        size_t n_skip;
         const char *tree;       /* /etc/buildkite-agent as shown (under the root) */
         const char *prefix;     /* the root as shown before an in-root path: "" live, else --root's DIR */
         struct stat root;       /* the root directory, where ".." stays */
@@ -140,8 +142,7 @@ typedef struct Judge {
 } Judge;
 
 static void judge_done(Judge *j) {
-        free(j->why);
-        free(j->dangling);
+        FREE_MANY(j->why, j->dangling);
 }
 
 static int judge_fail(Judge *j, const char *fmt, ...) _printf_(2, 3);
@@ -500,32 +501,24 @@ static int entry_fix_apply(StepRun *run, Change *c) {
         return S_ISDIR(st.st_mode) ? for_each_entry(e->fd, e->shown, entry_recheck_child, (void *) e) : 0;
 }
 
-/*
- * The open entry fd (a directory or a regular file, already checked): in
- * place, or a Change that brings it to root:gid with its wanted mode. The
- * Change keeps the fd (*ret_fix, for a directory's entries to be added).
- */
-static int tree_describe_fd(TreeWalk *w, int *fd, const char *shown, bool is_config_file, EntryFix **ret_fix) {
+int agent_config_describe_fd(StepRun *run, const char *id, int *fd, const char *shown, gid_t gid,
+                              bool is_config_file, void **ret_fix) {
         _cleanup_free_ char *plan = NULL, *problem = NULL;
-        char id[PATH_MAX + 32];
         struct stat st;
         mode_t want;
         EntryFix *e;
 
-        *ret_fix = NULL;
+        if (ret_fix)
+                *ret_fix = NULL;
         if (fstat(*fd, &st) < 0)
                 return log_error_errno(negative_errno(), "Failed to stat %s: %m", shown);
         want = agent_config_wanted_mode(st.st_mode & 07777, is_config_file);
-        if (st.st_uid == 0 && st.st_gid == w->gid && (st.st_mode & 07777) == want) {
-                w->in_place++;
+        if (st.st_uid == 0 && st.st_gid == gid && (st.st_mode & 07777) == want)
                 return 0;
-        }
-        /* Each entry that is not as it should be is an item of its own: "agent.config:PATH". */
-        snprintf(id, sizeof(id), "agent.config:%s", shown);
         if (asprintf(&plan, "secure %s: %u:%u %04o → root:%u %04o", shown, (unsigned) st.st_uid,
-                     (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777), (unsigned) w->gid, (unsigned) want) < 0 ||
+                     (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777), (unsigned) gid, (unsigned) want) < 0 ||
             asprintf(&problem, "%s is %u:%u %04o, not root:%u %04o: %s", shown, (unsigned) st.st_uid,
-                     (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777), (unsigned) w->gid, (unsigned) want,
+                     (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777), (unsigned) gid, (unsigned) want,
                      (st.st_uid != 0 || (st.st_mode & 0022)) ? "someone other than root can change what the agent loads"
                                                               : "its access differs from what rootless-ci sets") < 0)
                 return -ENOMEM;
@@ -535,10 +528,10 @@ static int tree_describe_fd(TreeWalk *w, int *fd, const char *shown, bool is_con
                 return -ENOMEM;
         }
         e->fd = TAKE_FD(*fd);
-        e->gid = w->gid;
+        e->gid = gid;
         e->is_config_file = is_config_file;
         e->looked = st;
-        item_change(w->run, &(Change) {
+        item_change(run, &(Change) {
                 .id = id,
                 .state = ITEM_CHANGE,
                 .plan = plan,
@@ -547,8 +540,31 @@ static int tree_describe_fd(TreeWalk *w, int *fd, const char *shown, bool is_con
                 .data = e,
                 .data_free = entry_fix_free,
         });
-        w->changed++;
-        *ret_fix = e;
+        if (ret_fix)
+                *ret_fix = e;
+        return 1;
+}
+
+/*
+ * The open entry fd (a directory or a regular file, already checked): in
+ * place, or a Change that brings it to root:gid with its wanted mode. The
+ * Change keeps the fd (*ret_fix, for a directory's entries to be added).
+ */
+static int tree_describe_fd(TreeWalk *w, int *fd, const char *shown, bool is_config_file, EntryFix **ret_fix) {
+        char id[PATH_MAX + 32];
+        void *fix = NULL;
+        int r;
+
+        /* Each entry that is not as it should be is an item of its own: "agent.config:PATH". */
+        snprintf(id, sizeof(id), "agent.config:%s", shown);
+        r = agent_config_describe_fd(w->run, id, fd, shown, w->gid, is_config_file, &fix);
+        if (r < 0)
+                return r;
+        *ret_fix = fix;
+        if (r > 0)
+                w->changed++;
+        else
+                w->in_place++;
         return 0;
 }
 
@@ -576,6 +592,9 @@ static int tree_visit(TreeWalk *w, int dirfd, const char *name, const char *show
                 if (!n->name)
                         return -ENOMEM;
         }
+        for (size_t i = 0; i < w->n_skip; i++)
+                if (streq(shown, w->skip[i]))
+                        return 0;
         is_dir = S_ISDIR(st.st_mode);
         if (!is_dir && !(S_ISREG(st.st_mode) && st.st_nlink == 1)) {
                 return tree_judge_other(w, dirfd, name, shown, &st);
@@ -624,20 +643,50 @@ static int tree_walk_dir(TreeWalk *w, int dfd, const char *shown, unsigned depth
         return for_each_entry(dfd, shown, tree_visit_entry, &td);
 }
 
+static void tree_walk_done(TreeWalk *w) {
+        for (size_t i = 0; i < w->n_skip; i++)
+                free(w->skip[i]);
+        free(w->skip);
+}
+
 int agent_config_look(StepRun *run, Account *a) {
         AgentState *state = run_state(run);
         _cleanup_free_ char *name = NULL, *shown = run_shown(run, AGENT_CONFIG_DIR);
         _cleanup_close_ int parent = -1;
         /* What run_shown() puts before an in-root path, so the judge's paths compare with shown. */
         _cleanup_free_ char *prefix = strdup(!streq(run_root(run), "/") ? run_root(run) : "");
-        TreeWalk w = { .run = run, .root_fd = run_root_fd(run), .gid = a->gid };
+        /*
+         * Without tenants, the CI user's group gets the access the package's
+         * user had (as before tenants). With tenants, the tree serves every
+         * tenant's agent and belongs to no tenant: root's group, so no
+         * tenant's jobs read what the package's user could (its
+         * buildkite-agent.cfg, a token of its own, becomes root:root 0640);
+         * each tenant's own file is its config-file part's, not the walk's.
+         */
+        _cleanup_(tree_walk_done) TreeWalk w = { .run = run, .root_fd = run_root_fd(run),
+                                                 .gid = a->tenant ? 0 : a->gid };
+        const Account *accounts;
+        size_t n_accounts;
         struct stat st;
         int r;
 
-        if (a->state != ACCOUNT_KNOWN)
+        if (!a->tenant && a->state != ACCOUNT_KNOWN)
                 return 0;
         if (!shown || !prefix)
                 return -ENOMEM;
+        accounts = run_accounts(run, &n_accounts);
+        for (size_t i = 0; i < n_accounts; i++) {
+                char **s;
+
+                if (!accounts[i].agent_config)
+                        continue;
+                s = ARRAY_PUSH(w.skip, w.n_skip);
+                if (!s)
+                        return -ENOMEM;
+                *s = run_shown(run, accounts[i].agent_config);
+                if (!*s)
+                        return -ENOMEM;
+        }
         w.tree = shown;
         w.prefix = prefix;
         if (fstat(w.root_fd, &w.root) < 0)

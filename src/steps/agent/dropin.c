@@ -19,6 +19,26 @@
  * ExecStartPre= "rootless-ci wait" until the daemon answers. Written
  * whether or not the agent is installed; systemd applies it when the unit
  * appears. A change owes the agent's restart (the service part pays it).
+ *
+ * A tenant (issue 16) gets the same drop-in for its own instance (AgentUnit=,
+ * by default buildkite-agent@<Name>.service: the package's template unit
+ * runs "buildkite-agent start --name %H-%i" as User=buildkite-agent, with no
+ * --config, so BUILDKITE_AGENT_CONFIG below names the file), with its user,
+ * daemon, builds path and AgentConfig=. An untrusted tenant's drop-in goes on
+ * with agent-dropin-untrusted.conf.in: what the agent and git read from the
+ * environment, checked in the agent's source (v4.0.0-beta HEAD):
+ *   BUILDKITE_AGENT_CONFIG     "agent start --config"'s variable (clicommand/agent_start.go);
+ *                              a file named so that does not exist stops the agent
+ *                              ("a configuration file could not be found", cliconfig/loader.go)
+ *   BUILDKITE_CLEAN_CHECKOUT   read by the job's executor (internal/job/config.go): it removes
+ *                              the checkout after the pre-checkout hooks, before checking out
+ *   BUILDKITE_NO_LOCAL_HOOKS   "agent start --no-local-hooks" (agent PR #707, March 2018; the job's
+ *                              executor honours the variable too); it turns plugins off as well
+ *                              unless the configuration sets no-plugins itself
+ *   GIT_CONFIG_COUNT/_KEY_n/_VALUE_n  git 2.31 and later; the agent passes its environment to
+ *                              every job (agent/job_runner.go: os.Environ() first, the job's
+ *                              own variables after it, so a job can override them for itself)
+ * All of these predate 3.89.0, the version agent.version already requires.
  */
 
 char *agent_dropin_path(const char *unit) {
@@ -27,12 +47,17 @@ char *agent_dropin_path(const char *unit) {
 }
 
 int agent_dropin_render(const Config *config, const Account *a, char **ret) {
-        _cleanup_free_ char *uid = NULL, *gid = NULL, *plugins = NULL, *ready = NULL, *start = NULL;
+        _cleanup_free_ char *uid = NULL, *gid = NULL, *plugins = NULL, *ready = NULL, *start = NULL, *text = NULL,
+                            *untrusted = NULL;
+        /* Without tenants: the package's own file, as before. */
+        const char *agent_config = a->agent_config ?: AGENT_CONFIG_FILE;
         const struct { const char *what, *value; } plain[] = {
                 { "the user name", a->name },
                 { "the CI user's home", a->home },
                 { "the builds directory", a->builds_dir },
+                { "the agent's configuration file", agent_config },
         };
+        int r;
 
         /* Each ends up in a directive; nothing that needs quoting or holds a specifier. */
         for (size_t i = 0; i < ELEMENTSOF(plain); i++)
@@ -56,13 +81,32 @@ int agent_dropin_render(const Config *config, const Account *a, char **ret) {
                 { "HOME", a->home },
                 { "BUILD_PATH", a->builds_dir },
                 { "PLUGINS_PATH", plugins },
-                { "AGENT_CONFIG", AGENT_CONFIG_FILE },
+                { "AGENT_CONFIG", agent_config },
                 { "SBINDIR", SBINDIR },
                 { "HOOKS_DIR", HOOKS_DIR },
                 { "READY_TIMEOUT", ready },
                 { "START_TIMEOUT", start },
         };
-        return unit_template_render(units_dir(), "agent-dropin.conf.in", values, ELEMENTSOF(values), ret);
+        r = unit_template_render(units_dir(), "agent-dropin.conf.in", values, ELEMENTSOF(values), &text);
+        if (r < 0)
+                return r;
+        /* Trusted tenants, and the one account without tenants, get nothing more. */
+        if (!a->tenant || a->trust != TRUST_UNTRUSTED) {
+                *ret = TAKE_PTR(text);
+                return 0;
+        }
+
+        UnitValue untrusted_values[] = {
+                { "TENANT", a->tenant },
+                { "AGENT_CONFIG", agent_config },
+        };
+        r = unit_template_render(units_dir(), "agent-dropin-untrusted.conf.in", untrusted_values,
+                                 ELEMENTSOF(untrusted_values), &untrusted);
+        if (r < 0)
+                return r;
+        if (asprintf(ret, "%s%s", text, untrusted) < 0)
+                return -ENOMEM;
+        return 0;
 }
 
 int agent_dropin_look(StepRun *run, Account *a) {

@@ -21,12 +21,16 @@
  *
  *   user         an account that is not there yet: what plan can say
  *   config       /etc/buildkite-agent taken back from the package's user
- *                (config-tree.c); killpoint agent-config-secured
+ *                (config-tree.c); killpoint agent-config-secured. About the
+ *                host: one tree serves every tenant's agent
+ *   config-file  a tenant's own configuration file (config-file.c): root,
+ *                the tenant's group, 0640; tenants only
  *   home-config  ~CI_USER/.buildkite-agent/buildkite-agent.cfg looked at
  *                (never read) without following a symlink: a warning when
  *                it exists, since the agent would prefer it to /etc
  *                without the pinned BUILDKITE_AGENT_CONFIG
- *   hooks        rootless-ci's hooks and the agent's version (hooks.c)
+ *   hooks        rootless-ci's hooks (hooks.c), judged for each user
+ *   version      the agent's version (hooks.c): one package, about the host
  *   dropin       the agent's drop-in (dropin.c); killpoint agent-dropin-written
  *   docker-host  jobs can set DOCKER_HOST themselves; that is only safe
  *                because no root-owned Docker socket is reachable, which
@@ -47,7 +51,7 @@ static int user_missing_apply(StepRun *run, Change *c) {
 }
 
 static int agent_user_look(StepRun *run, Account *a) {
-        _cleanup_free_ char *path = NULL, *dropin = NULL, *config = NULL, *skip = NULL;
+        _cleanup_free_ char *path = NULL, *dropin = NULL, *config = NULL, *skip = NULL, *tenant_config = NULL;
         bool planned = a->state == ACCOUNT_PLANNED;
 
         if (a->state == ACCOUNT_KNOWN)
@@ -70,10 +74,15 @@ static int agent_user_look(StepRun *run, Account *a) {
                                       "ownership depend on its UID"
                                     : "the CI user %s is not usable (see the user step)", a->name) < 0)
                 return -ENOMEM;
+        /* A tenant: the tree is root's (the config part says so); its own file waits for its group. */
+        if (a->tenant && asprintf(&tenant_config, "%s is judged once %s exists: it must be root:%s's group 0640",
+                                  a->agent_config, a->name, a->name) < 0)
+                return -ENOMEM;
         if (planned) {
                 item_finding_ex(run, &(Finding) { .id = "agent.dropin", .status = ITEM_CREATE, .message = dropin,
                                                   .hidden_in = IN_CHECK | IN_APPLY });
-                item_finding_ex(run, &(Finding) { .id = "agent.config", .status = ITEM_SKIP, .message = config,
+                item_finding_ex(run, &(Finding) { .id = a->tenant ? "agent.config-file" : "agent.config",
+                                                  .status = ITEM_SKIP, .message = a->tenant ? tenant_config : config,
                                                   .hidden_in = IN_CHECK | IN_APPLY });
         }
         item_finding_ex(run, &(Finding) { .id = "agent.user", .status = ITEM_SKIP, .message = skip,
@@ -83,6 +92,8 @@ static int agent_user_look(StepRun *run, Account *a) {
 
 static int agent_home_config_look(StepRun *run, Account *a) {
         const char *home = a->home, *rel = ".buildkite-agent/buildkite-agent.cfg";
+        /* The file the drop-in pins: the tenant's own, or the package's. */
+        const char *pinned = a->agent_config ?: AGENT_CONFIG_FILE;
         _cleanup_close_ int hfd = -1, fd = -1;
         _cleanup_free_ char *shown = NULL;
 
@@ -100,7 +111,7 @@ static int agent_home_config_look(StepRun *run, Account *a) {
         fd = safe_openat(hfd, rel, O_PATH, 0, RESOLVE_POLICY_NO_SYMLINKS);
         if (fd == -ENOENT || fd == -ENOTDIR) {
                 item_ok(run, "agent.home-config", "no %s (the agent reads its configuration from %s only)", shown,
-                        AGENT_CONFIG_FILE);
+                        pinned);
                 return 0;
         }
         item_finding(run, "agent.home-config", ITEM_WARN, "remove it (and ask where it came from)",
@@ -108,7 +119,7 @@ static int agent_home_config_look(StepRun *run, Account *a) {
                                     "BUILDKITE_AGENT_CONFIG the agent would read it instead of %s"
                                   : "%s exists: builds can write it; without the drop-in's BUILDKITE_AGENT_CONFIG the "
                                     "agent would read it instead of %s",
-                     shown, AGENT_CONFIG_FILE);
+                     shown, pinned);
         return 0;
 }
 
@@ -148,9 +159,11 @@ static void agent_state_done(void *p) {
 /* Its configuration first: whatever the agent loads next is root's. */
 static const Part agent_parts[] = {
         { .name = "user", .look = agent_user_look },
-        { .name = "config", .look = agent_config_look, .settle = agent_config_settle },
+        { .name = "config", .look = agent_config_look, .settle = agent_config_settle, .host_wide = true },
+        { .name = "config-file", .look = agent_config_file_look },
         { .name = "home-config", .look = agent_home_config_look },
         { .name = "hooks", .look = agent_hooks_look },
+        { .name = "version", .look = agent_version_look, .host_wide = true },
         { .name = "dropin", .look = agent_dropin_look, .settle = agent_dropin_settle },
         { .name = "docker-host", .look = agent_docker_host_look },
         { .name = "reload", .look = agent_reload_look, .settle = agent_reload_settle },

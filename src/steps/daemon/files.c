@@ -54,6 +54,28 @@ int daemon_render(const char *template_name, const void *values, size_t n, char 
         return unit_template_render(units_dir(), template_name, values, n, ret);
 }
 
+/*
+ * One of the step's files: the template filled with values, wanted as w
+ * says (its text is set here). *changed, when given, is set when the file
+ * is not in place. 0, or < 0 logged.
+ */
+static int daemon_file(StepRun *run, const char *template_name, const UnitValue *values, size_t n, FileWant *w,
+                       bool *changed) {
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        r = daemon_render(template_name, values, n, &text);
+        if (r < 0)
+                return r;
+        w->text = text;
+        r = item_file(run, w);
+        if (r < 0)
+                return r;
+        if (changed)
+                *changed = *changed || r > 0;
+        return 0;
+}
+
 /* Facts from preflight that end up in unit files must be plain paths/words. */
 static bool fact_usable(StepRun *run, const DaemonState *st, const char *id, const char *value, const char *what) {
         bool live = run_live(run);
@@ -90,7 +112,7 @@ static bool fact_usable(StepRun *run, const DaemonState *st, const char *id, con
 
 /* The user unit and its enable link (the part "unit"). */
 int daemon_unit_look(StepRun *run, Account *a, DaemonState *st) {
-        _cleanup_free_ char *path_value = NULL, *text = NULL;
+        _cleanup_free_ char *path_value = NULL;
         const HostFacts *f = run_facts(run);
         int r;
 
@@ -109,17 +131,13 @@ int daemon_unit_look(StepRun *run, Account *a, DaemonState *st) {
                         { "DOCKERD_ROOTLESS", f->dockerd_rootless_path },
                         { "STORAGE_DRIVER", f->storage_driver },
                 };
-                r = daemon_render("docker.service.in", values, ELEMENTSOF(values), &text);
-                if (r < 0)
-                        return r;
-                r = item_file(run, &(FileWant) {
+                r = daemon_file(run, "docker.service.in", values, ELEMENTSOF(values), &(FileWant) {
                         .id = "daemon.unit",
                         .path = USER_UNIT_PATH,
-                        .text = text,
                         .what = "the CI user's Docker unit",
                         .marker = MARKER_DAEMON_RESTART,
                         .hidden_in = st->hide,
-                });
+                }, NULL);
                 if (r < 0)
                         return r;
         }
@@ -147,26 +165,21 @@ int daemon_dropins_look(StepRun *run, Account *a) {
         DaemonState *st = run_state(run);
         const Config *config = run_config(run);
         bool planned = a->state == ACCOUNT_PLANNED;
-        _cleanup_free_ char *delegate = NULL, *mount = NULL, *mount_path = NULL, *uid_s = NULL;
+        _cleanup_free_ char *mount_path = NULL, *uid_s = NULL;
         int r;
 
         if (st->skip)
                 return 0;
-        r = daemon_render("user-delegate.conf.in", NULL, 0, &delegate);
-        if (r < 0)
-                return r;
-        r = item_file(run, &(FileWant) {
+        r = daemon_file(run, "user-delegate.conf.in", NULL, 0, &(FileWant) {
                 .id = "daemon.delegate",
                 .path = DELEGATE_DROPIN_PATH,
-                .text = delegate,
                 .what = "cgroup delegation (" DELEGATED_CONTROLLERS ") for user managers:",
                 .marker = planned ? NULL : MARKER_USER_MANAGER_RESTART,
                 .effects = EFFECT_SYSTEM_RELOAD,
                 .hidden_in = st->hide,
-        });
+        }, &st->dropins_changed);
         if (r < 0)
                 return r;
-        st->dropins_changed = r > 0;
 
         if (planned) {
                 item_finding_ex(run, &(Finding) {
@@ -191,20 +204,15 @@ int daemon_dropins_look(StepRun *run, Account *a) {
                         { "UID", uid_s },
                         { "MOUNT_POINT", config->mount_point },
                 };
-                r = daemon_render("user-mount.conf.in", values, ELEMENTSOF(values), &mount);
-                if (r < 0)
-                        return r;
-                r = item_file(run, &(FileWant) {
+                r = daemon_file(run, "user-mount.conf.in", values, ELEMENTSOF(values), &(FileWant) {
                         .id = "daemon.mount-order",
                         .path = mount_path,
-                        .text = mount,
                         .what = "ordering of the CI user's manager after the data mount:",
                         .marker = MARKER_USER_MANAGER_RESTART,
                         .effects = EFFECT_SYSTEM_RELOAD,
-                });
+                }, &st->dropins_changed);
                 if (r < 0)
                         return r;
-                st->dropins_changed = st->dropins_changed || r > 0;
         }
         return daemon_apparmor_look(run, st);
 }

@@ -12,9 +12,7 @@
 void disk_contents_done(DiskContents *c) {
         signature_list_done(&c->found);
         partition_table_done(&c->table);
-        free(c->foreign_reason);
-        free(c->fs_type);
-        free(c->fs_uuid);
+        FREE_MANY(c->foreign_reason, c->fs_type, c->fs_uuid);
         *c = (DiskContents) {};
 }
 

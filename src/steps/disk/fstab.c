@@ -84,8 +84,9 @@ static int parser_error(struct libmnt_table *tb, const char *filename, int line)
 }
 
 /*
- * Let libmount parse one line. *ret_fs is NULL (and *ret_bad true) when it
- * cannot. libmount sees exactly these bytes, so what it understands is what
+ * Let libmount parse one line. *ret_fs is NULL for a blank line or a
+ * comment (no entry), and when libmount cannot parse it (*ret_bad true, when
+ * given). libmount sees exactly these bytes, so what it understands is what
  * mount(8) and systemd's fstab generator understand.
  */
 static int parse_line(const Line *l, struct libmnt_fs **ret_fs, bool *ret_bad) {
@@ -96,7 +97,10 @@ static int parse_line(const Line *l, struct libmnt_fs **ret_fs, bool *ret_bad) {
         bool bad = false;
 
         *ret_fs = NULL;
-        *ret_bad = false;
+        if (ret_bad)
+                *ret_bad = false;
+        if (line_is_blank_or_comment(l))
+                return 0;
 
         copy = strndup(l->start, l->len);
         if (!copy)
@@ -116,7 +120,8 @@ static int parse_line(const Line *l, struct libmnt_fs **ret_fs, bool *ret_bad) {
                 *ret_fs = fs;
         } else
                 bad = true;
-        *ret_bad = bad;
+        if (ret_bad)
+                *ret_bad = bad;
         return 0;
 }
 
@@ -206,11 +211,11 @@ int fstab_plan(const char *path, const char *text, size_t size, const FstabWant 
                 unsigned lineno = (unsigned) i + 1;
                 bool bad;
 
-                if (line_is_blank_or_comment(&lines[i]))
-                        continue;
                 r = parse_line(&lines[i], &fs, &bad);
                 if (r < 0)
                         goto fail;
+                if (!fs && !bad)
+                        continue;  /* blank or a comment */
                 if (bad) {
                         unsigned *nu;
                         if (memmem(lines[i].start, lines[i].len, FSTAB_MARKER, strlen(FSTAB_MARKER))) {
@@ -331,14 +336,11 @@ int fstab_find_ours(const char *text, size_t size, unsigned *ret_line, char **re
                 return r;
         for (size_t i = 0; i < n_lines; i++) {
                 _cleanup_(mnt_unref_fsp) struct libmnt_fs *fs = NULL;
-                bool bad;
 
-                if (line_is_blank_or_comment(&lines[i]))
-                        continue;
-                r = parse_line(&lines[i], &fs, &bad);
+                r = parse_line(&lines[i], &fs, NULL);
                 if (r < 0)
                         return r;
-                if (bad || !has_option(fs, FSTAB_MARKER))
+                if (!fs || !has_option(fs, FSTAB_MARKER))
                         continue;
                 *ret_line = (unsigned) i + 1;
                 *ret_source = strdup(strempty(mnt_fs_get_source(fs)));

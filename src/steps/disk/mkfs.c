@@ -46,48 +46,37 @@ bool uuid_string_valid(const char *s) {
         return true;
 }
 
+/* What tells each mkfs our UUID, and what it is told after it. */
+static const struct {
+        const char *program;
+        const char *uuid_option, *uuid_prefix;
+        const char *rest[4];
+} mkfs_table[_FILESYSTEM_MAX] = {
+        [FILESYSTEM_EXT4] = { "mkfs.ext4", "-U", "", { "-E", "nodiscard" } },
+        /* overlay2 needs d_type: ftype=1 (the default of current xfsprogs, stated all the same). */
+        [FILESYSTEM_XFS] = { "mkfs.xfs", "-m", "uuid=", { "-n", "ftype=1", "-K" } },
+};
+
 const char *mkfs_program_name(FileSystem fs) {
-        switch (fs) {
-        case FILESYSTEM_EXT4:
-                return "mkfs.ext4";
-        case FILESYSTEM_XFS:
-                return "mkfs.xfs";
-        default:
-                return NULL;
-        }
+        return fs >= 0 && fs < _FILESYSTEM_MAX ? mkfs_table[fs].program : NULL;
 }
 
 int mkfs_argv(FileSystem fs, const char *program, const char *node, const char *uuid, const char *argv[static 16],
               char *uuid_arg, size_t uuid_arg_size) {
         size_t n = 0;
 
-        if (!uuid_string_valid(uuid))
+        if (!uuid_string_valid(uuid) || !mkfs_program_name(fs))
                 return -EINVAL;
 
+        snprintf(uuid_arg, uuid_arg_size, "%s%s", mkfs_table[fs].uuid_prefix, uuid);
         argv[n++] = program;
         argv[n++] = "-q";
         argv[n++] = "-L";
         argv[n++] = RCI_FS_LABEL;
-        switch (fs) {
-        case FILESYSTEM_EXT4:
-                snprintf(uuid_arg, uuid_arg_size, "%s", uuid);
-                argv[n++] = "-U";
-                argv[n++] = uuid_arg;
-                argv[n++] = "-E";
-                argv[n++] = "nodiscard";
-                break;
-        case FILESYSTEM_XFS:
-                snprintf(uuid_arg, uuid_arg_size, "uuid=%s", uuid);
-                argv[n++] = "-m";
-                argv[n++] = uuid_arg;
-                /* overlay2 needs d_type: ftype=1 (the default of current xfsprogs, stated all the same). */
-                argv[n++] = "-n";
-                argv[n++] = "ftype=1";
-                argv[n++] = "-K";
-                break;
-        default:
-                return -EINVAL;
-        }
+        argv[n++] = mkfs_table[fs].uuid_option;
+        argv[n++] = uuid_arg;
+        for (size_t i = 0; i < ELEMENTSOF(mkfs_table[fs].rest) && mkfs_table[fs].rest[i]; i++)
+                argv[n++] = mkfs_table[fs].rest[i];
         argv[n++] = node;
         argv[n] = NULL;
         return (int) n;

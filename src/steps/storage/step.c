@@ -46,15 +46,12 @@ char *storage_path_join(const char *a, const char *b) {
 
 void storage_describe(StepRun *run, const char *id, ItemStatus state, int (*apply)(StepRun *run, Change *c),
                       void *data, const char *fmt, ...) {
-        _cleanup_free_ char *m = NULL;
         va_list ap;
-        int r;
+        const char *m;
 
         va_start(ap, fmt);
-        r = vasprintf(&m, fmt, ap);
+        m = run_vasprintf(run, fmt, ap);
         va_end(ap);
-        if (r < 0)
-                abort(); /* as report_put(): a description we cannot record must not be half applied */
         if (apply)
                 item_change(run, &(Change) { .id = id, .state = state, .plan = m, .apply = apply, .data = data });
         else
@@ -443,12 +440,7 @@ static void storage_state_done(void *p) {
 
         if (!s->ready)
                 return;
-        free(s->mp);
-        free(s->dir);
-        free(s->docker);
-        free(s->builds);
-        free(s->mp_shown);
-        free(s->dir_shown);
+        FREE_MANY(s->mp, s->dir, s->docker, s->builds, s->mp_shown, s->dir_shown);
         for (size_t i = 0; i < ELEMENTSOF(s->data); i++)
                 free(s->data[i].shown);
         safe_close(s->mp_fd);

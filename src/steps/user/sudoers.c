@@ -16,15 +16,11 @@
 #define ALIAS_DEPTH_MAX 32
 
 void sudoers_done(Sudoers *s) {
-        for (size_t i = 0; i < s->n_aliases; i++) {
-                free(s->aliases[i].name);
-                free(s->aliases[i].list);
-        }
+        for (size_t i = 0; i < s->n_aliases; i++)
+                FREE_MANY(s->aliases[i].name, s->aliases[i].list);
         free(s->aliases);
-        for (size_t i = 0; i < s->n_rules; i++) {
-                free(s->rules[i].file);
-                free(s->rules[i].users);
-        }
+        for (size_t i = 0; i < s->n_rules; i++)
+                FREE_MANY(s->rules[i].file, s->rules[i].users);
         free(s->rules);
         for (size_t i = 0; i < s->n_includes; i++)
                 free(s->includes[i]);
