@@ -163,34 +163,17 @@ assert_etc_not_writable_by_ci() {
 }
 
 # standin_install_template: the package's template unit for agent instances
-# (buildkite-agent@NAME.service, one per tenant), the same stand-in behind
-# it; the package hard-codes User=buildkite-agent there too. After
-# standin_install.
+# (buildkite-agent@NAME.service, one per tenant): standin_install's unit
+# (the package hard-codes User=buildkite-agent in both) with its own
+# Description= and DefaultInstance=1 added to [Install], its last section.
+# After standin_install.
 standin_install_template() {
 	in_machine sh -eu <<'SH'
-cat >/lib/systemd/system/buildkite-agent@.service <<'UNIT'
-[Unit]
-Description=Buildkite Agent (%i) (stand-in for the package's template unit)
-Documentation=https://buildkite.com/agent
-After=syslog.target
-After=network.target
-
-[Service]
-Type=simple
-User=buildkite-agent
-Environment=HOME=/var/lib/buildkite-agent
-ExecStart=/usr/bin/buildkite-agent start
-RestartSec=5
-Restart=on-failure
-RestartForceExitStatus=SIGPIPE
-TimeoutStartSec=10
-TimeoutStopSec=0
-KillMode=process
-
-[Install]
-WantedBy=multi-user.target
-DefaultInstance=1
-UNIT
+t=/lib/systemd/system/buildkite-agent@.service
+sed -e "s/^Description=.*/Description=Buildkite Agent (%i) (stand-in for the package's template unit)/" \
+	/lib/systemd/system/buildkite-agent.service >"$t.tmp"
+echo DefaultInstance=1 >>"$t.tmp"
+mv "$t.tmp" "$t"
 systemctl daemon-reload
 SH
 }

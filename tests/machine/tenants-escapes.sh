@@ -119,23 +119,9 @@ assert_contains "$pr_report" "DOCKER_HOST=unix:///run/user/$pr_uid/docker.sock" 
 assert_contains "$pr_report" "BUILDKITE_AGENT_CONFIG=/etc/buildkite-agent/$PR_TENANT.cfg" "pr's agent reads its own configuration"
 
 
-# sums PATH...: checksums (or "missing") of files inside, to compare before and after.
-sums() {
-	local p
-	for p in "$@"; do
-		in_machine sh -c 'if [ -e "$1" ]; then sha256sum "$1"; else echo "missing $1"; fi' sh "$p"
-	done
-}
 # tree_state DIR: every entry under DIR with its owner, mode, size and checksum.
 tree_state() {
 	in_machine sh -c 'find "$1" -exec stat -c "%n %U:%G %a %s" {} + | sort; find "$1" -type f -exec sha256sum {} + | sort' sh "$1"
-}
-# absent PATH MESSAGE
-absent() {
-	if in_machine test -e "$1" -o -L "$1"; then
-		fail "$2: $1 exists"
-	fi
-	ok "$2"
 }
 # prun ARGS...: docker run --rm on pr's daemon, output kept, status ignored.
 prun() {
