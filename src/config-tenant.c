@@ -132,6 +132,19 @@ int tenant_set_key(Config *c, TenantSection *s, const char *key, const char *val
                                      "letters, digits and '/._+-' only: it stands unquoted in the agent's drop-in";
                         return -ERCI_USAGE;
                 }
+                /*
+                 * apply makes the file root:<tenant's group> 0640: anywhere else (AgentConfig=/etc/shadow,
+                 * a slip of root's) that would hand a system file to the tenant's jobs. The package's own
+                 * file is made root:root with tenants, so no tenant may share it either.
+                 */
+                {
+                        const char *f = startswith(value, AGENT_CONFIG_DIR "/");
+                        if (!f || strchr(f, '/') || streq(f, "buildkite-agent.cfg")) {
+                                *ret_error = "must be a file directly in " AGENT_CONFIG_DIR "/ other than the "
+                                             "package's own buildkite-agent.cfg: apply gives it to the tenant's group";
+                                return -ERCI_USAGE;
+                        }
+                }
                 r = free_and_strdup(&t->agent_config, value);
                 break;
         case TENANT_KEY_TRUST:

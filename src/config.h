@@ -75,6 +75,8 @@ typedef struct Config {
 
 #define CONFIG_PATH "/etc/rootless-ci.conf"
 #define CONFIG_DROPIN_DIR "/etc/rootless-ci.conf.d"
+/* The agent package's configuration directory: AgentConfig= names a file in it. */
+#define AGENT_CONFIG_DIR "/etc/buildkite-agent"
 
 int config_init(Config *c);
 void config_done(Config *c);

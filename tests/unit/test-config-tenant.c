@@ -194,12 +194,18 @@ TEST(tenant_agent_config_default_validity_and_uniqueness) {
         for (size_t i = 0; i < ELEMENTSOF(refused); i++)
                 ASSERT_KEY_REFUSED("Tenant", "AgentConfig", refused[i][0], refused[i][1],
                                    "must be the absolute, normalised path of a file");
-        ASSERT_REFUSED(TENANT("a", "x", "AgentConfig=/etc/agent.cfg\n") TENANT("b", "y", "AgentConfig=/etc/agent.cfg\n"),
-                       "test.conf:8: AgentConfig=/etc/agent.cfg: tenant a ([Tenant] at test.conf:1) has it too; two "
+        /* apply gives the file to the tenant's group: only a file of the agent's own directory. */
+        static const char *const elsewhere[] = { "/etc/shadow", "/etc/agent.cfg", "/etc/buildkite-agent/hooks/x",
+                                                 "/etc/buildkite-agent/buildkite-agent.cfg", "/etc/buildkite-agentx/a.cfg" };
+        for (size_t i = 0; i < ELEMENTSOF(elsewhere); i++)
+                ASSERT_KEY_REFUSED("Tenant", "AgentConfig", elsewhere[i], elsewhere[i],
+                                   "must be a file directly in /etc/buildkite-agent/ other than the package's own");
+        ASSERT_REFUSED(TENANT("a", "x", "AgentConfig=/etc/buildkite-agent/x.cfg\n") TENANT("b", "y", "AgentConfig=/etc/buildkite-agent/x.cfg\n"),
+                       "test.conf:8: AgentConfig=/etc/buildkite-agent/x.cfg: tenant a ([Tenant] at test.conf:1) has it too; two "
                        "tenants with one agent configuration would share its registration token");
         ASSERT_REFUSED(TENANT("a", "x", "AgentConfig=/etc/buildkite-agent/b.cfg\n") TENANT("b", "y", ""),
                        "test.conf:5: [Tenant] b: AgentConfig=/etc/buildkite-agent/b.cfg (its default): tenant a");
-        ASSERT_ACCEPTED(TENANT("a", "x", "AgentConfig=/etc/buildkite-agent/buildkite-agent.cfg\n") TENANT("b", "y", ""));
+        ASSERT_ACCEPTED(TENANT("a", "x", "AgentConfig=/etc/buildkite-agent/a.cfg\n") TENANT("b", "y", ""));
 }
 
 TEST(tenant_trust) {

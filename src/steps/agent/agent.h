@@ -11,7 +11,6 @@
 
 /* The agent step (step.c) and its pieces; the ones tests look at directly are said so. */
 
-#define AGENT_CONFIG_DIR "/etc/buildkite-agent"
 #define AGENT_CONFIG_FILE AGENT_CONFIG_DIR "/buildkite-agent.cfg"
 #define AGENT_DROPIN_NAME "zz-rootless-ci.conf"
 #define MARKER_AGENT_RESTART "agent-restart-pending"
