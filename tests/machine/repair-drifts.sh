@@ -6,8 +6,8 @@
 # every drift is asserted on its own lines.
 #
 # Then, on the same machine, the host gains a second, untrusted tenant (its
-# first user stays as the trusted tenant main, with its agent unit and
-# configuration as they were): apply adds it without restarting main's
+# first user stays as the trusted tenant main, with its agent unit as it
+# was and its own configuration file): apply adds it without restarting main's
 # daemon, and the drifts that are per tenant are repeated on the new
 # tenant's objects, each named by its id with ":pr".
 
@@ -143,14 +143,21 @@ assert_eq hello "$(as_ci sh -c 'docker import /var/lib/rootless-ci-test/busybox.
 
 # ---------------------------------------------------------------- a second tenant
 PR=$PR_USER
-printf 'token="yyy"\n' | in_machine install -m 0644 /dev/stdin "/etc/buildkite-agent/$PR_TENANT.cfg"
-machine_two_tenants "$(printf 'AgentUnit=buildkite-agent.service\nAgentConfig=/etc/buildkite-agent/buildkite-agent.cfg')"
+# Each tenant's agent configuration in a file of its own (the package's own
+# buildkite-agent.cfg is no tenant's); main keeps its agent unit.
+for t in "$MAIN_TENANT" "$PR_TENANT"; do
+	printf 'token="%s"\n' "$t" | in_machine install -m 0644 /dev/stdin "/etc/buildkite-agent/$t.cfg"
+done
+machine_two_tenants AgentUnit=buildkite-agent.service
 main_pid=$(user_docker_pid "$CI")
 run_json tenants-apply apply
 [[ $rc -eq 0 ]] || { show_err tenants-apply; jq -c '.items[] | select(.status == "fail")' "$TEST_TMP/tenants-apply.json"; }
 assert_eq 0 "$rc" "two tenants: apply adds tenant $PR_TENANT ($PR) to the converged host"
-unexpected=$(jq -r '[.items[] | select(.changed and .tenant == "main") | .id] | join(" ")' "$TEST_TMP/tenants-apply.json")
-assert_eq "" "$unexpected" "two tenants: adding $PR_TENANT changed nothing of main's (main's items unchanged)"
+# main's agent now reads its own file (its drop-in and that file change);
+# its user, storage and daemon must not.
+unexpected=$(jq -r '[.items[] | select(.changed and .tenant == "main" and .step != "agent") | .id] | join(" ")' \
+	"$TEST_TMP/tenants-apply.json")
+assert_eq "" "$unexpected" "two tenants: adding $PR_TENANT changed nothing of main's user, storage or daemon"
 run_json tenants-check check
 [[ $rc -eq 0 ]] || jq -c '.items[] | select(.status == "fail")' "$TEST_TMP/tenants-check.json"
 assert_eq 0 "$rc" "two tenants: check passes"
