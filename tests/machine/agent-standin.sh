@@ -30,6 +30,10 @@ tmp=$out.tmp.$$
 	echo "DOCKER_HOST=${DOCKER_HOST:-}"
 	echo "BUILDKITE_BUILD_PATH=${BUILDKITE_BUILD_PATH:-}"
 	echo "HOME=${HOME:-}"
+	echo "BUILDKITE_AGENT_CONFIG=${BUILDKITE_AGENT_CONFIG:-}"
+	echo "BUILDKITE_NO_LOCAL_HOOKS=${BUILDKITE_NO_LOCAL_HOOKS:-}"
+	echo "BUILDKITE_CLEAN_CHECKOUT=${BUILDKITE_CLEAN_CHECKOUT:-}"
+	env | grep '^GIT_CONFIG_' | sort
 	echo "container=$(docker run --rm rci-busybox sh -c 'echo ran-as-$(id -u)' 2>&1 | tr '\n' ' ')"
 } >"$tmp"
 mv "$tmp" "$out"
@@ -156,4 +160,20 @@ assert_etc_not_writable_by_ci() {
 	in_machine setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'wc -c </etc/buildkite-agent/buildkite-agent.cfg' >/dev/null 2>&1 &&
 		fail "nobody (another user) can read the configuration holding the token"
 	ok "another user cannot read the configuration holding the token"
+}
+
+# standin_install_template: the package's template unit for agent instances
+# (buildkite-agent@NAME.service, one per tenant): standin_install's unit
+# (the package hard-codes User=buildkite-agent in both) with its own
+# Description= and DefaultInstance=1 added to [Install], its last section.
+# After standin_install.
+standin_install_template() {
+	in_machine sh -eu <<'SH'
+t=/lib/systemd/system/buildkite-agent@.service
+sed -e "s/^Description=.*/Description=Buildkite Agent (%i) (stand-in for the package's template unit)/" \
+	/lib/systemd/system/buildkite-agent.service >"$t.tmp"
+echo DefaultInstance=1 >>"$t.tmp"
+mv "$t.tmp" "$t"
+systemctl daemon-reload
+SH
 }

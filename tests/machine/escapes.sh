@@ -274,33 +274,9 @@ out=$(as_ci sh -c "$read_mem; cat /proc/1/maps 2>/dev/null | wc -c; cat /proc/1/
 assert_eq "0 0 0" "$(tr '\n' ' ' <<<"$out" | xargs)" \
 	"$CI_USER reads 0 bytes of PID 1's memory at 0x$addr, of its maps and of its environment"
 
-# trace_attempt TARGET: as the CI user, strace attaches to TARGET (a PID, or
-# "own": a sleep of the CI user's, strace's own child, so that Yama's
-# ptrace_scope=1 would allow it too) and the target's TracerPid is sampled
-# ten times over a second while strace runs. Prints "tracer=PID
-# strace=attached|exited:STATUS error=…" (the highest TracerPid seen; how
-# strace stood after the second; the first line of its stderr).
-TRACE_ATTEMPT='t=$1 f=$(mktemp) e=$(mktemp)
-if [ "$t" = own ]; then
-	(sleep 60 & echo $! >"$f"; exec strace -p $! -e trace=none -o /dev/null 2>"$e") & s=$!
-	while [ ! -s "$f" ]; do sleep 0.05; done
-	t=$(cat "$f")
-else
-	strace -p "$t" -e trace=none -o /dev/null 2>"$e" & s=$!
-fi
-seen=0 i=0
-while [ $i -lt 10 ]; do
-	sleep 0.1
-	tp=$(awk "/^TracerPid:/ {print \$2}" /proc/$t/status)
-	[ "$tp" = 0 ] || seen=$tp
-	i=$((i + 1))
-done
-if kill -0 $s 2>/dev/null; then st=attached; kill $s; wait $s; else wait $s; st=exited:$?; fi
-[ "$1" != own ] || kill "$t"
-echo "tracer=$seen strace=$st error=$(head -n 1 "$e")"
-rm -f "$e" "$f"'
+# trace_attempt TARGET: lib.sh's trace_attempt_as, as the CI user.
 trace_attempt() {
-	as_ci sh -c "$TRACE_ATTEMPT" sh "$1" 2>/dev/null # the shell's "Terminated" for the sleep and strace it ends
+	trace_attempt_as as_ci "$1"
 }
 out=$(trace_attempt own)
 [[ $out =~ ^tracer=([1-9][0-9]*)\ strace=attached ]] ||

@@ -33,6 +33,17 @@
 # converges from every point's state *without* the runs in between; the
 # final comparison and the per-kill checks are what it asserts.
 #
+# 4. The same with two tenants (main trusted, pr untrusted): a reference
+#    two-tenant apply lists the points (each per-tenant point passed once
+#    per tenant), then a chain on a fresh two-tenant machine kills every
+#    point that the second tenant's run passes (each point's second and
+#    later passes in the list: the first tenant's are the single-tenant
+#    chain's states). A pass is named NAME:N with N counted from the
+#    previous kill, not from the start: what is already done is not passed
+#    again (after a kill at pr's useradd, main's useradd is done, so pr's
+#    write of /etc/subuid is that run's first). Then an uninterrupted apply
+#    converges both tenants to the two-tenant reference's state.
+#
 # Every apply runs as a transient unit inside (systemd-run), the way a
 # provisioning service runs it: when the main process is killed, systemd
 # kills what it started too (mkfs, useradd half done), as a real stop would.
@@ -77,7 +88,9 @@ killed_by_sigkill() {
 	grep -q 'code=killed/status=KILL' "$1"
 }
 
-# next_machine: stop this test's machine (if any) and boot a fresh one.
+# next_machine: stop this test's machine (if any) and boot a fresh one
+# (with the two tenants when TENANTS is true).
+TENANTS=false
 n_machine=0
 next_machine() {
 	if [[ -n $RCI_MACHINE ]]; then
@@ -90,6 +103,9 @@ next_machine() {
 		fail "machine $RCI_MACHINE did not start"
 	"$MACHINE" install "$RCI_MACHINE" "$RCI_BUILD_DIR" >/dev/null || fail "cannot install into $RCI_MACHINE"
 	machine_data_disk >/dev/null || fail "cannot give $RCI_MACHINE a data disk"
+	if $TENANTS; then
+		machine_two_tenants >/dev/null || fail "cannot configure two tenants in $RCI_MACHINE"
+	fi
 }
 
 # temp_files: our atomic-write temp files anywhere they could be left.
@@ -132,6 +148,10 @@ converged() {
 	ok "$name: check passes"
 	v=$(as_ci docker version --format '{{.Server.Version}}' 2>&1) || fail "$name: $CI_USER's Docker does not answer: $v"
 	ok "$name: $CI_USER's Docker answers (server $v)"
+	if $TENANTS; then
+		v=$(as_user "$PR_USER" docker version --format '{{.Server.Version}}' 2>&1) || fail "$name: $PR_USER's Docker does not answer: $v"
+		ok "$name: $PR_USER's Docker answers (server $v)"
+	fi
 	assert_eq "" "$(temp_files)" "$name: no temp files under /etc /home /srv (the data disk too) /run/rootless-ci"
 	machine_snapshot "$TEST_TMP/$name.raw"
 	normalised "$TEST_TMP/$name.raw" >"$TEST_TMP/$name.snap"
@@ -145,93 +165,143 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 TEST_TMP=$(mktemp -d "/tmp/rci-$TEST_NAME.XXXXXX")
 
+# The pass's names: P before every message, F before every scratch file and
+# snapshot name (empty for the single tenant, whose lines are as they were).
+P=''
+F=''
+
 # ---------------------------------------------------------------- 1. reference
-next_machine
-t0=$SECONDS
-rci_unit "$TEST_TMP/ref.out" "$TEST_TMP/ref.err" RCI_KILL_AT=list ||
-	{ sed 's/^/# /' "$TEST_TMP/ref.err"; fail "the uninterrupted apply failed"; }
-ref_secs=$((SECONDS - t0))
-mapfile -t points < <(sed -n 's/^killpoint: //p' "$TEST_TMP/ref.err")
-((${#points[@]} >= MIN_POINTS)) ||
-	fail "the uninterrupted apply passed ${#points[@]} killpoints, fewer than the $MIN_POINTS known"
-for p in "${KNOWN_POINTS[@]}"; do
-	printf '%s\n' "${points[@]}" | grep -qxF -- "$p" ||
-		{ echo "# passed: ${points[*]}"; fail "the uninterrupted apply never passed killpoint $p"; }
-done
-ok "uninterrupted apply in $ref_secs s passed ${#points[@]} killpoints, every known one among them"
-converged reference
+# reference: the uninterrupted apply on a fresh machine; its points into
+# the array points, its normalised state into ${F}reference.snap.
+reference() {
+	local t0 p
+	next_machine
+	t0=$SECONDS
+	rci_unit "$TEST_TMP/${F}ref.out" "$TEST_TMP/${F}ref.err" RCI_KILL_AT=list ||
+		{ sed 's/^/# /' "$TEST_TMP/${F}ref.err"; fail "${P}the uninterrupted apply failed"; }
+	ref_secs=$((SECONDS - t0))
+	mapfile -t points < <(sed -n 's/^killpoint: //p' "$TEST_TMP/${F}ref.err")
+	((${#points[@]} >= MIN_POINTS)) ||
+		fail "${P}the uninterrupted apply passed ${#points[@]} killpoints, fewer than the $MIN_POINTS known"
+	for p in "${KNOWN_POINTS[@]}"; do
+		printf '%s\n' "${points[@]}" | grep -qxF -- "$p" ||
+			{ echo "# passed: ${points[*]}"; fail "${P}the uninterrupted apply never passed killpoint $p"; }
+	done
+	ok "${P}uninterrupted apply in $ref_secs s passed ${#points[@]} killpoints, every known one among them"
+	converged "${F}reference"
+}
 
 # ---------------------------------------------------------------- 2. the chain
-next_machine
-t0=$SECONDS
-declare -A seen=()
-prev_temps=''
-sentinel_made=false
-fresh=true
-segment=0
-n=0
-for p in "${points[@]}"; do
-	n=$((n + 1))
-	seen[$p]=$((${seen[$p]:-0} + 1))
-	spec=$p
-	((${seen[$p]} == 1)) || spec=$p:${seen[$p]}
-	rc=0
-	rci_unit "$TEST_TMP/k$n.out" "$TEST_TMP/k$n.err" RCI_KILL_AT="$spec" || rc=$?
-	if [[ $rc -eq 0 ]]; then
-		# The run after the previous kill recovered by another path and
-		# finished: that run converged (checked now), and point n is taken
-		# from a fresh machine, where the numbering is the reference's.
-		$fresh && fail "point $n $spec: a first apply on a fresh machine did not pass it"
-		ok "the run after the kill at $((n - 1)) took another path and finished without passing $spec"
-		segment=$((segment + 1))
-		converged "segment$segment"
-		assert_same_snapshot "$TEST_TMP/reference.snap" "$TEST_TMP/segment$segment.snap" \
-			"segment $segment: its normalised state equals the uninterrupted run's"
-		if $sentinel_made; then
-			in_machine test -f "$SENTINEL" || fail "segment $segment: the sentinel on the data disk is gone"
+# chain: kill at each point of the array points (in the two-tenant pass,
+# only at each point's second and later passes), one after the other.
+chain() {
+	local t0 p n spec rc now f from=0 i c
+	local -A seen=()
+	next_machine
+	t0=$SECONDS
+	prev_temps=''
+	sentinel_made=false
+	fresh=true
+	segment=0
+	n=0
+	n_killed=0
+	for p in "${points[@]}"; do
+		n=$((n + 1))
+		seen[$p]=$((${seen[$p]:-0} + 1))
+		if $TENANTS; then
+			# The first tenant's pass of a point is the single-tenant chain's state.
+			((${seen[$p]} >= 2)) || continue
+			# Counted from the previous kill: the passes of p since then.
+			c=0
+			for ((i = from; i < n; i++)); do [[ ${points[i]} != "$p" ]] || c=$((c + 1)); done
+			spec=$p:$c
+		else
+			spec=$p
+			((${seen[$p]} == 1)) || spec=$p:${seen[$p]}
 		fi
-		next_machine
-		prev_temps=''
-		sentinel_made=false
-		fresh=true
-		rci_unit "$TEST_TMP/k$n.out" "$TEST_TMP/k$n.err" RCI_KILL_AT="$spec" || rc=$?
-		[[ $rc -ne 0 ]] || fail "point $n $spec: a first apply on a fresh machine did not pass it"
-	fi
-	fresh=false
-	if ! killed_by_sigkill "$TEST_TMP/k$n.err"; then
-		sed 's/^/# /' "$TEST_TMP/k$n.err" | tail -n 20
-		fail "point $n $spec: apply ended with $rc, not by the kill (the run after the previous kill failed)"
-	fi
-	# The temp files the previous kill left are gone: this run wrote those
-	# targets again on its way here.
-	now=$(temp_files)
-	if [[ -n $prev_temps ]]; then
-		while read -r f; do
-			grep -qxF -- "$f" <<<"$now" && fail "point $n $spec: $f, left by the previous kill, is still there"
-		done <<<"$prev_temps"
-	fi
-	prev_temps=$now
-	# The sentinel: made on the data disk as soon as it is mounted, then never lost.
-	if $sentinel_made; then
-		in_machine test -f "$SENTINEL" || fail "point $n $spec: the sentinel on the data disk is gone"
-	elif in_machine mountpoint -q /srv/rootless-ci; then
-		out=$(in_machine sh -c "echo sentinel >$SENTINEL && sync" 2>&1) ||
-			fail "point $n $spec: cannot write the sentinel on the mounted data disk: $out"
-		sentinel_made=true
-	fi
-	ok "killed at $n/${#points[@]} $spec${now:+ (left: $(tr '\n' ' ' <<<"$now"))}"
-done
-$sentinel_made || fail "the data disk was never mounted during the chain"
-chain_secs=$((SECONDS - t0))
+		rc=0
+		rci_unit "$TEST_TMP/${F}k$n.out" "$TEST_TMP/${F}k$n.err" RCI_KILL_AT="$spec" || rc=$?
+		if [[ $rc -eq 0 ]]; then
+			# The run after the previous kill recovered by another path and
+			# finished: that run converged (checked now), and point n is taken
+			# from a fresh machine, where the numbering is the reference's.
+			$fresh && fail "${P}point $n $spec: a first apply on a fresh machine did not pass it"
+			ok "${P}the run after the kill at $((n - 1)) took another path and finished without passing $spec"
+			segment=$((segment + 1))
+			converged "${F}segment$segment"
+			assert_same_snapshot "$TEST_TMP/${F}reference.snap" "$TEST_TMP/${F}segment$segment.snap" \
+				"${P}segment $segment: its normalised state equals the uninterrupted run's"
+			if $sentinel_made; then
+				in_machine test -f "$SENTINEL" || fail "${P}segment $segment: the sentinel on the data disk is gone"
+			fi
+			next_machine
+			prev_temps=''
+			sentinel_made=false
+			fresh=true
+			spec=$p
+			((${seen[$p]} == 1)) || spec=$p:${seen[$p]}
+			rci_unit "$TEST_TMP/${F}k$n.out" "$TEST_TMP/${F}k$n.err" RCI_KILL_AT="$spec" || rc=$?
+			[[ $rc -ne 0 ]] || fail "${P}point $n $spec: a first apply on a fresh machine did not pass it"
+		fi
+		fresh=false
+		from=$((n - 1))
+		n_killed=$((n_killed + 1))
+		if ! killed_by_sigkill "$TEST_TMP/${F}k$n.err"; then
+			sed 's/^/# /' "$TEST_TMP/${F}k$n.err" | tail -n 20
+			fail "${P}point $n $spec: apply ended with $rc, not by the kill (the run after the previous kill failed)"
+		fi
+		# The temp files the previous kill left are gone: this run wrote those
+		# targets again on its way here.
+		now=$(temp_files)
+		if [[ -n $prev_temps ]]; then
+			while read -r f; do
+				grep -qxF -- "$f" <<<"$now" && fail "${P}point $n $spec: $f, left by the previous kill, is still there"
+			done <<<"$prev_temps"
+		fi
+		prev_temps=$now
+		# The sentinel: made on the data disk as soon as it is mounted, then never lost.
+		if $sentinel_made; then
+			in_machine test -f "$SENTINEL" || fail "${P}point $n $spec: the sentinel on the data disk is gone"
+		elif in_machine mountpoint -q /srv/rootless-ci; then
+			out=$(in_machine sh -c "echo sentinel >$SENTINEL && sync" 2>&1) ||
+				fail "${P}point $n $spec: cannot write the sentinel on the mounted data disk: $out"
+			sentinel_made=true
+		fi
+		ok "${P}killed at $n/${#points[@]} $spec${now:+ (left: $(tr '\n' ' ' <<<"$now"))}"
+	done
+	$sentinel_made || fail "${P}the data disk was never mounted during the chain"
+	chain_secs=$((SECONDS - t0))
+}
 
 # ---------------------------------------------------------------- 3. converge
-rci_unit "$TEST_TMP/final.out" "$TEST_TMP/final.err" ||
-	{ sed 's/^/# /' "$TEST_TMP/final.err"; fail "the apply after the last kill failed"; }
-ok "the apply after the last kill completes"
-converged chain
-in_machine test -f "$SENTINEL" || fail "the sentinel on the data disk is gone"
-ok "the sentinel on the data disk survived every kill"
-assert_same_snapshot "$TEST_TMP/reference.snap" "$TEST_TMP/chain.snap" \
-	"the killed-and-resumed machine's normalised state equals the uninterrupted one's"
-echo "# timing: reference apply $ref_secs s, chain of ${#points[@]} kills in $((segment + 1)) segment(s) $chain_secs s, whole test $((SECONDS - T_START)) s"
+converge() {
+	rci_unit "$TEST_TMP/${F}final.out" "$TEST_TMP/${F}final.err" ||
+		{ sed 's/^/# /' "$TEST_TMP/${F}final.err"; fail "${P}the apply after the last kill failed"; }
+	ok "${P}the apply after the last kill completes"
+	converged "${F}chain"
+	in_machine test -f "$SENTINEL" || fail "${P}the sentinel on the data disk is gone"
+	ok "${P}the sentinel on the data disk survived every kill"
+	assert_same_snapshot "$TEST_TMP/${F}reference.snap" "$TEST_TMP/${F}chain.snap" \
+		"${P}the killed-and-resumed machine's normalised state equals the uninterrupted one's"
+	echo "# ${P}timing: reference apply $ref_secs s, chain of $n_killed kills in $((segment + 1)) segment(s) $chain_secs s, whole test so far $((SECONDS - T_START)) s"
+}
+
+reference
+chain
+converge
+
+# ---------------------------------------------------------------- 4. two tenants
+TENANTS=true
+P='two tenants: '
+F=t2-
+reference
+# Each tenant's run passes every per-tenant point: the second tenant's too.
+for p in user-before-useradd user-subuid-written daemon-started agent-dropin-written; do
+	c=$(printf '%s\n' "${points[@]}" | grep -cxF -- "$p" || true)
+	((c >= 2)) || fail "${P}killpoint $p passed $c times, not once per tenant"
+done
+ok "${P}the per-tenant points are passed once for each tenant"
+chain
+converge
+
 echo "PASS: $TEST_NAME"

@@ -156,11 +156,42 @@ ci_uid() {
 # as_ci CMD...: run CMD inside as the CI user, with what a build has: its
 # own groups, HOME, its runtime dir and its own Docker daemon's socket.
 as_ci() {
-	local uid
-	uid=$(ci_uid)
+	as_user "$CI_USER" "$@"
+}
+
+# as_user USER CMD...: the same as another user (a tenant's).
+as_user() {
+	local user=$1 uid
+	shift
+	uid=$(in_machine id -u "$user")
 	in_machine setpriv --reuid="$uid" --regid="$uid" --init-groups \
-		env HOME="/home/$CI_USER" USER="$CI_USER" XDG_RUNTIME_DIR="/run/user/$uid" \
+		env HOME="/home/$user" USER="$user" XDG_RUNTIME_DIR="/run/user/$uid" \
 		DOCKER_HOST="unix:///run/user/$uid/docker.sock" "$@"
+}
+
+# ---------------------------------------------------------------- two tenants
+
+# The two-tenant configuration the tenant proofs use: main, trusted, as the
+# CI user of the single-tenant tests; pr, untrusted, its own user.
+MAIN_TENANT=main
+MAIN_USER=$CI_USER
+PR_TENANT="pr"
+PR_USER=buildkite-pr
+
+# machine_two_tenants [MAIN-EXTRA]: append the two [Tenant] sections to the
+# machine's /etc/rootless-ci.conf (after machine_data_disk's [Disk]);
+# MAIN-EXTRA, lines added to main's section (AgentUnit=..., AgentConfig=...).
+# shellcheck disable=SC2120 # MAIN-EXTRA is optional
+machine_two_tenants() {
+	printf '\n[Tenant]\nName=%s\nUser=%s\nTrust=trusted\n%s\n[Tenant]\nName=%s\nUser=%s\nTrust=untrusted\n' \
+		"$MAIN_TENANT" "$MAIN_USER" "${1:-}" "$PR_TENANT" "$PR_USER" |
+		in_machine sh -c 'cat >>/etc/rootless-ci.conf'
+	echo "# two tenants configured: $MAIN_TENANT ($MAIN_USER, trusted), $PR_TENANT ($PR_USER, untrusted)"
+}
+
+# user_docker_pid USER: USER's daemon's main PID (rootlesskit), as its manager knows it (0: none).
+user_docker_pid() {
+	in_machine systemctl --user -M "$1@" show --property=MainPID --value docker.service
 }
 
 # ci_docker_pid: the CI user's daemon's main PID, as its manager knows it (0: none).
@@ -249,4 +280,37 @@ assert_same_snapshot() {
 		sed 's/^/#   /' "$2.diff" | head -n 60
 		fail "$3: the machine changed"
 	fi
+}
+
+# ---------------------------------------------------------------- ptrace
+
+# trace_attempt_as RUNNER TARGET: as RUNNER's user (as_ci, or a function
+# around as_user), strace attaches to TARGET (a PID, or "own": a sleep of
+# that user's, strace's own child, so that Yama's ptrace_scope=1 would allow
+# it too) and the target's TracerPid is sampled ten times over a second
+# while strace runs. Prints "tracer=PID strace=attached|exited:STATUS
+# error=…" (the highest TracerPid seen; how strace stood after the second;
+# the first line of its stderr).
+# shellcheck disable=SC2016 # expanded by the machine's shell
+TRACE_ATTEMPT='t=$1 f=$(mktemp) e=$(mktemp)
+if [ "$t" = own ]; then
+	(sleep 60 & echo $! >"$f"; exec strace -p $! -e trace=none -o /dev/null 2>"$e") & s=$!
+	while [ ! -s "$f" ]; do sleep 0.05; done
+	t=$(cat "$f")
+else
+	strace -p "$t" -e trace=none -o /dev/null 2>"$e" & s=$!
+fi
+seen=0 i=0
+while [ $i -lt 10 ]; do
+	sleep 0.1
+	tp=$(awk "/^TracerPid:/ {print \$2}" /proc/$t/status)
+	[ "$tp" = 0 ] || seen=$tp
+	i=$((i + 1))
+done
+if kill -0 $s 2>/dev/null; then st=attached; kill $s; wait $s; else wait $s; st=exited:$?; fi
+[ "$1" != own ] || kill "$t"
+echo "tracer=$seen strace=$st error=$(head -n 1 "$e")"
+rm -f "$e" "$f"'
+trace_attempt_as() {
+	"$1" sh -c "$TRACE_ATTEMPT" sh "$2" 2>/dev/null # the shell's "Terminated" for the sleep and strace it ends
 }

@@ -4,6 +4,12 @@
 # by its id, `apply` repairs it, `check` passes again, and a second apply
 # changes nothing. One boot for all of them keeps the tier's time down;
 # every drift is asserted on its own lines.
+#
+# Then, on the same machine, the host gains a second, untrusted tenant (its
+# first user stays as the trusted tenant main, with its agent unit as it
+# was and its own configuration file): apply adds it without restarting main's
+# daemon, and the drifts that are per tenant are repeated on the new
+# tenant's objects, each named by its id with ":pr".
 
 # shellcheck source=tests/machine/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -134,5 +140,63 @@ repair agent-config-chowned agent.config:/etc/buildkite-agent drift_agent_chown
 
 assert_eq hello "$(as_ci sh -c 'docker import /var/lib/rootless-ci-test/busybox.tar rci-bb >/dev/null &&
 	docker run --rm rci-bb echo hello')" "after every repair the CI user's Docker runs containers"
+
+# ---------------------------------------------------------------- a second tenant
+PR=$PR_USER
+# Each tenant's agent configuration in a file of its own (the package's own
+# buildkite-agent.cfg is no tenant's); main keeps its agent unit.
+for t in "$MAIN_TENANT" "$PR_TENANT"; do
+	printf 'token="%s"\n' "$t" | in_machine install -m 0644 /dev/stdin "/etc/buildkite-agent/$t.cfg"
+done
+machine_two_tenants AgentUnit=buildkite-agent.service
+main_pid=$(user_docker_pid "$CI")
+run_json tenants-apply apply
+[[ $rc -eq 0 ]] || { show_err tenants-apply; jq -c '.items[] | select(.status == "fail")' "$TEST_TMP/tenants-apply.json"; }
+assert_eq 0 "$rc" "two tenants: apply adds tenant $PR_TENANT ($PR) to the converged host"
+# main's agent now reads its own file (its drop-in and that file change);
+# its user, storage and daemon must not.
+unexpected=$(jq -r '[.items[] | select(.changed and .tenant == "main" and .step != "agent") | .id] | join(" ")' \
+	"$TEST_TMP/tenants-apply.json")
+assert_eq "" "$unexpected" "two tenants: adding $PR_TENANT changed nothing of main's user, storage or daemon"
+run_json tenants-check check
+[[ $rc -eq 0 ]] || jq -c '.items[] | select(.status == "fail")' "$TEST_TMP/tenants-check.json"
+assert_eq 0 "$rc" "two tenants: check passes"
+run_json tenants-again apply
+assert_eq "0 false" "$rc $(jq -r .changed "$TEST_TMP/tenants-again.json")" "two tenants: a second apply changes nothing"
+pr_docker() { in_machine systemctl --user -M "$PR@" "$@"; }
+drift_pr_linger_off() { in_machine loginctl disable-linger "$PR"; }
+drift_pr_daemon_stopped() { pr_docker stop docker.service; }
+drift_pr_docker_group() { in_machine usermod -aG docker "$PR"; }
+drift_pr_link_removed() { in_machine rm "/home/$PR/.local/share/docker"; }
+drift_pr_storage_open() { in_machine chmod 0755 "/srv/rootless-ci/$PR/docker"; }
+drift_pr_subuid_deleted() { in_machine sed -i "/^$PR:/d" /etc/subuid; }
+# Past every range in the file (ten blocks up could land on main's, which
+# subids-moved above moved there: overlapping ranges are another refusal).
+drift_pr_subids_moved() {
+	local f start top
+	for f in /etc/subuid /etc/subgid; do
+		start=$(in_machine sed -n "s/^$PR:\([0-9]*\):.*/\1/p" "$f")
+		# shellcheck disable=SC2016 # awk's fields
+		top=$(in_machine awk -F: '{e = $2 + $3; if (e > m) m = e} END {print m}' "$f")
+		in_machine sed -i "s/^$PR:$start:/$PR:$((top + 655360)):/" "$f"
+	done
+}
+drift_pr_agent_dropin() { in_machine rm "/etc/systemd/system/buildkite-agent@$PR_TENANT.service.d/zz-rootless-ci.conf"; }
+drift_pr_agent_config() { in_machine chown "$PR" "/etc/buildkite-agent/$PR_TENANT.cfg"; }
+repair pr-linger-off "daemon.linger:$PR_TENANT" drift_pr_linger_off
+repair pr-daemon-stopped "daemon.service:$PR_TENANT" drift_pr_daemon_stopped
+repair pr-docker-group "user.groups:$PR_TENANT" drift_pr_docker_group
+repair pr-link-removed "storage.home-link:$PR_TENANT" drift_pr_link_removed
+repair pr-storage-0755 "storage.docker:$PR_TENANT" drift_pr_storage_open
+repair pr-subuid-deleted "user.subuid:$PR_TENANT" drift_pr_subuid_deleted
+repair pr-subids-moved "daemon.userns:$PR_TENANT" drift_pr_subids_moved
+repair pr-agent-dropin-deleted "agent.dropin:$PR_TENANT" drift_pr_agent_dropin
+repair pr-agent-config-chowned "agent.config-file:$PR_TENANT" drift_pr_agent_config
+assert_eq "$main_pid" "$(user_docker_pid "$CI")" "two tenants: main's daemon ran through the new tenant and all its repairs (MainPID $main_pid)"
+for u in "$CI" "$PR"; do
+	assert_eq hello "$(as_user "$u" sh -c 'docker image inspect rci-bb >/dev/null 2>&1 ||
+		docker import /var/lib/rootless-ci-test/busybox.tar rci-bb >/dev/null && docker run --rm rci-bb echo hello')" \
+		"two tenants: $u's Docker runs containers"
+done
 
 echo "PASS: $TEST_NAME"

@@ -2,7 +2,7 @@
 # conf/cloud-init.yaml is valid cloud-config for the cloud-init of Debian 12
 # (22.4), as `cloud-init schema` judges it — run in the vm tier's image tree,
 # not booted. A copy with a type error must be rejected, so the check can
-# fail.
+# fail. Its commented two-tenant configuration, in use, too.
 # shellcheck source=tests/vm/lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -32,6 +32,14 @@ printf '#   %s\n' "${out//$'\n'/$'\n'#   }"
 check_eq 0 "$rc" "cloud-init schema accepts conf/cloud-init.yaml"
 check_match 'Valid cloud-config' "$out" "cloud-init schema says it is valid cloud-config"
 check_eq '#cloud-config' "$(head -n1 "$USER_DATA")" "conf/cloud-init.yaml starts with #cloud-config"
+
+# Its commented two-tenant configuration, in use as its header says, is valid too.
+two=$(mktemp)
+two_tenant_user_data "$USER_DATA" >"$two"
+out=$(schema "$two") && rc=0 || rc=$?
+rm -f "$two"
+printf '#   %s\n' "${out//$'\n'/$'\n'#   }"
+check_eq 0 "$rc" "cloud-init schema accepts conf/cloud-init.yaml with its two tenants in use"
 
 bad=$(mktemp)
 trap 'rm -f "$bad"; echo "1..$TAP_N"; [[ $TAP_FAILED -eq 0 ]]' EXIT

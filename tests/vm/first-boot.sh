@@ -1,18 +1,30 @@
 #!/bin/bash
-# First boot through cloud-init NoCloud with exactly conf/cloud-init.yaml as
-# user-data, on a VM with its own kernel, udev and a virtio data disk; then a
-# reboot of the guest. Proves that cloud-init wrote the configuration and
-# ran rootless-ci apply, that the preflight passes on a real machine, that
-# the machine comes back after a reboot without cloud-init running
-# rootless-ci again, and — once the steps exist — that the data disk, the
-# CI user's rootless Docker and the agent are set up and come back by
-# themselves after the reboot.
+# First boot through cloud-init NoCloud with conf/cloud-init.yaml as
+# user-data — its commented two-tenant configuration in use, as its header
+# tells an operator to do (main: buildkite, trusted; pr: buildkite-pr,
+# untrusted) — on a VM with its own kernel, udev and a virtio data disk;
+# then a reboot of the guest. Proves that cloud-init wrote the
+# configuration and ran rootless-ci apply, that the preflight passes on a
+# real machine, that the machine comes back after a reboot without
+# cloud-init running rootless-ci again, and that the data disk, both
+# tenants' rootless Docker daemons and their agent instances are set up and
+# come back by themselves after the reboot.
 # shellcheck source=tests/vm/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-USER_DATA=$RCI_SOURCE_DIR/conf/cloud-init.yaml
+CONF_USER_DATA=$RCI_SOURCE_DIR/conf/cloud-init.yaml
 
 vm_begin
+USER_DATA=$(mktemp "/tmp/rci-$TEST_NAME.XXXXXX.yaml")
+# (vm_cleanup reads the test's exit status from $?: given back after the rm.)
+trap 'rc=$?; rm -f "$USER_DATA"; (exit "$rc"); vm_cleanup' EXIT
+two_tenant_user_data "$CONF_USER_DATA" >"$USER_DATA"
+# The edit the file's header describes: [User] and [Agent] out, the two
+# [Tenant] sections, the agents' files and the command that starts them in.
+check_eq "2 0 0" "$(grep -cx ' *\[Tenant\]' "$USER_DATA") $(grep -cx ' *\[User\]' "$USER_DATA") $(grep -cx ' *\[Agent\]' "$USER_DATA")" \
+	"the user-data has the two [Tenant] sections and neither [User] nor [Agent]"
+check_eq "2 1 1" "$(grep -cx ' *#\[Tenant\]' "$CONF_USER_DATA") $(grep -cx ' *\[User\]' "$CONF_USER_DATA") $(grep -cx ' *\[Agent\]' "$CONF_USER_DATA")" \
+	"conf/cloud-init.yaml as shipped stays one tenant, the two [Tenant] sections commented"
 vm_boot --user-data="$USER_DATA" --guest="$RCI_SOURCE_DIR/tests/vm/first-boot.guest"
 
 # rootless-ci's progress (one summary line per step on stderr), from
@@ -27,7 +39,7 @@ wait_fact 1 rebooting 600 || bail "boot 1: the guest script ran to its end"
 echo "# power-on to the end of boot 1's checks: $((SECONDS - BOOT_T0)) s"
 
 check_eq "$(sha256sum <"$USER_DATA" | cut -d' ' -f1)" "$(fact 1 user-data-sha256)" \
-	"the VM's user-data is conf/cloud-init.yaml byte for byte"
+	"the VM's user-data is conf/cloud-init.yaml with its two tenants, byte for byte"
 check_eq 0 "$(fact 1 cloud-init-schema-exit)" "cloud-init schema --system accepts the user-data in the guest"
 check_eq True "$(fact 1 conf-as-written)" "/etc/rootless-ci.conf is what the user-data's write_files says"
 check_eq "root:root:644" "$(fact 1 conf-owner-mode)" "/etc/rootless-ci.conf is root's, mode 0644"
@@ -53,6 +65,19 @@ check_eq yes "$(fact 1 linger)" "boot 1: linger is on for the CI user"
 check_eq active "$(fact 1 user-docker)" "boot 1: the CI user's docker.service is active"
 check_eq hello-from-0 "$(fact 1 docker-run)" "boot 1: docker run works as the CI user; root inside is uid 0"
 check_eq /srv/rootless-ci/buildkite/docker "$(fact 1 docker-root)" "boot 1: Docker's data root is on the data disk"
+check_eq 0 "$(json_fact 1 check | jq -r .exit)" "boot 1: rootless-ci check finds both tenants converged"
+for t in main pr; do
+	check_ne 0 "$(json_fact 1 check | jq --arg t "$t" '[.items[] | select(.tenant == $t)] | length')" \
+		"boot 1: check reports items of tenant $t"
+done
+check_match '^[0-9]+$' "$(fact 1 pr-uid)" "boot 1: the untrusted tenant's user buildkite-pr exists"
+check_ne "$(fact 1 ci-uid)" "$(fact 1 pr-uid)" "boot 1: the tenants' users differ"
+check_eq /srv/rootless-ci/buildkite-pr/docker "$(fact 1 pr-storage-link)" "boot 1: ~buildkite-pr/.local/share/docker points to its own storage"
+check_eq /srv/rootless-ci/buildkite-pr/docker "$(fact 1 pr-docker-root)" "boot 1: pr's Docker data root is its own, on the data disk"
+check_eq active "$(fact 1 pr-user-docker)" "boot 1: buildkite-pr's docker.service is active"
+check_eq hello-from-0 "$(fact 1 pr-docker-run)" "boot 1: docker run works as buildkite-pr"
+check_eq root:buildkite:640 "$(fact 1 main-cfg)" "boot 1: main's agent configuration is root:buildkite 0640"
+check_eq root:buildkite-pr:640 "$(fact 1 pr-cfg)" "boot 1: pr's agent configuration is root:buildkite-pr 0640"
 
 # cgroup v2: preflight says so, the controllers reach the CI user's manager,
 # rootless-ci's check verifies that, and docker run's limits hold.
@@ -82,10 +107,16 @@ check_eq "$(fact 1 data-mount)" "$(fact 2 data-mount)" "boot 2: /srv/rootless-ci
 check_eq yes "$(fact 2 linger)" "boot 2: linger is still on"
 check_eq active "$(fact 2 user-docker)" "boot 2: the CI user's docker.service came back"
 check_eq hello-from-0 "$(fact 2 docker-run)" "boot 2: docker run works as the CI user"
-check_eq active "$(fact 2 agent)" "boot 2: buildkite-agent.service is active"
-check_eq buildkite "$(fact 2 agent-user)" "boot 2: the agent runs as the CI user"
-check_eq "unix:///run/user/$(fact 2 ci-uid)/docker.sock" "$(fact 2 agent-docker-host)" \
-	"boot 2: the agent's DOCKER_HOST is the CI user's socket"
+check_eq active "$(fact 2 pr-user-docker)" "boot 2: buildkite-pr's docker.service came back"
+check_eq hello-from-0 "$(fact 2 pr-docker-run)" "boot 2: docker run works as buildkite-pr"
+check_eq yes "$(fact 2 pr-linger)" "boot 2: linger is still on for buildkite-pr"
+check_eq inactive "$(fact 2 package-agent)" "boot 2: the package's own buildkite-agent.service stays stopped"
+for t in main:buildkite pr:buildkite-pr; do
+	check_eq active "$(fact 2 "${t%%:*}-agent")" "boot 2: buildkite-agent@${t%%:*}.service is active"
+	check_eq "${t#*:}" "$(fact 2 "${t%%:*}-agent-user")" "boot 2: the ${t%%:*} agent runs as ${t#*:}"
+	check_eq "unix:///run/user/$(fact 2 "${t%%:*}-uid")/docker.sock" "$(fact 2 "${t%%:*}-agent-docker-host")" \
+		"boot 2: the ${t%%:*} agent's DOCKER_HOST is ${t#*:}'s own socket"
+done
 check_eq 1 "$(fact 2 mount-required-by-manager)" \
 	"boot 2: user@UID.service requires the data disk's mount (RequiresMountsFor=)"
 check_eq inactive "$(fact 2 manager-after-mount-stop)" \

@@ -188,3 +188,12 @@ check_preflight() {
 		check_eq pass "$status" "boot $boot: $id passes"
 	done < <(jq -r '.items[] | select(.step == "preflight") | "\(.id) \(.status)"' <<<"$check")
 }
+
+# two_tenant_user_data SRC: SRC (conf/cloud-init.yaml) with its commented
+# two-tenant configuration in use, as its header tells an operator to do:
+# [User] and [Agent] removed, one "#" taken from each line between
+# "## two tenants" and "## end of two tenants". On stdout.
+two_tenant_user_data() {
+	sed -e '/^ *\[User\]$/,/^ *Unit=buildkite-agent\.service$/d' \
+		-e '/^ *## two tenants/,/^ *## end of two tenants/ s/^\( *\)#\([^#]\|$\)/\1\2/' "$1"
+}
