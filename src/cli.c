@@ -317,8 +317,8 @@ int cli_parse(int argc, char *argv[], Cli *ret) {
 /*
  * With [Tenant] sections, --user and --agent-unit ([User] Name=, [Agent]
  * Unit=) are refused like the sections, except wait's --user: it names
- * whose Docker to wait for (the agent's drop-in runs wait --user=USER), and
- * must be one tenant's User=; without it wait waits for every tenant's.
+ * whose Docker to wait for (the agent's drop-in runs wait --user=USER, a
+ * removed tenant's not yet retired too); without it wait waits for every tenant's.
  */
 static int check_settings_with_tenants(const Cli *cli, const Config *c) {
         if (c->n_tenants == 0)
@@ -329,13 +329,9 @@ static int check_settings_with_tenants(const Cli *cli, const Config *c) {
 
                 if (!streq(s->section, "User") && !streq(s->section, "Agent"))
                         continue;
-                if (cli->verb == CLI_VERB_WAIT && streq(s->section, "User")) {
-                        if (!config_tenant_by_user(c, s->value))
-                                return log_error_errno(-ERCI_USAGE, "%s=%s: no [Tenant] has User=%s; with [Tenant] "
-                                                       "sections wait waits for the Docker of one tenant's user.",
-                                                       s->option, s->value, s->value);
+                /* wait --user names whose Docker to wait for: a tenant's, or a removed tenant's not yet retired. */
+                if (cli->verb == CLI_VERB_WAIT && streq(s->section, "User"))
                         continue;
-                }
                 if (asprintf(&what, "%s=%s", s->option, s->value) < 0 ||
                     asprintf(&other, "[Tenant] at %s", strempty(c->tenants[0].origin)) < 0)
                         return -ENOMEM;

@@ -72,6 +72,7 @@ typedef struct Context {
         Account *accounts;
         size_t n_accounts;
         const Account *current_account;  /* the account whose run of a per-account step is running, or NULL */
+        const char *step_label;          /* the log's name of that run ("daemon:pr"), or NULL */
 
         /* One connection to the system manager for every step (context_system_bus()), opened on first use. */
         struct sd_bus *system_bus;

@@ -351,7 +351,12 @@ static int step_run_for(Context *ctx, const Step *s, Account *a, bool first_acco
                 if (p->host_wide && !first_account)
                         continue;
                 ctx->current_account = p->host_wide ? NULL : a;
+                /* Its log lines name no tenant either. */
+                if (p->host_wide && a && a->tenant)
+                        log_set_step(s->name);
                 r = run_part(&run, p, a);
+                if (p->host_wide && a && a->tenant)
+                        log_set_step(ctx->step_label);
         }
         ctx->current_account = NULL;
 
@@ -381,9 +386,11 @@ int step_run(Context *ctx, const Step *s) {
                 if (tenant) {
                         if (asprintf(&label, "%s:%s", s->name, tenant) < 0)
                                 return -ENOMEM;
+                        ctx->step_label = label;
                         log_set_step(label);
                 }
                 r = step_run_for(ctx, s, &ctx->accounts[i], i == 0);
+                ctx->step_label = NULL;
                 log_set_step(s->name);
         }
         return r;
@@ -511,8 +518,10 @@ int engine_run(const EngineOptions *o, const Config *config) {
                 return exit_status_from_error(r);
 
         r = context_init(&ctx, o->verb, o->root, config);
-        if (r < 0)
+        if (r < 0) {
+                context_done(&ctx);     /* what it made before it failed */
                 return exit_status_from_error(r);
+        }
         ctx.json = o->json;
         ctx.only_steps = o->only_steps;
 
