@@ -424,6 +424,15 @@ TEST(removed_users_are_those_still_running_for_a_removed_tenant) {
         none = NULL;
         ASSERT_OK(tenants_removed_users(root_fd, &one, &none));
         ASSERT_STREQ(none[0], "buildkite-pr");
+
+        /* A record with a line that does not parse: not half read (the daemon and agent steps would drop what it keeps). */
+        test_write(dir, "var/lib/rootless-ci/tenants", RECORD_MAIN_PR "Bad_Name u x.service -\n");
+        {
+                _cleanup_(tenant_records_done) TenantRecords removed = {};
+                _cleanup_strv_free_ char **bad = NULL;
+                ASSERT_EQ(tenants_removed(root_fd, &one, &removed), -EBADMSG);
+                ASSERT_EQ(tenants_removed_users(root_fd, &one, &bad), -EBADMSG);
+        }
 }
 
 TEST(a_tenant_whose_user_changed_leaves_its_earlier_settings_to_retire) {

@@ -15,6 +15,8 @@
 #define UNIT_NAME "docker.service"
 #define USER_UNIT_PATH "/etc/systemd/user/" UNIT_NAME
 #define USER_UNIT_ENABLE_LINK "/etc/systemd/user/default.target.wants/" UNIT_NAME
+/* The user manager's ordering after the data mount, of user@UID.service (printf: the UID). */
+#define MOUNT_DROPIN_FMT "/etc/systemd/system/user@%u.service.d/rootless-ci-mount.conf"
 #define DELEGATE_DROPIN_PATH "/etc/systemd/system/user@.service.d/rootless-ci-delegate.conf"
 #define APPARMOR_PROFILE_NAME "rootless-ci-rootlesskit"
 #define APPARMOR_PROFILE_PATH "/etc/apparmor.d/" APPARMOR_PROFILE_NAME

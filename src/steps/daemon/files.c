@@ -315,7 +315,7 @@ int daemon_mount_order_look(StepRun *run, Account *a) {
                              config->mount_point);
         } else {
                 if (asprintf(&uid_s, "%u", (unsigned) a->uid) < 0 ||
-                    asprintf(&mount_path, "/etc/systemd/system/user@%u.service.d/rootless-ci-mount.conf",
+                    asprintf(&mount_path, MOUNT_DROPIN_FMT,
                              (unsigned) a->uid) < 0)
                         return -ENOMEM;
                 UnitValue values[] = {

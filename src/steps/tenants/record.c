@@ -282,6 +282,10 @@ int tenants_removed(int root_fd, const Config *c, TenantRecords *ret) {
         r = tenant_records_load(root_fd, c, &t);
         if (r < 0)
                 return r;
+        /* Half a record would drop what a removed tenant still runs on (the tenants step says which line). */
+        if (t.bad_line > 0)
+                return log_error_errno(-EBADMSG, "%s:%u does not parse (%s): the tenants set up are not known",
+                                       TENANTS_RECORD_PATH, t.bad_line, t.bad_why);
         kept.entries = calloc(t.n_entries, sizeof(TenantRecord));
         if (!kept.entries && t.n_entries > 0)
                 return -ENOMEM;

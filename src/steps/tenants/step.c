@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "engine/step.h"
+#include "steps/agent/agent.h"
+#include "steps/daemon/daemon.h"
 #include "steps/steps.h"
 #include "steps/tenants/tenants.h"
 #include "util/bus.h"
@@ -41,11 +43,8 @@
  *            record keeps the tenant until its retire is done.
  */
 
-/* What the agent step and the daemon step write for a tenant (steps/agent/dropin.c, steps/daemon/files.c). */
-#define AGENT_DROPIN_FMT "/etc/systemd/system/%s.d/zz-rootless-ci.conf"
-#define MOUNT_DROPIN_FMT "/etc/systemd/system/user@%u.service.d/rootless-ci-mount.conf"
-#define LINGER_FMT "/var/lib/systemd/linger/%s"
-#define USER_DOCKER_UNIT "docker.service"
+/* What the agent step and the daemon step write for a tenant: their own names (agent.h, daemon.h). */
+#define USER_DOCKER_UNIT UNIT_NAME
 #define STOP_TIMEOUT_USEC (5ULL * 60ULL * 1000000ULL)
 #define SYSTEM_UNIT_DIR "/etc/systemd/system"
 #define ENABLE_LINKS_MAX 8
@@ -130,10 +129,15 @@ static int enable_links_look(StepRun *run, Leftover *l) {
         r = dir_list_sorted_at(run_root_fd(run), SYSTEM_UNIT_DIR, RESOLVE_POLICY_IN_ROOT, is_wants_dir, &dirs, &n);
         if (r < 0)
                 return log_error_errno(r, "Failed to list %s: %m", SYSTEM_UNIT_DIR);
-        for (size_t i = 0; i < n && l->n_enable_links < ENABLE_LINKS_MAX; i++) {
+        for (size_t i = 0; i < n; i++) {
                 const char *link = run_asprintf(run, SYSTEM_UNIT_DIR "/%s/%s", dirs[i], l->e->agent_unit);
-                if (entry_exists(run, link))
-                        l->enable_links[l->n_enable_links++] = link;
+                if (!entry_exists(run, link))
+                        continue;
+                /* Never "disabled" with a link left behind. */
+                if (l->n_enable_links >= ENABLE_LINKS_MAX)
+                        return log_error_errno(-E2BIG, "%s is enabled by more than %d links in %s/*.wants/; disable "
+                                               "it by hand", l->e->agent_unit, ENABLE_LINKS_MAX, SYSTEM_UNIT_DIR);
+                l->enable_links[l->n_enable_links++] = link;
         }
         l->agent_enabled = l->n_enable_links > 0;
         return 0;
@@ -157,7 +161,11 @@ static int leftover_look(StepRun *run, const TenantRecord *e, Leftover *l) {
         }
 
         if (!l->agent_shared) {
-                path = run_asprintf(run, AGENT_DROPIN_FMT, e->agent_unit);
+                _cleanup_free_ char *dropin = agent_dropin_path(e->agent_unit);
+
+                if (!dropin)
+                        return -ENOMEM;
+                path = run_asprintf(run, "%s", dropin);
                 if (entry_exists(run, path))
                         l->agent_dropin = path;
                 if (l->live) {
@@ -181,7 +189,7 @@ static int leftover_look(StepRun *run, const TenantRecord *e, Leftover *l) {
         if (l->user_shared)
                 return 0;
 
-        path = run_asprintf(run, LINGER_FMT, e->user);
+        path = run_asprintf(run, LINGER_DIR "/%s", e->user);
         if (entry_exists(run, path))
                 l->linger = path;
         r = userdb_load(&db, run_root_fd(run));
