@@ -233,6 +233,26 @@ TEST(legacy_tenant_switched_to_tenants_keeps_what_a_tenant_still_uses) {
         ASSERT_CONTAINS(it->fix, "--retire=_legacy");
         context_done(&ctx);
 
+        /*
+         * Its agent still enabled, as buildkite, now the user of main, an
+         * untrusted tenant here: the old agent's jobs (trusted ones, with their
+         * secrets) and main's share a user, a home and a Docker. A failure, not
+         * a warning; with main trusted, a warning again.
+         */
+        test_write(dir, "etc/systemd/system/multi-user.target.wants/.keep", "");
+        ASSERT_OK(symlink("/lib/systemd/system/buildkite-agent.service",
+                          test_path(dir, "etc/systemd/system/multi-user.target.wants/buildkite-agent.service")));
+        ASSERT_OK(run_tenants(&ctx, VERB_CHECK, dir, &two));
+        it = find_item(&ctx, "tenants.removed:_legacy");
+        ASSERT_EQ(it->status, ITEM_FAIL);
+        ASSERT_CONTAINS(it->message, "buildkite-agent.service still runs jobs as buildkite, now the untrusted tenant "
+                                     "main's user");
+        context_done(&ctx);
+        two.tenants[0].trust = TRUST_TRUSTED;
+        ASSERT_OK(run_tenants(&ctx, VERB_CHECK, dir, &two));
+        ASSERT_EQ(find_item(&ctx, "tenants.removed:_legacy")->status, ITEM_WARN);
+        context_done(&ctx);
+
         two.retire = (const char *const[]) { "_legacy" };
         two.n_retire = 1;
         ASSERT_OK(run_tenants(&ctx, VERB_APPLY, dir, &two));

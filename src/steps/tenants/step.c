@@ -55,6 +55,7 @@ typedef struct Leftover {
         bool live;                  /* systemd was asked (else: files only) */
         const char *agent_shared;   /* a configured tenant's name, when it runs the same agent unit */
         const char *user_shared;    /* ... the same user */
+        bool user_untrusted;        /* and that tenant is untrusted */
         bool agent_active, agent_enabled;
         /* Offline: how the tree enables the agent unit, its links in SYSTEM_UNIT_DIR/<target>.wants/ */
         const char *enable_links[ENABLE_LINKS_MAX];
@@ -156,8 +157,10 @@ static int leftover_look(StepRun *run, const TenantRecord *e, Leftover *l) {
         for (size_t i = 0; i < n; i++) {
                 if (!l->agent_shared && streq(accounts[i].agent_unit, e->agent_unit))
                         l->agent_shared = tenant_record_name(accounts[i].tenant);
-                if (!l->user_shared && streq(accounts[i].name, e->user))
+                if (!l->user_shared && streq(accounts[i].name, e->user)) {
                         l->user_shared = tenant_record_name(accounts[i].tenant);
+                        l->user_untrusted = accounts[i].trust == TRUST_UNTRUSTED;
+                }
         }
 
         if (!l->agent_shared) {
@@ -407,6 +410,7 @@ static void removed_report(StepRun *run, const Leftover *l) {
                                                     "(recorded as %s),", (int) (earlier - e->name), e->name, e->user,
                                                     e->agent_unit, e->name)
                                      : run_asprintf(run, "tenant %s (user %s, %s)", e->name, e->user, e->agent_unit);
+        bool mixed = l->user_shared && l->user_untrusted && !l->agent_shared && (l->agent_enabled || l->agent_active);
         const char *shared = "";
 
         if (l->user_shared && l->agent_shared)
@@ -417,7 +421,17 @@ static void removed_report(StepRun *run, const Leftover *l) {
                                       e->user, l->user_shared);
         else if (l->agent_shared)
                 shared = run_asprintf(run, "; %s is tenant %s's now and stays", e->agent_unit, l->agent_shared);
-        item_finding(run, run_asprintf(run, "tenants.removed:%s", e->name), ITEM_WARN,
+        /*
+         * Its agent still runs, as a user that is an untrusted tenant's now: that
+         * tenant's jobs and the removed tenant's (main's, with its secrets, when
+         * [User]/[Agent] became an untrusted [Tenant]'s user) share a user, a home
+         * and a Docker. Not a state to warn of: a failure until it is retired.
+         */
+        if (mixed)
+                shared = run_asprintf(run, "%s; and %s still runs jobs as %s, now the untrusted tenant %s's user: "
+                                      "they share its home and Docker with %s's jobs", shared, e->agent_unit,
+                                      e->user, l->user_shared, l->user_shared);
+        item_finding(run, run_asprintf(run, "tenants.removed:%s", e->name), mixed ? ITEM_FAIL : ITEM_WARN,
                      run_asprintf(run, "rootless-ci apply --retire=%s (stops and disables what runs for it and "
                                   "forgets it; deletes no user, home, builds, Docker data or configuration)",
                                   e->name),
