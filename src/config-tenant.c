@@ -30,18 +30,11 @@ const char *trust_to_string(Trust t) {
 }
 
 Trust trust_from_string(const char *s) {
-        for (Trust t = 0; t < _TRUST_MAX; t++)
-                if (streq(s, trust_table[t]))
-                        return t;
-        return _TRUST_MAX;
+        return string_table_index(trust_table, _TRUST_MAX, s);
 }
 
 void tenant_done(Tenant *t) {
-        free(t->name);
-        free(t->user);
-        free(t->agent_unit);
-        free(t->agent_config);
-        free(t->origin);
+        FREE_MANY(t->name, t->user, t->agent_unit, t->agent_config, t->origin);
         *t = (Tenant) {};
 }
 
@@ -53,25 +46,20 @@ bool valid_tenant_name(const char *s) {
         return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == l;
 }
 
-static const char *const tenant_keys[_TENANT_KEY_MAX] = {
-        [TENANT_KEY_NAME] = "Name",
-        [TENANT_KEY_USER] = "User",
-        [TENANT_KEY_AGENT_UNIT] = "AgentUnit",
-        [TENANT_KEY_AGENT_CONFIG] = "AgentConfig",
-        [TENANT_KEY_TRUST] = "Trust",
-};
-
-/* The keys no two tenants may share, and why. */
+/* The keys of [Tenant]; those no two tenants may share say why, and where their value is. */
 static const struct {
-        TenantKey key;
-        size_t offset;    /* of its char * in Tenant */
-        const char *why;
-} tenant_unique[] = {
-        { TENANT_KEY_NAME, offsetof(Tenant, name), "it names the tenant in ids, logs and files" },
-        { TENANT_KEY_USER, offsetof(Tenant, user), "each tenant's jobs run as a user of its own" },
-        { TENANT_KEY_AGENT_UNIT, offsetof(Tenant, agent_unit), "each tenant has an agent instance of its own" },
-        { TENANT_KEY_AGENT_CONFIG, offsetof(Tenant, agent_config),
-          "two tenants with one agent configuration would share its registration token" },
+        const char *name;
+        const char *unique_why;   /* NULL: tenants may share it */
+        size_t offset;            /* with unique_why: of its char * in Tenant */
+} tenant_keys[_TENANT_KEY_MAX] = {
+        [TENANT_KEY_NAME] = { "Name", "it names the tenant in ids, logs and files", offsetof(Tenant, name) },
+        [TENANT_KEY_USER] = { "User", "each tenant's jobs run as a user of its own", offsetof(Tenant, user) },
+        [TENANT_KEY_AGENT_UNIT] = { "AgentUnit", "each tenant has an agent instance of its own",
+                                    offsetof(Tenant, agent_unit) },
+        [TENANT_KEY_AGENT_CONFIG] = { "AgentConfig",
+                                      "two tenants with one agent configuration would share its registration token",
+                                      offsetof(Tenant, agent_config) },
+        [TENANT_KEY_TRUST] = { "Trust" },
 };
 
 static char *tenant_field(const Tenant *t, size_t offset) {
@@ -108,7 +96,7 @@ int tenant_set_key(Config *c, TenantSection *s, const char *key, const char *val
         int r;
 
         *ret_error = NULL;
-        while (k < _TENANT_KEY_MAX && !streq(key, tenant_keys[k]))
+        while (k < _TENANT_KEY_MAX && !streq(key, tenant_keys[k].name))
                 k++;
         switch (k) {
         case TENANT_KEY_NAME:
@@ -194,24 +182,26 @@ int tenant_section_end(Config *c, TenantSection *s) {
         if (r < 0)
                 return r;
 
-        for (size_t u = 0; u < ELEMENTSOF(tenant_unique); u++) {
-                const char *v = tenant_field(t, tenant_unique[u].offset);
-                unsigned line = s->key_line[tenant_unique[u].key];
+        for (TenantKey k = 0; k < _TENANT_KEY_MAX; k++) {
+                const char *v;
 
+                if (!tenant_keys[k].unique_why)
+                        continue;
+                v = tenant_field(t, tenant_keys[k].offset);
                 for (size_t i = 0; i + 1 < c->n_tenants; i++) {
                         const Tenant *o = &c->tenants[i];
 
-                        if (!streq(tenant_field(o, tenant_unique[u].offset), v))
+                        if (!streq(tenant_field(o, tenant_keys[k].offset), v))
                                 continue;
                         /* A default is named at the header of the tenant that took it. */
-                        if (line)
+                        if (s->key_line[k])
                                 return log_error_errno(-ERCI_USAGE, "%s:%u: %s=%s: tenant %s ([Tenant] at %s) has it "
-                                                       "too; %s.", s->path, line, tenant_keys[tenant_unique[u].key],
-                                                       v, o->name, strempty(o->origin), tenant_unique[u].why);
+                                                       "too; %s.", s->path, s->key_line[k], tenant_keys[k].name, v,
+                                                       o->name, strempty(o->origin), tenant_keys[k].unique_why);
                         return log_error_errno(-ERCI_USAGE, "%s:%u: [Tenant] %s: %s=%s (its default): tenant %s "
                                                "([Tenant] at %s) has it too; %s.", s->path, s->line, t->name,
-                                               tenant_keys[tenant_unique[u].key], v, o->name, strempty(o->origin),
-                                               tenant_unique[u].why);
+                                               tenant_keys[k].name, v, o->name, strempty(o->origin),
+                                               tenant_keys[k].unique_why);
                 }
         }
         *s = (TenantSection) {};

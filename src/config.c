@@ -31,10 +31,7 @@ const char *filesystem_to_string(FileSystem f) {
 }
 
 FileSystem filesystem_from_string(const char *s) {
-        for (FileSystem f = 0; f < _FILESYSTEM_MAX; f++)
-                if (streq(s, filesystem_table[f]))
-                        return f;
-        return _FILESYSTEM_MAX;
+        return string_table_index(filesystem_table, _FILESYSTEM_MAX, s);
 }
 
 int config_init(Config *c) {
@@ -55,12 +52,7 @@ int config_init(Config *c) {
 void config_done(Config *c) {
         for (size_t i = 0; i < c->n_tenants; i++)
                 tenant_done(&c->tenants[i]);
-        free(c->tenants);
-        free(c->disk_device);
-        free(c->mount_point);
-        free(c->user_name);
-        free(c->agent_unit);
-        free(c->single_origin);
+        FREE_MANY(c->tenants, c->disk_device, c->mount_point, c->user_name, c->agent_unit, c->single_origin);
         *c = (Config) {};
 }
 

@@ -198,6 +198,22 @@ int run_system_bus(StepRun *run, struct sd_bus **ret) {
         return context_system_bus(run->ctx, ret);
 }
 
+int run_user_manager_state(StepRun *run, uid_t uid, char **ret_name, UnitState *ret) {
+        _cleanup_free_ char *name = NULL;
+        sd_bus *bus = NULL;
+        int r;
+
+        r = run_system_bus(run, &bus);
+        if (r < 0)
+                return r;
+        if (asprintf(&name, "user@%u.service", (unsigned) uid) < 0)
+                return -ENOMEM;
+        r = bus_get_unit_state(bus, name, ret);
+        if (r >= 0 && ret_name)
+                *ret_name = TAKE_PTR(name);
+        return r;
+}
+
 bool owed(StepRun *run, const char *marker) {
         for (size_t i = 0; i < run->n_changes; i++) {
                 const Change *c = &run->changes[i]->c;

@@ -22,6 +22,7 @@
 #include "engine/report.h"   /* ItemStatus */
 
 struct sd_bus;
+struct UnitState;
 
 typedef struct StepRun StepRun; /* the engine's run of one step (per account): opaque to steps */
 typedef struct Change Change;
@@ -43,6 +44,8 @@ char *run_shown(const StepRun *run, const char *path);  /* path as the host sees
 char *run_asprintf(StepRun *run, const char *fmt, ...) _printf_(2, 3);
 char *run_vasprintf(StepRun *run, const char *fmt, va_list ap) _printf_(2, 0);
 int run_system_bus(StepRun *run, struct sd_bus **ret);  /* shared, opened on first use; never unref it */
+/* The state of uid's manager, user@UID.service, through that bus; its name (malloc'd) in *ret_name unless NULL. */
+int run_user_manager_state(StepRun *run, uid_t uid, char **ret_name, struct UnitState *ret);
 /*
  * Every account of the run, in the configuration's order (one per tenant):
  * what a per-account part needs of the others (subordinate ranges that

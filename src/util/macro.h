@@ -116,6 +116,15 @@ static inline bool streq_ptr(const char *a, const char *b) {
 }
 #define streq(a, b) (strcmp((a), (b)) == 0)
 
+/* Where s is in table (n names, an enum's, indexed by it): its index, or n when it is none of them. */
+static inline size_t string_table_index(const char *const *table, size_t n, const char *s) {
+        size_t i = 0;
+
+        while (i < n && !streq_ptr(table[i], s))
+                i++;
+        return i;
+}
+
 static inline const char *strempty(const char *s) {
         return s ? s : "";
 }

@@ -337,7 +337,6 @@ int daemon_service_look(StepRun *run, Account *a) {
                             *down_msg = NULL, *plan_userns = NULL, *ok_msg = NULL, *skip_msg = NULL,
                             *plan_skip = NULL;
         const char *down_fix = NULL;
-        sd_bus *system_bus = NULL;
         UnitState mgr = {};
         bool mgr_up, fast;
         int r;
@@ -349,13 +348,9 @@ int daemon_service_look(StepRun *run, Account *a) {
                 service_planned(run, a, st);
                 return 0;
         }
-        if (asprintf(&st->sock, "/run/user/%u/docker.sock", (unsigned) a->uid) < 0 ||
-            asprintf(&user_manager, "user@%u.service", (unsigned) a->uid) < 0)
+        if (asprintf(&st->sock, "/run/user/%u/docker.sock", (unsigned) a->uid) < 0)
                 return -ENOMEM;
-        r = run_system_bus(run, &system_bus);
-        if (r < 0)
-                return r;
-        r = bus_get_unit_state(system_bus, user_manager, &mgr);
+        r = run_user_manager_state(run, a->uid, &user_manager, &mgr);
         if (r < 0)
                 return r;
         mgr_up = streq_ptr(mgr.active_state, "active");

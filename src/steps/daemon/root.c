@@ -83,18 +83,12 @@ static int user_manager_holds_tenant_group(StepRun *run, const Account *a, uint3
 int daemon_manager_look(StepRun *run, Account *a) {
         DaemonState *st = run_state(run);
         _cleanup_free_ char *mgr = NULL, *msg = NULL;
-        sd_bus *system_bus = NULL;
         UnitState s = {};
         int r;
 
         if (st->skip || !st->live || a->state != ACCOUNT_KNOWN)
                 return 0;
-        r = run_system_bus(run, &system_bus);
-        if (r < 0)
-                return r;
-        if (asprintf(&mgr, "user@%u.service", (unsigned) a->uid) < 0)
-                return -ENOMEM;
-        r = bus_get_unit_state(system_bus, mgr, &s);
+        r = run_user_manager_state(run, a->uid, &mgr, &s);
         if (r < 0)
                 return r;
         st->mgr_was_active = streq_ptr(s.active_state, "active");

@@ -89,17 +89,10 @@ static bool state_running(const char *active_state) {
 /* The user's docker.service, when its manager runs: read only. */
 static int docker_look(StepRun *run, Leftover *l) {
         _cleanup_bus_ sd_bus *user_bus = NULL;
-        _cleanup_free_ char *manager = NULL;
         UnitState mgr = {}, docker = {};
-        sd_bus *bus = NULL;
         int r;
 
-        if (asprintf(&manager, "user@%u.service", (unsigned) l->uid) < 0)
-                return -ENOMEM;
-        r = run_system_bus(run, &bus);
-        if (r < 0)
-                return r;
-        r = bus_get_unit_state(bus, manager, &mgr);
+        r = run_user_manager_state(run, l->uid, NULL, &mgr);
         if (r < 0)
                 return r;
         l->docker_active = streq_ptr(mgr.active_state, "active");
