@@ -706,16 +706,20 @@ TEST(tenants_wait_takes_a_tenants_user_only) {
 }
 
 /* A tenant added or removed changes only ConditionUser=: the other tenants' running daemons owe no restart for it. */
-TEST(tenants_unit_change_in_condition_user_alone_owes_no_restart) {
+TEST(tenants_unit_change_in_its_users_alone_owes_no_restart) {
         const char *one = "[Unit]\nDescription=x (for a)\nConditionUser=|a\nRequires=dbus.socket\n[Service]\nExecStart=/d\n";
         const char *two = "[Unit]\nDescription=x (for a)\nConditionUser=|a\nConditionUser=|b\nRequires=dbus.socket\n"
                           "[Service]\nExecStart=/d\n";
         const char *other = "[Unit]\nDescription=x (for a)\nConditionUser=|a\nConditionUser=|b\nRequires=dbus.socket\n"
                             "[Service]\nExecStart=/e\n";
 
-        ASSERT_TRUE(unit_differs_in_condition_user_only(one, two));
-        ASSERT_TRUE(unit_differs_in_condition_user_only(two, one));
-        ASSERT_FALSE(unit_differs_in_condition_user_only(one, other));
-        ASSERT_FALSE(unit_differs_in_condition_user_only(two, two));
-        ASSERT_FALSE(unit_differs_in_condition_user_only(NULL, two));
+        ASSERT_TRUE(unit_differs_in_users_only(one, two));
+        ASSERT_TRUE(unit_differs_in_users_only(two, one));
+        ASSERT_FALSE(unit_differs_in_users_only(one, other));
+        ASSERT_FALSE(unit_differs_in_users_only(two, two));
+        ASSERT_FALSE(unit_differs_in_users_only(NULL, two));
+        /* [User]/[Agent] becoming [Tenant]s: the Description= named the one user, the condition had no '|'. */
+        ASSERT_TRUE(unit_differs_in_users_only("[Unit]\nDescription=x (for a)\nConditionUser=a\n[Service]\nExecStart=/d\n",
+                                               "[Unit]\nDescription=x (for each tenant's user)\nConditionUser=|a\n"
+                                               "ConditionUser=|b\n[Service]\nExecStart=/d\n"));
 }

@@ -154,8 +154,8 @@ static int unit_condition_users(StepRun *run, char **text) {
         return 0;
 }
 
-/* text without its ConditionUser= lines, malloc'd. */
-static char *without_condition_user(const char *text) {
+/* text without the lines that say whom the unit is for (ConditionUser=, Description=), malloc'd. */
+static char *without_users(const char *text) {
         char *out = NULL;
         size_t size = 0;
         FILE *f = open_memstream(&out, &size);
@@ -164,7 +164,7 @@ static char *without_condition_user(const char *text) {
                 return NULL;
         for (const char *p = text; *p;) {
                 const char *end = strchrnul(p, '\n');
-                if (!startswith(p, "ConditionUser="))
+                if (!startswith(p, "ConditionUser=") && !startswith(p, "Description="))
                         fwrite(p, 1, (size_t) (end - p) + (*end ? 1 : 0), f);
                 p = *end ? end + 1 : end;
         }
@@ -175,19 +175,20 @@ static char *without_condition_user(const char *text) {
         return out;
 }
 
-bool unit_differs_in_condition_user_only(const char *old, const char *new) {
+bool unit_differs_in_users_only(const char *old, const char *new) {
         _cleanup_free_ char *a = NULL, *b = NULL;
 
         if (!old || streq(old, new))
                 return false;
-        a = without_condition_user(old);
-        b = without_condition_user(new);
+        a = without_users(old);
+        b = without_users(new);
         return a && b && streq(a, b);
 }
 
 /*
  * With tenants, a tenant added or removed changes only the unit's
- * ConditionUser= lines, which systemd checks when a unit starts: the
+ * ConditionUser= lines, which systemd checks when a unit starts, and the
+ * first tenants its Description= too (the CI user's name before): the
  * other tenants' running daemons (and their jobs) need no restart for it.
  * Any other change of the unit owes every tenant's daemon its restart.
  */
@@ -199,7 +200,7 @@ static const char *unit_restart_marker(StepRun *run, const char *text) {
                 return MARKER_DAEMON_RESTART;
         if (read_file_at(run_root_fd(run), USER_UNIT_PATH, RESOLVE_POLICY_IN_ROOT, 1024 * 1024, &old, NULL) < 0)
                 return MARKER_DAEMON_RESTART;
-        return unit_differs_in_condition_user_only(old, text) ? NULL : MARKER_DAEMON_RESTART;
+        return unit_differs_in_users_only(old, text) ? NULL : MARKER_DAEMON_RESTART;
 }
 
 /*
@@ -294,7 +295,7 @@ int daemon_mount_order_look(StepRun *run, Account *a) {
         DaemonState *st = run_state(run);
         const Config *config = run_config(run);
         bool planned = a->state == ACCOUNT_PLANNED;
-        _cleanup_free_ char *mount = NULL, *mount_path = NULL, *uid_s = NULL;
+        _cleanup_free_ char *mount_path = NULL, *uid_s = NULL;
         int r;
 
         if (st->skip)
