@@ -157,6 +157,7 @@ assert_eq 0 "$rc" "two tenants: apply adds tenant $PR_TENANT ($PR) to the conver
 # its user, storage and daemon must not.
 unexpected=$(jq -r '[.items[] | select(.changed and .tenant == "main" and .step != "agent") | .id] | join(" ")' \
 	"$TEST_TMP/tenants-apply.json")
+[[ -z $unexpected ]] || jq -c '.items[] | select(.changed)' "$TEST_TMP/tenants-apply.json"
 assert_eq "" "$unexpected" "two tenants: adding $PR_TENANT changed nothing of main's user, storage or daemon"
 run_json tenants-check check
 [[ $rc -eq 0 ]] || jq -c '.items[] | select(.status == "fail")' "$TEST_TMP/tenants-check.json"

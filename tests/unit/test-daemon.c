@@ -719,7 +719,8 @@ TEST(tenants_unit_change_in_its_users_alone_owes_no_restart) {
         ASSERT_FALSE(unit_differs_in_users_only(two, two));
         ASSERT_FALSE(unit_differs_in_users_only(NULL, two));
         /* [User]/[Agent] becoming [Tenant]s: the Description= named the one user, the condition had no '|'. */
-        ASSERT_TRUE(unit_differs_in_users_only("[Unit]\nDescription=x (for a)\nConditionUser=a\n[Service]\nExecStart=/d\n",
+        ASSERT_TRUE(unit_differs_in_users_only("[Unit]\nDescription=x (for a)\nConditionUser=a\n# run as a@\n[Service]\n"
+                                               "ExecStart=/d\n",
                                                "[Unit]\nDescription=x (for each tenant's user)\nConditionUser=|a\n"
-                                               "ConditionUser=|b\n[Service]\nExecStart=/d\n"));
+                                               "ConditionUser=|b\n# run as each tenant's user@\n[Service]\nExecStart=/d\n"));
 }

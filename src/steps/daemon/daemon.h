@@ -81,7 +81,7 @@ typedef struct DaemonState {
 char *unit_search_path(const char *rootlesskit_path);
 int daemon_render(const char *template_name, const void *values, size_t n, char **ret);
 int daemon_unit_look(StepRun *run, Account *a);
-/* Do the unit texts old and new differ, and only in whom it is for (ConditionUser=, Description=: a tenant added or removed)? */
+/* Do the unit texts old and new differ, and only in whom it is for (ConditionUser=, Description=, comments: a tenant added or removed)? */
 bool unit_differs_in_users_only(const char *old, const char *new);
 int daemon_delegate_look(StepRun *run, Account *a);
 int daemon_mount_order_look(StepRun *run, Account *a);

@@ -154,7 +154,7 @@ static int unit_condition_users(StepRun *run, char **text) {
         return 0;
 }
 
-/* text without the lines that say whom the unit is for (ConditionUser=, Description=), malloc'd. */
+/* text without the lines that say whom the unit is for (ConditionUser=, Description=, comments), malloc'd. */
 static char *without_users(const char *text) {
         char *out = NULL;
         size_t size = 0;
@@ -164,7 +164,7 @@ static char *without_users(const char *text) {
                 return NULL;
         for (const char *p = text; *p;) {
                 const char *end = strchrnul(p, '\n');
-                if (!startswith(p, "ConditionUser=") && !startswith(p, "Description="))
+                if (!startswith(p, "ConditionUser=") && !startswith(p, "Description=") && *p != '#')
                         fwrite(p, 1, (size_t) (end - p) + (*end ? 1 : 0), f);
                 p = *end ? end + 1 : end;
         }
@@ -188,7 +188,8 @@ bool unit_differs_in_users_only(const char *old, const char *new) {
 /*
  * With tenants, a tenant added or removed changes only the unit's
  * ConditionUser= lines, which systemd checks when a unit starts, and the
- * first tenants its Description= too (the CI user's name before): the
+ * first tenants its Description= and a comment too (they named the CI
+ * user before): the
  * other tenants' running daemons (and their jobs) need no restart for it.
  * Any other change of the unit owes every tenant's daemon its restart.
  */
