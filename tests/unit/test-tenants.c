@@ -413,7 +413,7 @@ TEST(a_record_that_does_not_parse_is_never_rewritten) {
 TEST(removed_users_are_those_still_running_for_a_removed_tenant) {
         const char *dir = test_tmpdir();
         _cleanup_(config_done) Config one = {};
-        _cleanup_strv_free_ char **users = NULL, **none = NULL, **legacy_users = NULL;
+        _cleanup_strv_free_ char **users = NULL, **none = NULL;
         _cleanup_close_ int root_fd = -1;
 
         tree_with_pr(dir, RECORD_MAIN_PR "old buildkite-pr buildkite-agent@old.service /etc/buildkite-agent/old.cfg\n"
