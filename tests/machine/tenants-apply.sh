@@ -43,16 +43,6 @@ if [[ $rc -eq 2 && $out == *Tenant* ]]; then
 	skip "this build does not parse [Tenant] sections yet: $(head -n1 <<<"$out")"
 fi
 
-# as_user USER CMD...: CMD inside as USER, with what a build of that tenant has.
-as_user() {
-	local user=$1 uid
-	shift
-	uid=$(in_machine id -u "$user")
-	in_machine setpriv --reuid="$uid" --regid="$uid" --init-groups \
-		env HOME="/home/$user" USER="$user" XDG_RUNTIME_DIR="/run/user/$uid" \
-		DOCKER_HOST="unix:///run/user/$uid/docker.sock" "$@"
-}
-
 docker_pid() {
 	as_user "$1" systemctl --user show --property=MainPID --value docker.service
 }

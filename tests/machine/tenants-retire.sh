@@ -41,16 +41,6 @@ User=buildkite-pr
 PR=buildkite-pr
 DATA=/srv/rootless-ci/$PR
 
-# as_user USER CMD...: CMD as USER, with its runtime dir and its own Docker's socket.
-as_user() {
-	local user=$1 uid
-	shift
-	uid=$(in_machine id -u "$user")
-	in_machine setpriv --reuid="$uid" --regid="$uid" --init-groups \
-		env HOME="/home/$user" USER="$user" XDG_RUNTIME_DIR="/run/user/$uid" \
-		DOCKER_HOST="unix:///run/user/$uid/docker.sock" "$@"
-}
-
 # pr's data: its user, a manifest (type, owner, mode, size, sha256) of its home, its builds and its Docker image
 # store, and its agent's configuration byte for byte (its owner is the agent step's: root's alone once pr is retired).
 pr_data() {
